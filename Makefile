@@ -1,0 +1,37 @@
+# Two commands do all set-up on a fresh machine (see README):
+#   make book   build the HTML book on the embedded simulated data -> _build/html
+#   make test   run the test suite (includes building the quick book and checking it in headless Chromium)
+# Each creates/refreshes the virtual environment .venv and installs what it needs.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+# Tested versions. torch/torchvision: the versions this project is tested with (pip takes them from
+# the local disk on the project's machines); Colab keeps its own torch (pyproject has lower bounds only).
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+STAMP  := $(VENV)/.installed
+
+.PHONY: book test env browser clean
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_PINS)
+	$(PY) -m pip install -q -c constraints.txt -e ".[book,test]"
+	touch $(STAMP)
+
+# Headless Chromium and its driver (Debian packages) for the browser test of the built book.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
+
+book: $(STAMP)
+	PLOTLY_RENDERER=notebook $(VENV)/bin/jupyter-book build . -W -n --keep-going
+
+test: $(STAMP) browser
+	$(PY) -m pytest
+
+clean:
+	rm -rf _build

@@ -1,0 +1,19 @@
+"""Datasets: the :class:`EncodingDataset` type, the embedded simulated cortex and the real loaders.
+
+>>> from etecrm_lib.data import simulate
+>>> ds = simulate(subject=1, profile="quick")     # no download needed
+>>> ds.train.stimuli.shape, ds.train.responses["V1"].shape
+"""
+
+from .dataset import DEFAULT_ROIS, EncodingDataset, Split, VoxelInfo, from_arrays, load_npz, save_npz
+from .simulate import simulate
+from .vim1 import download_vim1, load_vim1
+from .kay import fetch_kay_images, load_kay_images
+from .miyawaki import load_miyawaki
+from .registry import load_dataset
+
+__all__ = [
+    "DEFAULT_ROIS", "EncodingDataset", "Split", "VoxelInfo", "from_arrays", "load_npz", "save_npz",
+    "simulate", "load_vim1", "download_vim1", "fetch_kay_images", "load_kay_images", "load_miyawaki",
+    "load_dataset",
+]

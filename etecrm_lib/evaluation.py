@@ -1,0 +1,307 @@
+"""One honest way to score an encoding model: on the held-out test split, voxel by voxel.
+
+Every model in the book (two-step, end-to-end, ablations) is scored by :func:`score`, which
+returns an :class:`EncodingResult`; tables, figures and widgets take lists of those.
+
+Definitions
+-----------
+- Accuracy of voxel v: Pearson r between predicted and measured test responses over the
+  N_test test images (:func:`pearson_r`).
+- Noise ceiling of voxel v (:func:`noise_ceiling`): the highest r any model could reach against the
+  *measured* mean-of-R-repeats response, given the trial-to-trial noise estimated from the repeats::
+
+      noise variance   s2_n = mean over images of the variance across repeats (ddof=1)
+      signal variance  s2_s = var over images of the mean response - s2_n / R   (clipped at 0)
+      ceiling          c_v  = sqrt(s2_s / (s2_s + s2_n / R))
+
+- Oracle ceiling (simulation only, :func:`oracle_ceiling`): r between the noise-free response and
+  the measured mean response; the exact value the estimate above targets.
+- ``frac_ceiling`` of an ROI: the fraction of explainable variance explained, pooled over voxels,
+  ``sum_v max(r_v, 0)^2 / sum_v c_v^2``.
+- ``n_significant``: voxels whose r exceeds the one-sided p < 0.001 threshold of a test of zero
+  correlation with N_test images (t distribution), uncorrected.
+
+All functions take numpy arrays or torch tensors and run on the GPU when given CUDA tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+TOP_N = 300
+
+
+# --------------------------------------------------------------------------- per-voxel statistics
+def _as_tensor(x, device=None) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x.to(device=device or x.device, dtype=torch.float64)
+    return torch.as_tensor(np.asarray(x), dtype=torch.float64, device=device)
+
+
+def _like_input(result: torch.Tensor, reference):
+    if isinstance(reference, torch.Tensor):
+        return result.to(torch.float32)
+    return result.cpu().numpy().astype(np.float32)
+
+
+def pearson_r(predictions, responses, eps: float = 1e-12):
+    """Pearson r per column: ``(N, V), (N, V) -> (V,)``.
+
+    Computed in float64. A column with zero variance in either input gets r = 0 (not NaN), so that
+    flat predictions score as chance rather than poisoning averages.
+    """
+    x, y = _as_tensor(predictions), _as_tensor(responses)
+    if x.shape != y.shape or x.ndim != 2:
+        raise ValueError(f"predictions {tuple(x.shape)} and responses {tuple(y.shape)} must both be (N, V)")
+    y = y.to(x.device)
+    x = x - x.mean(0)
+    y = y - y.mean(0)
+    denom = torch.sqrt((x * x).sum(0) * (y * y).sum(0))
+    r = torch.where(denom > eps, (x * y).sum(0) / denom.clamp_min(eps), torch.zeros_like(denom))
+    return _like_input(r, predictions)
+
+
+def noise_ceiling(repeats):
+    """Noise ceiling on r for the mean of R repeats: ``(R, N, V) -> (V,)`` (see module docstring)."""
+    y = _as_tensor(repeats)
+    if y.ndim != 3 or y.shape[0] < 2:
+        raise ValueError(f"repeats must be (R, N, V) with R >= 2 single trials, got shape {tuple(y.shape)}")
+    n_rep = y.shape[0]
+    noise_var = y.var(dim=0, unbiased=True).mean(dim=0)
+    mean_var = y.mean(dim=0).var(dim=0, unbiased=True)
+    signal_var = (mean_var - noise_var / n_rep).clamp_min(0)
+    total = signal_var + noise_var / n_rep
+    ceiling = torch.where(total > 0, torch.sqrt(signal_var / total.clamp_min(1e-30)), torch.zeros_like(total))
+    return _like_input(ceiling, repeats)
+
+
+def oracle_ceiling(oracle, responses):
+    """r between the noise-free and the measured test responses: ``(N, V), (N, V) -> (V,)``."""
+    return pearson_r(oracle, responses)
+
+
+def significance_threshold(n_images: int, p: float = 1e-3) -> float:
+    """The r above which a one-sided test of zero correlation over ``n_images`` gives p < ``p``."""
+    from scipy import stats
+
+    t = stats.t.ppf(1 - p, df=n_images - 2)
+    return float(t / np.sqrt(n_images - 2 + t * t))
+
+
+def permutation_pvalues(predictions, responses, n_permutations: int = 1000, seed: int = 0, chunk: int = 100):
+    """One-sided permutation p-value per voxel for r > 0: ``(N, V), (N, V) -> (V,)``.
+
+    The test images' order is shuffled in the predictions (the same permutation for all voxels,
+    so the voxels' noise correlations are kept); p = (1 + #{r_perm >= r}) / (1 + n_permutations).
+    """
+    x, y = _as_tensor(predictions), _as_tensor(responses)
+    y = y.to(x.device)
+    n = x.shape[0]
+    zx = (x - x.mean(0)) / x.std(0, unbiased=False).clamp_min(1e-12)
+    zy = (y - y.mean(0)) / y.std(0, unbiased=False).clamp_min(1e-12)
+    r_true = (zx * zy).mean(0)
+    gen = torch.Generator().manual_seed(seed)
+    exceed = torch.zeros_like(r_true)
+    done = 0
+    while done < n_permutations:
+        b = min(chunk, n_permutations - done)
+        perms = torch.stack([torch.randperm(n, generator=gen) for _ in range(b)]).to(x.device)
+        r_perm = torch.einsum("bnv,nv->bv", zx[perms], zy) / n
+        exceed += (r_perm >= r_true - 1e-12).sum(0)
+        done += b
+    p = (1 + exceed) / (1 + n_permutations)
+    return _like_input(p, predictions)
+
+
+# --------------------------------------------------------------------------- the result type
+@dataclass
+class EncodingResult:
+    """The held-out accuracy of one model on one ROI of one dataset.
+
+    Attributes
+    ----------
+    model : str            name of the model or variant, e.g. "etecrm", "gwp_ridge"
+    roi : str
+    dataset : str          e.g. "sim", "vim1"
+    subject : int
+    test_r : float32 (V,)  per-voxel Pearson r on the test split
+    noise_ceiling : float32 (V,) or None   estimated from test repeats (None if no repeats)
+    oracle_ceiling : float32 (V,) or None  simulation only
+    predictions : float32 (N_test, V) or None   kept for paired bootstrap comparisons
+    info : dict            provenance: configuration, seed, device, weights, wall time, ...
+    """
+
+    model: str
+    roi: str
+    dataset: str
+    subject: int
+    test_r: np.ndarray
+    noise_ceiling: np.ndarray | None = None
+    oracle_ceiling: np.ndarray | None = None
+    predictions: np.ndarray | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def n_voxels(self) -> int:
+        return int(np.asarray(self.test_r).size)
+
+    def summary(self, top_n: int = TOP_N) -> dict:
+        """The paper's summary plus ours, one flat dict (a table row)."""
+        r = np.asarray(self.test_r, dtype=np.float64)
+        n_test = None if self.predictions is None else int(np.asarray(self.predictions).shape[0])
+        n_test = n_test or self.info.get("n_test_images")
+        row = {
+            "dataset": self.dataset, "subject": self.subject, "roi": self.roi, "model": self.model,
+            "n_voxels": self.n_voxels,
+            "median_r": float(np.median(r)),
+            "mean_r": float(np.mean(r)),
+            f"top{top_n}_mean_r": top_n_mean(r, top_n),
+            "frac_ceiling": fraction_of_ceiling(r, self.noise_ceiling),
+            "n_significant": int((r > significance_threshold(n_test)).sum()) if n_test else None,
+        }
+        if self.noise_ceiling is not None:
+            row["median_ceiling"] = float(np.median(self.noise_ceiling))
+        if self.oracle_ceiling is not None:
+            row["frac_oracle_ceiling"] = fraction_of_ceiling(r, self.oracle_ceiling)
+        return row
+
+    def to_arrays(self) -> dict:
+        """Arrays and JSON-able metadata, for saving (see ``reproduce``)."""
+        out = {"test_r": np.asarray(self.test_r, dtype=np.float32)}
+        for key in ("noise_ceiling", "oracle_ceiling", "predictions"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = np.asarray(value, dtype=np.float32)
+        return out
+
+
+def top_n_mean(r, top_n: int = TOP_N) -> float:
+    """Mean r of the ``top_n`` best voxels (all voxels if the ROI has fewer)."""
+    r = np.sort(np.asarray(r, dtype=np.float64))[::-1]
+    return float(r[: min(top_n, r.size)].mean())
+
+
+def fraction_of_ceiling(r, ceiling) -> float:
+    """Pooled fraction of explainable variance explained: sum max(r,0)^2 / sum c^2 (NaN without a ceiling)."""
+    if ceiling is None:
+        return float("nan")
+    c2 = float(np.sum(np.asarray(ceiling, dtype=np.float64) ** 2))
+    if c2 <= 0:
+        return float("nan")
+    return float(np.sum(np.clip(np.asarray(r, dtype=np.float64), 0, None) ** 2) / c2)
+
+
+def score(predictions, dataset, roi: str, model: str, info: dict | None = None, keep_predictions: bool = True) -> EncodingResult:
+    """Score test-split predictions ``(N_test, V)`` of one ROI against ``dataset.test``.
+
+    This is the only function that reads the test responses; fitting code never calls it.
+    """
+    dataset.check_roi(roi)
+    measured = dataset.test.responses[roi]
+    predictions = predictions.detach().float().cpu().numpy() if isinstance(predictions, torch.Tensor) else np.asarray(predictions, np.float32)
+    if predictions.shape != measured.shape:
+        raise ValueError(
+            f"predictions for ROI '{roi}' have shape {predictions.shape}, expected {measured.shape} "
+            "(test images x voxels of the ROI)"
+        )
+    ceiling = noise_ceiling(dataset.test.repeats[roi]) if roi in dataset.test.repeats else None
+    oracle = oracle_ceiling(dataset.test.oracle[roi], measured) if roi in dataset.test.oracle else None
+    info = dict(info or {})
+    info.setdefault("n_test_images", int(measured.shape[0]))
+    return EncodingResult(
+        model=model, roi=roi, dataset=dataset.name, subject=dataset.subject,
+        test_r=pearson_r(predictions, measured), noise_ceiling=ceiling, oracle_ceiling=oracle,
+        predictions=predictions if keep_predictions else None, info=info,
+    )
+
+
+def summary_table(results, top_n: int = TOP_N) -> list:
+    """One row (dict) per result: see :meth:`EncodingResult.summary`."""
+    return [res.summary(top_n) for res in results]
+
+
+# --------------------------------------------------------------------------- comparing two models
+def _bootstrap_r(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Per-voxel r under B resamplings given as image counts: ``x, y (N, V), weights (B, N) -> (B, V)``."""
+    total = weights.sum(1, keepdim=True)
+    mx, my = weights @ x / total, weights @ y / total
+    sxy = weights @ (x * y) / total - mx * my
+    sxx = (weights @ (x * x) / total - mx * mx).clamp_min(0)
+    syy = (weights @ (y * y) / total - my * my).clamp_min(0)
+    denom = torch.sqrt(sxx * syy)
+    return torch.where(denom > 1e-12, sxy / denom.clamp_min(1e-12), torch.zeros_like(denom))
+
+
+def _statistic(r: torch.Tensor, statistic: str, top_n: int) -> torch.Tensor:
+    if statistic == "median_r":
+        return r.median(dim=-1).values
+    if statistic == "mean_r":
+        return r.mean(dim=-1)
+    if statistic == "top_n_mean_r":
+        k = min(top_n, r.shape[-1])
+        return r.topk(k, dim=-1).values.mean(dim=-1)
+    raise ValueError(f"statistic must be 'median_r', 'mean_r' or 'top_n_mean_r', got {statistic!r}")
+
+
+@dataclass
+class Comparison:
+    """Model A minus model B on one ROI, with a paired bootstrap interval over test images."""
+
+    model_a: str
+    model_b: str
+    roi: str
+    statistic: str
+    difference: float
+    ci_low: float
+    ci_high: float
+    p_a_not_better: float
+    n_bootstrap: int
+
+    @property
+    def a_beats_b(self) -> bool:
+        """True when the whole interval lies above zero."""
+        return self.ci_low > 0
+
+    def __str__(self) -> str:
+        return (f"{self.roi}: {self.model_a} - {self.model_b} {self.statistic} = {self.difference:+.3f} "
+                f"[{self.ci_low:+.3f}, {self.ci_high:+.3f}] (95% paired bootstrap over test images)")
+
+
+def paired_bootstrap(result_a: EncodingResult, result_b: EncodingResult, responses, statistic: str = "median_r",
+                     n_bootstrap: int = 2000, top_n: int = TOP_N, confidence: float = 0.95, seed: int = 0,
+                     device=None) -> Comparison:
+    """Is model A better than model B on this ROI? Resample the test images with replacement.
+
+    Both models are scored on the same resampled images (paired), so image difficulty cancels.
+    ``responses`` is the ROI's measured test responses ``(N_test, V)``. Returns the observed
+    difference of ``statistic`` (A - B), its percentile interval, and the bootstrap fraction of
+    resamples in which A is not better (a one-sided p-value).
+    """
+    if result_a.predictions is None or result_b.predictions is None:
+        raise ValueError("paired_bootstrap needs the test predictions of both results (score(..., keep_predictions=True))")
+    if result_a.roi != result_b.roi:
+        raise ValueError(f"cannot compare ROI {result_a.roi} with ROI {result_b.roi}")
+    y = _as_tensor(responses, device)
+    xa, xb = _as_tensor(result_a.predictions, y.device), _as_tensor(result_b.predictions, y.device)
+    n = y.shape[0]
+    observed = float(_statistic(pearson_r_t(xa, y), statistic, top_n) - _statistic(pearson_r_t(xb, y), statistic, top_n))
+    gen = torch.Generator().manual_seed(seed)
+    diffs = []
+    for start in range(0, n_bootstrap, 250):
+        b = min(250, n_bootstrap - start)
+        idx = torch.randint(0, n, (b, n), generator=gen)
+        counts = torch.zeros(b, n, dtype=torch.float64).scatter_add_(1, idx, torch.ones(b, n, dtype=torch.float64)).to(y.device)
+        diffs.append(_statistic(_bootstrap_r(xa, y, counts), statistic, top_n) - _statistic(_bootstrap_r(xb, y, counts), statistic, top_n))
+    diffs = torch.cat(diffs).cpu().numpy()
+    alpha = (1 - confidence) / 2
+    return Comparison(result_a.model, result_b.model, result_a.roi, statistic, observed,
+                      float(np.quantile(diffs, alpha)), float(np.quantile(diffs, 1 - alpha)),
+                      float(np.mean(diffs <= 0)), n_bootstrap)
+
+
+def pearson_r_t(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-column Pearson r of two float tensors, staying in torch: ``(N, V), (N, V) -> (V,)``."""
+    return _bootstrap_r(x, y, torch.ones(1, x.shape[0], dtype=x.dtype, device=x.device))[0]

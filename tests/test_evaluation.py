@@ -1,0 +1,129 @@
+"""Evaluation: per-voxel metrics against scipy, ceilings against known truth, bootstrap and permutation sanity."""
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from etecrm_lib import evaluation as ev
+from etecrm_lib.data import from_arrays
+
+
+def test_pearson_r_matches_scipy():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(50, 7)), rng.normal(size=(50, 7))
+    y[:, 0] += 2 * x[:, 0]
+    r = ev.pearson_r(x, y)
+    expected = [stats.pearsonr(x[:, v], y[:, v])[0] for v in range(7)]
+    np.testing.assert_allclose(r, expected, atol=1e-6)
+    # torch in, torch out, same numbers
+    np.testing.assert_allclose(ev.pearson_r(torch.tensor(x), torch.tensor(y)).numpy(), expected, atol=1e-6)
+
+
+def test_pearson_r_constant_column_is_zero_not_nan():
+    x = np.ones((10, 2))
+    y = np.random.default_rng(1).normal(size=(10, 2))
+    assert np.all(ev.pearson_r(x, y) == 0)
+
+
+def test_pearson_r_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="must both be"):
+        ev.pearson_r(np.zeros((5, 3)), np.zeros((5, 4)))
+
+
+def test_noise_ceiling_matches_oracle_on_known_signal():
+    """With many images the estimate must approach the analytic ceiling sqrt(s2 / (s2 + n2 / R))."""
+    rng = np.random.default_rng(2)
+    n_img, n_rep = 4000, 10
+    signal_sd = np.array([0.0, 0.3, 1.0, 3.0])
+    signal = rng.normal(size=(n_img, 4)) * signal_sd
+    repeats = signal[None] + rng.normal(size=(n_rep, n_img, 4))
+    analytic = np.sqrt(signal_sd**2 / (signal_sd**2 + 1.0 / n_rep))
+    estimated = ev.noise_ceiling(repeats)
+    # compare squared ceilings (explainable variance): the square root is steep near zero
+    np.testing.assert_allclose(estimated**2, analytic**2, atol=0.01)
+    np.testing.assert_allclose(estimated[1:], analytic[1:], atol=0.03)
+    oracle = ev.oracle_ceiling(signal[:, 1:], repeats.mean(0)[:, 1:])
+    np.testing.assert_allclose(oracle, analytic[1:], atol=0.03)
+
+
+def test_noise_ceiling_needs_two_repeats():
+    with pytest.raises(ValueError, match="R >= 2"):
+        ev.noise_ceiling(np.zeros((1, 5, 3)))
+
+
+def test_significance_threshold_matches_scipy_pvalue():
+    thr = ev.significance_threshold(120, p=1e-3)
+    # a correlation exactly at the threshold has a one-sided p of 1e-3
+    t = thr * np.sqrt(118 / (1 - thr**2))
+    assert stats.t.sf(t, df=118) == pytest.approx(1e-3, rel=1e-6)
+
+
+def test_permutation_pvalues_null_and_signal():
+    rng = np.random.default_rng(3)
+    n, v = 60, 200
+    x = rng.normal(size=(n, v))
+    y = rng.normal(size=(n, v))
+    y[:, :20] += 1.5 * x[:, :20]
+    p = ev.permutation_pvalues(x, y, n_permutations=400, seed=0)
+    assert np.all(p[:20] < 0.01)
+    # under the null, p-values are roughly uniform: about 10% below 0.1
+    assert 0.03 < np.mean(p[20:] < 0.1) < 0.2
+    assert np.all((p > 0) & (p <= 1))
+
+
+def _dataset_and_two_models(seed=0, n_test=80, n_vox=150):
+    rng = np.random.default_rng(seed)
+    truth = rng.normal(size=(n_test, n_vox))
+    repeats = truth[None] + 1.5 * rng.normal(size=(5, n_test, n_vox))
+    ds = from_arrays(
+        rng.uniform(size=(10, 8, 8)), {"V1": rng.normal(size=(10, n_vox))},
+        rng.uniform(size=(n_test, 8, 8)), test_repeats={"V1": repeats}, test_oracle={"V1": truth}, name="toy",
+    )
+    good = truth + 0.8 * rng.normal(size=truth.shape)
+    bad = truth + 3.0 * rng.normal(size=truth.shape)
+    return ds, ev.score(good, ds, "V1", "good"), ev.score(bad, ds, "V1", "bad")
+
+
+def test_score_and_summary():
+    ds, good, bad = _dataset_and_two_models()
+    assert good.n_voxels == 150 and good.dataset == "toy"
+    np.testing.assert_allclose(good.test_r, ev.pearson_r(good.predictions, ds.test.responses["V1"]))
+    row = good.summary(top_n=50)
+    assert row["median_r"] > bad.summary()["median_r"]
+    assert row["top50_mean_r"] >= row["median_r"]
+    assert 0 < row["frac_ceiling"] < 1.2
+    assert row["n_significant"] > bad.summary()["n_significant"]
+    with pytest.raises(ValueError, match="expected"):
+        ev.score(np.zeros((3, 150)), ds, "V1", "wrong")
+    with pytest.raises(KeyError, match="available ROIs"):
+        ev.score(good.predictions, ds, "V9", "x")
+
+
+def test_fraction_of_ceiling_is_one_for_the_oracle():
+    ds, _, _ = _dataset_and_two_models()
+    oracle_model = ev.score(ds.test.oracle["V1"], ds, "V1", "oracle")
+    assert oracle_model.summary()["frac_oracle_ceiling"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_paired_bootstrap_detects_the_better_model_and_not_a_tie():
+    ds, good, bad = _dataset_and_two_models()
+    y = ds.test.responses["V1"]
+    cmp = ev.paired_bootstrap(good, bad, y, n_bootstrap=500)
+    assert cmp.a_beats_b and cmp.ci_low > 0 and cmp.p_a_not_better < 0.01
+    assert cmp.ci_low <= cmp.difference <= cmp.ci_high
+    same = ev.paired_bootstrap(good, good, y, n_bootstrap=200)
+    assert same.difference == 0 and same.ci_low == 0 and same.ci_high == 0
+    swapped = ev.paired_bootstrap(bad, good, y, statistic="top_n_mean_r", top_n=30, n_bootstrap=300)
+    assert swapped.ci_high < 0 and not swapped.a_beats_b
+
+
+def test_bootstrap_r_with_unit_weights_equals_pearson():
+    rng = np.random.default_rng(5)
+    x, y = torch.tensor(rng.normal(size=(30, 4))), torch.tensor(rng.normal(size=(30, 4)))
+    np.testing.assert_allclose(ev.pearson_r_t(x, y).numpy(), ev.pearson_r(x, y).numpy(), atol=1e-6)
+    # integer weights = duplicated rows
+    w = torch.zeros(1, 30, dtype=torch.float64)
+    w[0, :10] = 2
+    dup = torch.cat([x[:10], x[:10]]), torch.cat([y[:10], y[:10]])
+    np.testing.assert_allclose(ev._bootstrap_r(x, y, w)[0].numpy(), ev.pearson_r(*dup).numpy(), atol=1e-6)
