@@ -1,0 +1,293 @@
+"""The simulated visual cortex: determinism, shapes, held-out images, noise ceilings, pRFs, cache.
+
+Most tests use a tiny configuration (well under a second) or the "quick" profile (one module-scoped
+dataset, a few seconds); one slow test checks the default, vim-1-sized dataset.
+"""
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from etecrm_lib import evaluation
+from etecrm_lib.data import simulate
+from etecrm_lib.data.images import (TEST_PHOTOS, TRAIN_PHOTOS, aperture_mask, apply_aperture, dead_leaves,
+                                    load_photo, pink_noise, random_crops)
+from etecrm_lib.data.simulate import CORTEX, SimulationConfig, gabor_energy, prf_weights
+
+TINY = SimulationConfig(name="tiny", image_size=32, n_train=24, n_test=6, voxels={"V1": 20, "V3": 16})
+
+
+@pytest.fixture(scope="module")
+def quick():
+    return simulate(subject=1, profile="quick", seed=0, cache=False)
+
+
+def _same(a, b) -> bool:
+    arrays = lambda ds: [ds.train.stimuli, ds.test.stimuli] + [  # noqa: E731
+        arr[roi] for arr in (ds.train.responses, ds.test.repeats, ds.test.oracle) for roi in ds.rois]
+    return all(np.array_equal(x, y) for x, y in zip(arrays(a), arrays(b)))
+
+
+# --------------------------------------------------------------------------- determinism and shapes
+def test_same_subject_and_seed_give_the_same_dataset_other_seeds_and_subjects_differ():
+    first = simulate(1, TINY, seed=0, cache=False)
+    assert _same(first, simulate(1, TINY, seed=0, cache=False))
+    other_seed = simulate(1, TINY, seed=1, cache=False)
+    assert not np.array_equal(first.train.stimuli, other_seed.train.stimuli)
+    assert not np.array_equal(first.train.responses["V1"], other_seed.train.responses["V1"])
+    # another subject sees the same images (as in vim-1) with other voxels
+    other_subject = simulate(2, TINY, seed=0, cache=False)
+    assert other_subject.subject == 2
+    np.testing.assert_array_equal(first.train.stimuli, other_subject.train.stimuli)
+    assert not np.array_equal(first.voxels["V1"].extra["prf_x"], other_subject.voxels["V1"].extra["prf_x"])
+    assert not np.array_equal(first.train.responses["V3"], other_subject.train.responses["V3"])
+
+
+def test_quick_profile_shapes_dtypes_and_units(quick):
+    assert quick.name == "sim" and quick.rois == ["V1", "V2", "V3", "V4", "LO"]
+    assert quick.train.stimuli.shape == (300, 64, 64) and quick.test.stimuli.shape == (40, 64, 64)
+    for split in (quick.train, quick.test):
+        assert split.stimuli.dtype == np.float32
+        assert split.stimuli.min() >= 0 and split.stimuli.max() <= 1
+    config = SimulationConfig.for_profile("quick")
+    for roi, n_vox in config.voxels.items():
+        train, reps = quick.train.responses[roi], quick.test.repeats[roi]
+        assert train.shape == (300, n_vox) and train.dtype == np.float32
+        assert reps.shape == (13, 40, n_vox) and reps.dtype == np.float32
+        assert quick.test.oracle[roi].shape == (40, n_vox)
+        np.testing.assert_allclose(quick.test.responses[roi], reps.mean(0), atol=1e-5)
+        # z-scored per voxel on the train split
+        np.testing.assert_allclose(train.mean(0), 0, atol=1e-4)
+        np.testing.assert_allclose(train.std(0), 1, atol=1e-3)
+        extra = quick.voxels[roi].extra
+        for key in ("prf_x", "prf_y", "prf_sigma", "prf_eccentricity", "prf_polar_angle", "snr", "effective"):
+            assert len(extra[key]) == n_vox, key
+        np.testing.assert_allclose(np.hypot(extra["prf_x"], extra["prf_y"]), extra["prf_eccentricity"], rtol=1e-5)
+    every_index = np.concatenate([quick.voxels[roi].volume_index for roi in quick.rois])
+    assert np.unique(every_index).size == every_index.size, "two voxels share one place in the volume"
+    assert quick.voxels["V1"].volume_shape == (64, 64, 18)
+
+
+def test_every_image_sits_in_the_aperture_on_mid_gray(quick):
+    for stimuli in (quick.train.stimuli, quick.test.stimuli):
+        corners = stimuli[:, [0, 0, -1, -1], [0, -1, 0, -1]]
+        assert np.all(corners == 0.5)
+        centre = (64 - 1) / 2
+        outside = np.hypot(*np.mgrid[0:64, 0:64] - centre) >= 32
+        assert np.all(stimuli[:, outside] == 0.5)
+        assert np.all(stimuli[:, 24:40, 24:40].std(axis=(1, 2)) > 0)  # something to see in the middle
+
+
+def test_test_images_come_from_photographs_never_used_for_training(quick):
+    sources = quick.info["photo_sources"]
+    assert sources["train"] and sources["test"]
+    assert not set(sources["train"]) & set(sources["test"])
+    assert set(sources["train"]) <= set(TRAIN_PHOTOS) and set(sources["test"]) <= set(TEST_PHOTOS)
+    per_image = quick.info["image_sources"]
+    assert len(per_image["train"]) == 300 and len(per_image["test"]) == 40
+    assert {s.removeprefix("photo:") for s in per_image["test"]} <= set(sources["test"]) | {"dead_leaves"}
+    assert {s.removeprefix("photo:") for s in per_image["train"]} <= set(sources["train"]) | {"dead_leaves"}
+    assert 0.3 < np.mean([s == "dead_leaves" for s in per_image["test"]]) < 0.7
+    # no test image equals (or nearly equals) a train image
+    digest = lambda im: hashlib.sha256(im.tobytes()).hexdigest()  # noqa: E731
+    assert not {digest(im) for im in quick.test.stimuli} & {digest(im) for im in quick.train.stimuli}
+    flat = lambda x: (x - x.mean(axis=(1, 2), keepdims=True)).reshape(len(x), -1)  # noqa: E731
+    a, b = flat(quick.test.stimuli), flat(quick.train.stimuli)
+    corr = (a @ b.T) / np.outer(np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1))
+    assert corr.max() < 0.9
+
+
+# --------------------------------------------------------------------------- responses
+def test_noise_ceiling_from_repeats_tracks_the_oracle_ceiling(quick):
+    # 40 test images only: the repeat-based estimate scatters (median |difference| over effective
+    # voxels 0.03-0.13 per ROI over seeds 0-2), so the tolerances are loose; the slow test below
+    # checks the default size (120 test images) more tightly.
+    estimated, exact = [], []
+    for roi in quick.rois:
+        estimated.append(evaluation.noise_ceiling(quick.test.repeats[roi]))
+        exact.append(evaluation.oracle_ceiling(quick.test.oracle[roi], quick.test.responses[roi]))
+        effective = quick.voxels[roi].extra["effective"]
+        assert np.median(np.abs(estimated[-1] - exact[-1])[effective]) < 0.15, roi
+    estimated, exact = np.concatenate(estimated), np.concatenate(exact)
+    assert np.corrcoef(estimated, exact)[0, 1] > 0.7
+    assert abs(np.mean(estimated - exact)) < 0.05  # no large bias
+
+
+def test_about_a_third_of_the_voxels_are_ineffective_and_v1_is_most_reliable(quick):
+    median_ceiling = {}
+    for roi in quick.rois:
+        extra = quick.voxels[roi].extra
+        effective = extra["effective"]
+        assert 0.28 <= 1 - effective.mean() <= 0.45, roi
+        assert np.all(extra["snr"][~effective] < 0.015) and np.all(extra["snr"][effective] >= 0.03)
+        exact = evaluation.oracle_ceiling(quick.test.oracle[roi], quick.test.responses[roi])
+        assert np.median(np.abs(exact[~effective])) < 0.15, roi  # no signal: r with the truth is chance
+        assert np.median(exact[effective]) > 0.4, roi
+        assert np.quantile(exact, 0.9) > 0.7, roi
+        median_ceiling[roi] = np.median(exact[effective])
+    assert median_ceiling["V1"] > median_ceiling["LO"]
+
+
+def test_v1_receptive_fields_are_recovered_by_reverse_correlation(quick):
+    """Correlate each reliable V1 voxel's train responses with the local contrast energy at every
+    place of a 16 x 16 grid (1.25 deg cells): the best place should be the voxel's pRF centre."""
+    stimuli = torch.as_tensor(quick.train.stimuli)[:, None]
+    local_mean = torch.nn.functional.avg_pool2d(stimuli, 5, stride=1, padding=2, count_include_pad=False)
+    energy = torch.nn.functional.avg_pool2d((stimuli - local_mean) ** 2, 4).flatten(1).numpy()  # (N, 256)
+    energy = energy / energy.mean(1, keepdims=True)  # take out each image's overall contrast
+    extra = quick.voxels["V1"].extra
+    best = np.argsort(extra["snr"])[-30:]
+    responses = quick.train.responses["V1"][:, best]
+    z = lambda a: (a - a.mean(0)) / (a.std(0) + 1e-6)  # noqa: E731
+    correlation_maps = z(responses).T @ z(energy) / len(energy)  # (30 voxels, 256 places)
+    row, col = np.unravel_index(correlation_maps.argmax(1), (16, 16))
+    peak_x, peak_y = (col + 0.5 - 8) * 1.25, (8 - row - 0.5) * 1.25
+    error = np.hypot(peak_x - extra["prf_x"][best], peak_y - extra["prf_y"][best])
+    assert np.median(error) < 1.5 and np.quantile(error, 0.8) < 2.5  # degrees (measured: 0.6-0.7 and 0.9-1.1)
+    assert correlation_maps.max(1).mean() > 0.2
+
+
+def test_receptive_fields_are_retinotopic_and_grow_with_eccentricity_and_area(quick):
+    for roi in quick.rois:
+        vox = quick.voxels[roi]
+        x, y, sigma, ecc = (vox.extra[k] for k in ("prf_x", "prf_y", "prf_sigma", "prf_eccentricity"))
+        assert np.corrcoef(ecc, sigma)[0, 1] > 0.8, roi
+        # the left hemisphere (low x index) sees the right visual field
+        left = vox.coords[:, 0] < vox.volume_shape[0] // 2
+        assert np.all(x[left] > 0) and np.all(x[~left] < 0), roi
+        # neighbours in the volume have nearby pRF centres
+        coords = vox.coords
+        neighbours = np.abs(coords[:, None, :] - coords[None, :, :]).sum(-1) == 1
+        prf_dist = np.hypot(x[:, None] - x[None], y[:, None] - y[None])
+        assert prf_dist[neighbours].mean() < prf_dist.mean() / 2, roi
+    sizes = {roi: np.median(quick.voxels[roi].extra["prf_sigma"] / (1 + quick.voxels[roi].extra["prf_eccentricity"]))
+             for roi in quick.rois}
+    assert sizes["V1"] < sizes["V2"] < sizes["V3"] < sizes["V4"] < sizes["LO"]
+
+
+# --------------------------------------------------------------------------- cache
+def test_second_call_loads_the_cache_and_a_corrupt_file_is_regenerated(tmp_path, monkeypatch):
+    monkeypatch.setenv("ETECRM_CACHE", str(tmp_path))
+    first = simulate(1, TINY, seed=3)
+    files = list((tmp_path / "sim").glob("*.npz"))
+    assert len(files) == 1 and "tiny" in files[0].name
+    sim_module = __import__("sys").modules["etecrm_lib.data.simulate"]
+    generate = sim_module.generate
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the cached file should have been used")
+
+    monkeypatch.setattr(sim_module, "generate", must_not_run)
+    cached = simulate(1, TINY, seed=3)
+    assert _same(first, cached) and cached.info["cache_key"] == first.info["cache_key"]
+    assert cached.info["photo_sources"] == first.info["photo_sources"]
+    np.testing.assert_array_equal(cached.voxels["V1"].extra["effective"], first.voxels["V1"].extra["effective"])
+
+    # a truncated file is detected, reported, deleted and simulated again
+    monkeypatch.setattr(sim_module, "generate", generate)
+    data = files[0].read_bytes()
+    files[0].write_bytes(data[: len(data) // 2])
+    with pytest.warns(UserWarning, match="unusable"):
+        again = simulate(1, TINY, seed=3)
+    assert _same(first, again) and files[0].exists()
+
+    # a file of another simulation under the expected name is not used either
+    from etecrm_lib.data import save_npz
+
+    save_npz(simulate(1, TINY, seed=4, cache=False), files[0])
+    with pytest.warns(UserWarning, match="other parameters"):
+        assert _same(first, simulate(1, TINY, seed=3))
+
+    # cache=False neither reads nor writes
+    files[0].unlink()
+    simulate(1, TINY, seed=3, cache=False)
+    assert not files[0].exists()
+
+
+def test_bad_arguments_say_what_to_pass():
+    with pytest.raises(ValueError, match="quick"):
+        simulate(1, "huge")
+    with pytest.raises(ValueError, match="subject must be a positive integer"):
+        simulate(0, TINY)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        simulate(1, TINY, seed=-1)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        simulate(1, SimulationConfig(image_size=30))
+    with pytest.raises(ValueError, match="ROIs among"):
+        simulate(1, SimulationConfig(voxels={"MT": 10}))
+
+
+# --------------------------------------------------------------------------- building blocks
+def test_gabor_energy_of_a_grating_is_its_amplitude_in_the_matching_channel():
+    size, wavelength, amplitude = 64, 8.0, 0.3
+    x = torch.arange(size, dtype=torch.float32)
+    grating = amplitude * torch.cos(2 * torch.pi * x / wavelength + 0.7)[None, :].expand(size, size)
+    energy = gabor_energy(grating[None], [wavelength, 2 * wavelength], n_orientations=4)
+    assert energy.shape == (1, 2, 4, size, size)
+    # frequency along x = orientation 0: flat energy (phase-invariant), equal to the amplitude
+    np.testing.assert_allclose(energy[0, 0, 0].numpy(), amplitude, rtol=1e-3)
+    assert energy[0, 0, 2].max() < 1e-3 * amplitude  # orthogonal orientation
+    assert energy[0, 1, 0].max() < 0.05 * amplitude  # an octave away in frequency
+
+
+def test_prf_weights_are_normalised_gaussians_at_the_right_place():
+    w = prf_weights([5.0, -2.5], [2.5, 0.0], [1.0, 2.0], grid=32, field_of_view_deg=20.0)
+    assert w.shape == (2, 32 * 32)
+    np.testing.assert_allclose(w.sum(1).numpy(), 1.0, rtol=1e-5)
+    # x right, y up: cell (row, col) centre = ((col + 0.5 - 16) * 0.625, (16 - row - 0.5) * 0.625)
+    row, col = np.unravel_index(int(w[0].argmax()), (32, 32))
+    assert abs((col + 0.5 - 16) * 0.625 - 5.0) <= 0.32 and abs((16 - row - 0.5) * 0.625 - 2.5) <= 0.32
+
+
+def test_dead_leaves_have_natural_image_statistics():
+    rng = np.random.default_rng(0)
+    images = dead_leaves(8, 64, rng)
+    assert images.shape == (8, 64, 64) and images.dtype == np.float32
+    assert images.min() >= 0 and images.max() <= 1 and images.std() > 0.1
+    # amplitude spectrum falls roughly as 1/f (slope about -1 on log-log axes; white noise: 0)
+    spectrum = np.abs(np.fft.fft2(images - images.mean(axis=(1, 2), keepdims=True))).mean(0)
+    f = np.hypot(*np.meshgrid(np.fft.fftfreq(64), np.fft.fftfreq(64), indexing="ij"))
+    band = (f > 2 / 64) & (f < 0.25)
+    slope = np.polyfit(np.log(f[band]), np.log(spectrum[band]), 1)[0]
+    assert -2.0 < slope < -0.8
+    noise = pink_noise(3, 32, rng)
+    np.testing.assert_allclose(noise.std(axis=(1, 2)), 1, rtol=1e-5)
+
+
+def test_photos_crops_and_aperture():
+    assert load_photo("no_such_picture") is None
+    camera = load_photo("camera")
+    assert camera is not None and camera.ndim == 2 and 0 <= camera.min() and camera.max() <= 1
+    crops, records = random_crops({"camera": camera}, 3, 32, np.random.default_rng(0))
+    again, _ = random_crops({"camera": camera}, 3, 32, np.random.default_rng(0))
+    np.testing.assert_array_equal(crops, again)
+    name, top, left, side, flipped = records[0]
+    assert name == "camera" and side >= 0.3 * 512 and top + side <= 512 and left + side <= 512
+    mask = aperture_mask(32)
+    assert mask[16, 16] == 1 and mask[0, 0] == 0 and mask[0, 16] < 0.5
+    shown = apply_aperture(crops)
+    assert np.all(shown[:, 0, 0] == 0.5)
+    np.testing.assert_array_equal(shown * 256, np.round(shown * 256))  # 8-bit-like steps
+
+
+@pytest.mark.slow
+def test_default_dataset_is_vim1_shaped_with_honest_noise_ceilings():
+    """The default size (about a minute on 2 CPU cores). Tolerances measured on seed 0:
+    median |estimated - oracle ceiling| was 0.036 (V1) to 0.077 (LO) over all voxels and
+    0.023 to 0.056 over effective voxels; the test allows 0.1 and 0.07."""
+    ds = simulate(subject=1, profile="default", seed=0, cache=False)
+    assert ds.train.stimuli.shape == (1750, 128, 128) and ds.test.stimuli.shape == (120, 128, 128)
+    medians = {}
+    for roi, n_vox in SimulationConfig.for_profile("default").voxels.items():
+        assert ds.test.repeats[roi].shape == (13, 120, n_vox)
+        estimated = evaluation.noise_ceiling(ds.test.repeats[roi])
+        exact = evaluation.oracle_ceiling(ds.test.oracle[roi], ds.test.responses[roi])
+        effective = ds.voxels[roi].extra["effective"]
+        assert np.median(np.abs(estimated - exact)) < 0.1, roi
+        assert np.median(np.abs(estimated - exact)[effective]) < 0.07, roi
+        assert np.quantile(estimated, 0.9) > 0.7 and np.quantile(estimated, 0.1) < 0.1, roi
+        medians[roi] = np.median(exact)
+    assert medians["V1"] > medians["V2"] > medians["LO"]
+    assert set(CORTEX) == set(ds.rois)
