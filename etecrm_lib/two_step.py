@@ -1,0 +1,304 @@
+"""Two-step encoding models: fixed image features, then a linear map to the voxels.
+
+Step 1 computes features that nothing in the fMRI data shaped (the Gabor wavelet pyramid of
+``features.gabor``, or the layers of an ImageNet CNN from ``features.cnn``); step 2 learns only the
+linear map from features to responses. Variants, by name:
+
+- ``"gwp_ridge"``: Gabor pyramid + voxel-wise ridge (Kay et al. 2008), alpha per voxel by k-fold CV.
+- ``"alexnet_ridge"``: AlexNet layers + voxel-wise ridge on each layer; each voxel keeps the layer
+  with the best CV score (``result.info["layer_counts"]``; the weights used in ``result.info["weights"]``).
+- ``"gwp_roiwise"``: Gabor pyramid + one ROI-wise read-out shared by all voxels of the ROI, trained by
+  gradient descent with the *same selective optimization as ETECRM* (weighted correlation loss,
+  self-adapting voxel weights, noise regularization; see :class:`RoiwiseConfig`). It isolates what
+  selective optimization does without end-to-end feature learning.
+
+Everything is fitted on ``dataset.train`` only; :meth:`TwoStepModel.score` is the one place that
+touches the test split, through ``evaluation.score``::
+
+    model = TwoStepModel("gwp_ridge", profile="quick").fit(ds, "V1")
+    result = model.score(ds)          # an EncodingResult, like every other model's
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from . import regression
+from .device import describe_device, get_device
+from .features.cnn import CNNConfig, CNNFeatures
+from .features.gabor import GaborConfig, check_images, gabor_features
+from .losses import LOSSES, batch_pearson_r, encoding_loss, voxel_weights_from_r
+from .regression import RidgeConfig
+
+VARIANTS = ("gwp_ridge", "alexnet_ridge", "gwp_roiwise")
+
+
+@dataclass
+class RoiwiseConfig:
+    """The ROI-wise read-out and its selective optimization (the switches mirror ``training.ETECRMConfig``).
+
+    rank : width of the shared linear layer: prediction = (features @ W_shared) @ W_voxels + b, with
+        W_shared (P, rank) common to all voxels of the ROI
+    loss : "corr" (correlation over the batch; with ``voxel_weights`` the paper's weighted
+        correlation loss) or "mse"
+    voxel_weights : self-adapting weights w_v = max(r_v, 0) ** weight_power (mean 1), from each voxel's
+        r on the held-back validation images, updated every epoch (``losses.voxel_weights_from_r``)
+    noise_std : noise regularization: Gaussian noise of this s.d. added to every (z-scored) feature of
+        every training image, drawn afresh each epoch; 0 = off
+    epochs, batch_size, learning_rate, weight_decay, val_fraction, patience : AdamW and early stopping
+        on the mean validation r (the validation images are carved from the train split)
+    """
+
+    rank: int = 64
+    loss: str = "corr"
+    voxel_weights: bool = True
+    weight_power: float = 1.0
+    noise_std: float = 1.0
+    epochs: int = 100
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    val_fraction: float = 0.1
+    patience: int = 15
+
+    @classmethod
+    def for_profile(cls, profile: str = "quick", **changes) -> "RoiwiseConfig":
+        if profile == "quick":
+            return cls(**{"rank": 16, "epochs": 40, "batch_size": 64, "patience": 8, **changes})
+        if profile in ("full", "default"):
+            return cls(**changes)
+        raise ValueError(f"profile must be 'quick', 'full' or 'default', got {profile!r}")
+
+    def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.rank < 1 or self.epochs < 1 or self.batch_size < 2 or not 0 < self.val_fraction < 1:
+            raise ValueError("need rank >= 1, epochs >= 1, batch_size >= 2 and 0 < val_fraction < 1")
+        if self.noise_std < 0:
+            raise ValueError(f"noise_std must be >= 0 (0 = no noise regularization), got {self.noise_std}")
+
+
+@dataclass
+class TwoStepConfig:
+    """Everything that defines a two-step model: the features, the ridge and the ROI-wise read-out."""
+
+    gabor: GaborConfig = field(default_factory=GaborConfig)
+    cnn: CNNConfig = field(default_factory=CNNConfig)
+    ridge: RidgeConfig = field(default_factory=RidgeConfig)
+    roiwise: RoiwiseConfig = field(default_factory=RoiwiseConfig)
+
+    @classmethod
+    def for_profile(cls, profile: str = "quick", weights="DEFAULT", seed: int = 0) -> "TwoStepConfig":
+        """``weights`` of the CNN: "DEFAULT" (download), a .pth path, or None (untrained, initialised with ``seed``)."""
+        return cls(GaborConfig.for_profile(profile), CNNConfig.for_profile(profile, weights=weights, seed=seed),
+                   RidgeConfig.for_profile(profile), RoiwiseConfig.for_profile(profile))
+
+
+# ----------------------------------------------------------------------------- ROI-wise read-out
+@dataclass
+class RoiwiseFit:
+    """A trained ROI-wise read-out: ``prediction = (x @ shared) @ readout + bias``.
+
+    shared (P, rank), readout (rank, V), bias (V,); voxel_weights (V,) the final self-adapted weights;
+    history: per-epoch training loss and mean validation r.
+    """
+
+    shared: torch.Tensor
+    readout: torch.Tensor
+    bias: torch.Tensor
+    voxel_weights: torch.Tensor
+    history: dict
+
+    def predict(self, features) -> torch.Tensor:
+        x = torch.as_tensor(np.asarray(features, np.float32) if not isinstance(features, torch.Tensor) else features)
+        return (x.to(self.shared.device, torch.float32) @ self.shared) @ self.readout + self.bias
+
+
+def fit_roiwise(features, responses, config: RoiwiseConfig | None = None, seed: int = 0, device=None,
+                loss_fn=None, progress: bool = True) -> RoiwiseFit:
+    """Train the ROI-wise read-out on fixed (z-scored) features ``(N, P)`` -> responses ``(N, V)``, train split only.
+
+    One epoch: shuffle (seeded), add the noise, AdamW steps on ``loss_fn(pred, y, weights)`` (default:
+    ``losses.encoding_loss(config.loss, ...)``), then per-voxel r on the held-back validation images,
+    new voxel weights, early stopping on the mean validation r (the best state is kept).
+    """
+    from tqdm.auto import tqdm
+
+    config = config or RoiwiseConfig()
+    device = get_device(device)
+    x = torch.as_tensor(np.asarray(features, np.float32), device=device)
+    y = torch.as_tensor(np.asarray(responses, np.float32), device=device)
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(x.shape[0], generator=gen)
+    n_val = max(2, int(round(config.val_fraction * x.shape[0])))
+    val, fit = order[:n_val].to(device), order[n_val:].to(device)
+    rank = min(config.rank, x.shape[1])
+    shared = (torch.randn(x.shape[1], rank, generator=gen) / x.shape[1] ** 0.5).to(device).requires_grad_()
+    readout = (torch.randn(rank, y.shape[1], generator=gen) / rank ** 0.5).to(device).requires_grad_()
+    bias = y[fit].mean(0).clone().requires_grad_()
+    params = [shared, readout, bias]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    weights = torch.ones(y.shape[1], device=device)
+    if loss_fn is None:
+        def loss_fn(pred, target, w):
+            return encoding_loss(config.loss, pred, target, w)
+    best = (-np.inf, [p.detach().clone() for p in params], weights.clone(), 0)
+    history = {"train_loss": [], "val_mean_r": []}
+    for epoch in tqdm(range(config.epochs), desc="ROI-wise read-out", disable=not progress, leave=False):
+        perm = fit[torch.randperm(len(fit), generator=gen).to(device)]
+        noise_gen = torch.Generator(device=device).manual_seed(seed * 100003 + epoch)
+        losses = []
+        for start in range(0, len(perm) - 1, config.batch_size):
+            idx = perm[start: start + config.batch_size]
+            if len(idx) < 2:
+                continue
+            xb = x[idx]
+            if config.noise_std > 0:
+                xb = xb + config.noise_std * torch.randn(xb.shape, generator=noise_gen, device=device)
+            loss = loss_fn((xb @ shared) @ readout + bias, y[idx], weights if config.voxel_weights else None)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.detach())
+        with torch.no_grad():
+            val_r = batch_pearson_r((x[val] @ shared) @ readout + bias, y[val])
+        if config.voxel_weights:
+            weights = voxel_weights_from_r(val_r, config.weight_power)
+        mean_r = float(val_r.mean())
+        history["train_loss"].append(float(torch.stack(losses).mean()))
+        history["val_mean_r"].append(mean_r)
+        if mean_r > best[0]:
+            best = (mean_r, [p.detach().clone() for p in params], weights.clone(), epoch)
+        elif epoch - best[3] >= config.patience:
+            break
+    history["best_epoch"] = best[3]
+    return RoiwiseFit(*best[1], best[2], history)
+
+
+# ----------------------------------------------------------------------------- the model
+class TwoStepModel:
+    """Fixed features + linear map, with the same ``fit / predict / score`` as every model of the book.
+
+    variant : one of ``VARIANTS``; config : a :class:`TwoStepConfig` (default: ``for_profile(profile)``);
+    weights : shortcut for the CNN weights ("DEFAULT", a .pth path, or None = untrained).
+    seed : seeds the ROI-wise read-out (initialisation, validation split, shuffling, noise) and the
+        initialisation of an untrained CNN; the ridge variants are deterministic.
+    """
+
+    def __init__(self, variant: str = "gwp_ridge", config: TwoStepConfig | None = None, profile: str = "quick",
+                 weights="DEFAULT", seed: int = 0, device=None, progress: bool = True):
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown two-step variant {variant!r}; choose one of {VARIANTS}")
+        self.variant = variant
+        self.config = config or TwoStepConfig.for_profile(profile, weights=weights, seed=seed)
+        self.seed, self.device, self.progress = seed, get_device(device), progress
+        self.fitted = None
+        self.info = {}
+
+    # -- features ---------------------------------------------------------------------------------
+    def _raw_features(self, images):
+        if self.variant == "alexnet_ridge":
+            return self.extractor.transform(images)
+        return gabor_features(images, self.config.gabor, self.device, progress=self.progress)
+
+    def _standardize(self, raw, fit: bool = False):
+        """z-score every feature with the TRAIN mean and s.d. (computed when ``fit`` is True)."""
+        spaces = raw if isinstance(raw, dict) else {"gwp": raw}
+        if fit:
+            self.feature_stats = {}
+            for name, a in spaces.items():
+                sd = a.std(0)
+                self.feature_stats[name] = (a.mean(0), np.where(sd > 1e-8, sd, 1.0).astype(np.float32))
+        out = {name: ((a - self.feature_stats[name][0]) / self.feature_stats[name][1]).astype(np.float32)
+               for name, a in spaces.items()}
+        return out if isinstance(raw, dict) else out["gwp"]
+
+    def _check_images(self, images, what: str) -> np.ndarray:
+        images = check_images(images)
+        if self.fitted is not None and images.shape[1:] != self.image_shape:
+            raise ValueError(f"{what} are {images.shape[1]}x{images.shape[2]} px but the model was fitted on "
+                             f"{self.image_shape[0]}x{self.image_shape[1]} px images; resize them to that size")
+        return images
+
+    # -- fit / predict / score --------------------------------------------------------------------
+    def fit(self, dataset, roi: str) -> "TwoStepModel":
+        """Fit on ``dataset.train`` for one ROI (features, then the linear map). Returns self."""
+        start = time.perf_counter()
+        self.fitted = None                      # a refit starts from scratch
+        dataset.check_roi(roi)
+        images = self._check_images(dataset.train.stimuli, "train images")
+        responses = np.asarray(dataset.train.responses[roi], np.float32)
+        usable = np.isfinite(responses).all(0) & (responses.std(0) > 0)
+        if not usable.any():
+            raise ValueError(f"ROI '{roi}' has no usable voxel (every voxel's train response is constant or not "
+                             f"finite); pick another ROI (available: {dataset.rois}) or check the data")
+        if self.variant == "alexnet_ridge":
+            self.extractor = CNNFeatures(self.config.cnn, self.device, self.progress).fit(images)
+        features = self._standardize(self._raw_features(images), fit=True)
+        if self.variant == "gwp_ridge":
+            self.fitted = regression.fit_ridge_cv(features, responses, self.config.ridge.alphas,
+                                                  n_folds=self.config.ridge.n_folds, score=self.config.ridge.score,
+                                                  voxel_chunk=self.config.ridge.voxel_chunk, device=self.device)
+        elif self.variant == "alexnet_ridge":
+            self.fitted = regression.fit_layer_selection(features, responses, self.config.ridge, self.device)
+        else:
+            self.fitted = fit_roiwise(features, responses, self.config.roiwise, self.seed, self.device,
+                                      progress=self.progress)
+        self.roi, self.dataset_name, self.n_voxels = roi, dataset.name, responses.shape[1]
+        self.image_shape = images.shape[1:]
+        self.info = self._describe(dataset, time.perf_counter() - start)
+        return self
+
+    def predict(self, images) -> np.ndarray:
+        """Predicted responses ``float32 (N, V)`` of the fitted ROI's voxels to images ``(N, H, W)`` in [0, 1]."""
+        if self.fitted is None:
+            raise RuntimeError("fit(dataset, roi) the model before predicting")
+        images = self._check_images(images, "images")
+        features = self._standardize(self._raw_features(images))
+        with torch.no_grad():
+            return self.fitted.predict(features).float().cpu().numpy()
+
+    def score(self, dataset, keep_predictions: bool = True):
+        """Held-out accuracy on ``dataset.test`` as an ``evaluation.EncodingResult``."""
+        from .evaluation import score
+
+        if self.fitted is None:
+            raise RuntimeError("fit(dataset, roi) the model before scoring it")
+        dataset.check_roi(self.roi)
+        if dataset.n_voxels(self.roi) != self.n_voxels:
+            raise ValueError(f"the model was fitted on {self.n_voxels} voxels of {self.roi} but this dataset has "
+                             f"{dataset.n_voxels(self.roi)}: score on the dataset it was fitted on")
+        return score(self.predict(dataset.test.stimuli), dataset, self.roi, self.variant, self.info, keep_predictions)
+
+    def _describe(self, dataset, seconds: float) -> dict:
+        info = {"variant": self.variant, "roi": self.roi, "dataset": dataset.name, "seed": self.seed,
+                "device": describe_device(self.device), "fit_seconds": round(seconds, 2),
+                "n_train_images": int(dataset.train.n_images)}
+        if self.variant == "alexnet_ridge":
+            counts = torch.bincount(self.fitted.chosen, minlength=len(self.fitted.names)).tolist()
+            info.update(weights=self.extractor.weights, cnn=asdict(self.config.cnn),
+                        layer_counts=dict(zip(self.fitted.names, counts)),
+                        n_features={n: int(self.feature_stats[n][0].size) for n in self.fitted.names})
+        else:
+            info.update(gabor=asdict(self.config.gabor), n_features=int(self.feature_stats["gwp"][0].size))
+        if self.variant == "gwp_roiwise":
+            info.update(roiwise=asdict(self.config.roiwise), best_epoch=self.fitted.history["best_epoch"])
+        else:
+            fits = [self.fitted] if self.variant == "gwp_ridge" else list(self.fitted.fits.values())
+            info.update(ridge={"alphas": list(self.config.ridge.alphas), "n_folds": self.config.ridge.n_folds,
+                               "cv_score": self.config.ridge.score},
+                        median_alpha=float(torch.median(torch.cat([f.alphas for f in fits]))))
+        return info
+
+    def voxel_alphas(self) -> np.ndarray:
+        """float32 (V,): each voxel's chosen ridge penalty (in its chosen layer for alexnet_ridge)."""
+        if self.variant == "gwp_ridge":
+            return self.fitted.alphas.cpu().numpy()
+        if self.variant == "alexnet_ridge":
+            alphas = torch.stack([self.fitted.fits[n].alphas for n in self.fitted.names])
+            return alphas.gather(0, self.fitted.chosen[None]).squeeze(0).cpu().numpy()
+        raise ValueError("the ROI-wise read-out has no ridge penalty")
