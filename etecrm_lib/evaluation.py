@@ -237,7 +237,7 @@ def _bootstrap_r(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor) -> tor
 
 def _statistic(r: torch.Tensor, statistic: str, top_n: int) -> torch.Tensor:
     if statistic == "median_r":
-        return r.median(dim=-1).values
+        return r.quantile(0.5, dim=-1)  # the mean of the two middle values, as np.median
     if statistic == "mean_r":
         return r.mean(dim=-1)
     if statistic == "top_n_mean_r":

@@ -176,8 +176,9 @@ class TrainingHistory:
     def record(self, train_loss: float, val_r: torch.Tensor, weights: torch.Tensor, seconds: float) -> None:
         self.train_loss.append(float(train_loss))
         self.val_mean_r.append(float(val_r.mean()))
-        self.val_median_r.append(float(val_r.median()))
-        self.voxel_weights.append(weights.detach().float().cpu().numpy())
+        self.val_median_r.append(float(val_r.float().quantile(0.5)))
+        # .copy(): on the CPU .numpy() is a view, and the trainer updates the weights in place
+        self.voxel_weights.append(weights.detach().float().cpu().numpy().copy())
         self.epoch_seconds.append(float(seconds))
 
 

@@ -127,3 +127,9 @@ def test_bootstrap_r_with_unit_weights_equals_pearson():
     w[0, :10] = 2
     dup = torch.cat([x[:10], x[:10]]), torch.cat([y[:10], y[:10]])
     np.testing.assert_allclose(ev._bootstrap_r(x, y, w)[0].numpy(), ev.pearson_r(*dup).numpy(), atol=1e-6)
+
+
+def test_bootstrap_statistics_match_the_summary_with_an_even_voxel_count():
+    ds, good, bad = _dataset_and_two_models(n_vox=150)
+    cmp = ev.paired_bootstrap(good, bad, ds.test.responses["V1"], n_bootstrap=50)
+    assert cmp.difference == pytest.approx(good.summary()["median_r"] - bad.summary()["median_r"], abs=1e-6)

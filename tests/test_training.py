@@ -184,3 +184,15 @@ def test_images_are_resized_to_the_configured_size():
         warnings.simplefilter("error")
         model = fit_etecrm(images, responses, replace(TINY, epochs=1), progress=False)
     assert model.net.image_size == 32 and model.predict(images[:3]).shape == (3, 12)
+
+
+def test_history_keeps_each_epochs_voxel_weights():
+    """Each epoch's snapshot is its own array, not a view of weights updated in place later."""
+    from etecrm_lib.training import TrainingHistory
+
+    hist = TrainingHistory()
+    weights = torch.ones(4)
+    hist.record(0.5, torch.tensor([0.1, 0.2]), weights, 1.0)
+    weights.mul_(3)
+    hist.record(0.4, torch.tensor([0.2, 0.3]), weights, 1.0)
+    assert hist.voxel_weights[0].tolist() == [1, 1, 1, 1] and hist.voxel_weights[1].tolist() == [3, 3, 3, 3]
