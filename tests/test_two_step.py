@@ -50,10 +50,11 @@ def dataset():
 
 
 def _garbage_test(ds, seed=1):
-    """The same dataset with the test responses replaced by random garbage."""
+    """The same train split; the test images and responses replaced by random garbage."""
     rng = np.random.default_rng(seed)
     repeats = rng.standard_normal(ds.test.repeats["V1"].shape).astype(np.float32) * 100
-    return from_arrays(ds.train.stimuli, dict(ds.train.responses), ds.test.stimuli, test_repeats={"V1": repeats},
+    images = rng.random(ds.test.stimuli.shape).astype(np.float32)
+    return from_arrays(ds.train.stimuli, dict(ds.train.responses), images, test_repeats={"V1": repeats},
                        name=ds.name)
 
 
@@ -77,6 +78,33 @@ def test_test_responses_never_influence_the_fit(dataset, variant):
     if variant == "gwp_ridge":
         np.testing.assert_array_equal(a.voxel_alphas(), b.voxel_alphas())
         torch.testing.assert_close(a.fitted.cv_scores, b.fitted.cv_scores, rtol=0, atol=0)
+    else:  # noise_std="auto": the same choice, from the same validation scores, bit for bit
+        assert FAST_ROIWISE.noise_std == "auto" and len(a.fitted.noise_search) == len(FAST_ROIWISE.noise_grid)
+        assert a.fitted.noise_std == b.fitted.noise_std and a.fitted.noise_search == b.fitted.noise_search
+        info = a.score(dataset).info
+        assert info["noise_std"] == a.fitted.noise_std and info["noise_search"] == a.fitted.noise_search
+        assert info["roiwise"]["noise_std"] == "auto"
+
+
+@pytest.mark.parametrize("seed", [0, 3])   # on this data seed 0 picks the weakest noise, seed 3 the strongest
+def test_auto_noise_std_keeps_the_fit_with_the_best_validation_r(dataset, seed):
+    """Cross-check against one fit per grid value with a fixed noise_std (same seed: same validation images)."""
+    train = dataset.train
+    feats = gabor_features(train.stimuli, device="cpu", progress=False)
+    feats = (feats - feats.mean(0)) / (feats.std(0) + 1e-6)
+    responses = train.responses["V1"]
+    auto = fit_roiwise(feats, responses, FAST_ROIWISE, seed=seed, device="cpu", progress=False)
+    grid = FAST_ROIWISE.noise_grid
+    assert len(grid) >= 2 and set(auto.noise_search) == set(grid)
+    fixed = {s: fit_roiwise(feats, responses, RoiwiseConfig.for_profile("quick", epochs=15, noise_std=s), seed=seed,
+                            device="cpu", progress=False) for s in grid}
+    val_r = {s: max(f.history["val_mean_r"]) for s, f in fixed.items()}   # early stopping keeps the best epoch
+    assert auto.noise_search == val_r
+    assert len(set(val_r.values())) > 1                                    # the noise strength did matter
+    best = max(grid, key=lambda s: val_r[s])
+    assert auto.noise_std == best
+    np.testing.assert_array_equal(auto.predict(feats).numpy(), fixed[best].predict(feats).numpy())
+    assert fixed[best].noise_search == {best: val_r[best]}
 
 
 def test_the_fit_functions_only_receive_training_data(dataset, monkeypatch):
@@ -131,7 +159,7 @@ def test_roiwise_uses_the_given_loss_and_downweights_noise_voxels(dataset):
     train = dataset.train
     feats = gabor_features(train.stimuli, device="cpu", progress=False)
     feats = (feats - feats.mean(0)) / (feats.std(0) + 1e-6)
-    config = RoiwiseConfig.for_profile("quick", epochs=30, val_fraction=0.3)
+    config = RoiwiseConfig.for_profile("quick", epochs=30, val_fraction=0.3, noise_std=1.0)   # one fit, no search
     fit = fit_roiwise(feats, train.responses["V1"], config, device="cpu", loss_fn=loss, progress=False)
     assert calls and all(calls)
     assert fit.voxel_weights[:N_SIGNAL].mean() > fit.voxel_weights[N_SIGNAL:].mean()
@@ -161,3 +189,6 @@ def test_bad_input_gets_clear_errors(dataset):
     cfg.cnn = type(cfg.cnn)(**{**cfg.cnn.__dict__, "layers": ("conv1",)})
     with pytest.raises(ValueError, match="valid names"):
         TwoStepModel("alexnet_ridge", cfg, device="cpu", progress=False).fit(dataset, "V1")
+    for bad in ({"noise_std": "big"}, {"noise_std": -1.0}, {"noise_grid": ()}, {"noise_grid": (0.0, -0.5)}):
+        with pytest.raises(ValueError, match="noise_"):
+            RoiwiseConfig.for_profile("quick", **bad)
