@@ -1,0 +1,238 @@
+"""Named model variants -> held-out results: the comparison and the ablations the paper lacks.
+
+Every variant has a name a table can show and a runner that fits it on the train split of one ROI
+and scores it on the test split (:func:`evaluation.score`), returning an
+:class:`evaluation.EncodingResult`.
+
+================== ===========================================================================
+name               what it is
+================== ===========================================================================
+etecrm             ETECRM as in the paper: voxel weights + weighted correlation loss + noise reg.
+etecrm_no_weights  the same without the self-adapting voxel weights (all weights 1)
+etecrm_no_noise    the same without noise regularization
+etecrm_corr        plain correlation loss: no weights, no noise regularization
+etecrm_mse         plain mean squared error: no selective optimization at all
+gwp_ridge          two-step, voxel-wise: Gabor wavelet pyramid features + ridge per voxel
+alexnet_ridge      two-step, voxel-wise: AlexNet layer features + ridge per voxel (best layer per voxel)
+gwp_roiwise        two-step, ROI-wise: Gabor features, one shared regression per ROI trained with
+                   the same selective optimization (voxel weights + weighted correlation loss)
+================== ===========================================================================
+
+Together they answer the referee's questions: what each part of selective optimization adds
+(``etecrm`` vs ``etecrm_no_weights`` / ``etecrm_no_noise`` / ``etecrm_corr`` / ``etecrm_mse``), what
+end-to-end learning adds over fixed features given the *same* selective optimization (``etecrm`` vs
+``gwp_roiwise``), and voxel-wise vs ROI-wise fitting of the same features (``gwp_ridge`` vs
+``gwp_roiwise``).
+
+Variants of one *group* are trained together in one call (the ETECRM variants share one batched
+training pass, :mod:`etecrm_lib.batched`); a group is the unit that :mod:`etecrm_lib.reproduce` runs
+and saves. Each group starts from ``torch.manual_seed(seed)``, so its results do not depend on what
+ran before it (a resumed run gives the numbers of an uninterrupted one).
+
+>>> from etecrm_lib.ablations import run_variants
+>>> results = run_variants(ds, ["etecrm", "gwp_ridge"], rois=["V1"], profile="quick")
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .device import describe_device, get_device
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One named model or ablation.
+
+    Attributes
+    ----------
+    name : str            the name in tables and file names (letters, digits, '_')
+    family : str          "etecrm" (trained end to end) or "two_step" (fixed features + regression)
+    description : str     one line for tables and the book
+    options : dict        the switches that define the variant (passed to its runner)
+    run : callable        ``run(dataset, variants, roi, *, profile, seed, device, progress, cnn_weights)
+                          -> list[EncodingResult]``, one result per variant, in order; trains all
+                          ``variants`` (same group) at once
+    group : str           variants with the same group are run together (default: the name alone)
+    """
+
+    name: str
+    family: str
+    description: str
+    options: dict
+    run: Callable
+    group: str = ""
+
+    def __post_init__(self):
+        if not self.name.replace("_", "").isalnum():
+            raise ValueError(f"variant name {self.name!r} must hold only letters, digits and '_'")
+        if not self.group:
+            object.__setattr__(self, "group", self.name)
+
+
+VARIANTS: dict = {}
+
+
+def register(variant: Variant, replace: bool = False) -> Variant:
+    """Add a variant to :data:`VARIANTS` (an error if the name is taken, unless ``replace``)."""
+    if variant.name in VARIANTS and not replace:
+        raise ValueError(f"a variant named {variant.name!r} is already registered")
+    VARIANTS[variant.name] = variant
+    return variant
+
+
+def get_variant(name: str) -> Variant:
+    """The registered variant ``name``; a KeyError listing the known names otherwise."""
+    if name not in VARIANTS:
+        raise KeyError(f"unknown model/variant {name!r}; known: {', '.join(VARIANTS)}")
+    return VARIANTS[name]
+
+
+def plan_units(names) -> list:
+    """Split variant names into the groups that are trained together, in first-appearance order.
+
+    >>> plan_units(["gwp_ridge", "etecrm", "etecrm_mse"])
+    [('gwp_ridge',), ('etecrm', 'etecrm_mse')]
+    """
+    groups = {}
+    for name in dict.fromkeys(names):
+        groups.setdefault(get_variant(name).group, []).append(name)
+    return [tuple(g) for g in groups.values()]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (CPU and GPU) so that one unit of work is repeatable."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def run_unit(dataset, names, roi: str, profile: str = "quick", seed: int = 0, device=None, progress: bool = True,
+             cnn_weights=None) -> list:
+    """Train and score the variants ``names`` (one group) on one ROI. Returns one result per name.
+
+    ``cnn_weights``: weights of the CNN of ``alexnet_ridge``: None (untrained: no download),
+    "DEFAULT" (torchvision's ImageNet weights, downloaded once) or a path to a ``.pth`` state dict.
+
+    Adds to each result's ``info``: variant family, description and options, profile, seed, device
+    name, torch version and the wall time (the group's time split evenly among its variants;
+    ``group_wall_time_s`` holds the whole).
+    """
+    variants = [get_variant(n) for n in names]
+    if len({v.group for v in variants}) != 1:
+        raise ValueError(f"variants {list(names)} belong to different groups; use plan_units() to split them")
+    dataset.check_roi(roi)
+    device = get_device(device)
+    seed_everything(seed)
+    start = time.perf_counter()
+    results = variants[0].run(dataset, variants, roi, profile=profile, seed=seed, device=device, progress=progress,
+                              cnn_weights=cnn_weights)
+    wall = time.perf_counter() - start
+    if [r.model for r in results] != [v.name for v in variants]:
+        raise RuntimeError(f"runner of {names} returned results for {[r.model for r in results]}")
+    for variant, res in zip(variants, results):
+        res.info.update({
+            "family": variant.family, "description": variant.description, "options": dict(variant.options),
+            "profile": profile, "seed": seed, "device": describe_device(device), "torch_version": torch.__version__,
+            "wall_time_s": round(wall / len(variants), 2), "group_wall_time_s": round(wall, 2),
+        })
+    return results
+
+
+def run_variants(dataset, variants, rois=None, profile: str = "quick", seed: int = 0, device=None,
+                 progress: bool = True, cnn_weights=None) -> list:
+    """Fit and score every variant on every ROI; returns ``list[EncodingResult]`` (ROI-major, in ``variants`` order).
+
+    ``variants``: names from :data:`VARIANTS` (or ``DEFAULT_VARIANTS``). ``rois``: default all of
+    the dataset's. ``cnn_weights``: see :func:`run_unit`. Nothing is written to disk
+    (:func:`reproduce.reproduce` does that).
+    """
+    from tqdm.auto import tqdm
+
+    names = [variants] if isinstance(variants, str) else list(variants)
+    units = plan_units(names)
+    rois = list(rois or dataset.rois)
+    for roi in rois:
+        dataset.check_roi(roi)
+    done = {}
+    with tqdm(total=len(rois) * len(names), desc="variants", unit="model", disable=not progress) as bar:
+        for roi in rois:
+            for unit in units:
+                bar.set_postfix_str(f"{roi}: {', '.join(unit)}")
+                for res in run_unit(dataset, unit, roi, profile, seed, device, progress, cnn_weights):
+                    done[(roi, res.model)] = res
+                bar.update(len(unit))
+    return [done[(roi, n)] for roi in rois for n in names]
+
+
+# ----------------------------------------------------------------------------- the runners
+def _run_etecrm(dataset, variants, roi, *, profile, seed, device, progress, cnn_weights=None) -> list:
+    """Train the ETECRM variants of one ROI together (``batched.train_many``), all from the same seed.
+
+    Same seed: same initial weights, validation split and batch order, so the variants differ only
+    by their switches. Each variant's ``options`` are changes to ``ETECRMConfig.for_profile(profile)``.
+    """
+    from .batched import ModelSpec, train_many
+    from .training import ETECRMConfig
+
+    specs = [ModelSpec(roi, ETECRMConfig.for_profile(profile, **v.options), seed, v.name) for v in variants]
+    results = []
+    for model in train_many(dataset, specs, device=device, progress=progress):
+        res = model.score(dataset)
+        res.info["feature_weights"] = "learned end to end from the fMRI data (random initial weights, no pretraining)"
+        res.info["trained_with"] = f"batched.train_many ({len(specs)} models at once)"
+        results.append(res)
+    return results
+
+
+_ETECRM = {
+    "etecrm": ("ETECRM: voxel weights + weighted correlation loss + noise regularization",
+               {"loss": "corr", "voxel_weights": True}),
+    "etecrm_no_weights": ("ETECRM without the self-adapting voxel weights (correlation loss + noise)",
+                          {"loss": "corr", "voxel_weights": False}),
+    "etecrm_no_noise": ("ETECRM without noise regularization (voxel weights + weighted correlation loss)",
+                        {"loss": "corr", "voxel_weights": True, "noise_std": 0.0}),
+    "etecrm_corr": ("ETECRM with a plain correlation loss: no voxel weights, no noise regularization",
+                    {"loss": "corr", "voxel_weights": False, "noise_std": 0.0}),
+    "etecrm_mse": ("ETECRM with plain MSE: no selective optimization at all",
+                   {"loss": "mse", "voxel_weights": False, "noise_std": 0.0}),
+}
+for _name, (_description, _options) in _ETECRM.items():
+    register(Variant(_name, "etecrm", _description, _options, _run_etecrm, group="etecrm"))
+
+
+def _run_two_step(dataset, variants, roi, *, profile, seed, device, progress, cnn_weights=None) -> list:
+    """Fit one two-step model (``two_step.TwoStepModel``) on the ROI and score it."""
+    from .two_step import TwoStepModel
+
+    (variant,) = variants
+    model = TwoStepModel(variant.name, profile=profile, weights=cnn_weights, seed=seed, device=device,
+                         progress=progress).fit(dataset, roi)
+    res = model.score(dataset)
+    if variant.options["features"] == "alexnet":
+        res.info["feature_weights"] = f"AlexNet: {res.info.get('weights', cnn_weights)}"
+    else:
+        res.info["feature_weights"] = "none: Gabor wavelet pyramid (fixed, hand-designed filters)"
+    res.info["config"] = {k: res.info[k] for k in ("gabor", "cnn", "ridge", "roiwise") if k in res.info}
+    return [res]
+
+
+_TWO_STEP = {
+    "gwp_ridge": ("two-step, voxel-wise: Gabor wavelet pyramid + ridge per voxel (alpha by CV)",
+                  {"features": "gwp", "fit": "voxelwise"}),
+    "alexnet_ridge": ("two-step, voxel-wise: AlexNet layer features + ridge per voxel (best layer per voxel)",
+                      {"features": "alexnet", "fit": "voxelwise"}),
+    "gwp_roiwise": ("two-step, ROI-wise: Gabor features + one shared read-out per ROI, with ETECRM's selective "
+                    "optimization", {"features": "gwp", "fit": "roiwise"}),
+}
+for _name, (_description, _options) in _TWO_STEP.items():
+    register(Variant(_name, "two_step", _description, _options, _run_two_step))
+
+DEFAULT_VARIANTS = tuple(_ETECRM) + tuple(_TWO_STEP)
+"""The variants ``etecrm reproduce`` runs when none are named: all of them."""

@@ -1,0 +1,156 @@
+"""The ``etecrm`` command: ``etecrm reproduce`` (the whole comparison) and ``etecrm data`` (datasets).
+
+Examples::
+
+    etecrm reproduce --dataset sim --subject 1 --profile quick --out results/
+    etecrm reproduce --dataset sim --profile full --subject 2 --models etecrm gwp_ridge --rois V1 V4
+    etecrm table --out results/                     # rebuild tables and figures from the results files
+    etecrm models                                   # the model and ablation names
+    etecrm data simulate --subject 1 --profile quick --save sim1.npz
+    etecrm data describe --dataset sim --subject 1 --profile quick
+    etecrm data download --dataset kay              # the login-free copy of vim-1 subject 1
+
+Also runs as ``python -m etecrm_lib.cli ...``. Rerunning ``reproduce`` with the same arguments
+reuses every finished results file: an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _names(values) -> list | None:
+    """Accept ``--models a b``, ``--models a,b`` or both."""
+    if not values:
+        return None
+    return [name for value in values for name in value.split(",") if name]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="etecrm", description="End-to-end fMRI visual encoding (ETECRM): "
+                                     "reproduce the comparison, manage datasets.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    rep = sub.add_parser("reproduce", help="run every model and ablation on every ROI; resumable",
+                         description="Run every model and ablation on every ROI of one subject, one results file "
+                                     "each (reused on a rerun), then write table.md/.csv/.json and figures.")
+    rep.add_argument("--dataset", default="sim", help="sim, vim1, miyawaki, kay, or a dataset .npz file (default sim)")
+    rep.add_argument("--subject", type=int, default=1)
+    rep.add_argument("--profile", choices=["quick", "full"], default="quick")
+    rep.add_argument("--seed", type=int, default=0)
+    rep.add_argument("--models", nargs="+", help="variant names (default: all; see `etecrm models`)")
+    rep.add_argument("--rois", nargs="+", help="ROI names (default: all of the dataset's)")
+    rep.add_argument("--out", default="results", help="output folder (default ./results)")
+    rep.add_argument("--device", help="torch device, e.g. cpu or cuda (default: the GPU if there is one)")
+    rep.add_argument("--data-root", help="folder of downloaded real data (vim1)")
+    rep.add_argument("--cnn-weights", default="none",
+                     help="weights of alexnet_ridge's CNN: none (untrained, the default: no download), DEFAULT "
+                          "(ImageNet, downloaded once by torchvision) or a .pth file")
+    rep.add_argument("--bootstrap", type=int, default=2000, help="paired bootstrap resamples (default 2000)")
+    rep.add_argument("--no-figures", action="store_true", help="write tables only")
+    rep.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    sub.add_parser("models", help="list the model and ablation names")
+
+    table = sub.add_parser("table", help="rebuild the table and figures from the results files in a folder",
+                           description="Rebuild table.md/.csv/.json and the figures from OUT/results/*.npz "
+                                       "(no data or training needed), e.g. after a GPU run without plotly.")
+    table.add_argument("--out", default="results", help="the folder `etecrm reproduce --out` wrote (default ./results)")
+    table.add_argument("--no-figures", action="store_true", help="write tables only")
+
+    data = sub.add_parser("data", help="simulate, download or describe a dataset")
+    data_sub = data.add_subparsers(dest="action", required=True)
+    sim = data_sub.add_parser("simulate", help="generate (and cache) a simulated subject")
+    sim.add_argument("--subject", type=int, default=1)
+    sim.add_argument("--profile", choices=["quick", "full", "default"], default="quick")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--save", help="also write it to this .npz file")
+    dl = data_sub.add_parser("download", help="download a real dataset into the cache (or --root)",
+                             description="vim1 needs a free CRCNS account: set CRCNS_USERNAME and CRCNS_PASSWORD.")
+    dl.add_argument("--dataset", choices=["kay", "miyawaki", "vim1"], default="kay")
+    dl.add_argument("--root", help="target folder (default: the cache folder)")
+    desc = data_sub.add_parser("describe", help="print sizes, ROIs and voxel counts")
+    desc.add_argument("--dataset", default="sim", help="sim, vim1, kay, miyawaki or a dataset .npz file")
+    desc.add_argument("--subject", type=int, default=1)
+    desc.add_argument("--profile", choices=["quick", "full", "default"], default="quick")
+    desc.add_argument("--seed", type=int, default=0)
+    desc.add_argument("--root", help="folder of downloaded real data")
+    return parser
+
+
+def _cmd_reproduce(args) -> int:
+    from .reproduce import reproduce
+
+    results = reproduce(dataset=args.dataset, subject=args.subject, profile=args.profile, seed=args.seed,
+                        models=_names(args.models), rois=_names(args.rois), out=args.out, device=args.device,
+                        figures=not args.no_figures, data_root=args.data_root,
+                        cnn_weights=None if args.cnn_weights.lower() == "none" else args.cnn_weights,
+                        n_bootstrap=args.bootstrap,
+                        progress=not args.quiet)
+    print(f"done: {len(results)} results; table in {args.out}/table.md")
+    return 0
+
+
+def _cmd_table(args) -> int:
+    from .reproduce import rebuild_outputs
+
+    rebuild_outputs(args.out, figures=not args.no_figures)
+    return 0
+
+
+def _cmd_models(args) -> int:
+    from .ablations import DEFAULT_VARIANTS, VARIANTS
+
+    width = max(len(n) for n in VARIANTS)
+    for name, variant in VARIANTS.items():
+        mark = " " if name in DEFAULT_VARIANTS else "*"
+        print(f"{name:<{width}} {mark} [{variant.family}] {variant.description}")
+    if any(n not in DEFAULT_VARIANTS for n in VARIANTS):
+        print("(* not run by default)")
+    return 0
+
+
+def _cmd_data(args) -> int:
+    from . import data as data_module
+
+    if args.action == "simulate":
+        ds = data_module.simulate(subject=args.subject, profile=args.profile, seed=args.seed)
+        print(ds.describe())
+        if args.save:
+            print(f"saved to {data_module.save_npz(ds, args.save)}")
+    elif args.action == "download":
+        if args.dataset == "kay":
+            print(f"downloaded to {data_module.fetch_kay_images(cache_dir=args.root)}")
+        elif args.dataset == "miyawaki":
+            print(data_module.load_miyawaki(data_dir=args.root).describe())
+        else:  # credentials from CRCNS_USERNAME / CRCNS_PASSWORD, never from the command line
+            for path in data_module.download_vim1(dest=args.root):
+                print(f"downloaded {path}")
+    else:
+        from .reproduce import _load
+
+        print(_load(args.dataset, args.subject, args.profile, args.seed, args.root).describe())
+    return 0
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``etecrm`` console script. Returns the exit status."""
+    args = build_parser().parse_args(argv)
+    commands = {"reproduce": _cmd_reproduce, "table": _cmd_table, "models": _cmd_models, "data": _cmd_data}
+    try:
+        return commands[args.command](args)
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished results files are kept; run the same command again to resume.", file=sys.stderr)
+        return 130
+    except (KeyError, ValueError, FileNotFoundError) as err:
+        if os.environ.get("ETECRM_DEBUG"):
+            raise
+        print(f"etecrm {args.command}: error: {err}", file=sys.stderr)
+        print("(set ETECRM_DEBUG=1 for the full traceback)", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
