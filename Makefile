@@ -11,7 +11,7 @@ PY     := $(VENV)/bin/python
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test env browser clean
+.PHONY: book test env browser students clean
 
 env: $(STAMP)
 
@@ -32,6 +32,10 @@ book: $(STAMP)
 
 test: $(STAMP) browser
 	$(PY) -m pytest
+
+# Student variants of the exercise notebooks (solution cells replaced by NotImplementedError).
+students: $(STAMP)
+	$(PY) tools/make_student_notebooks.py --out _build/students
 
 clean:
 	rm -rf _build

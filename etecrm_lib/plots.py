@@ -85,7 +85,10 @@ def image_grid(images, n: int = 16, columns: int = 8, titles=None, title: str = 
                                  hovertemplate="x %{x}, y %{y}: %{z:.2f}<extra></extra>"),
                       row=i // columns + 1, col=i % columns + 1)
     fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False, scaleanchor="x", constrain="domain")
+    fig.update_yaxes(visible=False, constrain="domain")
+    for k in range(1, n + 1):  # square pixels: each y axis is tied to its own subplot's x axis
+        suffix = "" if k == 1 else str(k)
+        fig.layout[f"yaxis{suffix}"].scaleanchor = f"x{suffix}"
     fig.update_layout(title=title, height=140 * rows + 80, margin=dict(l=10, r=10, t=70, b=10))
     fig.update_annotations(font_size=10)
     return fig

@@ -173,6 +173,10 @@ def test_training_curves_and_image_grid():
     grid = plots.image_grid(images, n=16, columns=4)
     assert len(grid.data) == 5
     np.testing.assert_allclose(grid.data[2].z, images[2][::-1])  # heatmap rows go upward
+    # square pixels: every subplot's y axis is anchored to that subplot's own x axis
+    for trace in grid.data:
+        y_axis = grid.layout["yaxis" + trace.yaxis[1:]]
+        assert y_axis.scaleanchor == trace.xaxis
     with pytest.raises(ValueError, match="grayscale"):
         plots.image_grid(np.zeros((2, 8, 8, 3)))
 
