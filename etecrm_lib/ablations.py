@@ -7,27 +7,28 @@ and scores it on the test split (:func:`evaluation.score`), returning an
 ================== ===========================================================================
 name               what it is
 ================== ===========================================================================
-etecrm             ETECRM as in the paper: voxel weights + weighted correlation loss + noise reg.
-etecrm_no_weights  the same without the self-adapting voxel weights (all weights 1)
-etecrm_no_noise    the same without noise regularization
-etecrm_corr        plain correlation loss: no weights, no noise regularization
-etecrm_mse         plain mean squared error: no selective optimization at all
+etecrm             ETECRM as its authors released it: squared (non-negative) regression weights,
+                   weighted correlation loss -mean(r^3) (self-adapting weights r^2), noise s.d. 1
+                   on the predictions in training
+etecrm_unweighted  the same with the plain correlation loss -mean(r): no self-adapting weights
+etecrm_no_noise    the same without noise regularization (noise s.d. 0)
+etecrm_signed      the same with signed regression weights (W instead of W * W)
+etecrm_mse         the same network trained with mean squared error: no selective optimization
 gwp_ridge          two-step, voxel-wise: Gabor wavelet pyramid features + ridge per voxel
 alexnet_ridge      two-step, voxel-wise: AlexNet layer features + ridge per voxel (best layer per voxel)
-gwp_roiwise        two-step, ROI-wise: Gabor features, one shared regression per ROI trained with
-                   the same selective optimization (voxel weights + weighted correlation loss)
+gwp_roiwise        two-step, ROI-wise: Gabor features, one shared read-out per ROI trained with
+                   the same selective optimization (r^3 loss, noise on the predictions)
 ================== ===========================================================================
 
 Together they answer the referee's questions: what each part of selective optimization adds
-(``etecrm`` vs ``etecrm_no_weights`` / ``etecrm_no_noise`` / ``etecrm_corr`` / ``etecrm_mse``), what
-end-to-end learning adds over fixed features given the *same* selective optimization (``etecrm`` vs
-``gwp_roiwise``), and voxel-wise vs ROI-wise fitting of the same features (``gwp_ridge`` vs
-``gwp_roiwise``).
+(``etecrm`` against each ``etecrm_*``), what end-to-end learning adds over fixed features given the
+*same* selective optimization (``etecrm`` vs ``gwp_roiwise``), and voxel-wise vs ROI-wise fitting of
+the same features (``gwp_ridge`` vs ``gwp_roiwise``).
 
-Variants of one *group* are trained together in one call (the ETECRM variants share one batched
-training pass, :mod:`etecrm_lib.batched`); a group is the unit that :mod:`etecrm_lib.reproduce` runs
-and saves. Each group starts from ``torch.manual_seed(seed)``, so its results do not depend on what
-ran before it (a resumed run gives the numbers of an uninterrupted one).
+Each variant is trained on its own, from ``torch.manual_seed(seed)``, so its result does not depend
+on what ran before it (a resumed run gives the numbers of an uninterrupted one). ETECRM variants
+with the same seed share initial weights, validation split, batch order and noise draws: they
+differ only by their switch.
 
 >>> from etecrm_lib.ablations import run_variants
 >>> results = run_variants(ds, ["etecrm", "gwp_ridge"], rois=["V1"], profile="quick")
@@ -173,38 +174,31 @@ def run_variants(dataset, variants, rois=None, profile: str = "quick", seed: int
 
 # ----------------------------------------------------------------------------- the runners
 def _run_etecrm(dataset, variants, roi, *, profile, seed, device, progress, cnn_weights=None) -> list:
-    """Train the ETECRM variants of one ROI together (``batched.train_many``), all from the same seed.
+    """Train one ETECRM variant on one ROI (``training.train_etecrm``) and score it.
 
-    Same seed: same initial weights, validation split and batch order, so the variants differ only
-    by their switches. Each variant's ``options`` are changes to ``ETECRMConfig.for_profile(profile)``.
+    The variant's ``options`` are changes to ``ETECRMConfig.for_profile(profile)``.
     """
-    from .batched import ModelSpec, train_many
-    from .training import ETECRMConfig
+    from .training import ETECRMConfig, train_etecrm
 
-    specs = [ModelSpec(roi, ETECRMConfig.for_profile(profile, **v.options), seed, v.name) for v in variants]
-    results = []
-    for model in train_many(dataset, specs, device=device, progress=progress):
-        res = model.score(dataset)
-        res.info["feature_weights"] = "learned end to end from the fMRI data (random initial weights, no pretraining)"
-        res.info["trained_with"] = f"batched.train_many ({len(specs)} models at once)"
-        results.append(res)
-    return results
+    (variant,) = variants
+    config = ETECRMConfig.for_profile(profile, **variant.options)
+    model = train_etecrm(dataset, roi, config, seed=seed, device=device, progress=progress)
+    res = model.score(dataset, model=variant.name)
+    res.info["feature_weights"] = "learned end to end from the fMRI data (random initial weights, no pretraining)"
+    return [res]
 
 
 _ETECRM = {
-    "etecrm": ("ETECRM: voxel weights + weighted correlation loss + noise regularization",
-               {"loss": "corr", "voxel_weights": True}),
-    "etecrm_no_weights": ("ETECRM without the self-adapting voxel weights (correlation loss + noise)",
-                          {"loss": "corr", "voxel_weights": False}),
-    "etecrm_no_noise": ("ETECRM without noise regularization (voxel weights + weighted correlation loss)",
-                        {"loss": "corr", "voxel_weights": True, "noise_std": 0.0}),
-    "etecrm_corr": ("ETECRM with a plain correlation loss: no voxel weights, no noise regularization",
-                    {"loss": "corr", "voxel_weights": False, "noise_std": 0.0}),
-    "etecrm_mse": ("ETECRM with plain MSE: no selective optimization at all",
-                   {"loss": "mse", "voxel_weights": False, "noise_std": 0.0}),
+    "etecrm": ("ETECRM as released: squared weights, -mean(r^3) loss, noise s.d. 1 on the predictions", {}),
+    "etecrm_unweighted": ("ETECRM with the plain correlation loss -mean(r): no self-adapting weights",
+                          {"loss": "corr"}),
+    "etecrm_no_noise": ("ETECRM without noise regularization (noise s.d. 0)", {"noise_std": 0.0}),
+    "etecrm_signed": ("ETECRM with signed regression weights (W, not W*W)", {"readout_weights": "signed"}),
+    "etecrm_mse": ("the ETECRM network trained with mean squared error: no selective optimization",
+                   {"loss": "mse", "noise_std": 0.0}),
 }
 for _name, (_description, _options) in _ETECRM.items():
-    register(Variant(_name, "etecrm", _description, _options, _run_etecrm, group="etecrm"))
+    register(Variant(_name, "etecrm", _description, _options, _run_etecrm))
 
 
 def _run_two_step(dataset, variants, roi, *, profile, seed, device, progress, cnn_weights=None) -> list:

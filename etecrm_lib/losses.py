@@ -1,95 +1,78 @@
-"""Losses for end-to-end encoding, and the self-adapting voxel weights of selective optimization.
+"""Losses for end-to-end encoding: selective optimization in the released design, and its ablations.
 
-All functions are pure torch functions of a batch of predictions and measured responses of one
-ROI. Shapes: ``predictions`` and ``responses`` are ``(B, V)`` (B images of the batch, V voxels),
-``weights`` is ``(V,)``; every loss returns a scalar. They also work under ``torch.func.vmap``
-(``batched.py`` trains several models at once that way).
+All are pure torch functions of one mini-batch of one ROI: ``predictions`` and ``responses`` are
+``(B, V)`` (B images, V voxels); each loss returns a scalar. r is always computed over the B images
+of the batch, separately for every voxel.
 
-The paper's *weighted correlation loss* (Qiao et al. 2019, our reading in PAPER.md)::
+The authors' loss (https://github.com/KaiQiao1992/ETECRM, ``SFCNet5.py``), in our words::
 
-    r_v  = Pearson correlation over the B images of the batch between prediction and response of voxel v
-    loss = 1 - sum_v w_v r_v / sum_v w_v
+    r_v  = Pearson correlation of voxel v over the batch
+    loss = -mean_v(r_v ** 3) + 1e-4 * mean(predictions)
 
-With all weights equal it is the plain correlation loss ``1 - mean_v r_v``. The weights come from
-:func:`voxel_weights_from_r`: voxels the model predicts well on held-back training images get a
-large weight, voxels it cannot predict ("ineffective voxels") a weight near zero, so they stop
-pulling the shared features toward noise. A weight of exactly 0 removes a voxel from the loss;
-``batched.py`` uses that to mask the padded voxels of ROIs with fewer voxels.
+It is a **weighted correlation**: ``r_v ** 3 = w_v * r_v`` with the weight ``w_v = r_v ** 2``
+(:func:`self_adapting_weights`). The weights adapt by themselves, batch after batch: a voxel the
+network cannot predict has r near 0, so a weight near 0 and a gradient near 0 (``d(r^3)/dr = 3 r^2``),
+and it stops pulling the shared features toward its noise. The small mean term keeps the
+predictions from drifting upward (correlation ignores offsets, the noise of noise regularization
+does not). The plain correlation loss ``-mean_v(r_v)`` (all weights 1) is the ablation; MSE is a
+further baseline.
 """
 
 from __future__ import annotations
 
 import torch
 
-LOSSES = ("corr", "mse")
+LOSSES = ("weighted_corr", "corr", "mse")
+MEAN_PENALTY = 1e-4     # weight of mean(predictions) in the correlation losses (the released design)
 
 
-def batch_pearson_r(predictions: torch.Tensor, responses: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Pearson r of each voxel over the batch: ``(B, V), (B, V) -> (V,)``.
+def batch_pearson_r(predictions: torch.Tensor, responses: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Pearson r of each voxel over the batch, differentiable: ``(B, V), (B, V) -> (V,)``.
 
-    ``r_v = sum_b x_bv y_bv / sqrt((sum_b x_bv^2 + eps) (sum_b y_bv^2 + eps))`` with x, y centred
-    over the batch. The ``eps`` (in squared response units) keeps the value and its gradient finite
-    when a voxel's response (or prediction) is constant over the batch: such a voxel gets r = 0.
+    ``r_v = sum_b x_bv y_bv / sqrt((sum_b x_bv^2 + ex) (sum_b y_bv^2 + ey))``, x and y centred over the
+    batch. ``ex`` and ``ey`` are ``eps`` times the mean over voxels of the sums of squares, so r does
+    not depend on the units of either argument (scale all responses by 1e-5 and r stays the same),
+    while a voxel that is constant over the batch gets r = 0 with a finite gradient. For reporting,
+    use ``evaluation.pearson_r`` (float64, no eps).
     """
     x = predictions - predictions.mean(dim=0, keepdim=True)
     y = responses - responses.mean(dim=0, keepdim=True)
-    covariance = (x * y).sum(dim=0)
-    return covariance / torch.sqrt(((x * x).sum(dim=0) + eps) * ((y * y).sum(dim=0) + eps))
+    sxx, syy = (x * x).sum(dim=0), (y * y).sum(dim=0)
+    ex = eps * sxx.mean().detach() + 1e-30
+    ey = eps * syy.mean().detach() + 1e-30
+    return (x * y).sum(dim=0) / torch.sqrt((sxx + ex) * (syy + ey))
 
 
-def _weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-    """``sum_v w_v values_v / sum_v w_v`` (the plain mean when ``weights`` is None)."""
-    if weights is None:
-        return values.mean()
-    return (weights * values).sum() / weights.sum().clamp_min(1e-12)
+def self_adapting_weights(r: torch.Tensor) -> torch.Tensor:
+    """The voxel weights hidden in the weighted correlation loss: ``w_v = r_v ** 2``, ``(V,) -> (V,)``."""
+    return r * r
 
 
-def correlation_loss(predictions: torch.Tensor, responses: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """``1 - sum_v w_v r_v / sum_v w_v``, r over the batch: ``(B, V), (B, V), (V,) or None -> ()``.
+def weighted_correlation_loss(predictions: torch.Tensor, responses: torch.Tensor,
+                              mean_penalty: float = MEAN_PENALTY) -> torch.Tensor:
+    """The released design's loss: ``-mean_v(r_v ** 3) + mean_penalty * mean(predictions)`` -> scalar.
 
-    Blind to each voxel's scale and offset, like the evaluation metric. Without weights it is the
-    plain correlation loss ``1 - mean_v r_v``; ranges from 0 (perfect) to 2.
+    Equal to ``-mean_v(w_v r_v)`` with ``w_v = r_v ** 2`` (:func:`self_adapting_weights`).
     """
-    return 1.0 - _weighted_mean(batch_pearson_r(predictions, responses), weights)
+    r = batch_pearson_r(predictions, responses)
+    return -(self_adapting_weights(r) * r).mean() + mean_penalty * predictions.mean()
 
 
-def weighted_correlation_loss(predictions: torch.Tensor, responses: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """The paper's loss, ``1 - sum_v w_v r_v / sum_v w_v``: :func:`correlation_loss` with weights required."""
-    if weights is None:
-        raise ValueError("weighted_correlation_loss needs voxel weights (V,); use correlation_loss for the unweighted one")
-    return correlation_loss(predictions, responses, weights)
+def correlation_loss(predictions: torch.Tensor, responses: torch.Tensor,
+                     mean_penalty: float = MEAN_PENALTY) -> torch.Tensor:
+    """Plain correlation loss, every voxel weighted 1: ``-mean_v(r_v) + mean_penalty * mean(predictions)``."""
+    return -batch_pearson_r(predictions, responses).mean() + mean_penalty * predictions.mean()
 
 
-def mse_loss(predictions: torch.Tensor, responses: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean squared error, averaged over the batch, then over voxels with weights: ``(B, V), (B, V), (V,) -> ()``.
-
-    In squared response units (z-scored responses: 1 = predicting the mean).
-    """
-    per_voxel = ((predictions - responses) ** 2).mean(dim=0)
-    return _weighted_mean(per_voxel, weights)
+def mse_loss(predictions: torch.Tensor, responses: torch.Tensor, mean_penalty: float = 0.0) -> torch.Tensor:
+    """Mean squared error over images and voxels, in squared response units. ``mean_penalty`` is ignored
+    (MSE fixes the offset itself); it is accepted so that every loss has the same signature."""
+    return ((predictions - responses) ** 2).mean()
 
 
-def encoding_loss(name: str, predictions: torch.Tensor, responses: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """The loss called ``name`` (``"corr"`` or ``"mse"``), optionally voxel-weighted. Returns a scalar."""
-    if name == "corr":
-        return correlation_loss(predictions, responses, weights)
-    if name == "mse":
-        return mse_loss(predictions, responses, weights)
-    raise ValueError(f"loss must be one of {LOSSES}, got {name!r}; the paper's weighted correlation loss is "
-                     "loss='corr' with voxel weights switched on")
-
-
-def voxel_weights_from_r(r: torch.Tensor, power: float = 1.0, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Self-adapting voxel weights from each voxel's held-back correlation: ``(V,) -> (V,)``.
-
-    ``w_v = max(r_v, 0) ** power``, normalised to mean 1 over the voxels in ``mask`` (all voxels if
-    ``mask`` is None; voxels outside it get 0). A voxel the model cannot predict (r <= 0) gets 0 and
-    leaves the loss until the shared features start to predict it; ``power`` > 1 focuses the loss
-    harder on the best voxels. If no voxel has r > 0 (e.g. right at the start), all weights are 1.
-    """
-    r = torch.nan_to_num(r.detach().float(), nan=0.0)
-    mask = torch.ones_like(r, dtype=torch.bool) if mask is None else mask.bool()
-    weights = torch.where(mask, r.clamp_min(0.0) ** power, torch.zeros_like(r))
-    total, count = weights.sum(), mask.sum().clamp_min(1)
-    uniform = mask.to(r.dtype)
-    return torch.where(total > 0, weights * count / total.clamp_min(1e-12), uniform)
+def loss_function(name: str):
+    """The loss called ``name``: ``"weighted_corr"`` (the released design), ``"corr"`` or ``"mse"``."""
+    functions = {"weighted_corr": weighted_correlation_loss, "corr": correlation_loss, "mse": mse_loss}
+    if name not in functions:
+        raise ValueError(f"loss must be one of {LOSSES}, got {name!r}")
+    return functions[name]

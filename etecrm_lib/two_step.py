@@ -8,10 +8,10 @@ linear map from features to responses. Variants, by name:
 - ``"alexnet_ridge"``: AlexNet layers + voxel-wise ridge on each layer; each voxel keeps the layer
   with the best CV score (``result.info["layer_counts"]``; the weights used in ``result.info["weights"]``).
 - ``"gwp_roiwise"``: Gabor pyramid + one ROI-wise read-out shared by all voxels of the ROI, trained by
-  gradient descent with the *same selective optimization as ETECRM* (weighted correlation loss,
-  self-adapting voxel weights, noise regularization; see :class:`RoiwiseConfig`). It isolates what
-  selective optimization does without end-to-end feature learning. Its noise strength is chosen on
-  validation images carved from the train split (``noise_std="auto"``, see :func:`fit_roiwise`).
+  gradient descent with the *same selective optimization as ETECRM* (the weighted correlation loss
+  ``-mean(r^3)`` with its self-adapting weights, Gaussian noise of s.d. 1 on the predictions, the
+  epoch chosen on validation images carved from the train split; see :class:`RoiwiseConfig`). It
+  isolates what selective optimization does without end-to-end feature learning.
 
 Everything is fitted on ``dataset.train`` only; :meth:`TwoStepModel.score` is the one place that
 touches the test split, through ``evaluation.score``::
@@ -32,7 +32,7 @@ from . import regression
 from .device import describe_device, get_device
 from .features.cnn import CNNConfig, CNNFeatures
 from .features.gabor import GaborConfig, check_images, gabor_features
-from .losses import LOSSES, batch_pearson_r, encoding_loss, voxel_weights_from_r
+from .losses import LOSSES, loss_function
 from .regression import RidgeConfig
 
 VARIANTS = ("gwp_ridge", "alexnet_ridge", "gwp_roiwise")
@@ -40,40 +40,30 @@ VARIANTS = ("gwp_ridge", "alexnet_ridge", "gwp_roiwise")
 
 @dataclass
 class RoiwiseConfig:
-    """The ROI-wise read-out and its selective optimization (the switches mirror ``training.ETECRMConfig``).
+    """The ROI-wise read-out, trained with ETECRM's selective optimization (fields as in ``training.ETECRMConfig``).
 
     rank : width of the shared linear layer: prediction = (features @ W_shared) @ W_voxels + b, with
         W_shared (P, rank) common to all voxels of the ROI
-    loss : "corr" (correlation over the batch; with ``voxel_weights`` the paper's weighted
-        correlation loss) or "mse"
-    voxel_weights : self-adapting weights w_v = max(r_v, 0) ** weight_power (mean 1), from each voxel's
-        r on the held-back validation images, updated every epoch (``losses.voxel_weights_from_r``)
-    noise_std : noise regularization: Gaussian noise of this s.d. added to every (z-scored) feature of
-        every training image, drawn afresh each epoch; 0 = off. ``"auto"`` (default): :func:`fit_roiwise`
-        trains one read-out per value of ``noise_grid`` and keeps the one with the best mean validation r
-    noise_grid : the s.d. values ``"auto"`` tries, in both profiles (on a CPU, quick: about 0.6 s per ROI
-        of 120 voxels and 300 images for the 4 values, against 0.2 s for one fixed value)
-    epochs, batch_size, learning_rate, weight_decay, val_fraction, patience : AdamW and early stopping
-        on the mean validation r (the validation images are carved from the train split)
+    loss : "weighted_corr" (``-mean(r^3)``, ETECRM's), "corr" or "mse" (``losses.loss_function``)
+    noise_std : s.d. of the Gaussian noise added to the predictions in training (0 = off)
+    epochs, batch_size, learning_rate, weight_decay : Adam, last incomplete batch dropped
+    val_fraction, selection_voxels : the epoch is chosen as ETECRM's (``training.selection_score``)
     """
 
     rank: int = 64
-    loss: str = "corr"
-    voxel_weights: bool = True
-    weight_power: float = 1.0
-    noise_std: float | str = "auto"
-    noise_grid: tuple = (0.0, 0.5, 1.0, 2.0)
-    epochs: int = 100
-    batch_size: int = 128
+    loss: str = "weighted_corr"
+    noise_std: float = 1.0
+    epochs: int = 50
+    batch_size: int = 64
     learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
+    weight_decay: float = 1e-6
     val_fraction: float = 0.1
-    patience: int = 15
+    selection_voxels: int = 300
 
     @classmethod
     def for_profile(cls, profile: str = "quick", **changes) -> "RoiwiseConfig":
         if profile == "quick":
-            return cls(**{"rank": 16, "epochs": 40, "batch_size": 64, "patience": 8, **changes})
+            return cls(**{"rank": 16, "epochs": 40, "batch_size": 32, **changes})
         if profile in ("full", "default"):
             return cls(**changes)
         raise ValueError(f"profile must be 'quick', 'full' or 'default', got {profile!r}")
@@ -81,14 +71,10 @@ class RoiwiseConfig:
     def __post_init__(self):
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.rank < 1 or self.epochs < 1 or self.batch_size < 2 or not 0 < self.val_fraction < 1:
-            raise ValueError("need rank >= 1, epochs >= 1, batch_size >= 2 and 0 < val_fraction < 1")
-        self.noise_grid = tuple(sorted({float(s) for s in self.noise_grid}))   # ascending: ties go to less noise
-        if not self.noise_grid or min(self.noise_grid) < 0:
-            raise ValueError(f"noise_grid must hold at least one noise s.d. >= 0, got {self.noise_grid}")
-        if self.noise_std != "auto" and (isinstance(self.noise_std, str) or self.noise_std < 0):
-            raise ValueError(f"noise_std must be 'auto' (chosen on validation images from noise_grid) or a "
-                             f"number >= 0 (0 = no noise regularization), got {self.noise_std!r}")
+        if self.rank < 1 or self.epochs < 1 or self.batch_size < 4 or not 0 < self.val_fraction < 1:
+            raise ValueError("need rank >= 1, epochs >= 1, batch_size >= 4 and 0 < val_fraction < 1")
+        if not np.isfinite(self.noise_std) or self.noise_std < 0:
+            raise ValueError(f"noise_std must be a finite number >= 0 (0 = off), got {self.noise_std!r}")
 
 
 @dataclass
@@ -112,19 +98,14 @@ class TwoStepConfig:
 class RoiwiseFit:
     """A trained ROI-wise read-out: ``prediction = (x @ shared) @ readout + bias``.
 
-    shared (P, rank), readout (rank, V), bias (V,); voxel_weights (V,) the final self-adapted weights;
-    history: per-epoch training loss and mean validation r, the best epoch and its mean validation r;
-    noise_std: the noise s.d. it was trained with; noise_search: {noise s.d.: best mean validation r}
-    for every value tried (one entry when ``noise_std`` was given as a number).
+    shared (P, rank), readout (rank, V), bias (V,); history: per-epoch training loss and selection
+    score (mean validation r of the best-on-training voxels), and the chosen epoch.
     """
 
     shared: torch.Tensor
     readout: torch.Tensor
     bias: torch.Tensor
-    voxel_weights: torch.Tensor
     history: dict
-    noise_std: float = 0.0
-    noise_search: dict = field(default_factory=dict)
 
     def predict(self, features) -> torch.Tensor:
         x = torch.as_tensor(np.asarray(features, np.float32) if not isinstance(features, torch.Tensor) else features)
@@ -132,87 +113,59 @@ class RoiwiseFit:
 
 
 def fit_roiwise(features, responses, config: RoiwiseConfig | None = None, seed: int = 0, device=None,
-                loss_fn=None, progress: bool = True) -> RoiwiseFit:
+                progress: bool = True) -> RoiwiseFit:
     """Train the ROI-wise read-out on fixed (z-scored) features ``(N, P)`` -> responses ``(N, V)``, train split only.
 
-    One epoch: shuffle (seeded), add the noise, AdamW steps on ``loss_fn(pred, y, weights)`` (default:
-    ``losses.encoding_loss(config.loss, ...)``), then per-voxel r on the held-back validation images,
-    new voxel weights, early stopping on the mean validation r (the best state is kept).
-
-    The validation images are the ``val_fraction`` of the given (train) rows that ``seed`` picks; the
-    read-out never trains on them and is not refitted on them afterwards. With ``noise_std="auto"`` one
-    read-out is trained per value of ``config.noise_grid``, all with the same seed (same validation
-    images, initial weights and batch order: only the noise strength differs), and the one whose best
-    mean validation r is highest is returned (ties: the weaker noise; ``.noise_search`` holds every
-    score). The noise strength is a hyper-parameter, and hyper-parameters are chosen on validation
-    data, never on the test split, which this function never receives. The grid multiplies the
-    training time by its length.
+    The same loop as ``training.fit_etecrm`` with a linear model in place of the CNN: each epoch,
+    shuffle (seeded), Adam steps on ``loss(prediction + noise, y)``, then choose the epoch by the
+    mean validation r of the voxels that fit the training images best. The validation images are
+    the ``val_fraction`` of the given (train) rows that ``seed`` picks; the test split never reaches
+    this function.
     """
+    from tqdm.auto import tqdm
+
+    from .evaluation import pearson_r
+    from .training import selection_score, split_train_val
+
     config = config or RoiwiseConfig()
     device = get_device(device)
     x = torch.as_tensor(np.asarray(features, np.float32), device=device)
     y = torch.as_tensor(np.asarray(responses, np.float32), device=device)
-    grid = config.noise_grid if config.noise_std == "auto" else (float(config.noise_std),)
-    best, search = None, {}
-    for noise_std in grid:
-        fit = _train_roiwise(x, y, replace(config, noise_std=noise_std), seed, device, loss_fn, progress)
-        search[noise_std] = fit.history["best_val_mean_r"]
-        if best is None or search[noise_std] > search[best.noise_std]:
-            best = fit
-    best.noise_search = search
-    return best
-
-
-def _train_roiwise(x, y, config: RoiwiseConfig, seed, device, loss_fn, progress) -> RoiwiseFit:
-    """One training run of :func:`fit_roiwise` with a numeric ``config.noise_std``; x, y tensors on ``device``."""
-    from tqdm.auto import tqdm
-
+    fit, val = (torch.as_tensor(i, device=device) for i in split_train_val(x.shape[0], config.val_fraction, seed))
     gen = torch.Generator().manual_seed(seed)
-    order = torch.randperm(x.shape[0], generator=gen)
-    n_val = max(2, int(round(config.val_fraction * x.shape[0])))
-    val, fit = order[:n_val].to(device), order[n_val:].to(device)
-    rank = min(config.rank, x.shape[1])
+    noise_gen = torch.Generator(device=device).manual_seed(seed + 1_000_003)
+    rank, n_steps = min(config.rank, x.shape[1]), len(fit) // config.batch_size
+    if n_steps < 1:
+        raise ValueError(f"{len(fit)} fitting images are fewer than one batch of {config.batch_size}")
     shared = (torch.randn(x.shape[1], rank, generator=gen) / x.shape[1] ** 0.5).to(device).requires_grad_()
     readout = (torch.randn(rank, y.shape[1], generator=gen) / rank ** 0.5).to(device).requires_grad_()
     bias = y[fit].mean(0).clone().requires_grad_()
     params = [shared, readout, bias]
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-    weights = torch.ones(y.shape[1], device=device)
-    if loss_fn is None:
-        def loss_fn(pred, target, w):
-            return encoding_loss(config.loss, pred, target, w)
-    best = (-np.inf, [p.detach().clone() for p in params], weights.clone(), 0)
-    history = {"train_loss": [], "val_mean_r": []}
-    desc = f"ROI-wise read-out, noise_std={config.noise_std:g}"
-    for epoch in tqdm(range(config.epochs), desc=desc, disable=not progress, leave=False):
-        perm = fit[torch.randperm(len(fit), generator=gen).to(device)]
-        noise_gen = torch.Generator(device=device).manual_seed(seed * 100003 + epoch)
-        losses = []
-        for start in range(0, len(perm) - 1, config.batch_size):
-            idx = perm[start: start + config.batch_size]
-            if len(idx) < 2:
-                continue
-            xb = x[idx]
-            if config.noise_std > 0:
-                xb = xb + config.noise_std * torch.randn(xb.shape, generator=noise_gen, device=device)
-            loss = loss_fn((xb @ shared) @ readout + bias, y[idx], weights if config.voxel_weights else None)
+    optimizer = torch.optim.Adam(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    loss_fn = loss_function(config.loss)
+    best = (-np.inf, [p.detach().clone() for p in params], -1)
+    history = {"train_loss": [], "selection_score": []}
+    for epoch in tqdm(range(config.epochs), desc="ROI-wise read-out", disable=not progress, leave=False):
+        order = fit[torch.randperm(len(fit), generator=gen).to(device)][: n_steps * config.batch_size]
+        losses, fit_pred = [], []
+        for idx in order.view(n_steps, config.batch_size):
+            pred = (x[idx] @ shared) @ readout + bias
+            noise = config.noise_std * torch.randn(pred.shape, generator=noise_gen, device=device)
+            loss = loss_fn(pred + noise, y[idx])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             losses.append(loss.detach())
+            fit_pred.append(pred.detach())
         with torch.no_grad():
-            val_r = batch_pearson_r((x[val] @ shared) @ readout + bias, y[val])
-        if config.voxel_weights:
-            weights = voxel_weights_from_r(val_r, config.weight_power)
-        mean_r = float(val_r.mean())
+            val_r = pearson_r((x[val] @ shared) @ readout + bias, y[val])
+        score = selection_score(pearson_r(torch.cat(fit_pred), y[order]), val_r, config.selection_voxels)
         history["train_loss"].append(float(torch.stack(losses).mean()))
-        history["val_mean_r"].append(mean_r)
-        if mean_r > best[0]:
-            best = (mean_r, [p.detach().clone() for p in params], weights.clone(), epoch)
-        elif epoch - best[3] >= config.patience:
-            break
-    history["best_epoch"], history["best_val_mean_r"] = best[3], best[0]
-    return RoiwiseFit(*best[1], best[2], history, config.noise_std)
+        history["selection_score"].append(score)
+        if score > best[0]:
+            best = (score, [p.detach().clone() for p in params], epoch)
+    history["best_epoch"], history["best_selection_score"] = best[2], best[0]
+    return RoiwiseFit(*best[1], history)
 
 
 # ----------------------------------------------------------------------------- the model
@@ -322,8 +275,7 @@ class TwoStepModel:
         else:
             info.update(gabor=asdict(self.config.gabor), n_features=int(self.feature_stats["gwp"][0].size))
         if self.variant == "gwp_roiwise":
-            info.update(roiwise=asdict(self.config.roiwise), best_epoch=self.fitted.history["best_epoch"],
-                        noise_std=self.fitted.noise_std, noise_search=dict(self.fitted.noise_search))
+            info.update(roiwise=asdict(self.config.roiwise), best_epoch=self.fitted.history["best_epoch"])
         else:
             fits = [self.fitted] if self.variant == "gwp_ridge" else list(self.fitted.fits.values())
             info.update(ridge={"alphas": list(self.config.ridge.alphas), "n_folds": self.config.ridge.n_folds,

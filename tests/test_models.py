@@ -1,88 +1,77 @@
-"""The ETECRM network: shapes, readouts against direct computations, explicit randomness, clear errors."""
+"""The network follows the authors' released design: shapes, input scaling, non-negative weights, init range."""
 
 import numpy as np
 import pytest
 import torch
 
-from etecrm_lib.models import ETECRMNet, count_flops
+from etecrm_lib.models import INIT_RANGE, ETECRMNet, count_flops, scale_images
 from etecrm_lib.training import ETECRMConfig
 
 
-@pytest.mark.parametrize("readout", ["dense", "factorized"])
-@pytest.mark.parametrize("size,channels", [(64, (4, 8, 8, 8)), (128, (4, 8, 8, 8)), (32, (4, 8))])
-def test_output_shape_and_feature_map(readout, size, channels):
-    net = ETECRMNet(n_voxels=11, image_size=size, channels=channels, readout=readout)
-    side = size // 2 ** len(channels)
-    assert net.feature_shape == (channels[-1], side, side) and net.n_features == channels[-1] * side * side
-    images = torch.rand(3, size, size)
-    out = net(images)
-    assert out.shape == (3, 11) and torch.isfinite(out).all()
-    torch.testing.assert_close(out, net(images.unsqueeze(1)))          # (B, H, W) and (B, 1, H, W) agree
+def test_released_design_shapes_and_layers():
+    net = ETECRMConfig().build_network(n_voxels=7)
+    convs = [m for m in net.features if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding) for c in convs] == [
+        (1, 128, (3, 3), (2, 2), (1, 1)), (128, 128, (3, 3), (2, 2), (1, 1)), (128, 128, (3, 3), (2, 2), (1, 1))]
+    assert sum(isinstance(m, torch.nn.ReLU) for m in net.features) == 3
+    assert not any(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.Dropout, torch.nn.MaxPool2d)) for m in net.modules())
+    assert net.feature_shape == (128, 16, 16) and net.n_features == 32768
+    assert net.weight.shape == (32768, 7) and net.bias.shape == (7,)
+    assert net(torch.rand(2, 128, 128)).shape == (2, 7)
 
 
-def test_dense_readout_is_a_linear_map_of_the_flattened_features():
-    net = ETECRMNet(5, 32, (4, 8))
-    x = torch.rand(6, 32, 32)
-    feats = net.features(x.unsqueeze(1) - 0.5).flatten(1)
-    expected = feats @ net.readout.weight.T + net.readout.bias
-    torch.testing.assert_close(net(x), expected)
+def test_regression_weights_start_in_range_and_squared_ones_are_non_negative():
+    net = ETECRMNet(50, image_size=32, channels=4)
+    for p in (net.weight, net.bias):
+        assert p.min() >= -INIT_RANGE and p.max() <= INIT_RANGE and p.min() < -INIT_RANGE / 2 < INIT_RANGE / 2 < p.max()
+    used = net.regression_weights()
+    assert torch.equal(used, net.weight * net.weight) and (used >= 0).all()
+    signed = ETECRMNet(5, image_size=32, channels=4, readout_weights="signed")
+    assert (signed.regression_weights() < 0).any() and torch.equal(signed.regression_weights(), signed.weight)
 
 
-def test_factorized_readout_matches_a_direct_sum():
+def test_prediction_is_features_times_squared_weights_plus_bias():
+    """A hand computation of the forward pass from its parts."""
     torch.manual_seed(0)
-    net = ETECRMNet(3, 32, (4, 8), readout="factorized")
-    with torch.no_grad():
-        net.readout.bias.copy_(torch.randn(3))
-    x = torch.rand(2, 32, 32)
-    f = net.features(x.unsqueeze(1) - 0.5).detach().numpy().reshape(2, 8, -1)     # (B, C, S)
-    m, w, b = (t.detach().numpy() for t in (net.readout.spatial, net.readout.feature, net.readout.bias))
-    expected = np.zeros((2, 3))
-    for i in range(2):
-        for v in range(3):
-            expected[i, v] = sum(f[i, c, s] * m[v, s] * w[v, c] for c in range(8) for s in range(f.shape[2])) + b[v]
-    np.testing.assert_allclose(net(x).detach().numpy(), expected, rtol=1e-4, atol=1e-6)
-    # V * (S + C) + V parameters instead of V * C * S + V
-    assert sum(p.numel() for p in net.readout.parameters()) == 3 * (64 + 8) + 3
+    net = ETECRMNet(3, image_size=16, channels=2, n_layers=2)
+    images = torch.rand(4, 16, 16)
+    x = scale_images(images.unsqueeze(1))
+    for layer in net.features:
+        x = layer(x)
+    expected = x.flatten(1) @ (net.weight ** 2) + net.bias
+    torch.testing.assert_close(net(images), expected)
 
 
-def test_randomness_is_explicit():
-    net = ETECRMNet(4, 32, (4, 8))
-    x = torch.rand(5, 32, 32)
-    torch.testing.assert_close(net(x), net(x))                        # no hidden random draws
-    noise = 0.1 * torch.randn(5, 1, 32, 32)
-    torch.testing.assert_close(net(x, input_noise=noise), net(x.unsqueeze(1) + noise))
-    torch.testing.assert_close(net(x, feature_mask=torch.ones(5, net.n_features)), net(x))
-    zero = net(x, feature_mask=torch.zeros(5, net.n_features))
-    torch.testing.assert_close(zero, net.readout.bias.expand(5, 4))   # all features dropped: only the bias is left
+def test_each_image_is_min_max_scaled_to_minus_half_plus_half():
+    images = torch.stack([torch.linspace(0.2, 0.6, 16).reshape(4, 4), torch.full((4, 4), 0.3),
+                          torch.linspace(-3, 5, 16).reshape(4, 4)])
+    out = scale_images(images)
+    assert out[0].min() == -0.5 and out[0].max() == 0.5 and out[2].min() == -0.5 and out[2].max() == 0.5
+    assert torch.equal(out[1], torch.zeros(4, 4))                          # a constant image: all zeros
+    # per image, not per batch: an image's scaled values do not depend on the others
+    torch.testing.assert_close(scale_images(images[:1]), out[:1])
+    # hand formula for one pixel
+    assert float(out[0, 1, 2]) == pytest.approx((float(images[0, 1, 2]) - 0.2) / 0.4 - 0.5, abs=1e-6)
 
 
-def test_build_network_is_seeded_and_leaves_the_global_rng_alone():
-    cfg = ETECRMConfig.for_profile("quick")
-    torch.manual_seed(123)
-    before = torch.rand(1)
-    torch.manual_seed(123)
-    a, b = cfg.build_network(7, seed=1), cfg.build_network(7, seed=1)
-    assert torch.rand(1) == before
-    c = cfg.build_network(7, seed=2)
-    for (name, p), q, r in zip(a.state_dict().items(), b.state_dict().values(), c.state_dict().values()):
-        assert torch.equal(p, q), name
-    assert not torch.equal(a.features[0].weight, c.features[0].weight)
+def test_the_network_is_blind_to_image_contrast_and_brightness():
+    """Min-max scaling makes a*image + b (a > 0) predict exactly as the image itself."""
+    net = ETECRMNet(4, image_size=32, channels=4)
+    images = torch.rand(3, 32, 32)
+    torch.testing.assert_close(net(images), net(0.25 * images + 0.6), atol=1e-5, rtol=1e-5)
 
 
 def test_count_flops_by_hand():
-    net = ETECRMNet(10, 32, (4, 8), first_kernel=5)
-    conv1 = 2 * 16 * 16 * 4 * 1 * 25
-    conv2 = 2 * 8 * 8 * 8 * 4 * 9
-    readout = 2 * (8 * 8 * 8) * 10
-    assert count_flops(net) == conv1 + conv2 + readout
+    net = ETECRMNet(10, image_size=128)
+    convs = 2 * 64 * 64 * 128 * 1 * 9 + 2 * 32 * 32 * 128 * 128 * 9 + 2 * 16 * 16 * 128 * 128 * 9
+    assert count_flops(net) == convs + 2 * 32768 * 10
 
 
-def test_bad_architecture_gets_a_clear_error():
-    with pytest.raises(ValueError, match="divisible by 2\\*\\*4"):
-        ETECRMNet(5, 100, (4, 8, 8, 8))
-    with pytest.raises(ValueError, match="readout must be one of"):
-        ETECRMNet(5, 32, (4, 8), readout="gaussian")
+def test_bad_shapes_are_refused():
+    with pytest.raises(ValueError, match="divisible by 2\\*\\*3"):
+        ETECRMNet(3, image_size=100)
     with pytest.raises(ValueError, match="at least one voxel"):
-        ETECRMNet(0, 32, (4, 8))
-    with pytest.raises(ValueError, match="odd"):
-        ETECRMNet(5, 32, (4, 8), first_kernel=4)
+        ETECRMNet(0)
+    with pytest.raises(ValueError, match="readout_weights must be one of"):
+        ETECRMNet(3, readout_weights="positive")
+    np.testing.assert_equal(ETECRMNet(2, image_size=8, channels=1, n_layers=3).feature_shape, (1, 1, 1))
