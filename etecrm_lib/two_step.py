@@ -125,6 +125,7 @@ class RoiwiseFit:
     history: dict
     noise_std: float = 0.0
     noise_search: dict = field(default_factory=dict)
+    val_r: torch.Tensor | None = None   # (V,) each voxel's r on the validation images at the best epoch
 
     def predict(self, features) -> torch.Tensor:
         x = torch.as_tensor(np.asarray(features, np.float32) if not isinstance(features, torch.Tensor) else features)
@@ -182,6 +183,7 @@ def _train_roiwise(x, y, config: RoiwiseConfig, seed, device, loss_fn, progress)
         def loss_fn(pred, target, w):
             return encoding_loss(config.loss, pred, target, w)
     best = (-np.inf, [p.detach().clone() for p in params], weights.clone(), 0)
+    best_val_r = torch.zeros(y.shape[1], device=device)
     history = {"train_loss": [], "val_mean_r": []}
     desc = f"ROI-wise read-out, noise_std={config.noise_std:g}"
     for epoch in tqdm(range(config.epochs), desc=desc, disable=not progress, leave=False):
@@ -209,10 +211,11 @@ def _train_roiwise(x, y, config: RoiwiseConfig, seed, device, loss_fn, progress)
         history["val_mean_r"].append(mean_r)
         if mean_r > best[0]:
             best = (mean_r, [p.detach().clone() for p in params], weights.clone(), epoch)
+            best_val_r = val_r.detach().clone()
         elif epoch - best[3] >= config.patience:
             break
     history["best_epoch"], history["best_val_mean_r"] = best[3], best[0]
-    return RoiwiseFit(*best[1], best[2], history, config.noise_std)
+    return RoiwiseFit(*best[1], best[2], history, config.noise_std, val_r=best_val_r)
 
 
 # ----------------------------------------------------------------------------- the model
@@ -329,7 +332,26 @@ class TwoStepModel:
             info.update(ridge={"alphas": list(self.config.ridge.alphas), "n_folds": self.config.ridge.n_folds,
                                "cv_score": self.config.ridge.score},
                         median_alpha=float(torch.median(torch.cat([f.alphas for f in fits]))))
+        info.update(self._validation_r())
         return info
+
+    # -- validation score (train split only): lets a comparison choose a baseline without test data --
+    def _validation_r(self) -> dict:
+        """``{"val_r": float32 (V,), "val_r_source": str}``: each voxel's r on data carved from the train split.
+
+        Ridge variants: the mean held-out-fold r of the k-fold CV at each voxel's chosen alpha (and, for
+        alexnet_ridge, its chosen layer); ROI-wise read-out: r on its validation images at the best epoch.
+        Empty when the ridge was cross-validated on R^2 instead of r.
+        """
+        if self.variant == "gwp_roiwise":
+            return {"val_r": self.fitted.val_r.float().cpu().numpy(),
+                    "val_r_source": "r on the validation images carved from the train split, at the best epoch"}
+        if self.config.ridge.score != "r":
+            return {}
+        fits = [self.fitted] if self.variant == "gwp_ridge" else [self.fitted.fits[n] for n in self.fitted.names]
+        best = torch.stack([f.best_cv_score for f in fits]).max(0).values
+        return {"val_r": best.float().cpu().numpy(),
+                "val_r_source": f"{self.config.ridge.n_folds}-fold CV on the train split: mean held-out r at the chosen alpha"}
 
     def voxel_alphas(self) -> np.ndarray:
         """float32 (V,): each voxel's chosen ridge penalty (in its chosen layer for alexnet_ridge)."""
