@@ -2,8 +2,10 @@
 
 Examples::
 
-    etecrm reproduce --dataset sim --subject 1 --profile quick --out results/
-    etecrm reproduce --dataset sim --profile full --subject 2 --models etecrm gwp_ridge --rois V1 V4
+    etecrm reproduce --dataset sim --subject 1 --profile quick --out results/      # 3 model seeds
+    etecrm reproduce --dataset sim --profile full --subject 2 --seeds 5 --data-seed 1 --out results/
+    etecrm reproduce --dataset sim --profile full --first-seed 5 --seeds 5       # 5 more seeds, added
+    etecrm reproduce --dataset sim --profile full --models etecrm gwp_ridge --rois V1 V4
     etecrm table --out results/                     # rebuild tables and figures from the results files
     etecrm models                                   # the model and ablation names
     etecrm data simulate --subject 1 --profile quick --save sim1.npz
@@ -39,7 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--dataset", default="sim", help="sim, vim1, miyawaki, kay, or a dataset .npz file (default sim)")
     rep.add_argument("--subject", type=int, default=1)
     rep.add_argument("--profile", choices=["quick", "full"], default="quick")
-    rep.add_argument("--seed", type=int, default=0)
+    rep.add_argument("--seeds", type=int, default=None,
+                     help="number of model seeds (default 5 on full, 3 on quick); deterministic models run once")
+    rep.add_argument("--first-seed", type=int, default=0, help="model seeds are FIRST..FIRST+SEEDS-1 (default 0)")
+    rep.add_argument("--data-seed", type=int, default=None,
+                     help="seed of the simulated cortex (sim only; default 0, the book's subject); in every file name")
     rep.add_argument("--models", nargs="+", help="variant names (default: all; see `etecrm models`)")
     rep.add_argument("--rois", nargs="+", help="ROI names (default: all of the dataset's)")
     rep.add_argument("--out", default="results", help="output folder (default ./results)")
@@ -48,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--cnn-weights", default="none",
                      help="weights of alexnet_ridge's CNN: none (untrained, the default: no download), DEFAULT "
                           "(ImageNet, downloaded once by torchvision) or a .pth file")
-    rep.add_argument("--bootstrap", type=int, default=2000, help="paired bootstrap resamples (default 2000)")
+    rep.add_argument("--bootstrap", type=int, default=2000,
+                     help="paired bootstrap resamples over test images and seeds (default 2000, at least 100)")
     rep.add_argument("--no-figures", action="store_true", help="write tables only")
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -81,10 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_reproduce(args) -> int:
-    from .reproduce import reproduce
+    from .reproduce import check_settings, reproduce
 
-    results = reproduce(dataset=args.dataset, subject=args.subject, profile=args.profile, seed=args.seed,
-                        models=_names(args.models), rois=_names(args.rois), out=args.out, device=args.device,
+    check_settings(args.out, args.device, args.bootstrap, args.seeds, args.first_seed, args.data_seed, args.dataset)
+    results = reproduce(dataset=args.dataset, subject=args.subject, profile=args.profile, n_seeds=args.seeds,
+                        first_seed=args.first_seed, data_seed=args.data_seed, models=_names(args.models), rois=_names(args.rois), out=args.out, device=args.device,
                         figures=not args.no_figures, data_root=args.data_root,
                         cnn_weights=None if args.cnn_weights.lower() == "none" else args.cnn_weights,
                         n_bootstrap=args.bootstrap,
@@ -102,13 +110,16 @@ def _cmd_table(args) -> int:
 
 def _cmd_models(args) -> int:
     from .ablations import DEFAULT_VARIANTS, VARIANTS
+    from .reproduce import is_deterministic
 
     width = max(len(n) for n in VARIANTS)
     for name, variant in VARIANTS.items():
         mark = " " if name in DEFAULT_VARIANTS else "*"
-        print(f"{name:<{width}} {mark} [{variant.family}] {variant.description}")
+        seeds = "once (deterministic)" if is_deterministic(name, cnn_weights=None) else "per seed"
+        print(f"{name:<{width}} {mark} [{variant.family}, {seeds}] {variant.description}")
     if any(n not in DEFAULT_VARIANTS for n in VARIANTS):
         print("(* not run by default)")
+    print("seeds as with the default --cnn-weights none; alexnet_ridge with trained CNN weights runs once")
     return 0
 
 

@@ -236,6 +236,7 @@ def _bootstrap_r(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor) -> tor
 
 
 def _statistic(r: torch.Tensor, statistic: str, top_n: int) -> torch.Tensor:
+    """The ROI summary of per-voxel r along the last axis: ``(..., V) -> (...)``."""
     if statistic == "median_r":
         return r.quantile(0.5, dim=-1)  # the mean of the two middle values, as np.median
     if statistic == "mean_r":
@@ -248,7 +249,11 @@ def _statistic(r: torch.Tensor, statistic: str, top_n: int) -> torch.Tensor:
 
 @dataclass
 class Comparison:
-    """Model A minus model B on one ROI, with a paired bootstrap interval over test images."""
+    """Model A minus model B on one ROI, with a paired bootstrap interval over test images (and model seeds).
+
+    ``difference`` is the mean over A's seeds of the ROI statistic minus the same for B;
+    ``n_seeds_a`` / ``n_seeds_b``: how many model seeds each side had (1: a single model).
+    """
 
     model_a: str
     model_b: str
@@ -259,6 +264,13 @@ class Comparison:
     ci_high: float
     p_a_not_better: float
     n_bootstrap: int
+    n_seeds_a: int = 1
+    n_seeds_b: int = 1
+
+    @classmethod
+    def from_dict(cls, record: dict) -> "Comparison":
+        """A Comparison from a dict holding its fields (and perhaps more, e.g. a comparisons file's record)."""
+        return cls(**{k: record[k] for k in cls.__dataclass_fields__ if k in record})
 
     @property
     def a_beats_b(self) -> bool:
@@ -266,40 +278,78 @@ class Comparison:
         return self.ci_low > 0
 
     def __str__(self) -> str:
+        over = "test images" if self.n_seeds_a == self.n_seeds_b == 1 else \
+            f"test images and seeds, {self.n_seeds_a} vs {self.n_seeds_b}"
         return (f"{self.roi}: {self.model_a} - {self.model_b} {self.statistic} = {self.difference:+.3f} "
-                f"[{self.ci_low:+.3f}, {self.ci_high:+.3f}] (95% paired bootstrap over test images)")
+                f"[{self.ci_low:+.3f}, {self.ci_high:+.3f}] (95% paired bootstrap over {over})")
 
 
-def paired_bootstrap(result_a: EncodingResult, result_b: EncodingResult, responses, statistic: str = "median_r",
-                     n_bootstrap: int = 2000, top_n: int = TOP_N, confidence: float = 0.95, seed: int = 0,
-                     device=None) -> Comparison:
-    """Is model A better than model B on this ROI? Resample the test images with replacement.
+def _seed_list(results) -> list:
+    """One result or a list of results (one per model seed) -> a non-empty list."""
+    results = [results] if isinstance(results, EncodingResult) else list(results)
+    if not results:
+        raise ValueError("paired_bootstrap needs at least one result per model")
+    for res in results:
+        if res.predictions is None:
+            raise ValueError("paired_bootstrap needs the test predictions of every result (score(..., keep_predictions=True))")
+    return results
 
-    Both models are scored on the same resampled images (paired), so image difficulty cancels.
+
+def _per_seed_statistic(predictions: list, y: torch.Tensor, counts: torch.Tensor, statistic: str, top_n: int):
+    """ROI statistic of each seed's predictions under each image resample: ``-> (B, S)``."""
+    return torch.stack([_statistic(_bootstrap_r(x, y, counts), statistic, top_n) for x in predictions], dim=1)
+
+
+def _seed_mean(stats: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Mean over seeds drawn with replacement, one draw per resample: ``(B, S) -> (B,)``."""
+    n_resamples, n_seeds = stats.shape
+    if n_seeds == 1:
+        return stats[:, 0]
+    drawn = torch.randint(0, n_seeds, (n_resamples, n_seeds), generator=gen).to(stats.device)
+    return stats.gather(1, drawn).mean(1)
+
+
+def paired_bootstrap(result_a, result_b, responses, statistic: str = "median_r", n_bootstrap: int = 2000,
+                     top_n: int = TOP_N, confidence: float = 0.95, seed: int = 0, device=None) -> Comparison:
+    """Is model A better than model B on this ROI? Resample the test images (and the model seeds) with replacement.
+
+    ``result_a`` / ``result_b``: one :class:`EncodingResult`, or a list of them, one per model seed
+    (same ROI). Each resample draws N_test test images with replacement, shared by both models
+    (paired: image difficulty cancels), and draws each model's seeds with replacement (S_a from
+    A's S_a seeds, S_b from B's); its statistic is the mean over the drawn seeds of the ROI
+    ``statistic`` (``"median_r"``, ``"mean_r"``, ``"top_n_mean_r"``) of per-voxel r on the drawn
+    images. So the interval covers both the choice of test images and the luck of the seed. With
+    one result per side this is the plain paired bootstrap over test images.
+
     ``responses`` is the ROI's measured test responses ``(N_test, V)``. Returns the observed
-    difference of ``statistic`` (A - B), its percentile interval, and the bootstrap fraction of
-    resamples in which A is not better (a one-sided p-value).
+    difference (mean over A's seeds minus mean over B's seeds), its percentile interval and the
+    bootstrap fraction of resamples in which A is not better (a one-sided p-value).
     """
-    if result_a.predictions is None or result_b.predictions is None:
-        raise ValueError("paired_bootstrap needs the test predictions of both results (score(..., keep_predictions=True))")
-    if result_a.roi != result_b.roi:
-        raise ValueError(f"cannot compare ROI {result_a.roi} with ROI {result_b.roi}")
+    runs_a, runs_b = _seed_list(result_a), _seed_list(result_b)
+    if len({r.roi for r in runs_a + runs_b}) != 1:
+        raise ValueError(f"cannot compare ROIs {sorted({r.roi for r in runs_a + runs_b})} with each other")
     y = _as_tensor(responses, device)
-    xa, xb = _as_tensor(result_a.predictions, y.device), _as_tensor(result_b.predictions, y.device)
+    xa = [_as_tensor(r.predictions, y.device) for r in runs_a]
+    xb = [_as_tensor(r.predictions, y.device) for r in runs_b]
     n = y.shape[0]
-    observed = float(_statistic(pearson_r_t(xa, y), statistic, top_n) - _statistic(pearson_r_t(xb, y), statistic, top_n))
-    gen = torch.Generator().manual_seed(seed)
+    ones = torch.ones(1, n, dtype=torch.float64, device=y.device)
+    observed = float(_per_seed_statistic(xa, y, ones, statistic, top_n).mean()
+                     - _per_seed_statistic(xb, y, ones, statistic, top_n).mean())
+    gen = torch.Generator().manual_seed(seed)                # the images: the same draws as with one seed
+    seed_gen = torch.Generator().manual_seed(seed + 7919)    # the seeds: a stream of their own
     diffs = []
     for start in range(0, n_bootstrap, 250):
         b = min(250, n_bootstrap - start)
         idx = torch.randint(0, n, (b, n), generator=gen)
         counts = torch.zeros(b, n, dtype=torch.float64).scatter_add_(1, idx, torch.ones(b, n, dtype=torch.float64)).to(y.device)
-        diffs.append(_statistic(_bootstrap_r(xa, y, counts), statistic, top_n) - _statistic(_bootstrap_r(xb, y, counts), statistic, top_n))
+        stat_a = _seed_mean(_per_seed_statistic(xa, y, counts, statistic, top_n), seed_gen)
+        stat_b = _seed_mean(_per_seed_statistic(xb, y, counts, statistic, top_n), seed_gen)
+        diffs.append(stat_a - stat_b)
     diffs = torch.cat(diffs).cpu().numpy()
     alpha = (1 - confidence) / 2
-    return Comparison(result_a.model, result_b.model, result_a.roi, statistic, observed,
+    return Comparison(runs_a[0].model, runs_b[0].model, runs_a[0].roi, statistic, observed,
                       float(np.quantile(diffs, alpha)), float(np.quantile(diffs, 1 - alpha)),
-                      float(np.mean(diffs <= 0)), n_bootstrap)
+                      float(np.mean(diffs <= 0)), n_bootstrap, len(runs_a), len(runs_b))
 
 
 def pearson_r_t(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -1,60 +1,41 @@
-"""One command reproduces the comparison: every model on every ROI, one results file each, resumable.
+"""One command reproduces the comparison: every model on every ROI with several model seeds, resumable.
 
 :func:`reproduce` runs the models and ablations of :mod:`etecrm_lib.ablations` on every ROI of one
-subject and writes **one results file per (dataset, subject, ROI, model, seed)** as soon as that
-model is done. A second run with the same arguments reads the finished files instead of training
-again, so a run that was interrupted (Ctrl-C) or killed loses at most the model in progress (the
-ETECRM variants of one ROI train together, batched: for them, that ROI's batch). At the end it
-writes the comparison table (``table.md``, ``table.csv``, ``table.json``) over every results file
-in the folder, the paired bootstrap comparisons of ETECRM with the best two-step model per ROI
-(``comparisons.json``) and the figures (``figures/*.html`` and ``.png``). :func:`rebuild_outputs`
-(``etecrm table``) rewrites tables and figures from the files alone, e.g. after a GPU run.
+subject, for the model seeds ``first_seed .. first_seed + n_seeds - 1``, and writes **one results
+file per (dataset, data seed, profile, subject, ROI, model, seed)** as soon as it is done
+(:mod:`etecrm_lib.results` describes the files and the folder layout). A second run with the same
+arguments reads the finished files instead of training again, so a run that was interrupted
+(Ctrl-C) or killed loses at most the unit in progress (the ETECRM variants of one ROI and one seed
+train together). Deterministic models (:func:`model_seeds`) are run once, as seed 0.
 
-Layout of the output folder::
-
-    OUT/results/<dataset>_<profile>_sub<subject>_<roi>_<model>_seed<seed>.npz
-    OUT/comparisons/<dataset>_<profile>_sub<subject>.json   (one per run)
-    OUT/table.md  OUT/table.csv  OUT/table.json  OUT/comparisons.json  OUT/figures/
-
-A results file is a compressed ``.npz`` holding the per-voxel arrays (``test_r``, ``noise_ceiling``,
-``oracle_ceiling`` in float32; the test ``predictions`` in float16, enough for bootstrap
-comparisons) and ``meta``, a JSON string: library version, git commit, configuration, seed, device,
-torch version, wall time, where the features' weights came from, and a SHA-256 of every array. A
-file whose arrays, checksums, shapes or metadata do not match what this run expects is reported as
-corrupt and recomputed, never used.
+At the end, with the data still at hand, it writes the seed ensembles (predictions averaged over
+seeds, then scored on the test split), the bootstrap comparisons over test images and seeds
+(:mod:`etecrm_lib.comparisons`: ``etecrm`` vs the two-step baseline chosen on validation data, each
+ETECRM ablation vs ``etecrm``), then the tables and figures over everything in the folder
+(:func:`rebuild_outputs`, also ``etecrm table``).
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import json
-import math
 import os
 import platform
 import subprocess
-import warnings
-import zipfile
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
-from .evaluation import Comparison, EncodingResult, paired_bootstrap, summary_table
+from .comparisons import REFERENCE, compare_run, load_comparisons, save_comparisons  # noqa: F401  (re-exported)
+from .results import (CorruptResultError, _sha256, collect_results, dataset_tag, ensemble_path,  # noqa: F401
+                      jsonable, load_result, read_meta, result_path, save_result)
 from .storage import atomic_write
+from .tables import markdown_table, table_rows, write_figures, write_tables  # noqa: F401
 
-RESULTS_FORMAT = 1
-_ARRAY_DTYPES = {"test_r": np.float32, "noise_ceiling": np.float32, "oracle_ceiling": np.float32,
-                 "predictions": np.float16}
-TABLE_COLUMNS = ["dataset", "profile", "subject", "seed", "roi", "model", "n_voxels", "median_r", "mean_r",
-                 "top300_mean_r", "n_significant", "frac_ceiling", "frac_oracle_ceiling", "median_ceiling",
-                 "wall_time_s", "device"]
-
-
-class CorruptResultError(ValueError):
-    """A results file that cannot be trusted (truncated, bad JSON, wrong shape, checksum mismatch...)."""
+MIN_BOOTSTRAP = 100
+DEFAULT_SEEDS = {"quick": 3, "full": 5}
+DETERMINISTIC_SEED = 0
 
 
 # --------------------------------------------------------------------------- provenance
@@ -86,10 +67,9 @@ def dataset_fingerprint(dataset, roi: str) -> str:
     """SHA-256 (first 16 hex digits) that identifies one ROI's data, stored in every results file.
 
     Real data: a hash of the ROI's train and test responses and the stimulus shapes. Simulated data
-    carry ``info["cache_key"]``, the hash of everything the simulation depends on; that is used
-    instead, because regenerating the simulation on another GPU can change the last bits of the
-    responses. A file computed on other data (another simulation version, another voxel selection)
-    does not match and is recomputed.
+    carry ``info["cache_key"]``, the hash of everything the simulation depends on (its seed too); that
+    is used instead, because regenerating the simulation on another GPU can change the last bits of
+    the responses. A file computed on other data does not match and is recomputed.
     """
     h = hashlib.sha256()
     h.update(repr((dataset.name, dataset.subject, roi, dataset.n_voxels(roi), dataset.train.stimuli.shape,
@@ -102,332 +82,68 @@ def dataset_fingerprint(dataset, roi: str) -> str:
     return h.hexdigest()[:16]
 
 
-# --------------------------------------------------------------------------- one results file
-def result_path(out, dataset: str, profile: str, subject: int, roi: str, model: str, seed: int) -> Path:
-    """Where the results file of one (dataset, profile, subject, ROI, model, seed) lives under ``out``."""
-    return Path(out) / "results" / f"{dataset}_{profile}_sub{subject}_{roi}_{model}_seed{seed}.npz"
+# --------------------------------------------------------------------------- checks and choices
+def _fail(what: str, given, todo: str):
+    raise ValueError(f"{what} (given: {given!r}); {todo}")
 
 
-def _sha256(arr: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
+def check_settings(out, device=None, n_bootstrap: int = 2000, n_seeds: int | None = None, first_seed: int = 0,
+                   data_seed: int | None = None, dataset="sim") -> None:
+    """Refuse bad settings before any work starts: a ValueError says what is wrong, what was given and what to do."""
+    import torch
 
-
-def _jsonable(value):
-    """``value`` with numpy scalars/arrays and paths turned into plain JSON types."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
-
-
-def _to_numpy(value) -> np.ndarray:
-    if hasattr(value, "detach"):
-        value = value.detach().float().cpu().numpy()
-    return np.asarray(value)
-
-
-def save_result(result: EncodingResult, path, *, profile: str, seed: int, extra: dict | None = None) -> Path:
-    """Write one result to a compressed ``.npz`` (atomically: temp file, then rename). Returns the path.
-
-    Arrays: ``test_r``, ``noise_ceiling``, ``oracle_ceiling`` (float32, shape (V,)), ``predictions``
-    (float16, (N_test, V)). ``meta``: JSON with the key fields, ``result.info`` (provenance) and
-    ``extra``, plus each array's shape, dtype and SHA-256. Arrays in ``result.info`` (such as the
-    learned ``voxel_weights``) are stored as float32 arrays named ``info.<key>``.
-    """
-    arrays = {}
-    for key, dtype in _ARRAY_DTYPES.items():
-        value = getattr(result, key)
-        if value is not None:
-            arrays[key] = np.ascontiguousarray(np.asarray(value), dtype=dtype)
-    info = {}
-    for key, value in result.info.items():  # per-voxel arrays in info (e.g. voxel_weights) go in as arrays
-        if hasattr(value, "shape") and getattr(value, "ndim", 0) >= 1:
-            arrays[f"info.{key}"] = np.ascontiguousarray(_to_numpy(value), dtype=np.float32)
-        else:
-            info[key] = value
-    meta = {
-        "format": RESULTS_FORMAT, "dataset": result.dataset, "subject": int(result.subject), "roi": result.roi,
-        "model": result.model, "profile": profile, "seed": int(seed), "n_voxels": result.n_voxels,
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "info": _jsonable(info), **_jsonable(extra or {}),
-        "arrays": {k: {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": _sha256(a)} for k, a in arrays.items()},
-    }
-    path = Path(path)
-    with atomic_write(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, meta=np.array(json.dumps(meta)), **arrays)
-    return path
-
-
-def read_meta(path) -> dict:
-    """The JSON metadata of a results file (raises :class:`CorruptResultError` if unreadable)."""
-    return _read(Path(path))[0]
-
-
-def _read(path: Path):
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as err:
-        raise CorruptResultError(f"{path.name}: not a readable .npz file ({type(err).__name__}: {err})") from err
-    if "meta" not in data:
-        raise CorruptResultError(f"{path.name}: no 'meta' entry")
-    try:
-        meta = json.loads(str(data.pop("meta")))
-    except json.JSONDecodeError as err:
-        raise CorruptResultError(f"{path.name}: metadata is not valid JSON ({err})") from err
-    if not isinstance(meta, dict) or meta.get("format") != RESULTS_FORMAT:
-        raise CorruptResultError(f"{path.name}: unknown results format {meta.get('format') if isinstance(meta, dict) else meta!r}")
-    return meta, data
-
-
-def load_result(path, expect: dict | None = None) -> EncodingResult:
-    """Read and verify a results file written by :func:`save_result`.
-
-    Checks: the file opens, ``meta`` is JSON of this format, every array listed is present with its
-    recorded shape, dtype and SHA-256 and no other array is, ``test_r`` is ``(V,)`` with V =
-    ``n_voxels``, ceilings are ``(V,)``, predictions are ``(N, V)`` and all are finite. ``expect``
-    (e.g. ``{"roi": "V1", "n_voxels": 500, "dataset_fingerprint": ...}``) must match ``meta``.
-    Raises :class:`CorruptResultError` saying what is wrong.
-    """
-    path = Path(path)
-    meta, data = _read(path)
-    listed = meta.get("arrays") or {}
-    if set(listed) != set(data) or "test_r" not in data:
-        raise CorruptResultError(f"{path.name}: arrays {sorted(data)} do not match the metadata's {sorted(listed)}")
-    for key, arr in data.items():
-        want = listed[key]
-        if list(arr.shape) != want.get("shape") or str(arr.dtype) != want.get("dtype"):
-            raise CorruptResultError(f"{path.name}: array '{key}' is {arr.dtype}{list(arr.shape)}, "
-                                     f"metadata says {want.get('dtype')}{want.get('shape')}")
-        if _sha256(arr) != want.get("sha256"):
-            raise CorruptResultError(f"{path.name}: array '{key}' does not match its SHA-256 checksum")
-        if key in _ARRAY_DTYPES and not np.all(np.isfinite(arr)):
-            raise CorruptResultError(f"{path.name}: array '{key}' holds NaN or inf")
-    n_vox = meta.get("n_voxels")
-    for key in ("test_r", "noise_ceiling", "oracle_ceiling"):
-        if key in data and data[key].shape != (n_vox,):
-            raise CorruptResultError(f"{path.name}: '{key}' has shape {data[key].shape}, expected ({n_vox},)")
-    if "predictions" in data and (data["predictions"].ndim != 2 or data["predictions"].shape[1] != n_vox):
-        raise CorruptResultError(f"{path.name}: predictions have shape {data['predictions'].shape}, expected (N_test, {n_vox})")
-    for key, value in (expect or {}).items():
-        if meta.get(key) != value:
-            raise CorruptResultError(f"{path.name}: {key} is {meta.get(key)!r}, expected {value!r}")
-    info = dict(meta.get("info") or {})
-    info.update({k[len("info."):]: v for k, v in data.items() if k.startswith("info.")})
-    info.update({k: meta[k] for k in ("profile", "seed", "created_utc", "dataset_fingerprint") if k in meta})
-    info["results_file"] = str(path)
-    as32 = {k: data[k].astype(np.float32) for k in data if not k.startswith("info.")}
-    return EncodingResult(model=meta["model"], roi=meta["roi"], dataset=meta["dataset"], subject=int(meta["subject"]),
-                          test_r=as32["test_r"], noise_ceiling=as32.get("noise_ceiling"),
-                          oracle_ceiling=as32.get("oracle_ceiling"), predictions=as32.get("predictions"), info=info)
-
-
-def collect_results(out) -> list:
-    """Every valid results file under ``out/results`` (corrupt ones are skipped with a warning).
-
-    Sorted by dataset, profile, subject, seed, then ROI in visual-hierarchy order (V1 ... LO) and
-    model in the order of ``ablations.VARIANTS``.
-    """
-    from .ablations import VARIANTS
-    from .data.dataset import DEFAULT_ROIS
-
-    results = []
-    for path in sorted((Path(out) / "results").glob("*.npz")):
-        try:
-            results.append(load_result(path))
-        except CorruptResultError as err:
-            warnings.warn(f"skipping corrupt results file: {err}", stacklevel=2)
-    rois, models = list(DEFAULT_ROIS), list(VARIANTS)
-
-    def key(res):
-        return (res.dataset, str(res.info.get("profile")), res.subject, res.info.get("seed") or 0,
-                rois.index(res.roi) if res.roi in rois else len(rois), res.roi,
-                models.index(res.model) if res.model in models else len(models), res.model)
-
-    return sorted(results, key=key)
-
-
-# --------------------------------------------------------------------------- tables
-def table_rows(results) -> list:
-    """One flat row per result (:meth:`EncodingResult.summary` plus profile, seed, wall time, device)."""
-    rows = []
-    for res, summary in zip(results, summary_table(results)):
-        summary.update({"profile": res.info.get("profile"), "seed": res.info.get("seed"),
-                        "wall_time_s": res.info.get("wall_time_s"), "device": res.info.get("device")})
-        ordered = {key: summary.get(key) for key in TABLE_COLUMNS}   # the usual columns first, in order
-        ordered.update(summary)
-        rows.append(_jsonable(ordered))
-    return rows
-
-
-def _fmt(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.3f}" if abs(value) < 1000 else f"{value:.0f}"
-    return str(value)
-
-
-def markdown_table(rows) -> str:
-    """The comparison table in Markdown, one section per (dataset, profile, subject, seed)."""
-    shown = ["roi", "model", "n_voxels", "median_r", "mean_r", "top300_mean_r", "n_significant", "frac_ceiling",
-             "frac_oracle_ceiling", "wall_time_s"]
-    lines, groups = [], {}
-    for row in rows:
-        groups.setdefault((row["dataset"], row["profile"], row["subject"], row["seed"]), []).append(row)
-    for (dataset, profile, subject, seed), group in groups.items():
-        devices = sorted({str(r["device"]) for r in group if r.get("device")})
-        lines += [f"### {dataset}, subject {subject}, profile {profile}, seed {seed}"
-                  + (f" (device: {', '.join(devices)})" if devices else ""), "",
-                  "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
-        lines += ["| " + " | ".join(_fmt(r.get(k)) for k in shown) + " |" for r in group]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def write_table(results, out) -> dict:
-    """Write ``table.md``, ``table.csv`` and ``table.json`` (a list of rows) under ``out``. Returns the paths."""
     out = Path(out)
-    rows = table_rows(results)
-    paths = {"md": out / "table.md", "csv": out / "table.csv", "json": out / "table.json"}
-    with atomic_write(paths["md"]) as tmp:
-        tmp.write_text(markdown_table(rows))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else TABLE_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    with atomic_write(paths["csv"]) as tmp:
-        tmp.write_text(buffer.getvalue())
-    with atomic_write(paths["json"]) as tmp:
-        tmp.write_text(json.dumps(rows, indent=1))
-    return paths
-
-
-def compare_to_best_two_step(results, dataset, reference: str = "etecrm", n_bootstrap: int = 2000, seed: int = 0) -> list:
-    """Paired bootstrap per ROI: ``reference`` minus the two-step model with the best median r.
-
-    Returns a list of dicts (:class:`evaluation.Comparison` fields) for every ROI where both exist.
-    Needs the measured test responses, hence the dataset.
-    """
-    from .ablations import VARIANTS
-
-    comparisons = []
-    by_roi = {}
-    for res in results:
-        by_roi.setdefault(res.roi, {})[res.model] = res
-    for roi, models in by_roi.items():
-        two_step = [m for m in models if m != reference and m in VARIANTS and VARIANTS[m].family == "two_step"]
-        if reference not in models or not two_step or roi not in dataset.test.responses:
-            continue
-        best = max(two_step, key=lambda m: float(np.median(models[m].test_r)))
-        for statistic in ("median_r", "top_n_mean_r"):
-            cmp = paired_bootstrap(models[reference], models[best], dataset.test.responses[roi], statistic=statistic,
-                                   n_bootstrap=n_bootstrap, seed=seed)
-            comparisons.append({"dataset": dataset.name, "subject": dataset.subject, "profile": models[reference].info.get("profile"),
-                                **_jsonable(vars(cmp))})
-    return comparisons
-
-
-def save_comparisons(out, comparisons, dataset: str, subject: int, profile: str) -> Path:
-    """Write one run's comparisons to ``out/comparisons/<dataset>_<profile>_sub<subject>.json``.
-
-    One file per run, so that runs of other subjects into the same folder (even at the same time)
-    never overwrite each other's; :func:`rebuild_outputs` merges them into ``out/comparisons.json``.
-    """
-    path = Path(out) / "comparisons" / f"{dataset}_{profile}_sub{subject}.json"
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(comparisons, indent=1))
-    return path
-
-
-def load_comparisons(out) -> list:
-    """All comparisons under ``out/comparisons/`` (unreadable files are skipped with a warning)."""
-    merged = []
-    for path in sorted((Path(out) / "comparisons").glob("*.json")):
+    if out.exists() and not out.is_dir():
+        _fail("--out must be a folder, but it is a file", str(out), "give a folder name (it is created if missing)")
+    parent = next((p for p in (out, *out.parents) if p.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        _fail(f"--out cannot be created: {parent} is not a writable folder", str(out), "choose a folder you can write to")
+    if device is not None:
         try:
-            merged += json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            warnings.warn(f"skipping unreadable comparisons file {path}: {err}", stacklevel=2)
-    return merged
+            dev = torch.device(device)
+        except (RuntimeError, TypeError) as err:
+            _fail(f"--device is not a torch device ({err})", device, "use cpu, cuda or cuda:0")
+        if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
+            _fail(f"--device {device} asks for a GPU, but torch sees {torch.cuda.device_count()} CUDA GPU(s)", device,
+                  "use --device cpu, or leave --device out to use a GPU only when there is one")
+    if int(n_bootstrap) < MIN_BOOTSTRAP:
+        _fail(f"--bootstrap must be at least {MIN_BOOTSTRAP} resamples for a 95% interval", n_bootstrap,
+              "use the default 2000 (or at least 1000 for numbers you report)")
+    if n_seeds is not None and int(n_seeds) < 1:
+        _fail("--seeds must be at least 1 model seed", n_seeds, "use the default (5 on full, 3 on quick)")
+    if int(first_seed) < 0 or (data_seed is not None and int(data_seed) < 0):
+        _fail("seeds must be >= 0", {"first_seed": first_seed, "data_seed": data_seed}, "give 0 or a positive integer")
+    name = str(dataset) if isinstance(dataset, (str, Path)) else None
+    if data_seed is not None and name is not None and name != "sim" and not name.endswith(".npz"):
+        _fail("--data-seed is the seed of the simulated cortex; it means nothing for a real dataset", name,
+              "leave --data-seed out, or use --dataset sim")
 
 
-# --------------------------------------------------------------------------- figures
-def _find_browser() -> None:
-    """Point kaleido (plotly's PNG export) at Debian's Chromium if no browser was configured."""
-    if not os.environ.get("BROWSER_PATH"):
-        for candidate in ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"):
-            if Path(candidate).exists():
-                os.environ["BROWSER_PATH"] = candidate
-                break
+def model_seeds(model: str, seeds, cnn_weights=None) -> list:
+    """The seeds ``model`` is run with: all of ``seeds``, or ``[0]`` for a deterministic model (:func:`is_deterministic`)."""
+    return [DETERMINISTIC_SEED] if is_deterministic(model, cnn_weights) else list(seeds)
 
 
-def write_figures(results, out, comparisons=()) -> list:
-    """Interactive HTML figures (and PNG copies when kaleido and Chromium work) under ``out/figures``.
+def is_deterministic(model: str, cnn_weights=None) -> bool:
+    """True when the model's seed changes nothing, so it is run once (as seed 0).
 
-    Per (dataset, profile, subject): median r per ROI and model, mean r of the top-N voxels (with a
-    slider over N), both from :func:`plots.roi_bars`, and the paired bootstrap differences
-    (:func:`plots.comparison_bars`) of ``comparisons`` (``evaluation.Comparison`` objects).
-    Returns a list of notes (what was written, what was skipped and why); never raises for a missing
-    plotting stack: the tables are the results, figures are a convenience.
+    Deterministic (nothing random between data and predictions, so another seed would give the same
+    file again): the voxel-wise ridge models (``gwp_ridge``; ``alexnet_ridge`` with given CNN
+    weights). A variant may also say so itself with a ``deterministic`` attribute. Models with
+    random parts (every ETECRM variant, ``gwp_roiwise``, an untrained ``alexnet_ridge``) run per seed.
     """
-    try:
-        import plotly  # noqa: F401
-    except ImportError:
-        return ["figures skipped: plotly is not installed (pip install plotly kaleido); tables were written"]
-    from . import plots
+    from .ablations import get_variant
 
-    figdir = Path(out) / "figures"
-    figdir.mkdir(parents=True, exist_ok=True)
-    _find_browser()
-    groups = {}
-    for res in results:
-        groups.setdefault((res.dataset, res.info.get("profile"), res.subject), []).append(res)
-    figures = {}
-    for (dataset, profile, subject), group in groups.items():
-        label = f"{dataset} ({profile} profile), subject {subject}"
-        stem = f"{dataset}_{profile}_sub{subject}"
-        for statistic in ("median_r", "top_n_mean_r"):
-            fig = plots.roi_bars(group, statistic)
-            fig.update_layout(title=f"{label}: {fig.layout.title.text}")
-            figures[f"{stem}_{statistic}"] = fig
-        mine = [c for c in comparisons if c.get("statistic") == "median_r"
-                and (c.get("dataset"), c.get("subject"), c.get("profile")) == (dataset, subject, profile)]
-        if mine:
-            fig = plots.comparison_bars([Comparison(**{k: c[k] for k in Comparison.__dataclass_fields__}) for c in mine])
-            fig.update_layout(title=f"{label}: {fig.layout.title.text}")
-            figures[f"{stem}_bootstrap"] = fig
-    notes, png_ok = [], True
-    for stem, fig in figures.items():
-        with atomic_write(figdir / f"{stem}.html") as tmp:
-            fig.write_html(tmp, include_plotlyjs="cdn")
-        notes.append(f"wrote {figdir / (stem + '.html')}")
-        if png_ok:
-            try:
-                with atomic_write(figdir / f"{stem}.png") as tmp:
-                    fig.write_image(tmp, format="png", width=1000, height=500)
-                notes.append(f"wrote {figdir / (stem + '.png')}")
-            except Exception as err:  # kaleido needs Chrome/Chromium; a missing browser must not end the run
-                png_ok = False
-                first_line = str(err).splitlines()[0] if str(err) else ""
-                notes.append(f"PNG export failed ({type(err).__name__}: {first_line}); the HTML figures were written. "
-                             "For PNGs install Chromium (apt-get install chromium) or set BROWSER_PATH")
-    return notes
+    variant = get_variant(model)
+    deterministic = getattr(variant, "deterministic", None)
+    if deterministic is None:
+        options = variant.options
+        deterministic = (variant.family == "two_step" and options.get("fit") == "voxelwise"
+                         and (options.get("features") != "alexnet" or cnn_weights is not None))
+    return bool(deterministic)
 
 
-# --------------------------------------------------------------------------- the whole run
-def _load(dataset, subject: int, profile: str, data_seed: int = 0, data_root=None):
+def _load(dataset, subject: int, profile: str, data_seed: int | None = None, data_root=None):
     """An EncodingDataset from a name ('sim', 'vim1', 'miyawaki', ...), a saved ``.npz`` path, or as is."""
     from .data.dataset import EncodingDataset, load_npz
 
@@ -438,7 +154,16 @@ def _load(dataset, subject: int, profile: str, data_seed: int = 0, data_root=Non
     from .data import load_dataset
 
     kwargs = {"root": data_root} if data_root else {}
-    return load_dataset(str(dataset), subject=subject, profile=profile, seed=data_seed, **kwargs)
+    return load_dataset(str(dataset), subject=subject, profile=profile, seed=data_seed or 0, **kwargs)
+
+
+def _data_seed(data, requested: int | None) -> int | None:
+    """The simulation seed the data were made with (None for real data); an error if it is not ``requested``."""
+    seed = data.info.get("seed") if data.info.get("generator_version") is not None else None
+    if requested is not None and seed != requested:
+        _fail(f"the dataset was simulated with seed {seed}, not the data seed asked for", requested,
+              "leave --data-seed out for a saved dataset, or simulate it again with that seed")
+    return seed
 
 
 def _weights_expectation(model: str, cnn_weights) -> dict:
@@ -446,56 +171,128 @@ def _weights_expectation(model: str, cnn_weights) -> dict:
     from .ablations import get_variant
 
     if get_variant(model).options.get("features") == "alexnet":
-        return {"cnn_weights": _jsonable(cnn_weights if cnn_weights is None else str(cnn_weights))}
+        return {"cnn_weights": jsonable(cnn_weights if cnn_weights is None else str(cnn_weights))}
     return {}
 
 
-def _clean_partial_files(results_dir: Path, prefix: str) -> int:
-    """Delete temp files a killed run left (``.<prefix>*.part``); other runs' files are left alone.
-
-    Only this (dataset, profile, subject)'s files match ``prefix``, so that runs of other subjects
-    into the same folder, even at the same time, are safe. Returns how many were deleted.
-    """
+def _clean_partial_files(out: Path, prefix: str) -> int:
+    """Delete temp files a killed run left (``.<prefix>*.part``); other runs' files are left alone. Returns how many."""
     n = 0
-    for part in results_dir.glob(f".{prefix}*.part"):
-        part.unlink(missing_ok=True)
-        n += 1
+    for folder in ("results", "ensembles"):
+        for part in (out / folder).glob(f".{prefix}*.part"):
+            part.unlink(missing_ok=True)
+            n += 1
     return n
 
 
-def reproduce(dataset="sim", subject: int = 1, profile: str = "quick", seed: int = 0, models=None, rois=None,
-              out="results", device=None, figures: bool = True, data_root=None, data_seed: int = 0,
-              cnn_weights=None, n_bootstrap: int = 2000, progress: bool = True, log=print) -> list:
-    """Run every model on every ROI, one results file each, resumable; then tables and figures.
+# --------------------------------------------------------------------------- the run
+@dataclass
+class _Job:
+    """What every step of one run needs."""
+
+    out: Path
+    data: object
+    profile: str
+    data_seed: int | None
+    device: object
+    cnn_weights: object
+    provenance: dict
+    progress: bool
+    log: object
+
+    def path(self, roi, model, seed) -> Path:
+        return result_path(self.out, self.data.name, self.profile, self.data.subject, roi, model, seed, self.data_seed)
+
+    def expect(self, roi, model, seed) -> dict:
+        return {"dataset": self.data.name, "data_seed": self.data_seed, "subject": self.data.subject, "roi": roi,
+                "profile": self.profile, "seed": seed, "model": model, "n_voxels": self.data.n_voxels(roi),
+                "dataset_fingerprint": dataset_fingerprint(self.data, roi), **_weights_expectation(model, self.cnn_weights)}
+
+
+def _finished(job: _Job, roi: str, unit, seed: int) -> tuple:
+    """Results of ``unit`` already on disk and valid: ``({model: result}, [missing models])``."""
+    found, missing = {}, []
+    for model in unit:
+        path = job.path(roi, model, seed)
+        try:
+            found[model] = load_result(path, job.expect(roi, model, seed))
+        except FileNotFoundError:
+            missing.append(model)
+        except CorruptResultError as err:
+            job.log(f"results file {err}; recomputing it")
+            missing.append(model)
+    return found, missing
+
+
+def _train_unit(job: _Job, roi: str, unit, seed: int, missing: list, deterministic: bool) -> dict:
+    """Train the whole unit for one seed (so a resumed run computes what an uninterrupted one would); write the missing files."""
+    from . import ablations
+
+    fingerprint = dataset_fingerprint(job.data, roi)
+    extra = {"data_seed": job.data_seed, "dataset_fingerprint": fingerprint, "deterministic": deterministic,
+             "cnn_weights": jsonable(job.cnn_weights)}
+    found = {}
+    for res in ablations.run_unit(job.data, unit, roi, profile=job.profile, seed=seed, device=job.device,
+                                  progress=job.progress, cnn_weights=job.cnn_weights):
+        res.info.update(job.provenance)
+        if res.model in missing:
+            save_result(res, job.path(roi, res.model, seed), profile=job.profile, seed=seed, extra=extra)
+        found[res.model] = load_result(job.path(roi, res.model, seed), job.expect(roi, res.model, seed))
+    return found
+
+
+def _write_ensembles(job: _Job, by_model: dict) -> list:
+    """Average the stored (float16) predictions of every model with >= 2 seeds, score on the test split, save."""
+    from .evaluation import score
+
+    written = []
+    for (roi, model), runs in by_model.items():
+        if len(runs) < 2:
+            continue
+        seeds = [r.info["seed"] for r in runs]
+        mean = np.mean([r.predictions for r in runs], axis=0)
+        res = score(mean, job.data, roi, model, info={"ensemble_of": f"{len(runs)} model seeds: predictions averaged"})
+        path = ensemble_path(job.out, job.data.name, job.profile, job.data.subject, roi, model, seeds, job.data_seed)
+        save_result(res, path, profile=job.profile, seed=None,
+                    extra={"data_seed": job.data_seed, "seeds": seeds, "ensemble": True,
+                           "dataset_fingerprint": dataset_fingerprint(job.data, roi)})
+        written.append(load_result(path))
+    return written
+
+
+def reproduce(dataset="sim", subject: int = 1, profile: str = "quick", n_seeds: int | None = None,
+              first_seed: int = 0, data_seed: int | None = None, models=None, rois=None, out="results", device=None,
+              figures: bool = True, data_root=None, cnn_weights=None, n_bootstrap: int = 2000,
+              bootstrap_seed: int = 0, reference: str = REFERENCE, progress: bool = True, log=print) -> list:
+    """Run every model on every ROI for several model seeds, one results file each, resumable; then tables.
 
     Parameters
     ----------
-    dataset : "sim", "vim1", "miyawaki" (see ``data.load_dataset``), a path to a dataset ``.npz``
-        written by ``data.save_npz``, or an ``EncodingDataset``.
-    subject, profile, seed : which subject, ``"quick"`` or ``"full"``, and the seed of every model
-        (initial weights, validation split, batch order, noise).
-    models : list of variant names (default: all of ``ablations.DEFAULT_VARIANTS``).
-    rois : list of ROI names (default: all of the dataset's).
+    dataset : "sim", "vim1", "miyawaki", "kay" (see ``data.load_dataset``), a dataset ``.npz`` written
+        by ``data.save_npz``, or an ``EncodingDataset``.
+    subject, profile : which subject, ``"quick"`` or ``"full"``.
+    n_seeds, first_seed : the model seeds are ``first_seed .. first_seed + n_seeds - 1`` (default
+        ``n_seeds``: 5 on full, 3 on quick); a seed sets initial weights, validation split, batch order, noise.
+    data_seed : the simulation's seed (``sim`` only; default 0, the book's simulated subject). It is
+        recorded in every file and file name; for a saved simulation it must match the file's.
+    models : variant names (default ``ablations.DEFAULT_VARIANTS``); rois : default all of the dataset's.
     out : output folder (created). Finished results in it are reused, corrupt ones recomputed.
-    device : torch device (default: ``device.get_device()``).
-    figures : write plotly figures (skipped with a note if plotly is missing).
-    data_root : folder of downloaded real data; data_seed : the simulation's seed (``sim`` only;
-        the default 0 is the book's simulated subject; it is not the models' seed).
-    cnn_weights : weights of ``alexnet_ridge``'s CNN: None (untrained, no download), "DEFAULT"
-        (ImageNet, downloaded once) or a ``.pth`` path; recorded in its results files.
-    log : where progress messages go (``print``; pass ``lambda *a: None`` for silence).
+    device : torch device (default: ``device.get_device()``); figures : write plotly figures.
+    data_root : folder of downloaded real data. cnn_weights : ``alexnet_ridge``'s CNN weights (None:
+        untrained, "DEFAULT": ImageNet, or a ``.pth`` path).
+    n_bootstrap, bootstrap_seed : resamples and seed of the bootstrap comparisons (at least 100).
+    reference : the model the comparisons are about (default ``"etecrm"``): it is compared with the
+        two-step baseline chosen on validation data, and every other ETECRM variant with it.
+    log : where progress messages go (``print``; ``lambda *a: None`` for silence).
 
-    Returns the list of :class:`EncodingResult` of this run (ROI-major, in ``models`` order).
+    Returns the list of per-seed :class:`EncodingResult` of this run (ROI, model, seed order).
     Interrupting (Ctrl-C) raises ``KeyboardInterrupt`` after the files already finished are on disk.
     """
-    from tqdm.auto import tqdm
-
     from . import ablations
     from .device import describe_device, get_device
 
-    out = Path(out)
-    results_dir = out / "results"
-    results_dir.mkdir(parents=True, exist_ok=True)
+    check_settings(out, device, n_bootstrap, n_seeds, first_seed, data_seed, dataset)
+    seeds = list(range(int(first_seed), int(first_seed) + int(n_seeds or DEFAULT_SEEDS.get(profile, 3))))
     models = list(models or ablations.DEFAULT_VARIANTS)
     for name in models:
         ablations.get_variant(name)
@@ -504,83 +301,68 @@ def reproduce(dataset="sim", subject: int = 1, profile: str = "quick", seed: int
     rois = list(rois or data.rois)
     for roi in rois:
         data.check_roi(roi)
-    if _clean_partial_files(results_dir, f"{data.name}_{profile}_sub{data.subject}_"):
-        log(f"removed partial files left by an interrupted run in {results_dir}")
-    prov = provenance() | {"device": describe_device(device)}
-    units = ablations.plan_units(models)
-    log(f"etecrm reproduce: {data.name} subject {data.subject}, profile {profile}, seed {seed}, device {prov['device']}, "
-        f"{len(rois)} ROIs x {len(models)} models -> {results_dir}")
+    job = _Job(Path(out), data, profile, _data_seed(data, data_seed), device, cnn_weights,
+               provenance() | {"device": describe_device(device)}, progress, log)
+    if _clean_partial_files(job.out, f"{dataset_tag(data.name, job.data_seed)}_{profile}_sub{data.subject}_"):
+        log(f"removed partial files left by an interrupted run in {job.out}")
+    log(f"etecrm reproduce: {dataset_tag(data.name, job.data_seed)} subject {data.subject}, profile {profile}, "
+        f"model seeds {seeds}, device {job.provenance['device']}, {len(rois)} ROIs x {len(models)} models -> {job.out}")
+    by_model = _run_all(job, rois, ablations.plan_units(models), seeds)
+    ensembles = _write_ensembles(job, by_model)
+    context = {"dataset": data.name, "data_seed": job.data_seed, "profile": profile, "subject": data.subject}
+    records = compare_run(by_model, {roi: data.test.responses[roi] for roi in rois}, context, n_bootstrap,
+                          bootstrap_seed, reference, log)
+    save_comparisons(job.out, records)
+    log(f"{len(ensembles)} seed ensembles and {len(records)} bootstrap comparisons written")
+    rebuild_outputs(job.out, figures=figures, log=log)
+    return [res for roi in rois for m in models for res in by_model[(roi, m)]]
 
-    done = {}
-    bar = tqdm(total=len(rois) * len(models), desc="reproduce", unit="model", disable=not progress)
+
+def _run_all(job: _Job, rois, units, seeds) -> dict:
+    """Load or train every (ROI, unit, seed); returns ``{(roi, model): [results by seed]}``."""
+    from tqdm.auto import tqdm
+
+    plan = [(roi, unit, seed) for roi in rois for unit in units
+            for seed in model_seeds(unit[0], seeds, job.cnn_weights)]
+    by_model = {(roi, m): [] for roi in rois for unit in units for m in unit}
+    bar = tqdm(total=sum(len(unit) for _, unit, _ in plan), desc="reproduce", unit="model", disable=not job.progress)
     try:
-        for roi in rois:
-            fingerprint = dataset_fingerprint(data, roi)
-            expect_base = {"dataset": data.name, "subject": data.subject, "roi": roi, "profile": profile, "seed": seed,
-                           "n_voxels": data.n_voxels(roi), "dataset_fingerprint": fingerprint}
-            for unit in units:
-                paths = {m: result_path(out, data.name, profile, data.subject, roi, m, seed) for m in unit}
-                expect = {m: expect_base | {"model": m} | _weights_expectation(m, cnn_weights) for m in unit}
-                missing = []
-                for m, path in paths.items():
-                    if not path.exists():
-                        missing.append(m)
-                        continue
-                    try:
-                        done[(roi, m)] = load_result(path, expect[m])
-                    except CorruptResultError as err:
-                        log(f"results file {err}; recomputing it")
-                        missing.append(m)
-                if not missing:
-                    bar.update(len(unit))
-                    continue
-                bar.set_postfix_str(f"{roi}: {', '.join(unit)}")
-                # A unit is trained as a whole (ETECRM variants train batched), so that a resumed run
-                # computes exactly what an uninterrupted one would; only the missing files are written.
-                for res in ablations.run_unit(data, unit, roi, profile=profile, seed=seed, device=device,
-                                              progress=progress, cnn_weights=cnn_weights):
-                    res.info.update(prov)
-                    res.info.update({"profile": profile, "seed": seed, "dataset_fingerprint": fingerprint})
-                    if res.model in missing:
-                        save_result(res, paths[res.model], profile=profile, seed=seed,
-                                    extra={"dataset_fingerprint": fingerprint, "cnn_weights": _jsonable(cnn_weights)})
-                        res = load_result(paths[res.model], expect[res.model])
-                    done[(roi, res.model)] = res
-                bar.update(len(unit))
-            roi_rows = summary_table([done[(roi, m)] for m in models])
-            best = max(roi_rows, key=lambda r: r["median_r"])
-            (tqdm.write if log is print else log)(
-                f"{roi} median r: " + ", ".join(f"{r['model']} {r['median_r']:.3f}" for r in roi_rows)
-                + f" (best: {best['model']})")
+        for roi, unit, seed in plan:
+            found, missing = _finished(job, roi, unit, seed)
+            if missing:
+                bar.set_postfix_str(f"{roi}, seed {seed}: {', '.join(unit)}")
+                found = _train_unit(job, roi, unit, seed, missing, is_deterministic(unit[0], job.cnn_weights))
+            for model in unit:
+                by_model[(roi, model)].append(found[model])
+            bar.update(len(unit))
     finally:
         bar.close()
-
-    results = [done[(roi, m)] for roi in rois for m in models]
-    save_comparisons(out, compare_to_best_two_step(results, data, n_bootstrap=n_bootstrap, seed=seed),
-                     data.name, data.subject, profile)
-    rebuild_outputs(out, figures=figures, log=log)
-    return results
+    return by_model
 
 
 def rebuild_outputs(out, figures: bool = True, log=print) -> list:
-    """Write the table (md, csv, json) and figures from every valid results file under ``out``.
+    """Write the tables (md, csv, json), ``comparisons.json`` and figures from the files under ``out``.
 
     Needs no dataset and trains nothing (``etecrm table``): use it after copying results files from
-    another machine, e.g. a GPU run whose figures were skipped. The bootstrap comparisons are merged
-    from ``out/comparisons/*.json`` (written by :func:`reproduce`, which has the data) into
-    ``out/comparisons.json``. Returns the results.
+    another machine. Seed ensembles and comparisons were computed by :func:`reproduce`, which had the
+    data; here they are only read and merged. Returns the per-seed results.
     """
+    import json
+
+    from .tables import seed_rows
+
     out = Path(out)
     everything = collect_results(out)
     if not everything:
         raise FileNotFoundError(f"no results files under {out / 'results'}; run `etecrm reproduce --out {out}` first")
-    paths = write_table(everything, out)
+    ensembles = collect_results(out, "ensembles")
+    paths = write_tables(everything, ensembles, out)
     comparisons = load_comparisons(out)
     with atomic_write(out / "comparisons.json") as tmp:
         tmp.write_text(json.dumps(comparisons, indent=1))
-    log(f"wrote {paths['md']}, {paths['csv']}, {paths['json']} ({len(everything)} results in {out}) "
-        f"and comparisons.json ({len(comparisons)} bootstrap comparisons)")
+    log(f"wrote {paths['md']}, {paths['csv']}, {paths['json']} ({len(everything)} results, {len(ensembles)} "
+        f"ensembles in {out}) and comparisons.json ({len(comparisons)} bootstrap comparisons)")
     if figures:
-        for note in write_figures(everything, out, comparisons):
+        for note in write_figures(seed_rows(everything, ensembles), out, comparisons):
             log(note)
     return everything

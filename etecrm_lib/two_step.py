@@ -106,6 +106,7 @@ class RoiwiseFit:
     readout: torch.Tensor
     bias: torch.Tensor
     history: dict
+    val_r: torch.Tensor | None = None   # (V,) each voxel's r on the validation images at the chosen epoch
 
     def predict(self, features) -> torch.Tensor:
         x = torch.as_tensor(np.asarray(features, np.float32) if not isinstance(features, torch.Tensor) else features)
@@ -143,7 +144,7 @@ def fit_roiwise(features, responses, config: RoiwiseConfig | None = None, seed: 
     params = [shared, readout, bias]
     optimizer = torch.optim.Adam(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     loss_fn = loss_function(config.loss)
-    best = (-np.inf, [p.detach().clone() for p in params], -1)
+    best = (-np.inf, [p.detach().clone() for p in params], -1, None)
     history = {"train_loss": [], "selection_score": []}
     for epoch in tqdm(range(config.epochs), desc="ROI-wise read-out", disable=not progress, leave=False):
         order = fit[torch.randperm(len(fit), generator=gen).to(device)][: n_steps * config.batch_size]
@@ -163,9 +164,9 @@ def fit_roiwise(features, responses, config: RoiwiseConfig | None = None, seed: 
         history["train_loss"].append(float(torch.stack(losses).mean()))
         history["selection_score"].append(score)
         if score > best[0]:
-            best = (score, [p.detach().clone() for p in params], epoch)
+            best = (score, [p.detach().clone() for p in params], epoch, val_r.detach().clone())
     history["best_epoch"], history["best_selection_score"] = best[2], best[0]
-    return RoiwiseFit(*best[1], history)
+    return RoiwiseFit(*best[1], history, val_r=best[3])
 
 
 # ----------------------------------------------------------------------------- the model
@@ -281,7 +282,26 @@ class TwoStepModel:
             info.update(ridge={"alphas": list(self.config.ridge.alphas), "n_folds": self.config.ridge.n_folds,
                                "cv_score": self.config.ridge.score},
                         median_alpha=float(torch.median(torch.cat([f.alphas for f in fits]))))
+        info.update(self._validation_r())
         return info
+
+    # -- validation score (train split only): lets a comparison choose a baseline without test data --
+    def _validation_r(self) -> dict:
+        """``{"val_r": float32 (V,), "val_r_source": str}``: each voxel's r on data carved from the train split.
+
+        Ridge variants: the mean held-out-fold r of the k-fold CV at each voxel's chosen alpha (and, for
+        alexnet_ridge, its chosen layer); ROI-wise read-out: r on its validation images at the best epoch.
+        Empty when the ridge was cross-validated on R^2 instead of r.
+        """
+        if self.variant == "gwp_roiwise":
+            return {"val_r": self.fitted.val_r.float().cpu().numpy(),
+                    "val_r_source": "r on the validation images carved from the train split, at the best epoch"}
+        if self.config.ridge.score != "r":
+            return {}
+        fits = [self.fitted] if self.variant == "gwp_ridge" else [self.fitted.fits[n] for n in self.fitted.names]
+        best = torch.stack([f.best_cv_score for f in fits]).max(0).values
+        return {"val_r": best.float().cpu().numpy(),
+                "val_r_source": f"{self.config.ridge.n_folds}-fold CV on the train split: mean held-out r at the chosen alpha"}
 
     def voxel_alphas(self) -> np.ndarray:
         """float32 (V,): each voxel's chosen ridge penalty (in its chosen layer for alexnet_ridge)."""

@@ -1,8 +1,11 @@
-"""`etecrm reproduce`: results files, resume after Ctrl-C / kill, corruption detection, tables.
+"""`etecrm reproduce`: seeds, results files, resume after Ctrl-C / kill, corruption, tables, comparisons, CLI checks.
 
-Most tests use a tiny made-up dataset (16x16 images) and two test-only variants, registered below:
-ridge regression on a seeded random projection of the pixels (so a wrong seed changes the numbers).
-Two of them are a group, trained together like the batched ETECRM variants. The subprocess tests run
+Most tests use a tiny made-up dataset (16x16 images) and test-only variants, registered below:
+ridge regression on a seeded random projection of the pixels (so a wrong seed changes the numbers),
+run per model seed; a deterministic ridge on the raw pixels (run once); and two ridge variants of the
+"etecrm" family that form a group, trained together like the batched ETECRM variants
+(``test_group_a`` plays ``etecrm``, ``test_group_b`` its ablation). Each reports ``val_r``, its
+per-voxel r on the last 20% of the train images when fitted on the rest. The subprocess tests run
 the real command line through ``python -c`` so that the test variants are registered there too.
 """
 
@@ -20,10 +23,15 @@ import torch
 
 from etecrm_lib import ablations, reproduce as rp
 from etecrm_lib.cli import main as cli_main
+from etecrm_lib.comparisons import choose_baseline, compare_run, load_comparisons, save_comparisons
 from etecrm_lib.data import from_arrays, save_npz
-from etecrm_lib.evaluation import score
+from etecrm_lib.evaluation import EncodingResult, paired_bootstrap, score
+from etecrm_lib.tables import load_run, seed_table
 
-TEST_MODELS = ["test_proj_ridge", "test_group_a", "test_group_b"]
+TEST_MODELS = ["test_proj_ridge", "test_fixed_ridge", "test_group_a", "test_group_b"]
+REFERENCE = "test_group_a"
+SEEDS = [3, 4]
+N_FILES = 2 * (len(SEEDS) * 3 + 1)   # 2 ROIs x (3 per-seed models x 2 seeds + 1 deterministic)
 TESTS_DIR = Path(__file__).resolve().parent
 REPO = TESTS_DIR.parent
 
@@ -44,30 +52,46 @@ def tiny_dataset(seed=0, n_train=80, n_test=20, size=16, n_repeats=4):
     return from_arrays(train, responses, test, test_repeats=repeats, test_oracle=oracle, name="tiny", subject=1)
 
 
+def _ridge(f, y, alpha):
+    eye = torch.eye(f.shape[1], dtype=torch.float64)
+    return torch.linalg.solve(f.T @ f + alpha * eye, f.T @ (y - y.mean(0)))
+
+
 def _proj_ridge(dataset, variants, roi, **settings):
-    """Ridge on a random projection of the pixels; one projection shared by the variants of the group."""
+    """Ridge on a random projection of the pixels (raw pixels for ``pixels``); one projection per group."""
     delay = float(os.environ.get("ETECRM_TEST_DELAY", "0"))
     x_train = torch.as_tensor(dataset.train.stimuli.reshape(dataset.train.n_images, -1), dtype=torch.float64)
     x_test = torch.as_tensor(dataset.test.stimuli.reshape(dataset.test.n_images, -1), dtype=torch.float64)
     proj = torch.randn(x_train.shape[1], 64, dtype=torch.float64)  # seeded by run_unit
+    if variants[0].options.get("pixels"):
+        proj = torch.eye(x_train.shape[1], dtype=torch.float64)
     f_train, f_test = x_train @ proj, x_test @ proj
     mu, sd = f_train.mean(0), f_train.std(0)
     f_train, f_test = (f_train - mu) / sd, (f_test - mu) / sd
     y = torch.as_tensor(dataset.train.responses[roi], dtype=torch.float64)
+    n_fit = int(0.8 * len(y))
     results = []
     for variant in variants:
         time.sleep(delay)
         alpha = variant.options["alpha"]
-        w = torch.linalg.solve(f_train.T @ f_train + alpha * torch.eye(f_train.shape[1], dtype=torch.float64), f_train.T @ (y - y.mean(0)))
-        train_r = torch.nn.functional.cosine_similarity(f_train @ w, y - y.mean(0), dim=0)  # an info array, like voxel weights
-        results.append(score(f_test @ w + y.mean(0), dataset, roi, variant.name, info={"config": {"alpha": alpha}, "train_r": train_r}))
+        w = _ridge(f_train, y, alpha)
+        train_r = torch.nn.functional.cosine_similarity(f_train @ w, y - y.mean(0), dim=0)  # an info array
+        w_fit = _ridge(f_train[:n_fit], y[:n_fit], alpha)
+        val_r = torch.as_tensor(np.array([np.corrcoef(a, b)[0, 1] for a, b in zip(
+            (f_train[n_fit:] @ w_fit).T.numpy(), y[n_fit:].T.numpy())]))
+        results.append(score(f_test @ w + y.mean(0), dataset, roi, variant.name,
+                             info={"config": {"alpha": alpha}, "train_r": train_r, "val_r": val_r}))
     return results
 
 
 def register_test_variants():
-    for name, alpha, group in (("test_proj_ridge", 10.0, ""), ("test_group_a", 1.0, "test_group"), ("test_group_b", 100.0, "test_group")):
-        ablations.register(ablations.Variant(name, "two_step", f"test only: ridge (alpha {alpha}) on random pixel projections",
-                                             {"alpha": alpha}, _proj_ridge, group), replace=True)
+    for name, family, options, group in (
+            ("test_proj_ridge", "two_step", {"alpha": 10.0}, ""),
+            ("test_fixed_ridge", "two_step", {"alpha": 300.0, "fit": "voxelwise", "pixels": True}, ""),
+            ("test_group_a", "etecrm", {"alpha": 1.0}, "test_group"),
+            ("test_group_b", "etecrm", {"alpha": 100.0}, "test_group")):
+        ablations.register(ablations.Variant(name, family, f"test only: ridge (alpha {options['alpha']}) on pixels",
+                                             options, _proj_ridge, group), replace=True)
 
 
 register_test_variants()
@@ -78,8 +102,8 @@ _CLI_SCRIPT = ("import sys; sys.path.insert(0, {tests!r}); import test_reproduce
 
 def cli_command(data_file, out, models=TEST_MODELS):
     return [sys.executable, "-c", _CLI_SCRIPT.format(tests=str(TESTS_DIR)), "reproduce", "--dataset", str(data_file),
-            "--profile", "quick", "--seed", "3", "--out", str(out), "--device", "cpu", "--no-figures", "--quiet",
-            "--bootstrap", "50", "--models", *models]
+            "--profile", "quick", "--first-seed", "3", "--seeds", "2", "--out", str(out), "--device", "cpu",
+            "--no-figures", "--quiet", "--bootstrap", "100", "--models", *models]
 
 
 def numbers(out):
@@ -89,8 +113,8 @@ def numbers(out):
 
 
 def run_quiet(data, out, **kw):
-    kw = {"models": TEST_MODELS, "seed": 3, "device": "cpu", "figures": False, "progress": False,
-          "n_bootstrap": 50, "log": lambda *a: None} | kw
+    kw = {"models": TEST_MODELS, "first_seed": SEEDS[0], "n_seeds": len(SEEDS), "device": "cpu", "figures": False,
+          "progress": False, "n_bootstrap": 100, "reference": REFERENCE, "log": lambda *a: None} | kw
     return rp.reproduce(data, out=out, **kw)
 
 
@@ -143,23 +167,51 @@ def test_saved_r_matches_an_independent_recomputation(data, reference):
         np.testing.assert_allclose(res.test_r, expected, atol=5e-3)
 
 
-def test_table_rows_match_per_model_results(reference):
+def test_seed_files_one_per_seed_and_one_for_a_deterministic_model(reference):
+    out, results = reference
+    names = sorted(p.name for p in (out / "results").glob("*.npz"))
+    assert len(names) == len(results) == N_FILES
+    for roi in ("V1", "V2"):
+        for model in ("test_proj_ridge", "test_group_a", "test_group_b"):
+            for seed in SEEDS:
+                assert rp.result_path(out, "tiny", "quick", 1, roi, model, seed).name in names
+        assert rp.result_path(out, "tiny", "quick", 1, roi, "test_fixed_ridge", 0).name in names
+        assert rp.read_meta(rp.result_path(out, "tiny", "quick", 1, roi, "test_fixed_ridge", 0))["deterministic"]
+    by_seed = {r.info["seed"]: r for r in results if r.model == "test_proj_ridge" and r.roi == "V1"}
+    assert sorted(by_seed) == SEEDS and not np.allclose(by_seed[3].test_r, by_seed[4].test_r)
+
+
+def test_seed_table_gives_mean_and_sd_over_seeds_and_ensembles(data, reference):
     out, results = reference
     rows = json.loads((out / "table.json").read_text())
-    assert len(rows) == len(results) == 2 * len(TEST_MODELS)
-    by_key = {(r["roi"], r["model"]): r for r in rows}
-    for res in results:
-        row = by_key[(res.roi, res.model)]
-        assert row["n_voxels"] == res.n_voxels
-        assert row["median_r"] == pytest.approx(float(np.median(res.test_r)), abs=1e-7)
-        top = np.sort(res.test_r.astype(np.float64))[::-1][:300].mean()
-        assert row["top300_mean_r"] == pytest.approx(top, abs=1e-7)
-        c2 = np.sum(res.noise_ceiling.astype(np.float64) ** 2)
-        assert row["frac_ceiling"] == pytest.approx(np.sum(np.clip(res.test_r, 0, None).astype(np.float64) ** 2) / c2, rel=1e-6)
+    seed_rows = {(r["roi"], r["model"]): r for r in rows if r["kind"] == "seeds"}
+    assert len(seed_rows) == 2 * len(TEST_MODELS)
+    for (roi, model), row in seed_rows.items():
+        runs = [r for r in results if (r.roi, r.model) == (roi, model)]
+        medians = [float(np.median(r.test_r)) for r in runs]
+        tops = [float(np.sort(r.test_r.astype(np.float64))[::-1][:300].mean()) for r in runs]
+        assert row["n_seeds"] == len(runs) == (1 if model == "test_fixed_ridge" else 2)
+        assert row["median_r"] == pytest.approx(np.mean(medians), abs=1e-7)
+        assert row["top300_mean_r"] == pytest.approx(np.mean(tops), abs=1e-7)
+        if len(runs) > 1:
+            assert row["median_r_sd"] == pytest.approx(np.std(medians, ddof=1), abs=1e-7)
+            assert row["seeds"] == "3-4"
+        else:
+            assert row["median_r_sd"] is None and row["seeds"] == "0" and row["deterministic"]
+    ensembles = {(r["roi"], r["model"]): r for r in rows if r["kind"] == "ensemble"}
+    assert set(ensembles) == {k for k in seed_rows if k[1] != "test_fixed_ridge"}
+    for (roi, model), row in ensembles.items():  # independent: average the stored float16 predictions, numpy r
+        stored = [rp.load_result(rp.result_path(out, "tiny", "quick", 1, roi, model, s)) for s in SEEDS]
+        mean = np.mean([r.predictions.astype(np.float64) for r in stored], axis=0)
+        measured = data.test.responses[roi]
+        r = [np.corrcoef(mean[:, v], measured[:, v])[0, 1] for v in range(mean.shape[1])]
+        assert row["median_r"] == pytest.approx(np.median(r), abs=1e-5) and row["n_seeds"] == 2
+    per_seed = json.loads((out / "table_per_seed.json").read_text())
+    assert len(per_seed) == N_FILES and {r["seed"] for r in per_seed} == {0, 3, 4}
     md, csv_text = (out / "table.md").read_text(), (out / "table.csv").read_text()
-    assert "| V1 | test_group_a |" in md and md.count("\n| V") == len(results)
-    assert csv_text.splitlines()[0].startswith("dataset,profile,subject,seed,roi,model,n_voxels,median_r")
-    assert len(csv_text.strip().splitlines()) == len(results) + 1
+    assert "| V1 | test_group_a | 3-4 | 25 |" in md and "test_group_a (ensemble of seeds 3-4)" in md
+    assert " ± " in md and md.count("\n| V") == len(rows)
+    assert csv_text.splitlines()[0].startswith("dataset,data_seed,profile,subject,roi,model,kind,n_seeds,seeds")
 
 
 def test_each_unit_starts_from_the_seed(data, reference):
@@ -187,10 +239,10 @@ def test_second_run_skips_everything(data, reference, tmp_path):
 
 
 def test_other_seed_gives_other_numbers_and_other_files(data, reference, tmp_path):
-    results = run_quiet(data, tmp_path, seed=4, models=["test_proj_ridge"], rois=["V1"])
+    results = run_quiet(data, tmp_path, first_seed=5, n_seeds=1, models=["test_proj_ridge"], rois=["V1"])
     ref = next(r for r in reference[1] if r.model == "test_proj_ridge" and r.roi == "V1")
     assert not np.allclose(results[0].test_r, ref.test_r)
-    assert (tmp_path / "results" / "tiny_quick_sub1_V1_test_proj_ridge_seed4.npz").exists()
+    assert (tmp_path / "results" / "tiny_quick_sub1_V1_test_proj_ridge_seed5.npz").exists()
 
 
 def _rewrite(path, meta_edit=None, array_edit=None, raw_meta=None):
@@ -254,19 +306,73 @@ def test_corrupt_results_file_is_detected_and_recomputed(data, reference, tmp_pa
     assert numbers(out) == numbers(out_ref)
 
 
-def test_bootstrap_comparison_picks_the_best_two_step_model(data, reference):
-    _, results = reference
-    comparisons = rp.compare_to_best_two_step(results, data, reference="test_group_a", n_bootstrap=200)
-    assert [(c["roi"], c["statistic"]) for c in comparisons] == [
-        ("V1", "median_r"), ("V1", "top_n_mean_r"), ("V2", "median_r"), ("V2", "top_n_mean_r")]
-    for c in comparisons:
-        others = [r for r in results if r.roi == c["roi"] and r.model != "test_group_a"]
-        best = max(others, key=lambda r: np.median(r.test_r))
-        assert c["model_b"] == best.model == "test_group_b"  # the least regularised is worst here
-        ours = next(r for r in results if r.roi == c["roi"] and r.model == "test_group_a")
-        if c["statistic"] == "median_r":
-            assert c["difference"] == pytest.approx(np.median(ours.test_r) - np.median(best.test_r), abs=2e-3)
+def test_comparisons_baseline_by_validation_and_ablations(data, reference):
+    out, results = reference
+    records = json.loads((out / "comparisons.json").read_text())
+    assert {(c["roi"], c["kind"], c["statistic"]) for c in records} == {
+        (roi, kind, stat) for roi in ("V1", "V2") for kind in ("baseline", "ablation")
+        for stat in ("median_r", "top_n_mean_r")}
+    for c in records:
+        runs = [r for r in results if r.roi == c["roi"]]
+        if c["kind"] == "baseline":
+            val = {m: np.mean([np.median(r.info["val_r"]) for r in runs if r.model == m])
+                   for m in ("test_proj_ridge", "test_fixed_ridge")}
+            assert c["model_a"] == REFERENCE and c["model_b"] == max(val, key=val.get)
+            assert c["baseline_val_median_r"] == pytest.approx(val, abs=1e-6) and "test data not used" in c["baseline_rule"]
+        else:
+            assert (c["model_a"], c["model_b"]) == ("test_group_b", REFERENCE)
+        assert c["seeds_a"] == SEEDS and c["n_seeds_a"] == 2 and c["dataset"] == "tiny" and c["data_seed"] is None
+        if c["statistic"] == "median_r":  # the observed difference: mean over seeds of the median r
+            mean_median = lambda m: np.mean([np.median(r.test_r) for r in runs if r.model == m])  # noqa: E731
+            assert c["difference"] == pytest.approx(mean_median(c["model_a"]) - mean_median(c["model_b"]), abs=1e-3)
         assert c["ci_low"] <= c["difference"] <= c["ci_high"]
+
+
+def test_baseline_choice_never_reads_the_test_split(data, reference, tmp_path):
+    """Same training data, garbage test responses: the same baseline, though test r would now pick the other one."""
+    _, results = reference
+    chosen = choose_baseline(results, "V1")
+    other = next(m for m in ("test_proj_ridge", "test_fixed_ridge") if m != chosen.model)
+    loser = next(r for r in results if r.roi == "V1" and r.model == other)
+    rng = np.random.default_rng(0)
+    garbage = {roi: rng.normal(size=data.test.responses[roi].shape).astype(np.float32) for roi in data.rois}
+    garbage["V1"] = loser.predictions + 0.01 * garbage["V1"]   # test responses that favour the other model
+    bad = from_arrays(data.train.stimuli, data.train.responses, data.test.stimuli, garbage, name="tiny", subject=1)
+    rerun = run_quiet(bad, tmp_path, rois=["V1"])
+    by_test_r = max(("test_proj_ridge", "test_fixed_ridge"),
+                    key=lambda m: np.mean([np.median(r.test_r) for r in rerun if r.model == m]))
+    assert by_test_r == other                       # a selector that peeked at the test split would switch
+    assert choose_baseline(rerun, "V1").model == chosen.model
+    assert choose_baseline(rerun, "V1").val_median_r == pytest.approx(chosen.val_median_r, abs=1e-6)
+    c = next(c for c in load_comparisons(tmp_path) if c["kind"] == "baseline")
+    assert c["model_b"] == chosen.model
+
+
+def test_rerun_with_fewer_models_or_other_seeds_keeps_earlier_comparisons(data, tmp_path):
+    run_quiet(data, tmp_path)
+    first = json.loads((tmp_path / "comparisons.json").read_text())
+    assert len(first) == 8
+    run_quiet(data, tmp_path, models=["test_proj_ridge"])                       # no reference: no comparison
+    run_quiet(data, tmp_path, models=[REFERENCE, "test_group_b"], rois=["V2"])  # fewer models and ROIs
+    assert json.loads((tmp_path / "comparisons.json").read_text()) == first
+    run_quiet(data, tmp_path, first_seed=3, n_seeds=1)                          # another seed set: added
+    after = json.loads((tmp_path / "comparisons.json").read_text())
+    assert len(after) == 16 and all(c in after for c in first)
+    assert len(list((tmp_path / "comparisons").glob("*.json"))) == 4
+    assert json.loads((tmp_path / "table.json").read_text())  # table over all seeds still there
+
+
+def test_save_comparisons_merges_by_roi_and_statistic(tmp_path):
+    base = {"dataset": "sim", "data_seed": 0, "profile": "full", "subject": 1, "model_a": "etecrm", "model_b": "gwp_ridge",
+            "seeds_a": [0, 1, 2], "seeds_b": [0], "statistic": "median_r"}
+    save_comparisons(tmp_path, [base | {"roi": "V1", "difference": 0.1}, base | {"roi": "V2", "difference": 0.2}])
+    save_comparisons(tmp_path, [base | {"roi": "V1", "difference": 0.3}])                 # recomputed: replaced
+    save_comparisons(tmp_path, [base | {"roi": "V1", "subject": 2, "difference": 0.4}])   # another subject
+    save_comparisons(tmp_path, [base | {"roi": "V1", "data_seed": 1, "difference": 0.5}])  # another simulation
+    got = {(c["subject"], c["data_seed"], c["roi"]): c["difference"] for c in load_comparisons(tmp_path)}
+    assert got == {(1, 0, "V1"): 0.3, (1, 0, "V2"): 0.2, (2, 0, "V1"): 0.4, (1, 1, "V1"): 0.5}
+    names = sorted(p.name for p in (tmp_path / "comparisons").glob("*.json"))
+    assert "sim-data0_full_sub1_etecrm_seeds0-2_vs_gwp_ridge_seeds0.json" in names and len(names) == 3
 
 
 def test_load_result_checks_expectations(reference):
@@ -288,14 +394,6 @@ def test_partial_temp_files_are_cleaned(data, reference, tmp_path):
     assert not stale.exists() and other.exists()
 
 
-def test_comparisons_of_several_runs_are_merged(reference, tmp_path):
-    rp.save_comparisons(tmp_path, [{"subject": 1, "roi": "V1"}], "sim", 1, "full")
-    rp.save_comparisons(tmp_path, [{"subject": 2, "roi": "V1"}, {"subject": 2, "roi": "V2"}], "sim", 2, "full")
-    rp.save_comparisons(tmp_path, [{"subject": 1, "roi": "V4"}], "sim", 1, "full")  # a rerun replaces its own
-    assert rp.load_comparisons(tmp_path) == [{"subject": 1, "roi": "V4"}, {"subject": 2, "roi": "V1"},
-                                             {"subject": 2, "roi": "V2"}]
-
-
 def test_unknown_model_and_roi_are_clear_errors(data, tmp_path):
     with pytest.raises(KeyError, match="known:"):
         run_quiet(data, tmp_path, models=["no_such_model"])
@@ -310,8 +408,9 @@ def data_file(data, tmp_path_factory):
 
 
 def test_cli_in_process_matches_library(data_file, reference, tmp_path, capsys):
-    status = cli_main(["reproduce", "--dataset", str(data_file), "--seed", "3", "--out", str(tmp_path), "--device", "cpu",
-                       "--no-figures", "--quiet", "--bootstrap", "50", "--models", ",".join(TEST_MODELS)])
+    status = cli_main(["reproduce", "--dataset", str(data_file), "--first-seed", "3", "--seeds", "2", "--out",
+                       str(tmp_path), "--device", "cpu", "--no-figures", "--quiet", "--bootstrap", "100",
+                       "--models", ",".join(TEST_MODELS)])
     assert status == 0
     assert numbers(tmp_path) == numbers(reference[0])
     assert cli_main(["reproduce", "--dataset", str(data_file), "--models", "nope", "--out", str(tmp_path)]) == 2
@@ -320,21 +419,23 @@ def test_cli_in_process_matches_library(data_file, reference, tmp_path, capsys):
 
 def test_table_command_rebuilds_everything_from_the_files_alone(reference, tmp_path):
     out_ref, _ = reference
-    (tmp_path / "results").mkdir()
-    for p in (out_ref / "results").glob("*.npz"):
-        (tmp_path / "results" / p.name).write_bytes(p.read_bytes())
+    for folder in ("results", "ensembles", "comparisons"):
+        (tmp_path / folder).mkdir()
+        for p in (out_ref / folder).glob("*.*"):
+            (tmp_path / folder / p.name).write_bytes(p.read_bytes())
     assert cli_main(["table", "--out", str(tmp_path), "--no-figures"]) == 0
     assert numbers(tmp_path) == numbers(out_ref)
     assert (tmp_path / "table.md").read_text() == (out_ref / "table.md").read_text()
+    assert (tmp_path / "comparisons.json").read_text() == (out_ref / "comparisons.json").read_text()
     assert cli_main(["table", "--out", str(tmp_path / "empty")]) == 2  # nothing there: a clear error
 
 
 def test_models_and_data_commands(data_file, capsys):
     assert cli_main(["models"]) == 0
     listing = capsys.readouterr().out
-    for name in ["etecrm", "etecrm_no_weights", "etecrm_no_noise", "etecrm_corr", "etecrm_mse", "gwp_ridge",
-                 "alexnet_ridge", "gwp_roiwise"]:
+    for name in ablations.VARIANTS:
         assert f"\n{name} " in "\n" + listing
+    assert "[two_step, once (deterministic)]" in listing and "[etecrm, per seed]" in listing
     assert cli_main(["data", "describe", "--dataset", str(data_file)]) == 0
     assert "ROIs (voxels): V1 (25), V2 (15)" in capsys.readouterr().out
 
@@ -360,7 +461,7 @@ def test_interrupted_run_resumes_to_the_same_numbers(data_file, reference, tmp_p
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=60)
     finished = sorted(p.name for p in (out / "results").glob("*.npz"))
-    assert 1 <= len(finished) < 2 * len(TEST_MODELS), finished
+    assert 1 <= len(finished) < N_FILES, finished
     if sig == signal.SIGINT:
         assert proc.returncode == 130 and "run the same command again to resume" in stderr
     else:
@@ -375,12 +476,12 @@ def test_interrupted_run_resumes_to_the_same_numbers(data_file, reference, tmp_p
     assert not list((out / "results").glob(".*.part"))
 
 
-def test_figures_are_written_as_html_and_png_failure_is_a_note(data, reference, tmp_path):
+def test_figures_are_written_as_html_and_png_failure_is_a_note(reference, tmp_path):
     pytest.importorskip("plotly")
-    _, results = reference
-    comparisons = rp.compare_to_best_two_step(results, data, reference="test_group_a", n_bootstrap=50)
-    notes = rp.write_figures(results, tmp_path, comparisons)
-    for stem in ("median_r", "top_n_mean_r", "bootstrap"):
+    out, _ = reference
+    run = load_run(out, dataset="tiny", profile="quick", subject=1, data_seed=None)
+    notes = rp.write_figures(run.rows, tmp_path, run.comparisons)
+    for stem in ("median_r", "top300_mean_r", "bootstrap_baseline", "bootstrap_ablation"):
         html = tmp_path / "figures" / f"tiny_quick_sub1_{stem}.html"
         assert html.exists() and "test_group" in html.read_text(), notes
     png = tmp_path / "figures" / "tiny_quick_sub1_median_r.png"
@@ -391,7 +492,7 @@ def test_figures_are_written_as_html_and_png_failure_is_a_note(data, reference, 
 
 def test_figures_are_skipped_with_a_note_without_plotly(reference, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "plotly", None)  # as on a machine without plotly: import fails
-    notes = rp.write_figures(reference[1], tmp_path)
+    notes = rp.write_figures([], tmp_path)
     assert len(notes) == 1 and "plotly is not installed" in notes[0]
     assert not (tmp_path / "figures").exists()
 
@@ -406,3 +507,96 @@ def test_dataset_fingerprint_tells_data_apart():
     b.train.responses["V1"] = a.train.responses["V1"] + np.float32(1e-6)
     b.test.responses["V1"] = a.test.responses["V1"]
     assert rp.dataset_fingerprint(a, "V1") == rp.dataset_fingerprint(b, "V1")
+
+
+# ----------------------------------------------------------------------------- data seed, loader, DataFrame
+def test_data_seed_is_in_every_file_name_and_must_match(tmp_path):
+    sim_like = tiny_dataset()
+    sim_like.info.update(generator_version=1, seed=2, cache_key="tiny-simulation-seed-2")
+    run_quiet(sim_like, tmp_path, models=["test_fixed_ridge"], rois=["V1"])
+    path = tmp_path / "results" / "tiny-data2_quick_sub1_V1_test_fixed_ridge_seed0.npz"
+    assert path.exists() and rp.read_meta(path)["data_seed"] == 2
+    assert load_run(tmp_path, "tiny", "quick", 1, data_seed=2).results[0].info["data_seed"] == 2
+    with pytest.raises(FileNotFoundError, match="data seed 0"):
+        load_run(tmp_path, "tiny", "quick", 1, data_seed=0)
+    with pytest.raises(ValueError, match="simulated with seed 2"):
+        run_quiet(sim_like, tmp_path, models=["test_fixed_ridge"], rois=["V1"], data_seed=5)
+
+
+def test_load_run_and_seed_table_dataframe(reference):
+    out, results = reference
+    run = load_run(out, dataset="tiny", profile="quick", subject=1, data_seed=None)
+    assert len(run.results) == len(results) and len(run.ensembles) == 6 and len(run.comparisons) == 8
+    table = run.table()
+    assert list(table.columns) == ["n_seeds", "seeds", "median_r", "top300_mean_r"]
+    row = next(r for r in run.rows if (r["roi"], r["model"], r["kind"]) == ("V1", REFERENCE, "seeds"))
+    assert table.loc[(1, "V1", REFERENCE), "median_r"] == f"{row['median_r']:.3f} ± {row['median_r_sd']:.3f}"
+    assert (1, "V1", f"{REFERENCE} (ensemble of seeds 3-4)") in table.index
+    numeric = run.table(numeric=True)
+    assert numeric.loc[(1, "V1", REFERENCE), "median_r_sd"] == pytest.approx(row["median_r_sd"])
+    assert "<table" in table.to_html()
+    assert {c.model_b for c in run.comparison_objects("ablation")} == {REFERENCE}
+
+
+# ----------------------------------------------------------------------------- bootstrap over seeds
+def _seed_results(rng, quality, n_test=40, n_vox=31):
+    """Results of one model with several seeds: predictions = signal * quality + noise."""
+    y = rng.normal(size=(n_test, n_vox))
+    out = []
+    for q in quality:
+        pred = q * y + rng.normal(size=y.shape)
+        out.append(EncodingResult("m", "V1", "x", 1, np.zeros(n_vox, np.float32), predictions=pred.astype(np.float32)))
+    return y, out
+
+
+def test_bootstrap_over_seeds_reduces_to_images_with_one_seed_and_ignores_copies():
+    rng = np.random.default_rng(0)
+    y, (a, b) = _seed_results(rng, [1.0, 0.5])
+    single = paired_bootstrap(a, b, y, n_bootstrap=300)
+    assert vars(paired_bootstrap([a], [b], y, n_bootstrap=300)) == vars(single)
+    copies = paired_bootstrap([a, a, a], [b, b], y, n_bootstrap=300)   # identical seeds: nothing to resample
+    assert (copies.difference, copies.ci_low, copies.ci_high) == pytest.approx((single.difference, single.ci_low, single.ci_high))
+    assert (copies.n_seeds_a, copies.n_seeds_b) == (3, 2) and "seeds, 3 vs 2" in str(copies)
+
+
+def test_bootstrap_over_seeds_observed_difference_and_wider_interval():
+    rng = np.random.default_rng(1)
+    y, runs = _seed_results(rng, [0.2, 0.6, 1.0, 1.4])   # seeds of very different quality
+    _, base = _seed_results(np.random.default_rng(2), [0.8])
+    base = [EncodingResult("b", "V1", "x", 1, r.test_r, predictions=(0.8 * y + rng.normal(size=y.shape)).astype(np.float32))
+            for r in base]
+    cmp = paired_bootstrap(runs, base, y, statistic="median_r", n_bootstrap=1000)
+    per_seed = [np.median([np.corrcoef(r.predictions[:, v], y[:, v])[0, 1] for v in range(y.shape[1])]) for r in runs]
+    b_med = np.median([np.corrcoef(base[0].predictions[:, v], y[:, v])[0, 1] for v in range(y.shape[1])])
+    assert cmp.difference == pytest.approx(np.mean(per_seed) - b_med, abs=1e-6)
+    # the same comparison with the seed luck removed (one fixed seed of average quality) has a narrower interval
+    fixed = paired_bootstrap(runs[1], base, y, statistic="median_r", n_bootstrap=1000)
+    assert cmp.ci_high - cmp.ci_low > 1.2 * (fixed.ci_high - fixed.ci_low)
+    assert cmp.ci_low <= cmp.difference <= cmp.ci_high
+    with pytest.raises(ValueError, match="cannot compare ROIs"):
+        paired_bootstrap(runs, [EncodingResult("b", "V2", "x", 1, base[0].test_r, predictions=base[0].predictions)], y)
+
+
+# ----------------------------------------------------------------------------- checks before any work
+@pytest.mark.parametrize("args, message", [
+    (["--out", "FILE"], "--out must be a folder, but it is a file"),
+    (["--bootstrap", "99"], "--bootstrap must be at least 100"),
+    (["--seeds", "0"], "--seeds must be at least 1"),
+    (["--first-seed", "-1"], "seeds must be >= 0"),
+    (["--dataset", "kay", "--data-seed", "1"], "--data-seed is the seed of the simulated cortex"),
+    (["--device", "cuda"], "asks for a GPU, but torch sees"),
+], ids=["out-is-a-file", "bootstrap", "seeds", "first-seed", "data-seed-real-data", "cuda-without-gpu"])
+def test_cli_refuses_bad_settings_before_any_work(tmp_path, capsys, monkeypatch, args, message):
+    if "cuda" in args:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    afile = tmp_path / "a_file.txt"
+    afile.write_text("not a folder")
+    args = [str(afile) if a == "FILE" else a for a in args]
+    loaded = []
+    monkeypatch.setattr(rp, "_load", lambda *a, **k: loaded.append(a))   # would be the first piece of work
+    out = [] if "--out" in args else ["--out", str(tmp_path / "out")]
+    assert cli_main(["reproduce", "--dataset", "sim", *out, *args] if "--dataset" not in args
+                    else ["reproduce", *out, *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "given:" in err, err
+    assert loaded == [] and not (tmp_path / "out").exists()

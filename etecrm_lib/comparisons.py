@@ -1,0 +1,157 @@
+"""Which model is better, over test images and model seeds: the baseline choice and the stored comparisons.
+
+Two kinds of comparison are made at the end of ``etecrm reproduce`` (where the test data are), per ROI,
+for median r and for the mean r of the top-300 voxels, each with :func:`evaluation.paired_bootstrap`
+resampling test images and model seeds together:
+
+- ``"baseline"``: ``etecrm`` minus the two-step baseline. The baseline is chosen **without test
+  data** (:func:`choose_baseline`): the two-step model with the highest validation median r, where a
+  voxel's validation r is measured on data carved from the train split (``info["val_r"]``: the
+  ridge's k-fold CV r, the ROI-wise read-out's validation images), averaged over the model's seeds.
+  The test split only scores the chosen pair.
+- ``"ablation"``: each other ETECRM variant minus ``etecrm`` (the effect of removing one part;
+  negative = the part helps).
+
+Comparisons are stored per (data, profile, subject, pair of models, seed sets), one JSON file each
+(:func:`comparisons_path`); saving merges into an existing file by (ROI, statistic), so a rerun with
+fewer models, fewer ROIs or another seed set never deletes earlier comparisons.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .evaluation import paired_bootstrap
+from .results import dataset_tag, jsonable, seeds_label
+from .storage import atomic_write
+
+REFERENCE = "etecrm"
+STATISTICS = ("median_r", "top_n_mean_r")
+BASELINE_RULE = ("two-step model with the highest validation median r (per-voxel r on data carved from the "
+                 "train split: ridge k-fold CV r, or the ROI-wise read-out's validation images), mean over its "
+                 "seeds; test data not used")
+
+
+@dataclass
+class BaselineChoice:
+    """The two-step baseline of one ROI. ``val_median_r``: every candidate's score; ``skipped``: models without ``val_r``."""
+
+    roi: str
+    model: str | None
+    val_median_r: dict
+    skipped: list
+
+
+def _is_two_step(model: str) -> bool:
+    from .ablations import VARIANTS
+
+    return model in VARIANTS and VARIANTS[model].family == "two_step"
+
+
+def choose_baseline(results, roi: str) -> BaselineChoice:
+    """The two-step model of ``roi`` with the highest validation median r; reads only ``info["val_r"]``.
+
+    ``results``: any list of EncodingResult (several seeds per model allowed). A model's score is the
+    mean over its seeds of the median over voxels of ``val_r``. Ties go to the model listed first.
+    The test split is never read: neither ``test_r`` nor the predictions are looked at.
+    """
+    per_model, skipped = {}, []
+    for res in results:
+        if res.roi != roi or not _is_two_step(res.model):
+            continue
+        val_r = res.info.get("val_r")
+        if val_r is None:
+            skipped.append(res.model)
+            continue
+        per_model.setdefault(res.model, []).append(float(np.median(np.asarray(val_r, dtype=np.float64))))
+    scores = {m: float(np.mean(v)) for m, v in per_model.items()}
+    best = max(scores, key=scores.get) if scores else None
+    return BaselineChoice(roi, best, scores, sorted(set(skipped) - set(scores)))
+
+
+def _record(cmp, kind: str, runs_a: list, runs_b: list, context: dict) -> dict:
+    seeds = lambda runs: sorted(int(r.info.get("seed") or 0) for r in runs)  # noqa: E731
+    return {"kind": kind, **context, "seeds_a": seeds(runs_a), "seeds_b": seeds(runs_b), **jsonable(vars(cmp))}
+
+
+def compare_run(by_model: dict, responses: dict, context: dict, n_bootstrap: int = 2000,
+                bootstrap_seed: int = 0, reference: str = REFERENCE, log=print) -> list:
+    """The comparisons of one run, as JSON-able dicts.
+
+    by_model : ``{(roi, model): [EncodingResult per seed]}`` of this run only
+    responses : ``{roi: measured test responses (N_test, V)}``
+    context : fields every record gets: ``dataset``, ``data_seed``, ``profile``, ``subject``
+    """
+    from .ablations import VARIANTS
+
+    records = []
+    for roi in dict.fromkeys(r for r, _ in by_model):
+        runs = {m: rs for (r, m), rs in by_model.items() if r == roi}
+        if reference not in runs:
+            continue
+        pairs = []
+        choice = choose_baseline([res for rs in runs.values() for res in rs], roi)
+        if choice.model:
+            pairs.append(("baseline", reference, choice.model))
+        elif any(_is_two_step(m) for m in runs):
+            log(f"{roi}: no two-step model has a validation score (val_r); no baseline comparison")
+        pairs += [("ablation", m, reference) for m in runs
+                  if m != reference and m in VARIANTS and VARIANTS[m].family == "etecrm"]
+        for kind, a, b in pairs:
+            extra = {"baseline_rule": BASELINE_RULE, "baseline_val_median_r": choice.val_median_r} if kind == "baseline" else {}
+            for statistic in STATISTICS:
+                cmp = paired_bootstrap(runs[a], runs[b], responses[roi], statistic=statistic,
+                                       n_bootstrap=n_bootstrap, seed=bootstrap_seed)
+                records.append(_record(cmp, kind, runs[a], runs[b], context) | extra)
+    return records
+
+
+# --------------------------------------------------------------------------- files
+def comparisons_path(out, record: dict) -> Path:
+    """The file of one (data, profile, subject, pair of models, seed sets) under ``out/comparisons``."""
+    tag = dataset_tag(record["dataset"], record.get("data_seed"))
+    name = (f"{tag}_{record['profile']}_sub{record['subject']}_{record['model_a']}_seeds{seeds_label(record['seeds_a'])}"
+            f"_vs_{record['model_b']}_seeds{seeds_label(record['seeds_b'])}.json")
+    return Path(out) / "comparisons" / name
+
+
+def _read_records(path: Path) -> list:
+    try:
+        records = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        warnings.warn(f"skipping unreadable comparisons file {path}: {err}", stacklevel=3)
+        return []
+    if not isinstance(records, list):
+        warnings.warn(f"skipping comparisons file {path}: not a list of comparisons", stacklevel=3)
+        return []
+    return records
+
+
+def save_comparisons(out, records) -> list:
+    """Write ``records`` into their files (:func:`comparisons_path`), merged with what is there. Returns the paths.
+
+    A record replaces an earlier one of the same file only if it has the same ROI and statistic
+    (the same comparison, recomputed); every other earlier record is kept.
+    """
+    by_file = {}
+    for record in records:
+        by_file.setdefault(comparisons_path(out, record), []).append(record)
+    for path, new in by_file.items():
+        merged = {(r.get("roi"), r.get("statistic")): r for r in (_read_records(path) if path.exists() else [])}
+        merged.update({(r["roi"], r["statistic"]): r for r in new})
+        with atomic_write(path) as tmp:
+            tmp.write_text(json.dumps(list(merged.values()), indent=1))
+    return list(by_file)
+
+
+def load_comparisons(out) -> list:
+    """All comparison records under ``out/comparisons/`` (unreadable files are skipped with a warning)."""
+    merged = []
+    for path in sorted((Path(out) / "comparisons").glob("*.json")):
+        merged += _read_records(path)
+    return merged

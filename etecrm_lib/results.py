@@ -1,0 +1,249 @@
+"""Results files: one verified ``.npz`` per (dataset, data seed, profile, subject, ROI, model, model seed).
+
+Written by :mod:`etecrm_lib.reproduce`, read by :mod:`etecrm_lib.tables` and the book. Layout of an
+output folder ``OUT``::
+
+    OUT/results/<tag>_<profile>_sub<subject>_<roi>_<model>_seed<seed>.npz        one model seed
+    OUT/ensembles/<tag>_<profile>_sub<subject>_<roi>_<model>_seeds<set>.npz      seed ensemble
+    OUT/comparisons/<tag>_<profile>_sub<subject>_<a>_seeds<set>_vs_<b>_seeds<set>.json
+
+``<tag>`` names the data: ``sim-data<S>`` for the simulated cortex made with simulation seed S
+(runs on different simulated cortices never share a file), the dataset name alone for real data.
+``<set>`` is a seed set: ``0-4`` (seeds 0 to 4), ``3`` or ``0+2+7``. Models that are deterministic
+(``gwp_ridge``: Gabor features and ridge have nothing random) are run once, stored as seed 0.
+
+A results file is a compressed ``.npz`` holding the per-voxel arrays (``test_r``, ``noise_ceiling``,
+``oracle_ceiling`` in float32; the test ``predictions`` in float16, enough for bootstrap comparisons
+and seed ensembles; per-voxel arrays of ``info`` such as ``val_r`` as ``info.<key>``) and ``meta``, a
+JSON string: the keys above, library version, git commit, configuration, device, wall time and a
+SHA-256 of every array. A file whose arrays, checksums, shapes or metadata do not match what a run
+expects is reported as corrupt and recomputed, never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import warnings
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .evaluation import EncodingResult
+from .storage import atomic_write
+
+RESULTS_FORMAT = 2
+"""2: data seed and seed sets recorded. Files of format 1 (no data seed) are still read."""
+READABLE_FORMATS = (1, 2)
+_ARRAY_DTYPES = {"test_r": np.float32, "noise_ceiling": np.float32, "oracle_ceiling": np.float32,
+                 "predictions": np.float16}
+
+
+class CorruptResultError(ValueError):
+    """A results file that cannot be trusted (truncated, bad JSON, wrong shape, checksum mismatch...)."""
+
+
+# --------------------------------------------------------------------------- names
+def dataset_tag(dataset: str, data_seed: int | None = None) -> str:
+    """``"sim-data3"`` for simulation seed 3; the dataset name alone for real data (``data_seed`` None)."""
+    return str(dataset) if data_seed is None else f"{dataset}-data{int(data_seed)}"
+
+
+def seeds_label(seeds) -> str:
+    """A seed set in a file name: ``[0, 1, 2, 3, 4] -> "0-4"``, ``[3] -> "3"``, ``[0, 2, 7] -> "0+2+7"``."""
+    seeds = sorted({int(s) for s in seeds})
+    if not seeds:
+        raise ValueError("a seed set needs at least one seed")
+    if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return "+".join(str(s) for s in seeds)
+
+
+def result_path(out, dataset: str, profile: str, subject: int, roi: str, model: str, seed: int,
+                data_seed: int | None = None) -> Path:
+    """Where the results file of one model seed lives under ``out``."""
+    stem = f"{dataset_tag(dataset, data_seed)}_{profile}_sub{subject}_{roi}_{model}_seed{seed}"
+    return Path(out) / "results" / f"{stem}.npz"
+
+
+def ensemble_path(out, dataset: str, profile: str, subject: int, roi: str, model: str, seeds,
+                  data_seed: int | None = None) -> Path:
+    """Where the seed ensemble (predictions averaged over ``seeds``) of one model lives under ``out``."""
+    stem = f"{dataset_tag(dataset, data_seed)}_{profile}_sub{subject}_{roi}_{model}_seeds{seeds_label(seeds)}"
+    return Path(out) / "ensembles" / f"{stem}.npz"
+
+
+# --------------------------------------------------------------------------- writing
+def _sha256(arr: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
+
+
+def jsonable(value):
+    """``value`` with numpy scalars/arrays and paths turned into plain JSON types (NaN/inf -> None)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return jsonable(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _to_numpy(value) -> np.ndarray:
+    if hasattr(value, "detach"):
+        value = value.detach().float().cpu().numpy()
+    return np.asarray(value)
+
+
+def save_result(result: EncodingResult, path, *, profile: str, seed: int | None, extra: dict | None = None) -> Path:
+    """Write one result to a compressed ``.npz`` (atomically: temp file, then rename). Returns the path.
+
+    Arrays: ``test_r``, ``noise_ceiling``, ``oracle_ceiling`` (float32, shape (V,)), ``predictions``
+    (float16, (N_test, V)); per-voxel arrays of ``result.info`` (e.g. ``val_r``) as float32
+    ``info.<key>``. ``meta``: JSON with the key fields, the rest of ``result.info`` and ``extra``
+    (e.g. ``data_seed``, ``seeds`` of an ensemble), plus each array's shape, dtype and SHA-256.
+    ``seed`` is None for a seed ensemble.
+    """
+    arrays = {}
+    for key, dtype in _ARRAY_DTYPES.items():
+        value = getattr(result, key)
+        if value is not None:
+            arrays[key] = np.ascontiguousarray(np.asarray(value), dtype=dtype)
+    info = {}
+    for key, value in result.info.items():
+        if hasattr(value, "shape") and getattr(value, "ndim", 0) >= 1:
+            arrays[f"info.{key}"] = np.ascontiguousarray(_to_numpy(value), dtype=np.float32)
+        else:
+            info[key] = value
+    meta = {
+        "format": RESULTS_FORMAT, "dataset": result.dataset, "subject": int(result.subject), "roi": result.roi,
+        "model": result.model, "profile": profile, "seed": None if seed is None else int(seed),
+        "n_voxels": result.n_voxels, "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "info": jsonable(info), **jsonable(extra or {}),
+        "arrays": {k: {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": _sha256(a)} for k, a in arrays.items()},
+    }
+    path = Path(path)
+    with atomic_write(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, meta=np.array(json.dumps(meta)), **arrays)
+    return path
+
+
+# --------------------------------------------------------------------------- reading
+def read_meta(path) -> dict:
+    """The JSON metadata of a results file (raises :class:`CorruptResultError` if unreadable)."""
+    return _read(Path(path))[0]
+
+
+def _read(path: Path):
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as err:
+        raise CorruptResultError(f"{path.name}: not a readable .npz file ({type(err).__name__}: {err})") from err
+    if "meta" not in data:
+        raise CorruptResultError(f"{path.name}: no 'meta' entry")
+    try:
+        meta = json.loads(str(data.pop("meta")))
+    except json.JSONDecodeError as err:
+        raise CorruptResultError(f"{path.name}: metadata is not valid JSON ({err})") from err
+    if not isinstance(meta, dict) or meta.get("format") not in READABLE_FORMATS:
+        raise CorruptResultError(f"{path.name}: unknown results format {meta.get('format') if isinstance(meta, dict) else meta!r}")
+    return meta, data
+
+
+def _check_arrays(path: Path, meta: dict, data: dict) -> None:
+    """Every listed array present with its shape, dtype and checksum; per-voxel shapes agree; finite."""
+    listed = meta.get("arrays") or {}
+    if set(listed) != set(data) or "test_r" not in data:
+        raise CorruptResultError(f"{path.name}: arrays {sorted(data)} do not match the metadata's {sorted(listed)}")
+    for key, arr in data.items():
+        want = listed[key]
+        if list(arr.shape) != want.get("shape") or str(arr.dtype) != want.get("dtype"):
+            raise CorruptResultError(f"{path.name}: array '{key}' is {arr.dtype}{list(arr.shape)}, "
+                                     f"metadata says {want.get('dtype')}{want.get('shape')}")
+        if _sha256(arr) != want.get("sha256"):
+            raise CorruptResultError(f"{path.name}: array '{key}' does not match its SHA-256 checksum")
+        if key in _ARRAY_DTYPES and not np.all(np.isfinite(arr)):
+            raise CorruptResultError(f"{path.name}: array '{key}' holds NaN or inf")
+    n_vox = meta.get("n_voxels")
+    for key in ("test_r", "noise_ceiling", "oracle_ceiling"):
+        if key in data and data[key].shape != (n_vox,):
+            raise CorruptResultError(f"{path.name}: '{key}' has shape {data[key].shape}, expected ({n_vox},)")
+    if "predictions" in data and (data["predictions"].ndim != 2 or data["predictions"].shape[1] != n_vox):
+        raise CorruptResultError(f"{path.name}: predictions have shape {data['predictions'].shape}, expected (N_test, {n_vox})")
+
+
+def load_result(path, expect: dict | None = None) -> EncodingResult:
+    """Read and verify a results (or ensemble) file written by :func:`save_result`.
+
+    Checks: the file opens, ``meta`` is JSON of a known format, every array listed is present with
+    its recorded shape, dtype and SHA-256 and no other array is, ``test_r`` is ``(V,)`` with V =
+    ``n_voxels``, ceilings are ``(V,)``, predictions are ``(N, V)`` and all are finite. ``expect``
+    (e.g. ``{"roi": "V1", "data_seed": 0, "dataset_fingerprint": ...}``) must match ``meta``.
+    Raises :class:`CorruptResultError` saying what is wrong. ``info`` of the result gets
+    ``profile``, ``seed``, ``data_seed``, ``seeds`` (ensembles), ``results_file`` and the rest of meta's info.
+    """
+    path = Path(path)
+    meta, data = _read(path)
+    _check_arrays(path, meta, data)
+    for key, value in (expect or {}).items():
+        if meta.get(key) != value:
+            raise CorruptResultError(f"{path.name}: {key} is {meta.get(key)!r}, expected {value!r}")
+    info = dict(meta.get("info") or {})
+    info.update({k[len("info."):]: v for k, v in data.items() if k.startswith("info.")})
+    info.update({k: meta[k] for k in ("profile", "seed", "seeds", "ensemble", "deterministic", "created_utc",
+                                       "dataset_fingerprint") if k in meta})
+    info["data_seed"] = meta.get("data_seed")
+    info["results_file"] = str(path)
+    as32 = {k: data[k].astype(np.float32) for k in data if not k.startswith("info.")}
+    return EncodingResult(model=meta["model"], roi=meta["roi"], dataset=meta["dataset"], subject=int(meta["subject"]),
+                          test_r=as32["test_r"], noise_ceiling=as32.get("noise_ceiling"),
+                          oracle_ceiling=as32.get("oracle_ceiling"), predictions=as32.get("predictions"), info=info)
+
+
+def result_key(res: EncodingResult) -> tuple:
+    """Sort key: dataset, data seed, profile, subject, ROI (V1 ... LO), model (``ablations.VARIANTS`` order), seed."""
+    from .ablations import VARIANTS
+    from .data.dataset import DEFAULT_ROIS
+
+    rois, models = list(DEFAULT_ROIS), list(VARIANTS)
+    data_seed = res.info.get("data_seed")
+    return (res.dataset, -1 if data_seed is None else data_seed, str(res.info.get("profile")), res.subject,
+            rois.index(res.roi) if res.roi in rois else len(rois), res.roi,
+            models.index(res.model) if res.model in models else len(models), res.model,
+            res.info.get("seed") if res.info.get("seed") is not None else -1)
+
+
+def collect_results(out, folder: str = "results") -> list:
+    """Every valid file under ``out/<folder>`` (``"results"``: one per seed, ``"ensembles"``), sorted by :func:`result_key`.
+
+    Corrupt files are skipped with a warning.
+    """
+    results = []
+    for path in sorted((Path(out) / folder).glob("*.npz")):
+        try:
+            results.append(load_result(path))
+        except CorruptResultError as err:
+            warnings.warn(f"skipping corrupt results file: {err}", stacklevel=2)
+    return sorted(results, key=result_key)
+
+
+def group_by_model(results) -> dict:
+    """``{(dataset, data_seed, profile, subject, roi, model): [results sorted by seed]}``."""
+    groups = {}
+    for res in sorted(results, key=result_key):
+        key = (res.dataset, res.info.get("data_seed"), res.info.get("profile"), res.subject, res.roi, res.model)
+        groups.setdefault(key, []).append(res)
+    return groups

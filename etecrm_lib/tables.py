@@ -1,0 +1,311 @@
+"""Tables and figures over model seeds, and :func:`load_run`, the one call a chapter needs to read a run.
+
+The seed table has one row per (dataset, data seed, profile, subject, ROI, model): the mean and the
+standard deviation (ddof=1; blank for one seed) over model seeds of each ROI statistic
+(:meth:`evaluation.EncodingResult.summary`), ``n_seeds`` and the seed set; then one ``ensemble`` row per
+model that ran with two or more seeds: its predictions averaged over the seeds, then scored.
+
+    run = load_run("data/results", dataset="sim", profile="full", subject=1, data_seed=0)
+    seed_table(run.rows)                 # a pandas DataFrame: "0.571 ± 0.012" per cell
+    seed_table(run.rows).to_html()       # as the book renders it
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .evaluation import TOP_N, Comparison, summary_table
+from .results import collect_results, group_by_model, jsonable, result_key, seeds_label
+from .storage import atomic_write
+
+TOP = f"top{TOP_N}_mean_r"
+STAT_COLUMNS = ["median_r", TOP, "mean_r", "n_significant", "frac_ceiling", "frac_oracle_ceiling"]
+KEY_COLUMNS = ["dataset", "data_seed", "profile", "subject", "roi", "model", "kind", "n_seeds", "seeds"]
+PER_SEED_COLUMNS = ["dataset", "data_seed", "profile", "subject", "seed", "roi", "model", "n_voxels", "median_r",
+                    "mean_r", TOP, "n_significant", "frac_ceiling", "frac_oracle_ceiling", "median_ceiling",
+                    "wall_time_s", "device"]
+
+
+# --------------------------------------------------------------------------- rows
+def table_rows(results) -> list:
+    """One flat row per result (one model seed): :meth:`EncodingResult.summary` plus data seed, profile, seed, wall time, device."""
+    rows = []
+    for res, summary in zip(results, summary_table(results)):
+        summary.update({key: res.info.get(key) for key in ("data_seed", "profile", "seed", "wall_time_s", "device")})
+        ordered = {key: summary.get(key) for key in PER_SEED_COLUMNS}
+        ordered.update(summary)
+        rows.append(jsonable(ordered))
+    return rows
+
+
+def _mean_sd(values) -> tuple:
+    values = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None, None
+    return float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else None
+
+
+def seed_rows(results, ensembles=()) -> list:
+    """The seed table (see the module docstring) as a list of dicts; JSON-able."""
+    rows = []
+    for (dataset, data_seed, profile, subject, roi, model), runs in group_by_model(results).items():
+        summaries = table_rows(runs)
+        seeds = [r.info.get("seed") or 0 for r in runs]
+        row = dict(zip(KEY_COLUMNS, (dataset, data_seed, profile, subject, roi, model, "seeds", len(runs),
+                                     seeds_label(seeds))))
+        row["n_voxels"] = runs[0].n_voxels
+        for column in STAT_COLUMNS:
+            row[column], row[f"{column}_sd"] = _mean_sd(s.get(column) for s in summaries)
+        row["median_ceiling"] = summaries[0].get("median_ceiling")
+        row["wall_time_s"] = _mean_sd(s.get("wall_time_s") for s in summaries)[0]
+        row["device"] = ", ".join(sorted({str(s["device"]) for s in summaries if s.get("device")}))
+        row["deterministic"] = bool(runs[0].info.get("deterministic"))
+        rows.append(row)
+    for res in sorted(ensembles, key=result_key):
+        summary = table_rows([res])[0]
+        seeds = res.info.get("seeds") or []
+        row = dict(zip(KEY_COLUMNS, (res.dataset, res.info.get("data_seed"), res.info.get("profile"), res.subject,
+                                     res.roi, res.model, "ensemble", len(seeds), seeds_label(seeds))))
+        row.update({"n_voxels": res.n_voxels, **{c: summary.get(c) for c in STAT_COLUMNS},
+                    **{f"{c}_sd": None for c in STAT_COLUMNS}, "median_ceiling": summary.get("median_ceiling")})
+        rows.append(row)
+    order = {key: i for i, key in enumerate(_row_key(r) for r in rows)}
+    return jsonable(sorted(rows, key=lambda r: (_section(r), order[_row_key(r)])))
+
+
+def _section(row) -> tuple:
+    return (row["dataset"], -1 if row["data_seed"] is None else row["data_seed"], str(row["profile"]), row["subject"])
+
+
+def _row_key(row) -> tuple:
+    return (*_section(row), row["roi"], row["model"], row["kind"], row["seeds"])
+
+
+# --------------------------------------------------------------------------- formatting
+def _fmt(value, sd=None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        text = f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
+        return text + (f" ± {sd:.3f}" if abs(value) < 100 else f" ± {sd:.0f}") if sd is not None else text
+    return str(value)
+
+
+def _model_label(row) -> str:
+    return f"{row['model']} (ensemble of seeds {row['seeds']})" if row.get("kind") == "ensemble" else row["model"]
+
+
+def _section_title(key) -> str:
+    dataset, data_seed, profile, subject = key
+    data = dataset if data_seed in (None, -1) else f"{dataset} (simulation seed {data_seed})"
+    return f"{data}, subject {subject}, profile {profile}"
+
+
+def markdown_table(rows) -> str:
+    """Markdown, one section per (dataset, data seed, profile, subject): seed rows (mean ± s.d.) or per-seed rows."""
+    seed_table_rows = bool(rows) and "kind" in rows[0]
+    shown = (["roi", "model", "seeds", "n_voxels", *STAT_COLUMNS, "wall_time_s"] if seed_table_rows else
+             ["roi", "model", "seed", "n_voxels", "median_r", "mean_r", TOP, "n_significant", "frac_ceiling",
+              "frac_oracle_ceiling", "wall_time_s"])
+    lines, sections = [], {}
+    for row in rows:
+        sections.setdefault(_section(row), []).append(row)
+    for key, group in sections.items():
+        lines += [f"### {_section_title(key)}", "", "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+        for row in group:
+            cells = [_model_label(row) if col == "model" else _fmt(row.get(col), row.get(f"{col}_sd")) for col in shown]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def seed_table(rows, columns=("median_r", TOP), numeric: bool = False):
+    """The seed table as a pandas DataFrame indexed by (subject, ROI, model), for ``DataFrame.to_html``.
+
+    rows : :func:`seed_rows` (e.g. ``load_run(...).rows``). columns : statistics to show.
+    Cells read ``"0.571 ± 0.012"`` (the mean over seeds ± s.d.); with ``numeric=True`` each statistic
+    gets two float columns, ``<stat>`` and ``<stat>_sd``. Ensemble rows are labelled
+    ``"<model> (ensemble of seeds 0-4)"``.
+    """
+    import pandas as pd
+
+    records = []
+    for row in rows:
+        record = {"subject": row["subject"], "roi": row["roi"], "model": _model_label(row),
+                  "n_seeds": row["n_seeds"], "seeds": row["seeds"]}
+        for col in columns:
+            if numeric:
+                record[col], record[f"{col}_sd"] = row.get(col), row.get(f"{col}_sd")
+            else:
+                record[col] = _fmt(row.get(col), row.get(f"{col}_sd"))
+        records.append(record)
+    return pd.DataFrame.from_records(records).set_index(["subject", "roi", "model"])
+
+
+def comparison_table(records):
+    """Comparison records (``load_run(...).comparisons``) as a pandas DataFrame, one row per comparison."""
+    import pandas as pd
+
+    keep = ["subject", "roi", "kind", "model_a", "model_b", "statistic", "difference", "ci_low", "ci_high",
+            "p_a_not_better", "n_seeds_a", "n_seeds_b", "n_bootstrap"]
+    return pd.DataFrame.from_records([{k: r.get(k) for k in keep} for r in records])
+
+
+# --------------------------------------------------------------------------- files
+def write_tables(results, ensembles, out) -> dict:
+    """``table.md/.csv/.json`` (the seed table) and ``table_per_seed.csv/.json`` under ``out``. Returns the paths."""
+    out = Path(out)
+    rows, per_seed = seed_rows(results, ensembles), table_rows(results)
+    paths = {"md": out / "table.md", "csv": out / "table.csv", "json": out / "table.json",
+             "per_seed_csv": out / "table_per_seed.csv", "per_seed_json": out / "table_per_seed.json"}
+    with atomic_write(paths["md"]) as tmp:
+        tmp.write_text(markdown_table(rows))
+    for key, table in (("", rows), ("per_seed_", per_seed)):
+        with atomic_write(paths[f"{key}csv"]) as tmp:
+            tmp.write_text(_csv(table))
+        with atomic_write(paths[f"{key}json"]) as tmp:
+            tmp.write_text(json.dumps(table, indent=1))
+    return paths
+
+
+def _csv(rows) -> str:
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- reading a run
+@dataclass
+class Run:
+    """What one (dataset, data seed, profile, subject) left in an output folder.
+
+    results : per-seed EncodingResult list; ensembles : seed-ensemble results; comparisons : records
+    (dicts, see :mod:`etecrm_lib.comparisons`); rows : :func:`seed_rows` of the two.
+    """
+
+    results: list
+    ensembles: list
+    comparisons: list
+    rows: list = field(default_factory=list)
+
+    def table(self, columns=("median_r", TOP), numeric: bool = False):
+        """:func:`seed_table` of this run."""
+        return seed_table(self.rows, columns, numeric)
+
+    def comparison_objects(self, kind: str | None = None, statistic: str = "median_r") -> list:
+        """The comparisons as :class:`evaluation.Comparison` (for ``plots.comparison_bars``), filtered."""
+        return [Comparison.from_dict(c) for c in self.comparisons
+                if c.get("statistic") == statistic and (kind is None or c.get("kind") == kind)]
+
+
+def load_run(out, dataset: str = "sim", profile: str = "full", subject: int = 1, data_seed: int | None = 0) -> Run:
+    """Read one run from a ``etecrm reproduce`` output folder (no data, no training). ``data_seed``: None for real data."""
+    from .comparisons import load_comparisons
+
+    def mine(res):
+        return (res.dataset, res.info.get("profile"), res.subject, res.info.get("data_seed")) == \
+            (dataset, profile, subject, data_seed)
+
+    results = [r for r in collect_results(out) if mine(r)]
+    ensembles = [r for r in collect_results(out, "ensembles") if mine(r)]
+    comparisons = [c for c in load_comparisons(out)
+                   if (c.get("dataset"), c.get("profile"), c.get("subject"), c.get("data_seed")) ==
+                   (dataset, profile, subject, data_seed)]
+    if not results:
+        raise FileNotFoundError(f"no results of {dataset} (data seed {data_seed}), profile {profile}, subject {subject} "
+                                f"under {Path(out) / 'results'}; run `etecrm reproduce --out {out}` with those settings")
+    return Run(results, ensembles, comparisons, seed_rows(results, ensembles))
+
+
+# --------------------------------------------------------------------------- figures
+def seed_bars(rows, statistic: str = "median_r"):
+    """Bars per ROI, one colour per model: the mean over seeds with ±1 s.d. error bars; ensembles as own bars."""
+    import plotly.graph_objects as go
+
+    def label(row):
+        return row["model"] + (" (seed ensemble)" if row["kind"] == "ensemble" else "")
+
+    fig = go.Figure()
+    for name in dict.fromkeys(label(r) for r in rows):
+        mine = [r for r in rows if label(r) == name]
+        fig.add_trace(go.Bar(x=[r["roi"] for r in mine], y=[r.get(statistic) for r in mine], name=name,
+                             error_y=dict(type="data", array=[r.get(f"{statistic}_sd") or 0 for r in mine])))
+    title = "median r" if statistic == "median_r" else statistic.replace("_", " ")
+    fig.update_layout(barmode="group", height=480, yaxis_title=title,
+                      title=f"{title} per ROI on held-out test images: mean over model seeds ± s.d.")
+    return fig
+
+
+def _find_browser() -> None:
+    """Point kaleido (plotly's PNG export) at Debian's Chromium if no browser was configured."""
+    if not os.environ.get("BROWSER_PATH"):
+        for candidate in ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"):
+            if Path(candidate).exists():
+                os.environ["BROWSER_PATH"] = candidate
+                break
+
+
+def _figures(rows, comparisons) -> dict:
+    from . import plots
+
+    figures, sections = {}, {}
+    for row in rows:
+        sections.setdefault(_section(row), []).append(row)
+    for key, group in sections.items():
+        dataset, data_seed, profile, subject = key
+        stem = f"{dataset if data_seed == -1 else f'{dataset}-data{data_seed}'}_{profile}_sub{subject}"
+        for statistic in ("median_r", TOP):
+            fig = seed_bars(group, statistic)
+            fig.update_layout(title=f"{_section_title(key)}: {fig.layout.title.text}")
+            figures[f"{stem}_{statistic}"] = fig
+        for kind in ("baseline", "ablation"):
+            mine = [Comparison.from_dict(c) for c in comparisons if c.get("statistic") == "median_r"
+                    and c.get("kind") == kind and _section({**c, "data_seed": c.get("data_seed")}) == key]
+            if mine:
+                fig = plots.comparison_bars(mine)
+                fig.update_layout(title=f"{_section_title(key)}: {fig.layout.title.text}")
+                figures[f"{stem}_bootstrap_{kind}"] = fig
+    return figures
+
+
+def write_figures(rows, out, comparisons=()) -> list:
+    """HTML figures (and PNG copies when kaleido and Chromium work) under ``out/figures``; returns notes.
+
+    Per (dataset, data seed, profile, subject): median r and top-300 mean r per ROI (:func:`seed_bars`)
+    and the bootstrap differences of the comparisons (``plots.comparison_bars``). Never raises for a
+    missing plotting stack: the tables are the results, figures are a convenience.
+    """
+    try:
+        import plotly  # noqa: F401
+    except ImportError:
+        return ["figures skipped: plotly is not installed (pip install plotly kaleido); tables were written"]
+    figdir = Path(out) / "figures"
+    figdir.mkdir(parents=True, exist_ok=True)
+    _find_browser()
+    notes, png_ok = [], True
+    for stem, fig in _figures(rows, comparisons).items():
+        with atomic_write(figdir / f"{stem}.html") as tmp:
+            fig.write_html(tmp, include_plotlyjs="cdn")
+        notes.append(f"wrote {figdir / (stem + '.html')}")
+        if png_ok:
+            try:
+                with atomic_write(figdir / f"{stem}.png") as tmp:
+                    fig.write_image(tmp, format="png", width=1000, height=500)
+                notes.append(f"wrote {figdir / (stem + '.png')}")
+            except Exception as err:  # kaleido needs Chrome/Chromium; a missing browser must not end the run
+                png_ok = False
+                first_line = str(err).splitlines()[0] if str(err) else ""
+                notes.append(f"PNG export failed ({type(err).__name__}: {first_line}); the HTML figures were written. "
+                             "For PNGs install Chromium (apt-get install chromium) or set BROWSER_PATH")
+    return notes
