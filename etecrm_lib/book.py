@@ -308,6 +308,51 @@ def show_table(data, caption: str | None = None, columns: list | None = None, di
     return Table(columns, [[_format_cell(v, digits) for v in r] for r in rows], caption)
 
 
+class Callout:
+    """A boxed note in a page (see :func:`callout`): a Sphinx admonition in the book, a bordered box elsewhere."""
+
+    def __init__(self, text: str, title: str, kind: str):
+        self.text, self.title, self.kind = text, title, kind
+
+    def _repr_html_(self) -> str:
+        import html
+
+        colour = {"note": "#0969da", "warning": "#bf8700", "important": "#cf222e"}.get(self.kind, "#0969da")
+        paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in self.text.split("\n\n"))
+        return (f'<div class="admonition {self.kind}" style="border-left: 4px solid {colour}; padding: 0.2em 0.8em">'
+                f'<p class="admonition-title"><strong>{html.escape(self.title)}</strong></p>{paragraphs}</div>')
+
+    def __repr__(self) -> str:
+        return f"{self.title.upper()}: {self.text}"
+
+
+def callout(text: str, title: str = "Note", kind: str = "note") -> Callout:
+    """A visible note computed by the code (e.g. "these features are UNTRAINED"); ``kind``: note, warning, important.
+
+    Paragraphs are separated by a blank line. Leave it as the last expression of a cell, or ``display`` it.
+    """
+    if kind not in ("note", "warning", "important"):
+        raise ValueError(f"kind must be 'note', 'warning' or 'important', got {kind!r}")
+    return Callout(text, title, kind)
+
+
+UNTRAINED_SUFFIX = "_untrained"
+
+
+def mark_untrained(results) -> list:
+    """Rename results whose CNN weights were untrained (``info["weights"]`` "untrained(...)"): "alexnet_ridge_untrained".
+
+    Every table and figure then says so. Returns the same results (changed in place); names already
+    marked are left alone.
+    """
+    results = list(results)
+    for res in results:
+        weights = str(res.info.get("weights", ""))
+        if weights.startswith("untrained") and not res.model.endswith(UNTRAINED_SUFFIX):
+            res.model += UNTRAINED_SUFFIX
+    return results
+
+
 def _finished_bar_class():
     """A tqdm class that draws nothing while running and prints one plain line when it finishes."""
     import io
@@ -496,7 +541,7 @@ __all__ = [
     "default_profile", "on_colab", "check_runtime", "runtime_estimate", "pip_requirement", "colab_url",
     "setup_cell_source", "title_cell_source", "standard_cells", "write_notebook", "toc_chapters",
     "show_table", "Table", "notebook_defaults", "use_finished_progress_bars", "in_book_build",
-    "committed_results", "describe_results", "results_folder",
+    "committed_results", "describe_results", "results_folder", "callout", "mark_untrained",
 ]
 
 if _in_notebook_kernel():

@@ -272,20 +272,24 @@ def page_problems(driver, page_html: str) -> list:
     return problems
 
 
+def _normalise(text: str) -> str:
+    return re.sub(r"\s+", " ", text.replace("`", ""))
+
+
 def solution_lines(instructor_notebook: Path, student_notebook: Path) -> list:
     """Lines of the instructor's solution cells that the student edition must not contain.
 
-    A line counts if it is at least 8 characters long and is not also in the student notebook (the
-    function signatures and docstrings stay there on purpose).
+    A line counts if it is at least 8 characters long and the student notebook does not show it
+    anyway (function signatures and docstrings stay there on purpose, and a hint may quote a line).
     """
     teacher = nbformat.read(instructor_notebook, as_version=4)
     pupil = nbformat.read(student_notebook, as_version=4)
-    allowed = {line.strip() for cell in pupil.cells for line in cell.source.splitlines()}
+    shown = _normalise("\n".join(cell.source for cell in pupil.cells))
     lines = []
     for cell in teacher.cells:
         if cell.cell_type == "code" and "solution" in cell.metadata.get("tags", []):
             lines += [line.strip() for line in cell.source.splitlines()
-                      if len(line.strip()) >= 8 and line.strip() not in allowed]
+                      if len(line.strip()) >= 8 and _normalise(line.strip()) not in shown]
     return lines
 
 
@@ -294,8 +298,8 @@ def leaked_solutions(html_dir: Path, forbidden: list) -> dict:
     leaks = {}
     for page in sorted(html_dir.rglob("*.html")):
         text = html_lib.unescape(re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8")))
-        text = re.sub(r"[ \t]+", " ", text)
-        found = [line for line in forbidden if re.sub(r"[ \t]+", " ", line) in text]
+        text = _normalise(text)
+        found = [line for line in forbidden if _normalise(line) in text]
         if found:
             leaks[page.relative_to(html_dir).as_posix()] = found
     return leaks
@@ -645,3 +649,20 @@ def test_committed_results_read_or_degrade(monkeypatch, tmp_path, capsys):
 def test_student_colab_links():
     assert book.colab_url("10_exercises.ipynb", folder=book.STUDENTS_FOLDER) == (
         "https://colab.research.google.com/github/etecrm-book/etecrm/blob/main/students/10_exercises.ipynb")
+
+
+def test_callout_and_untrained_names():
+    from etecrm_lib.evaluation import EncodingResult
+
+    box = book.callout("Weights: untrained.\n\nSecond <paragraph>.", title="Untrained features", kind="warning")
+    page = box._repr_html_()
+    assert 'class="admonition warning"' in page and "<p>Second &lt;paragraph&gt;.</p>" in page
+    assert repr(box).startswith("UNTRAINED FEATURES: Weights")
+    with pytest.raises(ValueError, match="kind"):
+        book.callout("x", kind="shout")
+    untrained = EncodingResult("alexnet_ridge", "V1", "sim", 1, [0.1], info={"weights": "untrained(seed=0)"})
+    pretrained = EncodingResult("alexnet_ridge", "V1", "sim", 1, [0.1], info={"weights": "IMAGENET1K_V1"})
+    gabor = EncodingResult("gwp_ridge", "V1", "sim", 1, [0.1])
+    book.mark_untrained([untrained, pretrained, gabor])
+    book.mark_untrained([untrained])  # twice: still one suffix
+    assert [r.model for r in (untrained, pretrained, gabor)] == ["alexnet_ridge_untrained", "alexnet_ridge", "gwp_ridge"]
