@@ -33,9 +33,10 @@ book: $(STAMP)
 test: $(STAMP) browser
 	$(PY) -m pytest
 
-# Student variants of the exercise notebooks (solution cells replaced by NotImplementedError).
+# The student edition: students/*.ipynb (exercises blank, committed) and the student book built from them
+# (not executed) into _build/students/_build/html, beside the instructor book in _build/html.
 students: $(STAMP)
-	$(PY) tools/make_student_notebooks.py --out _build/students
+	$(PY) tools/make_student_notebooks.py --html _build/students
 
 clean:
 	rm -rf _build

@@ -20,7 +20,16 @@ Chapter authors start a notebook with these cells and write it without outputs::
 
 This module is also a small Sphinx extension (``setup``), listed in the book's ``_config.yml``:
 it makes the book build render plotly figures into the pages and keeps the pages free of CDN
-downloads.
+downloads, and it tells the notebook kernels that they run inside the book build
+(``ETECRM_BOOK_BUILD=1``).
+
+What the pages show (see :func:`notebook_defaults`, run when a notebook imports this module):
+
+- tables: :func:`show_table` (real HTML tables, floats rounded, a caption);
+- progress bars: live bars in Jupyter and Colab; in the book build one plain line per finished bar
+  (no half-filled red widgets in the static page);
+- numbers: numpy scalars print as plain numbers (``0.5``, not ``np.float64(0.5)``);
+- committed full-profile results: :func:`committed_results` reads ``data/results`` if it is there.
 """
 
 from __future__ import annotations
@@ -37,8 +46,10 @@ REPOSITORY_URL = "https://github.com/etecrm-book/etecrm"
 BRANCH = "main"
 COLAB_URL = "https://colab.research.google.com"
 BOOK_FOLDER = "book"  # chapters live in book/ under the repository root
+STUDENTS_FOLDER = "students"  # the student edition: exercise notebooks without solutions
 PROFILES = ("quick", "full")
 PROFILE_ENV = "ETECRM_PROFILE"
+BUILD_ENV = "ETECRM_BOOK_BUILD"  # set (to "1") by the Sphinx extension for the kernels of the book build
 DATASETS = ("sim", "kay", "vim1", "miyawaki")
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 LOCAL_COLAB_BADGE = "_static/colab-badge.svg"  # book/vendor/colab-badge.svg, shown in the built pages
@@ -66,10 +77,32 @@ def on_colab() -> bool:
     return "google.colab" in sys.modules
 
 
-def check_runtime() -> str:
-    """Say which device the chapter will use; warn (with how to fix it) when there is no GPU.
+# Rough minutes of the full profile on a Colab T4, per chapter (measured order of magnitude, not a
+# promise); other GPUs scale by RELATIVE_SPEED. The quick profile runs each chapter in 1-3 min on a CPU.
+FULL_MINUTES_ON_T4 = {"one chapter (2-7)": 5, "chapter 8 (every model)": 35}
+RELATIVE_SPEED = {"T4": 1.0, "P100": 1.2, "V100": 2.0, "L4": 1.5, "A10": 2.0, "A100": 4.0, "H100": 7.0, "H200": 7.5}
 
-    Returns the device description, e.g. 'NVIDIA T4' or 'cpu (2 threads)'.
+
+def runtime_estimate(device_name: str, profile: str) -> str:
+    """A sentence saying roughly how long chapters take with ``profile`` on ``device_name``."""
+    if profile == "quick":
+        return "quick profile: each chapter takes about 1-3 minutes (CPU or GPU)"
+    speed = next((v for k, v in RELATIVE_SPEED.items() if k.lower() in device_name.lower()), None)
+    if speed is None:  # a CPU or an unknown GPU
+        if device_name.startswith("cpu"):
+            return "full profile on a CPU: hours per chapter; use PROFILE = \"quick\" instead"
+        speed = 1.0
+    parts = [f"{what} about {max(1, round(minutes / speed))} min" for what, minutes in FULL_MINUTES_ON_T4.items()]
+    return "full profile on this GPU: " + ", ".join(parts)
+
+
+def check_runtime() -> str:
+    """Say which device and profile the chapter will use, and about how long it takes; warn without a GPU.
+
+    The profile is :func:`default_profile`: "full" on a GPU. To run the small "quick" profile on a
+    GPU, set ``PROFILE = "quick"`` in the parameters cell (or the environment variable
+    ``ETECRM_PROFILE=quick`` before starting the notebook). Returns the device description, e.g.
+    'Tesla T4' or 'cpu (2 threads)'.
     """
     import torch
 
@@ -80,7 +113,11 @@ def check_runtime() -> str:
                  if on_colab() else "the chapter still runs, on the small 'quick' profile")
         warnings.warn(f"No GPU found: {where}.", stacklevel=2)
     device = describe_device()
-    print(f"etecrm_lib {__version__}, device: {device}, profile: {default_profile()}")
+    profile = default_profile()
+    print(f"etecrm_lib {__version__}, device: {device}, profile: {profile}")
+    print(runtime_estimate(device, profile))
+    if profile == "full":
+        print('For a short run, set PROFILE = "quick" in the parameters cell below.')
     return device
 
 
@@ -90,13 +127,16 @@ def pip_requirement(version: str = __version__) -> str:
     return f"etecrm_lib @ git+{REPOSITORY_URL}@v{version}"
 
 
-def colab_url(notebook: str) -> str:
-    """The Colab link that opens ``notebook`` (a file name in book/, e.g. "01_data.ipynb") from GitHub."""
+def colab_url(notebook: str, folder: str = BOOK_FOLDER) -> str:
+    """The Colab link that opens ``notebook`` (a file name, e.g. "01_data.ipynb") in ``folder`` from GitHub.
+
+    ``folder`` is "book" (the chapters) or "students" (the student edition of the exercises).
+    """
     name = Path(notebook).name
     if not name.endswith(".ipynb"):
         raise ValueError(f"expected a notebook file name ending in .ipynb, got {notebook!r}")
     owner_repo = REPOSITORY_URL.removeprefix("https://github.com/")
-    return f"{COLAB_URL}/github/{owner_repo}/blob/{BRANCH}/{BOOK_FOLDER}/{name}"
+    return f"{COLAB_URL}/github/{owner_repo}/blob/{BRANCH}/{folder}/{name}"
 
 
 # --------------------------------------------------------------------------- the first three cells
@@ -176,6 +216,248 @@ def _strip(cell, index: int):
     return cell
 
 
+# --------------------------------------------------------------------------- what the pages show
+def in_book_build() -> bool:
+    """True inside a notebook kernel started by the book build (the Sphinx extension sets ``ETECRM_BOOK_BUILD``)."""
+    return os.environ.get(BUILD_ENV, "") not in ("", "0")
+
+
+def _format_cell(value, digits: int) -> str:
+    """One table cell as text: floats rounded to ``digits`` decimals, numpy scalars as plain numbers."""
+    import numbers
+
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        if value != value:  # NaN
+            return "–"
+        return f"{value:.{digits}f}" if abs(value) < 10 ** 6 else f"{value:.3g}"
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():
+        return _format_cell(value.item(), digits)
+    return str(value)
+
+
+class Table:
+    """A table that shows as a real HTML table in Jupyter, Colab and the built book (see :func:`show_table`).
+
+    ``columns`` (list of str), ``rows`` (list of lists of cell text), ``caption`` (str or None).
+    Printing it gives an aligned plain-text version.
+    """
+
+    def __init__(self, columns: list, rows: list, caption: str | None = None):
+        self.columns, self.rows, self.caption = list(columns), [list(r) for r in rows], caption
+
+    def _repr_html_(self) -> str:
+        import html
+
+        def cells(values, tag):
+            out = []
+            for v in values:
+                numeric = re.fullmatch(r"[-+−]?[\d.,]+(e[-+]?\d+)?%?|–", v) is not None
+                align = ' style="text-align: right"' if numeric and tag == "td" else ""
+                out.append(f"<{tag}{align}>{html.escape(v)}</{tag}>")
+            return "".join(out)
+
+        caption = f"<caption>{html.escape(self.caption)}</caption>" if self.caption else ""
+        head = f"<thead><tr>{cells(self.columns, 'th')}</tr></thead>"
+        body = "".join(f"<tr>{cells(r, 'td')}</tr>" for r in self.rows)
+        return f'<table class="etecrm-table">{caption}{head}<tbody>{body}</tbody></table>'
+
+    def __repr__(self) -> str:
+        widths = [max([len(c)] + [len(r[i]) for r in self.rows]) for i, c in enumerate(self.columns)]
+        lines = [self.caption] if self.caption else []
+        lines.append("  ".join(c.ljust(w) for c, w in zip(self.columns, widths)))
+        lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in self.rows]
+        return "\n".join(lines)
+
+
+def show_table(data, caption: str | None = None, columns: list | None = None, digits: int = 3) -> Table:
+    """A table for a chapter page: leave the returned :class:`Table` as the last expression of a cell.
+
+    ``data`` is a pandas DataFrame, a list of dicts (one per row; e.g. ``evaluation.summary_table``),
+    a dict of equal-length columns, or a list of lists (then give ``columns``). ``columns`` also
+    picks and orders the columns of dict rows. Floats are rounded to ``digits`` decimals; ``None``
+    is left blank and NaN shows as "–". The page shows a real HTML table (never Markdown text).
+    """
+    if hasattr(data, "to_dict") and hasattr(data, "columns"):  # a pandas DataFrame
+        data = data.to_dict("records")
+    if isinstance(data, dict):
+        lengths = {k: len(v) for k, v in data.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"show_table: the columns have different lengths {lengths}")
+        keys = list(data)
+        data = [dict(zip(keys, values)) for values in zip(*data.values())]
+    data = list(data)
+    if data and isinstance(data[0], dict):
+        if columns is None:
+            columns = list(dict.fromkeys(k for row in data for k in row))
+        rows = [[row.get(c) for c in columns] for row in data]
+    else:
+        if columns is None and data:
+            raise ValueError("show_table: rows given as lists need `columns=[...]` (their names)")
+        rows = [list(r) for r in data]
+        bad = [len(r) for r in rows if len(r) != len(columns)]
+        if bad:
+            raise ValueError(f"show_table: {len(columns)} columns but a row has {bad[0]} values")
+    columns = [str(c) for c in (columns or [])]
+    return Table(columns, [[_format_cell(v, digits) for v in r] for r in rows], caption)
+
+
+class Callout:
+    """A boxed note in a page (see :func:`callout`): a Sphinx admonition in the book, a bordered box elsewhere."""
+
+    def __init__(self, text: str, title: str, kind: str):
+        self.text, self.title, self.kind = text, title, kind
+
+    def _repr_html_(self) -> str:
+        import html
+
+        colour = {"note": "#0969da", "warning": "#bf8700", "important": "#cf222e"}.get(self.kind, "#0969da")
+        paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in self.text.split("\n\n"))
+        return (f'<div class="admonition {self.kind}" style="border-left: 4px solid {colour}; padding: 0.2em 0.8em">'
+                f'<p class="admonition-title"><strong>{html.escape(self.title)}</strong></p>{paragraphs}</div>')
+
+    def __repr__(self) -> str:
+        return f"{self.title.upper()}: {self.text}"
+
+
+def callout(text: str, title: str = "Note", kind: str = "note") -> Callout:
+    """A visible note computed by the code (e.g. "these features are UNTRAINED"); ``kind``: note, warning, important.
+
+    Paragraphs are separated by a blank line. Leave it as the last expression of a cell, or ``display`` it.
+    """
+    if kind not in ("note", "warning", "important"):
+        raise ValueError(f"kind must be 'note', 'warning' or 'important', got {kind!r}")
+    return Callout(text, title, kind)
+
+
+UNTRAINED_SUFFIX = "_untrained"
+
+
+def mark_untrained(results) -> list:
+    """Rename results whose CNN weights were untrained (``info["weights"]`` "untrained(...)"): "alexnet_ridge_untrained".
+
+    Every table and figure then says so. Returns the same results (changed in place); names already
+    marked are left alone.
+    """
+    results = list(results)
+    for res in results:
+        weights = str(res.info.get("weights", ""))
+        if weights.startswith("untrained") and not res.model.endswith(UNTRAINED_SUFFIX):
+            res.model += UNTRAINED_SUFFIX
+    return results
+
+
+def _finished_bar_class():
+    """A tqdm class that draws nothing while running and prints one plain line when it finishes."""
+    import io
+
+    from tqdm import std
+
+    class FinishedBar(std.tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs["file"] = io.StringIO()  # tqdm's own drawing goes nowhere
+            super().__init__(*args, **kwargs)
+
+        def close(self):
+            if getattr(self, "disable", True):
+                return
+            leave = self.leave if self.leave is not None else self.pos == 0
+            if leave:
+                info = self.format_dict
+                elapsed = self.format_interval(info["elapsed"])
+                total = info.get("total")
+                done = f"{self.n}/{total}" if total else f"{self.n}"
+                unit = "" if info.get("unit", "it") == "it" else f" {info['unit']}"
+                text = f"{self.desc + ': ' if self.desc else ''}{done}{unit} in {elapsed}"
+                if info.get("postfix"):
+                    text += f" ({info['postfix']})"
+                if total and self.n < total:
+                    text += f", ended before {total} (e.g. early stopping)"
+                print(text, file=sys.stdout, flush=True)
+            super().close()
+
+    return FinishedBar
+
+
+def use_finished_progress_bars() -> None:
+    """Progress bars print one plain line when they finish (for the static pages of the book build).
+
+    Replaces ``tqdm.auto.tqdm``; library modules import it when they run, so call this before the
+    library starts work (importing ``etecrm_lib.book`` in the parameters cell does, in the build).
+    """
+    import tqdm.auto
+    import tqdm.autonotebook
+
+    bar = _finished_bar_class()
+    for module in (tqdm.auto, tqdm.autonotebook):
+        module.tqdm = bar
+        module.trange = lambda *args, **kwargs: bar(range(*args), **kwargs)
+
+
+def notebook_defaults() -> None:
+    """Make notebook output read well: plain numbers, and in the book build finished-only progress lines.
+
+    Called when a notebook kernel imports this module (every chapter's parameters cell does).
+    """
+    import numpy as np
+
+    np.set_printoptions(legacy="1.25")  # np.float64(0.5) prints as 0.5
+    if in_book_build():
+        use_finished_progress_bars()
+
+
+def _in_notebook_kernel() -> bool:
+    return "ipykernel" in sys.modules or in_book_build()
+
+
+# --------------------------------------------------------------------------- committed results
+def results_folder() -> Path:
+    """Where the committed full-profile results live: ``data/results`` in the repository checkout."""
+    return Path(__file__).resolve().parents[1] / "data" / "results"
+
+
+def committed_results(models=None, rois=None, dataset: str = "sim", subject: int = 1, profile: str = "full") -> list:
+    """The committed results (``data/results``, written by ``etecrm reproduce``) as EncodingResults.
+
+    Picks one dataset/subject/profile, optionally some models and ROIs. Degrades gracefully: when
+    the folder is missing (e.g. on Colab, which installs the library only) or a file is unreadable,
+    it prints why and returns what it could read (possibly ``[]``); a chapter then shows its live
+    run only.
+    """
+    folder = results_folder()
+    if not (folder / "results").is_dir():
+        print(f"No committed results here ({folder} is missing; on Colab only the library is installed): "
+              "the built book shows them.")
+        return []
+    from . import reproduce
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        found = reproduce.collect_results(folder)
+    for w in caught:
+        print(f"note: {w.message}")
+    chosen = [r for r in found if r.dataset == dataset and r.subject == subject and r.info.get("profile") == profile
+              and (models is None or r.model in models) and (rois is None or r.roi in rois)]
+    if not chosen:
+        print(f"No committed {profile}-profile results for {dataset} subject {subject}"
+              f"{' and models ' + ', '.join(models) if models else ''} in {folder}.")
+    return chosen
+
+
+def describe_results(results) -> dict:
+    """``{"profile", "device", "seeds"}`` of a list of results (from their ``info``), for figure labels."""
+    profiles = sorted({str(r.info.get("profile")) for r in results if r.info.get("profile")})
+    devices = sorted({str(r.info.get("device")) for r in results if r.info.get("device")})
+    seeds = sorted({int(r.info["seed"]) for r in results if r.info.get("seed") is not None})
+    return {"profile": "/".join(profiles) or None, "device": ", ".join(devices) or None, "seeds": seeds or None}
+
+
 # --------------------------------------------------------------------------- Sphinx extension
 # plotly's HTML renderers add MathJax from a CDN to every figure; the book page loads its own
 # (vendored) MathJax, so the CDN tag is dropped from the rendered outputs.
@@ -219,6 +501,7 @@ def setup(app):
     # Notebook kernels started by the build inherit this: plotly then writes figures as HTML with
     # plotly.js embedded once per page (no CDN). Chapters never choose a renderer themselves.
     os.environ.setdefault("PLOTLY_RENDERER", "notebook")
+    os.environ[BUILD_ENV] = "1"  # the kernels know they run for the static pages (see notebook_defaults)
     app.connect("doctree-resolved", _drop_cdn_scripts)
     app.connect("html-page-context", _drop_duplicate_assets)
     return {"version": __version__, "parallel_read_safe": True, "parallel_write_safe": True}
@@ -254,7 +537,12 @@ def toc_chapters(root) -> list:
 
 
 __all__ = [
-    "REPOSITORY_URL", "BRANCH", "COLAB_URL", "PROFILES", "PROFILE_ENV", "DATASETS",
-    "default_profile", "on_colab", "check_runtime", "pip_requirement", "colab_url",
+    "REPOSITORY_URL", "BRANCH", "COLAB_URL", "PROFILES", "PROFILE_ENV", "DATASETS", "STUDENTS_FOLDER",
+    "default_profile", "on_colab", "check_runtime", "runtime_estimate", "pip_requirement", "colab_url",
     "setup_cell_source", "title_cell_source", "standard_cells", "write_notebook", "toc_chapters",
+    "show_table", "Table", "notebook_defaults", "use_finished_progress_bars", "in_book_build",
+    "committed_results", "describe_results", "results_folder", "callout", "mark_untrained",
 ]
+
+if _in_notebook_kernel():
+    notebook_defaults()

@@ -1,10 +1,11 @@
-"""Automatic checks for the course exercises (book chapter 9).
+"""Automatic checks for the course exercises (book chapter 10, ``book/10_exercises.ipynb``).
 
-Each ``check_*`` function takes the student's function, calls it on fresh random inputs (several
-shapes, edge cases included) and compares the answer with the library's own implementation run on
-the same inputs: the reference values are computed on the fly, never stored. A correct answer
-prints a short confirmation and returns True; a wrong one raises ``AssertionError`` with a message
-saying what was expected, what came back and a hint.
+Each ``check_*`` function takes the student's function (or result), calls it on fresh random inputs
+(several shapes, edge cases included) and compares the answer with a reference computed on the
+fly by a small formula written here, independently of the library code the student is rewriting
+(ridge: scikit-learn). No reference value is stored. A correct answer prints a short confirmation
+and returns True; a wrong one raises :class:`ExerciseError` saying what was expected, what came back
+and a hint.
 
 >>> from etecrm_lib.exercises import check_pearson_r
 >>> check_pearson_r(my_pearson_r)
@@ -56,95 +57,23 @@ def _passed(name: str, n_cases: int) -> bool:
     return True
 
 
-# --------------------------------------------------------------------------- exercise 1
-def check_pearson_r(student_fn, seed: int = 0) -> bool:
-    """Exercise: ``pearson_r(predictions (N, V), responses (N, V)) -> r (V,)``, per-voxel Pearson r.
-
-    Reference: :func:`etecrm_lib.evaluation.pearson_r`. Cases: random data, voxels on very
-    different scales and offsets, and a single voxel.
-    """
-    from .evaluation import pearson_r
-
-    rng = np.random.default_rng(seed)
-    cases = []
-    for n, v in [(30, 5), (12, 40), (50, 1)]:
-        y = rng.normal(size=(n, v))
-        x = 0.5 * y + rng.normal(size=(n, v))
-        cases.append((x, y))
-    y = rng.normal(size=(25, 6))
-    cases.append((100.0 * y + rng.normal(size=(25, 6)) + 7.0, 0.01 * y - 3.0))  # scale and offset blind
-    for k, (x, y) in enumerate(cases):
-        compare(student_fn(x, y), pearson_r(x, y), f"pearson_r, case {k + 1} (N={x.shape[0]}, V={x.shape[1]})",
-                hint="Centre both inputs over the images (axis 0), then divide the covariance by the product "
-                     "of the standard deviations; return one r per voxel (column).")
-    return _passed("pearson_r", len(cases))
+# --------------------------------------------------------------------------- the references (small formulas)
+def pearson_reference(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per-column Pearson r in float64: ``(N, V), (N, V) -> (V,)``."""
+    x = np.asarray(x, np.float64) - np.mean(x, axis=0)
+    y = np.asarray(y, np.float64) - np.mean(y, axis=0)
+    return (x * y).sum(0) / np.sqrt((x * x).sum(0) * (y * y).sum(0))
 
 
-# --------------------------------------------------------------------------- exercise 2
-def check_noise_ceiling(student_fn, seed: int = 0) -> bool:
-    """Exercise: ``noise_ceiling(repeats (R, N, V)) -> ceiling (V,)``.
-
-    Reference: :func:`etecrm_lib.evaluation.noise_ceiling` (signal variance from the variance of the
-    repeat mean minus noise variance / R). Cases: strong signal, weak signal, pure noise, R = 2.
-    """
-    from .evaluation import noise_ceiling
-
-    rng = np.random.default_rng(seed)
-    cases = []
-    for n_rep, n, v, signal in [(5, 40, 6, 1.0), (3, 60, 4, 0.3), (13, 30, 5, 0.0), (2, 50, 3, 2.0)]:
-        s = signal * rng.normal(size=(1, n, v))
-        cases.append(s + rng.normal(size=(n_rep, n, v)))
-    for k, repeats in enumerate(cases):
-        compare(student_fn(repeats), noise_ceiling(repeats), f"noise_ceiling, case {k + 1} (R, N, V = {repeats.shape})",
-                hint="Noise variance: variance over repeats (ddof=1) averaged over images. Signal variance: "
-                     "variance over images of the repeat mean (ddof=1) minus noise variance / R, clipped at 0. "
-                     "Ceiling: sqrt(signal / (signal + noise / R)).", atol=1e-4)
-    return _passed("noise_ceiling", len(cases))
+def noise_ceiling_reference(repeats: np.ndarray) -> np.ndarray:
+    """Noise ceiling of the mean of R repeats: ``(R, N, V) -> (V,)`` (the formula of chapter 1)."""
+    repeats = np.asarray(repeats, np.float64)
+    n_rep = repeats.shape[0]
+    noise = repeats.var(axis=0, ddof=1).mean(axis=0)
+    signal = np.clip(repeats.mean(axis=0).var(axis=0, ddof=1) - noise / n_rep, 0, None)
+    return np.sqrt(signal / (signal + noise / n_rep))
 
 
-# --------------------------------------------------------------------------- exercise 3
-def check_weighted_correlation_loss(student_fn, seed: int = 0) -> bool:
-    """Exercise: ``weighted_correlation_loss(predictions (B, V), responses (B, V), weights (V,))`` in torch.
-
-    Must return a scalar tensor ``1 - sum_v w_v r_v / sum_v w_v`` that gradients flow through.
-    Reference: :func:`etecrm_lib.losses.weighted_correlation_loss`.
-    """
-    import torch
-
-    from .losses import weighted_correlation_loss
-
-    gen = torch.Generator().manual_seed(seed)
-    cases = []
-    for b, v in [(16, 8), (32, 3), (8, 20)]:
-        y = torch.randn(b, v, generator=gen, dtype=torch.float64)
-        x = 0.7 * y + torch.randn(b, v, generator=gen, dtype=torch.float64)
-        w = torch.rand(v, generator=gen, dtype=torch.float64)
-        cases.append((x, y, w))
-    x, y, _ = cases[0]
-    cases.append((x, y, torch.ones(x.shape[1], dtype=torch.float64)))            # equal weights: 1 - mean r
-    cases.append((x, y, torch.tensor([1.0] + [0.0] * (x.shape[1] - 1), dtype=torch.float64)))  # one voxel only
-    hint = ("Per voxel: centre prediction and response over the batch, r_v = covariance / product of norms; "
-            "then loss = 1 - sum(w * r) / sum(w). Use torch operations only (no .numpy()).")
-    for k, (x, y, w) in enumerate(cases):
-        x = x.clone().requires_grad_(True)
-        got = student_fn(x, y, w)
-        if not isinstance(got, torch.Tensor):
-            raise ExerciseError(f"weighted_correlation_loss must return a torch tensor, got {type(got).__name__}. {hint}")
-        if got.numel() != 1:
-            raise ExerciseError(f"weighted_correlation_loss must return a scalar, got shape {tuple(got.shape)}")
-        compare(got.reshape(()), weighted_correlation_loss(x.detach(), y, w),
-                f"weighted_correlation_loss, case {k + 1}", hint=hint, atol=1e-5)
-        if not got.requires_grad:
-            raise ExerciseError("the loss does not depend on the predictions through torch operations, so no "
-                                "gradient can flow back to the network. " + hint)
-        (grad,) = torch.autograd.grad(got.reshape(()), x)
-        x_ref = x.detach().clone().requires_grad_(True)
-        (grad_ref,) = torch.autograd.grad(weighted_correlation_loss(x_ref, y, w), x_ref)
-        compare(grad, grad_ref, f"gradient of weighted_correlation_loss, case {k + 1}", hint=hint, atol=1e-4)
-    return _passed("weighted_correlation_loss (value and gradient)", len(cases))
-
-
-# --------------------------------------------------------------------------- exercise 4
 def ridge_reference(features, responses, alpha: float) -> np.ndarray:
     """Ridge weights without intercept, ``argmin_w |y - X w|^2 + alpha |w|^2``: ``(N, F), (N,) -> (F,)``.
 
@@ -155,6 +84,65 @@ def ridge_reference(features, responses, alpha: float) -> np.ndarray:
     return Ridge(alpha=alpha, fit_intercept=False, solver="svd").fit(features, responses).coef_
 
 
+def etecrm_loss_reference(predictions, responses):
+    """ETECRM's loss on a batch, in torch: ``-mean_v(r_v ** 3) + 1e-4 * mean(predictions)``.
+
+    ``r_v`` is voxel v's Pearson r over the B images of the batch: ``(B, V), (B, V) -> scalar``.
+    """
+    x = predictions - predictions.mean(dim=0)
+    y = responses - responses.mean(dim=0)
+    r = (x * y).sum(dim=0) / ((x * x).sum(dim=0) * (y * y).sum(dim=0)).sqrt()
+    return -(r ** 3).mean() + 1e-4 * predictions.mean()
+
+
+def top_k_mean_reference(select_r, report_r, k: int) -> float:
+    """Mean of ``report_r`` over the ``k`` voxels with the highest ``select_r``."""
+    order = np.argsort(-np.asarray(select_r, np.float64), kind="stable")[:k]
+    return float(np.mean(np.asarray(report_r, np.float64)[order]))
+
+
+# --------------------------------------------------------------------------- exercise 1
+def check_pearson_r(student_fn, seed: int = 0) -> bool:
+    """Exercise: ``pearson_r(predictions (N, V), responses (N, V)) -> r (V,)``, per-voxel Pearson r.
+
+    Cases: random data, voxels on very different scales and offsets, and a single voxel.
+    """
+    rng = np.random.default_rng(seed)
+    cases = []
+    for n, v in [(30, 5), (12, 40), (50, 1)]:
+        y = rng.normal(size=(n, v))
+        x = 0.5 * y + rng.normal(size=(n, v))
+        cases.append((x, y))
+    y = rng.normal(size=(25, 6))
+    cases.append((100.0 * y + rng.normal(size=(25, 6)) + 7.0, 0.01 * y - 3.0))  # scale and offset blind
+    for k, (x, y) in enumerate(cases):
+        compare(student_fn(x, y), pearson_reference(x, y), f"pearson_r, case {k + 1} (N={x.shape[0]}, V={x.shape[1]})",
+                hint="Centre both inputs over the images (axis 0), then divide the covariance by the product "
+                     "of the standard deviations; return one r per voxel (column).")
+    return _passed("pearson_r", len(cases))
+
+
+# --------------------------------------------------------------------------- exercise 2
+def check_noise_ceiling(student_fn, seed: int = 0) -> bool:
+    """Exercise: ``noise_ceiling(repeats (R, N, V)) -> ceiling (V,)``.
+
+    Cases: strong signal, weak signal, pure noise, R = 2.
+    """
+    rng = np.random.default_rng(seed)
+    cases = []
+    for n_rep, n, v, signal in [(5, 40, 6, 1.0), (3, 60, 4, 0.3), (13, 30, 5, 0.0), (2, 50, 3, 2.0)]:
+        s = signal * rng.normal(size=(1, n, v))
+        cases.append(s + rng.normal(size=(n_rep, n, v)))
+    for k, repeats in enumerate(cases):
+        compare(student_fn(repeats), noise_ceiling_reference(repeats),
+                f"noise_ceiling, case {k + 1} (R, N, V = {repeats.shape})",
+                hint="Noise variance: variance over repeats (ddof=1) averaged over images. Signal variance: "
+                     "variance over images of the repeat mean (ddof=1) minus noise variance / R, clipped at 0. "
+                     "Ceiling: sqrt(signal / (signal + noise / R)).", atol=1e-4)
+    return _passed("noise_ceiling", len(cases))
+
+
+# --------------------------------------------------------------------------- exercise 3
 def check_ridge_one_voxel(student_fn, seed: int = 0) -> bool:
     """Exercise: ``ridge_one_voxel(features (N, F), responses (N,), alpha) -> weights (F,)``, no intercept.
 
@@ -175,9 +163,167 @@ def check_ridge_one_voxel(student_fn, seed: int = 0) -> bool:
     return _passed("ridge_one_voxel", len(cases))
 
 
+# --------------------------------------------------------------------------- exercise 4
+def check_weighted_correlation_loss(student_fn, seed: int = 0) -> bool:
+    """Exercise: ETECRM's loss ``weighted_correlation_loss(predictions (B, V), responses (B, V))`` in torch.
+
+    Must return the scalar tensor ``-mean_v(r_v ** 3) + 1e-4 * mean(predictions)``, with gradients
+    flowing to ``predictions``. Cases: random batches, a voxel anticorrelated with its prediction
+    (r^3 keeps the sign), predictions far from zero (the mean term matters), one voxel.
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    cases = []
+    for b, v in [(16, 8), (64, 3), (8, 20), (32, 1)]:
+        y = torch.randn(b, v, generator=gen, dtype=torch.float64)
+        x = 0.7 * y + torch.randn(b, v, generator=gen, dtype=torch.float64)
+        cases.append((x, y))
+    x, y = cases[0]
+    cases.append((torch.cat([-x[:, :1], x[:, 1:]], dim=1), y))  # first voxel anticorrelated
+    cases.append((x + 50.0, y))                                   # large predictions: 1e-4 * mean = 0.005
+    hint = ("Per voxel: centre prediction and response over the batch (dim=0), r_v = covariance / product of "
+            "norms; then loss = -(r ** 3).mean() + 1e-4 * predictions.mean(). Use torch operations only.")
+    for k, (x, y) in enumerate(cases):
+        x = x.clone().requires_grad_(True)
+        got = student_fn(x, y)
+        if not isinstance(got, torch.Tensor):
+            raise ExerciseError(f"weighted_correlation_loss must return a torch tensor, got {type(got).__name__}. {hint}")
+        if got.numel() != 1:
+            raise ExerciseError(f"weighted_correlation_loss must return a scalar, got shape {tuple(got.shape)}. {hint}")
+        compare(got.reshape(()), etecrm_loss_reference(x.detach(), y),
+                f"weighted_correlation_loss, case {k + 1} (B={x.shape[0]}, V={x.shape[1]})", hint=hint, atol=1e-6)
+        if not got.requires_grad:
+            raise ExerciseError("the loss does not depend on the predictions through torch operations, so no "
+                                "gradient can flow back to the network. " + hint)
+        (grad,) = torch.autograd.grad(got.reshape(()), x)
+        x_ref = x.detach().clone().requires_grad_(True)
+        (grad_ref,) = torch.autograd.grad(etecrm_loss_reference(x_ref, y), x_ref)
+        compare(grad, grad_ref, f"gradient of weighted_correlation_loss, case {k + 1}", hint=hint, atol=1e-6)
+    return _passed("weighted_correlation_loss (value and gradient)", len(cases))
+
+
+# --------------------------------------------------------------------------- exercise 5
+def check_add_prediction_noise(student_fn, seed: int = 0) -> bool:
+    """Exercise: ``add_prediction_noise(predictions (B, V), training: bool, noise_std=1.0) -> (B, V)`` in torch.
+
+    In training: ``predictions`` plus fresh Gaussian noise of standard deviation ``noise_std``;
+    otherwise ``predictions`` unchanged. Checked: the noise has mean 0 and the asked s.d. (on 200,000
+    numbers, within 1 %), it differs between calls, the input is not modified in place, gradients
+    reach ``predictions`` unchanged, and nothing is added when ``training`` is False.
+    """
+    import torch
+
+    torch.manual_seed(seed)
+    hint = ("In training return predictions + noise_std * torch.randn_like(predictions) (a new tensor); "
+            "otherwise return predictions as they are.")
+    x = torch.randn(500, 400, dtype=torch.float64)
+    for noise_std in (1.0, 0.5):
+        given = x.clone()
+        out = student_fn(given, training=True, noise_std=noise_std)
+        if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+            raise ExerciseError(f"add_prediction_noise must return a tensor of shape {tuple(x.shape)}, got "
+                                f"{type(out).__name__} {tuple(getattr(out, 'shape', ()))}. {hint}")
+        if not torch.equal(given, x):
+            raise ExerciseError("add_prediction_noise changed its input in place (+=): return a new tensor. " + hint)
+        noise = (out.detach() - x).reshape(-1)
+        mean, std = float(noise.mean()), float(noise.std())
+        if abs(mean) > 0.01 * noise_std or abs(std - noise_std) > 0.01 * noise_std:
+            raise ExerciseError(f"with noise_std={noise_std} the added noise has mean {mean:.4f} and s.d. {std:.4f}; "
+                                f"expected mean 0 and s.d. {noise_std}. {hint}")
+        again = (student_fn(x.clone(), training=True, noise_std=noise_std) - x).reshape(-1)
+        if torch.allclose(again, noise):
+            raise ExerciseError("two calls added the same noise: draw new noise every time (torch.randn_like). " + hint)
+        leaf = x.clone().requires_grad_(True)
+        out = student_fn(leaf, training=True, noise_std=noise_std)
+        if not out.requires_grad:
+            raise ExerciseError("no gradient flows from the noisy predictions back to the network. " + hint)
+        (grad,) = torch.autograd.grad(out.sum(), leaf)
+        compare(grad, np.ones(tuple(x.shape)), "gradient of the noisy predictions", hint=hint)
+    for kwargs in ({}, {"noise_std": 1.0}):
+        out = student_fn(x, training=False, **kwargs)
+        if out is None or not torch.equal(torch.as_tensor(out), x):
+            raise ExerciseError("with training=False the predictions must come back unchanged: "
+                                "noise is a training-only regularizer (evaluation sees clean predictions). " + hint)
+    return _passed("add_prediction_noise", 6)
+
+
+# --------------------------------------------------------------------------- exercise 6
+VERDICTS = ("better", "worse", "no reliable difference")
+
+
+def check_verdict(student_fn) -> bool:
+    """Exercise: ``verdict(comparison) -> "better" | "worse" | "no reliable difference"``.
+
+    ``comparison`` is an :class:`evaluation.Comparison` (model A minus model B with a 95% paired
+    bootstrap interval ``ci_low``..``ci_high``): "better" when the whole interval lies above 0,
+    "worse" when it lies below 0, otherwise "no reliable difference" (an interval touching 0 too).
+    """
+    from .evaluation import Comparison
+
+    cases = [(0.05, 0.02, 0.08), (-0.04, -0.07, -0.01), (0.01, -0.02, 0.04), (0.03, 0.0, 0.06),
+             (-0.02, -0.05, 0.0), (0.2, 0.15, 0.25), (0.0, -0.001, 0.001)]
+    for k, (diff, low, high) in enumerate(cases):
+        c = Comparison("etecrm", "etecrm_no_noise", "V1", "median_r", diff, low, high, 0.5, 1000)
+        expected = "better" if low > 0 else "worse" if high < 0 else "no reliable difference"
+        got = student_fn(c)
+        if got != expected:
+            raise ExerciseError(f"verdict, case {k + 1}: difference {diff:+.3f}, 95% interval [{low:+.3f}, {high:+.3f}]: "
+                                f"expected {expected!r}, got {got!r}. Read the interval, not the difference: only an "
+                                "interval entirely above (below) 0 says A is better (worse); one that contains 0 "
+                                "(or touches it) is no reliable difference.")
+    return _passed("verdict", len(cases))
+
+
+def check_ablation_comparison(comparison, result_a, result_b, responses, n_bootstrap: int = 1000, seed: int = 0) -> bool:
+    """The student's comparison of two ablation results: right models, ROI, and the paired bootstrap's numbers.
+
+    Recomputes ``evaluation.paired_bootstrap(result_a, result_b, responses, "median_r", n_bootstrap, seed=seed)``
+    (the library's own function; the exercise is to call it on the right things and read it).
+    """
+    from .evaluation import Comparison, paired_bootstrap
+
+    if not isinstance(comparison, Comparison):
+        raise ExerciseError(f"expected the Comparison returned by evaluation.paired_bootstrap, got {type(comparison).__name__}")
+    if (comparison.model_a, comparison.model_b) != (result_a.model, result_b.model):
+        raise ExerciseError(f"the comparison is {comparison.model_a} - {comparison.model_b}; the exercise asks for "
+                            f"{result_a.model} - {result_b.model} (pass the full model first)")
+    if comparison.statistic != "median_r":
+        raise ExerciseError(f"compare the median r (statistic='median_r'), not {comparison.statistic!r}")
+    expected = paired_bootstrap(result_a, result_b, responses, "median_r", n_bootstrap=n_bootstrap, seed=seed)
+    for name in ("difference", "ci_low", "ci_high"):
+        compare(getattr(comparison, name), getattr(expected, name), f"comparison.{name}",
+                hint=f"call evaluation.paired_bootstrap(a, b, ds.test.responses[roi], 'median_r', "
+                     f"n_bootstrap={n_bootstrap}, seed={seed}) with the test responses of the same ROI")
+    return _passed("the ablation comparison", 3)
+
+
+# --------------------------------------------------------------------------- exercise 7
+def check_top_k_mean_r(student_fn, seed: int = 0) -> bool:
+    """Exercise: ``top_k_mean_r(select_r (V,), report_r (V,), k) -> float``.
+
+    The mean of ``report_r`` over the ``k`` voxels with the highest ``select_r``. Cases: selection and
+    report from the same numbers, from different numbers, k = 1 and k = V.
+    """
+    rng = np.random.default_rng(seed)
+    cases = []
+    for v, k in [(50, 10), (300, 1), (20, 20), (1000, 300)]:
+        a, b = rng.normal(size=v), rng.normal(size=v)
+        cases += [(a, a, k), (a, b, k)]
+    for i, (a, b, k) in enumerate(cases):
+        got = student_fn(a, b, k)
+        compare(np.asarray(got, np.float64).reshape(()), top_k_mean_reference(a, b, k),
+                f"top_k_mean_r, case {i + 1} (V={a.size}, k={k}, {'same' if a is b else 'different'} r for selection and report)",
+                hint="np.argsort(-select_r)[:k] gives the k best voxels by select_r; average report_r over them.")
+    return _passed("top_k_mean_r", len(cases))
+
+
 EXERCISES = {
     "pearson_r": check_pearson_r,
     "noise_ceiling": check_noise_ceiling,
-    "weighted_correlation_loss": check_weighted_correlation_loss,
     "ridge_one_voxel": check_ridge_one_voxel,
+    "weighted_correlation_loss": check_weighted_correlation_loss,
+    "add_prediction_noise": check_add_prediction_noise,
+    "verdict": check_verdict,
+    "top_k_mean_r": check_top_k_mean_r,
 }

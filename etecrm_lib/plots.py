@@ -66,6 +66,81 @@ def _menu(labels: list, masks: list, titles: list | None = None, x: float = 1.0,
             "x": x, "xanchor": "right", "y": y, "yanchor": "bottom"}
 
 
+# --------------------------------------------------------------------------- profile labels
+# Every figure of the book says what produced it: "profile: quick · device: cpu (2 threads) · seeds: 0"
+# for the live run of the page, "committed full run · profile: full · device: NVIDIA H100 · seeds: 0"
+# for results read from data/results. The label is the title's second line, so drop-down menus that
+# change the title keep it (label_figure patches them too); tests/test_book.py requires it on every figure.
+LABEL_MARK = "profile: "
+
+
+def profile_label(profile: str, device: str | None = None, seeds=None, committed: bool = False) -> str:
+    """The label text, e.g. ``"profile: quick · device: cpu (2 threads) · seeds: 0"``.
+
+    ``device`` defaults to this machine's (``device.describe_device``); ``seeds`` is an int or a list.
+    ``committed=True`` marks results read from the committed full-profile run (``data/results``).
+    """
+    if profile is None:
+        raise ValueError("profile_label needs the profile that produced the figure ('quick' or 'full')")
+    if device is None and not committed:
+        from .device import describe_device
+
+        device = describe_device()
+    parts = [f"{LABEL_MARK}{profile}"]
+    if device:
+        parts.append(f"device: {device}")
+    if seeds is not None:
+        seeds = [seeds] if isinstance(seeds, (int, np.integer)) else list(seeds)
+        parts.append(f"seed{'s' if len(seeds) != 1 else ''}: {', '.join(str(int(s)) for s in seeds)}")
+    text = " · ".join(parts)
+    return f"committed {profile} run · {text}" if committed else text
+
+
+def _with_label(title, label: str) -> str:
+    title = "" if title is None else str(title)
+    title = title.split("<br><sup>")[0]  # relabelling replaces an old label
+    return f"{title}<br><sup>{label}</sup>" if title else f"<sup>{label}</sup>"
+
+
+def label_figure(fig, profile: str | None = None, device: str | None = None, seeds=None, results=None,
+                 committed: bool | None = None, label: str | None = None):
+    """Stamp the profile label on ``fig`` (second line of its title) and return ``fig``.
+
+    Give ``profile`` (and optionally ``device``, ``seeds``), or ``results`` (EncodingResults whose
+    ``info`` holds profile, device and seed; ``committed`` then defaults to True when they were read
+    from a results file), or a ready ``label`` string. Drop-down menus and sliders that change the
+    title keep the label.
+
+    >>> label_figure(plots.roi_bars(results), profile=PROFILE, seeds=SEED)
+    """
+    if label is None:
+        if results is not None:
+            from .book import describe_results
+
+            results = list(results)
+            found = describe_results(results)
+            profile = profile or found["profile"]
+            device = device or found["device"]
+            seeds = seeds if seeds is not None else found["seeds"]
+            if committed is None:
+                committed = any("results_file" in r.info for r in results)
+        label = profile_label(profile, device, seeds, committed=bool(committed))
+    title = fig.layout.title.text
+    fig.update_layout(title_text=_with_label(title, label))
+    if (fig.layout.margin.t or 0) < 90:
+        fig.update_layout(margin_t=90)
+    for control in list(fig.layout.updatemenus) + list(fig.layout.sliders):
+        for button in (control.buttons if hasattr(control, "buttons") else control.steps) or []:
+            args = list(button.args or [])
+            if len(args) > 1 and isinstance(args[1], dict) and "title.text" in args[1]:
+                args[1] = {**args[1], "title.text": _with_label(args[1]["title.text"], label)}
+                button.args = args
+    meta = dict(fig.layout.meta) if isinstance(fig.layout.meta, dict) else {}
+    meta["profile_label"] = label
+    fig.layout.meta = meta
+    return fig
+
+
 # --------------------------------------------------------------------------- data figures
 def image_grid(images, n: int = 16, columns: int = 8, titles=None, title: str = "Stimulus images"):
     """A grid of the first ``n`` grayscale images ``(N, H, W)`` in [0, 1] (0 = black, 1 = white)."""

@@ -7,13 +7,22 @@ profile into a temporary folder and opens every chapter page in headless Chromiu
 ``chromium`` + ``chromium-driver``; ``make browser`` installs them). The browser may reach only
 127.0.0.1, so any page that needs a CDN fails the test. Set ``ETECRM_SCREENSHOTS=<folder>`` to keep
 a PNG screenshot of each page.
+
+Every page of the table of contents is also checked as a reader sees it (:func:`page_problems`):
+no raw Markdown table text (a table must be a real table), no red (failed) progress bar, no output
+or code wider than its box (scroll width > client width: clipped lines), and every plotly figure
+carries a profile label (``plots.label_figure``: "profile: quick · device: ... · seeds: ...").
+``test_student_book_has_no_solutions`` builds the student edition (``make students``) and checks
+that no line of an instructor solution appears in its HTML.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import html as html_lib
 import http.server
+import json
 import os
 import re
 import shutil
@@ -75,7 +84,7 @@ def test_vendored_javascript_is_present_and_configured():
 def test_toc_lists_existing_chapters_in_book_folder():
     chapters = book.toc_chapters(ROOT)
     assert chapters[0] == "book/intro.md"
-    assert "book/01_data.ipynb" in chapters and "book/09_exercises.ipynb" in chapters
+    assert "book/01_data.ipynb" in chapters and "book/10_exercises.ipynb" in chapters
     for chapter in chapters:
         assert chapter.startswith("book/") and (ROOT / chapter).is_file()
 
@@ -206,6 +215,95 @@ def test_extension_shows_local_colab_badge():
     assert raw.parent is link  # still inside the link to Colab
 
 
+
+# --------------------------------------------------------------------------- a page as its readers see it
+RAW_MARKDOWN_TABLE = re.compile(r"\|\s*:?-{3,}:?\s*\|")   # a separator row "|---|", shown as text
+
+PAGE_PROBLEMS_JS = r"""
+const main = document.querySelector('main') || document.body;
+// text a reader sees, without code cells and code blocks of the prose (they may show Markdown on purpose)
+const clone = main.cloneNode(true);
+clone.querySelectorAll('.cell_input, .highlight, script, style').forEach(e => e.remove());
+const text = clone.innerText;
+const wide = Array.from(main.querySelectorAll('.cell_output, .cell_output pre, .cell_output table, .cell_input pre, .output, table'))
+  .filter(el => el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1);
+// report the innermost box only (its parents overflow because of it)
+const overflowing = wide.filter(el => !wide.some(other => other !== el && el.contains(other))).map(el =>
+  `${el.tagName.toLowerCase()}.${String(el.className).split(' ')[0]} ` +
+  `(${el.scrollWidth} px of content in a ${el.clientWidth} px box): ` + el.innerText.slice(0, 80).replace(/\s+/g, ' '));
+const unlabelled = [];
+main.querySelectorAll('.js-plotly-plot').forEach(el => {
+  const layout = el.layout || {};
+  const title = layout.title ? String(layout.title.text !== undefined ? layout.title.text : layout.title) : '';
+  const texts = [title].concat((layout.annotations || []).map(a => String(a.text || '')));
+  if (!texts.some(t => t.includes('profile: '))) unlabelled.push(title.slice(0, 80) || '(a figure without a title)');
+});
+const dangerBars = main.querySelectorAll('.progress-bar-danger, .widget-progress .progress-bar-danger').length;
+return {text: text, overflowing: overflowing, unlabelled: unlabelled, danger_bars: dangerBars};
+"""
+
+
+def widget_states(page_html: str) -> list:
+    """The embedded ipywidgets model states of a page (dicts), from its widget-state script tags."""
+    states = []
+    for block in re.findall(r'<script type="application/vnd.jupyter.widget-state\+json">(.*?)</script>', page_html, re.S):
+        try:
+            states += [m.get("state", {}) for m in json.loads(html_lib.unescape(block)).get("state", {}).values()]
+        except json.JSONDecodeError:
+            states.append({"_unreadable_widget_state": True})
+    return states
+
+
+def page_problems(driver, page_html: str) -> list:
+    """What a reader would find wrong on the page open in ``driver`` (an empty list when it reads right)."""
+    seen = driver.execute_script(PAGE_PROBLEMS_JS)
+    problems = []
+    raw = list(RAW_MARKDOWN_TABLE.finditer(seen["text"]))
+    if raw:
+        context = seen["text"][max(0, raw[0].start() - 60): raw[0].end() + 20].replace("\n", " ")
+        problems.append(f"raw Markdown table text, {len(raw)} place(s) (render tables with "
+                        f"etecrm_lib.book.show_table); first: ...{context}...")
+    red = [s for s in widget_states(page_html) if s.get("bar_style") == "danger"]
+    if red or seen["danger_bars"]:
+        problems.append(f"{max(len(red), seen['danger_bars'])} red (failed-looking) progress bar(s): "
+                        "the book build should print finished bars as text (etecrm_lib.book.notebook_defaults)")
+    problems += [f"wider than its box (clipped): {o}" for o in seen["overflowing"]]
+    problems += [f"figure without a profile label (plots.label_figure): {t!r}" for t in seen["unlabelled"]]
+    return problems
+
+
+def _normalise(text: str) -> str:
+    return re.sub(r"\s+", " ", text.replace("`", ""))
+
+
+def solution_lines(instructor_notebook: Path, student_notebook: Path) -> list:
+    """Lines of the instructor's solution cells that the student edition must not contain.
+
+    A line counts if it is at least 8 characters long and the student notebook does not show it
+    anyway (function signatures and docstrings stay there on purpose, and a hint may quote a line).
+    """
+    teacher = nbformat.read(instructor_notebook, as_version=4)
+    pupil = nbformat.read(student_notebook, as_version=4)
+    shown = _normalise("\n".join(cell.source for cell in pupil.cells))
+    lines = []
+    for cell in teacher.cells:
+        if cell.cell_type == "code" and "solution" in cell.metadata.get("tags", []):
+            lines += [line.strip() for line in cell.source.splitlines()
+                      if len(line.strip()) >= 8 and _normalise(line.strip()) not in shown]
+    return lines
+
+
+def leaked_solutions(html_dir: Path, forbidden: list) -> dict:
+    """``{page: [solution lines found in its text]}`` over every HTML page under ``html_dir``."""
+    leaks = {}
+    for page in sorted(html_dir.rglob("*.html")):
+        text = html_lib.unescape(re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8")))
+        text = _normalise(text)
+        found = [line for line in forbidden if _normalise(line) in text]
+        if found:
+            leaks[page.relative_to(html_dir).as_posix()] = found
+    return leaks
+
 # --------------------------------------------------------------------------- the built book in a browser
 @contextlib.contextmanager
 def serve(folder: Path):
@@ -278,10 +376,12 @@ def check_pages(html_dir: Path, chapters: list, screenshots: Path | None = None)
                         lambda d: d.find_elements(By.CSS_SELECTOR, ".jupyter-widgets, [class*='widget-']"),
                         message=f"{page}: widget state is embedded but no widget was rendered")
                 if is_notebook:
-                    colab = book.colab_url(Path(chapter).name)
+                    colab = book.colab_url(Path(chapter).name, folder=Path(chapter).parent.as_posix())
+                    student = book.colab_url(Path(chapter).name, folder=book.STUDENTS_FOLDER)
                     links = {a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "a[href*='colab.research.google.com']")}
                     assert colab in links, f"{page}: no link to {colab}; Colab links found: {links}"
-                    others = {link for link in links if "/github/" in link and link != colab}
+                    # the only other notebook a page may open is its own student edition
+                    others = {link for link in links if "/github/" in link and link not in (colab, student)}
                     assert not others, f"{page}: Colab links to another notebook: {others}"
                 menus = [f for f in driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
                          if f.find_elements(By.CSS_SELECTOR, ".updatemenu-header")]
@@ -289,9 +389,11 @@ def check_pages(html_dir: Path, chapters: list, screenshots: Path | None = None)
                     click_second_menu_item(driver, menus[0], page)
                 errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
                 assert not errors, f"{page}: JavaScript errors in the browser: {errors}"
+                problems = page_problems(driver, html)
                 if screenshots is not None:
                     save_screenshots(driver, screenshots, Path(chapter).stem)
                 seen[chapter] = {
+                    "problems": problems,
                     "plotly_figures": len(driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")),
                     "widgets": len(driver.find_elements(By.CSS_SELECTOR, ".jupyter-widgets")),
                 }
@@ -323,6 +425,12 @@ def save_screenshots(driver, folder: Path, stem: str) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(folder / f"{stem}.png"))
+    # the whole page, top to bottom, as one tall picture (to read it as a reader scrolls it)
+    size = driver.get_window_size()
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(size["width"], min(int(height), 30000))
+    driver.save_screenshot(str(folder / f"{stem}_full.png"))
+    driver.set_window_size(size["width"], size["height"])
     elements = (driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
                 + driver.find_elements(By.CSS_SELECTOR, ".widget-subarea"))
     for i, element in enumerate(elements):
@@ -345,5 +453,216 @@ def test_built_book_in_browser(tmp_path):
         assert not external, f"{chapter}: scripts loaded from the internet: {external}"
     screenshots = os.environ.get("ETECRM_SCREENSHOTS")
     seen = check_pages(html_dir, chapters, Path(screenshots) if screenshots else None)
+    bad = {chapter: page["problems"] for chapter, page in seen.items() if page["problems"]}
+    assert not bad, "pages that do not read right:\n" + "\n".join(
+        f"{chapter}:\n  " + "\n  ".join(problems) for chapter, problems in bad.items())
     assert sum(page["widgets"] for page in seen.values()) >= 1, f"no widget rendered anywhere in the book: {seen}"
     assert sum(page["plotly_figures"] for page in seen.values()) >= len(notebook_chapters())
+
+
+SYNTHETIC_PAGE = """<!doctype html><html><head><title>synthetic</title></head><body><main><h1>A page</h1>
+<p>| roi | model | median_r | |---|---|---| | V1 | etecrm | 0.5 |</p>
+<div class="cell_output" style="width: 300px"><pre style="white-space: pre">{long}</pre></div>
+<div class="cell_output"><div class="widget-progress"><div class="progress-bar-danger">65%</div></div></div>
+<div class="js-plotly-plot" id="unlabelled"></div><div class="js-plotly-plot" id="labelled"></div>
+<div class="cell_input"><pre>print("| a | b |\\n|---|---|")  # code may show Markdown</pre></div>
+<script>
+document.getElementById("unlabelled").layout = {{title: {{text: "Median r per ROI"}}}};
+document.getElementById("labelled").layout = {{title: {{text: "Fine<br><sup>profile: quick · device: cpu · seed: 0</sup>"}}}};
+</script></main></body></html>"""
+
+
+@pytest.mark.book
+def test_page_checks_catch_what_readers_would_see(tmp_path):
+    """The checks of every page fail on a page with each fault, and pass once it is fixed."""
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        pytest.fail("headless Chromium is needed: run `make browser` (apt-get install chromium chromium-driver)")
+    bad = SYNTHETIC_PAGE.format(long="x = " + "1 + " * 200)
+    state = {"state": {"m": {"model_name": "FloatProgressModel", "state": {"bar_style": "danger", "value": 26}}}}
+    bad += f'<script type="application/vnd.jupyter.widget-state+json">{json.dumps(state)}</script>'
+    (tmp_path / "bad.html").write_text(bad, encoding="utf-8")
+    good = (SYNTHETIC_PAGE.format(long="x = 1").replace("<p>| roi | model | median_r | |---|---|---| | V1 | etecrm | 0.5 |</p>", "<table><tr><td>V1</td></tr></table>")
+            .replace("progress-bar-danger", "progress-bar-success").replace('"Median r per ROI"', '"r<br><sup>profile: full</sup>"'))
+    (tmp_path / "good.html").write_text(good, encoding="utf-8")
+    driver = chromium_driver()
+    try:
+        with serve(tmp_path) as base:
+            driver.get(f"{base}/bad.html")
+            problems = page_problems(driver, driver.page_source)
+            driver.get(f"{base}/good.html")
+            fixed = page_problems(driver, driver.page_source)
+    finally:
+        driver.quit()
+    text = "\n".join(problems)
+    assert "raw Markdown table text" in text and "| roi | model" in text
+    assert "red (failed-looking) progress bar" in text
+    assert "wider than its box" in text and "x = 1 + 1" in text
+    assert "figure without a profile label" in text and "Median r per ROI" in text and "Fine" not in text
+    assert len(problems) == 4, problems
+    assert fixed == [], fixed
+
+
+def test_solution_lines_and_leak_search(tmp_path):
+    """The student-build check finds a solution line in a page's text, and not the signature kept on purpose."""
+    import nbformat.v4 as nbf
+
+    solution = nbf.new_code_cell('def f(x):\n    """Square."""\n    return x * x  # the answer\n', metadata={"tags": ["solution"]})
+    student = nbf.new_code_cell('def f(x):\n    """Square."""\n    raise NotImplementedError("Exercise 1")\n')
+    nbformat.write(nbf.new_notebook(cells=[solution]), tmp_path / "teacher.ipynb")
+    nbformat.write(nbf.new_notebook(cells=[student]), tmp_path / "pupil.ipynb")
+    forbidden = solution_lines(tmp_path / "teacher.ipynb", tmp_path / "pupil.ipynb")
+    assert forbidden == ["return x * x  # the answer"]
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "ok.html").write_text('<pre><span class="k">def</span> f(x):\n    raise NotImplementedError</pre>')
+    (site / "leak.html").write_text('<pre><span class="k">return</span> x <span>*</span> x  # the answer</pre>')
+    assert leaked_solutions(site, forbidden) == {"leak.html": ["return x * x  # the answer"]}
+
+
+def build_student_book(output: Path) -> Path:
+    """``make students`` into ``output`` (student notebooks + the student book); returns the HTML folder."""
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "make_student_notebooks.py"),
+                           "--out", str(output / "notebooks"), "--html", str(output)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, f"student book build failed:\n{done.stdout[-6000:]}\n{done.stderr[-4000:]}"
+    return output / "_build" / "html"
+
+
+@pytest.mark.book
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_student_book_has_no_solutions(tmp_path):
+    """The student edition (``make students``) has every exercise, and no line of any solution in its HTML."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        from make_student_notebooks import INSTRUCTOR_NOTEBOOKS
+    finally:
+        sys.path.pop(0)
+
+    html_dir = build_student_book(tmp_path / "students")
+    pages = sorted(p.relative_to(html_dir).as_posix() for p in html_dir.glob("*.html"))
+    for notebook in INSTRUCTOR_NOTEBOOKS:
+        assert f"{notebook.stem}.html" in pages, f"the student book lacks {notebook.stem}: {pages}"
+        forbidden = solution_lines(notebook, tmp_path / "students" / "notebooks" / notebook.name)
+        assert len(forbidden) >= 10, "the instructor notebook should have solutions to check against"
+        leaks = leaked_solutions(html_dir, forbidden)
+        assert not leaks, f"solution code in the student book: {leaks}"
+        page = (html_dir / f"{notebook.stem}.html").read_text(encoding="utf-8")
+        assert "NotImplementedError" in page
+        assert book.colab_url(notebook.name, folder=book.STUDENTS_FOLDER) in html_lib.unescape(page)
+
+
+# --------------------------------------------------------------------------- what the pages show
+def test_show_table_renders_a_real_html_table():
+    import numpy as np
+
+    rows = [{"roi": "V1", "median_r": np.float64(0.51234), "n": np.int64(800), "note": None},
+            {"roi": "LO", "median_r": float("nan"), "n": 400, "note": "a < b"}]
+    table = book.show_table(rows, caption="Two ROIs")
+    page = table._repr_html_()
+    assert page.startswith('<table class="etecrm-table"><caption>Two ROIs</caption>')
+    assert "<th>median_r</th>" in page and ">0.512</td>" in page and ">800</td>" in page
+    assert ">–</td>" in page and "a &lt; b" in page and "np.float64" not in page and "|" not in page
+    assert page.count("<tr>") == 3
+    # the same table from columns, a DataFrame, or lists with names
+    import pandas as pd
+
+    columns = {"roi": ["V1", "LO"], "median_r": [0.51234, float("nan")]}
+    expected = book.show_table(rows, columns=["roi", "median_r"])._repr_html_()
+    assert book.show_table(columns)._repr_html_() == expected
+    assert book.show_table(pd.DataFrame(columns))._repr_html_() == expected
+    assert book.show_table([["V1", 0.51234], ["LO", float("nan")]], columns=["roi", "median_r"])._repr_html_() == expected
+    assert repr(book.show_table(columns)).split() == ["roi", "median_r", "V1", "0.512", "LO", "–"]
+    with pytest.raises(ValueError, match="columns"):
+        book.show_table([["V1", 0.5]])
+    with pytest.raises(ValueError, match="different lengths"):
+        book.show_table({"a": [1, 2], "b": [1]})
+
+
+def test_finished_progress_bars_print_one_plain_line(capsys):
+    import tqdm.auto
+
+    saved = tqdm.auto.tqdm, tqdm.auto.trange
+    try:
+        book.use_finished_progress_bars()
+        for _ in tqdm.auto.tqdm(range(5), desc="epochs"):
+            pass
+        bar = tqdm.auto.tqdm(total=40, desc="training V1", unit="epoch")
+        bar.update(26)
+        bar.set_postfix(val_r=0.31)
+        bar.close()
+        with tqdm.auto.tqdm(total=3, desc="inner", leave=False) as inner:
+            inner.update(3)
+        for _ in tqdm.auto.tqdm(range(3), disable=True):
+            pass
+    finally:
+        tqdm.auto.tqdm, tqdm.auto.trange = saved
+    out = capsys.readouterr()
+    lines = out.out.splitlines()
+    assert lines[0].startswith("epochs: 5/5 in 00:0")
+    assert lines[1].startswith("training V1: 26/40 epoch in 00:0") and "val_r=0.31" in lines[1]
+    assert "ended before 40" in lines[1]
+    assert len(lines) == 2 and "\r" not in out.out and out.err == ""  # nothing while running, nothing for hidden bars
+
+
+def test_notebook_defaults_print_plain_numbers():
+    import numpy as np
+
+    saved = np.get_printoptions()
+    try:
+        book.notebook_defaults()
+        assert repr(np.float64(0.25)) == "0.25" and str({"r": np.float32(0.5)}) == "{'r': 0.5}"
+    finally:
+        np.set_printoptions(**saved)
+
+
+def test_runtime_estimate_names_profile_and_minutes(monkeypatch, capsys):
+    assert "quick profile" in book.runtime_estimate("Tesla T4", "quick")
+    t4, h100 = book.runtime_estimate("Tesla T4", "full"), book.runtime_estimate("NVIDIA H100 80GB HBM3", "full")
+    minutes = lambda text: [int(m) for m in re.findall(r"about (\d+) min", text)]
+    assert minutes(t4) == list(book.FULL_MINUTES_ON_T4.values())
+    assert all(a > b for a, b in zip(minutes(t4), minutes(h100)))  # a faster GPU, shorter estimates
+    assert "quick" in book.runtime_estimate("cpu (2 threads)", "full")
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla T4")
+    monkeypatch.delenv(book.PROFILE_ENV, raising=False)
+    assert book.check_runtime() == "Tesla T4"
+    out = capsys.readouterr().out
+    assert "profile: full" in out and "about 35 min" in out and 'PROFILE = "quick"' in out
+    monkeypatch.setenv(book.PROFILE_ENV, "quick")
+    book.check_runtime()
+    assert "profile: quick" in capsys.readouterr().out
+
+
+def test_committed_results_read_or_degrade(monkeypatch, tmp_path, capsys):
+    found = book.committed_results(models=["gwp_ridge"], rois=["V1"])
+    if (book.results_folder() / "results").is_dir() and found:
+        assert [(r.model, r.roi, r.info["profile"]) for r in found] == [("gwp_ridge", "V1", "full")]
+        assert book.describe_results(found)["profile"] == "full"
+    monkeypatch.setattr(book, "results_folder", lambda: tmp_path / "nowhere")
+    assert book.committed_results() == []
+    assert "No committed results here" in capsys.readouterr().out
+
+
+def test_student_colab_links():
+    assert book.colab_url("10_exercises.ipynb", folder=book.STUDENTS_FOLDER) == (
+        "https://colab.research.google.com/github/etecrm-book/etecrm/blob/main/students/10_exercises.ipynb")
+
+
+def test_callout_and_untrained_names():
+    from etecrm_lib.evaluation import EncodingResult
+
+    box = book.callout("Weights: untrained.\n\nSecond <paragraph>.", title="Untrained features", kind="warning")
+    page = box._repr_html_()
+    assert 'class="admonition warning"' in page and "<p>Second &lt;paragraph&gt;.</p>" in page
+    assert repr(box).startswith("UNTRAINED FEATURES: Weights")
+    with pytest.raises(ValueError, match="kind"):
+        book.callout("x", kind="shout")
+    untrained = EncodingResult("alexnet_ridge", "V1", "sim", 1, [0.1], info={"weights": "untrained(seed=0)"})
+    pretrained = EncodingResult("alexnet_ridge", "V1", "sim", 1, [0.1], info={"weights": "IMAGENET1K_V1"})
+    gabor = EncodingResult("gwp_ridge", "V1", "sim", 1, [0.1])
+    book.mark_untrained([untrained, pretrained, gabor])
+    book.mark_untrained([untrained])  # twice: still one suffix
+    assert [r.model for r in (untrained, pretrained, gabor)] == ["alexnet_ridge_untrained", "alexnet_ridge", "gwp_ridge"]

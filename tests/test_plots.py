@@ -233,3 +233,37 @@ def test_image_browser_and_png_roundtrip():
     assert picture.value == widgets.png_bytes(images[2]) and caption.value == "c"
     with pytest.raises(ValueError, match="2 captions for 3 images"):
         widgets.image_browser(images, captions=["a", "b"])
+
+
+# --------------------------------------------------------------------------- profile labels
+def test_profile_label_text():
+    assert plots.profile_label("quick", "cpu (2 threads)", 0) == "profile: quick · device: cpu (2 threads) · seed: 0"
+    assert plots.profile_label("full", "NVIDIA H100", [0, 1, 2], committed=True) == (
+        "committed full run · profile: full · device: NVIDIA H100 · seeds: 0, 1, 2")
+    assert plots.profile_label("quick").startswith("profile: quick · device: ")  # this machine's device
+    with pytest.raises(ValueError, match="profile"):
+        plots.profile_label(None)
+
+
+def test_label_figure_survives_menus_and_relabelling():
+    fig = plots.roi_scatter({"V1": np.arange(3.0), "V2": np.arange(3.0)}, {"V1": np.arange(3.0), "V2": np.arange(3.0)},
+                            "a", "b", title="T")
+    assert plots.label_figure(fig, profile="quick", device="cpu", seeds=0) is fig
+    label = "profile: quick · device: cpu · seed: 0"
+    assert fig.layout.title.text == f"T — V1<br><sup>{label}</sup>"
+    titles = [b.args[1]["title.text"] for b in fig.layout.updatemenus[0].buttons]
+    assert titles == [f"T — V1<br><sup>{label}</sup>", f"T — V2<br><sup>{label}</sup>"]
+    assert fig.layout.meta["profile_label"] == label and fig.layout.meta["trace_groups"]  # old meta kept
+    plots.label_figure(fig, profile="full", device="gpu", seeds=[1, 2])  # a new label replaces the old one
+    assert fig.layout.title.text == "T — V1<br><sup>profile: full · device: gpu · seeds: 1, 2</sup>"
+    assert fig.layout.margin.t >= 90
+
+
+def test_label_figure_from_results():
+    committed = EncodingResult("etecrm", "V1", "sim", 1, np.zeros(4), info={
+        "profile": "full", "device": "NVIDIA H100", "seed": 0, "results_file": "x.npz"})
+    live = EncodingResult("etecrm", "V1", "sim", 1, np.zeros(4), info={"device": "cpu (2 threads)", "seed": 3})
+    fig = plots.label_figure(plots.roi_bars([committed]), results=[committed])
+    assert fig.layout.title.text.endswith("<sup>committed full run · profile: full · device: NVIDIA H100 · seed: 0</sup>")
+    fig = plots.label_figure(plots.roi_bars([live]), results=[live], profile="quick")
+    assert fig.layout.title.text.endswith("<sup>profile: quick · device: cpu (2 threads) · seed: 3</sup>")
