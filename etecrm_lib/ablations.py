@@ -57,10 +57,8 @@ class Variant:
     family : str          "etecrm" (trained end to end) or "two_step" (fixed features + regression)
     description : str     one line for tables and the book
     options : dict        the switches that define the variant (passed to its runner)
-    run : callable        ``run(dataset, variants, roi, *, profile, seed, device, progress, cnn_weights)
-                          -> list[EncodingResult]``, one result per variant, in order; trains all
-                          ``variants`` (same group) at once
-    group : str           variants with the same group are run together (default: the name alone)
+    run : callable        ``run(dataset, variant, roi, *, profile, seed, device, progress, cnn_weights)
+                          -> EncodingResult``: fits the variant on the train split of one ROI, scores it
     """
 
     name: str
@@ -68,13 +66,10 @@ class Variant:
     description: str
     options: dict
     run: Callable
-    group: str = ""
 
     def __post_init__(self):
         if not self.name.replace("_", "").isalnum():
             raise ValueError(f"variant name {self.name!r} must hold only letters, digits and '_'")
-        if not self.group:
-            object.__setattr__(self, "group", self.name)
 
 
 VARIANTS: dict = {}
@@ -95,18 +90,6 @@ def get_variant(name: str) -> Variant:
     return VARIANTS[name]
 
 
-def plan_units(names) -> list:
-    """Split variant names into the groups that are trained together, in first-appearance order.
-
-    >>> plan_units(["gwp_ridge", "etecrm", "etecrm_mse"])
-    [('gwp_ridge',), ('etecrm', 'etecrm_mse')]
-    """
-    groups = {}
-    for name in dict.fromkeys(names):
-        groups.setdefault(get_variant(name).group, []).append(name)
-    return [tuple(g) for g in groups.values()]
-
-
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and torch (CPU and GPU) so that one unit of work is repeatable."""
     random.seed(seed)
@@ -114,36 +97,28 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def run_unit(dataset, names, roi: str, profile: str = "quick", seed: int = 0, device=None, progress: bool = True,
-             cnn_weights=None) -> list:
-    """Train and score the variants ``names`` (one group) on one ROI. Returns one result per name.
+def run_variant(dataset, name: str, roi: str, profile: str = "quick", seed: int = 0, device=None,
+                progress: bool = True, cnn_weights=None):
+    """Fit the variant ``name`` on the train split of one ROI and score it on the test split -> ``EncodingResult``.
 
     ``cnn_weights``: weights of the CNN of ``alexnet_ridge``: None (untrained: no download),
     "DEFAULT" (torchvision's ImageNet weights, downloaded once) or a path to a ``.pth`` state dict.
-
-    Adds to each result's ``info``: variant family, description and options, profile, seed, device
-    name, torch version and the wall time (the group's time split evenly among its variants;
-    ``group_wall_time_s`` holds the whole).
+    Adds to the result's ``info``: variant family, description and options, profile, seed, device
+    name, torch version and the wall time of fitting and scoring.
     """
-    variants = [get_variant(n) for n in names]
-    if len({v.group for v in variants}) != 1:
-        raise ValueError(f"variants {list(names)} belong to different groups; use plan_units() to split them")
+    variant = get_variant(name)
     dataset.check_roi(roi)
     device = get_device(device)
     seed_everything(seed)
     start = time.perf_counter()
-    results = variants[0].run(dataset, variants, roi, profile=profile, seed=seed, device=device, progress=progress,
-                              cnn_weights=cnn_weights)
-    wall = time.perf_counter() - start
-    if [r.model for r in results] != [v.name for v in variants]:
-        raise RuntimeError(f"runner of {names} returned results for {[r.model for r in results]}")
-    for variant, res in zip(variants, results):
-        res.info.update({
-            "family": variant.family, "description": variant.description, "options": dict(variant.options),
-            "profile": profile, "seed": seed, "device": describe_device(device), "torch_version": torch.__version__,
-            "wall_time_s": round(wall / len(variants), 2), "group_wall_time_s": round(wall, 2),
-        })
-    return results
+    result = variant.run(dataset, variant, roi, profile=profile, seed=seed, device=device, progress=progress,
+                         cnn_weights=cnn_weights)
+    result.info.update({
+        "family": variant.family, "description": variant.description, "options": dict(variant.options),
+        "profile": profile, "seed": seed, "device": describe_device(device), "torch_version": torch.__version__,
+        "wall_time_s": round(time.perf_counter() - start, 2),
+    })
+    return result
 
 
 def run_variants(dataset, variants, rois=None, profile: str = "quick", seed: int = 0, device=None,
@@ -151,41 +126,40 @@ def run_variants(dataset, variants, rois=None, profile: str = "quick", seed: int
     """Fit and score every variant on every ROI; returns ``list[EncodingResult]`` (ROI-major, in ``variants`` order).
 
     ``variants``: names from :data:`VARIANTS` (or ``DEFAULT_VARIANTS``). ``rois``: default all of
-    the dataset's. ``cnn_weights``: see :func:`run_unit`. Nothing is written to disk
+    the dataset's. ``cnn_weights``: see :func:`run_variant`. Nothing is written to disk
     (:func:`reproduce.reproduce` does that).
     """
     from tqdm.auto import tqdm
 
-    names = [variants] if isinstance(variants, str) else list(variants)
-    units = plan_units(names)
+    names = [variants] if isinstance(variants, str) else list(dict.fromkeys(variants))
+    for name in names:
+        get_variant(name)
     rois = list(rois or dataset.rois)
     for roi in rois:
         dataset.check_roi(roi)
-    done = {}
+    results = []
     with tqdm(total=len(rois) * len(names), desc="variants", unit="model", disable=not progress) as bar:
         for roi in rois:
-            for unit in units:
-                bar.set_postfix_str(f"{roi}: {', '.join(unit)}")
-                for res in run_unit(dataset, unit, roi, profile, seed, device, progress, cnn_weights):
-                    done[(roi, res.model)] = res
-                bar.update(len(unit))
-    return [done[(roi, n)] for roi in rois for n in names]
+            for name in names:
+                bar.set_postfix_str(f"{roi}: {name}")
+                results.append(run_variant(dataset, name, roi, profile, seed, device, progress, cnn_weights))
+                bar.update()
+    return results
 
 
 # ----------------------------------------------------------------------------- the runners
-def _run_etecrm(dataset, variants, roi, *, profile, seed, device, progress, cnn_weights=None) -> list:
+def _run_etecrm(dataset, variant, roi, *, profile, seed, device, progress, cnn_weights=None):
     """Train one ETECRM variant on one ROI (``training.train_etecrm``) and score it.
 
     The variant's ``options`` are changes to ``ETECRMConfig.for_profile(profile)``.
     """
     from .training import ETECRMConfig, train_etecrm
 
-    (variant,) = variants
     config = ETECRMConfig.for_profile(profile, **variant.options)
     model = train_etecrm(dataset, roi, config, seed=seed, device=device, progress=progress)
     res = model.score(dataset, model=variant.name)
     res.info["feature_weights"] = "learned end to end from the fMRI data (random initial weights, no pretraining)"
-    return [res]
+    return res
 
 
 _ETECRM = {
@@ -201,11 +175,10 @@ for _name, (_description, _options) in _ETECRM.items():
     register(Variant(_name, "etecrm", _description, _options, _run_etecrm))
 
 
-def _run_two_step(dataset, variants, roi, *, profile, seed, device, progress, cnn_weights=None) -> list:
+def _run_two_step(dataset, variant, roi, *, profile, seed, device, progress, cnn_weights=None):
     """Fit one two-step model (``two_step.TwoStepModel``) on the ROI and score it."""
     from .two_step import TwoStepModel
 
-    (variant,) = variants
     model = TwoStepModel(variant.name, profile=profile, weights=cnn_weights, seed=seed, device=device,
                          progress=progress).fit(dataset, roi)
     res = model.score(dataset)
@@ -214,7 +187,7 @@ def _run_two_step(dataset, variants, roi, *, profile, seed, device, progress, cn
     else:
         res.info["feature_weights"] = "none: Gabor wavelet pyramid (fixed, hand-designed filters)"
     res.info["config"] = {k: res.info[k] for k in ("gabor", "cnn", "ridge", "roiwise") if k in res.info}
-    return [res]
+    return res
 
 
 _TWO_STEP = {

@@ -5,8 +5,7 @@ subject, for the model seeds ``first_seed .. first_seed + n_seeds - 1``, and wri
 file per (dataset, data seed, profile, subject, ROI, model, seed)** as soon as it is done
 (:mod:`etecrm_lib.results` describes the files and the folder layout). A second run with the same
 arguments reads the finished files instead of training again, so a run that was interrupted
-(Ctrl-C) or killed loses at most the unit in progress (the ETECRM variants of one ROI and one seed
-train together). Deterministic models (:func:`model_seeds`) are run once, as seed 0.
+(Ctrl-C) or killed loses at most the model in progress. Deterministic models (:func:`model_seeds`) are run once, as seed 0.
 
 At the end, with the data still at hand, it writes the seed ensembles (predictions averaged over
 seeds, then scored on the test split), the bootstrap comparisons over test images and seeds
@@ -209,36 +208,28 @@ class _Job:
                 "dataset_fingerprint": dataset_fingerprint(self.data, roi), **_weights_expectation(model, self.cnn_weights)}
 
 
-def _finished(job: _Job, roi: str, unit, seed: int) -> tuple:
-    """Results of ``unit`` already on disk and valid: ``({model: result}, [missing models])``."""
-    found, missing = {}, []
-    for model in unit:
-        path = job.path(roi, model, seed)
-        try:
-            found[model] = load_result(path, job.expect(roi, model, seed))
-        except FileNotFoundError:
-            missing.append(model)
-        except CorruptResultError as err:
-            job.log(f"results file {err}; recomputing it")
-            missing.append(model)
-    return found, missing
+def _finished(job: _Job, roi: str, model: str, seed: int):
+    """The result of ``model`` already on disk and valid, or None (missing or corrupt: recompute)."""
+    try:
+        return load_result(job.path(roi, model, seed), job.expect(roi, model, seed))
+    except FileNotFoundError:
+        return None
+    except CorruptResultError as err:
+        job.log(f"results file {err}; recomputing it")
+        return None
 
 
-def _train_unit(job: _Job, roi: str, unit, seed: int, missing: list, deterministic: bool) -> dict:
-    """Train the whole unit for one seed (so a resumed run computes what an uninterrupted one would); write the missing files."""
+def _train(job: _Job, roi: str, model: str, seed: int, deterministic: bool):
+    """Fit and score one model for one seed, write its results file, and read it back (verified)."""
     from . import ablations
 
-    fingerprint = dataset_fingerprint(job.data, roi)
-    extra = {"data_seed": job.data_seed, "dataset_fingerprint": fingerprint, "deterministic": deterministic,
-             "cnn_weights": jsonable(job.cnn_weights)}
-    found = {}
-    for res in ablations.run_unit(job.data, unit, roi, profile=job.profile, seed=seed, device=job.device,
-                                  progress=job.progress, cnn_weights=job.cnn_weights):
-        res.info.update(job.provenance)
-        if res.model in missing:
-            save_result(res, job.path(roi, res.model, seed), profile=job.profile, seed=seed, extra=extra)
-        found[res.model] = load_result(job.path(roi, res.model, seed), job.expect(roi, res.model, seed))
-    return found
+    extra = {"data_seed": job.data_seed, "dataset_fingerprint": dataset_fingerprint(job.data, roi),
+             "deterministic": deterministic, "cnn_weights": jsonable(job.cnn_weights)}
+    res = ablations.run_variant(job.data, model, roi, profile=job.profile, seed=seed, device=job.device,
+                                progress=job.progress, cnn_weights=job.cnn_weights)
+    res.info.update(job.provenance)
+    save_result(res, job.path(roi, model, seed), profile=job.profile, seed=seed, extra=extra)
+    return load_result(job.path(roi, model, seed), job.expect(roi, model, seed))
 
 
 def _write_ensembles(job: _Job, by_model: dict) -> list:
@@ -307,7 +298,7 @@ def reproduce(dataset="sim", subject: int = 1, profile: str = "quick", n_seeds: 
         log(f"removed partial files left by an interrupted run in {job.out}")
     log(f"etecrm reproduce: {dataset_tag(data.name, job.data_seed)} subject {data.subject}, profile {profile}, "
         f"model seeds {seeds}, device {job.provenance['device']}, {len(rois)} ROIs x {len(models)} models -> {job.out}")
-    by_model = _run_all(job, rois, ablations.plan_units(models), seeds)
+    by_model = _run_all(job, rois, models, seeds)
     ensembles = _write_ensembles(job, by_model)
     context = {"dataset": data.name, "data_seed": job.data_seed, "profile": profile, "subject": data.subject}
     records = compare_run(by_model, {roi: data.test.responses[roi] for roi in rois}, context, n_bootstrap,
@@ -318,25 +309,21 @@ def reproduce(dataset="sim", subject: int = 1, profile: str = "quick", n_seeds: 
     return [res for roi in rois for m in models for res in by_model[(roi, m)]]
 
 
-def _run_all(job: _Job, rois, units, seeds) -> dict:
-    """Load or train every (ROI, unit, seed); returns ``{(roi, model): [results by seed]}``."""
+def _run_all(job: _Job, rois, models, seeds) -> dict:
+    """Load or train every (ROI, model, seed); returns ``{(roi, model): [results by seed]}``."""
     from tqdm.auto import tqdm
 
-    plan = [(roi, unit, seed) for roi in rois for unit in units
-            for seed in model_seeds(unit[0], seeds, job.cnn_weights)]
-    by_model = {(roi, m): [] for roi in rois for unit in units for m in unit}
-    bar = tqdm(total=sum(len(unit) for _, unit, _ in plan), desc="reproduce", unit="model", disable=not job.progress)
-    try:
-        for roi, unit, seed in plan:
-            found, missing = _finished(job, roi, unit, seed)
-            if missing:
-                bar.set_postfix_str(f"{roi}, seed {seed}: {', '.join(unit)}")
-                found = _train_unit(job, roi, unit, seed, missing, is_deterministic(unit[0], job.cnn_weights))
-            for model in unit:
-                by_model[(roi, model)].append(found[model])
-            bar.update(len(unit))
-    finally:
-        bar.close()
+    plan = [(roi, model, seed) for roi in rois for model in models
+            for seed in model_seeds(model, seeds, job.cnn_weights)]
+    by_model = {(roi, m): [] for roi in rois for m in models}
+    with tqdm(total=len(plan), desc="reproduce", unit="model", disable=not job.progress) as bar:
+        for roi, model, seed in plan:
+            found = _finished(job, roi, model, seed)
+            if found is None:
+                bar.set_postfix_str(f"{roi}, seed {seed}: {model}")
+                found = _train(job, roi, model, seed, is_deterministic(model, job.cnn_weights))
+            by_model[(roi, model)].append(found)
+            bar.update()
     return by_model
 
 

@@ -3,8 +3,7 @@
 Most tests use a tiny made-up dataset (16x16 images) and test-only variants, registered below:
 ridge regression on a seeded random projection of the pixels (so a wrong seed changes the numbers),
 run per model seed; a deterministic ridge on the raw pixels (run once); and two ridge variants of the
-"etecrm" family that form a group, trained together like the batched ETECRM variants
-(``test_group_a`` plays ``etecrm``, ``test_group_b`` its ablation). Each reports ``val_r``, its
+"etecrm" family (``test_group_a`` plays ``etecrm``, ``test_group_b`` its ablation). Each reports ``val_r``, its
 per-voxel r on the last 20% of the train images when fitted on the rest. The subprocess tests run
 the real command line through ``python -c`` so that the test variants are registered there too.
 """
@@ -57,41 +56,38 @@ def _ridge(f, y, alpha):
     return torch.linalg.solve(f.T @ f + alpha * eye, f.T @ (y - y.mean(0)))
 
 
-def _proj_ridge(dataset, variants, roi, **settings):
-    """Ridge on a random projection of the pixels (raw pixels for ``pixels``); one projection per group."""
+def _proj_ridge(dataset, variant, roi, **settings):
+    """Ridge on a random projection of the pixels (raw pixels for ``pixels``), drawn from the model seed."""
     delay = float(os.environ.get("ETECRM_TEST_DELAY", "0"))
     x_train = torch.as_tensor(dataset.train.stimuli.reshape(dataset.train.n_images, -1), dtype=torch.float64)
     x_test = torch.as_tensor(dataset.test.stimuli.reshape(dataset.test.n_images, -1), dtype=torch.float64)
-    proj = torch.randn(x_train.shape[1], 64, dtype=torch.float64)  # seeded by run_unit
-    if variants[0].options.get("pixels"):
+    proj = torch.randn(x_train.shape[1], 64, dtype=torch.float64)  # seeded by run_variant
+    if variant.options.get("pixels"):
         proj = torch.eye(x_train.shape[1], dtype=torch.float64)
     f_train, f_test = x_train @ proj, x_test @ proj
     mu, sd = f_train.mean(0), f_train.std(0)
     f_train, f_test = (f_train - mu) / sd, (f_test - mu) / sd
     y = torch.as_tensor(dataset.train.responses[roi], dtype=torch.float64)
     n_fit = int(0.8 * len(y))
-    results = []
-    for variant in variants:
-        time.sleep(delay)
-        alpha = variant.options["alpha"]
-        w = _ridge(f_train, y, alpha)
-        train_r = torch.nn.functional.cosine_similarity(f_train @ w, y - y.mean(0), dim=0)  # an info array
-        w_fit = _ridge(f_train[:n_fit], y[:n_fit], alpha)
-        val_r = torch.as_tensor(np.array([np.corrcoef(a, b)[0, 1] for a, b in zip(
-            (f_train[n_fit:] @ w_fit).T.numpy(), y[n_fit:].T.numpy())]))
-        results.append(score(f_test @ w + y.mean(0), dataset, roi, variant.name,
-                             info={"config": {"alpha": alpha}, "train_r": train_r, "val_r": val_r}))
-    return results
+    time.sleep(delay)
+    alpha = variant.options["alpha"]
+    w = _ridge(f_train, y, alpha)
+    train_r = torch.nn.functional.cosine_similarity(f_train @ w, y - y.mean(0), dim=0)  # an info array
+    w_fit = _ridge(f_train[:n_fit], y[:n_fit], alpha)
+    val_r = torch.as_tensor(np.array([np.corrcoef(a, b)[0, 1] for a, b in zip(
+        (f_train[n_fit:] @ w_fit).T.numpy(), y[n_fit:].T.numpy())]))
+    return score(f_test @ w + y.mean(0), dataset, roi, variant.name,
+                 info={"config": {"alpha": alpha}, "train_r": train_r, "val_r": val_r})
 
 
 def register_test_variants():
-    for name, family, options, group in (
-            ("test_proj_ridge", "two_step", {"alpha": 10.0}, ""),
-            ("test_fixed_ridge", "two_step", {"alpha": 300.0, "fit": "voxelwise", "pixels": True}, ""),
-            ("test_group_a", "etecrm", {"alpha": 1.0}, "test_group"),
-            ("test_group_b", "etecrm", {"alpha": 100.0}, "test_group")):
+    for name, family, options in (
+            ("test_proj_ridge", "two_step", {"alpha": 10.0}),
+            ("test_fixed_ridge", "two_step", {"alpha": 300.0, "fit": "voxelwise", "pixels": True}),
+            ("test_group_a", "etecrm", {"alpha": 1.0}),
+            ("test_group_b", "etecrm", {"alpha": 100.0})):
         ablations.register(ablations.Variant(name, family, f"test only: ridge (alpha {options['alpha']}) on pixels",
-                                             options, _proj_ridge, group), replace=True)
+                                             options, _proj_ridge), replace=True)
 
 
 register_test_variants()
@@ -214,12 +210,11 @@ def test_seed_table_gives_mean_and_sd_over_seeds_and_ensembles(data, reference):
     assert csv_text.splitlines()[0].startswith("dataset,data_seed,profile,subject,roi,model,kind,n_seeds,seeds")
 
 
-def test_each_unit_starts_from_the_seed(data, reference):
-    """A unit's numbers do not depend on what ran before it: the group member run alone, later, agrees."""
+def test_each_model_starts_from_the_seed(data, reference):
+    """A model's numbers do not depend on what ran before it: run alone, later, it agrees."""
     _, results = reference
     alone = ablations.run_variants(data, ["test_group_b"], rois=["V2"], seed=3, device="cpu", progress=False)[0]
     together = next(r for r in results if r.model == "test_group_b" and r.roi == "V2")
-    # same projection only if the group members draw it once from the same seed
     np.testing.assert_allclose(alone.test_r, together.test_r, atol=1e-6)
 
 
@@ -227,12 +222,12 @@ def test_second_run_skips_everything(data, reference, tmp_path):
     out, _ = reference
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "results").glob("*.npz")}
     calls = []
-    original = ablations.run_unit
-    ablations.run_unit = lambda *a, **k: calls.append(a) or original(*a, **k)
+    original = ablations.run_variant
+    ablations.run_variant = lambda *a, **k: calls.append(a) or original(*a, **k)
     try:
         again = run_quiet(data, out)
     finally:
-        ablations.run_unit = original
+        ablations.run_variant = original
     assert calls == []
     assert {p: p.stat().st_mtime_ns for p in (out / "results").glob("*.npz")} == mtimes
     assert [r.model for r in again] == [r.model for r in reference[1]]
