@@ -4,6 +4,7 @@ Usage (GPU; the figures go into closing notes and data/results/README.md, not in
 
     python3 benchmarks/bench_training.py --profile full --seeds 5              # 5 ROIs x 5 seeds x 50 epochs
     python3 benchmarks/bench_training.py --profile full --seeds 1 --no-graph   # the same loop without CUDA graphs
+    python3 benchmarks/bench_training.py --profile full --seeds 5 --concurrent 5   # 5 models side by side
     python3 benchmarks/bench_training.py --profile quick --seeds 3 --device cpu
 
 It generates (or reads from the cache) the simulated subject, then trains every (ROI, seed) model
@@ -26,11 +27,30 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from etecrm_lib import ablations  # noqa: E402
+from etecrm_lib import ablations, gpu  # noqa: E402
 from etecrm_lib.data import simulate  # noqa: E402
 from etecrm_lib.device import describe_device, get_device  # noqa: E402
 from etecrm_lib.models import count_flops  # noqa: E402
 from etecrm_lib.training import ETECRMConfig, train_etecrm  # noqa: E402
+
+
+def timed(job):
+    """``job`` wrapped to return ``(its result, its wall seconds)``."""
+    def run():
+        t = time.perf_counter()
+        result = job()
+        return result, time.perf_counter() - t
+    return run
+
+
+def profile_kernels(ds, profile: str, device) -> None:
+    """The GPU kernels that take the time: two epochs of the V1 model under torch.profiler."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    config = ETECRMConfig.for_profile(profile, epochs=2)
+    with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        train_etecrm(ds, "V1", config, seed=0, device=device, progress=False)
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=70), flush=True)
 
 
 def main() -> None:
@@ -43,6 +63,9 @@ def main() -> None:
     parser.add_argument("--rois", nargs="+", default=None)
     parser.add_argument("--variants", nargs="+", default=["etecrm"])
     parser.add_argument("--no-graph", action="store_true")
+    parser.add_argument("--no-channels-last", action="store_true", help="convolutions in the NCHW layout")
+    parser.add_argument("--concurrent", type=int, default=1, help="models trained side by side (one CUDA stream each)")
+    parser.add_argument("--profile-kernels", action="store_true", help="print the top GPU kernels of 2 epochs of V1")
     parser.add_argument("--device", default=None)
     args = parser.parse_args()
 
@@ -52,8 +75,11 @@ def main() -> None:
     print(json.dumps({"simulate_s": round(time.perf_counter() - started, 1), "device": describe_device(device),
                       "torch": torch.__version__}), flush=True)
     rois = args.rois or list(ds.rois)
-    rows, total_flop = [], 0.0
-    started = time.perf_counter()
+    if args.no_channels_last:
+        gpu.prepare_network = lambda net, device: net.to(device)
+    if args.profile_kernels:
+        profile_kernels(ds, args.profile, device)
+    jobs, specs = [], []
     for variant in args.variants:
         changes = dict(ablations.get_variant(variant).options, cuda_graph=not args.no_graph)
         if args.epochs:
@@ -61,23 +87,28 @@ def main() -> None:
         config = ETECRMConfig.for_profile(args.profile, **changes)
         for roi in rois:
             for seed in range(args.seeds):
-                t = time.perf_counter()
-                model = train_etecrm(ds, roi, config, seed=seed, device=device, progress=False)
-                train_s = time.perf_counter() - t
-                summary = model.score(ds, model=variant).summary()
-                n_fit = model.history.batch_size * (int(len(ds.train.stimuli) * (1 - config.val_fraction))
-                                                    // model.history.batch_size)
-                flop = 3 * count_flops(model.net) * n_fit * config.epochs
-                total_flop += flop
-                row = {"variant": variant, "roi": roi, "seed": seed, "train_s": round(train_s, 2),
-                       "s_per_epoch": round(float(np.median(model.history.epoch_seconds)), 4),
-                       "best_epoch": model.history.best_epoch, "median_r": round(summary["median_r"], 4),
-                       "top300_mean_r": round(summary["top300_mean_r"], 4), "tflops": round(flop / train_s / 1e12, 1)}
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+                specs.append((variant, roi, seed, config))
+                jobs.append(timed(lambda roi=roi, seed=seed, config=config:
+                                  train_etecrm(ds, roi, config, seed=seed, device=device, progress=False)))
+    started = time.perf_counter()
+    trained = gpu.run_concurrently(jobs, args.concurrent, device)
     wall = time.perf_counter() - started
+    rows, total_flop = [], 0.0
+    for (variant, roi, seed, config), (model, train_s) in zip(specs, trained):
+        summary = model.score(ds, model=variant).summary()
+        n_fit = model.history.batch_size * (int(len(ds.train.stimuli) * (1 - config.val_fraction))
+                                            // model.history.batch_size)
+        flop = 3 * count_flops(model.net) * n_fit * config.epochs
+        total_flop += flop
+        row = {"variant": variant, "roi": roi, "seed": seed, "train_s": round(train_s, 2),
+               "s_per_epoch": round(float(np.median(model.history.epoch_seconds)), 4),
+               "best_epoch": model.history.best_epoch, "median_r": round(summary["median_r"], 4),
+               "top300_mean_r": round(summary["top300_mean_r"], 4)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
     epochs = sum(ETECRMConfig.for_profile(args.profile).epochs if not args.epochs else args.epochs for _ in rows)
-    print(json.dumps({"models": len(rows), "wall_s": round(wall, 1), "s_per_model_epoch": round(wall / epochs, 4),
+    print(json.dumps({"models": len(rows), "concurrent": args.concurrent, "graph": not args.no_graph,
+                      "channels_last": not args.no_channels_last, "wall_s": round(wall, 1), "s_per_model_epoch": round(wall / epochs, 4),
                       "arithmetic_tflop": round(total_flop / 1e12, 1),
                       "achieved_tflops": round(total_flop / wall / 1e12, 1)}), flush=True)
     for variant in args.variants:
