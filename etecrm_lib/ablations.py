@@ -44,6 +44,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from . import gpu
 from .device import describe_device, get_device
 
 
@@ -91,10 +92,11 @@ def get_variant(name: str) -> Variant:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and torch (CPU and GPU) so that one unit of work is repeatable."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    """Seed Python, numpy and torch (CPU and GPU) so that one model's fit is repeatable."""
+    with gpu.RNG_LOCK:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
 
 
 def run_variant(dataset, name: str, roi: str, profile: str = "quick", seed: int = 0, device=None,

@@ -17,10 +17,15 @@ module for four things, each of which changes *how fast*, never *what*, it compu
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 
 import torch
+
+RNG_LOCK = threading.Lock()
+"""Held while seeding or drawing from torch's global random generator, so that models built in threads
+side by side (:func:`run_concurrently`) each get the numbers of their own seed."""
 
 
 def autocast(device: torch.device, enabled: bool):

@@ -310,20 +310,30 @@ def reproduce(dataset="sim", subject: int = 1, profile: str = "quick", n_seeds: 
 
 
 def _run_all(job: _Job, rois, models, seeds) -> dict:
-    """Load or train every (ROI, model, seed); returns ``{(roi, model): [results by seed]}``."""
+    """Load or train every (ROI, model, seed); returns ``{(roi, model): [results by seed]}``.
+
+    On a GPU the missing seeds of one ETECRM variant train side by side (``gpu.run_concurrently``,
+    one CUDA stream each): one small network leaves most of a large GPU idle.
+    """
     from tqdm.auto import tqdm
 
-    plan = [(roi, model, seed) for roi in rois for model in models
-            for seed in model_seeds(model, seeds, job.cnn_weights)]
-    by_model = {(roi, m): [] for roi in rois for m in models}
-    with tqdm(total=len(plan), desc="reproduce", unit="model", disable=not job.progress) as bar:
-        for roi, model, seed in plan:
-            found = _finished(job, roi, model, seed)
-            if found is None:
-                bar.set_postfix_str(f"{roi}, seed {seed}: {model}")
-                found = _train(job, roi, model, seed, is_deterministic(model, job.cnn_weights))
-            by_model[(roi, model)].append(found)
-            bar.update()
+    from . import ablations, gpu
+
+    by_model = {}
+    total = sum(len(model_seeds(m, seeds, job.cnn_weights)) for m in models) * len(rois)
+    with tqdm(total=total, desc="reproduce", unit="model", disable=not job.progress) as bar:
+        for roi in rois:
+            for model in models:
+                deterministic = is_deterministic(model, job.cnn_weights)
+                runs = {seed: _finished(job, roi, model, seed) for seed in model_seeds(model, seeds, job.cnn_weights)}
+                missing = [seed for seed, found in runs.items() if found is None]
+                if missing:
+                    bar.set_postfix_str(f"{roi}: {model}, seeds {missing}")
+                    streams = len(missing) if ablations.get_variant(model).family == "etecrm" else 1
+                    jobs = [lambda seed=seed: _train(job, roi, model, seed, deterministic) for seed in missing]
+                    runs.update(zip(missing, gpu.run_concurrently(jobs, streams, job.device)))
+                by_model[(roi, model)] = list(runs.values())
+                bar.update(len(runs))
     return by_model
 
 

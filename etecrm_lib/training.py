@@ -143,8 +143,9 @@ class ETECRMConfig:
         return json.loads(json.dumps(asdict(self)))
 
     def build_network(self, n_voxels: int, seed: int = 0) -> ETECRMNet:
-        """The network for ``n_voxels`` voxels, its initial weights drawn from ``seed`` (global RNG untouched)."""
-        with torch.random.fork_rng(devices=[]):
+        """The network for ``n_voxels`` voxels, its initial weights drawn from ``seed`` (global RNG untouched;
+        one thread at a time, so that models built side by side, ``gpu.run_concurrently``, get their own seeds)."""
+        with gpu.RNG_LOCK, torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return ETECRMNet(n_voxels, self.image_size, self.channels, self.n_layers, self.readout_weights)
 
