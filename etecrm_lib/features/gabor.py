@@ -6,7 +6,7 @@ compressive nonlinearity::
 
     E = sqrt((g_cos . image)^2 + (g_sin . image)^2)        feature = log(1 + E)  (or sqrt(E))
 
-Layout (PAPER.md): wavelengths from 4 px to the image size in octave steps, 8 orientations, and for
+Layout (Kay et al. 2008, Nature 452:352, supplementary methods): wavelengths from 4 px to the image size in octave steps, 8 orientations, and for
 wavelength L an (S/L) x (S/L) grid of positions with spacing L (S = image size). For S = 128:
 (1 + 4 + 16 + 64 + 256 + 1024) = 1365 positions x 8 orientations = 10,920 features.
 
