@@ -99,6 +99,10 @@ def _fmt(value, sd=None) -> str:
     return str(value)
 
 
+def _seeds_cell(row) -> str:
+    return f"{row['seeds']} (deterministic)" if row.get("deterministic") else str(row["seeds"])
+
+
 def _model_label(row) -> str:
     return f"{row['model']} (ensemble of seeds {row['seeds']})" if row.get("kind") == "ensemble" else row["model"]
 
@@ -121,7 +125,8 @@ def markdown_table(rows) -> str:
     for key, group in sections.items():
         lines += [f"### {_section_title(key)}", "", "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
         for row in group:
-            cells = [_model_label(row) if col == "model" else _fmt(row.get(col), row.get(f"{col}_sd")) for col in shown]
+            special = {"model": _model_label(row), "seeds": _seeds_cell(row) if "seeds" in row else None}
+            cells = [special.get(col) or _fmt(row.get(col), row.get(f"{col}_sd")) for col in shown]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -140,7 +145,7 @@ def seed_table(rows, columns=("median_r", TOP), numeric: bool = False):
     records = []
     for row in rows:
         record = {"subject": row["subject"], "roi": row["roi"], "model": _model_label(row),
-                  "n_seeds": row["n_seeds"], "seeds": row["seeds"]}
+                  "n_seeds": row["n_seeds"], "seeds": _seeds_cell(row)}
         for col in columns:
             if numeric:
                 record[col], record[f"{col}_sd"] = row.get(col), row.get(f"{col}_sd")
