@@ -90,13 +90,17 @@ def _row_key(row) -> tuple:
 
 
 # --------------------------------------------------------------------------- formatting
-def _fmt(value, sd=None) -> str:
+def _fmt(value, sd=None, digits: int = 3) -> str:
+    """``0.571``, ``0.571 ± 0.012``; counts and seconds with ``digits=1``; values >= 100 without decimals."""
     if value is None:
         return ""
     if isinstance(value, float):
-        text = f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
-        return text + (f" ± {sd:.3f}" if abs(value) < 100 else f" ± {sd:.0f}") if sd is not None else text
+        digits = digits if abs(value) < 100 else 0
+        return f"{value:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None else "")
     return str(value)
+
+
+_DIGITS = {"n_significant": 1, "wall_time_s": 1}
 
 
 def _seeds_cell(row) -> str:
@@ -126,7 +130,7 @@ def markdown_table(rows) -> str:
         lines += [f"### {_section_title(key)}", "", "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
         for row in group:
             special = {"model": _model_label(row), "seeds": _seeds_cell(row) if "seeds" in row else None}
-            cells = [special.get(col) or _fmt(row.get(col), row.get(f"{col}_sd")) for col in shown]
+            cells = [special.get(col) or _fmt(row.get(col), row.get(f"{col}_sd"), _DIGITS.get(col, 3)) for col in shown]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -150,7 +154,7 @@ def seed_table(rows, columns=("median_r", TOP), numeric: bool = False):
             if numeric:
                 record[col], record[f"{col}_sd"] = row.get(col), row.get(f"{col}_sd")
             else:
-                record[col] = _fmt(row.get(col), row.get(f"{col}_sd"))
+                record[col] = _fmt(row.get(col), row.get(f"{col}_sd"), _DIGITS.get(col, 3))
         records.append(record)
     return pd.DataFrame.from_records(records).set_index(["subject", "roi", "model"])
 
