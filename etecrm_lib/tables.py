@@ -249,7 +249,8 @@ def seed_bars(rows, statistic: str = "median_r"):
     for name in dict.fromkeys(label(r) for r in rows):
         mine = [r for r in rows if label(r) == name]
         fig.add_trace(go.Bar(x=[r["roi"] for r in mine], y=[r.get(statistic) for r in mine], name=name,
-                             error_y=dict(type="data", array=[r.get(f"{statistic}_sd") or 0 for r in mine])))
+                             error_y=dict(type="data", array=[r.get(f"{statistic}_sd") or 0 for r in mine],
+                                          visible=any(r.get(f"{statistic}_sd") for r in mine))))
     title = "median r" if statistic == "median_r" else statistic.replace("_", " ")
     fig.update_layout(barmode="group", height=480, yaxis_title=title,
                       title=f"{title} per ROI on held-out test images: mean over model seeds ± s.d.")
