@@ -90,13 +90,21 @@ def _row_key(row) -> tuple:
 
 
 # --------------------------------------------------------------------------- formatting
-def _fmt(value, sd=None) -> str:
+def _fmt(value, sd=None, digits: int = 3) -> str:
+    """``0.571``, ``0.571 ± 0.012``; counts and seconds with ``digits=1``; values >= 100 without decimals."""
     if value is None:
         return ""
     if isinstance(value, float):
-        text = f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
-        return text + (f" ± {sd:.3f}" if abs(value) < 100 else f" ± {sd:.0f}") if sd is not None else text
+        digits = digits if abs(value) < 100 else 0
+        return f"{value:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None else "")
     return str(value)
+
+
+_DIGITS = {"n_significant": 1, "wall_time_s": 1}
+
+
+def _seeds_cell(row) -> str:
+    return f"{row['seeds']} (deterministic)" if row.get("deterministic") else str(row["seeds"])
 
 
 def _model_label(row) -> str:
@@ -121,7 +129,8 @@ def markdown_table(rows) -> str:
     for key, group in sections.items():
         lines += [f"### {_section_title(key)}", "", "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
         for row in group:
-            cells = [_model_label(row) if col == "model" else _fmt(row.get(col), row.get(f"{col}_sd")) for col in shown]
+            special = {"model": _model_label(row), "seeds": _seeds_cell(row) if "seeds" in row else None}
+            cells = [special.get(col) or _fmt(row.get(col), row.get(f"{col}_sd"), _DIGITS.get(col, 3)) for col in shown]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -140,12 +149,12 @@ def seed_table(rows, columns=("median_r", TOP), numeric: bool = False):
     records = []
     for row in rows:
         record = {"subject": row["subject"], "roi": row["roi"], "model": _model_label(row),
-                  "n_seeds": row["n_seeds"], "seeds": row["seeds"]}
+                  "n_seeds": row["n_seeds"], "seeds": _seeds_cell(row)}
         for col in columns:
             if numeric:
                 record[col], record[f"{col}_sd"] = row.get(col), row.get(f"{col}_sd")
             else:
-                record[col] = _fmt(row.get(col), row.get(f"{col}_sd"))
+                record[col] = _fmt(row.get(col), row.get(f"{col}_sd"), _DIGITS.get(col, 3))
         records.append(record)
     return pd.DataFrame.from_records(records).set_index(["subject", "roi", "model"])
 
@@ -240,7 +249,8 @@ def seed_bars(rows, statistic: str = "median_r"):
     for name in dict.fromkeys(label(r) for r in rows):
         mine = [r for r in rows if label(r) == name]
         fig.add_trace(go.Bar(x=[r["roi"] for r in mine], y=[r.get(statistic) for r in mine], name=name,
-                             error_y=dict(type="data", array=[r.get(f"{statistic}_sd") or 0 for r in mine])))
+                             error_y=dict(type="data", array=[r.get(f"{statistic}_sd") or 0 for r in mine],
+                                          visible=any(r.get(f"{statistic}_sd") for r in mine))))
     title = "median r" if statistic == "median_r" else statistic.replace("_", " ")
     fig.update_layout(barmode="group", height=480, yaxis_title=title,
                       title=f"{title} per ROI on held-out test images: mean over model seeds ± s.d.")

@@ -207,6 +207,7 @@ def test_seed_table_gives_mean_and_sd_over_seeds_and_ensembles(data, reference):
     md, csv_text = (out / "table.md").read_text(), (out / "table.csv").read_text()
     assert "| V1 | test_group_a | 3-4 | 25 |" in md and "test_group_a (ensemble of seeds 3-4)" in md
     assert " ± " in md and md.count("\n| V") == len(rows)
+    assert "| V1 | test_fixed_ridge | 0 (deterministic) | 25 |" in md
     assert csv_text.splitlines()[0].startswith("dataset,data_seed,profile,subject,roi,model,kind,n_seeds,seeds")
 
 
