@@ -409,7 +409,10 @@ def notebook_defaults() -> None:
     """
     import numpy as np
 
-    np.set_printoptions(legacy="1.25")  # np.float64(0.5) prints as 0.5
+    try:
+        np.set_printoptions(legacy="1.25")  # numpy >= 2: np.float64(0.5) prints as 0.5
+    except (ValueError, TypeError):  # numpy 1.x prints plain numbers already and has no such option
+        pass
     if in_book_build():
         use_finished_progress_bars()
 
