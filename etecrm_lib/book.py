@@ -376,6 +376,8 @@ def _finished_bar_class():
                 total = info.get("total")
                 done = f"{self.n}/{total}" if total else f"{self.n}"
                 unit = "" if info.get("unit", "it") == "it" else f" {info['unit']}"
+                if unit and self.n != 1 and not unit.endswith("s"):
+                    unit += "s"  # "26/40 epochs", "1/1 model"
                 text = f"{self.desc + ': ' if self.desc else ''}{done}{unit} in {elapsed}"
                 if info.get("postfix"):
                     text += f" ({info['postfix']})"
