@@ -77,8 +77,10 @@ def on_colab() -> bool:
     return "google.colab" in sys.modules
 
 
-# Rough minutes of the full profile on a Colab T4, per chapter (measured order of magnitude, not a
-# promise); other GPUs scale by RELATIVE_SPEED. The quick profile runs each chapter in 1-3 min on a CPU.
+# Rough minutes of the full profile on a Colab T4: estimates scaled from the committed full run (every
+# model of one subject in about 4 minutes on an H100), not measurements on a T4; other GPUs scale by
+# RELATIVE_SPEED (rough ratios). `ETECRM_PROFILE=full python benchmarks/bench_chapters.py` on a GPU
+# measures the real times. The quick profile runs each chapter in 1-3 minutes on a CPU.
 FULL_MINUTES_ON_T4 = {"one chapter (2-7)": 5, "chapter 8 (every model)": 35}
 RELATIVE_SPEED = {"T4": 1.0, "P100": 1.2, "V100": 2.0, "L4": 1.5, "A10": 2.0, "A100": 4.0, "H100": 7.0, "H200": 7.5}
 
@@ -374,6 +376,8 @@ def _finished_bar_class():
                 total = info.get("total")
                 done = f"{self.n}/{total}" if total else f"{self.n}"
                 unit = "" if info.get("unit", "it") == "it" else f" {info['unit']}"
+                if unit and self.n != 1 and not unit.endswith("s"):
+                    unit += "s"  # "26/40 epochs", "1/1 model"
                 text = f"{self.desc + ': ' if self.desc else ''}{done}{unit} in {elapsed}"
                 if info.get("postfix"):
                     text += f" ({info['postfix']})"
@@ -407,7 +411,10 @@ def notebook_defaults() -> None:
     """
     import numpy as np
 
-    np.set_printoptions(legacy="1.25")  # np.float64(0.5) prints as 0.5
+    try:
+        np.set_printoptions(legacy="1.25")  # numpy >= 2: np.float64(0.5) prints as 0.5
+    except (ValueError, TypeError):  # numpy 1.x prints plain numbers already and has no such option
+        pass
     if in_book_build():
         use_finished_progress_bars()
 

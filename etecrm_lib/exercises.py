@@ -4,7 +4,7 @@ Each ``check_*`` function takes the student's function (or result), calls it on 
 (several shapes, edge cases included) and compares the answer with a reference computed on the
 fly by a small formula written here, independently of the library code the student is rewriting
 (ridge: scikit-learn). No reference value is stored. A correct answer prints a short confirmation
-and returns True; a wrong one raises :class:`ExerciseError` saying what was expected, what came back
+(and returns None, so a notebook cell shows only that line); a wrong one raises :class:`ExerciseError` saying what was expected, what came back
 and a hint.
 
 >>> from etecrm_lib.exercises import check_pearson_r
@@ -52,9 +52,8 @@ def compare(got, expected, what: str, hint: str = "", rtol: float = 1e-4, atol: 
         )
 
 
-def _passed(name: str, n_cases: int) -> bool:
+def _passed(name: str, n_cases: int) -> None:
     print(f"Correct: {name} agrees with the reference on {n_cases} test cases.")
-    return True
 
 
 # --------------------------------------------------------------------------- the references (small formulas)
@@ -102,7 +101,7 @@ def top_k_mean_reference(select_r, report_r, k: int) -> float:
 
 
 # --------------------------------------------------------------------------- exercise 1
-def check_pearson_r(student_fn, seed: int = 0) -> bool:
+def check_pearson_r(student_fn, seed: int = 0) -> None:
     """Exercise: ``pearson_r(predictions (N, V), responses (N, V)) -> r (V,)``, per-voxel Pearson r.
 
     Cases: random data, voxels on very different scales and offsets, and a single voxel.
@@ -123,7 +122,7 @@ def check_pearson_r(student_fn, seed: int = 0) -> bool:
 
 
 # --------------------------------------------------------------------------- exercise 2
-def check_noise_ceiling(student_fn, seed: int = 0) -> bool:
+def check_noise_ceiling(student_fn, seed: int = 0) -> None:
     """Exercise: ``noise_ceiling(repeats (R, N, V)) -> ceiling (V,)``.
 
     Cases: strong signal, weak signal, pure noise, R = 2.
@@ -143,7 +142,7 @@ def check_noise_ceiling(student_fn, seed: int = 0) -> bool:
 
 
 # --------------------------------------------------------------------------- exercise 3
-def check_ridge_one_voxel(student_fn, seed: int = 0) -> bool:
+def check_ridge_one_voxel(student_fn, seed: int = 0) -> None:
     """Exercise: ``ridge_one_voxel(features (N, F), responses (N,), alpha) -> weights (F,)``, no intercept.
 
     Cases: more images than features, more features than images, and a large alpha (weights shrink).
@@ -164,7 +163,7 @@ def check_ridge_one_voxel(student_fn, seed: int = 0) -> bool:
 
 
 # --------------------------------------------------------------------------- exercise 4
-def check_weighted_correlation_loss(student_fn, seed: int = 0) -> bool:
+def check_weighted_correlation_loss(student_fn, seed: int = 0) -> None:
     """Exercise: ETECRM's loss ``weighted_correlation_loss(predictions (B, V), responses (B, V))`` in torch.
 
     Must return the scalar tensor ``-mean_v(r_v ** 3) + 1e-4 * mean(predictions)``, with gradients
@@ -204,7 +203,7 @@ def check_weighted_correlation_loss(student_fn, seed: int = 0) -> bool:
 
 
 # --------------------------------------------------------------------------- exercise 5
-def check_add_prediction_noise(student_fn, seed: int = 0) -> bool:
+def check_add_prediction_noise(student_fn, seed: int = 0) -> None:
     """Exercise: ``add_prediction_noise(predictions (B, V), training: bool, noise_std=1.0) -> (B, V)`` in torch.
 
     In training: ``predictions`` plus fresh Gaussian noise of standard deviation ``noise_std``;
@@ -252,7 +251,7 @@ def check_add_prediction_noise(student_fn, seed: int = 0) -> bool:
 VERDICTS = ("better", "worse", "no reliable difference")
 
 
-def check_verdict(student_fn) -> bool:
+def check_verdict(student_fn) -> None:
     """Exercise: ``verdict(comparison) -> "better" | "worse" | "no reliable difference"``.
 
     ``comparison`` is an :class:`evaluation.Comparison` (model A minus model B with a 95% paired
@@ -275,7 +274,7 @@ def check_verdict(student_fn) -> bool:
     return _passed("verdict", len(cases))
 
 
-def check_ablation_comparison(comparison, result_a, result_b, responses, n_bootstrap: int = 1000, seed: int = 0) -> bool:
+def check_ablation_comparison(comparison, result_a, result_b, responses, n_bootstrap: int = 1000, seed: int = 0) -> None:
     """The student's comparison of two ablation results: right models, ROI, and the paired bootstrap's numbers.
 
     Recomputes ``evaluation.paired_bootstrap(result_a, result_b, responses, "median_r", n_bootstrap, seed=seed)``
@@ -299,7 +298,7 @@ def check_ablation_comparison(comparison, result_a, result_b, responses, n_boots
 
 
 # --------------------------------------------------------------------------- exercise 7
-def check_top_k_mean_r(student_fn, seed: int = 0) -> bool:
+def check_top_k_mean_r(student_fn, seed: int = 0) -> None:
     """Exercise: ``top_k_mean_r(select_r (V,), report_r (V,), k) -> float``.
 
     The mean of ``report_r`` over the ``k`` voxels with the highest ``select_r``. Cases: selection and

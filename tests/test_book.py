@@ -600,7 +600,7 @@ def test_finished_progress_bars_print_one_plain_line(capsys):
     out = capsys.readouterr()
     lines = out.out.splitlines()
     assert lines[0].startswith("epochs: 5/5 in 00:0")
-    assert lines[1].startswith("training V1: 26/40 epoch in 00:0") and "val_r=0.31" in lines[1]
+    assert lines[1].startswith("training V1: 26/40 epochs in 00:0") and "val_r=0.31" in lines[1]
     assert "ended before 40" in lines[1]
     assert len(lines) == 2 and "\r" not in out.out and out.err == ""  # nothing while running, nothing for hidden bars
 

@@ -33,7 +33,7 @@ def defined_functions(source: str) -> dict:
 
 
 # --------------------------------------------------------------------------- the checks
-def test_instructor_solutions_pass_every_check():
+def test_instructor_solutions_pass_every_check(capsys):
     nb = nbformat.read(INSTRUCTOR, as_version=4)
     from etecrm_lib import evaluation
 
@@ -42,7 +42,8 @@ def test_instructor_solutions_pass_every_check():
         exec(compile(cell.source, "<solution>", "exec"), namespace)
     assert set(exercises.EXERCISES) <= set(namespace), "each exercise needs a solution cell defining it"
     for name, check in exercises.EXERCISES.items():
-        assert check(namespace[name]) is True
+        check(namespace[name])  # raises ExerciseError on a wrong answer
+    assert capsys.readouterr().out.count("Correct: ") == len(exercises.EXERCISES)
 
 
 def test_ridge_reference_agrees_with_closed_form():
@@ -150,7 +151,7 @@ def test_wrong_verdict_and_comparison_are_caught():
     a = EncodingResult("etecrm", "V1", "sim", 1, np.zeros(30), predictions=y + rng.normal(size=y.shape))
     b = EncodingResult("etecrm_no_noise", "V1", "sim", 1, np.zeros(30), predictions=y + 2 * rng.normal(size=y.shape))
     right = evaluation_paired(a, b, y, seed=0)
-    assert exercises.check_ablation_comparison(right, a, b, y, seed=0) is True
+    exercises.check_ablation_comparison(right, a, b, y, seed=0)  # no error: the right call
     with pytest.raises(ExerciseError, match="full model first"):
         exercises.check_ablation_comparison(evaluation_paired(b, a, y, seed=0), a, b, y, seed=0)
     with pytest.raises(ExerciseError, match="ci_low|difference"):  # other test responses: other numbers
