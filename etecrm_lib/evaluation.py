@@ -243,7 +243,7 @@ def score(predictions, dataset, roi: str, model: str, info: dict | None = None, 
             f"predictions for ROI '{roi}' have shape {predictions.shape}, expected {measured.shape} "
             "(test images x voxels of the ROI)"
         )
-    _check_finite(torch.from_numpy(predictions), "predictions", f"the predictions of model {model!r} for ROI {roi!r}")
+    _check_finite(_as_tensor(predictions), "predictions", f"the predictions of model {model!r} for ROI {roi!r}")
     ceiling = noise_ceiling(dataset.test.repeats[roi]) if roi in dataset.test.repeats else None
     oracle = oracle_ceiling(dataset.test.oracle[roi], measured) if roi in dataset.test.oracle else None
     info = dict(info or {})

@@ -223,10 +223,11 @@ def check_dataset(ds: EncodingDataset) -> EncodingDataset:
     for roi in rois:
         if roi not in ds.test.responses:
             raise ValueError(f"ROI {roi!r} has train responses but no test responses; pass test_responses[{roi!r}] "
-                             "(N_test, V) or test_repeats[{roi!r}] (R, N_test, V)")
+                             f"(N_test, V) or test_repeats[{roi!r}] (R, N_test, V)")
         if roi not in ds.voxels:
             raise ValueError(f"ROI {roi!r} has responses but no voxel metadata (voxels[{roi!r}])")
         _check_roi(ds, roi)
+    return ds
 
 
 def _check_mapping(mapping, what: str) -> None:
