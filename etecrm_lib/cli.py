@@ -123,9 +123,43 @@ def _cmd_models(args) -> int:
     return 0
 
 
+def _check_data_args(args) -> None:
+    """Refuse bad ``etecrm data ...`` arguments before any work (a simulation or download) starts."""
+    from pathlib import Path
+
+    for flag in ("subject", "seed"):
+        value = getattr(args, flag, None)
+        if value is not None and value < (1 if flag == "subject" else 0):
+            raise ValueError(f"--{flag} must be {'a positive' if flag == 'subject' else 'a non-negative'} "
+                             f"integer, got {value}")
+    save = getattr(args, "save", None)
+    if save:
+        path = Path(save).expanduser()
+        if path.is_dir():
+            raise ValueError(f"--save {save} is a folder; give a file name in it, e.g. --save {path / 'sim.npz'}")
+        if path.suffix != ".npz":
+            raise ValueError(f"--save {save} must end in .npz (the dataset is written as one .npz file, which "
+                             f"`--dataset FILE.npz` reads back), e.g. --save {path.with_suffix('.npz')}")
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise ValueError(f"--save {save}: {blocker} is a file, not a folder; choose another place to save")
+    root = getattr(args, "root", None)
+    if root and Path(root).expanduser().exists() and not Path(root).expanduser().is_dir():
+        raise ValueError(f"--root {root} is a file; give the folder the data are (or go) in")
+    dataset = getattr(args, "dataset", None)
+    if args.action == "describe" and dataset not in ("sim", "vim1", "kay", "miyawaki"):
+        path = Path(dataset).expanduser()
+        if path.suffix != ".npz":
+            raise ValueError(f"--dataset {dataset!r} is neither a dataset name (sim, vim1, kay, miyawaki) nor a "
+                             ".npz file written by `etecrm data simulate --save` or etecrm_lib.data.save_npz")
+        if not path.is_file():
+            raise FileNotFoundError(f"--dataset {dataset}: no such file")
+
+
 def _cmd_data(args) -> int:
     from . import data as data_module
 
+    _check_data_args(args)
     if args.action == "simulate":
         ds = data_module.simulate(subject=args.subject, profile=args.profile, seed=args.seed)
         print(ds.describe())
@@ -146,6 +180,12 @@ def _cmd_data(args) -> int:
     return 0
 
 
+def _download_error() -> type:
+    from .data.download import DownloadError
+
+    return DownloadError
+
+
 def main(argv=None) -> int:
     """Entry point of the ``etecrm`` console script. Returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -155,7 +195,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: finished results files are kept; run the same command again to resume.", file=sys.stderr)
         return 130
-    except (KeyError, ValueError, FileNotFoundError) as err:
+    except (KeyError, ValueError, OSError, _download_error()) as err:  # OSError: e.g. an unwritable cache folder
         if os.environ.get("ETECRM_DEBUG"):
             raise
         print(f"etecrm {args.command}: error: {err}", file=sys.stderr)

@@ -47,21 +47,56 @@ def _like_input(result: torch.Tensor, reference):
     return result.cpu().numpy().astype(np.float32)
 
 
-def pearson_r(predictions, responses, eps: float = 1e-12):
-    """Pearson r per column: ``(N, V), (N, V) -> (V,)``.
+def pearson_r(predictions, responses, eps: float = 1e-10):
+    """Pearson r per column: ``(N, V), (N, V) -> (V,)``, in [-1, 1].
 
-    Computed in float64. A column with zero variance in either input gets r = 0 (not NaN), so that
-    flat predictions score as chance rather than poisoning averages.
+    Computed in float64, after dividing each column by its largest absolute value (r does not
+    change), so that any finite input gives a finite r, whatever its units or scale.
+
+    - A *constant* column in either input gets r = 0 (not NaN), so that flat predictions score as
+      chance rather than poisoning averages. A column counts as constant when its standard
+      deviation is at most ``eps`` times its largest absolute value (a relative test, so that
+      multiplying an input by any positive number never changes r).
+    - NaN or inf anywhere is an error (a ValueError that says where), never a silent r = 0: a model
+      that predicts NaN has diverged, and its accuracy is unknown, not zero.
     """
     x, y = _as_tensor(predictions), _as_tensor(responses)
     if x.shape != y.shape or x.ndim != 2:
         raise ValueError(f"predictions {tuple(x.shape)} and responses {tuple(y.shape)} must both be (N, V)")
     y = y.to(x.device)
-    x = x - x.mean(0)
-    y = y - y.mean(0)
+    _check_finite(x, "predictions")
+    _check_finite(y, "responses")
+    x, constant_x = _centred_unit_columns(x, eps)
+    y, constant_y = _centred_unit_columns(y, eps)
     denom = torch.sqrt((x * x).sum(0) * (y * y).sum(0))
-    r = torch.where(denom > eps, (x * y).sum(0) / denom.clamp_min(eps), torch.zeros_like(denom))
+    r = torch.where(constant_x | constant_y, torch.zeros_like(denom),
+                    ((x * y).sum(0) / denom.clamp_min(1e-300)).clamp(-1.0, 1.0))
     return _like_input(r, predictions)
+
+
+def _centred_unit_columns(x: torch.Tensor, eps: float):
+    """Each column divided by its largest absolute value, then centred; and which columns are constant."""
+    scale = x.abs().amax(0)
+    x = x / torch.where(scale > 0, scale, torch.ones_like(scale))
+    x = x - x.mean(0)
+    constant = x.square().mean(0).sqrt() <= eps
+    return x, constant
+
+
+def _check_finite(x: torch.Tensor, name: str, what: str | None = None) -> None:
+    """Raise a ValueError that counts and locates NaN/inf values of an ``(N, V)`` tensor."""
+    bad = ~torch.isfinite(x)
+    if not bool(bad.any()):
+        return
+    columns = torch.nonzero(bad.any(0)).flatten().tolist()
+    n_nan, n_inf = int(torch.isnan(x).sum()), int(torch.isinf(x).sum())
+    hint = ("A model whose predictions are NaN or inf has usually diverged in training: train it again with a "
+            "lower learning rate, and check its inputs for NaN" if name == "predictions" else
+            "Drop those voxels first (from_arrays and the loaders drop voxels with NaN/inf responses)")
+    raise ValueError(
+        f"{what or name} contain {n_nan} NaN and {n_inf} inf values, in {len(columns)} of {x.shape[1]} columns "
+        f"(voxels), the first being column {columns[0]}: Pearson r is undefined for those voxels (it is not 0). {hint}"
+    )
 
 
 def noise_ceiling(repeats):
@@ -198,6 +233,7 @@ def score(predictions, dataset, roi: str, model: str, info: dict | None = None, 
     """Score test-split predictions ``(N_test, V)`` of one ROI against ``dataset.test``.
 
     This is the only function that reads the test responses; fitting code never calls it.
+    Predictions with NaN or inf are an error (a diverged model), never scored as r = 0.
     """
     dataset.check_roi(roi)
     measured = dataset.test.responses[roi]
@@ -207,6 +243,7 @@ def score(predictions, dataset, roi: str, model: str, info: dict | None = None, 
             f"predictions for ROI '{roi}' have shape {predictions.shape}, expected {measured.shape} "
             "(test images x voxels of the ROI)"
         )
+    _check_finite(_as_tensor(predictions), "predictions", f"the predictions of model {model!r} for ROI {roi!r}")
     ceiling = noise_ceiling(dataset.test.repeats[roi]) if roi in dataset.test.repeats else None
     oracle = oracle_ceiling(dataset.test.oracle[roi], measured) if roi in dataset.test.oracle else None
     info = dict(info or {})

@@ -16,10 +16,39 @@ CACHE_ENV = "ETECRM_CACHE"
 
 
 def cache_dir(sub: str | None = None) -> Path:
-    """The cache folder: ``$ETECRM_CACHE`` if set, else ``~/.cache/etecrm``; ``sub`` names a subfolder."""
-    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "etecrm").expanduser()
-    path = root / sub if sub else root
-    path.mkdir(parents=True, exist_ok=True)
+    """The cache folder: ``$ETECRM_CACHE`` if set, else ``~/.cache/etecrm``; ``sub`` names a subfolder.
+
+    Created if needed. A folder that cannot be created or written to (a file in the way, no
+    permission, a read-only disk) is an OSError whose message says how to choose another one.
+    """
+    from_env = os.environ.get(CACHE_ENV)
+    root = Path(from_env or Path.home() / ".cache" / "etecrm").expanduser()
+    what = (f"the cache folder (${CACHE_ENV}={from_env})" if from_env else
+            f"the default cache folder (~/.cache/etecrm; ${CACHE_ENV} is not set)")
+    return make_folder(root / sub if sub else root, what,
+                       f"Set the environment variable {CACHE_ENV} to a folder you can write to, e.g. "
+                       f"`export {CACHE_ENV}=/tmp/etecrm-cache` in a shell or "
+                       f"os.environ['{CACHE_ENV}'] = '/tmp/etecrm-cache' in a notebook")
+
+
+def make_folder(path, what: str, fix: str = "Pass a folder you can write to") -> Path:
+    """Create the folder ``path`` if needed and check that it can be written to. Returns it as a Path.
+
+    ``what`` names the folder in the error (e.g. "the cache folder"); ``fix`` says what to do.
+    Raises the OSError subclass of the failure (NotADirectoryError, PermissionError, ...) with a
+    message that names the folder, the cause and the fix.
+    """
+    path = Path(path).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(f"no permission to write into {path}")
+    except OSError as err:
+        cause, error_type = err.strerror or str(err), type(err)
+        blocker = next((p for p in [path, *path.parents] if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            cause, error_type = f"{blocker} is a file, not a folder", NotADirectoryError
+        raise error_type(f"cannot use {what} {path}: {cause}. {fix}.") from None
     return path
 
 

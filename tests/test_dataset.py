@@ -95,3 +95,105 @@ def test_select_rois():
     ds = from_arrays(tr_x, {"V1": rng.normal(size=(12, 3)), "V2": rng.normal(size=(12, 4))}, te_x,
                      {"V1": rng.normal(size=(5, 3)), "V2": rng.normal(size=(5, 4))})
     assert ds.select_rois(["V2"]).rois == ["V2"]
+
+
+# --------------------------------------------------------------------------- bad input, refused up front
+def test_test_repeats_with_a_single_trial_are_refused():
+    tr_x, tr_y, te_x = _arrays()
+    one = {"V1": np.random.default_rng(1).normal(size=(1, 5, 6))}
+    with pytest.raises(ValueError, match=r"R = 1 single trial .* needs R >= 2\. Pass these responses as test_responses"):
+        from_arrays(tr_x, tr_y, te_x, test_repeats=one)
+    with pytest.raises(ValueError, match="R = 1"):
+        from_arrays(tr_x, tr_y, te_x, {"V1": one["V1"][0]}, test_repeats=one)
+
+
+@pytest.mark.parametrize("given_responses", [True, False])
+def test_a_repeats_key_typo_is_refused_and_names_the_nearest_roi(given_responses):
+    tr_x, tr_y, te_x = _arrays()
+    tr_y["V2"] = np.random.default_rng(2).normal(size=(12, 4))
+    rng = np.random.default_rng(1)
+    rep = {"v1": rng.normal(size=(3, 5, 6)), "V2": rng.normal(size=(3, 5, 4))}
+    responses = {"V1": rep["v1"].mean(0), "V2": rep["V2"].mean(0)} if given_responses else None
+    with pytest.raises(ValueError, match=r"test repeats are given for ROI 'v1'.*\['V1', 'V2'\].*did you mean 'V1'\?"):
+        from_arrays(tr_x, tr_y, te_x, responses, test_repeats=rep)
+    with pytest.raises(ValueError, match=r"test oracle are given for ROI 'V01'.*did you mean 'V1'\?"):
+        from_arrays(tr_x, tr_y, te_x, {"V1": rep["v1"].mean(0), "V2": rep["V2"].mean(0)},
+                    test_oracle={"V01": rep["v1"][0]})
+
+
+def test_test_responses_must_be_the_mean_of_the_repeats():
+    tr_x, tr_y, te_x = _arrays()
+    rep = np.random.default_rng(1).normal(size=(3, 5, 6))
+    other = rep[0].copy()
+    with pytest.raises(ValueError, match=r"ROI 'V1': the test responses are not the mean of the test repeats.*"
+                                         r"test_responses = test_repeats.mean\(axis=0\)"):
+        from_arrays(tr_x, tr_y, te_x, {"V1": other}, test_repeats={"V1": rep})
+    # the mean itself, in float32 or float64, passes
+    for dtype in (np.float32, np.float64):
+        r = rep.astype(dtype)
+        ds = from_arrays(tr_x, tr_y, te_x, {"V1": r.mean(0)}, test_repeats={"V1": r})
+        np.testing.assert_allclose(ds.test.responses["V1"], rep.mean(0), rtol=1e-6)
+
+
+def test_non_square_images_are_refused_with_a_crop():
+    tr_x, tr_y, te_x = _arrays(size=8)
+    with pytest.raises(ValueError, match=r"train images must be square, got 8 x 6 pixels.*images\[:, 1:7, 0:6\]"):
+        from_arrays(tr_x[:, :, :6], tr_y, te_x[:, :, :6], {"V1": np.zeros((5, 6))})
+
+
+def test_responses_that_are_not_a_dict_are_refused():
+    tr_x, tr_y, te_x = _arrays()
+    with pytest.raises(TypeError, match=r"train_responses must be a dict ROI name -> array, got a ndarray of shape "
+                                        r"\(12, 6\); wrap it, e.g. \{'V1': array\}"):
+        from_arrays(tr_x, tr_y["V1"], te_x, {"V1": np.zeros((5, 6))})
+
+
+def test_the_one_check_applies_to_datasets_built_directly():
+    """Loaders build EncodingDataset directly: the same check runs (check_dataset)."""
+    from etecrm_lib.data.dataset import Split
+
+    tr_x, tr_y, te_x = _arrays()
+    with pytest.raises(ValueError, match="R = 1"):
+        EncodingDataset("x", 1, Split(tr_x, tr_y), Split(te_x, {"V1": np.zeros((5, 6))}, {"V1": np.zeros((1, 5, 6))}),
+                        {"V1": VoxelInfo(np.arange(1, 7), (6, 1, 1), np.eye(4))})
+
+
+def _saved(tmp_path, **changes):
+    tr_x, tr_y, te_x = _arrays()
+    rep = np.random.default_rng(1).normal(size=(3, 5, 6))
+    path = save_npz(from_arrays(tr_x, tr_y, te_x, test_repeats={"V1": rep}, info={"seed": 1}), tmp_path / "ds.npz")
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    for key, value in changes.items():
+        key = key.replace("__", "/")
+        if value is None:
+            arrays.pop(key)
+        else:
+            arrays[key] = value
+    edited = tmp_path / "edited.npz"
+    np.savez(edited, **arrays)
+    return edited
+
+
+def test_load_npz_explains_an_edited_file(tmp_path):
+    with pytest.raises(ValueError, match=r"edited.npz is damaged or was edited: arrays \['train_responses/V1'\] of the "
+                                         r"ROIs listed in meta_rois \['V1'\] are missing; create it again"):
+        load_npz(_saved(tmp_path, train_responses__V1=None))
+    with pytest.raises(ValueError, match="edited.npz is damaged or was edited: meta_info is not valid JSON"):
+        load_npz(_saved(tmp_path, meta_info=np.array("{seed: 1")))
+    with pytest.raises(ValueError, match="meta_info is a JSON list, not an object"):
+        load_npz(_saved(tmp_path, meta_info=np.array("[1, 2]")))
+    with pytest.raises(ValueError, match="meta_subject is .*'one'.*not an integer"):
+        load_npz(_saved(tmp_path, meta_subject=np.array("one")))
+    with pytest.raises(ValueError, match=r"not an etecrm dataset file: arrays \['meta_rois'\] are missing"):
+        load_npz(_saved(tmp_path, meta_rois=None))
+    rep = np.random.default_rng(1).normal(size=(3, 5, 6))
+    with pytest.raises(ValueError, match=r"edited.npz: test repeats are given for ROI 'v1'.*did you mean 'V1'"):
+        load_npz(_saved(tmp_path, test_repeats__V1=None, test_repeats__v1=rep))
+
+
+def test_load_npz_explains_a_npy_file(tmp_path):
+    np.save(tmp_path / "stimuli.npy", np.zeros((3, 4, 4)))
+    with pytest.raises(ValueError, match=r"stimuli.npy holds one array saved with np.save \(shape \(3, 4, 4\)\), not a "
+                                         r"dataset. Build a dataset with etecrm_lib.data.from_arrays"):
+        load_npz(tmp_path / "stimuli.npy")

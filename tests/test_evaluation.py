@@ -26,6 +26,43 @@ def test_pearson_r_constant_column_is_zero_not_nan():
     assert np.all(ev.pearson_r(x, y) == 0)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", ["predictions", "responses"])
+def test_pearson_r_refuses_non_finite_input_instead_of_r_zero(bad, where):
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(20, 4)), rng.normal(size=(20, 4))
+    (x if where == "predictions" else y)[3, 2] = bad
+    n_nan, n_inf = (1, 0) if np.isnan(bad) else (0, 1)
+    message = (rf"{where} contain {n_nan} NaN and {n_inf} inf values, in 1 of 4 columns \(voxels\), the first being "
+               r"column 2: Pearson r is undefined for those voxels \(it is not 0\)")
+    with pytest.raises(ValueError, match=message):
+        ev.pearson_r(x, y)
+    with pytest.raises(ValueError, match=message):
+        ev.pearson_r(torch.tensor(x), torch.tensor(y))
+
+
+def test_score_refuses_diverged_predictions_and_names_model_and_roi():
+    ds, good, _ = _dataset_and_two_models()
+    predictions = good.predictions.copy()
+    predictions[:, :3] = np.nan
+    with pytest.raises(ValueError, match=r"the predictions of model 'etecrm' for ROI 'V1' contain 240 NaN and 0 inf "
+                                         r"values, in 3 of 150 columns .* diverged in training"):
+        ev.score(predictions, ds, "V1", "etecrm")
+    flat = ev.score(np.full_like(predictions, 0.5), ds, "V1", "flat")  # finite and constant: r = 0, as documented
+    assert np.all(flat.test_r == 0)
+
+
+def test_pearson_r_does_not_depend_on_the_units():
+    """r is unchanged by scaling (no absolute epsilon) and stays finite for huge values (no overflow)."""
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(50, 5)), rng.normal(size=(50, 5))
+    y += x
+    r = ev.pearson_r(x, y)
+    for scale in (1e-7, 1e-20, 1e20, 1e200):
+        np.testing.assert_allclose(ev.pearson_r(x * scale, y * scale), r, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(ev.pearson_r(x * 1e-150, y * 1e150), r, rtol=1e-6, atol=1e-7)
+
+
 def test_pearson_r_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="must both be"):
         ev.pearson_r(np.zeros((5, 3)), np.zeros((5, 4)))

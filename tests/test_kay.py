@@ -146,3 +146,31 @@ def test_bad_files_and_rois_give_clear_errors(tmp_path):
     np.savez(tmp_path / "k.npz", **ARRAYS)
     with pytest.raises(ValueError, match=r"available: \['V1', 'V2', 'V3', 'V3A', 'V3B', 'V4', 'LO'\]"):
         load_kay_images(tmp_path / "k.npz", rois=("V1", "FFA"))
+
+
+@pytest.mark.parametrize("garbage", ["not-a-hash", "", "zz" * 32, "\x00\xff garbage"])
+def test_a_damaged_hash_record_says_to_delete_it_and_keeps_the_file(server, tmp_path, garbage):
+    path = fetch_kay_images(tmp_path, url=server.file_url, progress=False)
+    sidecar = tmp_path / "kay_images.npz.sha256"
+    sidecar.write_text(garbage)
+    with pytest.raises(ValueError, match=rf"the hash record {sidecar} is not a SHA-256 \(64 hex digits\).*it is "
+                                         rf"damaged\. Delete {sidecar} and run again"):
+        fetch_kay_images(tmp_path, url=server.file_url, progress=False)
+    assert path.read_bytes() == BODY and len(server.requests) == 1  # nothing deleted, nothing downloaded
+    sidecar.unlink()  # the fix the message gives
+    assert fetch_kay_images(tmp_path, url=server.file_url, progress=False) == path
+    assert sidecar.read_text().split()[0] == SHA and len(server.requests) == 1
+
+
+def test_a_malformed_pinned_hash_is_refused_before_the_cached_file_is_touched(server, tmp_path):
+    path = fetch_kay_images(tmp_path, url=server.file_url, progress=False)
+    with pytest.raises(ValueError, match="the sha256 you passed is not a SHA-256 .* 'abc'"):
+        fetch_kay_images(tmp_path, sha256="abc", url=server.file_url, progress=False)
+    assert path.read_bytes() == BODY and len(server.requests) == 1
+
+
+def test_a_cache_folder_that_is_a_file_is_explained(server, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(NotADirectoryError, match=r"cannot use the kay cache folder \(cache_dir\) .*afile is a file, "
+                                                 r"not a folder\. Pass a cache_dir you can write to"):
+        fetch_kay_images(tmp_path / "afile", url=server.file_url, progress=False)

@@ -171,3 +171,17 @@ def test_download_needs_credentials_and_rejects_non_mat_files(tmp_path, monkeypa
 
 def test_roi_codes_match_the_paper():
     assert ROI_CODES == {1: "V1", 2: "V2", 3: "V3", 4: "V3A", 5: "V3B", 6: "V4", 7: "LO"}
+
+
+LOGIN_PAGE = ("<!DOCTYPE html>\n<html lang=\"en\">\n<head><title>CRCNS.org - Login</title></head>\n<body>\n"
+              "<form action=\"index.php\" method=\"post\">Username: <input name=\"username\"> Password: "
+              "<input type=\"password\" name=\"password\"></form>\n</body>\n</html>\n")
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16"])
+def test_a_login_page_saved_as_a_mat_file_is_named_as_such(tmp_path, encoding):
+    root = _write(tmp_path / "d", make_vim1_arrays())
+    (root / "Stimuli.mat").write_bytes(("\n  " + LOGIN_PAGE).encode(encoding))
+    with pytest.raises(ValueError, match=r"Stimuli.mat is a web page \(HTML\), not a MATLAB file: most likely the "
+                                         r"CRCNS login page.*download_vim1"):
+        load_vim1(root)

@@ -5,7 +5,8 @@
 >>> ds.train.stimuli.shape, ds.train.responses["V1"].shape
 """
 
-from .dataset import DEFAULT_ROIS, EncodingDataset, Split, VoxelInfo, from_arrays, load_npz, save_npz
+from .dataset import (DEFAULT_ROIS, EncodingDataset, Split, VoxelInfo, check_dataset, from_arrays, load_npz,
+                      save_npz)
 from .simulate import simulate
 from .vim1 import download_vim1, load_vim1
 from .kay import fetch_kay_images, load_kay_images
@@ -13,7 +14,7 @@ from .miyawaki import load_miyawaki
 from .registry import load_dataset
 
 __all__ = [
-    "DEFAULT_ROIS", "EncodingDataset", "Split", "VoxelInfo", "from_arrays", "load_npz", "save_npz",
+    "DEFAULT_ROIS", "EncodingDataset", "Split", "VoxelInfo", "check_dataset", "from_arrays", "load_npz", "save_npz",
     "simulate", "load_vim1", "download_vim1", "fetch_kay_images", "load_kay_images", "load_miyawaki",
     "load_dataset",
 ]

@@ -20,6 +20,7 @@ Shapes and units
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,10 +101,11 @@ class Split:
 class EncodingDataset:
     """Stimuli and ROI-wise voxel responses with a train split and a held-out test split.
 
-    Build one with :func:`from_arrays` (which validates), with ``simulate()`` or a real loader.
-    Constructing it directly also validates: shapes must agree, stimuli must be finite, voxels with
-    any NaN/inf response are dropped (with a warning that counts them), and an ROI left with no
-    voxel is an error naming the ROI.
+    Build one with :func:`from_arrays`, with ``simulate()`` or a real loader. However it is built,
+    the constructor checks it with :func:`check_dataset` (the one place a dataset is checked):
+    shapes must agree, images must be square, finite and in [0, 1], test repeats need R >= 2 and
+    must average to the test responses, voxels with any NaN/inf response are dropped (with a
+    warning that counts them), and an ROI left with no voxel is an error naming the ROI.
     """
 
     name: str
@@ -114,7 +116,7 @@ class EncodingDataset:
     info: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        _validate(self)
+        check_dataset(self)
 
     # ----------------------------------------------------------------- convenience
     @property
@@ -171,15 +173,107 @@ class EncodingDataset:
         )
 
 
-# ---------------------------------------------------------------------- validation
+# ---------------------------------------------------------------------- validation: the one place
+def check_dataset(ds: EncodingDataset) -> EncodingDataset:
+    """Check a dataset where it enters the library, and put it in the form the library trusts.
+
+    Every dataset passes here exactly once: :func:`from_arrays`, ``simulate``, the real loaders and
+    :func:`load_npz` all build an :class:`EncodingDataset`, whose constructor calls this. As
+    scikit-learn's ``check_array`` does, it converts what it can (arrays to ``float32``, stimuli
+    clipped to [0, 1]) and refuses what the pipeline cannot use with an error that says what is wrong,
+    what was given and what to do:
+
+    - stimuli ``(N, H, W)``, square (H == W), finite, in [0, 1]; train and test images of one size;
+    - ROI names: non-empty printable strings without ``/``, the same in the train and the test split;
+      ``repeats`` and ``oracle`` only for those ROIs (a near miss such as ``'v1'`` for ``'V1'`` is named);
+    - per ROI: train responses ``(N_train, V)``, test responses ``(N_test, V)``, test repeats
+      ``(R, N_test, V)`` with R >= 2, oracle ``(N_test, V)``, and V voxels in ``voxels[roi]``;
+    - the test responses are the mean of the test repeats (the noise ceiling assumes they are).
+
+    Voxels with any NaN/inf response are dropped, with a warning that counts them; an ROI left with
+    no voxel is an error. Returns ``ds``, changed in place.
+    """
+    ds.train.stimuli = _check_stimuli(ds.train.stimuli, "train")
+    ds.test.stimuli = _check_stimuli(ds.test.stimuli, "test")
+    if ds.train.stimuli.shape[1:] != ds.test.stimuli.shape[1:]:
+        raise ValueError(f"train images are {ds.train.stimuli.shape[1:]} but test images are {ds.test.stimuli.shape[1:]}; "
+                         "resize both splits to one size")
+    for what, mapping in [("train responses", ds.train.responses), ("test responses", ds.test.responses),
+                          ("test repeats", ds.test.repeats), ("test oracle", ds.test.oracle), ("voxels", ds.voxels)]:
+        _check_mapping(mapping, what)
+    if not ds.train.responses:
+        raise ValueError("the dataset has no ROI: pass at least one ROI's responses, e.g. train_responses={'V1': array}")
+    rois = list(ds.train.responses)
+    for roi in rois:  # ROI names become parts of array names in dataset files
+        if not isinstance(roi, str) or not roi or "/" in roi or not roi.isprintable():
+            raise ValueError(f"ROI names must be non-empty printable strings without '/', got {roi!r}; "
+                             "name the ROIs e.g. 'V1', 'LO'")
+    if not isinstance(ds.name, str) or "\x00" in ds.name:
+        raise ValueError(f"the dataset name must be a string without NUL characters, got {ds.name!r}")
+    for what, mapping in [("test repeats", ds.test.repeats), ("test oracle", ds.test.oracle),
+                          ("test responses", ds.test.responses)]:
+        for key in mapping:
+            if key not in ds.train.responses:
+                near = _nearest(key, rois)
+                raise ValueError(
+                    f"{what} are given for ROI {key!r}, which has no train responses (the ROIs are {rois})"
+                    + (f"; did you mean {near!r}?" if near is not None else "")
+                    + " Key every dict by the same ROI names as train_responses."
+                )
+    for roi in rois:
+        if roi not in ds.test.responses:
+            raise ValueError(f"ROI {roi!r} has train responses but no test responses; pass test_responses[{roi!r}] "
+                             f"(N_test, V) or test_repeats[{roi!r}] (R, N_test, V)")
+        if roi not in ds.voxels:
+            raise ValueError(f"ROI {roi!r} has responses but no voxel metadata (voxels[{roi!r}])")
+        _check_roi(ds, roi)
+    return ds
+
+
+def _check_mapping(mapping, what: str) -> None:
+    if not isinstance(mapping, Mapping):
+        shape = getattr(mapping, "shape", None)
+        given = f"{type(mapping).__name__}" + (f" of shape {shape}" if shape is not None else "")
+        raise TypeError(f"{what} must be a dict ROI name -> array, got a {given}; wrap it, e.g. {{'V1': array}}")
+
+
+def _nearest(name, choices) -> str | None:
+    """The choice closest to ``name`` (case ignored), or None if none is close: for 'did you mean'."""
+    import difflib
+
+    lower = {str(c).lower(): c for c in choices}
+    key = str(name).lower()
+    if key in lower:
+        return lower[key]
+    close = difflib.get_close_matches(key, list(lower), n=1, cutoff=0.5)
+    return lower[close[0]] if close else None
+
+
+def _as_float_array(value, what: str) -> np.ndarray:
+    try:
+        return np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{what} must be an array of numbers, got a {type(value).__name__} ({err})") from None
+
+
 def _check_stimuli(stimuli, split_name: str) -> np.ndarray:
-    stimuli = np.asarray(stimuli)
+    stimuli = _as_float_array(stimuli, f"{split_name} stimuli")
     if stimuli.ndim != 3:
         raise ValueError(
             f"{split_name} stimuli must have shape (N, H, W) (grayscale images), got shape {stimuli.shape}; "
             "convert colour images to grayscale first (e.g. mean over the colour axis)"
         )
-    stimuli = stimuli.astype(np.float32, copy=False)
+    if stimuli.shape[0] == 0:
+        raise ValueError(f"{split_name} stimuli hold no image (shape {stimuli.shape}); pass at least one image")
+    if stimuli.shape[1] != stimuli.shape[2]:
+        height, width = stimuli.shape[1:]
+        side = min(height, width)
+        raise ValueError(
+            f"{split_name} images must be square, got {height} x {width} pixels (shape {stimuli.shape}); the models "
+            f"take square images. Crop them to the central {side} x {side} square, e.g. "
+            f"images[:, {(height - side) // 2}:{(height - side) // 2 + side}, {(width - side) // 2}:{(width - side) // 2 + side}], "
+            "or pad them with mid-gray (0.5)"
+        )
     if not np.all(np.isfinite(stimuli)):
         raise ValueError(f"{split_name} stimuli contain NaN or inf values; fix or drop those images")
     lo, hi = float(stimuli.min()), float(stimuli.max())
@@ -191,58 +285,69 @@ def _check_stimuli(stimuli, split_name: str) -> np.ndarray:
     return np.clip(stimuli, 0.0, 1.0)
 
 
-def _validate(ds: EncodingDataset) -> None:
-    ds.train.stimuli = _check_stimuli(ds.train.stimuli, "train")
-    ds.test.stimuli = _check_stimuli(ds.test.stimuli, "test")
-    if ds.train.stimuli.shape[1:] != ds.test.stimuli.shape[1:]:
-        raise ValueError(f"train images are {ds.train.stimuli.shape[1:]} but test images are {ds.test.stimuli.shape[1:]}")
-    if set(ds.train.responses) != set(ds.test.responses):
-        raise ValueError(f"train ROIs {sorted(ds.train.responses)} differ from test ROIs {sorted(ds.test.responses)}")
-    if not ds.train.responses:
-        raise ValueError("the dataset has no ROI: pass at least one ROI's responses")
-    for roi in list(ds.train.responses):
-        if roi not in ds.voxels:
-            raise ValueError(f"ROI '{roi}' has responses but no voxel metadata (voxels['{roi}'])")
-        arrays = {"train responses": ds.train.responses[roi], "test responses": ds.test.responses[roi]}
-        if roi in ds.test.repeats:
-            arrays["test repeats"] = ds.test.repeats[roi]
-        if roi in ds.test.oracle:
-            arrays["test oracle"] = ds.test.oracle[roi]
-        arrays = {k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()}
-        n_vox = arrays["train responses"].shape[-1] if arrays["train responses"].ndim == 2 else -1
-        expected = {
-            "train responses": (ds.train.n_images, n_vox),
-            "test responses": (ds.test.n_images, n_vox),
-            "test oracle": (ds.test.n_images, n_vox),
-        }
-        for key, arr in arrays.items():
-            want = expected.get(key)
-            if key == "test repeats":
-                ok = arr.ndim == 3 and arr.shape[1:] == (ds.test.n_images, n_vox)
-                want = ("R", ds.test.n_images, n_vox)
-            else:
-                ok = arr.shape == want
-            if not ok or n_vox < 0:
-                raise ValueError(f"ROI '{roi}': {key} have shape {arr.shape}, expected {want}")
-        if len(ds.voxels[roi]) != n_vox:
-            raise ValueError(f"ROI '{roi}': {len(ds.voxels[roi])} voxels in metadata but {n_vox} in the responses")
-        finite = np.ones(n_vox, dtype=bool)
-        for key, arr in arrays.items():
-            finite &= np.isfinite(arr).reshape(-1, n_vox).all(axis=0)
-        n_bad = int((~finite).sum())
-        if n_bad == n_vox:
-            raise ValueError(f"ROI '{roi}' has no usable voxel: all {n_vox} voxels have NaN/inf responses (or it is empty)")
-        if n_bad:
-            warnings.warn(f"ROI '{roi}': dropped {n_bad} of {n_vox} voxels with NaN/inf responses", stacklevel=3)
-            ds.info.setdefault("dropped_voxels", {})[roi] = n_bad
-            arrays = {k: v[..., finite] for k, v in arrays.items()}
-            ds.voxels[roi] = ds.voxels[roi].subset(finite)
-        ds.train.responses[roi] = arrays["train responses"]
-        ds.test.responses[roi] = arrays["test responses"]
-        if "test repeats" in arrays:
-            ds.test.repeats[roi] = arrays["test repeats"]
-        if "test oracle" in arrays:
-            ds.test.oracle[roi] = arrays["test oracle"]
+def _check_roi(ds: EncodingDataset, roi: str) -> None:
+    """Shapes, repeats, NaN voxels and the repeats' mean of one ROI (see :func:`check_dataset`)."""
+    arrays = {"train responses": ds.train.responses[roi]}
+    if roi in ds.test.repeats:  # before the test responses: those are often the repeats' mean
+        arrays["test repeats"] = ds.test.repeats[roi]
+    arrays["test responses"] = ds.test.responses[roi]
+    if roi in ds.test.oracle:
+        arrays["test oracle"] = ds.test.oracle[roi]
+    arrays = {k: _as_float_array(v, f"ROI {roi!r}: {k}") for k, v in arrays.items()}
+    n_vox = arrays["train responses"].shape[-1] if arrays["train responses"].ndim == 2 else -1
+    n_test = ds.test.n_images
+    for key, arr in arrays.items():
+        if key == "test repeats":
+            ok, want = arr.ndim == 3 and arr.shape[1:] == (n_test, n_vox), ("R", n_test, n_vox)
+        else:
+            want = (ds.train.n_images if key == "train responses" else n_test, n_vox)
+            ok = arr.shape == want
+        if not ok or n_vox < 0:
+            raise ValueError(f"ROI {roi!r}: {key} have shape {arr.shape}, expected {want} (images x voxels"
+                             + (", R repeats first)" if key == "test repeats" else ")"))
+    if "test repeats" in arrays and arrays["test repeats"].shape[0] < 2:
+        raise ValueError(
+            f"ROI {roi!r}: test repeats have shape {arrays['test repeats'].shape}, i.e. R = "
+            f"{arrays['test repeats'].shape[0]} single trial per test image, but the noise ceiling needs R >= 2. "
+            "Pass these responses as test_responses (shape (N_test, V), e.g. repeats[0]) and leave test_repeats out: "
+            "the results then have no noise ceiling"
+        )
+    if len(ds.voxels[roi]) != n_vox:
+        raise ValueError(f"ROI {roi!r}: {len(ds.voxels[roi])} voxels in metadata but {n_vox} in the responses")
+    finite = np.ones(n_vox, dtype=bool)
+    for key, arr in arrays.items():
+        finite &= np.isfinite(arr).reshape(-1, n_vox).all(axis=0)
+    n_bad = int((~finite).sum())
+    if n_bad == n_vox:
+        raise ValueError(f"ROI {roi!r} has no usable voxel: all {n_vox} voxels have NaN/inf responses (or it is empty)")
+    if n_bad:
+        warnings.warn(f"ROI '{roi}': dropped {n_bad} of {n_vox} voxels with NaN/inf responses", stacklevel=5)
+        ds.info.setdefault("dropped_voxels", {})[roi] = n_bad
+        arrays = {k: v[..., finite] for k, v in arrays.items()}
+        ds.voxels[roi] = ds.voxels[roi].subset(finite)
+    if "test repeats" in arrays:
+        _check_repeats_mean(roi, arrays["test repeats"], arrays["test responses"])
+    ds.train.responses[roi] = arrays["train responses"]
+    ds.test.responses[roi] = arrays["test responses"]
+    if "test repeats" in arrays:
+        ds.test.repeats[roi] = arrays["test repeats"]
+    if "test oracle" in arrays:
+        ds.test.oracle[roi] = arrays["test oracle"]
+
+
+def _check_repeats_mean(roi: str, repeats: np.ndarray, responses: np.ndarray, rtol: float = 1e-4) -> None:
+    """The scored test responses must be the mean of the repeats (to ``rtol`` of the largest value)."""
+    mean = repeats.astype(np.float64).mean(axis=0)
+    diff = np.abs(mean - responses)
+    scale = max(float(np.abs(mean).max()), float(np.abs(responses).max()))
+    if diff.max() > rtol * scale:
+        image, voxel = np.unravel_index(int(diff.argmax()), diff.shape)
+        raise ValueError(
+            f"ROI {roi!r}: the test responses are not the mean of the test repeats (they differ by up to "
+            f"{diff.max():.3g}, at test image {image}, voxel {voxel}, for values up to {scale:.3g}). The noise ceiling "
+            "is computed for the mean of the repeats, so the scored responses must be that mean: pass only "
+            "test_repeats (the mean is taken for you), or test_responses = test_repeats.mean(axis=0)"
+        )
 
 
 # ---------------------------------------------------------------------- construction and files
@@ -263,26 +368,35 @@ def from_arrays(
 
     Parameters
     ----------
-    train_stimuli, test_stimuli : (N, H, W) arrays in [0, 1]
+    train_stimuli, test_stimuli : (N, H, W) arrays in [0, 1], square images (H == W)
     train_responses : dict roi -> (N_train, V) array
     test_responses : dict roi -> (N_test, V) array, optional if ``test_repeats`` is given (then the
-        mean over repeats is used)
-    test_repeats : dict roi -> (R, N_test, V) array of single-trial responses, optional
+        mean over repeats is used); if both are given, it must be that mean
+    test_repeats : dict roi -> (R, N_test, V) array of single-trial responses, R >= 2, optional
     test_oracle : dict roi -> (N_test, V) noise-free responses, optional (simulations)
     voxels : dict roi -> VoxelInfo, optional; without it voxels are laid out along a line of a
         (V, 1, 1) volume with an identity affine.
+
+    Every dict is keyed by the ROI names of ``train_responses``. What is checked, and the errors, are
+    listed in :func:`check_dataset`.
     """
+    for what, mapping in [("train_responses", train_responses), ("test_responses", test_responses),
+                          ("test_repeats", test_repeats), ("test_oracle", test_oracle), ("voxels", voxels)]:
+        if mapping is not None:
+            _check_mapping(mapping, what)
     test_repeats = dict(test_repeats or {})
     if test_responses is None:
         if not test_repeats:
-            raise ValueError("give test_responses, or test_repeats to average")
-        test_responses = {roi: np.asarray(r).mean(axis=0) for roi, r in test_repeats.items()}
+            raise ValueError("give test_responses (dict ROI -> (N_test, V)), or test_repeats "
+                             "(dict ROI -> (R, N_test, V)) to average")
+        test_responses = {roi: _as_float_array(r, f"test_repeats[{roi!r}]").astype(np.float64).mean(axis=0)
+                          for roi, r in test_repeats.items()}
     if voxels is None:
         voxels = {}
     voxels = dict(voxels)
     for roi, resp in train_responses.items():
         if roi not in voxels:
-            n = np.asarray(resp).shape[-1]
+            n = np.shape(resp)[-1] if np.ndim(resp) else 0
             if n == 0:
                 raise ValueError(f"ROI '{roi}' has no voxels (its response array has 0 columns)")
             voxels[roi] = VoxelInfo(np.arange(1, n + 1), (n, 1, 1), np.eye(4))
@@ -337,7 +451,12 @@ def _jsonable(value) -> bool:
 
 
 def load_npz(path) -> EncodingDataset:
-    """Read a dataset written by :func:`save_npz`. Raises ValueError naming the file if it is not one."""
+    """Read a dataset written by :func:`save_npz`, checked like any other (:func:`check_dataset`).
+
+    Raises FileNotFoundError if there is no file, and ValueError naming the file if it is not a
+    dataset written by :func:`save_npz`: unreadable, a single ``.npy`` array, or an edited file
+    with arrays missing or a broken ``meta_info``.
+    """
     import json
     import zipfile
 
@@ -345,26 +464,64 @@ def load_npz(path) -> EncodingDataset:
     if not path.exists():
         raise FileNotFoundError(f"no dataset file at {path}")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
+        with open(path, "rb") as f:
+            loaded = np.load(f, allow_pickle=False)
+            if isinstance(loaded, np.lib.npyio.NpzFile):
+                with loaded as z:
+                    data = {k: z[k] for k in z.files}
+            else:
+                data = None
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
         raise ValueError(f"{path} is not a readable .npz dataset file ({err}); delete it and create it again") from err
-    missing = [k for k in ("train_stimuli", "test_stimuli", "meta_rois") if k not in data]
+    if data is None:
+        raise ValueError(
+            f"{path} holds one array saved with np.save (shape {np.shape(loaded)}), not a dataset. Build a dataset "
+            "with etecrm_lib.data.from_arrays(...) and write it with etecrm_lib.data.save_npz(ds, 'name.npz')"
+        )
+    edited = "; create it again with etecrm_lib.data.save_npz(ds, path) rather than editing it by hand"
+    missing = [k for k in ("train_stimuli", "test_stimuli", "meta_rois", "meta_name", "meta_subject") if k not in data]
     if missing:
-        raise ValueError(f"{path} is not an etecrm dataset file: missing arrays {missing}")
-    rois = [str(r) for r in data["meta_rois"]]
-    voxels, tr, te, rep, orc = {}, {}, {}, {}, {}
+        raise ValueError(f"{path} is not an etecrm dataset file: arrays {missing} are missing (it holds "
+                         f"{sorted(data)[:8]}{' ...' if len(data) > 8 else ''}); create dataset files with "
+                         "etecrm_lib.data.save_npz")
+    rois = [str(r) for r in np.atleast_1d(data["meta_rois"])]
+    per_roi = ("train_responses/{}", "test_responses/{}", "voxels/{}/volume_index", "voxels/{}/volume_shape",
+               "voxels/{}/affine")
+    missing = [key.format(roi) for roi in rois for key in per_roi if key.format(roi) not in data]
+    if missing:
+        raise ValueError(f"{path} is damaged or was edited: arrays {missing} of the ROIs listed in meta_rois "
+                         f"{rois} are missing" + edited)
+    try:
+        info = json.loads(str(data["meta_info"])) if "meta_info" in data else {}
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is damaged or was edited: meta_info is not valid JSON ({err})" + edited) from None
+    if not isinstance(info, dict):
+        raise ValueError(f"{path} is damaged or was edited: meta_info is a JSON {type(info).__name__}, not an "
+                         "object" + edited)
+    try:
+        subject = int(data["meta_subject"])
+    except (TypeError, ValueError):
+        raise ValueError(f"{path} is damaged or was edited: meta_subject is {data['meta_subject']!r}, not an "
+                         "integer" + edited) from None
+    voxels, tr, te = {}, {}, {}
+    extra_arrays = {"test_repeats": {}, "test_oracle": {}}
+    for key, value in data.items():  # every ROI's, so that a stray ROI name is reported, not ignored
+        kind, _, roi = key.partition("/")
+        if kind in extra_arrays:
+            extra_arrays[kind][roi] = value
     for roi in rois:
         tr[roi] = data[f"train_responses/{roi}"]
         te[roi] = data[f"test_responses/{roi}"]
-        if f"test_repeats/{roi}" in data:
-            rep[roi] = data[f"test_repeats/{roi}"]
-        if f"test_oracle/{roi}" in data:
-            orc[roi] = data[f"test_oracle/{roi}"]
         prefix = f"voxels/{roi}/extra/"
         extra = {k[len(prefix):]: v for k, v in data.items() if k.startswith(prefix)}
-        voxels[roi] = VoxelInfo(data[f"voxels/{roi}/volume_index"], tuple(data[f"voxels/{roi}/volume_shape"]),
-                                data[f"voxels/{roi}/affine"], extra)
-    info = json.loads(str(data["meta_info"])) if "meta_info" in data else {}
-    return EncodingDataset(str(data["meta_name"]), int(data["meta_subject"]),
-                           Split(data["train_stimuli"], tr), Split(data["test_stimuli"], te, rep, orc), voxels, info)
+        try:
+            voxels[roi] = VoxelInfo(data[f"voxels/{roi}/volume_index"], tuple(data[f"voxels/{roi}/volume_shape"]),
+                                    data[f"voxels/{roi}/affine"], extra)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path}: ROI {roi!r}: bad voxel metadata ({err})" + edited) from None
+    try:
+        return EncodingDataset(str(data["meta_name"]), subject, Split(data["train_stimuli"], tr),
+                               Split(data["test_stimuli"], te, extra_arrays["test_repeats"],
+                                     extra_arrays["test_oracle"]), voxels, info)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: {err}") from None

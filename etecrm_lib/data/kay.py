@@ -65,16 +65,25 @@ def fetch_kay_images(cache_dir=None, sha256: str | None = None, url: str = OSF_U
     DownloadError
         No connection, HTTP error, or a downloaded file whose SHA-256 differs from ``sha256`` or from
         the recorded hash (the message says which and what to do).
+    ValueError
+        ``sha256`` or the recorded hash is not 64 hex digits (checked before anything is deleted or
+        downloaded; a damaged record is fixed by deleting it).
+    OSError
+        The folder cannot be created or written to (the message says how to choose another).
     """
-    from ..storage import cache_dir as default_cache_dir, sha256_file
+    from ..storage import cache_dir as default_cache_dir, make_folder, sha256_file
     from .download import ChecksumError, DownloadError, download
 
-    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir("kay")
-    folder.mkdir(parents=True, exist_ok=True)
+    pinned = None
+    if sha256:
+        pinned = _check_hash(sha256, "the sha256 you passed", "pass the 64 hex digits of a SHA-256 you trust")
+    if cache_dir is None:
+        folder = default_cache_dir("kay")
+    else:
+        folder = make_folder(cache_dir, "the kay cache folder (cache_dir)", "Pass a cache_dir you can write to")
     path = folder / FILE_NAME
     sidecar = folder / (FILE_NAME + ".sha256")
-    pinned = sha256.strip().lower() if sha256 else None
-    recorded = _read_sidecar(sidecar)
+    recorded = _read_sidecar(sidecar)  # checked before anything is deleted or downloaded
     expected = pinned or recorded
 
     if path.exists():
@@ -127,11 +136,26 @@ def _check_npz(path: Path) -> str | None:
     return f"keys {missing} are missing" if missing else None
 
 
+def _check_hash(value, origin: str, fix: str) -> str:
+    """``value`` as 64 lower-case hex digits, or a ValueError naming where it came from and the fix."""
+    digest = str(value).strip().lower()
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        shown = digest if len(digest) <= 80 else digest[:77] + "..."
+        raise ValueError(f"{origin} is not a SHA-256 (64 hex digits): it is {shown!r}; {fix}")
+    return digest
+
+
 def _read_sidecar(sidecar: Path) -> str | None:
+    """The hash recorded at the first download, or None if there is no record."""
     if not sidecar.exists():
         return None
-    text = sidecar.read_text().split()
-    return text[0].lower() if text else None
+    try:
+        text = sidecar.read_text(errors="replace").split()
+    except OSError as err:
+        text = [f"<unreadable: {err}>"]
+    return _check_hash(text[0] if text else "", f"the hash record {sidecar}",
+                       f"it is damaged. Delete {sidecar} and run again: the cached {FILE_NAME} is then checked "
+                       "(it must open and hold every key) and its hash recorded anew")
 
 
 def _write_sidecar(sidecar: Path, digest: str) -> None:

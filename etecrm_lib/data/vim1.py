@@ -58,6 +58,13 @@ def read_mat(path, names) -> dict:
     import h5py
     import scipy.io
 
+    if _is_web_page(path):
+        raise ValueError(
+            f"{path} is a web page (HTML), not a MATLAB file: most likely the CRCNS login page, saved when a "
+            "download was not logged in. Delete it and download the file again with your CRCNS account: "
+            "etecrm_lib.data.download_vim1(folder) with CRCNS_USERNAME and CRCNS_PASSWORD set, or "
+            "`etecrm data download --dataset vim1 --root folder`"
+        )
     try:
         if h5py.is_hdf5(path):
             with h5py.File(path, "r") as f:
@@ -66,11 +73,25 @@ def read_mat(path, names) -> dict:
         else:
             found = [name for name, _, _ in scipy.io.whosmat(str(path))]
             data = scipy.io.loadmat(str(path), variable_names=[name for name in names if name in found])
-    except (OSError, ValueError, TypeError, KeyError, EOFError, NotImplementedError,
+    except (OSError, ValueError, TypeError, KeyError, IndexError, EOFError, NotImplementedError,
             scipy.io.matlab.MatReadError) as err:
         raise ValueError(f"could not read {path}: the file is truncated or corrupt ({err}); download it again") from err
     _check_names(path, names, found)
     return {name: np.asarray(data[name]) for name in names}
+
+
+def _is_web_page(path) -> bool:
+    """True if the file starts like HTML or XML (after a byte-order mark and blank space)."""
+    with open(path, "rb") as f:
+        head = f.read(1024)
+    for bom in (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff"):
+        if head.startswith(bom):
+            head = head[len(bom):]
+            if bom != b"\xef\xbb\xbf":  # UTF-16: drop the zero bytes
+                head = head.replace(b"\x00", b"")
+            break
+    head = head.lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body", b"<!--"))
 
 
 def _check_names(path, names, found) -> None:
