@@ -429,10 +429,12 @@ def results_folder() -> Path:
     return Path(__file__).resolve().parents[1] / "data" / "results"
 
 
-def committed_results(models=None, rois=None, dataset: str = "sim", subject: int = 1, profile: str = "full") -> list:
+def committed_results(models=None, rois=None, dataset: str = "sim", subject: int = 1, profile: str = "full",
+                      seed: int | None = 0) -> list:
     """The committed results (``data/results``, written by ``etecrm reproduce``) as EncodingResults.
 
-    Picks one dataset/subject/profile, optionally some models and ROIs. Degrades gracefully: when
+    Picks one dataset/subject/profile and one model seed (``seed=None``: every seed), optionally some
+    models and ROIs. Degrades gracefully: when
     the folder is missing (e.g. on Colab, which installs the library only) or a file is unreadable,
     it prints why and returns what it could read (possibly ``[]``); a chapter then shows its live
     run only.
@@ -450,7 +452,8 @@ def committed_results(models=None, rois=None, dataset: str = "sim", subject: int
     for w in caught:
         print(f"note: {w.message}")
     chosen = [r for r in found if r.dataset == dataset and r.subject == subject and r.info.get("profile") == profile
-              and (models is None or r.model in models) and (rois is None or r.roi in rois)]
+              and (models is None or r.model in models) and (rois is None or r.roi in rois)
+              and (seed is None or r.info.get("seed") in (seed, None))]
     if not chosen:
         print(f"No committed {profile}-profile results for {dataset} subject {subject}"
               f"{' and models ' + ', '.join(models) if models else ''} in {folder}.")
