@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        "(no data or training needed), e.g. after a GPU run without plotly.")
     table.add_argument("--out", default="results", help="the folder `etecrm reproduce --out` wrote (default ./results)")
     table.add_argument("--no-figures", action="store_true", help="write tables only")
+    table.add_argument("--strip-predictions", action="store_true",
+                       help="first rewrite every results file without its test predictions (to commit results: "
+                            "tables, ensembles and comparisons are kept)")
 
     data = sub.add_parser("data", help="simulate, download or describe a dataset")
     data_sub = data.add_subparsers(dest="action", required=True)
@@ -103,7 +106,10 @@ def _cmd_reproduce(args) -> int:
 
 def _cmd_table(args) -> int:
     from .reproduce import rebuild_outputs
+    from .results import strip_predictions
 
+    if args.strip_predictions:
+        print(f"stripped the test predictions from {strip_predictions(args.out)} files in {args.out}")
     rebuild_outputs(args.out, figures=not args.no_figures)
     return 0
 

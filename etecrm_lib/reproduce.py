@@ -299,12 +299,16 @@ def reproduce(dataset="sim", subject: int = 1, profile: str = "quick", n_seeds: 
     log(f"etecrm reproduce: {dataset_tag(data.name, job.data_seed)} subject {data.subject}, profile {profile}, "
         f"model seeds {seeds}, device {job.provenance['device']}, {len(rois)} ROIs x {len(models)} models -> {job.out}")
     by_model = _run_all(job, rois, models, seeds)
-    ensembles = _write_ensembles(job, by_model)
-    context = {"dataset": data.name, "data_seed": job.data_seed, "profile": profile, "subject": data.subject}
-    records = compare_run(by_model, {roi: data.test.responses[roi] for roi in rois}, context, n_bootstrap,
-                          bootstrap_seed, reference, log)
-    save_comparisons(job.out, records)
-    log(f"{len(ensembles)} seed ensembles and {len(records)} bootstrap comparisons written")
+    if any(r.predictions is None for runs in by_model.values() for r in runs):
+        log("some results files hold no test predictions (stripped for committing, `etecrm table "
+            "--strip-predictions`): seed ensembles and bootstrap comparisons are kept as they are, not recomputed")
+    else:
+        ensembles = _write_ensembles(job, by_model)
+        context = {"dataset": data.name, "data_seed": job.data_seed, "profile": profile, "subject": data.subject}
+        records = compare_run(by_model, {roi: data.test.responses[roi] for roi in rois}, context, n_bootstrap,
+                              bootstrap_seed, reference, log)
+        save_comparisons(job.out, records)
+        log(f"{len(ensembles)} seed ensembles and {len(records)} bootstrap comparisons written")
     rebuild_outputs(job.out, figures=figures, log=log)
     return [res for roi in rois for m in models for res in by_model[(roi, m)]]
 

@@ -185,6 +185,30 @@ def _check_arrays(path: Path, meta: dict, data: dict) -> None:
         raise CorruptResultError(f"{path.name}: predictions have shape {data['predictions'].shape}, expected (N_test, {n_vox})")
 
 
+def strip_predictions(out) -> int:
+    """Rewrite every results and ensemble file under ``out`` without its test ``predictions``; returns how many.
+
+    For committing results to a repository: the per-voxel scores, ceilings and validation r stay,
+    and the seed ensembles and bootstrap comparisons, already computed from the predictions, stay
+    in their own files. ``meta["predictions_stripped"]`` says so; a run that needs the predictions
+    (new ensembles or comparisons) recomputes nothing from such files and says why.
+    """
+    n = 0
+    for path in sorted(Path(out).glob("*/*.npz")):
+        meta, data = _read(path)
+        _check_arrays(path, meta, data)
+        if "predictions" not in data:
+            continue
+        del data["predictions"]
+        meta["arrays"].pop("predictions")
+        meta["predictions_stripped"] = True
+        with atomic_write(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, meta=np.array(json.dumps(meta)), **data)
+        n += 1
+    return n
+
+
 def load_result(path, expect: dict | None = None) -> EncodingResult:
     """Read and verify a results (or ensemble) file written by :func:`save_result`.
 

@@ -358,6 +358,22 @@ def test_rerun_with_fewer_models_or_other_seeds_keeps_earlier_comparisons(data, 
     assert json.loads((tmp_path / "table.json").read_text())  # table over all seeds still there
 
 
+def test_stripped_predictions_keep_scores_tables_and_comparisons(data, tmp_path):
+    """Committed results hold no predictions: every score survives, and a rerun keeps what was computed."""
+    from etecrm_lib.results import strip_predictions
+
+    before = run_quiet(data, tmp_path)
+    table, comparisons = numbers(tmp_path), (tmp_path / "comparisons.json").read_text()
+    n_files = len(list(tmp_path.glob("*/*.npz")))
+    assert strip_predictions(tmp_path) == n_files and strip_predictions(tmp_path) == 0
+    after = run_quiet(data, tmp_path)                     # everything finished: nothing retrained or recomputed
+    assert all(r.predictions is None for r in after)
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a.test_r, b.test_r)
+    assert numbers(tmp_path) == table and (tmp_path / "comparisons.json").read_text() == comparisons
+    assert cli_main(["table", "--out", str(tmp_path), "--no-figures"]) == 0
+
+
 def test_save_comparisons_merges_by_roi_and_statistic(tmp_path):
     base = {"dataset": "sim", "data_seed": 0, "profile": "full", "subject": 1, "model_a": "etecrm", "model_b": "gwp_ridge",
             "seeds_a": [0, 1, 2], "seeds_b": [0], "statistic": "median_r"}
