@@ -316,8 +316,9 @@ def reproduce(dataset="sim", subject: int = 1, profile: str = "quick", n_seeds: 
 def _run_all(job: _Job, rois, models, seeds) -> dict:
     """Load or train every (ROI, model, seed); returns ``{(roi, model): [results by seed]}``.
 
-    On a GPU the missing seeds of one ETECRM variant train side by side (``gpu.run_concurrently``,
-    one CUDA stream each): one small network leaves most of a large GPU idle.
+    On a GPU the missing seeds of one ETECRM variant train side by side (``gpu.run_concurrently``, one
+    CUDA stream each): one small network leaves most of a large GPU idle. ETECRM draws every random
+    number from generators of its own seed, so threads cannot mix them up; other models run one by one.
     """
     from tqdm.auto import tqdm
 
