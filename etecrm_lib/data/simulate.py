@@ -155,11 +155,11 @@ class AreaModel:
 
 
 CORTEX = {  # effective fraction and SNR: calibrated to CALIBRATION_TARGETS
-    "V1": AreaModel("gabor_energy", (0.2, 0.12), 1.0, 0.60, 0.135),
-    "V2": AreaModel("texture", (0.3, 0.18), 0.5, 0.56, 0.120),
-    "V3": AreaModel("texture", (0.4, 0.26), 0.3, 0.54, 0.104),
-    "V4": AreaModel("v4_conjunctions", (0.8, 0.40), 0.0, 0.51, 0.090),
-    "LO": AreaModel("lo_invariant", (1.5, 0.55), 0.0, 0.50, 0.076),
+    "V1": AreaModel("gabor_energy", (0.2, 0.12), 1.0, 0.55, 0.115),
+    "V2": AreaModel("texture", (0.3, 0.18), 0.5, 0.51, 0.087),
+    "V3": AreaModel("texture", (0.4, 0.26), 0.3, 0.43, 0.055),
+    "V4": AreaModel("v4_conjunctions", (0.8, 0.40), 0.0, 0.35, 0.041),
+    "LO": AreaModel("lo_invariant", (1.5, 0.55), 0.0, 0.25, 0.035),
 }
 
 PROFILES = ("quick", "full", "default")
