@@ -52,7 +52,8 @@ def main() -> None:
                      "expected_winner": expected, "etecrm_wall_s": etecrm.info.get("wall_time_s"),
                      "device": etecrm.info.get("device")})
     summary = {"ground_truth": args.ground_truth, "profile": args.profile, "subject": args.subject,
-               "model_seed": args.seed, "simulation": {k: ds.info.get(k) for k in ("seed", "network_seed", "n_train")},
+               "model_seed": args.seed,
+               "simulation": {k: ds.info.get(k) for k in ("seed", "network_seed", "n_train")},
                "provenance": provenance(), "wall_time_s": round(time.perf_counter() - start, 1), "rows": rows}
     path = Path(args.out) / f"controls_{args.ground_truth}_{args.profile}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
