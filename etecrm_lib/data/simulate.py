@@ -226,8 +226,8 @@ def simulate(subject: int = 1, profile: str | SimulationConfig = "default", seed
     Parameters
     ----------
     subject : int >= 1. Subjects see the same images; their voxels differ.
-    profile : "default" (= "full": 1750/120 images of 128 px, 3000 voxels, well under a minute on a
-        laptop CPU) or "quick" (300/40 images of 64 px, 500 voxels, a few seconds), or a
+    profile : "default" (= "full": 1750/120 images of 128 px, 3000 voxels, about a minute of CPU time,
+        seconds on a GPU) or "quick" (300/40 images of 64 px, 500 voxels, a few seconds), or a
         :class:`SimulationConfig`.
     seed : int >= 0. Another seed gives other images, other voxels and another V4/LO network.
     cache : keep the result in ``cache_dir("sim")`` and reuse it (verified before use).
