@@ -1,4 +1,4 @@
-"""The ``etecrm`` command: ``etecrm reproduce`` (the whole comparison) and ``etecrm data`` (datasets).
+"""The ``etecrm`` command: ``etecrm reproduce`` (the whole comparison), ``etecrm datasize`` and ``etecrm data``.
 
 Examples::
 
@@ -8,6 +8,7 @@ Examples::
     etecrm reproduce --dataset sim --profile full --models etecrm gwp_ridge --rois V1 V4
     etecrm table --out results/                     # rebuild tables and figures from the results files
     etecrm models                                   # the model and ablation names
+    etecrm datasize --profile quick --seeds 2 --out results/data_size   # accuracy vs training-set size
     etecrm data simulate --subject 1 --profile quick --save sim1.npz
     etecrm data describe --dataset sim --subject 1 --profile quick
     etecrm data download --dataset kay              # the login-free copy of vim-1 subject 1
@@ -61,6 +62,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="list the model and ablation names")
 
+    size = sub.add_parser("datasize", help="accuracy against training-set size (ETECRM vs the Gabor model); resumable",
+                          description="Simulate one subject with many train images, fit the models on nested subsets "
+                                      "of them (same test images), one results file each (reused on a rerun), then "
+                                      "write OUT/curves.json (learning curves with intervals, crossings).")
+    size.add_argument("--profile", choices=["quick", "full"], default="quick")
+    size.add_argument("--seeds", type=int, help="number of model seeds (default: the profile's)")
+    size.add_argument("--sizes", nargs="+", type=int, help="train-set sizes (default: the profile's)")
+    size.add_argument("--models", nargs="+", help="variant names (default: etecrm gwp_ridge)")
+    size.add_argument("--rois", nargs="+", help="ROI names (default: the profile's)")
+    size.add_argument("--subject", type=int, default=1)
+    size.add_argument("--simulation-seed", type=int, default=0)
+    size.add_argument("--ground-truth", choices=["cortex", "gabor", "cnn"], default="cortex")
+    size.add_argument("--out", default="results/data_size", help="output folder (default ./results/data_size)")
+    size.add_argument("--device", help="torch device, e.g. cpu or cuda (default: the GPU if there is one)")
+    size.add_argument("--quiet", action="store_true", help="no progress bars")
+
     table = sub.add_parser("table", help="rebuild the table and figures from the results files in a folder",
                            description="Rebuild table.md/.csv/.json and the figures from OUT/results/*.npz "
                                        "(no data or training needed), e.g. after a GPU run without plotly.")
@@ -101,6 +118,20 @@ def _cmd_reproduce(args) -> int:
                         n_bootstrap=args.bootstrap,
                         progress=not args.quiet)
     print(f"done: {len(results)} results; table in {args.out}/table.md")
+    return 0
+
+
+def _cmd_datasize(args) -> int:
+    from .data_size import DataSizeConfig, run_data_size
+
+    changes = {"subject": args.subject, "simulation_seed": args.simulation_seed, "ground_truth": args.ground_truth}
+    for key, value in (("seeds", args.seeds), ("sizes", args.sizes), ("models", _names(args.models)),
+                       ("rois", _names(args.rois))):
+        if value:
+            changes[key] = tuple(value) if isinstance(value, list) else value
+    config = DataSizeConfig.for_profile(args.profile, **changes)
+    results = run_data_size(config, out=args.out, device=args.device, progress=not args.quiet)
+    print(f"done: {len(results)} results; learning curves in {args.out}/curves.json")
     return 0
 
 
@@ -195,7 +226,8 @@ def _download_error() -> type:
 def main(argv=None) -> int:
     """Entry point of the ``etecrm`` console script. Returns the exit status."""
     args = build_parser().parse_args(argv)
-    commands = {"reproduce": _cmd_reproduce, "table": _cmd_table, "models": _cmd_models, "data": _cmd_data}
+    commands = {"reproduce": _cmd_reproduce, "table": _cmd_table, "models": _cmd_models, "data": _cmd_data,
+                "datasize": _cmd_datasize}
     try:
         return commands[args.command](args)
     except KeyboardInterrupt:

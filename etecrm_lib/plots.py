@@ -444,3 +444,39 @@ def training_curves(curves, x_label: str = "epoch", y_label: str = "loss", title
         fig.add_trace(go.Scatter(x=np.arange(1, values.size + 1), y=values, mode="lines+markers", name=str(name)))
     fig.update_layout(title=title, xaxis_title=x_label, yaxis_title=y_label, height=420)
     return fig
+
+
+def learning_curves(rows, title: str = "Accuracy against training-set size"):
+    """Median test r against the number of train images, one panel per ROI, a line per model.
+
+    ``rows``: :func:`etecrm_lib.data_size.learning_curves` (or ``curves.json``'s ``"curves"``): dicts
+    with ``roi, model, n_train, median_r, ci_low, ci_high``. The shaded band is the 95 % interval
+    over test images and model seeds; the x axis is logarithmic.
+    """
+    go = _go()
+    from plotly.subplots import make_subplots
+
+    rows = list(rows)
+    if not rows:
+        raise ValueError("no learning-curve rows to plot")
+    rois, models = _ordered([r["roi"] for r in rows]), list(dict.fromkeys(r["model"] for r in rows))
+    fig = make_subplots(rows=1, cols=len(rois), subplot_titles=rois, shared_yaxes=True)
+    colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
+    for col, roi in enumerate(rois, start=1):
+        for k, model in enumerate(models):
+            line = sorted((r for r in rows if r["roi"] == roi and r["model"] == model), key=lambda r: r["n_train"])
+            if not line:
+                continue
+            x = [r["n_train"] for r in line]
+            color = colors[k % len(colors)]
+            fig.add_trace(go.Scatter(x=x + x[::-1], y=[r["ci_high"] for r in line] + [r["ci_low"] for r in line][::-1],
+                                     fill="toself", fillcolor=color, opacity=0.2, line={"width": 0},
+                                     hoverinfo="skip", showlegend=False, legendgroup=model), row=1, col=col)
+            fig.add_trace(go.Scatter(x=x, y=[r["median_r"] for r in line], mode="lines+markers", name=model,
+                                     line={"color": color}, legendgroup=model, showlegend=col == 1,
+                                     hovertemplate=f"{model}, {roi}<br>%{{x}} train images: median r %{{y:.3f}}"
+                                                   "<extra></extra>"), row=1, col=col)
+        fig.update_xaxes(type="log", title_text="train images", row=1, col=col)
+    fig.update_yaxes(title_text="median test r", row=1, col=1)
+    fig.update_layout(title=title, height=420)
+    return fig

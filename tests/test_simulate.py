@@ -5,6 +5,8 @@ dataset, a few seconds); one slow test checks the default, vim-1-sized dataset.
 """
 
 import hashlib
+import importlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,7 +16,9 @@ from etecrm_lib import evaluation
 from etecrm_lib.data import simulate
 from etecrm_lib.data.images import (TEST_PHOTOS, TRAIN_PHOTOS, aperture_mask, apply_aperture, dead_leaves,
                                     load_photo, pink_noise, random_crops)
-from etecrm_lib.data.simulate import CORTEX, SimulationConfig, gabor_energy, prf_weights
+from etecrm_lib.data.simulate import CALIBRATION_TARGETS, CORTEX, SimulationConfig, gabor_energy, prf_weights
+
+simulate_module = importlib.import_module("etecrm_lib.data.simulate")  # the module (``simulate`` is the function)
 
 TINY = SimulationConfig(name="tiny", image_size=32, n_train=24, n_test=6, voxels={"V1": 20, "V3": 16})
 
@@ -101,33 +105,87 @@ def test_test_images_come_from_photographs_never_used_for_training(quick):
 
 # --------------------------------------------------------------------------- responses
 def test_noise_ceiling_from_repeats_tracks_the_oracle_ceiling(quick):
-    # 40 test images only: the repeat-based estimate scatters (median |difference| over effective
-    # voxels 0.03-0.13 per ROI over seeds 0-2), so the tolerances are loose; the slow test below
-    # checks the default size (120 test images) more tightly.
+    # 40 test images only, and vim-1-like (low) signal-to-noise ratios: the repeat-based estimate
+    # scatters (median |difference| over effective voxels up to about 0.16 in an ROI), so the
+    # tolerances are loose; the slow test below checks the default size (120 test images) more tightly.
     estimated, exact = [], []
     for roi in quick.rois:
         estimated.append(evaluation.noise_ceiling(quick.test.repeats[roi]))
         exact.append(evaluation.oracle_ceiling(quick.test.oracle[roi], quick.test.responses[roi]))
         effective = quick.voxels[roi].extra["effective"]
-        assert np.median(np.abs(estimated[-1] - exact[-1])[effective]) < 0.15, roi
+        assert np.median(np.abs(estimated[-1] - exact[-1])[effective]) < 0.2, roi
     estimated, exact = np.concatenate(estimated), np.concatenate(exact)
-    assert np.corrcoef(estimated, exact)[0, 1] > 0.7
+    assert np.corrcoef(estimated, exact)[0, 1] > 0.35  # seed 0: 0.48 (most ceilings are low: a narrow range)
     assert abs(np.mean(estimated - exact)) < 0.05  # no large bias
 
 
-def test_about_a_third_of_the_voxels_are_ineffective_and_v1_is_most_reliable(quick):
-    median_ceiling = {}
+def test_ineffective_share_grows_and_reliability_falls_from_v1_to_lo(quick):
+    median_ceiling, ineffective = {}, {}
     for roi in quick.rois:
         extra = quick.voxels[roi].extra
         effective = extra["effective"]
-        assert 0.28 <= 1 - effective.mean() <= 0.45, roi
+        ineffective[roi] = 1 - effective.mean()
+        assert abs(ineffective[roi] - (1 - CORTEX[roi].effective_fraction)) < 0.02, roi
         assert np.all(extra["snr"][~effective] < 0.015) and np.all(extra["snr"][effective] >= 0.03)
         exact = evaluation.oracle_ceiling(quick.test.oracle[roi], quick.test.responses[roi])
         assert np.median(np.abs(exact[~effective])) < 0.15, roi  # no signal: r with the truth is chance
-        assert np.median(exact[effective]) > 0.4, roi
-        assert np.quantile(exact, 0.9) > 0.7, roi
         median_ceiling[roi] = np.median(exact[effective])
-    assert median_ceiling["V1"] > median_ceiling["LO"]
+    assert ineffective["V1"] < ineffective["V3"] < ineffective["LO"]
+    assert median_ceiling["V1"] > median_ceiling["V3"] > median_ceiling["LO"] > 0.1
+
+
+def test_n_train_changes_only_the_train_split_and_every_argument_is_in_the_cache_key():
+    small, large = simulate(1, TINY, seed=0, cache=False), simulate(1, TINY, seed=0, cache=False, n_train=40)
+    assert large.train.stimuli.shape[0] == 40 and large.info["n_train"] == 40
+    np.testing.assert_array_equal(small.test.stimuli, large.test.stimuli)  # the same test images
+    for key in ("prf_x", "prf_sigma", "snr"):
+        np.testing.assert_array_equal(small.voxels["V1"].extra[key], large.voxels["V1"].extra[key])
+    keys = {simulate_module.simulation_key(replace(TINY, n_train=n), 1, 0, truth)
+            for n in (24, 40) for truth in simulate_module.GROUND_TRUTHS}
+    assert len(keys) == 6
+    with pytest.raises(ValueError, match="ground_truth must be one of"):
+        simulate(1, TINY, ground_truth="alexnet")
+    with pytest.raises(ValueError, match="train images"):
+        simulate(1, TINY, n_train=simulate_module.MAX_TRAIN_IMAGES + 1)
+
+
+def test_network_seed_follows_the_simulation_seed():
+    first, again = simulate(1, TINY, seed=0, cache=False), simulate(2, TINY, seed=0, cache=False)
+    other = simulate(1, TINY, seed=1, cache=False)
+    assert first.info["network_seed"] == again.info["network_seed"] != other.info["network_seed"]
+    assert first.info["ground_truth"] == "cortex" and set(first.info["areas"]) == set(first.rois)
+    a, b = (simulate_module.VentralStream(simulate_module.network_seed(s)) for s in (0, 1))
+    assert not torch.equal(a.v4_weight, b.v4_weight)
+    # each V4 unit is a sparse conjunction: 3 excitatory and 2 inhibitory parts
+    w = a.v4_weight.flatten(1)
+    assert torch.all((w > 0).sum(1) == 3) and torch.all((w < 0).sum(1) == 2)
+
+
+def test_lo_is_more_tolerant_to_position_than_v1():
+    """Shift the images by 2 px (0.6 deg): LO's maps change less than V1's (max-pooling over positions)."""
+    config = SimulationConfig.for_profile("quick")
+    images = torch.as_tensor(dead_leaves(8, 64, np.random.default_rng(0)))
+    shifted = torch.roll(images, 2, dims=-1)
+    stream = simulate_module.VentralStream(0)
+    names = ["gabor_energy", "lo_invariant"]
+    before = simulate_module.feature_maps(images, stream, config, names)
+    after = simulate_module.feature_maps(shifted, stream, config, names)
+    similarity = {name: np.corrcoef(before[name].flatten().numpy(), after[name].flatten().numpy())[0, 1]
+                  for name in names}
+    assert similarity["lo_invariant"] > similarity["gabor_energy"]
+
+
+def test_released_cnn_has_the_published_shape_and_ignores_brightness_and_contrast():
+    net = simulate_module.ReleasedCNN(seed=3)
+    convs = list(net.convs)
+    assert [c.out_channels for c in convs] == [128] * 3
+    assert all(c.kernel_size == (3, 3) and c.stride == (2, 2) and c.padding == (1, 1) for c in convs)
+    images = torch.rand(2, 64, 64)
+    out = net(images)
+    assert out.shape == (2, 128, 8, 8) and torch.all(out >= 0)
+    # each image is min-max scaled first: an affine change of its intensities changes nothing
+    torch.testing.assert_close(net(0.2 + 0.5 * images), out, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(simulate_module.ReleasedCNN(seed=3)(images), out)
 
 
 def test_v1_receptive_fields_are_recovered_by_reverse_correlation(quick):
@@ -272,12 +330,16 @@ def test_photos_crops_and_aperture():
     np.testing.assert_array_equal(shown * 256, np.round(shown * 256))  # 8-bit-like steps
 
 
+@pytest.fixture(scope="module")
+def default_subject():
+    return simulate(subject=1, profile="default", seed=0)
+
+
 @pytest.mark.slow
-def test_default_dataset_is_vim1_shaped_with_honest_noise_ceilings():
-    """The default size (about a minute on 2 CPU cores). Tolerances measured on seed 0:
-    median |estimated - oracle ceiling| was 0.036 (V1) to 0.077 (LO) over all voxels and
-    0.023 to 0.056 over effective voxels; the test allows 0.1 and 0.07."""
-    ds = simulate(subject=1, profile="default", seed=0, cache=False)
+def test_default_dataset_is_vim1_shaped_with_honest_noise_ceilings(default_subject):
+    """The default size (under a minute on 2 quiet CPU cores). Tolerances: the repeat-based estimate
+    is unbiased, its scatter over 120 test images is a few hundredths."""
+    ds = default_subject
     assert ds.train.stimuli.shape == (1750, 128, 128) and ds.test.stimuli.shape == (120, 128, 128)
     medians = {}
     for roi, n_vox in SimulationConfig.for_profile("default").voxels.items():
@@ -287,7 +349,47 @@ def test_default_dataset_is_vim1_shaped_with_honest_noise_ceilings():
         effective = ds.voxels[roi].extra["effective"]
         assert np.median(np.abs(estimated - exact)) < 0.1, roi
         assert np.median(np.abs(estimated - exact)[effective]) < 0.07, roi
-        assert np.quantile(estimated, 0.9) > 0.7 and np.quantile(estimated, 0.1) < 0.1, roi
+        assert np.quantile(estimated, 0.1) < 0.1, roi
         medians[roi] = np.median(exact)
     assert medians["V1"] > medians["V2"] > medians["LO"]
     assert set(CORTEX) == set(ds.rois)
+
+
+@pytest.mark.slow
+def test_default_subject_matches_the_vim1_calibration_targets(default_subject):
+    """Per ROI within a band around the targets (module docstring of ``simulate``): median noise
+    ceiling +- 0.06, predictable fraction +- 0.08; both fall from V1 to LO."""
+    measured = simulate_module.calibration_summary(default_subject)
+    for roi, target in CALIBRATION_TARGETS.items():
+        assert abs(measured[roi]["median_ceiling"] - target["median_ceiling"]) < 0.06, (roi, measured[roi])
+        assert abs(measured[roi]["predictable_fraction"] - target["predictable_fraction"]) < 0.08, (roi, measured[roi])
+    for key in ("median_ceiling", "predictable_fraction"):
+        assert measured["V1"][key] > measured["V3"][key] > measured["LO"][key], key
+
+
+@pytest.mark.slow
+def test_best_v1_voxels_of_the_gabor_model_reach_about_r_08(default_subject):
+    """vim-1's best V1 voxels reach r of about 0.8 for a good model; the Gabor model here too
+    (band 0.70-0.90 for the best voxel, the top 1 % above 0.6)."""
+    from etecrm_lib.ablations import run_variants
+
+    (result,) = run_variants(default_subject, ["gwp_ridge"], rois=["V1"], profile="full", progress=False)
+    r = np.asarray(result.test_r)
+    assert 0.70 < r.max() < 0.90 and np.quantile(r, 0.99) > 0.6
+
+
+def test_dead_leaves_painting_matches_a_plain_loop_over_discs():
+    """The vectorised painter against the obvious loop: later discs cover earlier ones."""
+    from etecrm_lib.data.images import _top_disc
+
+    rng = np.random.default_rng(5)
+    size, margin, n_leaves = 24, 6, 30
+    radii = rng.uniform(0.5, 6, 2 * n_leaves)
+    centres = rng.uniform(-margin, size + margin, (2 * n_leaves, 2))
+    top = _top_disc(radii, centres, 2, n_leaves, size, margin)
+    expected = np.full((2, size, size), -1)
+    yy, xx = np.mgrid[0:size, 0:size]
+    for k, ((cy, cx), r) in enumerate(zip(centres, radii)):
+        inside = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+        expected[k // n_leaves][inside] = k
+    np.testing.assert_array_equal(top, expected)

@@ -117,26 +117,55 @@ def dead_leaves(n: int, size: int, rng: np.random.Generator, n_leaves: int = 400
     """
     r_min, r_max = size / 50, size / 2.5
     margin = int(np.ceil(r_max))
-    images = np.empty((n, size, size), dtype=np.float32)
-    coords = np.arange(-margin, size + margin, dtype=np.float32)
-    for i in range(n):
-        canvas = np.full((size + 2 * margin,) * 2, rng.uniform(0.1, 0.9), dtype=np.float32)
-        # inverse-CDF sampling of p(r) ~ r^-3 on [r_min, r_max]
-        u = rng.random(n_leaves)
+    backgrounds, leaves = np.empty(n, dtype=np.float32), []
+    for i in range(n):  # the same draws, in the same order, as painting one image after the other
+        backgrounds[i] = rng.uniform(0.1, 0.9)
+        u = rng.random(n_leaves)  # inverse-CDF sampling of p(r) ~ r^-3 on [r_min, r_max]
         radii = (r_min ** -2 - u * (r_min ** -2 - r_max ** -2)) ** -0.5
         centres = rng.uniform(-margin, size + margin, size=(n_leaves, 2))
-        grays = rng.uniform(0.05, 0.95, size=n_leaves).astype(np.float32)
-        for (cy, cx), r, g in zip(centres, radii, grays):
-            y0, y1 = int(max(cy - r + margin, 0)), int(min(cy + r + margin + 1, canvas.shape[0]))
-            x0, x1 = int(max(cx - r + margin, 0)), int(min(cx + r + margin + 1, canvas.shape[1]))
-            dy = (coords[y0:y1] - cy)[:, None]
-            dx = (coords[x0:x1] - cx)[None, :]
-            patch = canvas[y0:y1, x0:x1]
-            patch[dy * dy + dx * dx <= r * r] = g
-        images[i] = canvas[margin:margin + size, margin:margin + size]
+        leaves.append((radii, centres, rng.uniform(0.05, 0.95, size=n_leaves).astype(np.float32)))
+    images = np.empty((n, size, size), dtype=np.float32)
+    for start in range(0, n, 64):
+        chunk = leaves[start:start + 64]
+        radii, centres, grays = (np.concatenate([leaf[k] for leaf in chunk]) for k in range(3))
+        top = _top_disc(radii, centres, len(chunk), n_leaves, size, margin)
+        images[start:start + len(chunk)] = np.where(top >= 0, grays[np.maximum(top, 0)],
+                                                    backgrounds[start:start + len(chunk), None, None])
     images += 0.04 * pink_noise(n, size, rng)
     sigmas = rng.uniform(0.3, 1.0, size=n) * size / 128
     return np.clip(_gaussian_blur(images, sigmas), 0.0, 1.0)
+
+
+def _top_disc(radii: np.ndarray, centres: np.ndarray, n_images: int, n_leaves: int, size: int,
+              margin: int) -> np.ndarray:
+    """Which disc is on top at each pixel: ``int64 (n_images, size, size)``, -1 where none is.
+
+    Disc ``k`` (of ``n_images * n_leaves``, image-major) has centre ``centres[k] = (y, x)`` in pixels
+    and radius ``radii[k]``. Later discs cover earlier ones: each pixel keeps the largest index among
+    the discs that contain it. Discs are cut to their bounding boxes, as painted on a canvas
+    ``margin`` pixels wider than the image on every side, and then to the image; all pixels of all
+    boxes are listed at once (no loop over discs).
+    """
+    cy, cx = centres[:, 0], centres[:, 1]
+    side = size + 2 * margin
+    # the painted box on the canvas (as a loop over discs would paint it), then its part in the image
+    y0 = np.maximum(np.maximum(cy - radii + margin, 0).astype(np.int64), margin) - margin
+    y1 = np.minimum(np.minimum(cy + radii + margin + 1, side).astype(np.int64), margin + size) - margin
+    x0 = np.maximum(np.maximum(cx - radii + margin, 0).astype(np.int64), margin) - margin
+    x1 = np.minimum(np.minimum(cx + radii + margin + 1, side).astype(np.int64), margin + size) - margin
+    width = np.maximum(x1 - x0, 0)
+    count = np.maximum(y1 - y0, 0) * width
+    disc = torch.from_numpy(np.repeat(np.arange(radii.size), count))
+    offset = torch.arange(disc.numel()) - torch.from_numpy(np.repeat(np.cumsum(count) - count, count))
+    t = {name: torch.from_numpy(np.ascontiguousarray(a))[disc] for name, a in
+         (("y0", y0), ("x0", x0), ("width", width), ("cy", cy), ("cx", cx), ("r2", radii * radii))}
+    yy, xx = t["y0"] + offset // t["width"], t["x0"] + offset % t["width"]
+    inside = (yy - t["cy"]) ** 2 + (xx - t["cx"]) ** 2 <= t["r2"]
+    disc = disc[inside]
+    pixel = ((disc // n_leaves) * size + yy[inside]) * size + xx[inside]
+    top = torch.full((n_images * size * size,), -1, dtype=torch.int64)
+    top.scatter_reduce_(0, pixel, disc, reduce="amax")
+    return top.numpy().reshape(n_images, size, size)
 
 
 def pink_noise(n: int, size: int, rng: np.random.Generator) -> np.ndarray:

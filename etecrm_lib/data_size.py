@@ -1,0 +1,315 @@
+"""How much data does end-to-end need? ETECRM and the Gabor model on growing training sets.
+
+The paper argues that larger fMRI data sets will favour end-to-end models. The simulation can
+test that: :func:`run_data_size` simulates one subject with many train images (the largest size,
+e.g. 7,000, four times vim-1's 1,750), then trains each model on **nested** subsets - the first
+250, 500, 1,000, ... train images, so every subset holds the smaller ones - and scores every fit
+on the **same** 120 test images. Each (size, ROI, model, model seed) gives one
+:class:`evaluation.EncodingResult` with ``info["n_train"]``.
+
+:func:`learning_curves` turns the results into one row per (ROI, model, size): the median test r
+(mean over model seeds) with a 95 % bootstrap interval over test images *and* model seeds, and
+:func:`crossings` says per ROI where the ETECRM curve crosses the Gabor curve, with a paired
+interval on the difference at every size.
+
+Results files (resumable: a finished, verified file is read instead of training again)::
+
+    OUT/results/sim_<profile>_sub<subject>_<roi>_<model>_n<size>_seed<seed>.npz   (reproduce.save_result)
+    OUT/curves.json     the learning-curve rows, the crossings and how the run was made
+
+>>> from etecrm_lib.data_size import DataSizeConfig, run_data_size
+>>> results = run_data_size(DataSizeConfig.for_profile("quick"), out="datasize_quick")
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import evaluation
+from .data.dataset import EncodingDataset, Split
+
+DATA_SIZE_PROFILES = ("quick", "full")
+
+
+@dataclass(frozen=True)
+class DataSizeConfig:
+    """What :func:`run_data_size` runs.
+
+    sizes : numbers of train images (nested subsets of the first ``max(sizes)`` simulated images)
+    models : variant names of :mod:`etecrm_lib.ablations` (default ETECRM and the Gabor ridge model)
+    rois : ROIs to fit
+    seeds : number of model seeds (0, 1, ...); each seed is a separate fit of every model and size
+    profile : the simulation and model profile, "quick" (CPU, 64 px) or "full" (vim-1 sized, GPU)
+    subject, simulation_seed, ground_truth : which simulated subject (see ``data.simulate``)
+    n_bootstrap : resamples of the test images (and seeds) for the intervals
+    """
+
+    sizes: tuple = (250, 500, 1000, 1750, 3500, 7000)
+    models: tuple = ("etecrm", "gwp_ridge")
+    rois: tuple = ("V1", "V2", "V3", "V4", "LO")
+    seeds: int = 3
+    profile: str = "full"
+    subject: int = 1
+    simulation_seed: int = 0
+    ground_truth: str = "cortex"
+    n_bootstrap: int = 1000
+
+    @classmethod
+    def for_profile(cls, profile: str = "full", **changes) -> "DataSizeConfig":
+        """``"full"``: 250 to 7,000 images, every ROI, 3 seeds (a GPU run); ``"quick"``: 100 to 800
+        images of 64 px, V1 only, 2 seeds (a few minutes on a CPU)."""
+        if profile == "quick":
+            base = cls(sizes=(100, 200, 400, 800), rois=("V1",), seeds=2, profile="quick")
+        elif profile == "full":
+            base = cls()
+        else:
+            raise ValueError(f"profile must be one of {DATA_SIZE_PROFILES}, got {profile!r}")
+        config = replace(base, **changes)
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """Raise a ValueError that says what to change."""
+        sizes = [int(n) for n in self.sizes]
+        if not sizes or min(sizes) < 20 or sorted(set(sizes)) != sizes:
+            raise ValueError(f"sizes must be increasing numbers of train images, each at least 20, got {self.sizes}")
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be at least 1, got {self.seeds}")
+        if self.profile not in DATA_SIZE_PROFILES:
+            raise ValueError(f"profile must be one of {DATA_SIZE_PROFILES}, got {self.profile!r}")
+        if not self.models or not self.rois:
+            raise ValueError("name at least one model and one ROI")
+
+
+def first_images(dataset: EncodingDataset, n_train: int) -> EncodingDataset:
+    """The dataset with only its first ``n_train`` train images (and responses); the test split is shared.
+
+    ``info["n_train"]`` records the size; a simulation's ``info["cache_key"]`` gets ``/first<n>``
+    appended, so results files of different sizes never pass for each other.
+    """
+    if not 1 <= n_train <= dataset.train.n_images:
+        raise ValueError(f"n_train must be between 1 and the {dataset.train.n_images} train images of the "
+                         f"dataset, got {n_train}; simulate more with simulate(..., n_train=...)")
+    train = Split(dataset.train.stimuli[:n_train], {roi: r[:n_train] for roi, r in dataset.train.responses.items()})
+    info = dict(dataset.info, n_train=int(n_train))
+    if info.get("cache_key"):
+        info["cache_key"] = f"{info['cache_key']}/first{n_train}"
+    return EncodingDataset(dataset.name, dataset.subject, train, dataset.test, dataset.voxels, info)
+
+
+def simulate_for(config: DataSizeConfig) -> EncodingDataset:
+    """The simulated subject of ``config``, with ``max(config.sizes)`` train images (cached)."""
+    from .data import simulate
+
+    return simulate(config.subject, "quick" if config.profile == "quick" else "default", seed=config.simulation_seed,
+                    ground_truth=config.ground_truth, n_train=max(config.sizes))
+
+
+def result_file(out, dataset: EncodingDataset, profile: str, roi: str, model: str, n_train: int, seed: int) -> Path:
+    """Where the results file of one (ROI, model, size, seed) lives under ``out``."""
+    return (Path(out) / "results" /
+            f"{dataset.name}_{profile}_sub{dataset.subject}_{roi}_{model}_n{n_train}_seed{seed}.npz")
+
+
+def run_data_size(config: DataSizeConfig | None = None, dataset: EncodingDataset | None = None, out=None,
+                  device=None, progress: bool = True) -> list:
+    """Fit every model of ``config`` on every size, ROI and model seed; returns ``list[EncodingResult]``.
+
+    ``dataset``: default :func:`simulate_for` ``(config)``; it needs at least ``max(config.sizes)``
+    train images. With ``out``, each result is written as soon as it exists
+    (``reproduce.save_result``, atomic) and read back to check it; a later run with the same
+    arguments loads the finished files (verified with ``reproduce.load_result``: checksums, shapes,
+    the ROI's data fingerprint, size and seed) instead of training again, and at the end
+    ``OUT/curves.json`` is written.
+    """
+    from tqdm.auto import tqdm
+
+    from .ablations import run_variants
+    from .reproduce import CorruptResultError, dataset_fingerprint, load_result, save_result
+
+    config = config or DataSizeConfig.for_profile("full")
+    config.check()
+    dataset = dataset if dataset is not None else simulate_for(config)
+    if dataset.train.n_images < max(config.sizes):
+        raise ValueError(f"the dataset has {dataset.train.n_images} train images; the largest size is "
+                         f"{max(config.sizes)}")
+    results = []
+    with tqdm(total=len(config.sizes) * config.seeds, desc="data size", unit="fit", disable=not progress) as bar:
+        for n_train in config.sizes:
+            subset = first_images(dataset, n_train)
+            for seed in range(config.seeds):
+                bar.set_postfix_str(f"{n_train} images, seed {seed}")
+                done, missing = {}, []
+                for roi in config.rois:
+                    expect = {"roi": roi, "n_train": int(n_train), "seed": seed,
+                              "dataset_fingerprint": dataset_fingerprint(subset, roi)}
+                    for model in config.models:
+                        path = None if out is None else result_file(out, subset, config.profile, roi, model, n_train,
+                                                                    seed)
+                        if path is not None and path.exists():
+                            try:
+                                done[(roi, model)] = load_result(path, expect={**expect, "model": model})
+                                continue
+                            except CorruptResultError as err:
+                                warnings.warn(f"recomputing: {err}", stacklevel=2)
+                        missing.append((roi, model))
+                for roi in dict.fromkeys(roi for roi, _ in missing):
+                    models = [m for r, m in missing if r == roi]
+                    for res in run_variants(subset, models, rois=[roi], profile=config.profile, seed=seed,
+                                            device=device, progress=False):
+                        res.info["n_train"] = int(n_train)
+                        if out is not None:
+                            path = result_file(out, subset, config.profile, roi, res.model, n_train, seed)
+                            extra = {"n_train": int(n_train), "dataset_fingerprint": dataset_fingerprint(subset, roi),
+                                     "simulation": {k: dataset.info.get(k) for k in
+                                                    ("seed", "ground_truth", "network_seed", "n_train")}}
+                            save_result(res, path, profile=config.profile, seed=seed, extra=extra)
+                            load_result(path, expect={"roi": roi, "model": res.model, "n_train": int(n_train)})
+                        done[(roi, res.model)] = res
+                results += [done[(roi, model)] for roi in config.rois for model in config.models]
+                bar.update()
+    if out is not None:
+        write_curves(results, dataset, config, out)
+    return results
+
+
+# --------------------------------------------------------------------------- learning curves
+def _seed_bootstrap(predictions: dict, responses: np.ndarray, n_bootstrap: int, seed: int) -> dict:
+    """Bootstrap median r over test images and model seeds, the same resamples for every key.
+
+    ``predictions``: ``{key: [(N_test, V) per model seed]}``. Returns ``{key: (observed, (B,) resampled)}``
+    where a statistic is the mean over (resampled) seeds of the median over voxels of r over the
+    (resampled) test images.
+    """
+    y = torch.as_tensor(np.asarray(responses), dtype=torch.float64)
+    n_images = y.shape[0]
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, n_images, (n_bootstrap, n_images), generator=gen)
+    counts = torch.zeros(n_bootstrap, n_images, dtype=torch.float64).scatter_add_(
+        1, idx, torch.ones(n_bootstrap, n_images, dtype=torch.float64))
+    n_seeds = max(len(preds) for preds in predictions.values())
+    seed_draws = torch.randint(0, n_seeds, (n_bootstrap, n_seeds), generator=gen)
+    out = {}
+    for key, preds in predictions.items():
+        observed, resampled = [], []
+        for pred in preds:
+            x = torch.as_tensor(np.asarray(pred), dtype=torch.float64)
+            observed.append(float(evaluation.pearson_r_t(x, y).quantile(0.5)))
+            resampled.append(evaluation._bootstrap_r(x, y, counts).quantile(0.5, dim=1))
+        resampled = torch.stack(resampled, dim=1)  # (B, seeds of this key)
+        pick = seed_draws % resampled.shape[1]
+        out[key] = (float(np.mean(observed)), resampled.gather(1, pick).mean(1).numpy())
+    return out
+
+
+def learning_curves(results, dataset: EncodingDataset, n_bootstrap: int = 1000, confidence: float = 0.95,
+                    seed: int = 0) -> list:
+    """One row per (ROI, model, size): median test r, mean over model seeds, with a bootstrap interval.
+
+    The interval resamples the test images (the same resamples for every model and size) and the
+    model seeds. Rows: ``roi, model, n_train, n_seeds, median_r, ci_low, ci_high``.
+    """
+    rows = []
+    alpha = (1 - confidence) / 2
+    for roi in dict.fromkeys(res.roi for res in results):
+        grouped = {}
+        for res in results:
+            if res.roi == roi:
+                grouped.setdefault((res.model, int(res.info["n_train"])), []).append(res.predictions)
+        stats = _seed_bootstrap(grouped, dataset.test.responses[roi], n_bootstrap, seed)
+        for (model, n_train), (observed, resampled) in stats.items():
+            rows.append({"roi": roi, "model": model, "n_train": n_train, "n_seeds": len(grouped[(model, n_train)]),
+                         "median_r": observed, "ci_low": float(np.quantile(resampled, alpha)),
+                         "ci_high": float(np.quantile(resampled, 1 - alpha))})
+    return sorted(rows, key=lambda r: (list(dict.fromkeys(x.roi for x in results)).index(r["roi"]), r["model"],
+                                       r["n_train"]))
+
+
+def crossings(results, dataset: EncodingDataset, model_a: str = "etecrm", model_b: str = "gwp_ridge",
+              n_bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0) -> list:
+    """Per ROI, ``model_a`` minus ``model_b`` (median r) at every size, and where the curves cross.
+
+    Returns one dict per ROI: ``roi``, ``differences`` (per size: ``n_train, difference, ci_low,
+    ci_high``; paired: both models on the same resampled test images and seeds) and ``crossing``:
+    the training-set size at which ``model_a`` first overtakes ``model_b`` (interpolated on a log
+    scale between the two sizes around the sign change), or None if it does not within the sizes
+    (``a_ahead_at_all_sizes`` says which side it stays on).
+    """
+    alpha = (1 - confidence) / 2
+    out = []
+    for roi in dict.fromkeys(res.roi for res in results):
+        grouped = {}
+        for res in results:
+            if res.roi == roi and res.model in (model_a, model_b):
+                grouped.setdefault((res.model, int(res.info["n_train"])), []).append(res.predictions)
+        sizes = sorted({n for (m, n) in grouped if (model_a, n) in grouped and (model_b, n) in grouped})
+        if not sizes:
+            continue
+        stats = _seed_bootstrap(grouped, dataset.test.responses[roi], n_bootstrap, seed)
+        diffs = []
+        for n in sizes:
+            (obs_a, res_a), (obs_b, res_b) = stats[(model_a, n)], stats[(model_b, n)]
+            d = res_a - res_b
+            diffs.append({"n_train": n, "difference": obs_a - obs_b, "ci_low": float(np.quantile(d, alpha)),
+                          "ci_high": float(np.quantile(d, 1 - alpha))})
+        crossing = None
+        for before, after in zip(diffs, diffs[1:]):
+            if before["difference"] <= 0 < after["difference"]:
+                t = before["difference"] / (before["difference"] - after["difference"])
+                crossing = float(math.exp(math.log(before["n_train"]) + t * (math.log(after["n_train"])
+                                                                              - math.log(before["n_train"]))))
+                break
+        out.append({"roi": roi, "model_a": model_a, "model_b": model_b, "differences": diffs, "crossing": crossing,
+                    "a_ahead_at_all_sizes": all(d["difference"] > 0 for d in diffs)})
+    return out
+
+
+def write_curves(results, dataset: EncodingDataset, config: DataSizeConfig, out) -> Path:
+    """Write ``OUT/curves.json``: the config, the simulation, the learning curves and the crossings."""
+    from .reproduce import _jsonable, provenance
+    from .storage import atomic_write
+
+    models = list(config.models)
+    summary = {
+        "config": asdict(config), "simulation": {k: dataset.info.get(k) for k in
+                                                 ("profile", "seed", "ground_truth", "network_seed", "n_train")},
+        "provenance": provenance(),
+        "curves": learning_curves(results, dataset, config.n_bootstrap),
+        "crossings": crossings(results, dataset, models[0], models[1], config.n_bootstrap) if len(models) > 1 else [],
+        "wall_time_s": {f"{r.roi}/{r.model}/n{r.info['n_train']}/seed{r.info.get('seed')}": r.info.get("wall_time_s")
+                        for r in results},
+    }
+    path = Path(out) / "curves.json"
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(_jsonable(summary), indent=1))
+    return path
+
+
+def read_curves(out) -> dict | None:
+    """The ``curves.json`` a run wrote under ``out``, or None if there is none (a clear error if it is broken)."""
+    path = Path(out) / "curves.json"
+    if not path.exists():
+        return None
+    try:
+        summary = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); run `etecrm datasize` again to rewrite it") from err
+    if not isinstance(summary, dict) or not {"curves", "crossings", "config"} <= set(summary):
+        raise ValueError(f"{path} lacks the 'curves', 'crossings' or 'config' entries; run `etecrm datasize` again")
+    return summary
+
+
+def find_committed_run(folder: str = "data/results/data_size") -> Path | None:
+    """The folder of a committed run (one holding ``curves.json``) under the working directory or a
+    parent of it (the book's chapters run in ``book/``), or None if there is none."""
+    for base in [Path.cwd(), *Path.cwd().parents]:
+        if (base / folder / "curves.json").exists():
+            return base / folder
+    return None
