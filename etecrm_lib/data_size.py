@@ -273,7 +273,8 @@ def crossings(results, dataset: EncodingDataset, model_a: str = "etecrm", model_
 
 def write_curves(results, dataset: EncodingDataset, config: DataSizeConfig, out) -> Path:
     """Write ``OUT/curves.json``: the config, the simulation, the learning curves and the crossings."""
-    from .reproduce import _jsonable, provenance
+    from .reproduce import provenance
+    from .results import jsonable
     from .storage import atomic_write
 
     models = list(config.models)
@@ -288,7 +289,7 @@ def write_curves(results, dataset: EncodingDataset, config: DataSizeConfig, out)
     }
     path = Path(out) / "curves.json"
     with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(_jsonable(summary), indent=1))
+        tmp.write_text(json.dumps(jsonable(summary), indent=1))
     return path
 
 

@@ -33,7 +33,8 @@ def main() -> None:
     from etecrm_lib import evaluation
     from etecrm_lib.ablations import run_variants
     from etecrm_lib.data import simulate
-    from etecrm_lib.reproduce import _jsonable, provenance
+    from etecrm_lib.reproduce import provenance
+    from etecrm_lib.results import jsonable
     from etecrm_lib.storage import atomic_write
 
     start = time.perf_counter()
@@ -58,7 +59,7 @@ def main() -> None:
     path = Path(args.out) / f"controls_{args.ground_truth}_{args.profile}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(_jsonable(summary), indent=1))
+        tmp.write_text(json.dumps(jsonable(summary), indent=1))
     print(f"control cortex '{args.ground_truth}', profile {args.profile} ({summary['wall_time_s']} s); expected winner: "
           f"{expected}")
     print("| ROI | etecrm median r | gwp_ridge median r | gwp - etecrm [95% CI] | winner |")
