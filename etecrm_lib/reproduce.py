@@ -232,8 +232,20 @@ def _train(job: _Job, roi: str, model: str, seed: int, deterministic: bool):
     return load_result(job.path(roi, model, seed), job.expect(roi, model, seed))
 
 
+def _standardized(predictions) -> np.ndarray:
+    """``(N, V)`` predictions with mean 0 and s.d. 1 per voxel (a constant voxel stays 0), float64."""
+    p = np.asarray(predictions, dtype=np.float64)
+    p = p - p.mean(axis=0)
+    sd = p.std(axis=0)
+    return np.divide(p, sd, out=np.zeros_like(p), where=sd > 0)
+
+
 def _write_ensembles(job: _Job, by_model: dict) -> list:
-    """Average the stored (float16) predictions of every model with >= 2 seeds, score on the test split, save."""
+    """Average the stored predictions of every model with >= 2 seeds, score on the test split, save.
+
+    Each seed's predictions are first standardized per voxel (over the test images: its own mean and
+    s.d., no test responses involved): a correlation-trained network predicts in arbitrary units, and
+    averaging raw predictions would let the seed with the largest scale decide."""
     from .evaluation import score
 
     written = []
@@ -241,7 +253,7 @@ def _write_ensembles(job: _Job, by_model: dict) -> list:
         if len(runs) < 2:
             continue
         seeds = [r.info["seed"] for r in runs]
-        mean = np.mean([r.predictions for r in runs], axis=0)
+        mean = np.mean([_standardized(r.predictions) for r in runs], axis=0)
         res = score(mean, job.data, roi, model, info={"ensemble_of": f"{len(runs)} model seeds: predictions averaged"})
         path = ensemble_path(job.out, job.data.name, job.profile, job.data.subject, roi, model, seeds, job.data_seed)
         save_result(res, path, profile=job.profile, seed=None,

@@ -13,7 +13,8 @@ output folder ``OUT``::
 (``gwp_ridge``: Gabor features and ridge have nothing random) are run once, stored as seed 0.
 
 A results file is a compressed ``.npz`` holding the per-voxel arrays (``test_r``, ``noise_ceiling``,
-``oracle_ceiling`` in float32; the test ``predictions`` in float16, enough for bootstrap comparisons
+``oracle_ceiling`` in float32; the test ``predictions`` in float32 (float16 overflowed for networks that
+predict in large units), enough for bootstrap comparisons
 and seed ensembles; per-voxel arrays of ``info`` such as ``val_r`` as ``info.<key>``) and ``meta``, a
 JSON string: the keys above, library version, git commit, configuration, device, wall time and a
 SHA-256 of every array. A file whose arrays, checksums, shapes or metadata do not match what a run
@@ -39,7 +40,7 @@ RESULTS_FORMAT = 2
 """2: data seed and seed sets recorded. Files of format 1 (no data seed) are still read."""
 READABLE_FORMATS = (1, 2)
 _ARRAY_DTYPES = {"test_r": np.float32, "noise_ceiling": np.float32, "oracle_ceiling": np.float32,
-                 "predictions": np.float16}
+                 "predictions": np.float32}
 
 
 class CorruptResultError(ValueError):
@@ -108,7 +109,7 @@ def save_result(result: EncodingResult, path, *, profile: str, seed: int | None,
     """Write one result to a compressed ``.npz`` (atomically: temp file, then rename). Returns the path.
 
     Arrays: ``test_r``, ``noise_ceiling``, ``oracle_ceiling`` (float32, shape (V,)), ``predictions``
-    (float16, (N_test, V)); per-voxel arrays of ``result.info`` (e.g. ``val_r``) as float32
+    (float32, (N_test, V)); per-voxel arrays of ``result.info`` (e.g. ``val_r``) as float32
     ``info.<key>``. ``meta``: JSON with the key fields, the rest of ``result.info`` and ``extra``
     (e.g. ``data_seed``, ``seeds`` of an ensemble), plus each array's shape, dtype and SHA-256.
     ``seed`` is None for a seed ensemble.

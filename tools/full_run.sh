@@ -54,12 +54,13 @@ if [ "$mode" = run ]; then
 elif [ "$mode" = pack ]; then
     dest=${3:?pack needs DEST}
     rm -rf "$work/pack" && mkdir -p "$work/pack"
-    for part in results controls data_size; do
+    for part in ${PARTS:-results controls data_size}; do
         [ -d "$work/$part" ] && cp -r "$work/$part" "$work/pack/"
     done
-    cp "$work"/*.done "$work"/*.log "$work/pack/" 2>/dev/null
+    cp "$work"/*.done "$work/pack/" 2>/dev/null
     [ -d "$work/pack/results" ] && $py -m etecrm_lib.cli table --strip-predictions --no-figures --out "$work/pack/results"
-    tar czf "$dest/full_results.tgz" -C "$work/pack" .
+    rm -f "$work/pack"/data_size/*/*.npz   # learning curves (curves.json) hold what the book shows
+    tar czf - -C "$work/pack" . | split -b 15m - "$dest/full_results.tgz.part-"
     ls -la "$dest"
 else
     echo "unknown mode $mode" >&2
