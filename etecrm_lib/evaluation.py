@@ -392,3 +392,104 @@ def paired_bootstrap(result_a, result_b, responses, statistic: str = "median_r",
 def pearson_r_t(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-column Pearson r of two float tensors, staying in torch: ``(N, V), (N, V) -> (V,)``."""
     return _bootstrap_r(x, y, torch.ones(1, x.shape[0], dtype=x.dtype, device=x.device))[0]
+
+
+# --------------------------------------------------------------------------- chapters 4-8: selective optimization, seeds, cost
+def seed_runs(results, model: str, roi: str | None = None) -> list:
+    """The results of ``model`` (on ``roi``, if given), one per model seed, sorted by seed: a list for
+    :func:`paired_bootstrap`. Raises a ValueError naming the models present when there is none."""
+    runs = [r for r in results if r.model == model and (roi is None or r.roi == roi)]
+    if not runs:
+        raise ValueError(f"no results of model {model!r}{'' if roi is None else f' on {roi}'}; "
+                         f"models present: {sorted({r.model for r in results})}")
+    return sorted(runs, key=lambda r: r.info.get("seed") or 0)
+
+
+def verdict(comparison: Comparison) -> str:
+    """Plain words for a paired-bootstrap difference A - B: which way its 95% interval points."""
+    if comparison.ci_low > 0:
+        return f"{comparison.model_a} is reliably better (the whole interval is above 0)"
+    if comparison.ci_high < 0:
+        return f"{comparison.model_a} is reliably worse (the whole interval is below 0)"
+    return "no difference these test images and seeds can detect (the interval contains 0)"
+
+
+def expected_noisy_r(signal_r, scale, noise_std: float = 1.0):
+    """Expected correlation with the response of a prediction of size ``scale`` plus fixed-size noise.
+
+    The prediction of a voxel over the images is ``p = scale * z`` with z standardized (s.d. 1 over
+    the images) and correlated ``signal_r`` with the response; noise regularization adds independent
+    Gaussian noise of s.d. ``noise_std``. For many images the correlation of ``p + noise`` with the
+    response is ``signal_r * scale / sqrt(scale**2 + noise_std**2)``: it approaches ``signal_r`` only
+    when the prediction is large next to the noise. Arguments broadcast (numpy); returns float64.
+    """
+    signal_r, scale = np.asarray(signal_r, dtype=np.float64), np.asarray(scale, dtype=np.float64)
+    if noise_std < 0 or np.any(scale < 0):
+        raise ValueError(f"scale and noise_std must be >= 0, got scale min {scale.min()}, noise_std {noise_std}")
+    total = np.sqrt(scale ** 2 + noise_std ** 2)
+    return np.where(total > 0, signal_r * scale / np.where(total > 0, total, 1.0), 0.0)
+
+
+def rank_correlation(x, y, n_bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0) -> tuple:
+    """Spearman rank correlation of ``x`` and ``y`` with a percentile bootstrap interval.
+
+    ``x``, ``y``: ``(V,)`` (one value per voxel) or ``(S, V)`` (one row per model seed). The statistic
+    is the mean over rows of each row's rank correlation; each resample draws the voxels with
+    replacement (the same voxels for every row) and the rows (seeds) with replacement, so the
+    interval covers both. Returns ``(rho, low, high)`` (``n_bootstrap=0``: no interval, NaN bounds).
+    """
+    from scipy import stats
+
+    x, y = np.atleast_2d(np.asarray(x, dtype=np.float64)), np.atleast_2d(np.asarray(y, dtype=np.float64))
+    if x.shape != y.shape:
+        x, y = np.broadcast_arrays(x, y)
+    n_rows, n = x.shape
+    if n < 3:
+        raise ValueError(f"a rank correlation needs at least 3 voxels, got {n}")
+
+    def rho(rows, cols):
+        values = [stats.spearmanr(x[i, cols], y[i, cols]).statistic for i in rows]
+        return float(np.nanmean(values))
+
+    observed = rho(range(n_rows), np.arange(n))
+    if n_bootstrap < 1:
+        return observed, float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    boot = [rho(rng.integers(0, n_rows, n_rows), rng.integers(0, n, n)) for _ in range(n_bootstrap)]
+    alpha = (1 - confidence) / 2
+    low, high = np.nanquantile(boot, [alpha, 1 - alpha])
+    return observed, float(low), float(high)
+
+
+def training_seconds(results) -> list:
+    """What training cost, per model, from the results' wall times (``info["wall_time_s"]``).
+
+    One row per model: ``seconds_per_roi`` (mean over ROIs and seeds), ``seconds_per_subject`` (all
+    its ROIs, mean over seeds, with ``seconds_per_subject_sd`` over seeds), ``ms_per_voxel`` (all ROIs'
+    time over all their voxels, mean over seeds), ``n_rois``, ``n_seeds`` and ``device`` (all devices
+    seen, so a table shows when models ran on different machines). Results without a wall time are skipped.
+    """
+    per_model = {}
+    for res in results:
+        seconds = res.info.get("wall_time_s")
+        if seconds is None:
+            continue
+        per_model.setdefault(res.model, []).append(res)
+    rows = []
+    for model, runs in per_model.items():
+        seeds = sorted({r.info.get("seed") or 0 for r in runs})
+        rois = list(dict.fromkeys(r.roi for r in runs))
+        totals, voxels = [], []
+        for s in seeds:
+            mine = [r for r in runs if (r.info.get("seed") or 0) == s]
+            totals.append(sum(float(r.info["wall_time_s"]) for r in mine))
+            voxels.append(sum(r.n_voxels for r in mine))
+        rows.append({
+            "model": model, "n_rois": len(rois), "n_seeds": len(seeds),
+            "seconds_per_roi": float(np.mean([float(r.info["wall_time_s"]) for r in runs])),
+            "seconds_per_subject": float(np.mean(totals)),
+            "seconds_per_subject_sd": float(np.std(totals, ddof=1)) if len(totals) > 1 else None,
+            "ms_per_voxel": float(np.mean([1000 * t / v for t, v in zip(totals, voxels)])),
+            "device": ", ".join(sorted({str(r.info.get("device")) for r in runs if r.info.get("device")})),
+        })
+    return rows

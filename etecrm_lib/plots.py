@@ -480,3 +480,82 @@ def learning_curves(rows, title: str = "Accuracy against training-set size"):
     fig.update_yaxes(title_text="median test r", row=1, col=1)
     fig.update_layout(title=title, height=420)
     return fig
+
+
+# =========================================================================== chapters 4-8
+# Figures of the ETECRM chapters: selective optimization during training, noise on the predictions,
+# seeds and training cost. The numbers come from evaluation (expected_noisy_r, training_seconds).
+def noisy_correlation_curves(signal_rs=(0.0, 0.1, 0.3, 0.6), scales=None, noise_std: float = 1.0):
+    """Why fixed-size noise on the predictions makes correlation training selective (two panels).
+
+    For voxels whose best prediction correlates ``signal_r`` with the response, the expected r of a
+    prediction of size ``scale`` (s.d. over images) after adding noise of s.d. ``noise_std``
+    (:func:`evaluation.expected_noisy_r`), and its cube, the voxel's term in ``-loss = mean(r^3)``.
+    A voxel with no signal gains nothing from a larger prediction; a predictable one gains a lot.
+    """
+    go = _go()
+    from plotly.subplots import make_subplots
+
+    from .evaluation import expected_noisy_r
+
+    scales = np.linspace(0, 5 * max(noise_std, 1e-3), 101) if scales is None else np.asarray(scales, dtype=float)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("expected r with the noise", "its cube: the voxel's gain in -loss"))
+    palette = ["#7f7f7f", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"]
+    for k, signal_r in enumerate(signal_rs):
+        r = expected_noisy_r(signal_r, scales, noise_std)
+        style = dict(color=palette[k % len(palette)])
+        name = f"voxel with r = {signal_r:g} without noise"
+        fig.add_trace(go.Scatter(x=scales, y=r, mode="lines", name=name, line=style, legendgroup=name,
+                                 hovertemplate="scale %{x:.2f}: r %{y:.3f}<extra></extra>"), row=1, col=1)
+        fig.add_trace(go.Scatter(x=scales, y=r ** 3, mode="lines", name=name, line=style, legendgroup=name,
+                                 showlegend=False, hovertemplate="scale %{x:.2f}: r³ %{y:.4f}<extra></extra>"),
+                      row=1, col=2)
+    fig.update_xaxes(title_text=f"prediction scale (s.d. over images; noise s.d. {noise_std:g})")
+    fig.update_yaxes(title_text="r", row=1, col=1)
+    fig.update_yaxes(title_text="r³", row=1, col=2)
+    fig.update_layout(title="Fixed-size noise on the predictions: what a larger prediction buys, per voxel",
+                      height=440, legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def weights_over_epochs(train_r, order=None, best_epoch: int | None = None, sort_label: str = "noise ceiling"):
+    """Heatmap of the self-adapting weights ``r_v^2`` per epoch: rows voxels, columns epochs.
+
+    ``train_r``: ``(E, V)`` per-epoch training r (``TrainingHistory.train_r``); ``order``: voxel order
+    (e.g. ``np.argsort(ceiling)``, best at the top); ``best_epoch`` (0-based) is marked.
+    """
+    go = _go()
+    weights = np.asarray(train_r, dtype=float) ** 2
+    if weights.ndim != 2:
+        raise ValueError(f"train_r must be (epochs, voxels), got shape {weights.shape}")
+    order = np.arange(weights.shape[1]) if order is None else np.asarray(order)
+    fig = go.Figure(go.Heatmap(z=weights[:, order].T, x=np.arange(1, weights.shape[0] + 1), colorscale="Viridis",
+                               colorbar=dict(title="r²"),
+                               hovertemplate="epoch %{x}, voxel rank %{y}: r² %{z:.3f}<extra></extra>"))
+    if best_epoch is not None and best_epoch >= 0:
+        fig.add_vline(x=best_epoch + 1, line_dash="dot", line_color="white")
+    fig.update_layout(title="Self-adapting weights r² of every voxel, epoch by epoch (dotted: the kept epoch)",
+                      xaxis_title="epoch", yaxis_title=f"voxels sorted by {sort_label} (highest at the top)",
+                      height=460)
+    return fig
+
+
+def training_cost_bars(rows, value: str = "ms_per_voxel"):
+    """Bars of training cost per model (rows of :func:`evaluation.training_seconds`), with ±1 s.d. over seeds
+    for ``seconds_per_subject``. ``value``: "ms_per_voxel", "seconds_per_roi" or "seconds_per_subject"."""
+    go = _go()
+    labels = {"ms_per_voxel": "training milliseconds per voxel", "seconds_per_roi": "training seconds per ROI",
+              "seconds_per_subject": "training seconds per subject (all ROIs)"}
+    if value not in labels:
+        raise ValueError(f"value must be one of {list(labels)}, got {value!r}")
+    rows = list(rows)
+    if not rows:
+        raise ValueError("no rows to plot: pass evaluation.training_seconds(results)")
+    error = None
+    if value == "seconds_per_subject":
+        error = dict(type="data", array=[r.get("seconds_per_subject_sd") or 0 for r in rows])
+    fig = go.Figure(go.Bar(x=[r["model"] for r in rows], y=[r[value] for r in rows], error_y=error,
+                           text=[f"{r[value]:.3g}" for r in rows], textposition="outside",
+                           hovertemplate="%{x}: %{y:.3g}<extra></extra>"))
+    fig.update_layout(title=f"What training cost: {labels[value]}", yaxis_title=labels[value], height=420)
+    return fig

@@ -1,0 +1,124 @@
+"""The helpers chapters 4-8 use: noisy-prediction correlation, rank correlation over voxels and seeds,
+training cost from wall times, seed runs and verdicts, and their figures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from etecrm_lib import evaluation, plots
+from etecrm_lib.evaluation import Comparison, EncodingResult
+
+
+def result(model, roi, seed, n_voxels, wall, device="cpu"):
+    return EncodingResult(model, roi, "sim", 1, np.zeros(n_voxels, np.float32),
+                          info={"seed": seed, "wall_time_s": wall, "device": device})
+
+
+# --------------------------------------------------------------------------- expected_noisy_r
+def test_expected_noisy_r_matches_a_simulation():
+    rng = np.random.default_rng(0)
+    n = 400_000
+    y = rng.standard_normal(n)
+    for rho, scale in ((0.0, 2.0), (0.3, 0.5), (0.6, 3.0)):
+        z = rho * y + np.sqrt(1 - rho ** 2) * rng.standard_normal(n)
+        measured = np.corrcoef(scale * z + 1.5 * rng.standard_normal(n), y)[0, 1]
+        assert measured == pytest.approx(float(evaluation.expected_noisy_r(rho, scale, noise_std=1.5)), abs=0.005)
+
+
+def test_expected_noisy_r_limits_and_broadcasting():
+    assert float(evaluation.expected_noisy_r(0.5, 0.0)) == 0.0           # no prediction: nothing but noise
+    assert float(evaluation.expected_noisy_r(0.5, 1e6)) == pytest.approx(0.5)  # huge prediction: noise vanishes
+    assert float(evaluation.expected_noisy_r(0.5, 2.0, noise_std=0.0)) == pytest.approx(0.5)
+    assert float(evaluation.expected_noisy_r(0.5, 1.0)) == pytest.approx(0.5 / np.sqrt(2))
+    grid = evaluation.expected_noisy_r(np.array([[0.0], [0.3]]), np.linspace(0, 4, 5))
+    assert grid.shape == (2, 5) and np.all(grid[0] == 0) and np.all(np.diff(grid[1]) > 0)
+    with pytest.raises(ValueError, match=">= 0"):
+        evaluation.expected_noisy_r(0.5, -1.0)
+
+
+# --------------------------------------------------------------------------- rank_correlation
+def test_rank_correlation_is_spearman_with_an_interval_around_it():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=200)
+    y = x + rng.normal(size=200)
+    rho, low, high = evaluation.rank_correlation(x, y, n_bootstrap=300, seed=0)
+    assert rho == pytest.approx(stats.spearmanr(x, y).statistic)
+    assert low < rho < high and high - low < 0.3
+    assert np.isnan(evaluation.rank_correlation(x, y, n_bootstrap=0)[1])
+
+
+def test_rank_correlation_over_seeds_is_the_mean_of_rows():
+    rng = np.random.default_rng(2)
+    ceiling = rng.uniform(size=100)
+    weights = np.stack([ceiling + s * rng.normal(size=100) for s in (0.1, 0.5, 2.0)])   # (seeds, V)
+    rho, low, high = evaluation.rank_correlation(weights, ceiling, n_bootstrap=200, seed=0)
+    assert rho == pytest.approx(np.mean([stats.spearmanr(w, ceiling).statistic for w in weights]))
+    assert low < rho < high
+    with pytest.raises(ValueError, match="at least 3"):
+        evaluation.rank_correlation([1.0, 2.0], [2.0, 1.0])
+
+
+# --------------------------------------------------------------------------- training_seconds
+def test_training_seconds_per_roi_subject_and_voxel():
+    results = [result("etecrm", roi, seed, n, wall) for seed, walls in ((0, (2.0, 4.0)), (1, (3.0, 5.0)))
+               for roi, n, wall in zip(("V1", "V4"), (100, 300), walls)]
+    results += [result("gwp_ridge", "V1", 0, 100, 10.0), result("gwp_ridge", "V4", 0, 300, 2.0),
+                result("no_time", "V1", 0, 100, None)]
+    rows = {row["model"]: row for row in evaluation.training_seconds(results)}
+    assert set(rows) == {"etecrm", "gwp_ridge"}                         # no wall time: skipped
+    e = rows["etecrm"]
+    assert e["n_rois"] == 2 and e["n_seeds"] == 2
+    assert e["seconds_per_roi"] == pytest.approx(3.5)
+    assert e["seconds_per_subject"] == pytest.approx(7.0)               # (6 + 8) / 2
+    assert e["seconds_per_subject_sd"] == pytest.approx(np.std([6.0, 8.0], ddof=1))
+    assert e["ms_per_voxel"] == pytest.approx(1000 * 7.0 / 400)
+    g = rows["gwp_ridge"]
+    assert g["seconds_per_subject"] == pytest.approx(12.0) and g["seconds_per_subject_sd"] is None
+    assert g["device"] == "cpu"
+
+
+# --------------------------------------------------------------------------- seed_runs, verdict
+def test_seed_runs_sorted_by_seed_and_clear_error():
+    results = [result("etecrm", "V1", s, 5, 1.0) for s in (2, 0, 1)] + [result("etecrm", "V4", 0, 5, 1.0)]
+    assert [r.info["seed"] for r in evaluation.seed_runs(results, "etecrm", "V1")] == [0, 1, 2]
+    assert len(evaluation.seed_runs(results, "etecrm")) == 4
+    with pytest.raises(ValueError, match="models present: \\['etecrm'\\]"):
+        evaluation.seed_runs(results, "gwp_ridge")
+
+
+def test_verdict_follows_the_interval():
+    def cmp(low, high):
+        return Comparison("a", "b", "V1", "median_r", (low + high) / 2, low, high, 0.5, 100)
+
+    assert "reliably better" in evaluation.verdict(cmp(0.01, 0.05))
+    assert "reliably worse" in evaluation.verdict(cmp(-0.05, -0.01))
+    assert "contains 0" in evaluation.verdict(cmp(-0.01, 0.02))
+
+
+# --------------------------------------------------------------------------- figures
+def test_noisy_correlation_curves_draw_the_formula():
+    fig = plots.noisy_correlation_curves(signal_rs=(0.0, 0.5), scales=np.array([0.0, 1.0, 2.0]))
+    assert len(fig.data) == 4                                           # r and r^3 per voxel
+    r_half, cube_half = fig.data[2], fig.data[3]
+    assert np.allclose(r_half.y, evaluation.expected_noisy_r(0.5, [0.0, 1.0, 2.0]))
+    assert np.allclose(cube_half.y, np.asarray(r_half.y) ** 3)
+    assert np.allclose(fig.data[0].y, 0)                                # no signal: flat at 0
+
+
+def test_weights_over_epochs_sorts_voxels_and_squares_r():
+    train_r = np.array([[0.1, -0.5, 0.3], [0.2, 0.4, -0.6]])            # (epochs, voxels)
+    fig = plots.weights_over_epochs(train_r, order=[2, 0, 1], best_epoch=1)
+    z = np.asarray(fig.data[0].z)
+    assert z.shape == (3, 2) and np.allclose(z, (train_r ** 2)[:, [2, 0, 1]].T)
+    with pytest.raises(ValueError, match="epochs, voxels"):
+        plots.weights_over_epochs(np.zeros(3))
+
+
+def test_training_cost_bars():
+    rows = evaluation.training_seconds([result("etecrm", "V1", s, 10, 1.0 + s) for s in (0, 1)])
+    fig = plots.training_cost_bars(rows, "seconds_per_subject")
+    assert list(fig.data[0].y) == [1.5] and fig.data[0].error_y.array[0] == pytest.approx(np.std([1, 2], ddof=1))
+    with pytest.raises(ValueError, match="value must be"):
+        plots.training_cost_bars(rows, "minutes")
