@@ -113,7 +113,7 @@ def test_noise_ceiling_from_repeats_tracks_the_oracle_ceiling(quick):
         estimated.append(evaluation.noise_ceiling(quick.test.repeats[roi]))
         exact.append(evaluation.oracle_ceiling(quick.test.oracle[roi], quick.test.responses[roi]))
         effective = quick.voxels[roi].extra["effective"]
-        assert np.median(np.abs(estimated[-1] - exact[-1])[effective]) < 0.2, roi
+        assert np.median(np.abs(estimated[-1] - exact[-1])[effective]) < 0.25, roi  # seed 0: up to 0.22 (V4)
     estimated, exact = np.concatenate(estimated), np.concatenate(exact)
     assert np.corrcoef(estimated, exact)[0, 1] > 0.35  # seed 0: 0.48 (most ceilings are low: a narrow range)
     assert abs(np.mean(estimated - exact)) < 0.05  # no large bias
@@ -203,7 +203,9 @@ def test_v1_receptive_fields_are_recovered_by_reverse_correlation(quick):
     row, col = np.unravel_index(correlation_maps.argmax(1), (16, 16))
     peak_x, peak_y = (col + 0.5 - 8) * 1.25, (8 - row - 0.5) * 1.25
     error = np.hypot(peak_x - extra["prf_x"][best], peak_y - extra["prf_y"][best])
-    assert np.median(error) < 1.5 and np.quantile(error, 0.8) < 2.5  # degrees (measured: 0.6-0.7 and 0.9-1.1)
+    # degrees; a random place in the 20 x 20 deg field misses by about 7 deg. Measured on the calibrated
+    # (low-SNR) quick subject: median 2.9; it was 0.6-0.7 before the calibration to vim-1
+    assert np.median(error) < 4 and np.quantile(error, 0.8) < 6
     assert correlation_maps.max(1).mean() > 0.2
 
 
@@ -347,7 +349,7 @@ def test_default_dataset_is_vim1_shaped_with_honest_noise_ceilings(default_subje
         estimated = evaluation.noise_ceiling(ds.test.repeats[roi])
         exact = evaluation.oracle_ceiling(ds.test.oracle[roi], ds.test.responses[roi])
         effective = ds.voxels[roi].extra["effective"]
-        assert np.median(np.abs(estimated - exact)) < 0.1, roi
+        assert np.median(np.abs(estimated - exact)) < 0.12, roi   # seed 0: up to 0.10 (V1)
         assert np.median(np.abs(estimated - exact)[effective]) < 0.07, roi
         assert np.quantile(estimated, 0.1) < 0.1, roi
         medians[roi] = np.median(exact)
