@@ -116,7 +116,9 @@ def test_noise_ceiling_from_repeats_tracks_the_oracle_ceiling(quick):
         assert np.median(np.abs(estimated[-1] - exact[-1])[effective]) < 0.25, roi  # seed 0: up to 0.22 (V4)
     estimated, exact = np.concatenate(estimated), np.concatenate(exact)
     assert np.corrcoef(estimated, exact)[0, 1] > 0.35  # seed 0: 0.48 (most ceilings are low: a narrow range)
-    assert abs(np.mean(estimated - exact)) < 0.05  # no large bias
+    # no large bias; the estimate is clipped at 0, which lifts the mean of the many near-zero ceilings
+    # of the calibrated subject (seed 0, 40 test images: +0.086)
+    assert abs(np.mean(estimated - exact)) < 0.12
 
 
 def test_ineffective_share_grows_and_reliability_falls_from_v1_to_lo(quick):
@@ -196,17 +198,18 @@ def test_v1_receptive_fields_are_recovered_by_reverse_correlation(quick):
     energy = torch.nn.functional.avg_pool2d((stimuli - local_mean) ** 2, 4).flatten(1).numpy()  # (N, 256)
     energy = energy / energy.mean(1, keepdims=True)  # take out each image's overall contrast
     extra = quick.voxels["V1"].extra
-    best = np.argsort(extra["snr"])[-30:]
+    best = np.argsort(extra["snr"])[-15:]
     responses = quick.train.responses["V1"][:, best]
     z = lambda a: (a - a.mean(0)) / (a.std(0) + 1e-6)  # noqa: E731
-    correlation_maps = z(responses).T @ z(energy) / len(energy)  # (30 voxels, 256 places)
+    correlation_maps = z(responses).T @ z(energy) / len(energy)  # (15 voxels, 256 places)
     row, col = np.unravel_index(correlation_maps.argmax(1), (16, 16))
     peak_x, peak_y = (col + 0.5 - 8) * 1.25, (8 - row - 0.5) * 1.25
     error = np.hypot(peak_x - extra["prf_x"][best], peak_y - extra["prf_y"][best])
-    # degrees; a random place in the 20 x 20 deg field misses by about 7 deg. Measured on the calibrated
-    # (low-SNR) quick subject: median 2.9; it was 0.6-0.7 before the calibration to vim-1
-    assert np.median(error) < 4 and np.quantile(error, 0.8) < 6
-    assert correlation_maps.max(1).mean() > 0.2
+    # degrees; a random place in the 20 x 20 deg field misses by a median 8 deg. On the calibrated
+    # (vim-1-like, low-SNR) quick subject, 300 train images: median 0.96 over the 15 best voxels (the
+    # weaker ones' maps are dominated by noise: over the best 30 the median is 2.9)
+    assert np.median(error) < 1.5
+    assert correlation_maps.max(1).mean() > 0.15  # measured 0.21
 
 
 def test_receptive_fields_are_retinotopic_and_grow_with_eccentricity_and_area(quick):
@@ -339,8 +342,8 @@ def default_subject():
 
 @pytest.mark.slow
 def test_default_dataset_is_vim1_shaped_with_honest_noise_ceilings(default_subject):
-    """The default size (under a minute on 2 quiet CPU cores). Tolerances: the repeat-based estimate
-    is unbiased, its scatter over 120 test images is a few hundredths."""
+    """The default size. Tolerances: the repeat-based ceiling estimate scatters by about 0.1 at the
+    calibrated, vim-1-like signal-to-noise ratios."""
     ds = default_subject
     assert ds.train.stimuli.shape == (1750, 128, 128) and ds.test.stimuli.shape == (120, 128, 128)
     medians = {}
@@ -349,8 +352,10 @@ def test_default_dataset_is_vim1_shaped_with_honest_noise_ceilings(default_subje
         estimated = evaluation.noise_ceiling(ds.test.repeats[roi])
         exact = evaluation.oracle_ceiling(ds.test.oracle[roi], ds.test.responses[roi])
         effective = ds.voxels[roi].extra["effective"]
-        assert np.median(np.abs(estimated - exact)) < 0.12, roi   # seed 0: up to 0.10 (V1)
-        assert np.median(np.abs(estimated - exact)[effective]) < 0.07, roi
+        # the calibrated (vim-1-like) SNRs are low: 13 repeats estimate a ceiling to about +-0.1
+        # (seed 0, median |estimate - oracle|: all voxels 0.10-0.14, effective 0.08-0.15 by ROI)
+        assert np.median(np.abs(estimated - exact)) < 0.17, roi
+        assert np.median(np.abs(estimated - exact)[effective]) < 0.17, roi
         assert np.quantile(estimated, 0.1) < 0.1, roi
         medians[roi] = np.median(exact)
     assert medians["V1"] > medians["V2"] > medians["LO"]
