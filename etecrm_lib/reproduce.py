@@ -30,7 +30,7 @@ from .comparisons import REFERENCE, compare_run, load_comparisons, save_comparis
 from .results import (CorruptResultError, _sha256, collect_results, dataset_tag, ensemble_path,  # noqa: F401
                       jsonable, load_result, read_meta, result_path, save_result)
 from .storage import atomic_write
-from .tables import markdown_table, table_rows, write_figures, write_tables  # noqa: F401
+from .tables import write_figures, write_tables  # noqa: F401
 
 MIN_BOOTSTRAP = 100
 DEFAULT_SEEDS = {"quick": 3, "full": 5}

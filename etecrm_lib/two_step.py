@@ -23,7 +23,7 @@ touches the test split, through ``evaluation.score``::
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
