@@ -121,7 +121,7 @@ def test_noise_ceiling_from_repeats_tracks_the_oracle_ceiling(quick):
     assert abs(np.mean(estimated - exact)) < 0.12
 
 
-def test_ineffective_share_grows_and_reliability_falls_from_v1_to_lo(quick):
+def test_every_area_has_its_share_of_silent_voxels_and_reliability_falls_from_v1_to_lo(quick):
     median_ceiling, ineffective = {}, {}
     for roi in quick.rois:
         extra = quick.voxels[roi].extra
@@ -132,7 +132,6 @@ def test_ineffective_share_grows_and_reliability_falls_from_v1_to_lo(quick):
         exact = evaluation.oracle_ceiling(quick.test.oracle[roi], quick.test.responses[roi])
         assert np.median(np.abs(exact[~effective])) < 0.15, roi  # no signal: r with the truth is chance
         median_ceiling[roi] = np.median(exact[effective])
-    assert ineffective["V1"] < ineffective["V3"] < ineffective["LO"]
     assert median_ceiling["V1"] > median_ceiling["V3"] > median_ceiling["LO"] > 0.1
 
 
@@ -364,14 +363,31 @@ def test_default_dataset_is_vim1_shaped_with_honest_noise_ceilings(default_subje
 
 @pytest.mark.slow
 def test_default_subject_matches_the_vim1_calibration_targets(default_subject):
-    """Per ROI within a band around the targets (module docstring of ``simulate``): median noise
-    ceiling +- 0.06, predictable fraction +- 0.08; both fall from V1 to LO."""
+    """Per ROI within a band around the targets (module docstring of ``simulate``), on the true noise
+    ceiling: predictable fraction +- 0.06, median ceiling +- 0.03; both fall from V1 to LO."""
     measured = simulate_module.calibration_summary(default_subject)
     for roi, target in CALIBRATION_TARGETS.items():
-        assert abs(measured[roi]["median_ceiling"] - target["median_ceiling"]) < 0.06, (roi, measured[roi])
-        assert abs(measured[roi]["predictable_fraction"] - target["predictable_fraction"]) < 0.08, (roi, measured[roi])
+        assert abs(measured[roi]["median_ceiling"] - target["median_ceiling"]) < 0.03, (roi, measured[roi])
+        assert abs(measured[roi]["predictable_fraction"] - target["predictable_fraction"]) < 0.06, (roi, measured[roi])
     for key in ("median_ceiling", "predictable_fraction"):
         assert measured["V1"][key] > measured["V3"][key] > measured["LO"][key], key
+
+
+@pytest.mark.slow
+def test_true_noise_ceiling_is_what_the_repeats_estimate_on_average(default_subject):
+    """Cross-check of :func:`simulate.true_noise_ceiling` against :func:`evaluation.noise_ceiling`:
+    the repeat-based estimate of the signal variance is unbiased before it is clipped at 0, so over
+    an ROI's voxels its mean matches the true one. Units: signal variance / noise variance of the
+    mean of 13 repeats; one voxel's estimate scatters by about 0.13 (120 images), the ROI mean by a
+    few hundredths (the noise is shared between neighbours); the band is 0.05."""
+    ds = default_subject
+    for roi in ds.rois:
+        true_c = simulate_module.true_noise_ceiling(ds, roi)
+        true_snr = true_c ** 2 / (1 - true_c ** 2)  # signal variance / noise variance of the mean
+        repeats = np.asarray(ds.test.repeats[roi], dtype=np.float64)
+        noise_of_mean = repeats.var(axis=0, ddof=1).mean(axis=0) / repeats.shape[0]
+        estimated_snr = (repeats.mean(axis=0).var(axis=0, ddof=1) - noise_of_mean) / noise_of_mean
+        assert abs(np.mean(estimated_snr) - np.mean(true_snr)) < 0.05, (roi, np.mean(estimated_snr), np.mean(true_snr))
 
 
 @pytest.mark.slow

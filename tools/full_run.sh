@@ -5,7 +5,8 @@
 #   tools/full_run.sh pack WORK DEST   copy what is finished, strip the test predictions (etecrm table
 #                                      --strip-predictions) and write DEST/full_results.tgz
 #
-# Here: one H200, two chains of jobs side by side (each trains its seeds side by side on CUDA streams).
+# Here: one H200. Subject 1 runs alone first (its wall time is the "one subject, timed alone" figure);
+# then three chains side by side (each trains its seeds side by side on CUDA streams).
 # Afterwards, on any machine: unpack into data/results/ and `etecrm table --out data/results`.
 set -uo pipefail
 mode=${1:?usage: tools/full_run.sh run WORK | pack WORK DEST}
@@ -33,23 +34,26 @@ reproduce() {  # reproduce SUBJECT SEEDS MODELS...
 }
 
 chain_a() {
-    # every ETECRM variant and the Gabor models with 5 model seeds (gwp_ridge is deterministic: once)
-    job sub1 reproduce 1 "$seeds" $etecrm_variants
+    job sub2 reproduce 2 "$seeds" $etecrm_variants
+}
+chain_b() {
     # AlexNet features are untrained here (no internet): a reference with one seed, not a candidate baseline
     job sub1_alexnet reproduce 1 1 alexnet_ridge
     for truth in gabor cnn; do
-        job "controls_${truth}" $py tools/control_table.py --ground-truth "$truth" --profile "$profile" --out "$work/controls"
+        job "controls_${truth}" $py tools/control_table.py --ground-truth "$truth" --profile "$profile" \
+            --seeds "$((seeds < 3 ? seeds : 3))" --out "$work/controls"
     done
 }
-chain_b() {
-    job sub2 reproduce 2 "$seeds" $etecrm_variants
+chain_c() {
     job data_size $py -m etecrm_lib.cli datasize --profile "$profile" --seeds 2 --rois V1 V4 LO --out "$work/data_size" --quiet
 }
 
 if [ "$mode" = run ]; then
-    # two chains side by side: one fills the GPU while the other simulates, fits ridge or bootstraps
+    # every ETECRM variant and the Gabor models with 5 model seeds (gwp_ridge is deterministic: once), alone
+    job sub1 reproduce 1 "$seeds" $etecrm_variants
     chain_a &
     chain_b &
+    chain_c &
     wait
 elif [ "$mode" = pack ]; then
     dest=${3:?pack needs DEST}
