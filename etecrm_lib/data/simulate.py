@@ -404,10 +404,15 @@ def _network_signal(stimuli: dict, voxels: dict, config: SimulationConfig, rng: 
         network = VentralStream(net_seed).to(device).eval()
         area = {roi: _area_readout(roi, voxels[roi].extra, config, rng, device) for roi in config.voxels}
     needed = sorted({features for features, _, _ in area.values()})
-    # each channel divided by its mean over the first 64 train images: channels of any scale weigh alike
+    # each channel divided by its mean over the first 64 train images: channels of any scale weigh alike.
+    # The floor (a tenth of the median channel's mean) keeps a channel that is silent on those images
+    # (a dead ReLU of the random "cnn" network) from being amplified a billion-fold by the rare image
+    # that drives it.
     calibration = torch.as_tensor(stimuli["train"][:64], device=device)
-    scales = {name: maps.mean(dim=(0, 2, 3)).clamp_min(1e-12)
-              for name, maps in feature_maps(calibration, network, config, needed).items()}
+    scales = {}
+    for name, maps in feature_maps(calibration, network, config, needed).items():
+        means = maps.mean(dim=(0, 2, 3))
+        scales[name] = means.clamp_min(0.1 * float(means.median()) + 1e-12)
     signal = {split: {roi: [] for roi in config.voxels} for split in stimuli}
     for split in ("train", "test"):
         for batch in torch.as_tensor(stimuli[split]).split(config.batch_size):
