@@ -460,14 +460,6 @@ def committed_results(models=None, rois=None, dataset: str = "sim", subject: int
     return chosen
 
 
-def describe_results(results) -> dict:
-    """``{"profile", "device", "seeds"}`` of a list of results (from their ``info``), for figure labels."""
-    profiles = sorted({str(r.info.get("profile")) for r in results if r.info.get("profile")})
-    devices = sorted({str(r.info.get("device")) for r in results if r.info.get("device")})
-    seeds = sorted({int(r.info["seed"]) for r in results if r.info.get("seed") is not None})
-    return {"profile": "/".join(profiles) or None, "device": ", ".join(devices) or None, "seeds": seeds or None}
-
-
 # --------------------------------------------------------------------------- Sphinx extension
 # plotly's HTML renderers add MathJax from a CDN to every figure; the book page loads its own
 # (vendored) MathJax, so the CDN tag is dropped from the rendered outputs.
@@ -551,7 +543,7 @@ __all__ = [
     "default_profile", "on_colab", "check_runtime", "runtime_estimate", "pip_requirement", "colab_url",
     "setup_cell_source", "title_cell_source", "standard_cells", "write_notebook", "toc_chapters",
     "show_table", "Table", "notebook_defaults", "use_finished_progress_bars", "in_book_build",
-    "committed_results", "describe_results", "results_folder", "callout", "mark_untrained",
+    "committed_results", "results_folder", "callout", "mark_untrained",
 ]
 
 if _in_notebook_kernel():

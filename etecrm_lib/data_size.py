@@ -188,21 +188,16 @@ def _seed_bootstrap(predictions: dict, responses: np.ndarray, n_bootstrap: int, 
     where a statistic is the mean over (resampled) seeds of the median over voxels of r over the
     (resampled) test images.
     """
-    y = torch.as_tensor(np.asarray(responses), dtype=torch.float64)
-    n_images = y.shape[0]
     gen = torch.Generator().manual_seed(seed)
-    idx = torch.randint(0, n_images, (n_bootstrap, n_images), generator=gen)
-    counts = torch.zeros(n_bootstrap, n_images, dtype=torch.float64).scatter_add_(
-        1, idx, torch.ones(n_bootstrap, n_images, dtype=torch.float64))
+    counts = evaluation.image_resamples(np.shape(responses)[0], n_bootstrap, gen)
     n_seeds = max(len(preds) for preds in predictions.values())
     seed_draws = torch.randint(0, n_seeds, (n_bootstrap, n_seeds), generator=gen)
     out = {}
     for key, preds in predictions.items():
         observed, resampled = [], []
         for pred in preds:
-            x = torch.as_tensor(np.asarray(pred), dtype=torch.float64)
-            observed.append(float(evaluation.pearson_r_t(x, y).quantile(0.5)))
-            resampled.append(evaluation._bootstrap_r(x, y, counts).quantile(0.5, dim=1))
+            observed.append(evaluation.roi_statistic(evaluation.pearson_r(pred, responses), "median_r"))
+            resampled.append(evaluation.resampled_statistic(pred, responses, counts, "median_r"))
         resampled = torch.stack(resampled, dim=1)  # (B, seeds of this key)
         pick = seed_draws % resampled.shape[1]
         out[key] = (float(np.mean(observed)), resampled.gather(1, pick).mean(1).numpy())

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .evaluation import TOP_N, EncodingResult, _bootstrap_r, _statistic, top_n_mean
-
-STATISTICS = {"median_r": "median r", "mean_r": "mean r", "top_n_mean_r": "mean r of the top-N voxels"}
+from .device import describe_device
+from .evaluation import STATISTICS, TOP_N, EncodingResult, expected_noisy_r, roi_statistic
+from .results import describe_results
 
 
 # --------------------------------------------------------------------------- small shared pieces
@@ -83,8 +83,6 @@ def profile_label(profile: str, device: str | None = None, seeds=None, committed
     if profile is None:
         raise ValueError("profile_label needs the profile that produced the figure ('quick' or 'full')")
     if device is None and not committed:
-        from .device import describe_device
-
         device = describe_device()
     parts = [f"{LABEL_MARK}{profile}"]
     if device:
@@ -115,8 +113,6 @@ def label_figure(fig, profile: str | None = None, device: str | None = None, see
     """
     if label is None:
         if results is not None:
-            from .book import describe_results
-
             results = list(results)
             found = describe_results(results)
             profile = profile or found["profile"]
@@ -309,53 +305,13 @@ def accuracy_vs_ceiling(results, ceiling: str = "noise"):
     return fig
 
 
-def bootstrap_interval(result: EncodingResult, responses, statistic: str = "median_r", top_n: int = TOP_N,
-                       n_bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0) -> tuple:
-    """Percentile bootstrap interval of one model's ROI statistic, resampling the test images.
-
-    ``responses`` are the ROI's measured test responses ``(N_test, V)``; ``result.predictions`` must
-    be kept. Returns ``(low, high)``. (For A-vs-B differences use ``evaluation.paired_bootstrap``.)
-    """
-    import torch
-
-    if result.predictions is None:
-        raise ValueError(f"result '{result.model}' / {result.roi} has no predictions: score(..., keep_predictions=True)")
-    y = torch.as_tensor(np.asarray(responses), dtype=torch.float64)
-    x = torch.as_tensor(np.asarray(result.predictions), dtype=torch.float64)
-    if x.shape != y.shape:
-        raise ValueError(f"predictions {tuple(x.shape)} and responses {tuple(y.shape)} differ in shape")
-    n = y.shape[0]
-    gen = torch.Generator().manual_seed(seed)
-    stats = []
-    for start in range(0, n_bootstrap, 250):
-        b = min(250, n_bootstrap - start)
-        idx = torch.randint(0, n, (b, n), generator=gen)
-        counts = torch.zeros(b, n, dtype=torch.float64).scatter_add_(1, idx, torch.ones(b, n, dtype=torch.float64))
-        stats.append(_statistic(_bootstrap_r(x, y, counts), statistic, top_n))
-    stats = torch.cat(stats).numpy()
-    alpha = (1 - confidence) / 2
-    return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha))
-
-
-def roi_statistic(result: EncodingResult, statistic: str = "median_r", top_n: int = TOP_N) -> float:
-    """The ROI summary of one result: "median_r", "mean_r" or "top_n_mean_r"."""
-    r = np.asarray(result.test_r, dtype=np.float64)
-    if statistic == "median_r":
-        return float(np.median(r))
-    if statistic == "mean_r":
-        return float(np.mean(r))
-    if statistic == "top_n_mean_r":
-        return top_n_mean(r, top_n)
-    raise ValueError(f"statistic must be one of {list(STATISTICS)}, got {statistic!r}")
-
-
 def roi_bars(results, statistic: str = "median_r", intervals: dict | None = None, top_ns=None):
     """Bars per ROI, one colour per model, of a summary of the per-voxel test r.
 
     Parameters
     ----------
     statistic : "median_r", "mean_r" or "top_n_mean_r"
-    intervals : optional dict ``(model, roi) -> (low, high)`` (e.g. from :func:`bootstrap_interval`),
+    intervals : optional dict ``(model, roi) -> (low, high)`` (e.g. from :func:`evaluation.bootstrap_interval`),
         drawn as error bars (only for a single top-N).
     top_ns : for "top_n_mean_r", the N values a slider offers (default: 50, 100, 300, 1000, all
         capped at the largest ROI); each slider step shows its own set of bars.
@@ -484,7 +440,7 @@ def learning_curves(rows, title: str = "Accuracy against training-set size"):
 
 # =========================================================================== chapters 4-8
 # Figures of the ETECRM chapters: selective optimization during training, noise on the predictions,
-# seeds and training cost. The numbers come from evaluation (expected_noisy_r, training_seconds).
+# seeds and training cost. The numbers come from evaluation.expected_noisy_r and tables.training_seconds.
 def noisy_correlation_curves(signal_rs=(0.0, 0.1, 0.3, 0.6), scales=None, noise_std: float = 1.0):
     """Why fixed-size noise on the predictions makes correlation training selective (two panels).
 
@@ -495,8 +451,6 @@ def noisy_correlation_curves(signal_rs=(0.0, 0.1, 0.3, 0.6), scales=None, noise_
     """
     go = _go()
     from plotly.subplots import make_subplots
-
-    from .evaluation import expected_noisy_r
 
     scales = np.linspace(0, 5 * max(noise_std, 1e-3), 101) if scales is None else np.asarray(scales, dtype=float)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("expected r with the noise", "its cube: the voxel's gain in -loss"))
@@ -541,7 +495,7 @@ def weights_over_epochs(train_r, order=None, best_epoch: int | None = None, sort
 
 
 def training_cost_bars(rows, value: str = "ms_per_voxel"):
-    """Bars of training cost per model (rows of :func:`evaluation.training_seconds`), with ±1 s.d. over seeds
+    """Bars of training cost per model (rows of :func:`tables.training_seconds`), with ±1 s.d. over seeds
     for ``seconds_per_subject``. ``value``: "ms_per_voxel", "seconds_per_roi" or "seconds_per_subject"."""
     go = _go()
     labels = {"ms_per_voxel": "training milliseconds per voxel", "seconds_per_roi": "training seconds per ROI",
@@ -550,7 +504,7 @@ def training_cost_bars(rows, value: str = "ms_per_voxel"):
         raise ValueError(f"value must be one of {list(labels)}, got {value!r}")
     rows = list(rows)
     if not rows:
-        raise ValueError("no rows to plot: pass evaluation.training_seconds(results)")
+        raise ValueError("no rows to plot: pass tables.training_seconds(results)")
     error = None
     if value == "seconds_per_subject":
         error = dict(type="data", array=[r.get("seconds_per_subject_sd") or 0 for r in rows])

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from .device import get_device
+from .evaluation import correlation
 
 DEFAULT_ALPHAS = tuple(float(a) for a in 10.0 ** np.arange(-1.0, 9.0, 0.5))  # 20 values, 0.1 .. 3e8
 
@@ -180,10 +181,7 @@ def _fold_scores(a, u, f, y_tr, y_val, score: str, chunk: int) -> torch.Tensor:
         pred = torch.matmul(m, y_tr[:, sl] - y_mean[sl])              # (n_alphas, n_val, Vc)
         yv = y_val[:, sl]
         if score == "r":
-            yc = yv - yv.mean(0)
-            num = (pred * yc).sum(1)
-            den = torch.sqrt(pred.square().sum(1) * yc.square().sum(0))
-            out.append(torch.where(den > 1e-12, num / den.clamp_min(1e-12), torch.zeros_like(num)))
+            out.append(correlation(pred, yv))                         # (n_alphas, Vc)
         else:
             resid = (yv - y_mean[sl]) - pred
             var = (yv - yv.mean(0)).square().sum(0)

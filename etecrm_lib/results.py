@@ -272,3 +272,11 @@ def group_by_model(results) -> dict:
         key = (res.dataset, res.info.get("data_seed"), res.info.get("profile"), res.subject, res.roi, res.model)
         groups.setdefault(key, []).append(res)
     return groups
+
+
+def describe_results(results) -> dict:
+    """``{"profile", "device", "seeds"}`` of a list of results (from their ``info``), for figure labels."""
+    profiles = sorted({str(r.info.get("profile")) for r in results if r.info.get("profile")})
+    devices = sorted({str(r.info.get("device")) for r in results if r.info.get("device")})
+    seeds = sorted({int(r.info["seed"]) for r in results if r.info.get("seed") is not None})
+    return {"profile": "/".join(profiles) or None, "device": ", ".join(devices) or None, "seeds": seeds or None}

@@ -35,6 +35,7 @@ import nbformat
 import pytest
 
 from etecrm_lib import __version__, book
+from etecrm_lib.results import describe_results
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -640,7 +641,7 @@ def test_committed_results_read_or_degrade(monkeypatch, tmp_path, capsys):
     found = book.committed_results(models=["gwp_ridge"], rois=["V1"])
     if (book.results_folder() / "results").is_dir() and found:
         assert [(r.model, r.roi, r.info["profile"]) for r in found] == [("gwp_ridge", "V1", "full")]
-        assert book.describe_results(found)["profile"] == "full"
+        assert describe_results(found)["profile"] == "full"
     monkeypatch.setattr(book, "results_folder", lambda: tmp_path / "nowhere")
     assert book.committed_results() == []
     assert "No committed results here" in capsys.readouterr().out

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from etecrm_lib import evaluation, plots
+from etecrm_lib import evaluation, plots, tables
 from etecrm_lib.evaluation import Comparison, EncodingResult
 
 
@@ -66,7 +66,7 @@ def test_training_seconds_per_roi_subject_and_voxel():
                for roi, n, wall in zip(("V1", "V4"), (100, 300), walls)]
     results += [result("gwp_ridge", "V1", 0, 100, 10.0), result("gwp_ridge", "V4", 0, 300, 2.0),
                 result("no_time", "V1", 0, 100, None)]
-    rows = {row["model"]: row for row in evaluation.training_seconds(results)}
+    rows = {row["model"]: row for row in tables.training_seconds(results)}
     assert set(rows) == {"etecrm", "gwp_ridge"}                         # no wall time: skipped
     e = rows["etecrm"]
     assert e["n_rois"] == 2 and e["n_seeds"] == 2
@@ -117,7 +117,7 @@ def test_weights_over_epochs_sorts_voxels_and_squares_r():
 
 
 def test_training_cost_bars():
-    rows = evaluation.training_seconds([result("etecrm", "V1", s, 10, 1.0 + s) for s in (0, 1)])
+    rows = tables.training_seconds([result("etecrm", "V1", s, 10, 1.0 + s) for s in (0, 1)])
     fig = plots.training_cost_bars(rows, "seconds_per_subject")
     assert list(fig.data[0].y) == [1.5] and fig.data[0].error_y.array[0] == pytest.approx(np.std([1, 2], ddof=1))
     with pytest.raises(ValueError, match="value must be"):
