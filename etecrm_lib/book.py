@@ -41,16 +41,15 @@ import warnings
 from pathlib import Path
 
 from . import __version__
+from .profiles import PROFILES
 
 REPOSITORY_URL = "https://github.com/etecrm-book/etecrm"
 BRANCH = "main"
 COLAB_URL = "https://colab.research.google.com"
 BOOK_FOLDER = "book"  # chapters live in book/ under the repository root
 STUDENTS_FOLDER = "students"  # the student edition: exercise notebooks without solutions
-PROFILES = ("quick", "full")
 PROFILE_ENV = "ETECRM_PROFILE"
 BUILD_ENV = "ETECRM_BOOK_BUILD"  # set (to "1") by the Sphinx extension for the kernels of the book build
-DATASETS = ("sim", "kay", "vim1", "miyawaki")
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 LOCAL_COLAB_BADGE = "_static/colab-badge.svg"  # book/vendor/colab-badge.svg, shown in the built pages
 
@@ -539,7 +538,7 @@ def toc_chapters(root) -> list:
 
 
 __all__ = [
-    "REPOSITORY_URL", "BRANCH", "COLAB_URL", "PROFILES", "PROFILE_ENV", "DATASETS", "STUDENTS_FOLDER",
+    "REPOSITORY_URL", "BRANCH", "COLAB_URL", "PROFILES", "PROFILE_ENV", "STUDENTS_FOLDER",
     "default_profile", "on_colab", "check_runtime", "runtime_estimate", "pip_requirement", "colab_url",
     "setup_cell_source", "title_cell_source", "standard_cells", "write_notebook", "toc_chapters",
     "show_table", "Table", "notebook_defaults", "use_finished_progress_bars", "in_book_build",

@@ -34,8 +34,8 @@ import torch
 
 from . import evaluation
 from .data.dataset import EncodingDataset, Split
+from .profiles import DEFAULT_PROFILE, PROFILES, Profile, check_profile
 
-DATA_SIZE_PROFILES = ("quick", "full")
 
 
 @dataclass(frozen=True)
@@ -62,15 +62,13 @@ class DataSizeConfig:
     n_bootstrap: int = 1000
 
     @classmethod
-    def for_profile(cls, profile: str = "full", **changes) -> "DataSizeConfig":
+    def for_profile(cls, profile: Profile = DEFAULT_PROFILE, **changes) -> "DataSizeConfig":
         """``"full"``: 250 to 7,000 images, every ROI, 3 seeds (a GPU run); ``"quick"``: 100 to 800
         images of 64 px, V1 only, 2 seeds (a few minutes on a CPU)."""
-        if profile == "quick":
+        if check_profile(profile) == "quick":
             base = cls(sizes=(100, 200, 400, 800), rois=("V1",), seeds=2, profile="quick")
-        elif profile == "full":
-            base = cls()
         else:
-            raise ValueError(f"profile must be one of {DATA_SIZE_PROFILES}, got {profile!r}")
+            base = cls()
         config = replace(base, **changes)
         config.check()
         return config
@@ -82,8 +80,8 @@ class DataSizeConfig:
             raise ValueError(f"sizes must be increasing numbers of train images, each at least 20, got {self.sizes}")
         if self.seeds < 1:
             raise ValueError(f"seeds must be at least 1, got {self.seeds}")
-        if self.profile not in DATA_SIZE_PROFILES:
-            raise ValueError(f"profile must be one of {DATA_SIZE_PROFILES}, got {self.profile!r}")
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {PROFILES}, got {self.profile!r}")
         if not self.models or not self.rois:
             raise ValueError("name at least one model and one ROI")
 

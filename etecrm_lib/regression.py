@@ -32,6 +32,7 @@ import torch
 
 from .device import get_device
 from .evaluation import correlation
+from .profiles import DEFAULT_PROFILE, Profile, check_profile
 
 DEFAULT_ALPHAS = tuple(float(a) for a in 10.0 ** np.arange(-1.0, 9.0, 0.5))  # 20 values, 0.1 .. 3e8
 
@@ -54,12 +55,10 @@ class RidgeConfig:
     voxel_chunk: int = 8192
 
     @classmethod
-    def for_profile(cls, profile: str = "quick") -> "RidgeConfig":
-        if profile == "quick":
+    def for_profile(cls, profile: Profile = DEFAULT_PROFILE) -> "RidgeConfig":
+        if check_profile(profile) == "quick":
             return cls(alphas=tuple(float(a) for a in 10.0 ** np.arange(0.0, 8.5, 1.0)), n_folds=3)
-        if profile in ("full", "default"):
-            return cls()
-        raise ValueError(f"profile must be 'quick', 'full' or 'default', got {profile!r}")
+        return cls()
 
 
 @dataclass

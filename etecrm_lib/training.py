@@ -52,8 +52,8 @@ from .device import describe_device, get_device
 from .evaluation import pearson_r
 from .losses import LOSSES, loss_function
 from .models import READOUT_WEIGHTS, ETECRMNet
+from .profiles import DEFAULT_PROFILE, Profile, check_profile
 
-PROFILES = ("quick", "full", "paper")
 
 
 # ============================================================================ configuration
@@ -92,19 +92,17 @@ class ETECRMConfig:
     cuda_graph: bool = True
 
     @classmethod
-    def for_profile(cls, profile: str = "full", **changes) -> "ETECRMConfig":
+    def for_profile(cls, profile: Profile = DEFAULT_PROFILE, **changes) -> "ETECRMConfig":
         """``"full"`` (alias ``"paper"``): the released design; ``"quick"``: the same shape, smaller, for a CPU.
 
         The quick profile keeps every design choice (three 3x3 stride-2 layers, squared weights, the
         loss, the noise, Adam, drop-last batches) and scales down what costs time on 2 CPU cores:
         64 x 64 images (the quick simulation's size), 16 channels, 32-image batches, 20 epochs.
         """
-        if profile == "quick":
+        if check_profile(profile) == "quick":
             base = cls(image_size=64, channels=16, batch_size=32, epochs=20)
-        elif profile in ("full", "paper", "default"):
-            base = cls()
         else:
-            raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+            base = cls()
         return replace(base, **changes)
 
     def __post_init__(self):

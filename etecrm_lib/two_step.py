@@ -33,6 +33,7 @@ from .device import describe_device, get_device
 from .features.cnn import CNNConfig, CNNFeatures
 from .features.gabor import GaborConfig, check_images, gabor_features
 from .losses import LOSSES, loss_function
+from .profiles import DEFAULT_PROFILE, Profile, check_profile
 from .regression import RidgeConfig
 
 VARIANTS = ("gwp_ridge", "alexnet_ridge", "gwp_roiwise")
@@ -61,12 +62,10 @@ class RoiwiseConfig:
     selection_voxels: int = 300
 
     @classmethod
-    def for_profile(cls, profile: str = "quick", **changes) -> "RoiwiseConfig":
-        if profile == "quick":
+    def for_profile(cls, profile: Profile = DEFAULT_PROFILE, **changes) -> "RoiwiseConfig":
+        if check_profile(profile) == "quick":
             return cls(**{"rank": 16, "epochs": 40, "batch_size": 32, **changes})
-        if profile in ("full", "default"):
-            return cls(**changes)
-        raise ValueError(f"profile must be 'quick', 'full' or 'default', got {profile!r}")
+        return cls(**changes)
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -87,7 +86,7 @@ class TwoStepConfig:
     roiwise: RoiwiseConfig = field(default_factory=RoiwiseConfig)
 
     @classmethod
-    def for_profile(cls, profile: str = "quick", weights="DEFAULT", seed: int = 0) -> "TwoStepConfig":
+    def for_profile(cls, profile: Profile = DEFAULT_PROFILE, weights="DEFAULT", seed: int = 0) -> "TwoStepConfig":
         """``weights`` of the CNN: "DEFAULT" (download), a .pth path, or None (untrained, initialised with ``seed``)."""
         return cls(GaborConfig.for_profile(profile), CNNConfig.for_profile(profile, weights=weights, seed=seed),
                    RidgeConfig.for_profile(profile), RoiwiseConfig.for_profile(profile))

@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass
 
 from .dataset import EncodingDataset
+from ..profiles import DEFAULT_PROFILE, check_profile
 
 DATASETS = ("sim", "vim1", "kay", "miyawaki")
 VIM1_DIR_ENV = "ETECRM_VIM1_DIR"
@@ -38,12 +39,10 @@ class RealDataConfig:
     miyawaki_image_size: int = 100
 
     @classmethod
-    def for_profile(cls, name: str | None = "full") -> "RealDataConfig":
-        if name in (None, "full", "default"):
-            return cls()
-        if name == "quick":
+    def for_profile(cls, name: str | None = DEFAULT_PROFILE) -> "RealDataConfig":
+        if check_profile(name) == "quick":
             return cls(vim1_image_size=64, miyawaki_image_size=60)
-        raise ValueError(f"unknown profile {name!r}; use 'quick' or 'full'")
+        return cls()
 
 
 def load_dataset(name: str, subject: int = 1, profile: str | None = None, root=None, seed: int = 0,

@@ -127,6 +127,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..device import get_device
+from ..profiles import DEFAULT_PROFILE, check_profile
 from .dataset import EncodingDataset, Split, VoxelInfo, load_npz, save_npz
 from .images import TEST_PHOTOS, TRAIN_PHOTOS, load_photos, make_stimuli
 
@@ -178,8 +179,6 @@ CORTEX = {  # effective fraction and SNR: calibrated to CALIBRATION_TARGETS
     "LO": AreaModel("lo_invariant", (1.5, 0.55), 0.0, 0.9, 0.046),
 }
 
-PROFILES = ("quick", "full", "default")
-
 
 @dataclass
 class SimulationConfig:
@@ -202,14 +201,12 @@ class SimulationConfig:
     batch_size: int = 32
 
     @classmethod
-    def for_profile(cls, name: str = "full") -> "SimulationConfig":
+    def for_profile(cls, name: str = DEFAULT_PROFILE) -> "SimulationConfig":
         """``"full"`` (= ``"default"``): vim-1 sizes; ``"quick"``: a few seconds on a CPU, for CI."""
-        if name in ("full", "default"):
+        if check_profile(name) == "full":
             return cls()
-        if name == "quick":
-            return cls(name="quick", image_size=64, n_train=300, n_test=40,
-                       voxels={"V1": 120, "V2": 110, "V3": 100, "V4": 90, "LO": 80})
-        raise ValueError(f"unknown simulation profile {name!r}; use one of {PROFILES} or pass a SimulationConfig")
+        return cls(name="quick", image_size=64, n_train=300, n_test=40,
+                   voxels={"V1": 120, "V2": 110, "V3": 100, "V4": 90, "LO": 80})
 
     def check(self) -> None:
         """Raise a ValueError that says what to change if the sizes cannot work."""

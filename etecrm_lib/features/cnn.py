@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from ..device import get_device
+from ..profiles import DEFAULT_PROFILE, Profile, check_profile
 from ..storage import sha256_file
 from .gabor import cache_key, check_images, read_cache, write_cache
 
@@ -71,13 +72,11 @@ class CNNConfig:
     batch_size: int = 32
 
     @classmethod
-    def for_profile(cls, profile: str = "quick", **changes) -> "CNNConfig":
+    def for_profile(cls, profile: Profile = DEFAULT_PROFILE, **changes) -> "CNNConfig":
         """quick: 112-px input, 3x3 pooling (fast on a CPU); full: 224 px, 6x6 (AlexNet's own pooling)."""
-        if profile == "quick":
+        if check_profile(profile) == "quick":
             return cls(**{"input_size": 112, "pool_size": 3, **changes})
-        if profile in ("full", "default"):
-            return cls(**changes)
-        raise ValueError(f"profile must be 'quick', 'full' or 'default', got {profile!r}")
+        return cls(**changes)
 
     def layer_list(self) -> tuple:
         if self.layers is not None:

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from ..device import get_device
+from ..profiles import DEFAULT_PROFILE, Profile, check_profile
 from ..storage import atomic_write, cache_dir
 
 NONLINEARITIES = ("log", "sqrt", "none")
@@ -58,13 +59,9 @@ class GaborConfig:
     batch_size: int = 64
 
     @classmethod
-    def for_profile(cls, profile: str = "quick") -> "GaborConfig":
+    def for_profile(cls, profile: Profile = DEFAULT_PROFILE) -> "GaborConfig":
         """The same pyramid for both profiles (Kay's layout); only the batch size differs."""
-        if profile == "quick":
-            return cls(batch_size=32)
-        if profile in ("full", "default"):
-            return cls()
-        raise ValueError(f"profile must be 'quick', 'full' or 'default', got {profile!r}")
+        return cls(batch_size=32) if check_profile(profile) == "quick" else cls()
 
     def wavelengths(self, image_size: int) -> list:
         """The wavelengths (pixels) of the pyramid for square images of ``image_size`` pixels."""
