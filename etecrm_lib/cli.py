@@ -211,9 +211,7 @@ def _cmd_data(args) -> int:
             for path in data_module.download_vim1(dest=args.root):
                 print(f"downloaded {path}")
     else:
-        from .reproduce import _load
-
-        print(_load(args.dataset, args.subject, args.profile, args.seed, args.root).describe())
+        print(data_module.open_dataset(args.dataset, args.subject, args.profile, args.seed, args.root).describe())
     return 0
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import tqdm.auto
 
 from . import evaluation
 from .data.dataset import EncodingDataset, Split
@@ -127,8 +128,6 @@ def run_data_size(config: DataSizeConfig | None = None, dataset: EncodingDataset
     the ROI's data fingerprint, size and seed) instead of training again, and at the end
     ``OUT/curves.json`` is written.
     """
-    from tqdm.auto import tqdm
-
     from .ablations import run_variants
     from .reproduce import CorruptResultError, dataset_fingerprint, load_result, save_result
 
@@ -139,7 +138,7 @@ def run_data_size(config: DataSizeConfig | None = None, dataset: EncodingDataset
         raise ValueError(f"the dataset has {dataset.train.n_images} train images; the largest size is "
                          f"{max(config.sizes)}")
     results = []
-    with tqdm(total=len(config.sizes) * config.seeds, desc="data size", unit="fit", disable=not progress) as bar:
+    with tqdm.auto.tqdm(total=len(config.sizes) * config.seeds, desc="data size", unit="fit", disable=not progress) as bar:
         for n_train in config.sizes:
             subset = first_images(dataset, n_train)
             for seed in range(config.seeds):

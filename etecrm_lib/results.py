@@ -78,7 +78,7 @@ def ensemble_path(out, dataset: str, profile: str, subject: int, roi: str, model
 
 
 # --------------------------------------------------------------------------- writing
-def _sha256(arr: np.ndarray) -> str:
+def array_sha256(arr: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
 
 
@@ -130,7 +130,7 @@ def save_result(result: EncodingResult, path, *, profile: str, seed: int | None,
         "model": result.model, "profile": profile, "seed": None if seed is None else int(seed),
         "n_voxels": result.n_voxels, "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "info": jsonable(info), **jsonable(extra or {}),
-        "arrays": {k: {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": _sha256(a)} for k, a in arrays.items()},
+        "arrays": {k: {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": array_sha256(a)} for k, a in arrays.items()},
     }
     path = Path(path)
     with atomic_write(path) as tmp:
@@ -174,7 +174,7 @@ def _check_arrays(path: Path, meta: dict, data: dict) -> None:
         if list(arr.shape) != want.get("shape") or str(arr.dtype) != want.get("dtype"):
             raise CorruptResultError(f"{path.name}: array '{key}' is {arr.dtype}{list(arr.shape)}, "
                                      f"metadata says {want.get('dtype')}{want.get('shape')}")
-        if _sha256(arr) != want.get("sha256"):
+        if array_sha256(arr) != want.get("sha256"):
             raise CorruptResultError(f"{path.name}: array '{key}' does not match its SHA-256 checksum")
         if key in _ARRAY_DTYPES and not np.all(np.isfinite(arr)):
             raise CorruptResultError(f"{path.name}: array '{key}' holds NaN or inf")

@@ -16,7 +16,7 @@ FAST_ROIWISE = RoiwiseConfig.for_profile("quick", epochs=15)
 
 
 def _model(variant):
-    cfg = TwoStepConfig.for_profile("quick", weights=None)
+    cfg = TwoStepConfig.for_profile("quick", cnn_weights=None)
     cfg.roiwise = FAST_ROIWISE
     return TwoStepModel(variant, cfg, device="cpu", progress=False)
 
@@ -112,7 +112,7 @@ def test_the_fit_functions_only_receive_training_data(dataset, monkeypatch):
 
 
 def test_alexnet_ridge_records_weights_and_layer_choice(dataset):
-    cfg = TwoStepConfig.for_profile("quick", weights=None)
+    cfg = TwoStepConfig.for_profile("quick", cnn_weights=None)
     cfg.cnn = type(cfg.cnn)(**{**cfg.cnn.__dict__, "layers": ("features.1", "features.7"), "input_size": 64,
                                "pool_size": 2})
     result = TwoStepModel("alexnet_ridge", cfg, device="cpu", progress=False).fit(dataset, "V1").score(dataset)
@@ -172,7 +172,7 @@ def test_bad_input_gets_clear_errors(dataset):
                        {"V1": np.ones((N_TEST, 3), np.float32)})
     with pytest.raises(ValueError, match="no usable voxel"):
         TwoStepModel("gwp_ridge", profile="quick", device="cpu", progress=False).fit(flat, "V1")
-    cfg = TwoStepConfig.for_profile("quick", weights=None)
+    cfg = TwoStepConfig.for_profile("quick", cnn_weights=None)
     cfg.cnn = type(cfg.cnn)(**{**cfg.cnn.__dict__, "layers": ("conv1",)})
     with pytest.raises(ValueError, match="valid names"):
         TwoStepModel("alexnet_ridge", cfg, device="cpu", progress=False).fit(dataset, "V1")

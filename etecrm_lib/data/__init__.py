@@ -11,7 +11,7 @@ from .simulate import simulate
 from .vim1 import download_vim1, load_vim1
 from .kay import fetch_kay_images, load_kay_images
 from .miyawaki import load_miyawaki
-from .registry import load_dataset
+from .registry import DATASETS, load_dataset, open_dataset
 
 __all__ = [
     "DEFAULT_ROIS", "EncodingDataset", "Split", "VoxelInfo", "check_dataset", "from_arrays", "load_npz", "save_npz",

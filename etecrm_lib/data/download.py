@@ -29,6 +29,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import tqdm.auto
+
 CHUNK_SIZE = 1 << 20  # 1 MiB
 
 
@@ -138,8 +140,6 @@ def download(
 
 def _fetch_into(url, part: Path, body, reject_html, progress, timeout, label, dest) -> int | None:
     """One HTTP request appending to ``part`` (resuming it if it exists). Returns the full size if known."""
-    from tqdm.auto import tqdm
-
     start = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, data=body, method="POST" if body else "GET")
     request.add_header("User-Agent", "etecrm_lib")
@@ -180,7 +180,7 @@ def _fetch_into(url, part: Path, body, reject_html, progress, timeout, label, de
         else:  # a fresh download, or a server that ignored the Range header
             start, mode = 0, "wb"
             total = length
-        with open(part, mode) as f, tqdm(total=total, initial=start, unit="B", unit_scale=True,
+        with open(part, mode) as f, tqdm.auto.tqdm(total=total, initial=start, unit="B", unit_scale=True,
                                          unit_divisor=1024, desc=label, disable=not progress) as bar:
             while True:
                 chunk = response.read(CHUNK_SIZE)

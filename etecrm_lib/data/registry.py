@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .dataset import EncodingDataset
+from .dataset import EncodingDataset, load_npz
 from ..profiles import DEFAULT_PROFILE, check_profile
 
 DATASETS = ("sim", "vim1", "kay", "miyawaki")
@@ -98,6 +98,18 @@ def load_dataset(name: str, subject: int = 1, profile: str | None = None, root=N
 
     kwargs.setdefault("image_size", config.miyawaki_image_size)
     return load_miyawaki(data_dir=root, **kwargs)
+
+
+def open_dataset(dataset, subject: int = 1, profile: str | None = None, seed: int | None = None,
+                 root=None) -> EncodingDataset:
+    """A dataset given any way the command line and ``reproduce`` accept: a name (:func:`load_dataset`),
+    a ``.npz`` file written by ``save_npz`` (:func:`~etecrm_lib.data.dataset.load_npz`), or an
+    :class:`EncodingDataset` (returned as it is). ``seed``: the simulation's (None = 0)."""
+    if isinstance(dataset, EncodingDataset):
+        return dataset
+    if str(dataset).endswith(".npz"):
+        return load_npz(dataset)
+    return load_dataset(str(dataset), subject=subject, profile=profile, root=root, seed=seed or 0)
 
 
 def _load_kay(subject: int, cache_dir, kwargs: dict) -> EncodingDataset:
