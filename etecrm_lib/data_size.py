@@ -34,9 +34,13 @@ import torch
 import tqdm.auto
 
 from . import evaluation
+from .ablations import run_variants
+from .data import simulate
 from .data.dataset import EncodingDataset, Split
 from .profiles import DEFAULT_PROFILE, PROFILES, Profile, check_profile
-
+from .reproduce import dataset_fingerprint, provenance
+from .results import CorruptResultError, jsonable, load_result, save_result
+from .storage import atomic_write
 
 
 @dataclass(frozen=True)
@@ -105,8 +109,6 @@ def first_images(dataset: EncodingDataset, n_train: int) -> EncodingDataset:
 
 def simulate_for(config: DataSizeConfig) -> EncodingDataset:
     """The simulated subject of ``config``, with ``max(config.sizes)`` train images (cached)."""
-    from .data import simulate
-
     return simulate(config.subject, "quick" if config.profile == "quick" else "default", seed=config.simulation_seed,
                     ground_truth=config.ground_truth, n_train=max(config.sizes))
 
@@ -128,9 +130,6 @@ def run_data_size(config: DataSizeConfig | None = None, dataset: EncodingDataset
     the ROI's data fingerprint, size and seed) instead of training again, and at the end
     ``OUT/curves.json`` is written.
     """
-    from .ablations import run_variants
-    from .reproduce import CorruptResultError, dataset_fingerprint, load_result, save_result
-
     config = config or DataSizeConfig.for_profile("full")
     config.check()
     dataset = dataset if dataset is not None else simulate_for(config)
@@ -265,10 +264,6 @@ def crossings(results, dataset: EncodingDataset, model_a: str = "etecrm", model_
 
 def write_curves(results, dataset: EncodingDataset, config: DataSizeConfig, out) -> Path:
     """Write ``OUT/curves.json``: the config, the simulation, the learning curves and the crossings."""
-    from .reproduce import provenance
-    from .results import jsonable
-    from .storage import atomic_write
-
     models = list(config.models)
     summary = {
         "config": asdict(config), "simulation": {k: dataset.info.get(k) for k in

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .ablations import VARIANTS
+from .data.dataset import DEFAULT_ROIS
 from .evaluation import EncodingResult
 from .storage import atomic_write
 
@@ -240,9 +242,6 @@ def load_result(path, expect: dict | None = None) -> EncodingResult:
 
 def result_key(res: EncodingResult) -> tuple:
     """Sort key: dataset, data seed, profile, subject, ROI (V1 ... LO), model (``ablations.VARIANTS`` order), seed."""
-    from .ablations import VARIANTS
-    from .data.dataset import DEFAULT_ROIS
-
     rois, models = list(DEFAULT_ROIS), list(VARIANTS)
     data_seed = res.info.get("data_seed")
     return (res.dataset, -1 if data_seed is None else data_seed, str(res.info.get("profile")), res.subject,

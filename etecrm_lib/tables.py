@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import plots
+from .comparisons import load_comparisons
 from .evaluation import TOP_N, Comparison, summary_table
 from .results import collect_results, group_by_model, jsonable, result_key, seeds_label
 from .storage import atomic_write
@@ -255,8 +257,6 @@ class Run:
 
 def load_run(out, dataset: str = "sim", profile: str = "full", subject: int = 1, data_seed: int | None = 0) -> Run:
     """Read one run from a ``etecrm reproduce`` output folder (no data, no training). ``data_seed``: None for real data."""
-    from .comparisons import load_comparisons
-
     def mine(res):
         return (res.dataset, res.info.get("profile"), res.subject, res.info.get("data_seed")) == \
             (dataset, profile, subject, data_seed)
@@ -302,8 +302,6 @@ def _find_browser() -> None:
 
 
 def _figures(rows, comparisons) -> dict:
-    from . import plots
-
     figures, sections = {}, {}
     for row in rows:
         sections.setdefault(_section(row), []).append(row)

@@ -179,3 +179,18 @@ def test_bad_input_gets_clear_errors(dataset):
     for bad in ({"noise_std": float("nan")}, {"noise_std": -1.0}):
         with pytest.raises(ValueError, match="noise_std"):
             RoiwiseConfig.for_profile("quick", **bad)
+
+
+def test_both_model_families_share_one_interface():
+    """ETECRMModel and TwoStepModel: the same fit(dataset, roi) / predict(images) / score(dataset) signatures."""
+    import inspect
+
+    from etecrm_lib.encoding_model import EncodingModel
+    from etecrm_lib.training import ETECRMModel
+
+    for cls in (ETECRMModel, TwoStepModel):
+        assert isinstance(cls.__new__(cls), EncodingModel)
+        for method in ("fit", "score"):
+            assert list(inspect.signature(getattr(cls, method)).parameters) == \
+                list(inspect.signature(getattr(EncodingModel, method)).parameters), (cls, method)
+        assert list(inspect.signature(cls.predict).parameters)[:2] == ["self", "images"]

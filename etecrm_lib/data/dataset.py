@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..storage import atomic_write
+
 DEFAULT_ROIS = ("V1", "V2", "V3", "V4", "LO")
 
 
@@ -410,8 +412,6 @@ def from_arrays(
 
 def save_npz(ds: EncodingDataset, path) -> Path:
     """Write the dataset to one compressed ``.npz`` file (atomically). Returns the path."""
-    from ..storage import atomic_write
-
     arrays = {
         "train_stimuli": ds.train.stimuli, "test_stimuli": ds.test.stimuli,
         "meta_name": np.array(ds.name), "meta_subject": np.array(ds.subject),

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import tqdm.auto
 
+from ..storage import sha256_file
+
 CHUNK_SIZE = 1 << 20  # 1 MiB
 
 
@@ -124,8 +126,6 @@ def download(
             f"(destination {dest}). Try again; if it keeps happening the file on the server has changed."
         )
     if sha256 is not None:
-        from ..storage import sha256_file
-
         got = sha256_file(part)
         if got != sha256:
             part.unlink()

@@ -20,8 +20,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .dataset import EncodingDataset, load_npz
 from ..profiles import DEFAULT_PROFILE, check_profile
+from ..storage import cache_dir
+from .dataset import EncodingDataset, load_npz
+from .kay import load_kay_images
+from .miyawaki import load_miyawaki
+from .simulate import simulate
+from .vim1 import VIM1_FILES, load_vim1
 
 DATASETS = ("sim", "vim1", "kay", "miyawaki")
 VIM1_DIR_ENV = "ETECRM_VIM1_DIR"
@@ -68,8 +73,6 @@ def load_dataset(name: str, subject: int = 1, profile: str | None = None, root=N
         (e.g. ``rois=``, ``image_size=``, ``cache_dir=``).
     """
     if name == "sim":
-        from .simulate import simulate
-
         return simulate(subject=subject, profile=profile or "default", seed=seed, **kwargs)
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose from {list(DATASETS)}, or load your own arrays "
@@ -78,8 +81,6 @@ def load_dataset(name: str, subject: int = 1, profile: str | None = None, root=N
     if name in ("vim1", "kay"):
         kwargs.setdefault("image_size", config.vim1_image_size)
     if name == "vim1":
-        from .vim1 import load_vim1
-
         root = root or os.environ.get(VIM1_DIR_ENV) or _downloaded_vim1()
         if root is not None:
             return load_vim1(root, subject=subject, **kwargs)
@@ -94,8 +95,6 @@ def load_dataset(name: str, subject: int = 1, profile: str | None = None, root=N
         return _load_kay(subject, root, kwargs)
     if subject != 1:
         raise ValueError(f"the Miyawaki data set has one subject (subject=1), got subject={subject}")
-    from .miyawaki import load_miyawaki
-
     kwargs.setdefault("image_size", config.miyawaki_image_size)
     return load_miyawaki(data_dir=root, **kwargs)
 
@@ -113,8 +112,6 @@ def open_dataset(dataset, subject: int = 1, profile: str | None = None, seed: in
 
 
 def _load_kay(subject: int, cache_dir, kwargs: dict) -> EncodingDataset:
-    from .kay import load_kay_images
-
     if subject != 1:
         raise ValueError(f"kay_images.npz holds vim-1 subject 1 only, got subject={subject}")
     if cache_dir is not None:
@@ -124,8 +121,5 @@ def _load_kay(subject: int, cache_dir, kwargs: dict) -> EncodingDataset:
 
 def _downloaded_vim1():
     """The default folder of ``download_vim1`` if both vim-1 files are there, else None."""
-    from ..storage import cache_dir
-    from .vim1 import VIM1_FILES
-
     folder = cache_dir("vim1")
     return folder if all((folder / name).is_file() for name in VIM1_FILES) else None
