@@ -18,10 +18,9 @@ Chapter authors start a notebook with these cells and write it without outputs::
 
 (or copy the first three cells of ``book/01_data.ipynb``); ``tests/test_book.py`` checks them.
 
-This module is also a small Sphinx extension (``setup``), listed in the book's ``_config.yml``:
-it makes the book build render plotly figures into the pages and keeps the pages free of CDN
-downloads, and it tells the notebook kernels that they run inside the book build
-(``ETECRM_BOOK_BUILD=1``).
+The book build's Sphinx extension (plotly figures in the pages, no CDN downloads, and
+``ETECRM_BOOK_BUILD=1`` for the notebook kernels) is not part of the library: it is
+``book/_ext/etecrm_build.py``, named in ``_config.yml``.
 
 What the pages show (see :func:`notebook_defaults`, run when a notebook imports this module):
 
@@ -29,19 +28,30 @@ What the pages show (see :func:`notebook_defaults`, run when a notebook imports 
 - progress bars: live bars in Jupyter and Colab; in the book build one plain line per finished bar
   (no half-filled red widgets in the static page);
 - numbers: numpy scalars print as plain numbers (``0.5``, not ``np.float64(0.5)``);
-- committed full-profile results: :func:`committed_results` reads ``data/results`` if it is there.
+- committed full-profile results: :func:`committed_results` and :func:`committed_run` read
+  ``data/results`` if it is there (the default simulated subject: data seed 0).
 """
 
 from __future__ import annotations
 
+import html
+import io
+import numbers
 import os
 import re
 import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from . import __version__
+from .device import describe_device
 from .profiles import PROFILES
+from .results import collect_results, dataset_tag
+from .storage import atomic_write
+from .tables import load_run
 
 REPOSITORY_URL = "https://github.com/etecrm-book/etecrm"
 BRANCH = "main"
@@ -66,8 +76,6 @@ def default_profile() -> str:
         if chosen not in PROFILES:
             raise ValueError(f"{PROFILE_ENV}={chosen!r} is not a profile; use one of {PROFILES} (or unset it)")
         return chosen
-    import torch
-
     return "full" if torch.cuda.is_available() else "quick"
 
 
@@ -105,10 +113,6 @@ def check_runtime() -> str:
     ``ETECRM_PROFILE=quick`` before starting the notebook). Returns the device description, e.g.
     'Tesla T4' or 'cpu (2 threads)'.
     """
-    import torch
-
-    from .device import describe_device
-
     if not torch.cuda.is_available():
         where = ("in Colab choose Runtime > Change runtime type > T4 GPU, then run the notebook again"
                  if on_colab() else "the chapter still runs, on the small 'quick' profile")
@@ -192,8 +196,6 @@ def write_notebook(path, cells: list) -> Path:
     import nbformat
     import nbformat.v4 as nbf
 
-    from .storage import atomic_write
-
     nb = nbf.new_notebook(cells=[_strip(cell, i) for i, cell in enumerate(cells)])
     nb.metadata.update({
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
@@ -225,8 +227,6 @@ def in_book_build() -> bool:
 
 def _format_cell(value, digits: int) -> str:
     """One table cell as text: floats rounded to ``digits`` decimals, numpy scalars as plain numbers."""
-    import numbers
-
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -254,8 +254,6 @@ class Table:
         self.columns, self.rows, self.caption = list(columns), [list(r) for r in rows], caption
 
     def _repr_html_(self) -> str:
-        import html
-
         def cells(values, tag):
             out = []
             for v in values:
@@ -316,8 +314,6 @@ class Callout:
         self.text, self.title, self.kind = text, title, kind
 
     def _repr_html_(self) -> str:
-        import html
-
         colour = {"note": "#0969da", "warning": "#bf8700", "important": "#cf222e"}.get(self.kind, "#0969da")
         paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in self.text.split("\n\n"))
         return (f'<div class="admonition {self.kind}" style="border-left: 4px solid {colour}; padding: 0.2em 0.8em">'
@@ -356,8 +352,6 @@ def mark_untrained(results) -> list:
 
 def _finished_bar_class():
     """A tqdm class that draws nothing while running and prints one plain line when it finishes."""
-    import io
-
     from tqdm import std
 
     class FinishedBar(std.tqdm):
@@ -408,8 +402,6 @@ def notebook_defaults() -> None:
 
     Called when a notebook kernel imports this module (every chapter's parameters cell does).
     """
-    import numpy as np
-
     try:
         np.set_printoptions(legacy="1.25")  # numpy >= 2: np.float64(0.5) prints as 0.5
     except (ValueError, TypeError):  # numpy 1.x prints plain numbers already and has no such option
@@ -429,83 +421,50 @@ def results_folder() -> Path:
 
 
 def committed_results(models=None, rois=None, dataset: str = "sim", subject: int = 1, profile: str = "full",
-                      seed: int | None = 0) -> list:
+                      seed: int | None = 0, data_seed: int | None = 0) -> list:
     """The committed results (``data/results``, written by ``etecrm reproduce``) as EncodingResults.
 
-    Picks one dataset/subject/profile and one model seed (``seed=None``: every seed), optionally some
-    models and ROIs. Degrades gracefully: when
-    the folder is missing (e.g. on Colab, which installs the library only) or a file is unreadable,
-    it prints why and returns what it could read (possibly ``[]``); a chapter then shows its live
-    run only.
+    Picks one dataset/subject/profile, one data seed (the simulated cortex: 0 is the book's default
+    subject; None for real data) and one model seed (``seed=None``: every seed), optionally some
+    models and ROIs, so that files of other simulated cortices never mix in. Degrades gracefully:
+    when the folder is missing (e.g. on Colab, which installs the library only) or a file is
+    unreadable, it prints why and returns what it could read (possibly ``[]``); a chapter then
+    shows its live run only.
     """
     folder = results_folder()
     if not (folder / "results").is_dir():
         print(f"No committed results here ({folder} is missing; on Colab only the library is installed): "
               "the built book shows them.")
         return []
-    from . import reproduce
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        found = reproduce.collect_results(folder)
+        found = collect_results(folder)
     for w in caught:
         print(f"note: {w.message}")
     chosen = [r for r in found if r.dataset == dataset and r.subject == subject and r.info.get("profile") == profile
+              and r.info.get("data_seed") == data_seed
               and (models is None or r.model in models) and (rois is None or r.roi in rois)
               and (seed is None or r.info.get("seed") in (seed, None))]
     if not chosen:
-        print(f"No committed {profile}-profile results for {dataset} subject {subject}"
+        print(f"No committed {profile}-profile results for {dataset_tag(dataset, data_seed)} subject {subject}"
               f"{' and models ' + ', '.join(models) if models else ''} in {folder}.")
     return chosen
 
 
-# --------------------------------------------------------------------------- Sphinx extension
-# plotly's HTML renderers add MathJax from a CDN to every figure; the book page loads its own
-# (vendored) MathJax, so the CDN tag is dropped from the rendered outputs.
-_PLOTLY_MATHJAX_CDN = re.compile(r'<script src="https://cdnjs\.cloudflare\.com/ajax/libs/mathjax/[^"]*"></script>')
+def committed_run(subject: int = 1, dataset: str = "sim", profile: str = "full", data_seed: int | None = 0):
+    """The committed run of one subject (``tables.load_run`` of ``data/results``: results, seed ensembles,
+    comparisons), or None after printing a note that the page shows its live run only.
 
-
-def _drop_cdn_scripts(app, doctree, docname) -> None:
-    """Offline pages: drop plotly's CDN MathJax tag; show the vendored copy of the Colab badge image."""
-    import posixpath
-
-    from docutils import nodes
-
-    for node in list(doctree.findall(nodes.raw)):
-        text = node.astext()
-        if "html" in node.get("format", "") and _PLOTLY_MATHJAX_CDN.search(text):
-            node.replace(node.children[0], nodes.Text(_PLOTLY_MATHJAX_CDN.sub("", text)))
-    if app is not None and app.builder.format != "html":
-        return
-    badge = posixpath.relpath(LOCAL_COLAB_BADGE, posixpath.dirname(docname) or ".")
-    for node in list(doctree.findall(nodes.image)):
-        if node.get("uri") == COLAB_BADGE:
-            alt = node.get("alt", "Open In Colab").replace('"', "&quot;")
-            node.replace_self(nodes.raw("", f'<img alt="{alt}" src="{badge}"/>', format="html"))
-
-
-def _drop_duplicate_assets(app, pagename, templatename, context, doctree) -> None:
-    # jupyter-book 1.0.4 registers the inline configuration scripts of sphinx-thebe and
-    # sphinx-togglebutton twice; the second `const THEBE_JS_URL` is a JavaScript error on every page.
-    for key in ("script_files", "css_files"):
-        if key in context:
-            unique = {}
-            for asset in context[key]:
-                attributes = getattr(asset, "attributes", {})
-                identity = (getattr(asset, "filename", asset) or "", tuple(sorted(attributes.items())))
-                unique.setdefault(identity, asset)
-            context[key] = list(unique.values())
-
-
-def setup(app):
-    """Sphinx entry point (``sphinx: extra_extensions: [etecrm_lib.book]`` in ``_config.yml``)."""
-    # Notebook kernels started by the build inherit this: plotly then writes figures as HTML with
-    # plotly.js embedded once per page (no CDN). Chapters never choose a renderer themselves.
-    os.environ.setdefault("PLOTLY_RENDERER", "notebook")
-    os.environ[BUILD_ENV] = "1"  # the kernels know they run for the static pages (see notebook_defaults)
-    app.connect("doctree-resolved", _drop_cdn_scripts)
-    app.connect("html-page-context", _drop_duplicate_assets)
-    return {"version": __version__, "parallel_read_safe": True, "parallel_write_safe": True}
+    The default is what the book's figures are made from: the simulated subject ``subject``, profile
+    "full", simulation seed 0 (``etecrm reproduce --profile full --seeds 5 --data-seed 0``).
+    """
+    try:
+        return load_run(results_folder(), dataset, profile, subject, data_seed)
+    except FileNotFoundError:
+        print(f"Subject {subject}: the committed {profile}-profile run ({dataset_tag(dataset, data_seed)}) is not in "
+              f"data/results yet (made with `etecrm reproduce --profile {profile} --seeds 5"
+              f"{'' if data_seed is None else f' --data-seed {data_seed}'}`); this page shows its live run only.")
+        return None
 
 
 def toc_chapters(root) -> list:
@@ -542,7 +501,7 @@ __all__ = [
     "default_profile", "on_colab", "check_runtime", "runtime_estimate", "pip_requirement", "colab_url",
     "setup_cell_source", "title_cell_source", "standard_cells", "write_notebook", "toc_chapters",
     "show_table", "Table", "notebook_defaults", "use_finished_progress_bars", "in_book_build",
-    "committed_results", "results_folder", "callout", "mark_untrained",
+    "committed_results", "committed_run", "results_folder", "callout", "mark_untrained",
 ]
 
 if _in_notebook_kernel():

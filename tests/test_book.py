@@ -32,12 +32,15 @@ import threading
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 
 from etecrm_lib import __version__, book
 from etecrm_lib.results import describe_results
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "book" / "_ext"))  # the book build's Sphinx extension, named in _config.yml
+import etecrm_build  # noqa: E402
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
@@ -63,7 +66,9 @@ def test_config_agrees_with_library_constants():
     assert execute["execute_notebooks"] == "force"
     assert execute["allow_errors"] is False and execute["raise_on_error"] is True
     assert config["only_build_toc_files"] is True
-    assert "etecrm_lib.book" in config["sphinx"]["extra_extensions"]
+    # the build's own Sphinx extension lives with the book, not in the library
+    assert config["sphinx"]["local_extensions"] == {"etecrm_build": "book/_ext"}
+    assert Path(ROOT, "book/_ext/etecrm_build.py").is_file() and not hasattr(book, "setup")
 
 
 def test_vendored_javascript_is_present_and_configured():
@@ -176,7 +181,7 @@ def test_extension_drops_plotly_cdn_mathjax():
     cdn = '<script src="https://cdnjs.cloudflare.com/ajax/libs/mathjax/3.2.2/es5/tex-svg.min.js"></script>'
     doc += nodes.raw("", f"<div>{cdn}<div id='plot'></div></div>", format="html")
     doc += nodes.raw("", cdn, format="latex")
-    book._drop_cdn_scripts(None, doc, "x")
+    etecrm_build.drop_cdn_scripts(None, doc, "x")
     html_node, latex_node = list(doc.findall(nodes.raw))
     assert "cdnjs" not in html_node.astext() and "<div id='plot'></div>" in html_node.astext()
     assert latex_node.astext() == cdn  # only HTML output is touched
@@ -190,7 +195,7 @@ def test_extension_setup_prepares_the_build_environment(monkeypatch):
             self.connected.append(event)
 
     monkeypatch.delenv("PLOTLY_RENDERER", raising=False)
-    metadata = book.setup(App())
+    metadata = etecrm_build.setup(App())
     assert set(App.connected) == {"doctree-resolved", "html-page-context"}
     assert metadata["version"] == __version__
     # the notebook kernels the build starts inherit this environment: plotly writes HTML figures
@@ -209,7 +214,7 @@ def test_extension_shows_local_colab_badge():
     link = nodes.reference("", "", refuri=book.colab_url("01_data.ipynb"))
     link += nodes.image(uri=book.COLAB_BADGE, alt="Open In Colab")
     doc += nodes.paragraph("", "", link)
-    book._drop_cdn_scripts(None, doc, "book/01_data")
+    etecrm_build.drop_cdn_scripts(None, doc, "book/01_data")
     assert not list(doc.findall(nodes.image))
     (raw,) = doc.findall(nodes.raw)
     assert raw.astext() == '<img alt="Open In Colab" src="../_static/colab-badge.svg"/>'
@@ -645,6 +650,26 @@ def test_committed_results_read_or_degrade(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(book, "results_folder", lambda: tmp_path / "nowhere")
     assert book.committed_results() == []
     assert "No committed results here" in capsys.readouterr().out
+
+
+def test_committed_results_and_run_keep_to_one_data_seed(monkeypatch, tmp_path, capsys):
+    """Files of another simulated cortex (data seed 1) never mix into the book's subject (data seed 0)."""
+    from etecrm_lib.evaluation import EncodingResult
+    from etecrm_lib.results import result_path, save_result
+
+    for data_seed in (0, 1):
+        res = EncodingResult("gwp_ridge", "V1", "sim", 1, np.full(4, 0.1 * (data_seed + 1), np.float32))
+        save_result(res, result_path(tmp_path, "sim", "full", 1, "V1", "gwp_ridge", 0, data_seed), profile="full",
+                    seed=0, extra={"data_seed": data_seed})
+    monkeypatch.setattr(book, "results_folder", lambda: tmp_path)
+    (found,) = book.committed_results()
+    assert found.info["data_seed"] == 0 and np.allclose(found.test_r, 0.1)
+    assert book.committed_results(data_seed=1)[0].info["data_seed"] == 1
+    assert book.committed_results(data_seed=7) == [] and "sim-data7" in capsys.readouterr().out
+    run = book.committed_run(subject=1)
+    assert [r.info["data_seed"] for r in run.results] == [0]
+    assert book.committed_run(subject=2) is None
+    assert "Subject 2: the committed full-profile run (sim-data0) is not in data/results" in capsys.readouterr().out
 
 
 def test_student_colab_links():
