@@ -387,7 +387,7 @@ def fit_etecrm(images, responses, config: ETECRMConfig | None = None, seed: int 
         for s in range(n_steps):
             rows = slice(s * batch_size, (s + 1) * batch_size)
             losses[s], fit_pred[rows] = step(order[rows], noise[rows])
-        _check_finite(losses, epoch, description)
+        check_losses_finite(losses, epoch, description)
         # 3. which epoch to keep: mean validation r of the voxels that fit the training images best
         train_r = pearson_r(fit_pred, y_fit[order.to(device)])
         val_r = pearson_r(predict(net, x_val, mixed_precision=config.mixed_precision), y_val)
@@ -422,7 +422,7 @@ def _try_forward_backward(net, images, device, config) -> None:
     net.zero_grad(set_to_none=True)
 
 
-def _check_finite(losses: torch.Tensor, epoch: int, what: str) -> None:
+def check_losses_finite(losses: torch.Tensor, epoch: int, what: str) -> None:
     """Raise a FloatingPointError naming the first batch whose loss was NaN/inf (one host sync per epoch)."""
     finite = torch.isfinite(losses).cpu()
     if not finite.all():

@@ -403,13 +403,13 @@ def test_best_v1_voxels_of_the_gabor_model_reach_about_r_08(default_subject):
 
 def test_dead_leaves_painting_matches_a_plain_loop_over_discs():
     """The vectorised painter against the obvious loop: later discs cover earlier ones."""
-    from etecrm_lib.data.images import _top_disc
+    from etecrm_lib.data.images import top_disc
 
     rng = np.random.default_rng(5)
     size, margin, n_leaves = 24, 6, 30
     radii = rng.uniform(0.5, 6, 2 * n_leaves)
     centres = rng.uniform(-margin, size + margin, (2 * n_leaves, 2))
-    top = _top_disc(radii, centres, 2, n_leaves, size, margin)
+    top = top_disc(radii, centres, 2, n_leaves, size, margin)
     expected = np.full((2, size, size), -1)
     yy, xx = np.mgrid[0:size, 0:size]
     for k, ((cy, cx), r) in enumerate(zip(centres, radii)):
