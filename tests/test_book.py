@@ -35,7 +35,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from etecrm_lib import __version__, book
+from etecrm_lib import __version__, book, notebooks
 from etecrm_lib.results import describe_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ def read_config() -> dict:
 
 
 def notebook_chapters() -> list:
-    return [c for c in book.toc_chapters(ROOT) if c.endswith(".ipynb")]
+    return [c for c in notebooks.toc_chapters(ROOT) if c.endswith(".ipynb")]
 
 
 # --------------------------------------------------------------------------- configuration
@@ -88,7 +88,7 @@ def test_vendored_javascript_is_present_and_configured():
 
 
 def test_toc_lists_existing_chapters_in_book_folder():
-    chapters = book.toc_chapters(ROOT)
+    chapters = notebooks.toc_chapters(ROOT)
     assert chapters[0] == "book/intro.md"
     assert "book/01_data.ipynb" in chapters and "book/10_exercises.ipynb" in chapters
     for chapter in chapters:
@@ -96,7 +96,7 @@ def test_toc_lists_existing_chapters_in_book_folder():
 
 
 def test_every_chapter_notebook_is_in_the_toc():
-    listed = set(book.toc_chapters(ROOT))
+    listed = set(notebooks.toc_chapters(ROOT))
     missing = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "book").glob("*.ipynb")
                      if p.relative_to(ROOT).as_posix() not in listed)
     assert not missing, f"add these chapters to _toc.yml: {missing}"
@@ -109,8 +109,8 @@ def test_chapter_starts_with_standard_cells_and_has_no_outputs(chapter):
     title, setup, parameters = nb.cells[:3]
     name = Path(chapter).name
     assert title.cell_type == "markdown" and title.source.startswith("# ")
-    assert book.colab_url(name) in title.source
-    assert setup.cell_type == "code" and setup.source.strip() == book.setup_cell_source().strip()
+    assert notebooks.colab_url(name) in title.source
+    assert setup.cell_type == "code" and setup.source.strip() == notebooks.setup_cell_source().strip()
     assert f"@v{__version__}" in setup.source
     assert parameters.cell_type == "code" and "parameters" in parameters.metadata.get("tags", [])
     for name_ in ("DATASET", "PROFILE", "SEED"):
@@ -149,25 +149,25 @@ def test_check_runtime_warns_without_gpu(monkeypatch, capsys):
 
 
 def test_colab_url_and_pip_requirement():
-    assert book.colab_url("03_x.ipynb") == (
+    assert notebooks.colab_url("03_x.ipynb") == (
         "https://colab.research.google.com/github/etecrm-book/etecrm/blob/main/book/03_x.ipynb")
-    assert book.colab_url("book/03_x.ipynb") == book.colab_url("03_x.ipynb")
+    assert notebooks.colab_url("book/03_x.ipynb") == notebooks.colab_url("03_x.ipynb")
     with pytest.raises(ValueError, match="ipynb"):
-        book.colab_url("03_x.md")
-    assert book.pip_requirement("1.2.3") == "etecrm_lib @ git+https://github.com/etecrm-book/etecrm@v1.2.3"
-    compile(book.setup_cell_source(), "<setup cell>", "exec")  # plain Python, no magics
+        notebooks.colab_url("03_x.md")
+    assert notebooks.pip_requirement("1.2.3") == "etecrm_lib @ git+https://github.com/etecrm-book/etecrm@v1.2.3"
+    compile(notebooks.setup_cell_source(), "<setup cell>", "exec")  # plain Python, no magics
 
 
 def test_write_notebook_strips_outputs(tmp_path):
     import nbformat.v4 as nbf
 
     cell = nbf.new_code_cell("1 + 1", execution_count=3, outputs=[nbf.new_output("execute_result", {"text/plain": "2"})])
-    path = book.write_notebook(tmp_path / "x.ipynb", book.standard_cells("x.ipynb", "X") + [cell])
+    path = notebooks.write_notebook(tmp_path / "x.ipynb", notebooks.standard_cells("x.ipynb", "X") + [cell])
     nb = nbformat.read(path, as_version=4)
     assert nb.cells[3].outputs == [] and nb.cells[3].execution_count is None
     assert [c.id for c in nb.cells] == ["cell-000", "cell-001", "cell-002", "cell-003"]
     first = path.read_bytes()
-    book.write_notebook(path, nb.cells)
+    notebooks.write_notebook(path, nb.cells)
     assert path.read_bytes() == first  # rewriting an unchanged notebook changes nothing
 
 
@@ -211,7 +211,7 @@ def test_extension_shows_local_colab_badge():
     from docutils.parsers.rst import Parser
 
     doc = new_document("x", get_default_settings(Parser))
-    link = nodes.reference("", "", refuri=book.colab_url("01_data.ipynb"))
+    link = nodes.reference("", "", refuri=notebooks.colab_url("01_data.ipynb"))
     link += nodes.image(uri=book.COLAB_BADGE, alt="Open In Colab")
     doc += nodes.paragraph("", "", link)
     etecrm_build.drop_cdn_scripts(None, doc, "book/01_data")
@@ -382,8 +382,8 @@ def check_pages(html_dir: Path, chapters: list, screenshots: Path | None = None)
                         lambda d: d.find_elements(By.CSS_SELECTOR, ".jupyter-widgets, [class*='widget-']"),
                         message=f"{page}: widget state is embedded but no widget was rendered")
                 if is_notebook:
-                    colab = book.colab_url(Path(chapter).name, folder=Path(chapter).parent.as_posix())
-                    student = book.colab_url(Path(chapter).name, folder=book.STUDENTS_FOLDER)
+                    colab = notebooks.colab_url(Path(chapter).name, folder=Path(chapter).parent.as_posix())
+                    student = notebooks.colab_url(Path(chapter).name, folder=book.STUDENTS_FOLDER)
                     links = {a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "a[href*='colab.research.google.com']")}
                     assert colab in links, f"{page}: no link to {colab}; Colab links found: {links}"
                     # the only other notebook a page may open is its own student edition
@@ -451,7 +451,7 @@ def test_built_book_in_browser(tmp_path):
     if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
         pytest.fail("headless Chromium is needed: run `make browser` (apt-get install chromium chromium-driver)")
     html_dir = build_book(tmp_path / "book")
-    chapters = book.toc_chapters(ROOT)
+    chapters = notebooks.toc_chapters(ROOT)
     # the pages link to vendored scripts only: nothing is fetched from a CDN
     for chapter in chapters:
         text = (html_dir / Path(chapter).with_suffix(".html")).read_text(encoding="utf-8")
@@ -555,7 +555,7 @@ def test_student_book_has_no_solutions(tmp_path):
         assert not leaks, f"solution code in the student book: {leaks}"
         page = (html_dir / f"{notebook.stem}.html").read_text(encoding="utf-8")
         assert "NotImplementedError" in page
-        assert book.colab_url(notebook.name, folder=book.STUDENTS_FOLDER) in html_lib.unescape(page)
+        assert notebooks.colab_url(notebook.name, folder=book.STUDENTS_FOLDER) in html_lib.unescape(page)
 
 
 # --------------------------------------------------------------------------- what the pages show
@@ -673,7 +673,7 @@ def test_committed_results_and_run_keep_to_one_data_seed(monkeypatch, tmp_path, 
 
 
 def test_student_colab_links():
-    assert book.colab_url("10_exercises.ipynb", folder=book.STUDENTS_FOLDER) == (
+    assert notebooks.colab_url("10_exercises.ipynb", folder=book.STUDENTS_FOLDER) == (
         "https://colab.research.google.com/github/etecrm-book/etecrm/blob/main/students/10_exercises.ipynb")
 
 
