@@ -5,8 +5,8 @@
 >>> ds.train.stimuli.shape, ds.train.responses["V1"].shape
 """
 
-from .dataset import (DEFAULT_ROIS, EncodingDataset, Split, VoxelInfo, check_dataset, from_arrays, load_npz,
-                      save_npz)
+from .dataset import DEFAULT_ROIS, EncodingDataset, Split, VoxelInfo, check_dataset, from_arrays
+from .npz import load_npz, save_npz
 from .simulate import simulate
 from .vim1 import download_vim1, load_vim1
 from .kay import fetch_kay_images, load_kay_images

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 
 from ..profiles import DEFAULT_PROFILE, check_profile
 from ..storage import cache_dir
-from .dataset import EncodingDataset, load_npz
+from .dataset import EncodingDataset
 from .kay import load_kay_images
 from .miyawaki import load_miyawaki
+from .npz import load_npz
 from .simulate import simulate
 from .vim1 import VIM1_FILES, load_vim1
 

@@ -128,8 +128,9 @@ from torch import nn
 
 from ..device import get_device
 from ..profiles import DEFAULT_PROFILE, check_profile
-from .dataset import EncodingDataset, Split, VoxelInfo, load_npz, save_npz
+from .dataset import EncodingDataset, Split, VoxelInfo
 from .images import TEST_PHOTOS, TRAIN_PHOTOS, load_photos, make_stimuli
+from .npz import load_npz, save_npz
 
 GENERATOR_VERSION = 3  # bump when the simulation changes: old cache files are then ignored
 GROUND_TRUTHS = ("cortex", "gabor", "cnn")  # the simulated cortex and the two control cortices
