@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from etecrm_lib import evaluation, plots, widgets
+from etecrm_lib import evaluation, plots, training_plots, widgets
 from etecrm_lib.data.dataset import VoxelInfo
 from etecrm_lib.evaluation import EncodingResult
 
@@ -165,10 +165,10 @@ def test_comparison_bars_from_paired_bootstrap(data):
 
 
 def test_training_curves_and_image_grid():
-    fig = plots.training_curves({"train loss": [0.9, 0.6, 0.5], "validation loss": [1.0, 0.8, 0.85]})
+    fig = training_plots.training_curves({"train loss": [0.9, 0.6, 0.5], "validation loss": [1.0, 0.8, 0.85]})
     assert [t.name for t in fig.data] == ["train loss", "validation loss"]
     assert list(fig.data[0].x) == [1, 2, 3] and list(fig.data[1].y) == [1.0, 0.8, 0.85]
-    assert list(plots.training_curves([3.0, 2.0]).data[0].y) == [3.0, 2.0]
+    assert list(training_plots.training_curves([3.0, 2.0]).data[0].y) == [3.0, 2.0]
     images = np.random.default_rng(1).uniform(size=(5, 8, 8)).astype(np.float32)
     grid = plots.image_grid(images, n=16, columns=4)
     assert len(grid.data) == 5
