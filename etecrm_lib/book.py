@@ -70,10 +70,9 @@ def on_colab() -> bool:
     return "google.colab" in sys.modules
 
 
-# Rough minutes of the full profile on a Colab T4: estimates scaled from the committed full run (every
-# model of one subject in about 4 minutes on an H100), not measurements on a T4; other GPUs scale by
-# RELATIVE_SPEED (rough ratios). `ETECRM_PROFILE=full python benchmarks/bench_chapters.py` on a GPU
-# measures the real times. The quick profile runs each chapter in 1-3 minutes on a CPU.
+# Rough minutes of the full profile on a Colab T4, for the estimate a chapter prints: scaled from the
+# committed full run's wall times (the measurements are benchmarks/bench_chapters.py's, run with
+# ETECRM_PROFILE=full on a GPU), not measured on a T4; other GPUs scale by RELATIVE_SPEED (rough ratios).
 FULL_MINUTES_ON_T4 = {"one chapter (2-7)": 5, "chapter 8 (every model)": 35}
 RELATIVE_SPEED = {"T4": 1.0, "P100": 1.2, "V100": 2.0, "L4": 1.5, "A10": 2.0, "A100": 4.0, "H100": 7.0, "H200": 7.5}
 
