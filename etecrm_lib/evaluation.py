@@ -1,7 +1,10 @@
-"""One honest way to score an encoding model: on the held-out test split, voxel by voxel.
+"""One honest way to score an encoding model, and every statistic the book reports about it.
 
-Every model in the book (two-step, end-to-end, ablations) is scored by :func:`score`, which
-returns an :class:`EncodingResult`; tables, figures and widgets take lists of those.
+Every model in the book (two-step, end-to-end, ablations) is scored by :func:`score` on the held-out
+test split, voxel by voxel, which returns an :class:`EncodingResult`; tables, figures and widgets take
+lists of those. Every number about accuracy is computed here (figures and widgets only draw):
+Pearson r (:func:`correlation`, the one definition), ceilings, ROI statistics
+(:func:`roi_statistic`), bootstrap intervals over test images (and model seeds) and their verdicts.
 
 Definitions
 -----------
