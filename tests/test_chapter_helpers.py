@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from etecrm_lib import evaluation, plots, tables, training_plots
+from etecrm_lib import evaluation, tables, training_plots
 from etecrm_lib.evaluation import Comparison, EncodingResult
 
 

@@ -16,5 +16,5 @@ from .registry import DATASETS, load_dataset, open_dataset
 __all__ = [
     "DEFAULT_ROIS", "EncodingDataset", "Split", "VoxelInfo", "check_dataset", "from_arrays", "load_npz", "save_npz",
     "simulate", "load_vim1", "download_vim1", "fetch_kay_images", "load_kay_images", "load_miyawaki",
-    "load_dataset",
+    "load_dataset", "open_dataset", "DATASETS",
 ]
