@@ -30,7 +30,8 @@ def main() -> None:
 
     from etecrm_lib.ablations import run_variants
     from etecrm_lib.data import simulate
-    from etecrm_lib.data.simulate import BEST_V1_R, calibration_summary
+    from etecrm_lib.data.calibration import BEST_V1_R
+    from etecrm_lib.data.simulate import calibration_summary
 
     for seed in args.seeds:
         ds = simulate(args.subject, args.profile, seed=seed, ground_truth=args.ground_truth)

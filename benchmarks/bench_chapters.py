@@ -16,7 +16,7 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from etecrm_lib.book import toc_chapters  # noqa: E402
+from etecrm_lib.notebooks import toc_chapters  # noqa: E402
 
 
 def main() -> None:

@@ -24,7 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from etecrm_lib.device import describe_device, get_device  # noqa: E402
-from etecrm_lib.reproduce import _load, reproduce  # noqa: E402
+from etecrm_lib.data import open_dataset  # noqa: E402
+from etecrm_lib.reproduce import reproduce  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -43,7 +44,7 @@ def main(argv=None) -> dict:
 
     device = get_device(args.device)
     start = time.perf_counter()
-    data = _load(args.dataset, args.subject, args.profile, args.data_seed if args.dataset == "sim" else None)
+    data = open_dataset(args.dataset, args.subject, args.profile, args.data_seed if args.dataset == "sim" else None)
     load_s = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or tmp)

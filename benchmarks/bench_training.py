@@ -95,7 +95,8 @@ def main() -> None:
     wall = time.perf_counter() - started
     rows, total_flop = [], 0.0
     for (variant, roi, seed, config), (model, train_s) in zip(specs, trained):
-        summary = model.score(ds, model=variant).summary()
+        model.name = variant
+        summary = model.score(ds).summary()
         n_fit = model.history.batch_size * (int(len(ds.train.stimuli) * (1 - config.val_fraction))
                                             // model.history.batch_size)
         flop = 3 * count_flops(model.net) * n_fit * config.epochs

@@ -43,9 +43,12 @@ from typing import Callable
 
 import numpy as np
 import torch
+import tqdm.auto
 
 from . import gpu
 from .device import describe_device, get_device
+from .training import ETECRMConfig, ETECRMModel
+from .two_step import TwoStepModel
 
 
 @dataclass(frozen=True)
@@ -131,8 +134,6 @@ def run_variants(dataset, variants, rois=None, profile: str = "quick", seed: int
     the dataset's. ``cnn_weights``: see :func:`run_variant`. Nothing is written to disk
     (:func:`reproduce.reproduce` does that).
     """
-    from tqdm.auto import tqdm
-
     names = [variants] if isinstance(variants, str) else list(dict.fromkeys(variants))
     for name in names:
         get_variant(name)
@@ -140,7 +141,7 @@ def run_variants(dataset, variants, rois=None, profile: str = "quick", seed: int
     for roi in rois:
         dataset.check_roi(roi)
     results = []
-    with tqdm(total=len(rois) * len(names), desc="variants", unit="model", disable=not progress) as bar:
+    with tqdm.auto.tqdm(total=len(rois) * len(names), desc="variants", unit="model", disable=not progress) as bar:
         for roi in rois:
             for name in names:
                 bar.set_postfix_str(f"{roi}: {name}")
@@ -155,11 +156,9 @@ def _run_etecrm(dataset, variant, roi, *, profile, seed, device, progress, cnn_w
 
     The variant's ``options`` are changes to ``ETECRMConfig.for_profile(profile)``.
     """
-    from .training import ETECRMConfig, train_etecrm
-
     config = ETECRMConfig.for_profile(profile, **variant.options)
-    model = train_etecrm(dataset, roi, config, seed=seed, device=device, progress=progress)
-    res = model.score(dataset, model=variant.name)
+    model = ETECRMModel(config, seed=seed, device=device, progress=progress, name=variant.name).fit(dataset, roi)
+    res = model.score(dataset)
     res.info["feature_weights"] = "learned end to end from the fMRI data (random initial weights, no pretraining)"
     return res
 
@@ -179,9 +178,7 @@ for _name, (_description, _options) in _ETECRM.items():
 
 def _run_two_step(dataset, variant, roi, *, profile, seed, device, progress, cnn_weights=None):
     """Fit one two-step model (``two_step.TwoStepModel``) on the ROI and score it."""
-    from .two_step import TwoStepModel
-
-    model = TwoStepModel(variant.name, profile=profile, weights=cnn_weights, seed=seed, device=device,
+    model = TwoStepModel(variant.name, profile=profile, cnn_weights=cnn_weights, seed=seed, device=device,
                          progress=progress).fit(dataset, roi)
     res = model.score(dataset)
     if variant.options["features"] == "alexnet":

@@ -1,27 +1,13 @@
-"""Helpers the book's chapters share: where the book lives, which profile to run, Colab set-up.
+"""What the book's chapters call while they run: which profile, Colab set-up, tables, notes, committed results.
 
-Every chapter notebook opens with the same three cells (see :func:`standard_cells`):
+Every chapter notebook opens with the same three cells (written by :mod:`etecrm_lib.notebooks`):
+a title with an "Open in Colab" badge; a set-up cell that on Google Colab installs this library and
+calls :func:`check_runtime`; a parameters cell (tagged ``parameters``): ``DATASET``, ``PROFILE``
+(:func:`default_profile`) and ``SEED``.
 
-1. a title with an "Open in Colab" badge (:func:`colab_url`),
-2. one set-up cell that does something only on Google Colab: it installs this library, pinned to
-   the book's version (:func:`pip_requirement`), and warns when no GPU runtime is selected,
-3. a parameters cell (tagged ``parameters``): ``DATASET``, ``PROFILE`` (:func:`default_profile`)
-   and ``SEED``.
-
-Chapter authors start a notebook with these cells and write it without outputs::
-
-    import nbformat.v4 as nbf
-    from etecrm_lib.book import standard_cells, write_notebook
-
-    cells = standard_cells("03_gabor.ipynb", "3. The Gabor model") + [nbf.new_code_cell("...")]
-    write_notebook("book/03_gabor.ipynb", cells)
-
-(or copy the first three cells of ``book/01_data.ipynb``); ``tests/test_book.py`` checks them.
-
-This module is also a small Sphinx extension (``setup``), listed in the book's ``_config.yml``:
-it makes the book build render plotly figures into the pages and keeps the pages free of CDN
-downloads, and it tells the notebook kernels that they run inside the book build
-(``ETECRM_BOOK_BUILD=1``).
+The book build's Sphinx extension (plotly figures in the pages, no CDN downloads, and
+``ETECRM_BOOK_BUILD=1`` for the notebook kernels) is not part of the library: it is
+``book/_ext/etecrm_build.py``, named in ``_config.yml``.
 
 What the pages show (see :func:`notebook_defaults`, run when a notebook imports this module):
 
@@ -29,28 +15,37 @@ What the pages show (see :func:`notebook_defaults`, run when a notebook imports 
 - progress bars: live bars in Jupyter and Colab; in the book build one plain line per finished bar
   (no half-filled red widgets in the static page);
 - numbers: numpy scalars print as plain numbers (``0.5``, not ``np.float64(0.5)``);
-- committed full-profile results: :func:`committed_results` reads ``data/results`` if it is there.
+- committed full-profile results: :func:`committed_results` and :func:`committed_run` read
+  ``data/results`` if it is there (the default simulated subject: data seed 0).
 """
 
 from __future__ import annotations
 
+import html
+import io
+import numbers
 import os
 import re
 import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from . import __version__
+from .device import describe_device
+from .profiles import PROFILES
+from .results import collect_results, dataset_tag
+from .tables import load_run
 
 REPOSITORY_URL = "https://github.com/etecrm-book/etecrm"
 BRANCH = "main"
 COLAB_URL = "https://colab.research.google.com"
 BOOK_FOLDER = "book"  # chapters live in book/ under the repository root
 STUDENTS_FOLDER = "students"  # the student edition: exercise notebooks without solutions
-PROFILES = ("quick", "full")
 PROFILE_ENV = "ETECRM_PROFILE"
 BUILD_ENV = "ETECRM_BOOK_BUILD"  # set (to "1") by the Sphinx extension for the kernels of the book build
-DATASETS = ("sim", "kay", "vim1", "miyawaki")
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 LOCAL_COLAB_BADGE = "_static/colab-badge.svg"  # book/vendor/colab-badge.svg, shown in the built pages
 
@@ -67,8 +62,6 @@ def default_profile() -> str:
         if chosen not in PROFILES:
             raise ValueError(f"{PROFILE_ENV}={chosen!r} is not a profile; use one of {PROFILES} (or unset it)")
         return chosen
-    import torch
-
     return "full" if torch.cuda.is_available() else "quick"
 
 
@@ -77,10 +70,9 @@ def on_colab() -> bool:
     return "google.colab" in sys.modules
 
 
-# Rough minutes of the full profile on a Colab T4: estimates scaled from the committed full run (every
-# model of one subject in about 4 minutes on an H100), not measurements on a T4; other GPUs scale by
-# RELATIVE_SPEED (rough ratios). `ETECRM_PROFILE=full python benchmarks/bench_chapters.py` on a GPU
-# measures the real times. The quick profile runs each chapter in 1-3 minutes on a CPU.
+# Rough minutes of the full profile on a Colab T4, for the estimate a chapter prints: scaled from the
+# committed full run's wall times (the measurements are benchmarks/bench_chapters.py's, run with
+# ETECRM_PROFILE=full on a GPU), not measured on a T4; other GPUs scale by RELATIVE_SPEED (rough ratios).
 FULL_MINUTES_ON_T4 = {"one chapter (2-7)": 5, "chapter 8 (every model)": 35}
 RELATIVE_SPEED = {"T4": 1.0, "P100": 1.2, "V100": 2.0, "L4": 1.5, "A10": 2.0, "A100": 4.0, "H100": 7.0, "H200": 7.5}
 
@@ -106,10 +98,6 @@ def check_runtime() -> str:
     ``ETECRM_PROFILE=quick`` before starting the notebook). Returns the device description, e.g.
     'Tesla T4' or 'cpu (2 threads)'.
     """
-    import torch
-
-    from .device import describe_device
-
     if not torch.cuda.is_available():
         where = ("in Colab choose Runtime > Change runtime type > T4 GPU, then run the notebook again"
                  if on_colab() else "the chapter still runs, on the small 'quick' profile")
@@ -123,101 +111,6 @@ def check_runtime() -> str:
     return device
 
 
-# --------------------------------------------------------------------------- links and pins
-def pip_requirement(version: str = __version__) -> str:
-    """The pip requirement that installs this library at the book's version (a git tag ``v<version>``)."""
-    return f"etecrm_lib @ git+{REPOSITORY_URL}@v{version}"
-
-
-def colab_url(notebook: str, folder: str = BOOK_FOLDER) -> str:
-    """The Colab link that opens ``notebook`` (a file name, e.g. "01_data.ipynb") in ``folder`` from GitHub.
-
-    ``folder`` is "book" (the chapters) or "students" (the student edition of the exercises).
-    """
-    name = Path(notebook).name
-    if not name.endswith(".ipynb"):
-        raise ValueError(f"expected a notebook file name ending in .ipynb, got {notebook!r}")
-    owner_repo = REPOSITORY_URL.removeprefix("https://github.com/")
-    return f"{COLAB_URL}/github/{owner_repo}/blob/{BRANCH}/{folder}/{name}"
-
-
-# --------------------------------------------------------------------------- the first three cells
-SETUP_CELL = '''\
-# Set-up on Google Colab only (elsewhere this cell does nothing): install the book's library,
-# pinned to the book's version, and check that a GPU runtime is selected.
-import sys
-
-if "google.colab" in sys.modules:
-    import subprocess
-    # No upgrade: Colab's own torch, torchvision and ipywidgets satisfy the library's lower bounds.
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "{requirement}"], check=True)
-    from etecrm_lib.book import check_runtime
-    check_runtime()
-'''
-
-PARAMETERS_CELL = '''\
-import etecrm_lib.book
-
-DATASET = "sim"  # simulated cortex; real data: "kay", "vim1", "miyawaki"
-PROFILE = etecrm_lib.book.default_profile()  # "quick" (CPU) or "full" (GPU)
-SEED = 0
-'''
-
-
-def setup_cell_source() -> str:
-    """The source of the Colab set-up cell every chapter carries (second cell)."""
-    return SETUP_CELL.format(requirement=pip_requirement())
-
-
-def title_cell_source(notebook: str, title: str) -> str:
-    """The first cell: the chapter title and its Open-in-Colab badge."""
-    return f"# {title}\n\n[![Open In Colab]({COLAB_BADGE})]({colab_url(notebook)})\n"
-
-
-def standard_cells(notebook: str, title: str) -> list:
-    """The three cells every chapter starts with (nbformat cells): title + badge, set-up, parameters."""
-    import nbformat.v4 as nbf
-
-    return [
-        nbf.new_markdown_cell(title_cell_source(notebook, title)),
-        nbf.new_code_cell(setup_cell_source(), metadata={"tags": ["hide-input"]}),  # folded on the web page
-        nbf.new_code_cell(PARAMETERS_CELL, metadata={"tags": ["parameters"]}),
-    ]
-
-
-def write_notebook(path, cells: list) -> Path:
-    """Write ``cells`` as a notebook without outputs or execution counts (atomically). Returns the path.
-
-    Cell ids are derived from the cell position, so rewriting an unchanged chapter gives the same file.
-    """
-    import nbformat
-    import nbformat.v4 as nbf
-
-    from .storage import atomic_write
-
-    nb = nbf.new_notebook(cells=[_strip(cell, i) for i, cell in enumerate(cells)])
-    nb.metadata.update({
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-        "language_info": {"name": "python"},
-    })
-    nbformat.validate(nb)
-    path = Path(path)
-    with atomic_write(path) as tmp:
-        tmp.write_text(nbformat.writes(nb) + "\n", encoding="utf-8")
-    return path
-
-
-def _strip(cell, index: int):
-    cell = cell.copy()
-    cell["id"] = f"cell-{index:03d}"
-    if cell["cell_type"] == "code":
-        cell["outputs"] = []
-        cell["execution_count"] = None
-    for key in ("execution", "collapsed", "scrolled"):
-        cell["metadata"].pop(key, None)
-    return cell
-
-
 # --------------------------------------------------------------------------- what the pages show
 def in_book_build() -> bool:
     """True inside a notebook kernel started by the book build (the Sphinx extension sets ``ETECRM_BOOK_BUILD``)."""
@@ -226,8 +119,6 @@ def in_book_build() -> bool:
 
 def _format_cell(value, digits: int) -> str:
     """One table cell as text: floats rounded to ``digits`` decimals, numpy scalars as plain numbers."""
-    import numbers
-
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -255,8 +146,6 @@ class Table:
         self.columns, self.rows, self.caption = list(columns), [list(r) for r in rows], caption
 
     def _repr_html_(self) -> str:
-        import html
-
         def cells(values, tag):
             out = []
             for v in values:
@@ -317,8 +206,6 @@ class Callout:
         self.text, self.title, self.kind = text, title, kind
 
     def _repr_html_(self) -> str:
-        import html
-
         colour = {"note": "#0969da", "warning": "#bf8700", "important": "#cf222e"}.get(self.kind, "#0969da")
         paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in self.text.split("\n\n"))
         return (f'<div class="admonition {self.kind}" style="border-left: 4px solid {colour}; padding: 0.2em 0.8em">'
@@ -357,8 +244,6 @@ def mark_untrained(results) -> list:
 
 def _finished_bar_class():
     """A tqdm class that draws nothing while running and prints one plain line when it finishes."""
-    import io
-
     from tqdm import std
 
     class FinishedBar(std.tqdm):
@@ -409,8 +294,6 @@ def notebook_defaults() -> None:
 
     Called when a notebook kernel imports this module (every chapter's parameters cell does).
     """
-    import numpy as np
-
     try:
         np.set_printoptions(legacy="1.25")  # numpy >= 2: np.float64(0.5) prints as 0.5
     except (ValueError, TypeError):  # numpy 1.x prints plain numbers already and has no such option
@@ -430,128 +313,57 @@ def results_folder() -> Path:
 
 
 def committed_results(models=None, rois=None, dataset: str = "sim", subject: int = 1, profile: str = "full",
-                      seed: int | None = 0) -> list:
+                      seed: int | None = 0, data_seed: int | None = 0) -> list:
     """The committed results (``data/results``, written by ``etecrm reproduce``) as EncodingResults.
 
-    Picks one dataset/subject/profile and one model seed (``seed=None``: every seed), optionally some
-    models and ROIs. Degrades gracefully: when
-    the folder is missing (e.g. on Colab, which installs the library only) or a file is unreadable,
-    it prints why and returns what it could read (possibly ``[]``); a chapter then shows its live
-    run only.
+    Picks one dataset/subject/profile, one data seed (the simulated cortex: 0 is the book's default
+    subject; None for real data) and one model seed (``seed=None``: every seed), optionally some
+    models and ROIs, so that files of other simulated cortices never mix in. Degrades gracefully:
+    when the folder is missing (e.g. on Colab, which installs the library only) or a file is
+    unreadable, it prints why and returns what it could read (possibly ``[]``); a chapter then
+    shows its live run only.
     """
     folder = results_folder()
     if not (folder / "results").is_dir():
         print(f"No committed results here ({folder} is missing; on Colab only the library is installed): "
               "the built book shows them.")
         return []
-    from . import reproduce
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        found = reproduce.collect_results(folder)
+        found = collect_results(folder)
     for w in caught:
         print(f"note: {w.message}")
     chosen = [r for r in found if r.dataset == dataset and r.subject == subject and r.info.get("profile") == profile
+              and r.info.get("data_seed") == data_seed
               and (models is None or r.model in models) and (rois is None or r.roi in rois)
               and (seed is None or r.info.get("seed") in (seed, None))]
     if not chosen:
-        print(f"No committed {profile}-profile results for {dataset} subject {subject}"
+        print(f"No committed {profile}-profile results for {dataset_tag(dataset, data_seed)} subject {subject}"
               f"{' and models ' + ', '.join(models) if models else ''} in {folder}.")
     return chosen
 
 
-def describe_results(results) -> dict:
-    """``{"profile", "device", "seeds"}`` of a list of results (from their ``info``), for figure labels."""
-    profiles = sorted({str(r.info.get("profile")) for r in results if r.info.get("profile")})
-    devices = sorted({str(r.info.get("device")) for r in results if r.info.get("device")})
-    seeds = sorted({int(r.info["seed"]) for r in results if r.info.get("seed") is not None})
-    return {"profile": "/".join(profiles) or None, "device": ", ".join(devices) or None, "seeds": seeds or None}
+def committed_run(subject: int = 1, dataset: str = "sim", profile: str = "full", data_seed: int | None = 0):
+    """The committed run of one subject (``tables.load_run`` of ``data/results``: results, seed ensembles,
+    comparisons), or None after printing a note that the page shows its live run only.
 
-
-# --------------------------------------------------------------------------- Sphinx extension
-# plotly's HTML renderers add MathJax from a CDN to every figure; the book page loads its own
-# (vendored) MathJax, so the CDN tag is dropped from the rendered outputs.
-_PLOTLY_MATHJAX_CDN = re.compile(r'<script src="https://cdnjs\.cloudflare\.com/ajax/libs/mathjax/[^"]*"></script>')
-
-
-def _drop_cdn_scripts(app, doctree, docname) -> None:
-    """Offline pages: drop plotly's CDN MathJax tag; show the vendored copy of the Colab badge image."""
-    import posixpath
-
-    from docutils import nodes
-
-    for node in list(doctree.findall(nodes.raw)):
-        text = node.astext()
-        if "html" in node.get("format", "") and _PLOTLY_MATHJAX_CDN.search(text):
-            node.replace(node.children[0], nodes.Text(_PLOTLY_MATHJAX_CDN.sub("", text)))
-    if app is not None and app.builder.format != "html":
-        return
-    badge = posixpath.relpath(LOCAL_COLAB_BADGE, posixpath.dirname(docname) or ".")
-    for node in list(doctree.findall(nodes.image)):
-        if node.get("uri") == COLAB_BADGE:
-            alt = node.get("alt", "Open In Colab").replace('"', "&quot;")
-            node.replace_self(nodes.raw("", f'<img alt="{alt}" src="{badge}"/>', format="html"))
-
-
-def _drop_duplicate_assets(app, pagename, templatename, context, doctree) -> None:
-    # jupyter-book 1.0.4 registers the inline configuration scripts of sphinx-thebe and
-    # sphinx-togglebutton twice; the second `const THEBE_JS_URL` is a JavaScript error on every page.
-    for key in ("script_files", "css_files"):
-        if key in context:
-            unique = {}
-            for asset in context[key]:
-                attributes = getattr(asset, "attributes", {})
-                identity = (getattr(asset, "filename", asset) or "", tuple(sorted(attributes.items())))
-                unique.setdefault(identity, asset)
-            context[key] = list(unique.values())
-
-
-def setup(app):
-    """Sphinx entry point (``sphinx: extra_extensions: [etecrm_lib.book]`` in ``_config.yml``)."""
-    # Notebook kernels started by the build inherit this: plotly then writes figures as HTML with
-    # plotly.js embedded once per page (no CDN). Chapters never choose a renderer themselves.
-    os.environ.setdefault("PLOTLY_RENDERER", "notebook")
-    os.environ[BUILD_ENV] = "1"  # the kernels know they run for the static pages (see notebook_defaults)
-    app.connect("doctree-resolved", _drop_cdn_scripts)
-    app.connect("html-page-context", _drop_duplicate_assets)
-    return {"version": __version__, "parallel_read_safe": True, "parallel_write_safe": True}
-
-
-def toc_chapters(root) -> list:
-    """The chapter files (paths relative to the repository root) that ``_toc.yml`` lists, in order."""
-    import yaml  # comes with jupyter-book
-
-    entries = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            for key in ("root", "file"):
-                if key in node:
-                    entries.append(str(node[key]))
-            for value in node.values():
-                if isinstance(value, (list, dict)):
-                    walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(yaml.safe_load(Path(root, "_toc.yml").read_text(encoding="utf-8")))
-    out = []
-    for entry in entries:
-        candidates = [entry] if entry.endswith((".ipynb", ".md")) else [entry + ".ipynb", entry + ".md"]
-        found = [c for c in candidates if Path(root, c).is_file()]
-        if not found:
-            raise FileNotFoundError(f"_toc.yml lists '{entry}' but none of {candidates} exists")
-        out.append(found[0])
-    return out
+    The default is what the book's figures are made from: the simulated subject ``subject``, profile
+    "full", simulation seed 0 (``etecrm reproduce --profile full --seeds 5 --data-seed 0``).
+    """
+    try:
+        return load_run(results_folder(), dataset, profile, subject, data_seed)
+    except FileNotFoundError:
+        print(f"Subject {subject}: the committed {profile}-profile run ({dataset_tag(dataset, data_seed)}) is not in "
+              f"data/results yet (made with `etecrm reproduce --profile {profile} --seeds 5"
+              f"{'' if data_seed is None else f' --data-seed {data_seed}'}`); this page shows its live run only.")
+        return None
 
 
 __all__ = [
-    "REPOSITORY_URL", "BRANCH", "COLAB_URL", "PROFILES", "PROFILE_ENV", "DATASETS", "STUDENTS_FOLDER",
-    "default_profile", "on_colab", "check_runtime", "runtime_estimate", "pip_requirement", "colab_url",
-    "setup_cell_source", "title_cell_source", "standard_cells", "write_notebook", "toc_chapters",
+    "REPOSITORY_URL", "BRANCH", "COLAB_URL", "PROFILES", "PROFILE_ENV", "STUDENTS_FOLDER",
+    "default_profile", "on_colab", "check_runtime", "runtime_estimate",
     "show_table", "Table", "notebook_defaults", "use_finished_progress_bars", "in_book_build",
-    "committed_results", "describe_results", "results_folder", "callout", "mark_untrained",
+    "committed_results", "committed_run", "results_folder", "callout", "mark_untrained",
 ]
 
 if _in_notebook_kernel():

@@ -23,6 +23,13 @@ import argparse
 import os
 import sys
 
+from . import data as data_module
+from .ablations import DEFAULT_VARIANTS, VARIANTS
+from .data.download import DownloadError
+from .data_size import DataSizeConfig, run_data_size
+from .reproduce import check_settings, is_deterministic, rebuild_outputs, reproduce
+from .results import strip_predictions
+
 
 def _names(values) -> list | None:
     """Accept ``--models a b``, ``--models a,b`` or both."""
@@ -108,8 +115,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_reproduce(args) -> int:
-    from .reproduce import check_settings, reproduce
-
     check_settings(args.out, args.device, args.bootstrap, args.seeds, args.first_seed, args.data_seed, args.dataset)
     results = reproduce(dataset=args.dataset, subject=args.subject, profile=args.profile, n_seeds=args.seeds,
                         first_seed=args.first_seed, data_seed=args.data_seed, models=_names(args.models), rois=_names(args.rois), out=args.out, device=args.device,
@@ -122,8 +127,6 @@ def _cmd_reproduce(args) -> int:
 
 
 def _cmd_datasize(args) -> int:
-    from .data_size import DataSizeConfig, run_data_size
-
     changes = {"subject": args.subject, "simulation_seed": args.simulation_seed, "ground_truth": args.ground_truth}
     for key, value in (("seeds", args.seeds), ("sizes", args.sizes), ("models", _names(args.models)),
                        ("rois", _names(args.rois))):
@@ -136,9 +139,6 @@ def _cmd_datasize(args) -> int:
 
 
 def _cmd_table(args) -> int:
-    from .reproduce import rebuild_outputs
-    from .results import strip_predictions
-
     if args.strip_predictions:
         print(f"stripped the test predictions from {strip_predictions(args.out)} files in {args.out}")
     rebuild_outputs(args.out, figures=not args.no_figures)
@@ -146,9 +146,6 @@ def _cmd_table(args) -> int:
 
 
 def _cmd_models(args) -> int:
-    from .ablations import DEFAULT_VARIANTS, VARIANTS
-    from .reproduce import is_deterministic
-
     width = max(len(n) for n in VARIANTS)
     for name, variant in VARIANTS.items():
         mark = " " if name in DEFAULT_VARIANTS else "*"
@@ -194,8 +191,6 @@ def _check_data_args(args) -> None:
 
 
 def _cmd_data(args) -> int:
-    from . import data as data_module
-
     _check_data_args(args)
     if args.action == "simulate":
         ds = data_module.simulate(subject=args.subject, profile=args.profile, seed=args.seed)
@@ -211,16 +206,8 @@ def _cmd_data(args) -> int:
             for path in data_module.download_vim1(dest=args.root):
                 print(f"downloaded {path}")
     else:
-        from .reproduce import _load
-
-        print(_load(args.dataset, args.subject, args.profile, args.seed, args.root).describe())
+        print(data_module.open_dataset(args.dataset, args.subject, args.profile, args.seed, args.root).describe())
     return 0
-
-
-def _download_error() -> type:
-    from .data.download import DownloadError
-
-    return DownloadError
 
 
 def main(argv=None) -> int:
@@ -233,7 +220,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: finished results files are kept; run the same command again to resume.", file=sys.stderr)
         return 130
-    except (KeyError, ValueError, OSError, _download_error()) as err:  # OSError: e.g. an unwritable cache folder
+    except (KeyError, ValueError, OSError, DownloadError) as err:  # OSError: e.g. an unwritable cache folder
         if os.environ.get("ETECRM_DEBUG"):
             raise
         print(f"etecrm {args.command}: error: {err}", file=sys.stderr)

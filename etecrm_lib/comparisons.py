@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .ablations import VARIANTS
 from .evaluation import paired_bootstrap
 from .results import dataset_tag, jsonable, seeds_label
 from .storage import atomic_write
@@ -48,8 +49,6 @@ class BaselineChoice:
 
 
 def _is_two_step(model: str) -> bool:
-    from .ablations import VARIANTS
-
     return model in VARIANTS and VARIANTS[model].family == "two_step"
 
 
@@ -87,8 +86,6 @@ def compare_run(by_model: dict, responses: dict, context: dict, n_bootstrap: int
     responses : ``{roi: measured test responses (N_test, V)}``
     context : fields every record gets: ``dataset``, ``data_seed``, ``profile``, ``subject``
     """
-    from .ablations import VARIANTS
-
     records = []
     for roi in dict.fromkeys(r for r, _ in by_model):
         runs = {m: rs for (r, m), rs in by_model.items() if r == roi}

@@ -31,11 +31,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import tqdm.auto
 
 from . import evaluation
+from .ablations import run_variants
+from .data import simulate
 from .data.dataset import EncodingDataset, Split
-
-DATA_SIZE_PROFILES = ("quick", "full")
+from .profiles import DEFAULT_PROFILE, PROFILES, Profile, check_profile
+from .reproduce import dataset_fingerprint, provenance
+from .results import CorruptResultError, jsonable, load_result, save_result
+from .storage import atomic_write
 
 
 @dataclass(frozen=True)
@@ -62,15 +67,13 @@ class DataSizeConfig:
     n_bootstrap: int = 1000
 
     @classmethod
-    def for_profile(cls, profile: str = "full", **changes) -> "DataSizeConfig":
+    def for_profile(cls, profile: Profile = DEFAULT_PROFILE, **changes) -> "DataSizeConfig":
         """``"full"``: 250 to 7,000 images, every ROI, 3 seeds (a GPU run); ``"quick"``: 100 to 800
         images of 64 px, V1 only, 2 seeds (a few minutes on a CPU)."""
-        if profile == "quick":
+        if check_profile(profile) == "quick":
             base = cls(sizes=(100, 200, 400, 800), rois=("V1",), seeds=2, profile="quick")
-        elif profile == "full":
-            base = cls()
         else:
-            raise ValueError(f"profile must be one of {DATA_SIZE_PROFILES}, got {profile!r}")
+            base = cls()
         config = replace(base, **changes)
         config.check()
         return config
@@ -82,8 +85,8 @@ class DataSizeConfig:
             raise ValueError(f"sizes must be increasing numbers of train images, each at least 20, got {self.sizes}")
         if self.seeds < 1:
             raise ValueError(f"seeds must be at least 1, got {self.seeds}")
-        if self.profile not in DATA_SIZE_PROFILES:
-            raise ValueError(f"profile must be one of {DATA_SIZE_PROFILES}, got {self.profile!r}")
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {PROFILES}, got {self.profile!r}")
         if not self.models or not self.rois:
             raise ValueError("name at least one model and one ROI")
 
@@ -106,8 +109,6 @@ def first_images(dataset: EncodingDataset, n_train: int) -> EncodingDataset:
 
 def simulate_for(config: DataSizeConfig) -> EncodingDataset:
     """The simulated subject of ``config``, with ``max(config.sizes)`` train images (cached)."""
-    from .data import simulate
-
     return simulate(config.subject, "quick" if config.profile == "quick" else "default", seed=config.simulation_seed,
                     ground_truth=config.ground_truth, n_train=max(config.sizes))
 
@@ -129,11 +130,6 @@ def run_data_size(config: DataSizeConfig | None = None, dataset: EncodingDataset
     the ROI's data fingerprint, size and seed) instead of training again, and at the end
     ``OUT/curves.json`` is written.
     """
-    from tqdm.auto import tqdm
-
-    from .ablations import run_variants
-    from .reproduce import CorruptResultError, dataset_fingerprint, load_result, save_result
-
     config = config or DataSizeConfig.for_profile("full")
     config.check()
     dataset = dataset if dataset is not None else simulate_for(config)
@@ -141,7 +137,7 @@ def run_data_size(config: DataSizeConfig | None = None, dataset: EncodingDataset
         raise ValueError(f"the dataset has {dataset.train.n_images} train images; the largest size is "
                          f"{max(config.sizes)}")
     results = []
-    with tqdm(total=len(config.sizes) * config.seeds, desc="data size", unit="fit", disable=not progress) as bar:
+    with tqdm.auto.tqdm(total=len(config.sizes) * config.seeds, desc="data size", unit="fit", disable=not progress) as bar:
         for n_train in config.sizes:
             subset = first_images(dataset, n_train)
             for seed in range(config.seeds):
@@ -188,21 +184,16 @@ def _seed_bootstrap(predictions: dict, responses: np.ndarray, n_bootstrap: int, 
     where a statistic is the mean over (resampled) seeds of the median over voxels of r over the
     (resampled) test images.
     """
-    y = torch.as_tensor(np.asarray(responses), dtype=torch.float64)
-    n_images = y.shape[0]
     gen = torch.Generator().manual_seed(seed)
-    idx = torch.randint(0, n_images, (n_bootstrap, n_images), generator=gen)
-    counts = torch.zeros(n_bootstrap, n_images, dtype=torch.float64).scatter_add_(
-        1, idx, torch.ones(n_bootstrap, n_images, dtype=torch.float64))
+    counts = evaluation.image_resamples(np.shape(responses)[0], n_bootstrap, gen)
     n_seeds = max(len(preds) for preds in predictions.values())
     seed_draws = torch.randint(0, n_seeds, (n_bootstrap, n_seeds), generator=gen)
     out = {}
     for key, preds in predictions.items():
         observed, resampled = [], []
         for pred in preds:
-            x = torch.as_tensor(np.asarray(pred), dtype=torch.float64)
-            observed.append(float(evaluation.pearson_r_t(x, y).quantile(0.5)))
-            resampled.append(evaluation._bootstrap_r(x, y, counts).quantile(0.5, dim=1))
+            observed.append(evaluation.roi_statistic(evaluation.pearson_r(pred, responses), "median_r"))
+            resampled.append(evaluation.resampled_statistic(pred, responses, counts, "median_r"))
         resampled = torch.stack(resampled, dim=1)  # (B, seeds of this key)
         pick = seed_draws % resampled.shape[1]
         out[key] = (float(np.mean(observed)), resampled.gather(1, pick).mean(1).numpy())
@@ -273,10 +264,6 @@ def crossings(results, dataset: EncodingDataset, model_a: str = "etecrm", model_
 
 def write_curves(results, dataset: EncodingDataset, config: DataSizeConfig, out) -> Path:
     """Write ``OUT/curves.json``: the config, the simulation, the learning curves and the crossings."""
-    from .reproduce import provenance
-    from .results import jsonable
-    from .storage import atomic_write
-
     models = list(config.models)
     summary = {
         "config": asdict(config), "simulation": {k: dataset.info.get(k) for k in

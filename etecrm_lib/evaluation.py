@@ -1,7 +1,10 @@
-"""One honest way to score an encoding model: on the held-out test split, voxel by voxel.
+"""One honest way to score an encoding model, and every statistic the book reports about it.
 
-Every model in the book (two-step, end-to-end, ablations) is scored by :func:`score`, which
-returns an :class:`EncodingResult`; tables, figures and widgets take lists of those.
+Every model in the book (two-step, end-to-end, ablations) is scored by :func:`score` on the held-out
+test split, voxel by voxel, which returns an :class:`EncodingResult`; tables, figures and widgets take
+lists of those. Every number about accuracy is computed here (figures and widgets only draw):
+Pearson r (:func:`correlation`, the one definition), ceilings, ROI statistics
+(:func:`roi_statistic`), bootstrap intervals over test images (and model seeds) and their verdicts.
 
 Definitions
 -----------
@@ -32,6 +35,9 @@ import numpy as np
 import torch
 
 TOP_N = 300
+"""The default N of the "top-N voxels" statistic (the released code's model selection used 300 voxels)."""
+STATISTICS = {"median_r": "median r", "mean_r": "mean r", "top_n_mean_r": "mean r of the top-N voxels"}
+"""The ROI statistics (:func:`roi_statistic`) and how figures name them."""
 
 
 # --------------------------------------------------------------------------- per-voxel statistics
@@ -47,11 +53,54 @@ def _like_input(result: torch.Tensor, reference):
     return result.cpu().numpy().astype(np.float32)
 
 
-def pearson_r(predictions, responses, eps: float = 1e-10):
-    """Pearson r per column: ``(N, V), (N, V) -> (V,)``, in [-1, 1].
+def _standardized_columns(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """Columns (along the image axis -2) centred and scaled to unit sum of squares; constant columns 0.
 
-    Computed in float64, after dividing each column by its largest absolute value (r does not
-    change), so that any finite input gives a finite r, whatever its units or scale.
+    Each column is first divided by its largest absolute value (r does not change), so that any finite
+    input works whatever its units. A column is constant when its root mean square after that is at most
+    ``eps``: a relative test, so that multiplying an input by any positive number never changes r.
+    """
+    scale = x.abs().amax(-2, keepdim=True)
+    x = x / torch.where(scale > 0, scale, torch.ones_like(scale))
+    x = x - x.mean(-2, keepdim=True)
+    norm = x.square().sum(-2, keepdim=True).sqrt()
+    constant = norm <= eps * x.shape[-2] ** 0.5
+    return torch.where(constant, torch.zeros_like(x), x / torch.where(constant, torch.ones_like(norm), norm))
+
+
+def correlation(x: torch.Tensor, y: torch.Tensor, counts: torch.Tensor | None = None, eps: float = 1e-10) -> torch.Tensor:
+    """The library's one definition of Pearson r, per column, in the dtype of the inputs (no checks).
+
+    ``x``, ``y``: ``(..., N, V)`` (N images, V voxels; leading axes broadcast) -> ``(..., V)``: the sum
+    over images of the product of the two standardized columns (centred, unit sum of squares).
+
+    ``counts``: optional ``(B, N)`` image weights, e.g. how often each image was drawn by a bootstrap
+    resample; then x, y are ``(N, V)`` and the result ``(B, V)`` is r over each weighted image set.
+    A column that is constant (over all images, or within a resample: a spread below 1e-6 of its
+    spread over all images) gets r = 0, whatever the units. Reporting code calls :func:`pearson_r`,
+    which checks its inputs and calls this in float64.
+    """
+    zx, zy = _standardized_columns(x, eps), _standardized_columns(y, eps)
+    if counts is None:
+        return (zx * zy).sum(-2).clamp(-1.0, 1.0)
+    counts = counts.to(zx.dtype)
+    total = counts.sum(1, keepdim=True)
+    mx, my = counts @ zx / total, counts @ zy / total
+    sxy = counts @ (zx * zy) / total - mx * my
+    sxx = (counts @ (zx * zx) / total - mx * mx).clamp_min(0)
+    syy = (counts @ (zy * zy) / total - my * my).clamp_min(0)
+    # unit sum of squares over N images: a mean square of 1/N; below 1e-12/N the resample is constant
+    flat = 1e-12 / x.shape[-2]
+    constant = (sxx <= flat) | (syy <= flat)
+    r = sxy / torch.sqrt(torch.where(constant, torch.ones_like(sxx), sxx * syy))
+    return torch.where(constant, torch.zeros_like(r), r.clamp(-1.0, 1.0))
+
+
+def pearson_r(predictions, responses, eps: float = 1e-10):
+    """Pearson r per column: ``(N, V), (N, V) -> (V,)``, in [-1, 1] (numpy or torch in, float32 out).
+
+    Computed in float64 by :func:`correlation`, after dividing each column by its largest absolute value
+    (r does not change), so that any finite input gives a finite r, whatever its units or scale.
 
     - A *constant* column in either input gets r = 0 (not NaN), so that flat predictions score as
       chance rather than poisoning averages. A column counts as constant when its standard
@@ -66,25 +115,12 @@ def pearson_r(predictions, responses, eps: float = 1e-10):
     y = y.to(x.device)
     _check_finite(x, "predictions")
     _check_finite(y, "responses")
-    x, constant_x = _centred_unit_columns(x, eps)
-    y, constant_y = _centred_unit_columns(y, eps)
-    denom = torch.sqrt((x * x).sum(0) * (y * y).sum(0))
-    r = torch.where(constant_x | constant_y, torch.zeros_like(denom),
-                    ((x * y).sum(0) / denom.clamp_min(1e-300)).clamp(-1.0, 1.0))
-    return _like_input(r, predictions)
+    return _like_input(correlation(x, y, eps=eps), predictions)
 
 
-def _centred_unit_columns(x: torch.Tensor, eps: float):
-    """Each column divided by its largest absolute value, then centred; and which columns are constant."""
-    scale = x.abs().amax(0)
-    x = x / torch.where(scale > 0, scale, torch.ones_like(scale))
-    x = x - x.mean(0)
-    constant = x.square().mean(0).sqrt() <= eps
-    return x, constant
-
-
-def _check_finite(x: torch.Tensor, name: str, what: str | None = None) -> None:
-    """Raise a ValueError that counts and locates NaN/inf values of an ``(N, V)`` tensor."""
+def _check_finite(x, name: str, what: str | None = None) -> None:
+    """Raise a ValueError that counts and locates NaN/inf values of an ``(N, V)`` array or tensor."""
+    x = _as_tensor(x)
     bad = ~torch.isfinite(x)
     if not bool(bad.any()):
         return
@@ -124,31 +160,6 @@ def significance_threshold(n_images: int, p: float = 1e-3) -> float:
 
     t = stats.t.ppf(1 - p, df=n_images - 2)
     return float(t / np.sqrt(n_images - 2 + t * t))
-
-
-def permutation_pvalues(predictions, responses, n_permutations: int = 1000, seed: int = 0, chunk: int = 100):
-    """One-sided permutation p-value per voxel for r > 0: ``(N, V), (N, V) -> (V,)``.
-
-    The test images' order is shuffled in the predictions (the same permutation for all voxels,
-    so the voxels' noise correlations are kept); p = (1 + #{r_perm >= r}) / (1 + n_permutations).
-    """
-    x, y = _as_tensor(predictions), _as_tensor(responses)
-    y = y.to(x.device)
-    n = x.shape[0]
-    zx = (x - x.mean(0)) / x.std(0, unbiased=False).clamp_min(1e-12)
-    zy = (y - y.mean(0)) / y.std(0, unbiased=False).clamp_min(1e-12)
-    r_true = (zx * zy).mean(0)
-    gen = torch.Generator().manual_seed(seed)
-    exceed = torch.zeros_like(r_true)
-    done = 0
-    while done < n_permutations:
-        b = min(chunk, n_permutations - done)
-        perms = torch.stack([torch.randperm(n, generator=gen) for _ in range(b)]).to(x.device)
-        r_perm = torch.einsum("bnv,nv->bv", zx[perms], zy) / n
-        exceed += (r_perm >= r_true - 1e-12).sum(0)
-        done += b
-    p = (1 + exceed) / (1 + n_permutations)
-    return _like_input(p, predictions)
 
 
 # --------------------------------------------------------------------------- the result type
@@ -191,9 +202,9 @@ class EncodingResult:
         row = {
             "dataset": self.dataset, "subject": self.subject, "roi": self.roi, "model": self.model,
             "n_voxels": self.n_voxels,
-            "median_r": float(np.median(r)),
-            "mean_r": float(np.mean(r)),
-            f"top{top_n}_mean_r": top_n_mean(r, top_n),
+            "median_r": roi_statistic(r, "median_r"),
+            "mean_r": roi_statistic(r, "mean_r"),
+            f"top{top_n}_mean_r": roi_statistic(r, "top_n_mean_r", top_n),
             "frac_ceiling": fraction_of_ceiling(r, self.noise_ceiling),
             "n_significant": int((r > significance_threshold(n_test)).sum()) if n_test else None,
         }
@@ -202,21 +213,6 @@ class EncodingResult:
         if self.oracle_ceiling is not None:
             row["frac_oracle_ceiling"] = fraction_of_ceiling(r, self.oracle_ceiling)
         return row
-
-    def to_arrays(self) -> dict:
-        """Arrays and JSON-able metadata, for saving (see ``reproduce``)."""
-        out = {"test_r": np.asarray(self.test_r, dtype=np.float32)}
-        for key in ("noise_ceiling", "oracle_ceiling", "predictions"):
-            value = getattr(self, key)
-            if value is not None:
-                out[key] = np.asarray(value, dtype=np.float32)
-        return out
-
-
-def top_n_mean(r, top_n: int = TOP_N) -> float:
-    """Mean r of the ``top_n`` best voxels (all voxels if the ROI has fewer)."""
-    r = np.sort(np.asarray(r, dtype=np.float64))[::-1]
-    return float(r[: min(top_n, r.size)].mean())
 
 
 def fraction_of_ceiling(r, ceiling) -> float:
@@ -243,7 +239,7 @@ def score(predictions, dataset, roi: str, model: str, info: dict | None = None, 
             f"predictions for ROI '{roi}' have shape {predictions.shape}, expected {measured.shape} "
             "(test images x voxels of the ROI)"
         )
-    _check_finite(_as_tensor(predictions), "predictions", f"the predictions of model {model!r} for ROI {roi!r}")
+    _check_finite(predictions, "predictions", f"the predictions of model {model!r} for ROI {roi!r}")
     ceiling = noise_ceiling(dataset.test.repeats[roi]) if roi in dataset.test.repeats else None
     oracle = oracle_ceiling(dataset.test.oracle[roi], measured) if roi in dataset.test.oracle else None
     info = dict(info or {})
@@ -260,28 +256,69 @@ def summary_table(results, top_n: int = TOP_N) -> list:
     return [res.summary(top_n) for res in results]
 
 
-# --------------------------------------------------------------------------- comparing two models
-def _bootstrap_r(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Per-voxel r under B resamplings given as image counts: ``x, y (N, V), weights (B, N) -> (B, V)``."""
-    total = weights.sum(1, keepdim=True)
-    mx, my = weights @ x / total, weights @ y / total
-    sxy = weights @ (x * y) / total - mx * my
-    sxx = (weights @ (x * x) / total - mx * mx).clamp_min(0)
-    syy = (weights @ (y * y) / total - my * my).clamp_min(0)
-    denom = torch.sqrt(sxx * syy)
-    return torch.where(denom > 1e-12, sxy / denom.clamp_min(1e-12), torch.zeros_like(denom))
+# --------------------------------------------------------------------------- ROI statistics and the bootstrap
+def default_top_n(n_voxels: int) -> int:
+    """The N of the "top-N voxels" statistic for an ROI of ``n_voxels``: ``TOP_N`` (300), or all voxels if fewer."""
+    return max(1, min(TOP_N, int(n_voxels)))
 
 
-def _statistic(r: torch.Tensor, statistic: str, top_n: int) -> torch.Tensor:
-    """The ROI summary of per-voxel r along the last axis: ``(..., V) -> (...)``."""
+def roi_statistic(r, statistic: str = "median_r", top_n: int = TOP_N):
+    """The ROI summary of per-voxel r along the last axis: ``(..., V) -> (...)``.
+
+    ``r``: an :class:`EncodingResult` (its ``test_r``), a numpy array (-> float or float64 array) or a
+    torch tensor (-> tensor). ``statistic``: ``"median_r"`` (the mean of the two middle values for
+    an even count, as ``np.median``), ``"mean_r"`` or ``"top_n_mean_r"`` (mean of the ``top_n``
+    best voxels; all voxels if the ROI has fewer).
+    """
+    values = _as_tensor(r.test_r if isinstance(r, EncodingResult) else r)
     if statistic == "median_r":
-        return r.quantile(0.5, dim=-1)  # the mean of the two middle values, as np.median
-    if statistic == "mean_r":
-        return r.mean(dim=-1)
-    if statistic == "top_n_mean_r":
-        k = min(top_n, r.shape[-1])
-        return r.topk(k, dim=-1).values.mean(dim=-1)
-    raise ValueError(f"statistic must be 'median_r', 'mean_r' or 'top_n_mean_r', got {statistic!r}")
+        out = values.quantile(0.5, dim=-1)
+    elif statistic == "mean_r":
+        out = values.mean(dim=-1)
+    elif statistic == "top_n_mean_r":
+        out = values.topk(min(int(top_n), values.shape[-1]), dim=-1).values.mean(dim=-1)
+    else:
+        raise ValueError(f"statistic must be one of {list(STATISTICS)}, got {statistic!r}")
+    if isinstance(r, torch.Tensor):
+        return out
+    return float(out) if out.ndim == 0 else out.cpu().numpy()
+
+
+def image_resamples(n_images: int, n_resamples: int, generator: torch.Generator) -> torch.Tensor:
+    """Bootstrap resamples of the test images as counts: ``(n_resamples, n_images)`` float64.
+
+    Each row draws ``n_images`` images with replacement; entry (b, i) is how often image i was drawn.
+    """
+    idx = torch.randint(0, n_images, (n_resamples, n_images), generator=generator)
+    ones = torch.ones(n_resamples, n_images, dtype=torch.float64)
+    return torch.zeros(n_resamples, n_images, dtype=torch.float64).scatter_add_(1, idx, ones)
+
+
+def resampled_statistic(predictions, responses, counts: torch.Tensor, statistic: str = "median_r",
+                        top_n: int = TOP_N) -> torch.Tensor:
+    """The ROI statistic of per-voxel r under each resample: ``(N, V), (N, V), counts (B, N) -> (B,)``."""
+    y = _as_tensor(responses)
+    x = _as_tensor(predictions, y.device)
+    return roi_statistic(correlation(x, y, counts.to(y.device)), statistic, top_n)
+
+
+def bootstrap_interval(result: EncodingResult, responses, statistic: str = "median_r", top_n: int = TOP_N,
+                       n_bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0) -> tuple:
+    """Percentile bootstrap interval of one model's ROI statistic, resampling the test images.
+
+    ``responses`` are the ROI's measured test responses ``(N_test, V)``; ``result.predictions`` must
+    be kept. Returns ``(low, high)``. (For A-vs-B differences use :func:`paired_bootstrap`.)
+    """
+    if result.predictions is None:
+        raise ValueError(f"result '{result.model}' / {result.roi} has no predictions: score(..., keep_predictions=True)")
+    if np.shape(result.predictions) != np.shape(responses):
+        raise ValueError(f"predictions {np.shape(result.predictions)} and responses {np.shape(responses)} differ in shape")
+    n = np.shape(responses)[0]
+    gen = torch.Generator().manual_seed(seed)
+    stats = torch.cat([resampled_statistic(result.predictions, responses, image_resamples(n, min(250, n_bootstrap - start), gen),
+                                           statistic, top_n) for start in range(0, n_bootstrap, 250)]).cpu().numpy()
+    alpha = (1 - confidence) / 2
+    return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha))
 
 
 @dataclass
@@ -311,14 +348,35 @@ class Comparison:
 
     @property
     def a_beats_b(self) -> bool:
-        """True when the whole interval lies above zero."""
+        """True when the whole interval lies above zero: A is reliably better."""
         return self.ci_low > 0
+
+    @property
+    def b_beats_a(self) -> bool:
+        """True when the whole interval lies below zero: A is reliably worse."""
+        return self.ci_high < 0
 
     def __str__(self) -> str:
         over = "test images" if self.n_seeds_a == self.n_seeds_b == 1 else \
             f"test images and seeds, {self.n_seeds_a} vs {self.n_seeds_b}"
         return (f"{self.roi}: {self.model_a} - {self.model_b} {self.statistic} = {self.difference:+.3f} "
                 f"[{self.ci_low:+.3f}, {self.ci_high:+.3f}] (95% paired bootstrap over {over})")
+
+
+VERDICTS = ("better", "worse", "no reliable difference")
+
+
+def verdict(comparison: Comparison, short: bool = False) -> str:
+    """Plain words for a paired-bootstrap difference A - B: which way its 95% interval points.
+
+    ``short=True``: one of :data:`VERDICTS`, "better" / "worse" (A than B) or "no reliable difference"
+    (the interval contains or touches 0), for a table column.
+    """
+    if comparison.a_beats_b:
+        return VERDICTS[0] if short else f"{comparison.model_a} is reliably better (the whole interval is above 0)"
+    if comparison.b_beats_a:
+        return VERDICTS[1] if short else f"{comparison.model_a} is reliably worse (the whole interval is below 0)"
+    return VERDICTS[2] if short else "no difference these test images and seeds can detect (the interval contains 0)"
 
 
 def _seed_list(results) -> list:
@@ -334,11 +392,11 @@ def _seed_list(results) -> list:
 
 def _per_seed_statistic(predictions: list, y: torch.Tensor, counts: torch.Tensor, statistic: str, top_n: int):
     """ROI statistic of each seed's predictions under each image resample: ``-> (B, S)``."""
-    return torch.stack([_statistic(_bootstrap_r(x, y, counts), statistic, top_n) for x in predictions], dim=1)
+    return torch.stack([resampled_statistic(x, y, counts, statistic, top_n) for x in predictions], dim=1)
 
 
 def _seed_mean(stats: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Mean over seeds drawn with replacement, one draw per resample: ``(B, S) -> (B,)``."""
+    """Mean over seeds drawn with replacement, one draw per resample: ``(B, S) -> (B,)`` (S = 1: as is)."""
     n_resamples, n_seeds = stats.shape
     if n_seeds == 1:
         return stats[:, 0]
@@ -369,16 +427,14 @@ def paired_bootstrap(result_a, result_b, responses, statistic: str = "median_r",
     xa = [_as_tensor(r.predictions, y.device) for r in runs_a]
     xb = [_as_tensor(r.predictions, y.device) for r in runs_b]
     n = y.shape[0]
-    ones = torch.ones(1, n, dtype=torch.float64, device=y.device)
+    ones = torch.ones(1, n, dtype=torch.float64)
     observed = float(_per_seed_statistic(xa, y, ones, statistic, top_n).mean()
                      - _per_seed_statistic(xb, y, ones, statistic, top_n).mean())
     gen = torch.Generator().manual_seed(seed)                # the images: the same draws as with one seed
     seed_gen = torch.Generator().manual_seed(seed + 7919)    # the seeds: a stream of their own
     diffs = []
     for start in range(0, n_bootstrap, 250):
-        b = min(250, n_bootstrap - start)
-        idx = torch.randint(0, n, (b, n), generator=gen)
-        counts = torch.zeros(b, n, dtype=torch.float64).scatter_add_(1, idx, torch.ones(b, n, dtype=torch.float64)).to(y.device)
+        counts = image_resamples(n, min(250, n_bootstrap - start), gen)
         stat_a = _seed_mean(_per_seed_statistic(xa, y, counts, statistic, top_n), seed_gen)
         stat_b = _seed_mean(_per_seed_statistic(xb, y, counts, statistic, top_n), seed_gen)
         diffs.append(stat_a - stat_b)
@@ -389,12 +445,7 @@ def paired_bootstrap(result_a, result_b, responses, statistic: str = "median_r",
                       float(np.mean(diffs <= 0)), n_bootstrap, len(runs_a), len(runs_b))
 
 
-def pearson_r_t(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-column Pearson r of two float tensors, staying in torch: ``(N, V), (N, V) -> (V,)``."""
-    return _bootstrap_r(x, y, torch.ones(1, x.shape[0], dtype=x.dtype, device=x.device))[0]
-
-
-# --------------------------------------------------------------------------- chapters 4-8: selective optimization, seeds, cost
+# --------------------------------------------------------------------------- chapters 4-8: seeds, selective optimization
 def seed_runs(results, model: str, roi: str | None = None) -> list:
     """The results of ``model`` (on ``roi``, if given), one per model seed, sorted by seed: a list for
     :func:`paired_bootstrap`. Raises a ValueError naming the models present when there is none."""
@@ -403,15 +454,6 @@ def seed_runs(results, model: str, roi: str | None = None) -> list:
         raise ValueError(f"no results of model {model!r}{'' if roi is None else f' on {roi}'}; "
                          f"models present: {sorted({r.model for r in results})}")
     return sorted(runs, key=lambda r: r.info.get("seed") or 0)
-
-
-def verdict(comparison: Comparison) -> str:
-    """Plain words for a paired-bootstrap difference A - B: which way its 95% interval points."""
-    if comparison.ci_low > 0:
-        return f"{comparison.model_a} is reliably better (the whole interval is above 0)"
-    if comparison.ci_high < 0:
-        return f"{comparison.model_a} is reliably worse (the whole interval is below 0)"
-    return "no difference these test images and seeds can detect (the interval contains 0)"
 
 
 def expected_noisy_r(signal_r, scale, noise_std: float = 1.0):
@@ -459,37 +501,3 @@ def rank_correlation(x, y, n_bootstrap: int = 1000, confidence: float = 0.95, se
     alpha = (1 - confidence) / 2
     low, high = np.nanquantile(boot, [alpha, 1 - alpha])
     return observed, float(low), float(high)
-
-
-def training_seconds(results) -> list:
-    """What training cost, per model, from the results' wall times (``info["wall_time_s"]``).
-
-    One row per model: ``seconds_per_roi`` (mean over ROIs and seeds), ``seconds_per_subject`` (all
-    its ROIs, mean over seeds, with ``seconds_per_subject_sd`` over seeds), ``ms_per_voxel`` (all ROIs'
-    time over all their voxels, mean over seeds), ``n_rois``, ``n_seeds`` and ``device`` (all devices
-    seen, so a table shows when models ran on different machines). Results without a wall time are skipped.
-    """
-    per_model = {}
-    for res in results:
-        seconds = res.info.get("wall_time_s")
-        if seconds is None:
-            continue
-        per_model.setdefault(res.model, []).append(res)
-    rows = []
-    for model, runs in per_model.items():
-        seeds = sorted({r.info.get("seed") or 0 for r in runs})
-        rois = list(dict.fromkeys(r.roi for r in runs))
-        totals, voxels = [], []
-        for s in seeds:
-            mine = [r for r in runs if (r.info.get("seed") or 0) == s]
-            totals.append(sum(float(r.info["wall_time_s"]) for r in mine))
-            voxels.append(sum(r.n_voxels for r in mine))
-        rows.append({
-            "model": model, "n_rois": len(rois), "n_seeds": len(seeds),
-            "seconds_per_roi": float(np.mean([float(r.info["wall_time_s"]) for r in runs])),
-            "seconds_per_subject": float(np.mean(totals)),
-            "seconds_per_subject_sd": float(np.std(totals, ddof=1)) if len(totals) > 1 else None,
-            "ms_per_voxel": float(np.mean([1000 * t / v for t, v in zip(totals, voxels)])),
-            "device": ", ".join(sorted({str(r.info.get("device")) for r in runs if r.info.get("device")})),
-        })
-    return rows

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .evaluation import Comparison, paired_bootstrap, verdict
+
 
 class ExerciseError(AssertionError):
     """The answer to an exercise is wrong (the message says how)."""
@@ -248,9 +250,6 @@ def check_add_prediction_noise(student_fn, seed: int = 0) -> None:
 
 
 # --------------------------------------------------------------------------- exercise 6
-VERDICTS = ("better", "worse", "no reliable difference")
-
-
 def check_verdict(student_fn) -> None:
     """Exercise: ``verdict(comparison) -> "better" | "worse" | "no reliable difference"``.
 
@@ -258,13 +257,11 @@ def check_verdict(student_fn) -> None:
     bootstrap interval ``ci_low``..``ci_high``): "better" when the whole interval lies above 0,
     "worse" when it lies below 0, otherwise "no reliable difference" (an interval touching 0 too).
     """
-    from .evaluation import Comparison
-
     cases = [(0.05, 0.02, 0.08), (-0.04, -0.07, -0.01), (0.01, -0.02, 0.04), (0.03, 0.0, 0.06),
              (-0.02, -0.05, 0.0), (0.2, 0.15, 0.25), (0.0, -0.001, 0.001)]
     for k, (diff, low, high) in enumerate(cases):
         c = Comparison("etecrm", "etecrm_no_noise", "V1", "median_r", diff, low, high, 0.5, 1000)
-        expected = "better" if low > 0 else "worse" if high < 0 else "no reliable difference"
+        expected = verdict(c, short=True)
         got = student_fn(c)
         if got != expected:
             raise ExerciseError(f"verdict, case {k + 1}: difference {diff:+.3f}, 95% interval [{low:+.3f}, {high:+.3f}]: "
@@ -280,8 +277,6 @@ def check_ablation_comparison(comparison, result_a, result_b, responses, n_boots
     Recomputes ``evaluation.paired_bootstrap(result_a, result_b, responses, "median_r", n_bootstrap, seed=seed)``
     (the library's own function; the exercise is to call it on the right things and read it).
     """
-    from .evaluation import Comparison, paired_bootstrap
-
     if not isinstance(comparison, Comparison):
         raise ExerciseError(f"expected the Comparison returned by evaluation.paired_bootstrap, got {type(comparison).__name__}")
     if (comparison.model_a, comparison.model_b) != (result_a.model, result_b.model):

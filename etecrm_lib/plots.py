@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .evaluation import TOP_N, EncodingResult, _bootstrap_r, _statistic, top_n_mean
-
-STATISTICS = {"median_r": "median r", "mean_r": "mean r", "top_n_mean_r": "mean r of the top-N voxels"}
+from .device import describe_device
+from .evaluation import STATISTICS, TOP_N, EncodingResult, roi_statistic
+from .results import describe_results
 
 
 # --------------------------------------------------------------------------- small shared pieces
@@ -83,8 +83,6 @@ def profile_label(profile: str, device: str | None = None, seeds=None, committed
     if profile is None:
         raise ValueError("profile_label needs the profile that produced the figure ('quick' or 'full')")
     if device is None and not committed:
-        from .device import describe_device
-
         device = describe_device()
     parts = [f"{LABEL_MARK}{profile}"]
     if device:
@@ -115,8 +113,6 @@ def label_figure(fig, profile: str | None = None, device: str | None = None, see
     """
     if label is None:
         if results is not None:
-            from .book import describe_results
-
             results = list(results)
             found = describe_results(results)
             profile = profile or found["profile"]
@@ -309,53 +305,13 @@ def accuracy_vs_ceiling(results, ceiling: str = "noise"):
     return fig
 
 
-def bootstrap_interval(result: EncodingResult, responses, statistic: str = "median_r", top_n: int = TOP_N,
-                       n_bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0) -> tuple:
-    """Percentile bootstrap interval of one model's ROI statistic, resampling the test images.
-
-    ``responses`` are the ROI's measured test responses ``(N_test, V)``; ``result.predictions`` must
-    be kept. Returns ``(low, high)``. (For A-vs-B differences use ``evaluation.paired_bootstrap``.)
-    """
-    import torch
-
-    if result.predictions is None:
-        raise ValueError(f"result '{result.model}' / {result.roi} has no predictions: score(..., keep_predictions=True)")
-    y = torch.as_tensor(np.asarray(responses), dtype=torch.float64)
-    x = torch.as_tensor(np.asarray(result.predictions), dtype=torch.float64)
-    if x.shape != y.shape:
-        raise ValueError(f"predictions {tuple(x.shape)} and responses {tuple(y.shape)} differ in shape")
-    n = y.shape[0]
-    gen = torch.Generator().manual_seed(seed)
-    stats = []
-    for start in range(0, n_bootstrap, 250):
-        b = min(250, n_bootstrap - start)
-        idx = torch.randint(0, n, (b, n), generator=gen)
-        counts = torch.zeros(b, n, dtype=torch.float64).scatter_add_(1, idx, torch.ones(b, n, dtype=torch.float64))
-        stats.append(_statistic(_bootstrap_r(x, y, counts), statistic, top_n))
-    stats = torch.cat(stats).numpy()
-    alpha = (1 - confidence) / 2
-    return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha))
-
-
-def roi_statistic(result: EncodingResult, statistic: str = "median_r", top_n: int = TOP_N) -> float:
-    """The ROI summary of one result: "median_r", "mean_r" or "top_n_mean_r"."""
-    r = np.asarray(result.test_r, dtype=np.float64)
-    if statistic == "median_r":
-        return float(np.median(r))
-    if statistic == "mean_r":
-        return float(np.mean(r))
-    if statistic == "top_n_mean_r":
-        return top_n_mean(r, top_n)
-    raise ValueError(f"statistic must be one of {list(STATISTICS)}, got {statistic!r}")
-
-
 def roi_bars(results, statistic: str = "median_r", intervals: dict | None = None, top_ns=None):
     """Bars per ROI, one colour per model, of a summary of the per-voxel test r.
 
     Parameters
     ----------
     statistic : "median_r", "mean_r" or "top_n_mean_r"
-    intervals : optional dict ``(model, roi) -> (low, high)`` (e.g. from :func:`bootstrap_interval`),
+    intervals : optional dict ``(model, roi) -> (low, high)`` (e.g. from :func:`evaluation.bootstrap_interval`),
         drawn as error bars (only for a single top-N).
     top_ns : for "top_n_mean_r", the N values a slider offers (default: 50, 100, 300, 1000, all
         capped at the largest ROI); each slider step shows its own set of bars.
@@ -424,138 +380,4 @@ def comparison_bars(comparisons):
     fig.add_hline(y=0, line_color="gray")
     fig.update_layout(barmode="group", title=f"Difference in {statistic} with 95% paired bootstrap intervals",
                       yaxis_title=f"difference in {statistic}", height=460)
-    return fig
-
-
-def training_curves(curves, x_label: str = "epoch", y_label: str = "loss", title: str = "Training curves"):
-    """Lines of per-epoch numbers: ``curves`` is a dict ``name -> list of floats`` (or one list).
-
-    Example: ``training_curves({"train loss": history["train"], "validation r": history["val_r"]})``.
-    Epochs are numbered from 1.
-    """
-    go = _go()
-    if not isinstance(curves, dict):
-        curves = {y_label: curves}
-    if not curves:
-        raise ValueError("no curves to plot")
-    fig = go.Figure()
-    for name, values in curves.items():
-        values = np.asarray(values, dtype=float).reshape(-1)
-        fig.add_trace(go.Scatter(x=np.arange(1, values.size + 1), y=values, mode="lines+markers", name=str(name)))
-    fig.update_layout(title=title, xaxis_title=x_label, yaxis_title=y_label, height=420)
-    return fig
-
-
-def learning_curves(rows, title: str = "Accuracy against training-set size"):
-    """Median test r against the number of train images, one panel per ROI, a line per model.
-
-    ``rows``: :func:`etecrm_lib.data_size.learning_curves` (or ``curves.json``'s ``"curves"``): dicts
-    with ``roi, model, n_train, median_r, ci_low, ci_high``. The shaded band is the 95 % interval
-    over test images and model seeds; the x axis is logarithmic.
-    """
-    go = _go()
-    from plotly.subplots import make_subplots
-
-    rows = list(rows)
-    if not rows:
-        raise ValueError("no learning-curve rows to plot")
-    rois, models = _ordered([r["roi"] for r in rows]), list(dict.fromkeys(r["model"] for r in rows))
-    fig = make_subplots(rows=1, cols=len(rois), subplot_titles=rois, shared_yaxes=True)
-    colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
-    for col, roi in enumerate(rois, start=1):
-        for k, model in enumerate(models):
-            line = sorted((r for r in rows if r["roi"] == roi and r["model"] == model), key=lambda r: r["n_train"])
-            if not line:
-                continue
-            x = [r["n_train"] for r in line]
-            color = colors[k % len(colors)]
-            fig.add_trace(go.Scatter(x=x + x[::-1], y=[r["ci_high"] for r in line] + [r["ci_low"] for r in line][::-1],
-                                     fill="toself", fillcolor=color, opacity=0.2, line={"width": 0},
-                                     hoverinfo="skip", showlegend=False, legendgroup=model), row=1, col=col)
-            fig.add_trace(go.Scatter(x=x, y=[r["median_r"] for r in line], mode="lines+markers", name=model,
-                                     line={"color": color}, legendgroup=model, showlegend=col == 1,
-                                     hovertemplate=f"{model}, {roi}<br>%{{x}} train images: median r %{{y:.3f}}"
-                                                   "<extra></extra>"), row=1, col=col)
-        fig.update_xaxes(type="log", title_text="train images", row=1, col=col)
-    fig.update_yaxes(title_text="median test r", row=1, col=1)
-    fig.update_layout(title=title, height=420)
-    return fig
-
-
-# =========================================================================== chapters 4-8
-# Figures of the ETECRM chapters: selective optimization during training, noise on the predictions,
-# seeds and training cost. The numbers come from evaluation (expected_noisy_r, training_seconds).
-def noisy_correlation_curves(signal_rs=(0.0, 0.1, 0.3, 0.6), scales=None, noise_std: float = 1.0):
-    """Why fixed-size noise on the predictions makes correlation training selective (two panels).
-
-    For voxels whose best prediction correlates ``signal_r`` with the response, the expected r of a
-    prediction of size ``scale`` (s.d. over images) after adding noise of s.d. ``noise_std``
-    (:func:`evaluation.expected_noisy_r`), and its cube, the voxel's term in ``-loss = mean(r^3)``.
-    A voxel with no signal gains nothing from a larger prediction; a predictable one gains a lot.
-    """
-    go = _go()
-    from plotly.subplots import make_subplots
-
-    from .evaluation import expected_noisy_r
-
-    scales = np.linspace(0, 5 * max(noise_std, 1e-3), 101) if scales is None else np.asarray(scales, dtype=float)
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("expected r with the noise", "its cube: the voxel's gain in -loss"))
-    palette = ["#7f7f7f", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"]
-    for k, signal_r in enumerate(signal_rs):
-        r = expected_noisy_r(signal_r, scales, noise_std)
-        style = dict(color=palette[k % len(palette)])
-        name = f"voxel with r = {signal_r:g} without noise"
-        fig.add_trace(go.Scatter(x=scales, y=r, mode="lines", name=name, line=style, legendgroup=name,
-                                 hovertemplate="scale %{x:.2f}: r %{y:.3f}<extra></extra>"), row=1, col=1)
-        fig.add_trace(go.Scatter(x=scales, y=r ** 3, mode="lines", name=name, line=style, legendgroup=name,
-                                 showlegend=False, hovertemplate="scale %{x:.2f}: r³ %{y:.4f}<extra></extra>"),
-                      row=1, col=2)
-    fig.update_xaxes(title_text=f"prediction scale (s.d. over images; noise s.d. {noise_std:g})")
-    fig.update_yaxes(title_text="r", row=1, col=1)
-    fig.update_yaxes(title_text="r³", row=1, col=2)
-    fig.update_layout(title="Fixed-size noise on the predictions: what a larger prediction buys, per voxel",
-                      height=440, legend=dict(orientation="h", y=-0.25))
-    return fig
-
-
-def weights_over_epochs(train_r, order=None, best_epoch: int | None = None, sort_label: str = "noise ceiling"):
-    """Heatmap of the self-adapting weights ``r_v^2`` per epoch: rows voxels, columns epochs.
-
-    ``train_r``: ``(E, V)`` per-epoch training r (``TrainingHistory.train_r``); ``order``: voxel order
-    (e.g. ``np.argsort(ceiling)``, best at the top); ``best_epoch`` (0-based) is marked.
-    """
-    go = _go()
-    weights = np.asarray(train_r, dtype=float) ** 2
-    if weights.ndim != 2:
-        raise ValueError(f"train_r must be (epochs, voxels), got shape {weights.shape}")
-    order = np.arange(weights.shape[1]) if order is None else np.asarray(order)
-    fig = go.Figure(go.Heatmap(z=weights[:, order].T, x=np.arange(1, weights.shape[0] + 1), colorscale="Viridis",
-                               colorbar=dict(title="r²"),
-                               hovertemplate="epoch %{x}, voxel rank %{y}: r² %{z:.3f}<extra></extra>"))
-    if best_epoch is not None and best_epoch >= 0:
-        fig.add_vline(x=best_epoch + 1, line_dash="dot", line_color="white")
-    fig.update_layout(title="Self-adapting weights r² of every voxel, epoch by epoch (dotted: the kept epoch)",
-                      xaxis_title="epoch", yaxis_title=f"voxels sorted by {sort_label} (highest at the top)",
-                      height=460)
-    return fig
-
-
-def training_cost_bars(rows, value: str = "ms_per_voxel"):
-    """Bars of training cost per model (rows of :func:`evaluation.training_seconds`), with ±1 s.d. over seeds
-    for ``seconds_per_subject``. ``value``: "ms_per_voxel", "seconds_per_roi" or "seconds_per_subject"."""
-    go = _go()
-    labels = {"ms_per_voxel": "training milliseconds per voxel", "seconds_per_roi": "training seconds per ROI",
-              "seconds_per_subject": "training seconds per subject (all ROIs)"}
-    if value not in labels:
-        raise ValueError(f"value must be one of {list(labels)}, got {value!r}")
-    rows = list(rows)
-    if not rows:
-        raise ValueError("no rows to plot: pass evaluation.training_seconds(results)")
-    error = None
-    if value == "seconds_per_subject":
-        error = dict(type="data", array=[r.get("seconds_per_subject_sd") or 0 for r in rows])
-    fig = go.Figure(go.Bar(x=[r["model"] for r in rows], y=[r[value] for r in rows], error_y=error,
-                           text=[f"{r[value]:.3g}" for r in rows], textposition="outside",
-                           hovertemplate="%{x}: %{y:.3g}<extra></extra>"))
-    fig.update_layout(title=f"What training cost: {labels[value]}", yaxis_title=labels[value], height=420)
     return fig

@@ -31,6 +31,8 @@ import numpy as np
 import torch
 
 from .device import get_device
+from .evaluation import correlation
+from .profiles import DEFAULT_PROFILE, Profile, check_profile
 
 DEFAULT_ALPHAS = tuple(float(a) for a in 10.0 ** np.arange(-1.0, 9.0, 0.5))  # 20 values, 0.1 .. 3e8
 
@@ -53,12 +55,10 @@ class RidgeConfig:
     voxel_chunk: int = 8192
 
     @classmethod
-    def for_profile(cls, profile: str = "quick") -> "RidgeConfig":
-        if profile == "quick":
+    def for_profile(cls, profile: Profile = DEFAULT_PROFILE) -> "RidgeConfig":
+        if check_profile(profile) == "quick":
             return cls(alphas=tuple(float(a) for a in 10.0 ** np.arange(0.0, 8.5, 1.0)), n_folds=3)
-        if profile in ("full", "default"):
-            return cls()
-        raise ValueError(f"profile must be 'quick', 'full' or 'default', got {profile!r}")
+        return cls()
 
 
 @dataclass
@@ -180,10 +180,7 @@ def _fold_scores(a, u, f, y_tr, y_val, score: str, chunk: int) -> torch.Tensor:
         pred = torch.matmul(m, y_tr[:, sl] - y_mean[sl])              # (n_alphas, n_val, Vc)
         yv = y_val[:, sl]
         if score == "r":
-            yc = yv - yv.mean(0)
-            num = (pred * yc).sum(1)
-            den = torch.sqrt(pred.square().sum(1) * yc.square().sum(0))
-            out.append(torch.where(den > 1e-12, num / den.clamp_min(1e-12), torch.zeros_like(num)))
+            out.append(correlation(pred, yv))                         # (n_alphas, Vc)
         else:
             resid = (yv - y_mean[sl]) - pred
             var = (yv - yv.mean(0)).square().sum(0)

@@ -17,6 +17,7 @@ ETECRM ablation vs ``etecrm``), then the tables and figures over everything in t
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import subprocess
@@ -24,13 +25,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+import tqdm.auto
 
-from . import __version__
-from .comparisons import REFERENCE, compare_run, load_comparisons, save_comparisons  # noqa: F401  (re-exported)
-from .results import (CorruptResultError, _sha256, collect_results, dataset_tag, ensemble_path,  # noqa: F401
-                      jsonable, load_result, read_meta, result_path, save_result)
+from . import __version__, ablations, gpu
+from .comparisons import REFERENCE, compare_run, load_comparisons, save_comparisons
+from .data.registry import open_dataset
+from .device import describe_device, get_device
+from .evaluation import score
+from .results import (CorruptResultError, collect_results, dataset_tag, ensemble_path, jsonable, load_result,
+                      result_path, save_result)
 from .storage import atomic_write
-from .tables import write_figures, write_tables  # noqa: F401
+from .tables import seed_rows, write_figures, write_tables
 
 MIN_BOOTSTRAP = 100
 DEFAULT_SEEDS = {"quick": 3, "full": 5}
@@ -56,8 +62,6 @@ def git_commit() -> str | None:
 
 def provenance() -> dict:
     """What produced a result: library version, git commit, torch and Python versions, host."""
-    import torch
-
     return {"library_version": __version__, "git_commit": git_commit(), "torch_version": torch.__version__,
             "python_version": platform.python_version(), "host": platform.node()}
 
@@ -89,8 +93,6 @@ def _fail(what: str, given, todo: str):
 def check_settings(out, device=None, n_bootstrap: int = 2000, n_seeds: int | None = None, first_seed: int = 0,
                    data_seed: int | None = None, dataset="sim") -> None:
     """Refuse bad settings before any work starts: a ValueError says what is wrong, what was given and what to do."""
-    import torch
-
     out = Path(out)
     if out.exists() and not out.is_dir():
         _fail("--out must be a folder, but it is a file", str(out), "give a folder name (it is created if missing)")
@@ -131,29 +133,13 @@ def is_deterministic(model: str, cnn_weights=None) -> bool:
     weights). A variant may also say so itself with a ``deterministic`` attribute. Models with
     random parts (every ETECRM variant, ``gwp_roiwise``, an untrained ``alexnet_ridge``) run per seed.
     """
-    from .ablations import get_variant
-
-    variant = get_variant(model)
+    variant = ablations.get_variant(model)
     deterministic = getattr(variant, "deterministic", None)
     if deterministic is None:
         options = variant.options
         deterministic = (variant.family == "two_step" and options.get("fit") == "voxelwise"
                          and (options.get("features") != "alexnet" or cnn_weights is not None))
     return bool(deterministic)
-
-
-def _load(dataset, subject: int, profile: str, data_seed: int | None = None, data_root=None):
-    """An EncodingDataset from a name ('sim', 'vim1', 'miyawaki', ...), a saved ``.npz`` path, or as is."""
-    from .data.dataset import EncodingDataset, load_npz
-
-    if isinstance(dataset, EncodingDataset):
-        return dataset
-    if str(dataset).endswith(".npz"):
-        return load_npz(dataset)
-    from .data import load_dataset
-
-    kwargs = {"root": data_root} if data_root else {}
-    return load_dataset(str(dataset), subject=subject, profile=profile, seed=data_seed or 0, **kwargs)
 
 
 def _data_seed(data, requested: int | None) -> int | None:
@@ -167,9 +153,7 @@ def _data_seed(data, requested: int | None) -> int | None:
 
 def _weights_expectation(model: str, cnn_weights) -> dict:
     """What a results file must record about the CNN weights: only models built on CNN features care."""
-    from .ablations import get_variant
-
-    if get_variant(model).options.get("features") == "alexnet":
+    if ablations.get_variant(model).options.get("features") == "alexnet":
         return {"cnn_weights": jsonable(cnn_weights if cnn_weights is None else str(cnn_weights))}
     return {}
 
@@ -221,8 +205,6 @@ def _finished(job: _Job, roi: str, model: str, seed: int):
 
 def _train(job: _Job, roi: str, model: str, seed: int, deterministic: bool):
     """Fit and score one model for one seed, write its results file, and read it back (verified)."""
-    from . import ablations
-
     extra = {"data_seed": job.data_seed, "dataset_fingerprint": dataset_fingerprint(job.data, roi),
              "deterministic": deterministic, "cnn_weights": jsonable(job.cnn_weights)}
     res = ablations.run_variant(job.data, model, roi, profile=job.profile, seed=seed, device=job.device,
@@ -246,8 +228,6 @@ def _write_ensembles(job: _Job, by_model: dict) -> list:
     Each seed's predictions are first standardized per voxel (over the test images: its own mean and
     s.d., no test responses involved): a correlation-trained network predicts in arbitrary units, and
     averaging raw predictions would let the seed with the largest scale decide."""
-    from .evaluation import score
-
     written = []
     for (roi, model), runs in by_model.items():
         if len(runs) < 2:
@@ -291,16 +271,13 @@ def reproduce(dataset="sim", subject: int = 1, profile: str = "quick", n_seeds: 
     Returns the list of per-seed :class:`EncodingResult` of this run (ROI, model, seed order).
     Interrupting (Ctrl-C) raises ``KeyboardInterrupt`` after the files already finished are on disk.
     """
-    from . import ablations
-    from .device import describe_device, get_device
-
     check_settings(out, device, n_bootstrap, n_seeds, first_seed, data_seed, dataset)
     seeds = list(range(int(first_seed), int(first_seed) + int(n_seeds or DEFAULT_SEEDS.get(profile, 3))))
     models = list(models or ablations.DEFAULT_VARIANTS)
     for name in models:
         ablations.get_variant(name)
     device = get_device(device)
-    data = _load(dataset, subject, profile, data_seed, data_root)
+    data = open_dataset(dataset, subject, profile, data_seed, data_root)
     rois = list(rois or data.rois)
     for roi in rois:
         data.check_roi(roi)
@@ -332,13 +309,9 @@ def _run_all(job: _Job, rois, models, seeds) -> dict:
     CUDA stream each): one small network leaves most of a large GPU idle. ETECRM draws every random
     number from generators of its own seed, so threads cannot mix them up; other models run one by one.
     """
-    from tqdm.auto import tqdm
-
-    from . import ablations, gpu
-
     by_model = {}
     total = sum(len(model_seeds(m, seeds, job.cnn_weights)) for m in models) * len(rois)
-    with tqdm(total=total, desc="reproduce", unit="model", disable=not job.progress) as bar:
+    with tqdm.auto.tqdm(total=total, desc="reproduce", unit="model", disable=not job.progress) as bar:
         for roi in rois:
             for model in models:
                 deterministic = is_deterministic(model, job.cnn_weights)
@@ -361,10 +334,6 @@ def rebuild_outputs(out, figures: bool = True, log=print) -> list:
     another machine. Seed ensembles and comparisons were computed by :func:`reproduce`, which had the
     data; here they are only read and merged. Returns the per-seed results.
     """
-    import json
-
-    from .tables import seed_rows
-
     out = Path(out)
     everything = collect_results(out)
     if not everything:

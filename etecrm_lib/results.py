@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .ablations import VARIANTS
+from .data.dataset import DEFAULT_ROIS
 from .evaluation import EncodingResult
 from .storage import atomic_write
 
@@ -78,7 +80,7 @@ def ensemble_path(out, dataset: str, profile: str, subject: int, roi: str, model
 
 
 # --------------------------------------------------------------------------- writing
-def _sha256(arr: np.ndarray) -> str:
+def array_sha256(arr: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
 
 
@@ -130,7 +132,7 @@ def save_result(result: EncodingResult, path, *, profile: str, seed: int | None,
         "model": result.model, "profile": profile, "seed": None if seed is None else int(seed),
         "n_voxels": result.n_voxels, "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "info": jsonable(info), **jsonable(extra or {}),
-        "arrays": {k: {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": _sha256(a)} for k, a in arrays.items()},
+        "arrays": {k: {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": array_sha256(a)} for k, a in arrays.items()},
     }
     path = Path(path)
     with atomic_write(path) as tmp:
@@ -174,7 +176,7 @@ def _check_arrays(path: Path, meta: dict, data: dict) -> None:
         if list(arr.shape) != want.get("shape") or str(arr.dtype) != want.get("dtype"):
             raise CorruptResultError(f"{path.name}: array '{key}' is {arr.dtype}{list(arr.shape)}, "
                                      f"metadata says {want.get('dtype')}{want.get('shape')}")
-        if _sha256(arr) != want.get("sha256"):
+        if array_sha256(arr) != want.get("sha256"):
             raise CorruptResultError(f"{path.name}: array '{key}' does not match its SHA-256 checksum")
         if key in _ARRAY_DTYPES and not np.all(np.isfinite(arr)):
             raise CorruptResultError(f"{path.name}: array '{key}' holds NaN or inf")
@@ -240,9 +242,6 @@ def load_result(path, expect: dict | None = None) -> EncodingResult:
 
 def result_key(res: EncodingResult) -> tuple:
     """Sort key: dataset, data seed, profile, subject, ROI (V1 ... LO), model (``ablations.VARIANTS`` order), seed."""
-    from .ablations import VARIANTS
-    from .data.dataset import DEFAULT_ROIS
-
     rois, models = list(DEFAULT_ROIS), list(VARIANTS)
     data_seed = res.info.get("data_seed")
     return (res.dataset, -1 if data_seed is None else data_seed, str(res.info.get("profile")), res.subject,
@@ -272,3 +271,11 @@ def group_by_model(results) -> dict:
         key = (res.dataset, res.info.get("data_seed"), res.info.get("profile"), res.subject, res.roi, res.model)
         groups.setdefault(key, []).append(res)
     return groups
+
+
+def describe_results(results) -> dict:
+    """``{"profile", "device", "seeds"}`` of a list of results (from their ``info``), for figure labels."""
+    profiles = sorted({str(r.info.get("profile")) for r in results if r.info.get("profile")})
+    devices = sorted({str(r.info.get("device")) for r in results if r.info.get("device")})
+    seeds = sorted({int(r.info["seed"]) for r in results if r.info.get("seed") is not None})
+    return {"profile": "/".join(profiles) or None, "device": ", ".join(devices) or None, "seeds": seeds or None}

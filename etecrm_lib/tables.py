@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import plots
+from .comparisons import load_comparisons
 from .evaluation import TOP_N, Comparison, summary_table
 from .results import collect_results, group_by_model, jsonable, result_key, seeds_label
 from .storage import atomic_write
@@ -194,6 +196,41 @@ def _csv(rows) -> str:
     return buffer.getvalue()
 
 
+# --------------------------------------------------------------------------- what training cost
+def training_seconds(results) -> list:
+    """What training cost, per model, from the results' wall times (``info["wall_time_s"]``).
+
+    One row per model: ``seconds_per_roi`` (mean over ROIs and seeds), ``seconds_per_subject`` (all
+    its ROIs, mean over seeds, with ``seconds_per_subject_sd`` over seeds), ``ms_per_voxel`` (all ROIs'
+    time over all their voxels, mean over seeds), ``n_rois``, ``n_seeds`` and ``device`` (all devices
+    seen, so a table shows when models ran on different machines). Results without a wall time are skipped.
+    """
+    per_model = {}
+    for res in results:
+        seconds = res.info.get("wall_time_s")
+        if seconds is None:
+            continue
+        per_model.setdefault(res.model, []).append(res)
+    rows = []
+    for model, runs in per_model.items():
+        seeds = sorted({r.info.get("seed") or 0 for r in runs})
+        rois = list(dict.fromkeys(r.roi for r in runs))
+        totals, voxels = [], []
+        for s in seeds:
+            mine = [r for r in runs if (r.info.get("seed") or 0) == s]
+            totals.append(sum(float(r.info["wall_time_s"]) for r in mine))
+            voxels.append(sum(r.n_voxels for r in mine))
+        rows.append({
+            "model": model, "n_rois": len(rois), "n_seeds": len(seeds),
+            "seconds_per_roi": float(np.mean([float(r.info["wall_time_s"]) for r in runs])),
+            "seconds_per_subject": float(np.mean(totals)),
+            "seconds_per_subject_sd": float(np.std(totals, ddof=1)) if len(totals) > 1 else None,
+            "ms_per_voxel": float(np.mean([1000 * t / v for t, v in zip(totals, voxels)])),
+            "device": ", ".join(sorted({str(r.info.get("device")) for r in runs if r.info.get("device")})),
+        })
+    return rows
+
+
 # --------------------------------------------------------------------------- reading a run
 @dataclass
 class Run:
@@ -220,8 +257,6 @@ class Run:
 
 def load_run(out, dataset: str = "sim", profile: str = "full", subject: int = 1, data_seed: int | None = 0) -> Run:
     """Read one run from a ``etecrm reproduce`` output folder (no data, no training). ``data_seed``: None for real data."""
-    from .comparisons import load_comparisons
-
     def mine(res):
         return (res.dataset, res.info.get("profile"), res.subject, res.info.get("data_seed")) == \
             (dataset, profile, subject, data_seed)
@@ -267,8 +302,6 @@ def _find_browser() -> None:
 
 
 def _figures(rows, comparisons) -> dict:
-    from . import plots
-
     figures, sections = {}, {}
     for row in rows:
         sections.setdefault(_section(row), []).append(row)

@@ -1,7 +1,7 @@
 """Training one ETECRM model, top to bottom: the released design by default.
 
 ``train_etecrm(dataset, "V1", config)`` trains the network of ``models.py`` on the *train* split of
-one ROI and returns a :class:`TrainedModel` (``.predict``, ``.score``, ``.history``). The test split
+one ROI and returns an :class:`ETECRMModel` (``.predict``, ``.score``, ``.history``). The test split
 is never read here: :func:`fit_etecrm` only receives the train arrays and carves its own validation
 images out of them.
 
@@ -45,15 +45,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+import tqdm.auto
 
 from . import checkpoints, gpu
 from .device import describe_device, get_device
-from .evaluation import pearson_r
+from .evaluation import pearson_r, score
 from .losses import LOSSES, loss_function
 from .models import READOUT_WEIGHTS, ETECRMNet
+from .profiles import DEFAULT_PROFILE, Profile, check_profile
 
-PROFILES = ("quick", "full", "paper")
 
 
 # ============================================================================ configuration
@@ -92,19 +92,17 @@ class ETECRMConfig:
     cuda_graph: bool = True
 
     @classmethod
-    def for_profile(cls, profile: str = "full", **changes) -> "ETECRMConfig":
+    def for_profile(cls, profile: Profile = DEFAULT_PROFILE, **changes) -> "ETECRMConfig":
         """``"full"`` (alias ``"paper"``): the released design; ``"quick"``: the same shape, smaller, for a CPU.
 
         The quick profile keeps every design choice (three 3x3 stride-2 layers, squared weights, the
         loss, the noise, Adam, drop-last batches) and scales down what costs time on 2 CPU cores:
         64 x 64 images (the quick simulation's size), 16 channels, 32-image batches, 20 epochs.
         """
-        if profile == "quick":
+        if check_profile(profile) == "quick":
             base = cls(image_size=64, channels=16, batch_size=32, epochs=20)
-        elif profile in ("full", "paper", "default"):
-            base = cls()
         else:
-            raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+            base = cls()
         return replace(base, **changes)
 
     def __post_init__(self):
@@ -181,40 +179,47 @@ class TrainingHistory:
         return [float(np.median(r)) for r in self.val_r]
 
 
-@dataclass
-class TrainedModel:
-    """A trained ETECRM network for one ROI (weights of the chosen epoch), with how it got there.
+class ETECRMModel:
+    """ETECRM for one ROI behind the library's model interface (``encoding_model.EncodingModel``):
+    ``fit(dataset, roi)``, ``predict(images)``, ``score(dataset)``, as ``two_step.TwoStepModel``.
 
-    val_r : float32 ``(V,)``, each voxel's r on the held-back validation images at the chosen epoch
+    ``config`` (default: ``ETECRMConfig.for_profile(profile)``), ``seed`` (initial weights, validation
+    split, batch order, noise), ``device``, ``checkpoint`` (see :func:`fit_etecrm`) and ``name`` (the
+    model name its results carry). After fitting: ``net`` (the weights of the chosen epoch), ``history``
+    (:class:`TrainingHistory`), ``val_r`` (float32 ``(V,)``, each voxel's r on the held-back validation
+    images at the chosen epoch) and ``roi``.
     """
 
-    net: ETECRMNet
-    config: ETECRMConfig
-    seed: int
-    history: TrainingHistory
-    val_r: np.ndarray
-    roi: str | None = None
-    name: str = "etecrm"
+    def __init__(self, config: ETECRMConfig | None = None, profile: Profile = DEFAULT_PROFILE, seed: int = 0,
+                 device=None, progress: bool = True, checkpoint=None, name: str = "etecrm"):
+        self.config = config or ETECRMConfig.for_profile(profile)
+        self.seed, self.device, self.progress, self.checkpoint = seed, get_device(device), progress, checkpoint
+        self.name = name
+        self.net, self.history, self.val_r, self.roi = None, None, None, None
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.net.parameters()).device
+    def fit(self, dataset, roi: str) -> "ETECRMModel":
+        """Train on ``dataset.train`` for one ROI (the test split is not read). Returns self."""
+        dataset.check_roi(roi)
+        trained = fit_etecrm(dataset.train.stimuli, dataset.train.responses[roi], self.config, self.seed, self.device,
+                             self.checkpoint, self.progress, description=f"ETECRM {roi}")
+        self.net, self.history, self.val_r, self.roi = trained.net, trained.history, trained.val_r, roi
+        return self
 
     def predict(self, images, batch_size: int = 256) -> np.ndarray:
         """Predicted responses ``(N, V)`` float32 for images ``(N, H, W)`` in [0, 1] (resized as in training)."""
+        if self.net is None:
+            raise RuntimeError("fit(dataset, roi) the model before predicting")
         x = prepare_images(images, self.config.image_size, "images to predict")
         return predict(self.net, x, batch_size, self.config.mixed_precision).cpu().numpy()
 
-    def score(self, dataset, model: str | None = None, keep_predictions: bool = True):
+    def score(self, dataset, keep_predictions: bool = True):
         """Held-out accuracy on ``dataset.test`` for this model's ROI -> ``evaluation.EncodingResult``."""
-        from .evaluation import score
-
         if self.roi is None:
-            raise ValueError("this model was fitted on plain arrays (fit_etecrm) and knows no ROI; set model.roi first")
+            raise ValueError("this model knows no ROI (not fitted, or fit_etecrm on plain arrays): fit(dataset, roi) first")
         info = {"config": self.config.to_dict(), "seed": self.seed, "best_epoch": self.history.best_epoch,
                 "epochs_run": self.history.n_epochs, "device": self.history.device,
                 "train_seconds": float(sum(self.history.epoch_seconds)), "val_r": self.val_r}
-        return score(self.predict(dataset.test.stimuli), dataset, self.roi, model or self.name, info, keep_predictions)
+        return score(self.predict(dataset.test.stimuli), dataset, self.roi, self.name, info, keep_predictions)
 
 
 # ============================================================================ data
@@ -305,22 +310,18 @@ def _clone_state(net) -> dict:
 
 # ============================================================================ the trainer
 def train_etecrm(dataset, roi: str, config: ETECRMConfig | None = None, seed: int = 0, device=None,
-                 checkpoint=None, progress: bool = True) -> TrainedModel:
+                 checkpoint=None, progress: bool = True) -> ETECRMModel:
     """Train ETECRM on the train split of one ROI of an ``EncodingDataset`` (the test split is not read).
 
-    See :func:`fit_etecrm` for the arguments; the returned model knows its ROI, so
-    ``model.score(dataset)`` gives the held-out ``EncodingResult``.
+    The same as ``ETECRMModel(config, seed=seed, ...).fit(dataset, roi)``; ``model.score(dataset)``
+    then gives the held-out ``EncodingResult``. See :func:`fit_etecrm` for the arguments.
     """
-    dataset.check_roi(roi)
-    model = fit_etecrm(dataset.train.stimuli, dataset.train.responses[roi], config, seed, device, checkpoint,
-                       progress, description=f"ETECRM {roi}")
-    model.roi = roi
-    return model
+    return ETECRMModel(config, seed=seed, device=device, progress=progress, checkpoint=checkpoint).fit(dataset, roi)
 
 
 def fit_etecrm(images, responses, config: ETECRMConfig | None = None, seed: int = 0, device=None,
-               checkpoint=None, progress: bool = True, description: str = "ETECRM") -> TrainedModel:
-    """Train one ETECRM network on training arrays.
+               checkpoint=None, progress: bool = True, description: str = "ETECRM") -> ETECRMModel:
+    """Train one ETECRM network on training arrays; the model returned knows no ROI (``.roi`` None).
 
     images : ``(N, H, W)`` in [0, 1], square (resized to ``config.image_size``)
     responses : ``(N, V)`` responses of the V voxels of one ROI (finite; z-scored in vim-1)
@@ -375,7 +376,7 @@ def fit_etecrm(images, responses, config: ETECRMConfig | None = None, seed: int 
         example = (torch.zeros(batch_size, dtype=torch.long, device=on), torch.zeros(batch_size, n_voxels, device=device))
         step = gpu.cuda_graph_step(train_step, example, list(net.parameters()), optimizer)
 
-    for epoch in tqdm(range(history.n_epochs, config.epochs), desc=description, disable=not progress, leave=False):
+    for epoch in tqdm.auto.tqdm(range(history.n_epochs, config.epochs), desc=description, disable=not progress, leave=False):
         started = time.perf_counter()
         # 1. a new order of the fitting images and new noise for every prediction of this epoch
         order = torch.randperm(n_fit, generator=shuffle)[: n_steps * batch_size].to(on)
@@ -386,7 +387,7 @@ def fit_etecrm(images, responses, config: ETECRMConfig | None = None, seed: int 
         for s in range(n_steps):
             rows = slice(s * batch_size, (s + 1) * batch_size)
             losses[s], fit_pred[rows] = step(order[rows], noise[rows])
-        _check_finite(losses, epoch, description)
+        check_losses_finite(losses, epoch, description)
         # 3. which epoch to keep: mean validation r of the voxels that fit the training images best
         train_r = pearson_r(fit_pred, y_fit[order.to(device)])
         val_r = pearson_r(predict(net, x_val, mixed_precision=config.mixed_precision), y_val)
@@ -399,7 +400,9 @@ def fit_etecrm(images, responses, config: ETECRMConfig | None = None, seed: int 
 
     net.load_state_dict(best["state"])
     net.eval()
-    return TrainedModel(net, config, seed, history, best["val_r"].float().numpy())
+    model = ETECRMModel(config, seed=seed, device=device, progress=progress, checkpoint=checkpoint)
+    model.net, model.history, model.val_r = net, history, best["val_r"].float().numpy()
+    return model
 
 
 # ============================================================================ the loop's small helpers
@@ -419,7 +422,7 @@ def _try_forward_backward(net, images, device, config) -> None:
     net.zero_grad(set_to_none=True)
 
 
-def _check_finite(losses: torch.Tensor, epoch: int, what: str) -> None:
+def check_losses_finite(losses: torch.Tensor, epoch: int, what: str) -> None:
     """Raise a FloatingPointError naming the first batch whose loss was NaN/inf (one host sync per epoch)."""
     finite = torch.isfinite(losses).cpu()
     if not finite.all():

@@ -27,15 +27,20 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+import tqdm.auto
 
 from . import regression
 from .device import describe_device, get_device
+from .evaluation import pearson_r, score
 from .features.cnn import CNNConfig, CNNFeatures
 from .features.gabor import GaborConfig, check_images, gabor_features
 from .losses import LOSSES, loss_function
+from .profiles import DEFAULT_PROFILE, Profile, check_profile
 from .regression import RidgeConfig
+from .training import selection_score, split_train_val
 
-VARIANTS = ("gwp_ridge", "alexnet_ridge", "gwp_roiwise")
+TWO_STEP_MODELS = ("gwp_ridge", "alexnet_ridge", "gwp_roiwise")
+"""The two-step models (names shared with ``ablations.VARIANTS``, the registry of every runnable model)."""
 
 
 @dataclass
@@ -61,12 +66,10 @@ class RoiwiseConfig:
     selection_voxels: int = 300
 
     @classmethod
-    def for_profile(cls, profile: str = "quick", **changes) -> "RoiwiseConfig":
-        if profile == "quick":
+    def for_profile(cls, profile: Profile = DEFAULT_PROFILE, **changes) -> "RoiwiseConfig":
+        if check_profile(profile) == "quick":
             return cls(**{"rank": 16, "epochs": 40, "batch_size": 32, **changes})
-        if profile in ("full", "default"):
-            return cls(**changes)
-        raise ValueError(f"profile must be 'quick', 'full' or 'default', got {profile!r}")
+        return cls(**changes)
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -87,9 +90,9 @@ class TwoStepConfig:
     roiwise: RoiwiseConfig = field(default_factory=RoiwiseConfig)
 
     @classmethod
-    def for_profile(cls, profile: str = "quick", weights="DEFAULT", seed: int = 0) -> "TwoStepConfig":
-        """``weights`` of the CNN: "DEFAULT" (download), a .pth path, or None (untrained, initialised with ``seed``)."""
-        return cls(GaborConfig.for_profile(profile), CNNConfig.for_profile(profile, weights=weights, seed=seed),
+    def for_profile(cls, profile: Profile = DEFAULT_PROFILE, cnn_weights="DEFAULT", seed: int = 0) -> "TwoStepConfig":
+        """``cnn_weights``: "DEFAULT" (download), a .pth path, or None (untrained, initialised with ``seed``)."""
+        return cls(GaborConfig.for_profile(profile), CNNConfig.for_profile(profile, weights=cnn_weights, seed=seed),
                    RidgeConfig.for_profile(profile), RoiwiseConfig.for_profile(profile))
 
 
@@ -123,11 +126,6 @@ def fit_roiwise(features, responses, config: RoiwiseConfig | None = None, seed: 
     the ``val_fraction`` of the given (train) rows that ``seed`` picks; the test split never reaches
     this function.
     """
-    from tqdm.auto import tqdm
-
-    from .evaluation import pearson_r
-    from .training import selection_score, split_train_val
-
     config = config or RoiwiseConfig()
     device = get_device(device)
     x = torch.as_tensor(np.asarray(features, np.float32), device=device)
@@ -146,7 +144,7 @@ def fit_roiwise(features, responses, config: RoiwiseConfig | None = None, seed: 
     loss_fn = loss_function(config.loss)
     best = (-np.inf, [p.detach().clone() for p in params], -1, None)
     history = {"train_loss": [], "selection_score": []}
-    for epoch in tqdm(range(config.epochs), desc="ROI-wise read-out", disable=not progress, leave=False):
+    for epoch in tqdm.auto.tqdm(range(config.epochs), desc="ROI-wise read-out", disable=not progress, leave=False):
         order = fit[torch.randperm(len(fit), generator=gen).to(device)][: n_steps * config.batch_size]
         losses, fit_pred = [], []
         for idx in order.view(n_steps, config.batch_size):
@@ -173,18 +171,18 @@ def fit_roiwise(features, responses, config: RoiwiseConfig | None = None, seed: 
 class TwoStepModel:
     """Fixed features + linear map, with the same ``fit / predict / score`` as every model of the book.
 
-    variant : one of ``VARIANTS``; config : a :class:`TwoStepConfig` (default: ``for_profile(profile)``);
-    weights : shortcut for the CNN weights ("DEFAULT", a .pth path, or None = untrained).
+    variant : one of ``TWO_STEP_MODELS``; config : a :class:`TwoStepConfig` (default: ``for_profile(profile)``);
+    cnn_weights : shortcut for the CNN's weights ("DEFAULT", a .pth path, or None = untrained).
     seed : seeds the ROI-wise read-out (initialisation, validation split, shuffling, noise) and the
         initialisation of an untrained CNN; the ridge variants are deterministic.
     """
 
-    def __init__(self, variant: str = "gwp_ridge", config: TwoStepConfig | None = None, profile: str = "quick",
-                 weights="DEFAULT", seed: int = 0, device=None, progress: bool = True):
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown two-step variant {variant!r}; choose one of {VARIANTS}")
+    def __init__(self, variant: str = "gwp_ridge", config: TwoStepConfig | None = None, profile: Profile = DEFAULT_PROFILE,
+                 cnn_weights="DEFAULT", seed: int = 0, device=None, progress: bool = True):
+        if variant not in TWO_STEP_MODELS:
+            raise ValueError(f"unknown two-step variant {variant!r}; choose one of {TWO_STEP_MODELS}")
         self.variant = variant
-        self.config = config or TwoStepConfig.for_profile(profile, weights=weights, seed=seed)
+        self.config = config or TwoStepConfig.for_profile(profile, cnn_weights=cnn_weights, seed=seed)
         self.seed, self.device, self.progress = seed, get_device(device), progress
         self.fitted = None
         self.info = {}
@@ -254,8 +252,6 @@ class TwoStepModel:
 
     def score(self, dataset, keep_predictions: bool = True):
         """Held-out accuracy on ``dataset.test`` as an ``evaluation.EncodingResult``."""
-        from .evaluation import score
-
         if self.fitted is None:
             raise RuntimeError("fit(dataset, roi) the model before scoring it")
         dataset.check_roi(self.roi)

@@ -12,7 +12,7 @@ import io
 
 import numpy as np
 
-from .evaluation import TOP_N, EncodingResult, fraction_of_ceiling, paired_bootstrap, top_n_mean
+from .evaluation import TOP_N, EncodingResult, default_top_n, paired_bootstrap
 
 
 def _ipywidgets():
@@ -83,10 +83,11 @@ def summary_html(results, top_n: int = TOP_N) -> str:
     """An HTML table, one row per result: voxels, median r, top-N mean r, fraction of the noise ceiling."""
     rows = []
     for res in results:
-        frac = fraction_of_ceiling(res.test_r, res.noise_ceiling)
+        row = res.summary(top_n)
+        frac = row["frac_ceiling"]
         rows.append(
             f"<tr><td>{html.escape(res.model)}</td><td>{html.escape(res.roi)}</td><td>{res.n_voxels}</td>"
-            f"<td>{np.median(res.test_r):.3f}</td><td>{top_n_mean(res.test_r, top_n):.3f}</td>"
+            f"<td>{row['median_r']:.3f}</td><td>{row[f'top{top_n}_mean_r']:.3f}</td>"
             f"<td>{'—' if np.isnan(frac) else f'{frac:.2f}'}</td></tr>"
         )
     head = (f"<tr><th>model</th><th>ROI</th><th>voxels</th><th>median r</th><th>top-{top_n} mean r</th>"
@@ -117,7 +118,7 @@ def dashboard(results, responses: dict | None = None, n_bootstrap: int = 500):
         "roi": w.Dropdown(options=rois, value=rois[0], description="ROI"),
         "model_a": w.Dropdown(options=models, value=models[0], description="model A"),
         "model_b": w.Dropdown(options=models, value=models[-1], description="model B"),
-        "top_n": w.IntSlider(value=min(TOP_N, max(r.n_voxels for r in results)), min=1,
+        "top_n": w.IntSlider(value=default_top_n(max(r.n_voxels for r in results)), min=1,
                              max=max(r.n_voxels for r in results), description="top-N"),
     }
     table = w.HTML()

@@ -106,7 +106,7 @@ def test_two_step_variants_equal_the_two_step_model_run_directly(data):
     results = ablations.run_variants(data, ["gwp_ridge", "alexnet_ridge"], profile="quick", seed=2, device="cpu",
                                      progress=False)
     for res in results:
-        direct = TwoStepModel(res.model, profile="quick", weights=None, seed=2, device="cpu", progress=False)
+        direct = TwoStepModel(res.model, profile="quick", cnn_weights=None, seed=2, device="cpu", progress=False)
         direct = direct.fit(data, "V1").score(data)
         np.testing.assert_allclose(res.test_r, direct.test_r, atol=1e-5)
         assert res.info["family"] == "two_step" and res.info["seed"] == 2

@@ -32,11 +32,15 @@ import threading
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 
-from etecrm_lib import __version__, book
+from etecrm_lib import __version__, book, notebooks
+from etecrm_lib.results import describe_results
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "book" / "_ext"))  # the book build's Sphinx extension, named in _config.yml
+import etecrm_build  # noqa: E402
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
@@ -47,7 +51,7 @@ def read_config() -> dict:
 
 
 def notebook_chapters() -> list:
-    return [c for c in book.toc_chapters(ROOT) if c.endswith(".ipynb")]
+    return [c for c in notebooks.toc_chapters(ROOT) if c.endswith(".ipynb")]
 
 
 # --------------------------------------------------------------------------- configuration
@@ -62,7 +66,9 @@ def test_config_agrees_with_library_constants():
     assert execute["execute_notebooks"] == "force"
     assert execute["allow_errors"] is False and execute["raise_on_error"] is True
     assert config["only_build_toc_files"] is True
-    assert "etecrm_lib.book" in config["sphinx"]["extra_extensions"]
+    # the build's own Sphinx extension lives with the book, not in the library
+    assert config["sphinx"]["local_extensions"] == {"etecrm_build": "book/_ext"}
+    assert Path(ROOT, "book/_ext/etecrm_build.py").is_file() and not hasattr(book, "setup")
 
 
 def test_vendored_javascript_is_present_and_configured():
@@ -82,7 +88,7 @@ def test_vendored_javascript_is_present_and_configured():
 
 
 def test_toc_lists_existing_chapters_in_book_folder():
-    chapters = book.toc_chapters(ROOT)
+    chapters = notebooks.toc_chapters(ROOT)
     assert chapters[0] == "book/intro.md"
     assert "book/01_data.ipynb" in chapters and "book/10_exercises.ipynb" in chapters
     for chapter in chapters:
@@ -90,7 +96,7 @@ def test_toc_lists_existing_chapters_in_book_folder():
 
 
 def test_every_chapter_notebook_is_in_the_toc():
-    listed = set(book.toc_chapters(ROOT))
+    listed = set(notebooks.toc_chapters(ROOT))
     missing = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "book").glob("*.ipynb")
                      if p.relative_to(ROOT).as_posix() not in listed)
     assert not missing, f"add these chapters to _toc.yml: {missing}"
@@ -103,8 +109,8 @@ def test_chapter_starts_with_standard_cells_and_has_no_outputs(chapter):
     title, setup, parameters = nb.cells[:3]
     name = Path(chapter).name
     assert title.cell_type == "markdown" and title.source.startswith("# ")
-    assert book.colab_url(name) in title.source
-    assert setup.cell_type == "code" and setup.source.strip() == book.setup_cell_source().strip()
+    assert notebooks.colab_url(name) in title.source
+    assert setup.cell_type == "code" and setup.source.strip() == notebooks.setup_cell_source().strip()
     assert f"@v{__version__}" in setup.source
     assert parameters.cell_type == "code" and "parameters" in parameters.metadata.get("tags", [])
     for name_ in ("DATASET", "PROFILE", "SEED"):
@@ -143,25 +149,25 @@ def test_check_runtime_warns_without_gpu(monkeypatch, capsys):
 
 
 def test_colab_url_and_pip_requirement():
-    assert book.colab_url("03_x.ipynb") == (
+    assert notebooks.colab_url("03_x.ipynb") == (
         "https://colab.research.google.com/github/etecrm-book/etecrm/blob/main/book/03_x.ipynb")
-    assert book.colab_url("book/03_x.ipynb") == book.colab_url("03_x.ipynb")
+    assert notebooks.colab_url("book/03_x.ipynb") == notebooks.colab_url("03_x.ipynb")
     with pytest.raises(ValueError, match="ipynb"):
-        book.colab_url("03_x.md")
-    assert book.pip_requirement("1.2.3") == "etecrm_lib @ git+https://github.com/etecrm-book/etecrm@v1.2.3"
-    compile(book.setup_cell_source(), "<setup cell>", "exec")  # plain Python, no magics
+        notebooks.colab_url("03_x.md")
+    assert notebooks.pip_requirement("1.2.3") == "etecrm_lib @ git+https://github.com/etecrm-book/etecrm@v1.2.3"
+    compile(notebooks.setup_cell_source(), "<setup cell>", "exec")  # plain Python, no magics
 
 
 def test_write_notebook_strips_outputs(tmp_path):
     import nbformat.v4 as nbf
 
     cell = nbf.new_code_cell("1 + 1", execution_count=3, outputs=[nbf.new_output("execute_result", {"text/plain": "2"})])
-    path = book.write_notebook(tmp_path / "x.ipynb", book.standard_cells("x.ipynb", "X") + [cell])
+    path = notebooks.write_notebook(tmp_path / "x.ipynb", notebooks.standard_cells("x.ipynb", "X") + [cell])
     nb = nbformat.read(path, as_version=4)
     assert nb.cells[3].outputs == [] and nb.cells[3].execution_count is None
     assert [c.id for c in nb.cells] == ["cell-000", "cell-001", "cell-002", "cell-003"]
     first = path.read_bytes()
-    book.write_notebook(path, nb.cells)
+    notebooks.write_notebook(path, nb.cells)
     assert path.read_bytes() == first  # rewriting an unchanged notebook changes nothing
 
 
@@ -175,7 +181,7 @@ def test_extension_drops_plotly_cdn_mathjax():
     cdn = '<script src="https://cdnjs.cloudflare.com/ajax/libs/mathjax/3.2.2/es5/tex-svg.min.js"></script>'
     doc += nodes.raw("", f"<div>{cdn}<div id='plot'></div></div>", format="html")
     doc += nodes.raw("", cdn, format="latex")
-    book._drop_cdn_scripts(None, doc, "x")
+    etecrm_build.drop_cdn_scripts(None, doc, "x")
     html_node, latex_node = list(doc.findall(nodes.raw))
     assert "cdnjs" not in html_node.astext() and "<div id='plot'></div>" in html_node.astext()
     assert latex_node.astext() == cdn  # only HTML output is touched
@@ -189,7 +195,7 @@ def test_extension_setup_prepares_the_build_environment(monkeypatch):
             self.connected.append(event)
 
     monkeypatch.delenv("PLOTLY_RENDERER", raising=False)
-    metadata = book.setup(App())
+    metadata = etecrm_build.setup(App())
     assert set(App.connected) == {"doctree-resolved", "html-page-context"}
     assert metadata["version"] == __version__
     # the notebook kernels the build starts inherit this environment: plotly writes HTML figures
@@ -205,10 +211,10 @@ def test_extension_shows_local_colab_badge():
     from docutils.parsers.rst import Parser
 
     doc = new_document("x", get_default_settings(Parser))
-    link = nodes.reference("", "", refuri=book.colab_url("01_data.ipynb"))
+    link = nodes.reference("", "", refuri=notebooks.colab_url("01_data.ipynb"))
     link += nodes.image(uri=book.COLAB_BADGE, alt="Open In Colab")
     doc += nodes.paragraph("", "", link)
-    book._drop_cdn_scripts(None, doc, "book/01_data")
+    etecrm_build.drop_cdn_scripts(None, doc, "book/01_data")
     assert not list(doc.findall(nodes.image))
     (raw,) = doc.findall(nodes.raw)
     assert raw.astext() == '<img alt="Open In Colab" src="../_static/colab-badge.svg"/>'
@@ -376,8 +382,8 @@ def check_pages(html_dir: Path, chapters: list, screenshots: Path | None = None)
                         lambda d: d.find_elements(By.CSS_SELECTOR, ".jupyter-widgets, [class*='widget-']"),
                         message=f"{page}: widget state is embedded but no widget was rendered")
                 if is_notebook:
-                    colab = book.colab_url(Path(chapter).name, folder=Path(chapter).parent.as_posix())
-                    student = book.colab_url(Path(chapter).name, folder=book.STUDENTS_FOLDER)
+                    colab = notebooks.colab_url(Path(chapter).name, folder=Path(chapter).parent.as_posix())
+                    student = notebooks.colab_url(Path(chapter).name, folder=book.STUDENTS_FOLDER)
                     links = {a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "a[href*='colab.research.google.com']")}
                     assert colab in links, f"{page}: no link to {colab}; Colab links found: {links}"
                     # the only other notebook a page may open is its own student edition
@@ -445,7 +451,7 @@ def test_built_book_in_browser(tmp_path):
     if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
         pytest.fail("headless Chromium is needed: run `make browser` (apt-get install chromium chromium-driver)")
     html_dir = build_book(tmp_path / "book")
-    chapters = book.toc_chapters(ROOT)
+    chapters = notebooks.toc_chapters(ROOT)
     # the pages link to vendored scripts only: nothing is fetched from a CDN
     for chapter in chapters:
         text = (html_dir / Path(chapter).with_suffix(".html")).read_text(encoding="utf-8")
@@ -549,7 +555,7 @@ def test_student_book_has_no_solutions(tmp_path):
         assert not leaks, f"solution code in the student book: {leaks}"
         page = (html_dir / f"{notebook.stem}.html").read_text(encoding="utf-8")
         assert "NotImplementedError" in page
-        assert book.colab_url(notebook.name, folder=book.STUDENTS_FOLDER) in html_lib.unescape(page)
+        assert notebooks.colab_url(notebook.name, folder=book.STUDENTS_FOLDER) in html_lib.unescape(page)
 
 
 # --------------------------------------------------------------------------- what the pages show
@@ -640,14 +646,34 @@ def test_committed_results_read_or_degrade(monkeypatch, tmp_path, capsys):
     found = book.committed_results(models=["gwp_ridge"], rois=["V1"])
     if (book.results_folder() / "results").is_dir() and found:
         assert [(r.model, r.roi, r.info["profile"]) for r in found] == [("gwp_ridge", "V1", "full")]
-        assert book.describe_results(found)["profile"] == "full"
+        assert describe_results(found)["profile"] == "full"
     monkeypatch.setattr(book, "results_folder", lambda: tmp_path / "nowhere")
     assert book.committed_results() == []
     assert "No committed results here" in capsys.readouterr().out
 
 
+def test_committed_results_and_run_keep_to_one_data_seed(monkeypatch, tmp_path, capsys):
+    """Files of another simulated cortex (data seed 1) never mix into the book's subject (data seed 0)."""
+    from etecrm_lib.evaluation import EncodingResult
+    from etecrm_lib.results import result_path, save_result
+
+    for data_seed in (0, 1):
+        res = EncodingResult("gwp_ridge", "V1", "sim", 1, np.full(4, 0.1 * (data_seed + 1), np.float32))
+        save_result(res, result_path(tmp_path, "sim", "full", 1, "V1", "gwp_ridge", 0, data_seed), profile="full",
+                    seed=0, extra={"data_seed": data_seed})
+    monkeypatch.setattr(book, "results_folder", lambda: tmp_path)
+    (found,) = book.committed_results()
+    assert found.info["data_seed"] == 0 and np.allclose(found.test_r, 0.1)
+    assert book.committed_results(data_seed=1)[0].info["data_seed"] == 1
+    assert book.committed_results(data_seed=7) == [] and "sim-data7" in capsys.readouterr().out
+    run = book.committed_run(subject=1)
+    assert [r.info["data_seed"] for r in run.results] == [0]
+    assert book.committed_run(subject=2) is None
+    assert "Subject 2: the committed full-profile run (sim-data0) is not in data/results" in capsys.readouterr().out
+
+
 def test_student_colab_links():
-    assert book.colab_url("10_exercises.ipynb", folder=book.STUDENTS_FOLDER) == (
+    assert notebooks.colab_url("10_exercises.ipynb", folder=book.STUDENTS_FOLDER) == (
         "https://colab.research.google.com/github/etecrm-book/etecrm/blob/main/students/10_exercises.ipynb")
 
 

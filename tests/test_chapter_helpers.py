@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from etecrm_lib import evaluation, plots
+from etecrm_lib import evaluation, tables, training_plots
 from etecrm_lib.evaluation import Comparison, EncodingResult
 
 
@@ -66,7 +66,7 @@ def test_training_seconds_per_roi_subject_and_voxel():
                for roi, n, wall in zip(("V1", "V4"), (100, 300), walls)]
     results += [result("gwp_ridge", "V1", 0, 100, 10.0), result("gwp_ridge", "V4", 0, 300, 2.0),
                 result("no_time", "V1", 0, 100, None)]
-    rows = {row["model"]: row for row in evaluation.training_seconds(results)}
+    rows = {row["model"]: row for row in tables.training_seconds(results)}
     assert set(rows) == {"etecrm", "gwp_ridge"}                         # no wall time: skipped
     e = rows["etecrm"]
     assert e["n_rois"] == 2 and e["n_seeds"] == 2
@@ -99,7 +99,7 @@ def test_verdict_follows_the_interval():
 
 # --------------------------------------------------------------------------- figures
 def test_noisy_correlation_curves_draw_the_formula():
-    fig = plots.noisy_correlation_curves(signal_rs=(0.0, 0.5), scales=np.array([0.0, 1.0, 2.0]))
+    fig = training_plots.noisy_correlation_curves(signal_rs=(0.0, 0.5), scales=np.array([0.0, 1.0, 2.0]))
     assert len(fig.data) == 4                                           # r and r^3 per voxel
     r_half, cube_half = fig.data[2], fig.data[3]
     assert np.allclose(r_half.y, evaluation.expected_noisy_r(0.5, [0.0, 1.0, 2.0]))
@@ -109,16 +109,16 @@ def test_noisy_correlation_curves_draw_the_formula():
 
 def test_weights_over_epochs_sorts_voxels_and_squares_r():
     train_r = np.array([[0.1, -0.5, 0.3], [0.2, 0.4, -0.6]])            # (epochs, voxels)
-    fig = plots.weights_over_epochs(train_r, order=[2, 0, 1], best_epoch=1)
+    fig = training_plots.weights_over_epochs(train_r, order=[2, 0, 1], best_epoch=1)
     z = np.asarray(fig.data[0].z)
     assert z.shape == (3, 2) and np.allclose(z, (train_r ** 2)[:, [2, 0, 1]].T)
     with pytest.raises(ValueError, match="epochs, voxels"):
-        plots.weights_over_epochs(np.zeros(3))
+        training_plots.weights_over_epochs(np.zeros(3))
 
 
 def test_training_cost_bars():
-    rows = evaluation.training_seconds([result("etecrm", "V1", s, 10, 1.0 + s) for s in (0, 1)])
-    fig = plots.training_cost_bars(rows, "seconds_per_subject")
+    rows = tables.training_seconds([result("etecrm", "V1", s, 10, 1.0 + s) for s in (0, 1)])
+    fig = training_plots.training_cost_bars(rows, "seconds_per_subject")
     assert list(fig.data[0].y) == [1.5] and fig.data[0].error_y.array[0] == pytest.approx(np.std([1, 2], ddof=1))
     with pytest.raises(ValueError, match="value must be"):
-        plots.training_cost_bars(rows, "minutes")
+        training_plots.training_cost_bars(rows, "minutes")

@@ -26,7 +26,7 @@ from etecrm_lib.data import simulate
 
 
 def _compare(ground_truth: str):
-    from etecrm_lib.data.simulate import SimulationConfig
+    from etecrm_lib.data.calibration import SimulationConfig
 
     config = replace(SimulationConfig.for_profile("quick"), name="control-test", n_train=600, train_repeats=16,
                      voxels={"V1": 120})
@@ -49,7 +49,7 @@ def test_etecrm_wins_on_the_cnn_control():
 
 @pytest.mark.parametrize("ground_truth", ["gabor", "cnn"])
 def test_controls_keep_the_calibrated_measurement(ground_truth):
-    from etecrm_lib.data.simulate import SimulationConfig
+    from etecrm_lib.data.calibration import SimulationConfig
 
     config = SimulationConfig(name="tiny", image_size=32, n_train=24, n_test=6, voxels={"V1": 20, "V3": 16})
     cortex = simulate(1, config, seed=0, cache=False)

@@ -6,7 +6,7 @@ import pytest
 from etecrm_lib import data_size
 from etecrm_lib.cli import main
 from etecrm_lib.data import simulate
-from etecrm_lib.data.simulate import SimulationConfig
+from etecrm_lib.data.calibration import SimulationConfig
 from etecrm_lib.evaluation import EncodingResult
 
 TINY = SimulationConfig(name="tiny", image_size=64, n_train=24, n_test=30, voxels={"V1": 30, "LO": 20})

@@ -96,19 +96,6 @@ def test_significance_threshold_matches_scipy_pvalue():
     assert stats.t.sf(t, df=118) == pytest.approx(1e-3, rel=1e-6)
 
 
-def test_permutation_pvalues_null_and_signal():
-    rng = np.random.default_rng(3)
-    n, v = 60, 200
-    x = rng.normal(size=(n, v))
-    y = rng.normal(size=(n, v))
-    y[:, :20] += 1.5 * x[:, :20]
-    p = ev.permutation_pvalues(x, y, n_permutations=400, seed=0)
-    assert np.all(p[:20] < 0.01)
-    # under the null, p-values are roughly uniform: about 10% below 0.1
-    assert 0.03 < np.mean(p[20:] < 0.1) < 0.2
-    assert np.all((p > 0) & (p <= 1))
-
-
 def _dataset_and_two_models(seed=0, n_test=80, n_vox=150):
     rng = np.random.default_rng(seed)
     truth = rng.normal(size=(n_test, n_vox))
@@ -155,15 +142,62 @@ def test_paired_bootstrap_detects_the_better_model_and_not_a_tie():
     assert swapped.ci_high < 0 and not swapped.a_beats_b
 
 
-def test_bootstrap_r_with_unit_weights_equals_pearson():
+def test_resampled_correlation_with_unit_weights_equals_pearson():
     rng = np.random.default_rng(5)
     x, y = torch.tensor(rng.normal(size=(30, 4))), torch.tensor(rng.normal(size=(30, 4)))
-    np.testing.assert_allclose(ev.pearson_r_t(x, y).numpy(), ev.pearson_r(x, y).numpy(), atol=1e-6)
+    ones = torch.ones(1, 30, dtype=torch.float64)
+    np.testing.assert_allclose(ev.correlation(x, y, ones)[0].numpy(), ev.pearson_r(x, y).numpy(), atol=1e-6)
+    np.testing.assert_allclose(ev.correlation(x, y).numpy(), ev.pearson_r(x, y).numpy(), atol=1e-6)
     # integer weights = duplicated rows
     w = torch.zeros(1, 30, dtype=torch.float64)
     w[0, :10] = 2
     dup = torch.cat([x[:10], x[:10]]), torch.cat([y[:10], y[:10]])
-    np.testing.assert_allclose(ev._bootstrap_r(x, y, w)[0].numpy(), ev.pearson_r(*dup).numpy(), atol=1e-6)
+    np.testing.assert_allclose(ev.correlation(x, y, w)[0].numpy(), ev.pearson_r(*dup).numpy(), atol=1e-6)
+
+
+def test_resampled_correlation_does_not_depend_on_units():
+    """r under bootstrap resamples is scale-free: responses in tiny or huge units give the same r (no absolute threshold)."""
+    rng = np.random.default_rng(6)
+    x = torch.tensor(rng.normal(size=(40, 5)))
+    y = x + torch.tensor(rng.normal(size=(40, 5)))
+    counts = ev.image_resamples(40, 20, torch.Generator().manual_seed(0))
+    r = ev.correlation(x, y, counts)
+    assert r.abs().min() > 0.05
+    for scale_x, scale_y in [(1.0, 1e-5), (1e-5, 1e-5), (1e-7, 1e-7), (1e5, 1e-9)]:
+        np.testing.assert_allclose(ev.correlation(x * scale_x, y * scale_y, counts).numpy(), r.numpy(), rtol=1e-9)
+    # the bootstrap interval of a model is the same in any units of the responses
+    ds, good, _ = _dataset_and_two_models(n_vox=40)
+    y_test = ds.test.responses["V1"]
+    scaled = ev.EncodingResult("good", "V1", "toy", 1, good.test_r, predictions=good.predictions * 1e-5)
+    assert ev.bootstrap_interval(scaled, y_test * 1e-5, n_bootstrap=200) == pytest.approx(
+        ev.bootstrap_interval(good, y_test, n_bootstrap=200), abs=1e-6)  # float32 inputs
+    # a column constant within a resample (or overall) gets r = 0, whatever its units
+    flat = torch.zeros(1, 40, dtype=torch.float64)
+    flat[0, 3] = 40
+    assert torch.all(ev.correlation(x * 1e-7, y * 1e-7, flat) == 0)
+
+
+def test_roi_statistic_and_default_top_n():
+    r = np.array([0.1, 0.5, -0.2, 0.3])
+    assert ev.roi_statistic(r, "median_r") == pytest.approx(np.median(r))
+    assert ev.roi_statistic(r, "mean_r") == pytest.approx(np.mean(r))
+    assert ev.roi_statistic(r, "top_n_mean_r", 2) == pytest.approx(0.4)
+    assert ev.roi_statistic(r, "top_n_mean_r", 100) == pytest.approx(np.mean(r))  # fewer voxels than N: all
+    batch = torch.tensor(np.stack([r, 2 * r]))
+    np.testing.assert_allclose(ev.roi_statistic(batch, "median_r").numpy(), [np.median(r), 2 * np.median(r)])
+    with pytest.raises(ValueError, match="statistic must be one of"):
+        ev.roi_statistic(r, "max_r")
+    assert ev.default_top_n(50) == 50 and ev.default_top_n(5000) == ev.TOP_N and ev.default_top_n(0) == 1
+
+
+def test_verdict_reads_the_interval():
+    def cmp(low, high):
+        return ev.Comparison("a", "b", "V1", "median_r", (low + high) / 2, low, high, 0.5, 100)
+
+    assert [ev.verdict(cmp(*ci), short=True) for ci in [(0.01, 0.1), (-0.1, -0.01), (0.0, 0.1), (-0.1, 0.0)]] == [
+        "better", "worse", "no reliable difference", "no reliable difference"]
+    assert cmp(0.01, 0.1).a_beats_b and cmp(-0.1, -0.01).b_beats_a and not cmp(-0.1, 0.1).b_beats_a
+    assert ev.verdict(cmp(0.01, 0.1)).startswith("a is reliably better")
 
 
 def test_bootstrap_statistics_match_the_summary_with_an_even_voxel_count():

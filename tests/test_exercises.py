@@ -217,7 +217,7 @@ def test_make_student_notebooks(tmp_path):
             assert not body_lines & {line.strip() for c in student.cells for line in c.source.splitlines()}, \
                 "part of the solution leaked"
         elif teacher is instructor.cells[0]:
-            from etecrm_lib.book import colab_url
+            from etecrm_lib.notebooks import colab_url
 
             assert colab_url(INSTRUCTOR.name, folder="students") in pupil.source
             assert colab_url(INSTRUCTOR.name) not in pupil.source, "the student badge must open the student notebook"

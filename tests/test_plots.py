@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from etecrm_lib import evaluation, plots, widgets
+from etecrm_lib import evaluation, plots, training_plots, widgets
 from etecrm_lib.data.dataset import VoxelInfo
 from etecrm_lib.evaluation import EncodingResult
 
@@ -97,7 +97,7 @@ def test_accuracy_vs_ceiling_without_ceiling_says_why(data):
 
 def test_roi_bars_heights_and_intervals(data):
     responses, results = data
-    intervals = {(r.model, r.roi): plots.bootstrap_interval(r, responses[r.roi], n_bootstrap=200) for r in results}
+    intervals = {(r.model, r.roi): evaluation.bootstrap_interval(r, responses[r.roi], n_bootstrap=200) for r in results}
     fig = plots.roi_bars(results, "median_r", intervals=intervals)
     assert [t.name for t in fig.data] == list(MODELS)
     for trace in fig.data:
@@ -124,13 +124,13 @@ def test_roi_bars_top_n_slider(data):
         for trace, shown in zip(fig.data, visible):
             if shown:
                 for roi, y in zip(trace.x, trace.y):
-                    assert y == pytest.approx(evaluation.top_n_mean(find(results, trace.name, roi).test_r, n))
+                    assert y == pytest.approx(evaluation.roi_statistic(find(results, trace.name, roi).test_r, "top_n_mean_r", n))
 
 
 def test_bootstrap_interval_matches_explicit_resampling(data):
     responses, results = data
     res = find(results, "etecrm", "V2")
-    low, high = plots.bootstrap_interval(res, responses["V2"], "mean_r", n_bootstrap=300, seed=3)
+    low, high = evaluation.bootstrap_interval(res, responses["V2"], "mean_r", n_bootstrap=300, seed=3)
     # the same resamples drawn explicitly, scored with scipy's pearsonr
     from scipy.stats import pearsonr
 
@@ -149,7 +149,7 @@ def test_bootstrap_interval_matches_explicit_resampling(data):
     assert low == pytest.approx(np.quantile(stats, 0.025), abs=1e-6)
     assert high == pytest.approx(np.quantile(stats, 0.975), abs=1e-6)
     perfect = EncodingResult("oracle", "V2", "sim", 1, np.ones(ROIS["V2"]), predictions=responses["V2"])
-    assert plots.bootstrap_interval(perfect, responses["V2"], n_bootstrap=50) == pytest.approx((1.0, 1.0))
+    assert evaluation.bootstrap_interval(perfect, responses["V2"], n_bootstrap=50) == pytest.approx((1.0, 1.0))
 
 
 def test_comparison_bars_from_paired_bootstrap(data):
@@ -165,10 +165,10 @@ def test_comparison_bars_from_paired_bootstrap(data):
 
 
 def test_training_curves_and_image_grid():
-    fig = plots.training_curves({"train loss": [0.9, 0.6, 0.5], "validation loss": [1.0, 0.8, 0.85]})
+    fig = training_plots.training_curves({"train loss": [0.9, 0.6, 0.5], "validation loss": [1.0, 0.8, 0.85]})
     assert [t.name for t in fig.data] == ["train loss", "validation loss"]
     assert list(fig.data[0].x) == [1, 2, 3] and list(fig.data[1].y) == [1.0, 0.8, 0.85]
-    assert list(plots.training_curves([3.0, 2.0]).data[0].y) == [3.0, 2.0]
+    assert list(training_plots.training_curves([3.0, 2.0]).data[0].y) == [3.0, 2.0]
     images = np.random.default_rng(1).uniform(size=(5, 8, 8)).astype(np.float32)
     grid = plots.image_grid(images, n=16, columns=4)
     assert len(grid.data) == 5
@@ -216,7 +216,7 @@ def test_dashboard_follows_its_controls(data):
     assert f"{np.median(find(results, 'etecrm', 'V4').test_r):.3f}" in box.table.value
     assert "<td>V1</td>" not in box.table.value and box.plot.value != first_png
     controls["top_n"].value = 3
-    assert f"{evaluation.top_n_mean(find(results, 'etecrm', 'V4').test_r, 3):.3f}" in box.table.value
+    assert f"{evaluation.roi_statistic(find(results, 'etecrm', 'V4').test_r, 'top_n_mean_r', 3):.3f}" in box.table.value
     with pytest.raises(ValueError, match="non-empty list"):
         widgets.dashboard([])
 

@@ -65,7 +65,8 @@ def test_kay_is_always_the_osf_copy_with_root_as_its_cache_folder(tmp_path, monk
 
 
 def test_sim_is_the_simulation(tmp_path, monkeypatch):
-    from etecrm_lib.data.simulate import SimulationConfig, simulate
+    from etecrm_lib.data.calibration import SimulationConfig
+    from etecrm_lib.data.simulate import simulate
 
     monkeypatch.setenv("ETECRM_CACHE", str(tmp_path))
     tiny = SimulationConfig(name="tiny", image_size=32, n_train=10, n_test=3, voxels={"V1": 4})

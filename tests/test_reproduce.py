@@ -20,7 +20,9 @@ import numpy as np
 import pytest
 import torch
 
-from etecrm_lib import ablations, reproduce as rp
+from etecrm_lib import ablations, tables
+from etecrm_lib import results as result_files
+from etecrm_lib import reproduce as rp
 from etecrm_lib.cli import main as cli_main
 from etecrm_lib.comparisons import choose_baseline, compare_run, load_comparisons, save_comparisons
 from etecrm_lib.data import from_arrays, save_npz
@@ -130,13 +132,13 @@ def reference(data, tmp_path_factory):
 def test_results_file_round_trip_keeps_arrays_and_provenance(reference):
     out, results = reference
     res = results[0]
-    path = rp.result_path(out, "tiny", "quick", 1, res.roi, res.model, 3)
+    path = result_files.result_path(out, "tiny", "quick", 1, res.roi, res.model, 3)
     assert path.exists()
-    loaded = rp.load_result(path)
+    loaded = result_files.load_result(path)
     np.testing.assert_array_equal(loaded.test_r, res.test_r)
     np.testing.assert_array_equal(loaded.noise_ceiling, res.noise_ceiling)
     assert loaded.predictions.shape == (20, res.n_voxels)
-    meta = rp.read_meta(path)
+    meta = result_files.read_meta(path)
     info = meta["info"]
     for key in ("library_version", "git_commit", "torch_version", "device", "wall_time_s", "config", "seed", "options"):
         assert key in info, key
@@ -170,9 +172,9 @@ def test_seed_files_one_per_seed_and_one_for_a_deterministic_model(reference):
     for roi in ("V1", "V2"):
         for model in ("test_proj_ridge", "test_group_a", "test_group_b"):
             for seed in SEEDS:
-                assert rp.result_path(out, "tiny", "quick", 1, roi, model, seed).name in names
-        assert rp.result_path(out, "tiny", "quick", 1, roi, "test_fixed_ridge", 0).name in names
-        assert rp.read_meta(rp.result_path(out, "tiny", "quick", 1, roi, "test_fixed_ridge", 0))["deterministic"]
+                assert result_files.result_path(out, "tiny", "quick", 1, roi, model, seed).name in names
+        assert result_files.result_path(out, "tiny", "quick", 1, roi, "test_fixed_ridge", 0).name in names
+        assert result_files.read_meta(result_files.result_path(out, "tiny", "quick", 1, roi, "test_fixed_ridge", 0))["deterministic"]
     by_seed = {r.info["seed"]: r for r in results if r.model == "test_proj_ridge" and r.roi == "V1"}
     assert sorted(by_seed) == SEEDS and not np.allclose(by_seed[3].test_r, by_seed[4].test_r)
 
@@ -197,7 +199,7 @@ def test_seed_table_gives_mean_and_sd_over_seeds_and_ensembles(data, reference):
     ensembles = {(r["roi"], r["model"]): r for r in rows if r["kind"] == "ensemble"}
     assert set(ensembles) == {k for k in seed_rows if k[1] != "test_fixed_ridge"}
     for (roi, model), row in ensembles.items():  # independent: average the standardized stored predictions, numpy r
-        stored = [rp.load_result(rp.result_path(out, "tiny", "quick", 1, roi, model, s)) for s in SEEDS]
+        stored = [result_files.load_result(result_files.result_path(out, "tiny", "quick", 1, roi, model, s)) for s in SEEDS]
         z = [(p - p.mean(0)) / p.std(0) for p in (r.predictions.astype(np.float64) for r in stored)]
         mean = np.mean(z, axis=0)
         measured = data.test.responses[roi]
@@ -266,10 +268,10 @@ def _drop_last_voxel(path):
     meta = json.loads(str(arrays.pop("meta")))
     arrays = {k: np.ascontiguousarray(a[..., :-1]) for k, a in arrays.items()}
     meta["n_voxels"] -= 1
-    meta["arrays"] = {k: {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": rp._sha256(a)} for k, a in arrays.items()}
+    meta["arrays"] = {k: {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": result_files.array_sha256(a)} for k, a in arrays.items()}
     with open(path, "wb") as f:
         np.savez_compressed(f, meta=np.array(json.dumps(meta)), **arrays)
-    rp.load_result(path)  # readable on its own: only the comparison with the dataset can tell
+    result_files.load_result(path)  # readable on its own: only the comparison with the dataset can tell
 
 
 CORRUPTIONS = {
@@ -294,12 +296,12 @@ def test_corrupt_results_file_is_detected_and_recomputed(data, reference, tmp_pa
     victim = out / "results" / "tiny_quick_sub1_V2_test_group_a_seed3.npz"
     CORRUPTIONS[kind](victim)
     if kind not in ("consistent_but_fewer_voxels", "other_data"):
-        with pytest.raises(rp.CorruptResultError):
-            rp.load_result(victim)
+        with pytest.raises(result_files.CorruptResultError):
+            result_files.load_result(victim)
     messages = []
     run_quiet(data, out, log=messages.append)
     assert any("recomputing" in m and victim.name in m for m in messages), messages
-    assert rp.load_result(victim).n_voxels == 15
+    assert result_files.load_result(victim).n_voxels == 15
     assert numbers(out) == numbers(out_ref)
 
 
@@ -390,10 +392,10 @@ def test_save_comparisons_merges_by_roi_and_statistic(tmp_path):
 
 def test_load_result_checks_expectations(reference):
     out, results = reference
-    path = rp.result_path(out, "tiny", "quick", 1, "V1", "test_proj_ridge", 3)
-    rp.load_result(path, {"roi": "V1", "n_voxels": 25})
-    with pytest.raises(rp.CorruptResultError, match="n_voxels"):
-        rp.load_result(path, {"n_voxels": 26})
+    path = result_files.result_path(out, "tiny", "quick", 1, "V1", "test_proj_ridge", 3)
+    result_files.load_result(path, {"roi": "V1", "n_voxels": 25})
+    with pytest.raises(result_files.CorruptResultError, match="n_voxels"):
+        result_files.load_result(path, {"n_voxels": 26})
 
 
 def test_partial_temp_files_are_cleaned(data, reference, tmp_path):
@@ -480,7 +482,7 @@ def test_interrupted_run_resumes_to_the_same_numbers(data_file, reference, tmp_p
     else:
         assert proc.returncode == -signal.SIGKILL
     for name in finished:  # whatever is there is complete and valid
-        rp.load_result(out / "results" / name)
+        result_files.load_result(out / "results" / name)
     kept = {name: (out / "results" / name).stat().st_mtime_ns for name in finished}
     done = subprocess.run(cli_command(data_file, out), cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -493,7 +495,7 @@ def test_figures_are_written_as_html_and_png_failure_is_a_note(reference, tmp_pa
     pytest.importorskip("plotly")
     out, _ = reference
     run = load_run(out, dataset="tiny", profile="quick", subject=1, data_seed=None)
-    notes = rp.write_figures(run.rows, tmp_path, run.comparisons)
+    notes = tables.write_figures(run.rows, tmp_path, run.comparisons)
     for stem in ("median_r", "top300_mean_r", "bootstrap_baseline", "bootstrap_ablation"):
         html = tmp_path / "figures" / f"tiny_quick_sub1_{stem}.html"
         assert html.exists() and "test_group" in html.read_text(), notes
@@ -505,7 +507,7 @@ def test_figures_are_written_as_html_and_png_failure_is_a_note(reference, tmp_pa
 
 def test_figures_are_skipped_with_a_note_without_plotly(reference, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "plotly", None)  # as on a machine without plotly: import fails
-    notes = rp.write_figures([], tmp_path)
+    notes = tables.write_figures([], tmp_path)
     assert len(notes) == 1 and "plotly is not installed" in notes[0]
     assert not (tmp_path / "figures").exists()
 
@@ -528,7 +530,7 @@ def test_data_seed_is_in_every_file_name_and_must_match(tmp_path):
     sim_like.info.update(generator_version=1, seed=2, cache_key="tiny-simulation-seed-2")
     run_quiet(sim_like, tmp_path, models=["test_fixed_ridge"], rois=["V1"])
     path = tmp_path / "results" / "tiny-data2_quick_sub1_V1_test_fixed_ridge_seed0.npz"
-    assert path.exists() and rp.read_meta(path)["data_seed"] == 2
+    assert path.exists() and result_files.read_meta(path)["data_seed"] == 2
     assert load_run(tmp_path, "tiny", "quick", 1, data_seed=2).results[0].info["data_seed"] == 2
     with pytest.raises(FileNotFoundError, match="data seed 0"):
         load_run(tmp_path, "tiny", "quick", 1, data_seed=0)
@@ -606,7 +608,7 @@ def test_cli_refuses_bad_settings_before_any_work(tmp_path, capsys, monkeypatch,
     afile.write_text("not a folder")
     args = [str(afile) if a == "FILE" else a for a in args]
     loaded = []
-    monkeypatch.setattr(rp, "_load", lambda *a, **k: loaded.append(a))   # would be the first piece of work
+    monkeypatch.setattr(rp, "open_dataset", lambda *a, **k: loaded.append(a))   # would be the first piece of work
     out = [] if "--out" in args else ["--out", str(tmp_path / "out")]
     assert cli_main(["reproduce", "--dataset", "sim", *out, *args] if "--dataset" not in args
                     else ["reproduce", *out, *args]) == 2

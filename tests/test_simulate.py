@@ -16,7 +16,9 @@ from etecrm_lib import evaluation
 from etecrm_lib.data import simulate
 from etecrm_lib.data.images import (TEST_PHOTOS, TRAIN_PHOTOS, aperture_mask, apply_aperture, dead_leaves,
                                     load_photo, pink_noise, random_crops)
-from etecrm_lib.data.simulate import CALIBRATION_TARGETS, CORTEX, SimulationConfig, gabor_energy, prf_weights
+from etecrm_lib.data.calibration import CALIBRATION_TARGETS, CORTEX, MAX_TRAIN_IMAGES, SimulationConfig
+from etecrm_lib.data.cortex import gabor_energy
+from etecrm_lib.data.voxels import prf_weights
 
 simulate_module = importlib.import_module("etecrm_lib.data.simulate")  # the module (``simulate`` is the function)
 
@@ -147,7 +149,7 @@ def test_n_train_changes_only_the_train_split_and_every_argument_is_in_the_cache
     with pytest.raises(ValueError, match="ground_truth must be one of"):
         simulate(1, TINY, ground_truth="alexnet")
     with pytest.raises(ValueError, match="train images"):
-        simulate(1, TINY, n_train=simulate_module.MAX_TRAIN_IMAGES + 1)
+        simulate(1, TINY, n_train=MAX_TRAIN_IMAGES + 1)
 
 
 def test_network_seed_follows_the_simulation_seed():
@@ -403,13 +405,13 @@ def test_best_v1_voxels_of_the_gabor_model_reach_about_r_08(default_subject):
 
 def test_dead_leaves_painting_matches_a_plain_loop_over_discs():
     """The vectorised painter against the obvious loop: later discs cover earlier ones."""
-    from etecrm_lib.data.images import _top_disc
+    from etecrm_lib.data.images import top_disc
 
     rng = np.random.default_rng(5)
     size, margin, n_leaves = 24, 6, 30
     radii = rng.uniform(0.5, 6, 2 * n_leaves)
     centres = rng.uniform(-margin, size + margin, (2 * n_leaves, 2))
-    top = _top_disc(radii, centres, 2, n_leaves, size, margin)
+    top = top_disc(radii, centres, 2, n_leaves, size, margin)
     expected = np.full((2, size, size), -1)
     yy, xx = np.mgrid[0:size, 0:size]
     for k, ((cy, cx), r) in enumerate(zip(centres, radii)):

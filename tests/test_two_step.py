@@ -16,7 +16,7 @@ FAST_ROIWISE = RoiwiseConfig.for_profile("quick", epochs=15)
 
 
 def _model(variant):
-    cfg = TwoStepConfig.for_profile("quick", weights=None)
+    cfg = TwoStepConfig.for_profile("quick", cnn_weights=None)
     cfg.roiwise = FAST_ROIWISE
     return TwoStepModel(variant, cfg, device="cpu", progress=False)
 
@@ -112,7 +112,7 @@ def test_the_fit_functions_only_receive_training_data(dataset, monkeypatch):
 
 
 def test_alexnet_ridge_records_weights_and_layer_choice(dataset):
-    cfg = TwoStepConfig.for_profile("quick", weights=None)
+    cfg = TwoStepConfig.for_profile("quick", cnn_weights=None)
     cfg.cnn = type(cfg.cnn)(**{**cfg.cnn.__dict__, "layers": ("features.1", "features.7"), "input_size": 64,
                                "pool_size": 2})
     result = TwoStepModel("alexnet_ridge", cfg, device="cpu", progress=False).fit(dataset, "V1").score(dataset)
@@ -172,10 +172,25 @@ def test_bad_input_gets_clear_errors(dataset):
                        {"V1": np.ones((N_TEST, 3), np.float32)})
     with pytest.raises(ValueError, match="no usable voxel"):
         TwoStepModel("gwp_ridge", profile="quick", device="cpu", progress=False).fit(flat, "V1")
-    cfg = TwoStepConfig.for_profile("quick", weights=None)
+    cfg = TwoStepConfig.for_profile("quick", cnn_weights=None)
     cfg.cnn = type(cfg.cnn)(**{**cfg.cnn.__dict__, "layers": ("conv1",)})
     with pytest.raises(ValueError, match="valid names"):
         TwoStepModel("alexnet_ridge", cfg, device="cpu", progress=False).fit(dataset, "V1")
     for bad in ({"noise_std": float("nan")}, {"noise_std": -1.0}):
         with pytest.raises(ValueError, match="noise_std"):
             RoiwiseConfig.for_profile("quick", **bad)
+
+
+def test_both_model_families_share_one_interface():
+    """ETECRMModel and TwoStepModel: the same fit(dataset, roi) / predict(images) / score(dataset) signatures."""
+    import inspect
+
+    from etecrm_lib.encoding_model import EncodingModel
+    from etecrm_lib.training import ETECRMModel
+
+    for cls in (ETECRMModel, TwoStepModel):
+        assert isinstance(cls.__new__(cls), EncodingModel)
+        for method in ("fit", "score"):
+            assert list(inspect.signature(getattr(cls, method)).parameters) == \
+                list(inspect.signature(getattr(EncodingModel, method)).parameters), (cls, method)
+        assert list(inspect.signature(cls.predict).parameters)[:2] == ["self", "images"]

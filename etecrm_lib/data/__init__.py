@@ -5,16 +5,16 @@
 >>> ds.train.stimuli.shape, ds.train.responses["V1"].shape
 """
 
-from .dataset import (DEFAULT_ROIS, EncodingDataset, Split, VoxelInfo, check_dataset, from_arrays, load_npz,
-                      save_npz)
+from .dataset import DEFAULT_ROIS, EncodingDataset, Split, VoxelInfo, check_dataset, from_arrays
+from .npz import load_npz, save_npz
 from .simulate import simulate
 from .vim1 import download_vim1, load_vim1
 from .kay import fetch_kay_images, load_kay_images
 from .miyawaki import load_miyawaki
-from .registry import load_dataset
+from .registry import DATASETS, load_dataset, open_dataset
 
 __all__ = [
     "DEFAULT_ROIS", "EncodingDataset", "Split", "VoxelInfo", "check_dataset", "from_arrays", "load_npz", "save_npz",
     "simulate", "load_vim1", "download_vim1", "fetch_kay_images", "load_kay_images", "load_miyawaki",
-    "load_dataset",
+    "load_dataset", "open_dataset", "DATASETS",
 ]

@@ -22,9 +22,9 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
+
 
 DEFAULT_ROIS = ("V1", "V2", "V3", "V4", "LO")
 
@@ -178,7 +178,7 @@ def check_dataset(ds: EncodingDataset) -> EncodingDataset:
     """Check a dataset where it enters the library, and put it in the form the library trusts.
 
     Every dataset passes here exactly once: :func:`from_arrays`, ``simulate``, the real loaders and
-    :func:`load_npz` all build an :class:`EncodingDataset`, whose constructor calls this. As
+    :func:`.npz.load_npz` all build an :class:`EncodingDataset`, whose constructor calls this. As
     scikit-learn's ``check_array`` does, it converts what it can (arrays to ``float32``, stimuli
     clipped to [0, 1]) and refuses what the pipeline cannot use with an error that says what is wrong,
     what was given and what to do:
@@ -406,122 +406,3 @@ def from_arrays(
         Split(test_stimuli, dict(test_responses), test_repeats, dict(test_oracle or {})),
         voxels, dict(info or {}),
     )
-
-
-def save_npz(ds: EncodingDataset, path) -> Path:
-    """Write the dataset to one compressed ``.npz`` file (atomically). Returns the path."""
-    from ..storage import atomic_write
-
-    arrays = {
-        "train_stimuli": ds.train.stimuli, "test_stimuli": ds.test.stimuli,
-        "meta_name": np.array(ds.name), "meta_subject": np.array(ds.subject),
-        "meta_rois": np.array(ds.rois),
-    }
-    for roi in ds.rois:
-        arrays[f"train_responses/{roi}"] = ds.train.responses[roi]
-        arrays[f"test_responses/{roi}"] = ds.test.responses[roi]
-        if roi in ds.test.repeats:
-            arrays[f"test_repeats/{roi}"] = ds.test.repeats[roi]
-        if roi in ds.test.oracle:
-            arrays[f"test_oracle/{roi}"] = ds.test.oracle[roi]
-        vox = ds.voxels[roi]
-        arrays[f"voxels/{roi}/volume_index"] = vox.volume_index
-        arrays[f"voxels/{roi}/volume_shape"] = np.array(vox.volume_shape)
-        arrays[f"voxels/{roi}/affine"] = vox.affine
-        for key, value in vox.extra.items():
-            arrays[f"voxels/{roi}/extra/{key}"] = np.asarray(value)
-    import json
-
-    arrays["meta_info"] = np.array(json.dumps({k: v for k, v in ds.info.items() if _jsonable(v)}))
-    path = Path(path)
-    with atomic_write(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-    return path
-
-
-def _jsonable(value) -> bool:
-    import json
-
-    try:
-        json.dumps(value)
-        return True
-    except TypeError:
-        return False
-
-
-def load_npz(path) -> EncodingDataset:
-    """Read a dataset written by :func:`save_npz`, checked like any other (:func:`check_dataset`).
-
-    Raises FileNotFoundError if there is no file, and ValueError naming the file if it is not a
-    dataset written by :func:`save_npz`: unreadable, a single ``.npy`` array, or an edited file
-    with arrays missing or a broken ``meta_info``.
-    """
-    import json
-    import zipfile
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no dataset file at {path}")
-    try:
-        with open(path, "rb") as f:
-            loaded = np.load(f, allow_pickle=False)
-            if isinstance(loaded, np.lib.npyio.NpzFile):
-                with loaded as z:
-                    data = {k: z[k] for k in z.files}
-            else:
-                data = None
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
-        raise ValueError(f"{path} is not a readable .npz dataset file ({err}); delete it and create it again") from err
-    if data is None:
-        raise ValueError(
-            f"{path} holds one array saved with np.save (shape {np.shape(loaded)}), not a dataset. Build a dataset "
-            "with etecrm_lib.data.from_arrays(...) and write it with etecrm_lib.data.save_npz(ds, 'name.npz')"
-        )
-    edited = "; create it again with etecrm_lib.data.save_npz(ds, path) rather than editing it by hand"
-    missing = [k for k in ("train_stimuli", "test_stimuli", "meta_rois", "meta_name", "meta_subject") if k not in data]
-    if missing:
-        raise ValueError(f"{path} is not an etecrm dataset file: arrays {missing} are missing (it holds "
-                         f"{sorted(data)[:8]}{' ...' if len(data) > 8 else ''}); create dataset files with "
-                         "etecrm_lib.data.save_npz")
-    rois = [str(r) for r in np.atleast_1d(data["meta_rois"])]
-    per_roi = ("train_responses/{}", "test_responses/{}", "voxels/{}/volume_index", "voxels/{}/volume_shape",
-               "voxels/{}/affine")
-    missing = [key.format(roi) for roi in rois for key in per_roi if key.format(roi) not in data]
-    if missing:
-        raise ValueError(f"{path} is damaged or was edited: arrays {missing} of the ROIs listed in meta_rois "
-                         f"{rois} are missing" + edited)
-    try:
-        info = json.loads(str(data["meta_info"])) if "meta_info" in data else {}
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is damaged or was edited: meta_info is not valid JSON ({err})" + edited) from None
-    if not isinstance(info, dict):
-        raise ValueError(f"{path} is damaged or was edited: meta_info is a JSON {type(info).__name__}, not an "
-                         "object" + edited)
-    try:
-        subject = int(data["meta_subject"])
-    except (TypeError, ValueError):
-        raise ValueError(f"{path} is damaged or was edited: meta_subject is {data['meta_subject']!r}, not an "
-                         "integer" + edited) from None
-    voxels, tr, te = {}, {}, {}
-    extra_arrays = {"test_repeats": {}, "test_oracle": {}}
-    for key, value in data.items():  # every ROI's, so that a stray ROI name is reported, not ignored
-        kind, _, roi = key.partition("/")
-        if kind in extra_arrays:
-            extra_arrays[kind][roi] = value
-    for roi in rois:
-        tr[roi] = data[f"train_responses/{roi}"]
-        te[roi] = data[f"test_responses/{roi}"]
-        prefix = f"voxels/{roi}/extra/"
-        extra = {k[len(prefix):]: v for k, v in data.items() if k.startswith(prefix)}
-        try:
-            voxels[roi] = VoxelInfo(data[f"voxels/{roi}/volume_index"], tuple(data[f"voxels/{roi}/volume_shape"]),
-                                    data[f"voxels/{roi}/affine"], extra)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{path}: ROI {roi!r}: bad voxel metadata ({err})" + edited) from None
-    try:
-        return EncodingDataset(str(data["meta_name"]), subject, Split(data["train_stimuli"], tr),
-                               Split(data["test_stimuli"], te, extra_arrays["test_repeats"],
-                                     extra_arrays["test_oracle"]), voxels, info)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{path}: {err}") from None

@@ -29,6 +29,10 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import tqdm.auto
+
+from ..storage import sha256_file
+
 CHUNK_SIZE = 1 << 20  # 1 MiB
 
 
@@ -122,8 +126,6 @@ def download(
             f"(destination {dest}). Try again; if it keeps happening the file on the server has changed."
         )
     if sha256 is not None:
-        from ..storage import sha256_file
-
         got = sha256_file(part)
         if got != sha256:
             part.unlink()
@@ -138,8 +140,6 @@ def download(
 
 def _fetch_into(url, part: Path, body, reject_html, progress, timeout, label, dest) -> int | None:
     """One HTTP request appending to ``part`` (resuming it if it exists). Returns the full size if known."""
-    from tqdm.auto import tqdm
-
     start = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, data=body, method="POST" if body else "GET")
     request.add_header("User-Agent", "etecrm_lib")
@@ -180,7 +180,7 @@ def _fetch_into(url, part: Path, body, reject_html, progress, timeout, label, de
         else:  # a fresh download, or a server that ignored the Range header
             start, mode = 0, "wb"
             total = length
-        with open(part, mode) as f, tqdm(total=total, initial=start, unit="B", unit_scale=True,
+        with open(part, mode) as f, tqdm.auto.tqdm(total=total, initial=start, unit="B", unit_scale=True,
                                          unit_divisor=1024, desc=label, disable=not progress) as bar:
             while True:
                 chunk = response.read(CHUNK_SIZE)

@@ -128,7 +128,7 @@ def dead_leaves(n: int, size: int, rng: np.random.Generator, n_leaves: int = 400
     for start in range(0, n, 64):
         chunk = leaves[start:start + 64]
         radii, centres, grays = (np.concatenate([leaf[k] for leaf in chunk]) for k in range(3))
-        top = _top_disc(radii, centres, len(chunk), n_leaves, size, margin)
+        top = top_disc(radii, centres, len(chunk), n_leaves, size, margin)
         images[start:start + len(chunk)] = np.where(top >= 0, grays[np.maximum(top, 0)],
                                                     backgrounds[start:start + len(chunk), None, None])
     images += 0.04 * pink_noise(n, size, rng)
@@ -136,7 +136,7 @@ def dead_leaves(n: int, size: int, rng: np.random.Generator, n_leaves: int = 400
     return np.clip(_gaussian_blur(images, sigmas), 0.0, 1.0)
 
 
-def _top_disc(radii: np.ndarray, centres: np.ndarray, n_images: int, n_leaves: int, size: int,
+def top_disc(radii: np.ndarray, centres: np.ndarray, n_images: int, n_leaves: int, size: int,
               margin: int) -> np.ndarray:
     """Which disc is on top at each pixel: ``int64 (n_images, size, size)``, -1 where none is.
 

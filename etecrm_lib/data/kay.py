@@ -33,7 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..storage import atomic_write, cache_dir as default_cache_dir, make_folder, sha256_file
 from .dataset import DEFAULT_ROIS, EncodingDataset, Split, VoxelInfo
+from .download import ChecksumError, DownloadError, download
 from .vim1 import rescale_stimuli, resize_images
 
 OSF_URL = "https://osf.io/ymnjv/download"
@@ -71,9 +73,6 @@ def fetch_kay_images(cache_dir=None, sha256: str | None = None, url: str = OSF_U
     OSError
         The folder cannot be created or written to (the message says how to choose another).
     """
-    from ..storage import cache_dir as default_cache_dir, make_folder, sha256_file
-    from .download import ChecksumError, DownloadError, download
-
     pinned = None
     if sha256:
         pinned = _check_hash(sha256, "the sha256 you passed", "pass the 64 hex digits of a SHA-256 you trust")
@@ -115,8 +114,6 @@ def fetch_kay_images(cache_dir=None, sha256: str | None = None, url: str = OSF_U
 
 def _check_cached(path: Path, expected: str | None) -> str | None:
     """Why the cached file must not be used, or None if it is fine."""
-    from ..storage import sha256_file
-
     if expected is not None:
         got = sha256_file(path)
         if got != expected:
@@ -159,8 +156,6 @@ def _read_sidecar(sidecar: Path) -> str | None:
 
 
 def _write_sidecar(sidecar: Path, digest: str) -> None:
-    from ..storage import atomic_write
-
     with atomic_write(sidecar) as tmp:
         tmp.write_text(f"{digest}  {FILE_NAME}\n")
 

@@ -20,7 +20,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from ..profiles import DEFAULT_PROFILE, check_profile
+from ..storage import cache_dir
 from .dataset import EncodingDataset
+from .kay import load_kay_images
+from .miyawaki import load_miyawaki
+from .npz import load_npz
+from .simulate import simulate
+from .vim1 import VIM1_FILES, load_vim1
 
 DATASETS = ("sim", "vim1", "kay", "miyawaki")
 VIM1_DIR_ENV = "ETECRM_VIM1_DIR"
@@ -38,12 +45,10 @@ class RealDataConfig:
     miyawaki_image_size: int = 100
 
     @classmethod
-    def for_profile(cls, name: str | None = "full") -> "RealDataConfig":
-        if name in (None, "full", "default"):
-            return cls()
-        if name == "quick":
+    def for_profile(cls, name: str | None = DEFAULT_PROFILE) -> "RealDataConfig":
+        if check_profile(name) == "quick":
             return cls(vim1_image_size=64, miyawaki_image_size=60)
-        raise ValueError(f"unknown profile {name!r}; use 'quick' or 'full'")
+        return cls()
 
 
 def load_dataset(name: str, subject: int = 1, profile: str | None = None, root=None, seed: int = 0,
@@ -69,8 +74,6 @@ def load_dataset(name: str, subject: int = 1, profile: str | None = None, root=N
         (e.g. ``rois=``, ``image_size=``, ``cache_dir=``).
     """
     if name == "sim":
-        from .simulate import simulate
-
         return simulate(subject=subject, profile=profile or "default", seed=seed, **kwargs)
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose from {list(DATASETS)}, or load your own arrays "
@@ -79,8 +82,6 @@ def load_dataset(name: str, subject: int = 1, profile: str | None = None, root=N
     if name in ("vim1", "kay"):
         kwargs.setdefault("image_size", config.vim1_image_size)
     if name == "vim1":
-        from .vim1 import load_vim1
-
         root = root or os.environ.get(VIM1_DIR_ENV) or _downloaded_vim1()
         if root is not None:
             return load_vim1(root, subject=subject, **kwargs)
@@ -95,15 +96,23 @@ def load_dataset(name: str, subject: int = 1, profile: str | None = None, root=N
         return _load_kay(subject, root, kwargs)
     if subject != 1:
         raise ValueError(f"the Miyawaki data set has one subject (subject=1), got subject={subject}")
-    from .miyawaki import load_miyawaki
-
     kwargs.setdefault("image_size", config.miyawaki_image_size)
     return load_miyawaki(data_dir=root, **kwargs)
 
 
-def _load_kay(subject: int, cache_dir, kwargs: dict) -> EncodingDataset:
-    from .kay import load_kay_images
+def open_dataset(dataset, subject: int = 1, profile: str | None = None, seed: int | None = None,
+                 root=None) -> EncodingDataset:
+    """A dataset given any way the command line and ``reproduce`` accept: a name (:func:`load_dataset`),
+    a ``.npz`` file written by ``save_npz`` (:func:`~etecrm_lib.data.dataset.load_npz`), or an
+    :class:`EncodingDataset` (returned as it is). ``seed``: the simulation's (None = 0)."""
+    if isinstance(dataset, EncodingDataset):
+        return dataset
+    if str(dataset).endswith(".npz"):
+        return load_npz(dataset)
+    return load_dataset(str(dataset), subject=subject, profile=profile, root=root, seed=seed or 0)
 
+
+def _load_kay(subject: int, cache_dir, kwargs: dict) -> EncodingDataset:
     if subject != 1:
         raise ValueError(f"kay_images.npz holds vim-1 subject 1 only, got subject={subject}")
     if cache_dir is not None:
@@ -113,8 +122,5 @@ def _load_kay(subject: int, cache_dir, kwargs: dict) -> EncodingDataset:
 
 def _downloaded_vim1():
     """The default folder of ``download_vim1`` if both vim-1 files are there, else None."""
-    from ..storage import cache_dir
-    from .vim1 import VIM1_FILES
-
     folder = cache_dir("vim1")
     return folder if all((folder / name).is_file() for name in VIM1_FILES) else None

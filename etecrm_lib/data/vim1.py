@@ -29,7 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..storage import cache_dir
 from .dataset import DEFAULT_ROIS, EncodingDataset, Split, VoxelInfo
+from .download import DownloadError, download
 
 CRCNS_URL = "https://portal.nersc.gov/project/crcns/download/index.php"
 VIM1_FILES = ("Stimuli.mat", "EstimatedResponses.mat")
@@ -272,8 +274,6 @@ def download_vim1(dest=None, username: str | None = None, password: str | None =
     server announced, and the file is checked to be a MATLAB file before it takes its final name.
     ``EstimatedResponses.mat`` is about 0.5 GB.
     """
-    from .download import DownloadError, download
-
     username = username or os.environ.get("CRCNS_USERNAME")
     password = password or os.environ.get("CRCNS_PASSWORD")
     if not username or not password:
@@ -282,8 +282,6 @@ def download_vim1(dest=None, username: str | None = None, password: str | None =
             "(e.g. password=getpass.getpass()), or set the environment variables CRCNS_USERNAME and CRCNS_PASSWORD"
         )
     if dest is None:
-        from ..storage import cache_dir
-
         dest = cache_dir("vim1")
     dest = Path(dest).expanduser()
     paths = []

@@ -31,10 +31,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+import tqdm.auto
 
 from ..device import get_device
+from ..profiles import DEFAULT_PROFILE, Profile, check_profile
 from ..storage import sha256_file
-from .gabor import cache_key, check_images, read_cache, write_cache
+from .cache import cache_key, read_cache, write_cache
+from .gabor import check_images
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -71,13 +74,11 @@ class CNNConfig:
     batch_size: int = 32
 
     @classmethod
-    def for_profile(cls, profile: str = "quick", **changes) -> "CNNConfig":
+    def for_profile(cls, profile: Profile = DEFAULT_PROFILE, **changes) -> "CNNConfig":
         """quick: 112-px input, 3x3 pooling (fast on a CPU); full: 224 px, 6x6 (AlexNet's own pooling)."""
-        if profile == "quick":
+        if check_profile(profile) == "quick":
             return cls(**{"input_size": 112, "pool_size": 3, **changes})
-        if profile in ("full", "default"):
-            return cls(**changes)
-        raise ValueError(f"profile must be 'quick', 'full' or 'default', got {profile!r}")
+        return cls(**changes)
 
     def layer_list(self) -> tuple:
         if self.layers is not None:
@@ -169,8 +170,6 @@ class _StopForward(Exception):
 def layer_activations(net, images: np.ndarray, layers, input_size: int, pool_size: int, batch_size: int = 32,
                       device=None, progress: bool = True) -> dict:
     """Pooled, flattened activations ``{layer: float32 (N, D)}`` of ``net`` for images ``(N, H, W)``."""
-    from tqdm.auto import tqdm
-
     device = get_device(device)
     net = net.to(device).eval()
     check_layers(net, layers)
@@ -191,7 +190,7 @@ def layer_activations(net, images: np.ndarray, layers, input_size: int, pool_siz
     out = {name: [] for name in layers}
     try:
         with torch.no_grad():
-            for start in tqdm(range(0, len(images), batch_size), desc="CNN layers", disable=not progress, leave=False):
+            for start in tqdm.auto.tqdm(range(0, len(images), batch_size), desc="CNN layers", disable=not progress, leave=False):
                 batch = torch.as_tensor(images[start: start + batch_size], device=device)
                 try:
                     net(preprocess(batch, input_size))

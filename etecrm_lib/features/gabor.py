@@ -21,17 +21,17 @@ stride L); the field outside the image is mid-gray (zero padding after centring)
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+import tqdm.auto
 
 from ..device import get_device
-from ..storage import atomic_write, cache_dir
+from ..profiles import DEFAULT_PROFILE, Profile, check_profile
+from .cache import cached_features
 
 NONLINEARITIES = ("log", "sqrt", "none")
 
@@ -58,13 +58,9 @@ class GaborConfig:
     batch_size: int = 64
 
     @classmethod
-    def for_profile(cls, profile: str = "quick") -> "GaborConfig":
+    def for_profile(cls, profile: Profile = DEFAULT_PROFILE) -> "GaborConfig":
         """The same pyramid for both profiles (Kay's layout); only the batch size differs."""
-        if profile == "quick":
-            return cls(batch_size=32)
-        if profile in ("full", "default"):
-            return cls()
-        raise ValueError(f"profile must be 'quick', 'full' or 'default', got {profile!r}")
+        return cls(batch_size=32) if check_profile(profile) == "quick" else cls()
 
     def wavelengths(self, image_size: int) -> list:
         """The wavelengths (pixels) of the pyramid for square images of ``image_size`` pixels."""
@@ -175,55 +171,6 @@ def check_images(images) -> np.ndarray:
     return images
 
 
-def images_digest(images: np.ndarray) -> str:
-    """SHA-256 of the images' shape and bytes: the cache key of anything computed from them."""
-    h = hashlib.sha256(str(images.shape).encode())
-    h.update(np.ascontiguousarray(images, dtype=np.float32).tobytes())
-    return h.hexdigest()
-
-
-def cache_key(settings: dict, images: np.ndarray) -> str:
-    """The key of features computed with ``settings`` (a JSON-able dict) from ``images``."""
-    return hashlib.sha256((json.dumps(settings, sort_keys=True, default=str) + images_digest(images)).encode()).hexdigest()
-
-
-def read_cache(kind: str, key: str, n_rows: int):
-    """The cached (n_rows, F) array stored under ``key``, or None if absent, unreadable or not matching."""
-    path = cache_dir("features") / f"{kind}-{key[:24]}.npz"
-    if not path.exists():
-        return None
-    try:
-        with np.load(path) as stored:
-            if str(stored["key"]) == key and stored["features"].shape[0] == n_rows:
-                return stored["features"]
-    except (OSError, ValueError, KeyError, EOFError):
-        pass  # unreadable or foreign file: the caller recomputes and replaces it
-    return None
-
-
-def write_cache(kind: str, key: str, features: np.ndarray) -> None:
-    """Store ``features`` under ``key`` (atomically: a temporary file renamed at the end)."""
-    with atomic_write(cache_dir("features") / f"{kind}-{key[:24]}.npz") as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, features=features, key=np.array(key))
-
-
-def cached_features(kind: str, settings: dict, images: np.ndarray, compute, cache: bool = True) -> np.ndarray:
-    """``compute(images)`` -> (N, F) array, cached on disk under a key of ``settings`` + the images' hash.
-
-    The file stores its own key and is used only if the key and the row count match (else it is
-    recomputed and replaced); it is written atomically, so an interrupted run leaves no half file.
-    """
-    if not cache:
-        return compute(images)
-    key = cache_key(settings, images)
-    features = read_cache(kind, key, images.shape[0])
-    if features is None:
-        features = compute(images)
-        write_cache(kind, key, features)
-    return features
-
-
 def gabor_features(images, config: GaborConfig | None = None, device=None, cache: bool = True,
                    progress: bool = True) -> np.ndarray:
     """Gabor wavelet pyramid features of grayscale images.
@@ -232,8 +179,6 @@ def gabor_features(images, config: GaborConfig | None = None, device=None, cache
     Returns float32 (N, F), F = n_orientations x sum over wavelengths L of (S / L)^2 (10,920 for S = 128);
     columns described by :func:`gabor_layout`. Cached on disk (see :func:`cached_features`).
     """
-    from tqdm.auto import tqdm
-
     config = config or GaborConfig()
     images = check_images(images)
     config.wavelengths(images.shape[-1])   # fail early on a bad size
@@ -241,7 +186,7 @@ def gabor_features(images, config: GaborConfig | None = None, device=None, cache
 
     def compute(imgs):
         out = []
-        for start in tqdm(range(0, len(imgs), config.batch_size), desc="Gabor pyramid", disable=not progress,
+        for start in tqdm.auto.tqdm(range(0, len(imgs), config.batch_size), desc="Gabor pyramid", disable=not progress,
                           leave=False):
             energy = gabor_energy(imgs[start: start + config.batch_size], config, device)
             out.append(compress(energy, config.nonlinearity).cpu().numpy())

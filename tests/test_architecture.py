@@ -1,0 +1,143 @@
+"""The house plan (ARCHITECTURE.md) holds: no private names across modules, no import cycle, small modules
+and functions, library imports at the top, one Pearson r, and a chapter map that is up to date."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LIBRARY = ROOT / "etecrm_lib"
+MAX_MODULE_LINES = 460          # "about 450"
+MAX_FUNCTION_LINES = 80         # code lines, the docstring not counted
+LONGER_MODULES = {"evaluation.py": 520}  # every statistic in one module (ARCHITECTURE.md says why)
+
+
+def python_files(*folders) -> list:
+    return sorted(p for folder in folders for p in (ROOT / folder).rglob("*.py") if ".venv" not in p.parts)
+
+
+def library_modules() -> dict:
+    """``{"etecrm_lib.x.y": path}`` of every library module."""
+    out = {}
+    for path in LIBRARY.rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
+
+
+def imported_modules(name: str, path: Path, node: ast.ImportFrom) -> list:
+    """The library modules an ``from ... import ...`` statement of module ``name`` reads from."""
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    if node.level:
+        base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
+    else:
+        base = node.module or ""
+    return [base] + [f"{base}.{alias.name}" for alias in node.names]
+
+
+def test_no_module_uses_another_modules_private_name():
+    """``from x import _y`` and ``x._y`` across modules: make the name public or use the public API."""
+    offences = []
+    for path in python_files("etecrm_lib", "tests", "tools", "benchmarks", "book/_ext"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        modules = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                for alias in node.names:
+                    if alias.name.startswith("_") and not alias.name.startswith("__"):
+                        offences.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {alias.name}")
+                    modules.add(alias.asname or alias.name)
+            elif isinstance(node, ast.Import):
+                modules.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                    and isinstance(node.value, ast.Name) and node.value.id in modules):
+                offences.append(f"{path.relative_to(ROOT)}:{node.lineno} uses {node.value.id}.{node.attr}")
+    assert not offences, "\n".join(offences)
+
+
+def test_the_import_graph_has_no_cycle_and_library_imports_sit_at_the_top():
+    modules = library_modules()
+    graph, inner = {}, []
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        graph[name] = set()
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom):
+                graph[name].update(m for m in imported_modules(name, path, node) if m in modules and m != name)
+        for function in ast.walk(tree):
+            if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for node in ast.walk(function):
+                    if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("etecrm_lib")):
+                        inner.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {node.module} inside {function.name}")
+    assert not inner, "library modules import each other at the top:\n" + "\n".join(inner)
+    done, active = set(), []
+
+    def visit(name):
+        if name in active:
+            raise AssertionError("import cycle: " + " -> ".join(active[active.index(name):] + [name]))
+        if name in done:
+            return
+        active.append(name)
+        for dep in graph[name]:
+            if dep != "etecrm_lib":  # the package itself only holds __version__
+                visit(dep)
+        active.pop()
+        done.add(name)
+
+    for name in graph:
+        visit(name)
+
+
+def test_modules_and_functions_are_small():
+    long_modules, long_functions = [], []
+    for path in sorted(LIBRARY.rglob("*.py")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        limit = LONGER_MODULES.get(path.name, MAX_MODULE_LINES)
+        if len(lines) > limit:
+            long_modules.append(f"{path.relative_to(ROOT)}: {len(lines)} lines (limit {limit})")
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                body = node.body
+                start = body[1].lineno if len(body) > 1 and ast.get_docstring(node) is not None else body[0].lineno
+                if node.end_lineno - start + 1 > MAX_FUNCTION_LINES:
+                    long_functions.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: "
+                                          f"{node.end_lineno - start + 1} code lines")
+    assert not long_modules and not long_functions, "\n".join(long_modules + long_functions)
+
+
+def test_pearson_r_is_defined_once():
+    """Only ``evaluation.correlation`` computes r from standardized columns; the loss has its differentiable
+    ``batch_pearson_r`` and the exercises their independent answer key. No other module divides a
+    covariance by a product of standard deviations."""
+    allowed = {"evaluation.py", "losses.py", "exercises.py"}
+    offenders = []
+    for path in LIBRARY.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        if path.name not in allowed and ("def pearson" in text or "corrcoef" in text or "_bootstrap_r" in text):
+            offenders.append(str(path.relative_to(ROOT)))
+    assert not offenders, offenders
+
+
+def test_the_chapter_map_in_architecture_md_is_up_to_date():
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "chapter_map.py"), "--check"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_chapter_map_reads_every_import_style():
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import chapter_map
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    code = ("import etecrm_lib.book\nfrom etecrm_lib import plots as p\nfrom etecrm_lib.training import ETECRMModel\n"
+            "PROFILE = etecrm_lib.book.default_profile()\nfig = p.roi_bars(results)\np._go()\n")
+    assert chapter_map.library_names(code) == {"book.default_profile", "plots.roi_bars", "training.ETECRMModel"}
+    with pytest.raises(ValueError, match="marker"):
+        chapter_map.updated("no markers here", "| table |")
