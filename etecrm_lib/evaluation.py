@@ -383,8 +383,9 @@ def verdict_summary(comparisons, label: str = "") -> list:
     """Plain sentences for many comparisons: one per (A, B, statistic), ROIs grouped by verdict, every interval given.
 
     ``comparisons``: :class:`Comparison` list (e.g. one ablation on every ROI); ``label`` starts each
-    sentence (e.g. "subject 1"). Returns a list of str such as ``"subject 1, etecrm_signed - etecrm
-    (median_r): worse in V1 (-0.270 [-0.365, -0.206]), V2 (...); no reliable difference in V4 (...)"``.
+    sentence (e.g. "subject 1"). Returns a list of str, one line per verdict, such as
+    ``"subject 1, etecrm_signed - etecrm (median_r):\n  worse in V1 (-0.270 [-0.365, -0.206]), V2 (...);\n
+    no reliable difference in V4 (...)"``.
     """
     groups = {}
     for c in comparisons:
@@ -396,8 +397,8 @@ def verdict_summary(comparisons, label: str = "") -> list:
             chosen = [c for c in group if verdict(c, short=True) == word]
             if chosen:
                 rois = ", ".join(f"{c.roi} ({c.difference:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}])" for c in chosen)
-                parts.append(f"{word} in {rois}")
-        sentences.append(f"{label + ', ' if label else ''}{a} - {b} ({statistic}): " + "; ".join(parts))
+                parts.append(f"  {word} in {rois}")
+        sentences.append(f"{label + ', ' if label else ''}{a} - {b} ({statistic}):\n" + ";\n".join(parts))
     return sentences
 
 

@@ -207,9 +207,9 @@ def test_verdict_summary_groups_rois_by_verdict_with_their_intervals():
     lines = ev.verdict_summary([cmp("V1", 0.01, 0.03), cmp("V2", -0.02, 0.02), cmp("V3", 0.02, 0.04),
                                 cmp("V1", -0.3, -0.1, a="c")], label="subject 1")
     assert lines == [
-        "subject 1, a - b (median_r): better in V1 (+0.020 [+0.010, +0.030]), V3 (+0.030 [+0.020, +0.040]); "
-        "no reliable difference in V2 (+0.000 [-0.020, +0.020])",
-        "subject 1, c - b (median_r): worse in V1 (-0.200 [-0.300, -0.100])"]
+        "subject 1, a - b (median_r):\n  better in V1 (+0.020 [+0.010, +0.030]), V3 (+0.030 [+0.020, +0.040]);\n"
+        "  no reliable difference in V2 (+0.000 [-0.020, +0.020])",
+        "subject 1, c - b (median_r):\n  worse in V1 (-0.200 [-0.300, -0.100])"]
     assert ev.verdict_summary([]) == []
 
 
