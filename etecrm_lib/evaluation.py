@@ -379,29 +379,6 @@ def verdict(comparison: Comparison, short: bool = False) -> str:
     return VERDICTS[2] if short else "no difference these test images and seeds can detect (the interval contains 0)"
 
 
-def verdict_summary(comparisons, label: str = "") -> list:
-    """Plain sentences for many comparisons: one per (A, B, statistic), ROIs grouped by verdict, every interval given.
-
-    ``comparisons``: :class:`Comparison` list (e.g. one ablation on every ROI); ``label`` starts each
-    sentence (e.g. "subject 1"). Returns a list of str, one line per verdict, such as
-    ``"subject 1, etecrm_signed - etecrm (median_r):\n  worse in V1 (-0.270 [-0.365, -0.206]), V2 (...);\n
-    no reliable difference in V4 (...)"``.
-    """
-    groups = {}
-    for c in comparisons:
-        groups.setdefault((c.model_a, c.model_b, c.statistic), []).append(c)
-    sentences = []
-    for (a, b, statistic), group in groups.items():
-        parts = []
-        for word in VERDICTS:
-            chosen = [c for c in group if verdict(c, short=True) == word]
-            if chosen:
-                rois = ", ".join(f"{c.roi} ({c.difference:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}])" for c in chosen)
-                parts.append(f"  {word} in {rois}")
-        sentences.append(f"{label + ', ' if label else ''}{a} - {b} ({statistic}):\n" + ";\n".join(parts))
-    return sentences
-
-
 def _seed_list(results) -> list:
     """One result or a list of results (one per model seed) -> a non-empty list."""
     results = [results] if isinstance(results, EncodingResult) else list(results)
