@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .ablations import VARIANTS
-from .evaluation import paired_bootstrap
+from .evaluation import VERDICTS, paired_bootstrap, verdict
 from .results import dataset_tag, jsonable, seeds_label
 from .storage import atomic_write
 
@@ -106,6 +106,29 @@ def compare_run(by_model: dict, responses: dict, context: dict, n_bootstrap: int
                                        n_bootstrap=n_bootstrap, seed=bootstrap_seed)
                 records.append(_record(cmp, kind, runs[a], runs[b], context) | extra)
     return records
+
+
+def verdict_summary(comparison_list, label: str = "") -> list:
+    """Plain sentences for many comparisons: one per (A, B, statistic), ROIs grouped by verdict, every interval given.
+
+    ``comparison_list``: :class:`evaluation.Comparison` list (e.g. one ablation on every ROI);
+    ``label`` starts each sentence (e.g. "subject 1"). Returns a list of str, one line per verdict:
+    "subject 1, etecrm_signed - etecrm (median_r):", then "  worse in V1 (-0.270 [-0.365, -0.206]),
+    V2 (...);" and "  no reliable difference in V4 (...)".
+    """
+    groups = {}
+    for c in comparison_list:
+        groups.setdefault((c.model_a, c.model_b, c.statistic), []).append(c)
+    sentences = []
+    for (a, b, statistic), group in groups.items():
+        parts = []
+        for word in VERDICTS:
+            chosen = [c for c in group if verdict(c, short=True) == word]
+            if chosen:
+                rois = ", ".join(f"{c.roi} ({c.difference:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}])" for c in chosen)
+                parts.append(f"  {word} in {rois}")
+        sentences.append(f"{label + ', ' if label else ''}{a} - {b} ({statistic}):\n" + ";\n".join(parts))
+    return sentences
 
 
 # --------------------------------------------------------------------------- files

@@ -200,6 +200,21 @@ def test_verdict_reads_the_interval():
     assert ev.verdict(cmp(0.01, 0.1)).startswith("a is reliably better")
 
 
+def test_verdict_summary_groups_rois_by_verdict_with_their_intervals():
+    def cmp(roi, low, high, a="a"):
+        return ev.Comparison(a, "b", roi, "median_r", (low + high) / 2, low, high, 0.5, 100)
+
+    from etecrm_lib.comparisons import verdict_summary
+
+    lines = verdict_summary([cmp("V1", 0.01, 0.03), cmp("V2", -0.02, 0.02), cmp("V3", 0.02, 0.04),
+                                cmp("V1", -0.3, -0.1, a="c")], label="subject 1")
+    assert lines == [
+        "subject 1, a - b (median_r):\n  better in V1 (+0.020 [+0.010, +0.030]), V3 (+0.030 [+0.020, +0.040]);\n"
+        "  no reliable difference in V2 (+0.000 [-0.020, +0.020])",
+        "subject 1, c - b (median_r):\n  worse in V1 (-0.200 [-0.300, -0.100])"]
+    assert verdict_summary([]) == []
+
+
 def test_bootstrap_statistics_match_the_summary_with_an_even_voxel_count():
     ds, good, bad = _dataset_and_two_models(n_vox=150)
     cmp = ev.paired_bootstrap(good, bad, ds.test.responses["V1"], n_bootstrap=50)
