@@ -272,6 +272,67 @@ def load_run(out, dataset: str = "sim", profile: str = "full", subject: int = 1,
     return Run(results, ensembles, comparisons, seed_rows(results, ensembles))
 
 
+# --------------------------------------------------------------------------- control cortices
+@dataclass
+class ControlTable:
+    """One control cortex's table, as ``tools/control_table.py`` writes it (``controls_<truth>_<profile>.json``).
+
+    rows : one dict per ROI: ``etecrm_median_r`` (mean over ``model_seeds``), ``gwp_ridge_median_r``,
+    ``gwp_minus_etecrm`` with its 95% paired-bootstrap interval ``ci_low``/``ci_high`` (test images and
+    ETECRM seeds), ``winner`` ("gwp_ridge", "etecrm" or "undecided") and ``expected_winner``.
+    """
+
+    ground_truth: str
+    profile: str
+    subject: int
+    model_seeds: list
+    rows: list
+
+    def display_rows(self) -> list:
+        """The rows as a chapter shows them (:func:`book.show_table`)."""
+        return [{"roi": r["roi"], "etecrm": r["etecrm_median_r"], "gwp_ridge": r["gwp_ridge_median_r"],
+                 "gwp_ridge − etecrm": r["gwp_minus_etecrm"], "95% interval": f"{r['ci_low']:+.3f} to {r['ci_high']:+.3f}",
+                 "winner": r["winner"], "expected": r["expected_winner"]} for r in self.rows]
+
+    def caption(self) -> str:
+        return (f"'{self.ground_truth}' control cortex, {self.profile} profile, subject {self.subject}: median r "
+                f"(ETECRM: mean over seeds {self.model_seeds}; 95% bootstrap over test images and seeds)")
+
+    def summary(self) -> str:
+        """One sentence: in how many ROIs the expected family wins, and the range of the differences."""
+        wins = [r["roi"] for r in self.rows if r["winner"] == r["expected_winner"]]
+        differences = [r["gwp_minus_etecrm"] for r in self.rows]
+        return (f"'{self.ground_truth}' control: the expected family ({self.rows[0]['expected_winner']}) wins in "
+                f"{len(wins)} of {len(self.rows)} ROIs ({', '.join(wins) or 'none'}); gwp_ridge − etecrm ranges "
+                f"from {min(differences):+.3f} to {max(differences):+.3f}")
+
+
+def load_control_table(folder, ground_truth: str, profile: str = "full") -> ControlTable | None:
+    """Read ``folder/controls_<ground_truth>_<profile>.json``; None if there is none.
+
+    Every row's ``winner`` is checked against its interval (a file that disagrees with itself is refused).
+    """
+    path = Path(folder) / f"controls_{ground_truth}_{profile}.json"
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        table = ControlTable(data["ground_truth"], data["profile"], data["subject"], data["model_seeds"], data["rows"])
+        for r in table.rows:
+            winner = "gwp_ridge" if r["ci_low"] > 0 else "etecrm" if r["ci_high"] < 0 else "undecided"
+            if winner != r["winner"] or not r["ci_low"] <= r["gwp_minus_etecrm"] <= r["ci_high"]:
+                raise ValueError(f"ROI {r['roi']}: winner {r['winner']!r} and interval [{r['ci_low']}, {r['ci_high']}] "
+                                 f"around {r['gwp_minus_etecrm']} disagree")
+    except (KeyError, TypeError, ValueError) as err:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"{path} is not a control table written by tools/control_table.py ({err}); "
+                         f"write it again with `python tools/control_table.py --ground-truth {ground_truth} "
+                         f"--profile {profile} --out {Path(folder)}`") from err
+    if (table.ground_truth, table.profile) != (ground_truth, profile) or not table.rows:
+        raise ValueError(f"{path} holds the {table.profile!r} table of {table.ground_truth!r} with "
+                         f"{len(table.rows)} rows, not the {profile!r} table of {ground_truth!r}")
+    return table
+
+
 # --------------------------------------------------------------------------- figures
 def seed_bars(rows, statistic: str = "median_r"):
     """Bars per ROI, one colour per model: the mean over seeds with ±1 s.d. error bars; ensembles as own bars."""

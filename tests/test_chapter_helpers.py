@@ -122,3 +122,41 @@ def test_training_cost_bars():
     assert list(fig.data[0].y) == [1.5] and fig.data[0].error_y.array[0] == pytest.approx(np.std([1, 2], ddof=1))
     with pytest.raises(ValueError, match="value must be"):
         training_plots.training_cost_bars(rows, "minutes")
+
+
+# --------------------------------------------------------------------------- control tables
+def test_committed_control_tables_load_and_agree_with_their_intervals():
+    from etecrm_lib.book import results_folder
+
+    folder = results_folder() / "controls"
+    for truth, expected in (("gabor", "gwp_ridge"), ("cnn", "etecrm")):
+        control = tables.load_control_table(folder, truth)
+        assert control is not None, f"data/results/controls has no full table of the {truth!r} control"
+        assert [r["roi"] for r in control.rows] == ["V1", "V2", "V3", "V4", "LO"]
+        assert {r["expected_winner"] for r in control.rows} == {expected}
+        shown = control.display_rows()
+        assert [s["gwp_ridge − etecrm"] for s in shown] == [r["gwp_minus_etecrm"] for r in control.rows]
+        wins = sum(r["winner"] == expected for r in control.rows)
+        assert f"wins in {wins} of 5 ROIs" in control.summary()
+    assert tables.load_control_table(folder, "cnn", profile="quick") is None  # not committed: None, no error
+
+
+def test_a_control_table_that_contradicts_itself_is_refused(tmp_path):
+    import json
+    import shutil
+
+    from etecrm_lib.book import results_folder
+
+    shutil.copy(results_folder() / "controls" / "controls_cnn_full.json", tmp_path)
+    path = tmp_path / "controls_cnn_full.json"
+    data = json.loads(path.read_text())
+    data["rows"][2]["winner"] = "undecided"  # its interval excludes 0
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="V3.*disagree.*tools/control_table.py"):
+        tables.load_control_table(tmp_path, "cnn")
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="not a control table"):
+        tables.load_control_table(tmp_path, "cnn")
+    shutil.copy(results_folder() / "controls" / "controls_cnn_full.json", tmp_path / "controls_gabor_full.json")
+    with pytest.raises(ValueError, match="not the 'full' table of 'gabor'"):
+        tables.load_control_table(tmp_path, "gabor")
