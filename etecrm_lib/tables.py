@@ -307,6 +307,11 @@ class ControlTable:
                 f"from {min(differences):+.3f} to {max(differences):+.3f}")
 
 
+def control_winner(ci_low: float, ci_high: float) -> str:
+    """Which family wins a control, from the 95% interval of gwp_ridge − etecrm: the one the interval favours, if it excludes 0."""
+    return "gwp_ridge" if ci_low > 0 else "etecrm" if ci_high < 0 else "undecided"
+
+
 def load_control_table(folder, ground_truth: str, profile: str = "full") -> ControlTable | None:
     """Read ``folder/controls_<ground_truth>_<profile>.json``; None if there is none.
 
@@ -319,8 +324,7 @@ def load_control_table(folder, ground_truth: str, profile: str = "full") -> Cont
         data = json.loads(path.read_text())
         table = ControlTable(data["ground_truth"], data["profile"], data["subject"], data["model_seeds"], data["rows"])
         for r in table.rows:
-            winner = "gwp_ridge" if r["ci_low"] > 0 else "etecrm" if r["ci_high"] < 0 else "undecided"
-            if winner != r["winner"] or not r["ci_low"] <= r["gwp_minus_etecrm"] <= r["ci_high"]:
+            if control_winner(r["ci_low"], r["ci_high"]) != r["winner"] or not r["ci_low"] <= r["gwp_minus_etecrm"] <= r["ci_high"]:
                 raise ValueError(f"ROI {r['roi']}: winner {r['winner']!r} and interval [{r['ci_low']}, {r['ci_high']}] "
                                  f"around {r['gwp_minus_etecrm']} disagree")
     except (KeyError, TypeError, ValueError) as err:  # json.JSONDecodeError is a ValueError

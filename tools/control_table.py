@@ -40,6 +40,7 @@ def main() -> None:
     from etecrm_lib.reproduce import provenance
     from etecrm_lib.results import jsonable
     from etecrm_lib.storage import atomic_write
+    from etecrm_lib.tables import control_winner
 
     start = time.perf_counter()
     ds = simulate(args.subject, "quick" if args.profile == "quick" else "default", seed=args.simulation_seed,
@@ -54,7 +55,7 @@ def main() -> None:
     for i, gwp in enumerate(gwp_runs):
         etecrm = [runs[i] for runs in etecrm_runs]
         comp = evaluation.paired_bootstrap(gwp, etecrm, ds.test.responses[gwp.roi], n_bootstrap=2000)
-        winner = "gwp_ridge" if comp.ci_low > 0 else "etecrm" if comp.ci_high < 0 else "undecided"
+        winner = control_winner(comp.ci_low, comp.ci_high)
         etecrm_medians = [res.summary()["median_r"] for res in etecrm]
         rows.append({"roi": gwp.roi, "etecrm_median_r": float(np.mean(etecrm_medians)),
                      "etecrm_median_r_sd": float(np.std(etecrm_medians, ddof=1)) if len(etecrm) > 1 else None,
