@@ -264,3 +264,22 @@ def test_images_are_resized_to_the_configured_size():
         warnings.simplefilter("error")
         model = fit_etecrm(images, responses, replace(TINY, epochs=1), progress=False)
     assert model.net.image_size == 32 and model.predict(images[:3]).shape == (3, 12)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU (CI has none; run it on the lent GPU)")
+def test_models_trained_side_by_side_all_record_their_cuda_graph():
+    """Threads record their graphs one at a time (gpu.CAPTURE_LOCK): without the lock, an H200 lost 4 of 30."""
+    from etecrm_lib import gpu
+
+    images, responses = _arrays(n=256, size=64, n_vox=200)
+    config = ETECRMConfig(image_size=64, channels=32, epochs=2, batch_size=32, selection_voxels=50)
+    device = torch.device("cuda")
+    jobs = [lambda seed=seed: fit_etecrm(images, responses, config, seed=seed, device=device, progress=False)
+            for seed in range(10)]
+    for _ in range(3):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            models = gpu.run_concurrently(jobs, 5, device)
+        failed = [str(w.message) for w in caught if "CUDA graph" in str(w.message)]
+        assert not failed, f"{len(failed)} of {len(jobs)} recordings failed: {failed[0]}"
+        assert len(models) == len(jobs)
