@@ -40,20 +40,44 @@ def main() -> None:
             profile = "quick" if args.profile == "quick" else "full"
             for res in run_variants(ds, ["gwp_ridge"], profile=profile, progress=False):
                 r = np.asarray(res.test_r, dtype=np.float64)
-                rows[res.roi].update(gwp_best_r=float(r.max()), gwp_p99_r=float(np.quantile(r, 0.99)),
-                                     gwp_median_r=float(np.median(r)))
-        print(f"seed {seed}, subject {args.subject}, profile {args.profile}, ground truth {args.ground_truth}, "
-              f"network seed {ds.info['network_seed']}")
-        print("true ceilings (from the noise-free signal) against the targets; in brackets: estimated from the repeats")
-        print(f"{'ROI':4} | {'median ceiling':>23} | {'predictable':>23} | gwp_ridge best r (99th pct.)")
-        print(f"{'':4} | {'target':>6} {'true':>6} {'(est.)':>8} | {'target':>6} {'true':>6} {'(est.)':>8} |")
+                rows[res.roi].update(
+                    gwp_best_r=float(r.max()),
+                    gwp_p99_r=float(np.quantile(r, 0.99)),
+                    gwp_median_r=float(np.median(r)),
+                )
+        print(
+            f"seed {seed}, subject {args.subject}, profile {args.profile}, ground truth {args.ground_truth}, "
+            f"network seed {ds.info['network_seed']}"
+        )
+        print(
+            "true ceilings (from the noise-free signal) against the targets; in brackets: estimated from the repeats"
+        )
+        print(
+            f"{'ROI':4} | {'median ceiling':>23} | {'predictable':>23} | gwp_ridge best r (99th pct.)"
+        )
+        print(
+            f"{'':4} | {'target':>6} {'true':>6} {'(est.)':>8} | {'target':>6} {'true':>6} {'(est.)':>8} |"
+        )
         for roi, row in rows.items():
-            best = (f"{row['gwp_best_r']:.2f} ({row['gwp_p99_r']:.2f})" if "gwp_best_r" in row else "-")
+            best = (
+                f"{row['gwp_best_r']:.2f} ({row['gwp_p99_r']:.2f})" if "gwp_best_r" in row else "-"
+            )
             best += f"  target ~{BEST_V1_R}" if roi == "V1" and "gwp_best_r" in row else ""
-            print(f"{roi:4} | {row['target_median_ceiling']:6.2f} {row['median_ceiling']:6.2f} "
-                  f"{'(%.2f)' % row['estimated_median_ceiling']:>8} | {row['target_predictable_fraction']:6.2f} "
-                  f"{row['predictable_fraction']:6.2f} {'(%.2f)' % row['estimated_predictable_fraction']:>8} | {best}")
-        print(json.dumps({"seed": seed, "profile": args.profile, "ground_truth": args.ground_truth, "rois": rows}))
+            print(
+                f"{roi:4} | {row['target_median_ceiling']:6.2f} {row['median_ceiling']:6.2f} "
+                f"{'(%.2f)' % row['estimated_median_ceiling']:>8} | {row['target_predictable_fraction']:6.2f} "
+                f"{row['predictable_fraction']:6.2f} {'(%.2f)' % row['estimated_predictable_fraction']:>8} | {best}"
+            )
+        print(
+            json.dumps(
+                {
+                    "seed": seed,
+                    "profile": args.profile,
+                    "ground_truth": args.ground_truth,
+                    "rois": rows,
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

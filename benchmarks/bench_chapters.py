@@ -33,7 +33,12 @@ def main() -> None:
         start = time.perf_counter()
         status = "ok"
         try:
-            NotebookClient(nb, timeout=1200, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+            NotebookClient(
+                nb,
+                timeout=1200,
+                kernel_name="python3",
+                resources={"metadata": {"path": str(path.parent)}},
+            ).execute()
         except Exception as err:  # report and go on with the next chapter
             status = f"FAILED: {type(err).__name__}: {str(err)[-300:]}"
         seconds = time.perf_counter() - start

@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from etecrm_lib.device import describe_device, get_device  # noqa: E402
 from etecrm_lib.data import open_dataset  # noqa: E402
+from etecrm_lib.device import describe_device, get_device  # noqa: E402
 from etecrm_lib.reproduce import reproduce  # noqa: E402
 
 
@@ -44,30 +44,55 @@ def main(argv=None) -> dict:
 
     device = get_device(args.device)
     start = time.perf_counter()
-    data = open_dataset(args.dataset, args.subject, args.profile, args.data_seed if args.dataset == "sim" else None)
+    data = open_dataset(
+        args.dataset, args.subject, args.profile, args.data_seed if args.dataset == "sim" else None
+    )
     load_s = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or tmp)
         start = time.perf_counter()
-        results = reproduce(data, subject=args.subject, profile=args.profile, n_seeds=args.seeds,
-                            first_seed=args.first_seed, models=args.models, out=out, device=device, figures=False,
-                            progress=False, log=lambda *a: None)
+        results = reproduce(
+            data,
+            subject=args.subject,
+            profile=args.profile,
+            n_seeds=args.seeds,
+            first_seed=args.first_seed,
+            models=args.models,
+            out=out,
+            device=device,
+            figures=False,
+            progress=False,
+            log=lambda *a: None,
+        )
         total_s = time.perf_counter() - start
     per_model = {}
     for res in results:
         per_model[res.model] = per_model.get(res.model, 0.0) + float(res.info["wall_time_s"])
-    report = {"dataset": args.dataset, "subject": args.subject, "profile": args.profile, "device": describe_device(device),
-              "seeds": sorted({r.info["seed"] for r in results}), "data_seed": args.data_seed,
-              "n_rois": len({r.roi for r in results}), "voxels": {r.roi: r.n_voxels for r in results},
-              "n_train_images": data.train.n_images, "image_size": data.image_size,
-              "load_s": round(load_s, 1), "models_s": {k: round(v, 1) for k, v in per_model.items()},
-              "reproduce_s": round(total_s, 1)}
-    print(f"{args.dataset} subject {args.subject}, profile {args.profile}, {report['device']}: "
-          f"{data.train.n_images} train images of {data.image_size}px, voxels {report['voxels']}")
+    report = {
+        "dataset": args.dataset,
+        "subject": args.subject,
+        "profile": args.profile,
+        "device": describe_device(device),
+        "seeds": sorted({r.info["seed"] for r in results}),
+        "data_seed": args.data_seed,
+        "n_rois": len({r.roi for r in results}),
+        "voxels": {r.roi: r.n_voxels for r in results},
+        "n_train_images": data.train.n_images,
+        "image_size": data.image_size,
+        "load_s": round(load_s, 1),
+        "models_s": {k: round(v, 1) for k, v in per_model.items()},
+        "reproduce_s": round(total_s, 1),
+    }
+    print(
+        f"{args.dataset} subject {args.subject}, profile {args.profile}, {report['device']}: "
+        f"{data.train.n_images} train images of {data.image_size}px, voxels {report['voxels']}"
+    )
     print(f"  loading the data: {load_s:.1f} s")
     for model, seconds in per_model.items():
         print(f"  {model:<18} {seconds:7.1f} s  (all ROIs and seeds)")
-    print(f"  reproduce total: {total_s:.1f} s (models + ensembles + bootstrap + tables), seeds {report['seeds']}")
+    print(
+        f"  reproduce total: {total_s:.1f} s (models + ensembles + bootstrap + tables), seeds {report['seeds']}"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
     return report

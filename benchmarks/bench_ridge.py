@@ -30,10 +30,16 @@ def make_data(n_samples, n_features, n_voxels, device, seed=0):
     gen = torch.Generator(device=device).manual_seed(seed)
     rank = min(200, n_features)
     latent = torch.randn(n_samples + 200, rank, generator=gen, device=device)
-    mixing = torch.randn(rank, n_features, generator=gen, device=device) / rank ** 0.5
-    x = latent @ mixing + 0.5 * torch.randn(n_samples + 200, n_features, generator=gen, device=device)
-    w = torch.randn(rank, n_voxels, generator=gen, device=device) * torch.rand(n_voxels, generator=gen, device=device)
-    y = latent[:n_samples] @ w + 3.0 * torch.randn(n_samples, n_voxels, generator=gen, device=device) * w.std(0)
+    mixing = torch.randn(rank, n_features, generator=gen, device=device) / rank**0.5
+    x = latent @ mixing + 0.5 * torch.randn(
+        n_samples + 200, n_features, generator=gen, device=device
+    )
+    w = torch.randn(rank, n_voxels, generator=gen, device=device) * torch.rand(
+        n_voxels, generator=gen, device=device
+    )
+    y = latent[:n_samples] @ w + 3.0 * torch.randn(
+        n_samples, n_voxels, generator=gen, device=device
+    ) * w.std(0)
     return x[:n_samples].contiguous(), y.contiguous(), x[n_samples:].contiguous()
 
 
@@ -56,8 +62,13 @@ def time_himalaya(x, y, alphas, n_folds, device):
     from himalaya.scoring import correlation_score
 
     set_backend("torch_cuda" if device.type == "cuda" else "torch", on_error="raise")
-    model = KernelRidgeCV(alphas=np.asarray(alphas, dtype=np.float32), cv=n_folds, fit_intercept=True,
-                          solver_params=dict(score_func=correlation_score), warn=False)
+    model = KernelRidgeCV(
+        alphas=np.asarray(alphas, dtype=np.float32),
+        cv=n_folds,
+        fit_intercept=True,
+        solver_params=dict(score_func=correlation_score),
+        warn=False,
+    )
     sync(device)
     start = time.perf_counter()
     model.fit(x, y)
@@ -66,15 +77,23 @@ def time_himalaya(x, y, alphas, n_folds, device):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default=None, help="cuda or cpu (default: GPU if present)")
-    parser.add_argument("--quick", action="store_true", help="small sizes: 300 images, 2000 voxels, 500/2728 features")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes: 300 images, 2000 voxels, 500/2728 features",
+    )
     parser.add_argument("--n-samples", type=int, default=1750)
     parser.add_argument("--n-voxels", type=int, default=25000)
     parser.add_argument("--features", type=int, nargs="+", default=[10000, 50000])
     parser.add_argument("--n-alphas", type=int, default=20)
     parser.add_argument("--n-folds", type=int, default=5)
-    parser.add_argument("--repeat", type=int, default=3, help="time each fit this many times, keep the fastest")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="time each fit this many times, keep the fastest"
+    )
     parser.add_argument("--no-himalaya", action="store_true")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
@@ -85,7 +104,9 @@ def main(argv=None):
     if args.n_alphas != len(alphas):
         alphas = np.logspace(-1, 8.5, args.n_alphas).astype(np.float32)
     print(f"device: {describe_device(device)}; torch {torch.__version__}")
-    print(f"{args.n_samples} samples, {args.n_voxels} voxels, {len(alphas)} alphas, {args.n_folds} folds")
+    print(
+        f"{args.n_samples} samples, {args.n_voxels} voxels, {len(alphas)} alphas, {args.n_folds} folds"
+    )
 
     # warm-up (CUDA context, cuBLAS/cuSOLVER handles, kernels) on a small problem
     xw, yw, _ = make_data(200, 300, 100, device, seed=1)
@@ -96,20 +117,40 @@ def main(argv=None):
     rows = []
     for n_features in args.features:
         x, y, x_new = make_data(args.n_samples, n_features, args.n_voxels, device)
-        t_ours, fit = min((time_ours(x, y, alphas, args.n_folds, device) for _ in range(args.repeat)), key=lambda t: t[0])
-        row = {"device": describe_device(device), "n_samples": args.n_samples, "n_voxels": args.n_voxels,
-               "n_features": n_features, "n_alphas": len(alphas), "n_folds": args.n_folds, "ours_s": round(t_ours, 3)}
+        t_ours, fit = min(
+            (time_ours(x, y, alphas, args.n_folds, device) for _ in range(args.repeat)),
+            key=lambda t: t[0],
+        )
+        row = {
+            "device": describe_device(device),
+            "n_samples": args.n_samples,
+            "n_voxels": args.n_voxels,
+            "n_features": n_features,
+            "n_alphas": len(alphas),
+            "n_folds": args.n_folds,
+            "ours_s": round(t_ours, 3),
+        }
         if not args.no_himalaya:
-            t_him, model = min((time_himalaya(x, y, alphas, args.n_folds, device) for _ in range(args.repeat)),
-                               key=lambda t: t[0])
+            t_him, model = min(
+                (time_himalaya(x, y, alphas, args.n_folds, device) for _ in range(args.repeat)),
+                key=lambda t: t[0],
+            )
             best = torch.as_tensor(model.best_alphas_).to(device)
             check = slice(0, min(2000, args.n_voxels))
             p_ours = fit.predict(x_new)[:, check].double().cpu().numpy()
-            p_him = torch.as_tensor(model.predict(x_new)).to(device)[:, check].double().cpu().numpy()
+            p_him = (
+                torch.as_tensor(model.predict(x_new)).to(device)[:, check].double().cpu().numpy()
+            )
             r = [np.corrcoef(p_ours[:, j], p_him[:, j])[0, 1] for j in range(p_ours.shape[1])]
-            row.update({"himalaya_s": round(t_him, 3), "ratio": round(t_ours / t_him, 3),
-                        "same_alpha": float(torch.isclose(best, fit.alphas, rtol=1e-3).float().mean()),
-                        "prediction_r_min": float(np.nanmin(r)), "prediction_r_median": float(np.nanmedian(r))})
+            row.update(
+                {
+                    "himalaya_s": round(t_him, 3),
+                    "ratio": round(t_ours / t_him, 3),
+                    "same_alpha": float(torch.isclose(best, fit.alphas, rtol=1e-3).float().mean()),
+                    "prediction_r_min": float(np.nanmin(r)),
+                    "prediction_r_median": float(np.nanmedian(r)),
+                }
+            )
             del model
         print(json.dumps(row))
         rows.append(row)

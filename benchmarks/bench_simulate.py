@@ -36,7 +36,9 @@ def main() -> None:
         from etecrm_lib.data import simulate
 
         wall, cpu = time.perf_counter(), time.process_time()
-        ds = simulate(args.subject, args.profile, seed=args.seed, cache=True)  # empty cache: generates, then saves
+        ds = simulate(
+            args.subject, args.profile, seed=args.seed, cache=True
+        )  # empty cache: generates, then saves
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         (path,) = Path(tmp, "sim").glob("*.npz")
         size_mb = path.stat().st_size / 1e6
@@ -45,11 +47,23 @@ def main() -> None:
         load = time.perf_counter() - load
 
     print(f"device: {describe_device()}")
-    print(ds.describe().splitlines()[1], "|", ds.describe().splitlines()[2].strip(), "|", ds.describe().splitlines()[3].strip())
-    print(f"generate + save: {wall:.1f} s wall, {cpu:.1f} s CPU (generation alone: {ds.info['generation_seconds']} s wall)")
+    print(
+        ds.describe().splitlines()[1],
+        "|",
+        ds.describe().splitlines()[2].strip(),
+        "|",
+        ds.describe().splitlines()[3].strip(),
+    )
+    print(
+        f"generate + save: {wall:.1f} s wall, {cpu:.1f} s CPU (generation alone: {ds.info['generation_seconds']} s wall)"
+    )
     print(f"cache file: {size_mb:.1f} MB, loaded in {load:.1f} s")
-    print(f"{'ROI':4} {'voxels':>6} {'ineff.':>6} | {'ceiling (repeats)':>18} | {'oracle ceiling':>15} | median |est - oracle|")
-    print(f"{'':4} {'':>6} {'':>6} | {'median':>8} {'90th %':>9} | {'median':>7} {'90th %':>7} | {'all':>6} {'effective':>9}")
+    print(
+        f"{'ROI':4} {'voxels':>6} {'ineff.':>6} | {'ceiling (repeats)':>18} | {'oracle ceiling':>15} | median |est - oracle|"
+    )
+    print(
+        f"{'':4} {'':>6} {'':>6} | {'median':>8} {'90th %':>9} | {'median':>7} {'90th %':>7} | {'all':>6} {'effective':>9}"
+    )
     rows = {}
     for roi in ds.rois:
         estimated = evaluation.noise_ceiling(ds.test.repeats[roi])
@@ -57,16 +71,33 @@ def main() -> None:
         effective = ds.voxels[roi].extra["effective"]
         diff = np.abs(estimated - exact)
         rows[roi] = {
-            "n_voxels": int(estimated.size), "ineffective_fraction": float(1 - effective.mean()),
-            "ceiling_median": float(np.median(estimated)), "ceiling_p90": float(np.quantile(estimated, 0.9)),
-            "oracle_median": float(np.median(exact)), "oracle_p90": float(np.quantile(exact, 0.9)),
-            "abs_diff_median": float(np.median(diff)), "abs_diff_median_effective": float(np.median(diff[effective])),
+            "n_voxels": int(estimated.size),
+            "ineffective_fraction": float(1 - effective.mean()),
+            "ceiling_median": float(np.median(estimated)),
+            "ceiling_p90": float(np.quantile(estimated, 0.9)),
+            "oracle_median": float(np.median(exact)),
+            "oracle_p90": float(np.quantile(exact, 0.9)),
+            "abs_diff_median": float(np.median(diff)),
+            "abs_diff_median_effective": float(np.median(diff[effective])),
         }
         r = rows[roi]
-        print(f"{roi:4} {r['n_voxels']:6d} {r['ineffective_fraction']:6.2f} | {r['ceiling_median']:8.2f} {r['ceiling_p90']:9.2f} | "
-              f"{r['oracle_median']:7.2f} {r['oracle_p90']:7.2f} | {r['abs_diff_median']:6.3f} {r['abs_diff_median_effective']:9.3f}")
-    print(json.dumps({"profile": args.profile, "seed": args.seed, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
-                      "cache_mb": round(size_mb, 1), "load_s": round(load, 2), "rois": rows}))
+        print(
+            f"{roi:4} {r['n_voxels']:6d} {r['ineffective_fraction']:6.2f} | {r['ceiling_median']:8.2f} {r['ceiling_p90']:9.2f} | "
+            f"{r['oracle_median']:7.2f} {r['oracle_p90']:7.2f} | {r['abs_diff_median']:6.3f} {r['abs_diff_median_effective']:9.3f}"
+        )
+    print(
+        json.dumps(
+            {
+                "profile": args.profile,
+                "seed": args.seed,
+                "wall_s": round(wall, 1),
+                "cpu_s": round(cpu, 1),
+                "cache_mb": round(size_mb, 1),
+                "load_s": round(load, 2),
+                "rois": rows,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -102,8 +102,16 @@ def seed_everything(seed: int) -> None:
         torch.manual_seed(seed)
 
 
-def run_variant(dataset, name: str, roi: str, profile: str = "quick", seed: int = 0, device=None,
-                progress: bool = True, cnn_weights=None):
+def run_variant(
+    dataset,
+    name: str,
+    roi: str,
+    profile: str = "quick",
+    seed: int = 0,
+    device=None,
+    progress: bool = True,
+    cnn_weights=None,
+):
     """Fit the variant ``name`` on the train split of one ROI and score it on the test split -> ``EncodingResult``.
 
     ``cnn_weights``: weights of the CNN of ``alexnet_ridge``: None (untrained: no download),
@@ -116,18 +124,41 @@ def run_variant(dataset, name: str, roi: str, profile: str = "quick", seed: int 
     device = get_device(device)
     seed_everything(seed)
     start = time.perf_counter()
-    result = variant.run(dataset, variant, roi, profile=profile, seed=seed, device=device, progress=progress,
-                         cnn_weights=cnn_weights)
-    result.info.update({
-        "family": variant.family, "description": variant.description, "options": dict(variant.options),
-        "profile": profile, "seed": seed, "device": describe_device(device), "torch_version": torch.__version__,
-        "wall_time_s": round(time.perf_counter() - start, 2),
-    })
+    result = variant.run(
+        dataset,
+        variant,
+        roi,
+        profile=profile,
+        seed=seed,
+        device=device,
+        progress=progress,
+        cnn_weights=cnn_weights,
+    )
+    result.info.update(
+        {
+            "family": variant.family,
+            "description": variant.description,
+            "options": dict(variant.options),
+            "profile": profile,
+            "seed": seed,
+            "device": describe_device(device),
+            "torch_version": torch.__version__,
+            "wall_time_s": round(time.perf_counter() - start, 2),
+        }
+    )
     return result
 
 
-def run_variants(dataset, variants, rois=None, profile: str = "quick", seed: int = 0, device=None,
-                 progress: bool = True, cnn_weights=None) -> list:
+def run_variants(
+    dataset,
+    variants,
+    rois=None,
+    profile: str = "quick",
+    seed: int = 0,
+    device=None,
+    progress: bool = True,
+    cnn_weights=None,
+) -> list:
     """Fit and score every variant on every ROI; returns ``list[EncodingResult]`` (ROI-major, in ``variants`` order).
 
     ``variants``: names from :data:`VARIANTS` (or ``DEFAULT_VARIANTS``). ``rois``: default all of
@@ -141,11 +172,15 @@ def run_variants(dataset, variants, rois=None, profile: str = "quick", seed: int
     for roi in rois:
         dataset.check_roi(roi)
     results = []
-    with tqdm.auto.tqdm(total=len(rois) * len(names), desc="variants", unit="model", disable=not progress) as bar:
+    with tqdm.auto.tqdm(
+        total=len(rois) * len(names), desc="variants", unit="model", disable=not progress
+    ) as bar:
         for roi in rois:
             for name in names:
                 bar.set_postfix_str(f"{roi}: {name}")
-                results.append(run_variant(dataset, name, roi, profile, seed, device, progress, cnn_weights))
+                results.append(
+                    run_variant(dataset, name, roi, profile, seed, device, progress, cnn_weights)
+                )
                 bar.update()
     return results
 
@@ -157,20 +192,34 @@ def _run_etecrm(dataset, variant, roi, *, profile, seed, device, progress, cnn_w
     The variant's ``options`` are changes to ``ETECRMConfig.for_profile(profile)``.
     """
     config = ETECRMConfig.for_profile(profile, **variant.options)
-    model = ETECRMModel(config, seed=seed, device=device, progress=progress, name=variant.name).fit(dataset, roi)
+    model = ETECRMModel(config, seed=seed, device=device, progress=progress, name=variant.name).fit(
+        dataset, roi
+    )
     res = model.score(dataset)
-    res.info["feature_weights"] = "learned end to end from the fMRI data (random initial weights, no pretraining)"
+    res.info["feature_weights"] = (
+        "learned end to end from the fMRI data (random initial weights, no pretraining)"
+    )
     return res
 
 
 _ETECRM = {
-    "etecrm": ("ETECRM as released: squared weights, -mean(r^3) loss, noise s.d. 1 on the predictions", {}),
-    "etecrm_unweighted": ("ETECRM with the plain correlation loss -mean(r): no self-adapting weights",
-                          {"loss": "corr"}),
+    "etecrm": (
+        "ETECRM as released: squared weights, -mean(r^3) loss, noise s.d. 1 on the predictions",
+        {},
+    ),
+    "etecrm_unweighted": (
+        "ETECRM with the plain correlation loss -mean(r): no self-adapting weights",
+        {"loss": "corr"},
+    ),
     "etecrm_no_noise": ("ETECRM without noise regularization (noise s.d. 0)", {"noise_std": 0.0}),
-    "etecrm_signed": ("ETECRM with signed regression weights (W, not W*W)", {"readout_weights": "signed"}),
-    "etecrm_mse": ("the ETECRM network trained with mean squared error: no selective optimization",
-                   {"loss": "mse", "noise_std": 0.0}),
+    "etecrm_signed": (
+        "ETECRM with signed regression weights (W, not W*W)",
+        {"readout_weights": "signed"},
+    ),
+    "etecrm_mse": (
+        "the ETECRM network trained with mean squared error: no selective optimization",
+        {"loss": "mse", "noise_std": 0.0},
+    ),
 }
 for _name, (_description, _options) in _ETECRM.items():
     register(Variant(_name, "etecrm", _description, _options, _run_etecrm))
@@ -178,24 +227,39 @@ for _name, (_description, _options) in _ETECRM.items():
 
 def _run_two_step(dataset, variant, roi, *, profile, seed, device, progress, cnn_weights=None):
     """Fit one two-step model (``two_step.TwoStepModel``) on the ROI and score it."""
-    model = TwoStepModel(variant.name, profile=profile, cnn_weights=cnn_weights, seed=seed, device=device,
-                         progress=progress).fit(dataset, roi)
+    model = TwoStepModel(
+        variant.name,
+        profile=profile,
+        cnn_weights=cnn_weights,
+        seed=seed,
+        device=device,
+        progress=progress,
+    ).fit(dataset, roi)
     res = model.score(dataset)
     if variant.options["features"] == "alexnet":
         res.info["feature_weights"] = f"AlexNet: {res.info.get('weights', cnn_weights)}"
     else:
         res.info["feature_weights"] = "none: Gabor wavelet pyramid (fixed, hand-designed filters)"
-    res.info["config"] = {k: res.info[k] for k in ("gabor", "cnn", "ridge", "roiwise") if k in res.info}
+    res.info["config"] = {
+        k: res.info[k] for k in ("gabor", "cnn", "ridge", "roiwise") if k in res.info
+    }
     return res
 
 
 _TWO_STEP = {
-    "gwp_ridge": ("two-step, voxel-wise: Gabor wavelet pyramid + ridge per voxel (alpha by CV)",
-                  {"features": "gwp", "fit": "voxelwise"}),
-    "alexnet_ridge": ("two-step, voxel-wise: AlexNet layer features + ridge per voxel (best layer per voxel)",
-                      {"features": "alexnet", "fit": "voxelwise"}),
-    "gwp_roiwise": ("two-step, ROI-wise: Gabor features + one shared read-out per ROI, with ETECRM's selective "
-                    "optimization", {"features": "gwp", "fit": "roiwise"}),
+    "gwp_ridge": (
+        "two-step, voxel-wise: Gabor wavelet pyramid + ridge per voxel (alpha by CV)",
+        {"features": "gwp", "fit": "voxelwise"},
+    ),
+    "alexnet_ridge": (
+        "two-step, voxel-wise: AlexNet layer features + ridge per voxel (best layer per voxel)",
+        {"features": "alexnet", "fit": "voxelwise"},
+    ),
+    "gwp_roiwise": (
+        "two-step, ROI-wise: Gabor features + one shared read-out per ROI, with ETECRM's selective "
+        "optimization",
+        {"features": "gwp", "fit": "roiwise"},
+    ),
 }
 for _name, (_description, _options) in _TWO_STEP.items():
     register(Variant(_name, "two_step", _description, _options, _run_two_step))

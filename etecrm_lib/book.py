@@ -45,9 +45,13 @@ COLAB_URL = "https://colab.research.google.com"
 BOOK_FOLDER = "book"  # chapters live in book/ under the repository root
 STUDENTS_FOLDER = "students"  # the student edition: exercise notebooks without solutions
 PROFILE_ENV = "ETECRM_PROFILE"
-BUILD_ENV = "ETECRM_BOOK_BUILD"  # set (to "1") by the Sphinx extension for the kernels of the book build
+BUILD_ENV = (
+    "ETECRM_BOOK_BUILD"  # set (to "1") by the Sphinx extension for the kernels of the book build
+)
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
-LOCAL_COLAB_BADGE = "_static/colab-badge.svg"  # book/vendor/colab-badge.svg, shown in the built pages
+LOCAL_COLAB_BADGE = (
+    "_static/colab-badge.svg"  # book/vendor/colab-badge.svg, shown in the built pages
+)
 
 
 # --------------------------------------------------------------------------- profile and runtime
@@ -60,7 +64,9 @@ def default_profile() -> str:
     chosen = os.environ.get(PROFILE_ENV, "").strip().lower()
     if chosen:
         if chosen not in PROFILES:
-            raise ValueError(f"{PROFILE_ENV}={chosen!r} is not a profile; use one of {PROFILES} (or unset it)")
+            raise ValueError(
+                f"{PROFILE_ENV}={chosen!r} is not a profile; use one of {PROFILES} (or unset it)"
+            )
         return chosen
     return "full" if torch.cuda.is_available() else "quick"
 
@@ -74,7 +80,16 @@ def on_colab() -> bool:
 # committed full run's wall times (the measurements are benchmarks/bench_chapters.py's, run with
 # ETECRM_PROFILE=full on a GPU), not measured on a T4; other GPUs scale by RELATIVE_SPEED (rough ratios).
 FULL_MINUTES_ON_T4 = {"one chapter (2-7)": 5, "chapter 8 (every model)": 35}
-RELATIVE_SPEED = {"T4": 1.0, "P100": 1.2, "V100": 2.0, "L4": 1.5, "A10": 2.0, "A100": 4.0, "H100": 7.0, "H200": 7.5}
+RELATIVE_SPEED = {
+    "T4": 1.0,
+    "P100": 1.2,
+    "V100": 2.0,
+    "L4": 1.5,
+    "A10": 2.0,
+    "A100": 4.0,
+    "H100": 7.0,
+    "H200": 7.5,
+}
 
 
 def runtime_estimate(device_name: str, profile: str) -> str:
@@ -84,9 +99,12 @@ def runtime_estimate(device_name: str, profile: str) -> str:
     speed = next((v for k, v in RELATIVE_SPEED.items() if k.lower() in device_name.lower()), None)
     if speed is None:  # a CPU or an unknown GPU
         if device_name.startswith("cpu"):
-            return "full profile on a CPU: hours per chapter; use PROFILE = \"quick\" instead"
+            return 'full profile on a CPU: hours per chapter; use PROFILE = "quick" instead'
         speed = 1.0
-    parts = [f"{what} about {max(1, round(minutes / speed))} min" for what, minutes in FULL_MINUTES_ON_T4.items()]
+    parts = [
+        f"{what} about {max(1, round(minutes / speed))} min"
+        for what, minutes in FULL_MINUTES_ON_T4.items()
+    ]
     return "full profile on this GPU: " + ", ".join(parts)
 
 
@@ -99,8 +117,11 @@ def check_runtime() -> str:
     'Tesla T4' or 'cpu (2 threads)'.
     """
     if not torch.cuda.is_available():
-        where = ("in Colab choose Runtime > Change runtime type > T4 GPU, then run the notebook again"
-                 if on_colab() else "the chapter still runs, on the small 'quick' profile")
+        where = (
+            "in Colab choose Runtime > Change runtime type > T4 GPU, then run the notebook again"
+            if on_colab()
+            else "the chapter still runs, on the small 'quick' profile"
+        )
         warnings.warn(f"No GPU found: {where}.", stacklevel=2)
     device = describe_device()
     profile = default_profile()
@@ -129,7 +150,7 @@ def _format_cell(value, digits: int) -> str:
         value = float(value)
         if value != value:  # NaN
             return "–"
-        return f"{value:.{digits}f}" if abs(value) < 10 ** 6 else f"{value:.3g}"
+        return f"{value:.{digits}f}" if abs(value) < 10**6 else f"{value:.3g}"
     if hasattr(value, "item") and getattr(value, "shape", None) == ():
         return _format_cell(value.item(), digits)
     return str(value)
@@ -160,14 +181,18 @@ class Table:
         return f'<table class="etecrm-table">{caption}{head}<tbody>{body}</tbody></table>'
 
     def __repr__(self) -> str:
-        widths = [max([len(c)] + [len(r[i]) for r in self.rows]) for i, c in enumerate(self.columns)]
+        widths = [
+            max([len(c)] + [len(r[i]) for r in self.rows]) for i, c in enumerate(self.columns)
+        ]
         lines = [self.caption] if self.caption else []
         lines.append("  ".join(c.ljust(w) for c, w in zip(self.columns, widths)))
         lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in self.rows]
         return "\n".join(lines)
 
 
-def show_table(data, caption: str | None = None, columns: list | None = None, digits: int = 3) -> Table:
+def show_table(
+    data, caption: str | None = None, columns: list | None = None, digits: int = 3
+) -> Table:
     """A table for a chapter page: leave the returned :class:`Table` as the last expression of a cell.
 
     ``data`` is a pandas DataFrame, a list of dicts (one per row; e.g. ``evaluation.summary_table``),
@@ -206,10 +231,14 @@ class Callout:
         self.text, self.title, self.kind = text, title, kind
 
     def _repr_html_(self) -> str:
-        colour = {"note": "#0969da", "warning": "#bf8700", "important": "#cf222e"}.get(self.kind, "#0969da")
+        colour = {"note": "#0969da", "warning": "#bf8700", "important": "#cf222e"}.get(
+            self.kind, "#0969da"
+        )
         paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in self.text.split("\n\n"))
-        return (f'<div class="admonition {self.kind}" style="border-left: 4px solid {colour}; padding: 0.2em 0.8em">'
-                f'<p class="admonition-title"><strong>{html.escape(self.title)}</strong></p>{paragraphs}</div>')
+        return (
+            f'<div class="admonition {self.kind}" style="border-left: 4px solid {colour}; padding: 0.2em 0.8em">'
+            f'<p class="admonition-title"><strong>{html.escape(self.title)}</strong></p>{paragraphs}</div>'
+        )
 
     def __repr__(self) -> str:
         return f"{self.title.upper()}: {self.text}"
@@ -312,8 +341,15 @@ def results_folder() -> Path:
     return Path(__file__).resolve().parents[1] / "data" / "results"
 
 
-def committed_results(models=None, rois=None, dataset: str = "sim", subject: int = 1, profile: str = "full",
-                      seed: int | None = 0, data_seed: int | None = 0) -> list:
+def committed_results(
+    models=None,
+    rois=None,
+    dataset: str = "sim",
+    subject: int = 1,
+    profile: str = "full",
+    seed: int | None = 0,
+    data_seed: int | None = 0,
+) -> list:
     """The committed results (``data/results``, written by ``etecrm reproduce``) as EncodingResults.
 
     Picks one dataset/subject/profile, one data seed (the simulated cortex: 0 is the book's default
@@ -325,25 +361,38 @@ def committed_results(models=None, rois=None, dataset: str = "sim", subject: int
     """
     folder = results_folder()
     if not (folder / "results").is_dir():
-        print(f"No committed results here ({folder} is missing; on Colab only the library is installed): "
-              "the built book shows them.")
+        print(
+            f"No committed results here ({folder} is missing; on Colab only the library is installed): "
+            "the built book shows them."
+        )
         return []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         found = collect_results(folder)
     for w in caught:
         print(f"note: {w.message}")
-    chosen = [r for r in found if r.dataset == dataset and r.subject == subject and r.info.get("profile") == profile
-              and r.info.get("data_seed") == data_seed
-              and (models is None or r.model in models) and (rois is None or r.roi in rois)
-              and (seed is None or r.info.get("seed") in (seed, None))]
+    chosen = [
+        r
+        for r in found
+        if r.dataset == dataset
+        and r.subject == subject
+        and r.info.get("profile") == profile
+        and r.info.get("data_seed") == data_seed
+        and (models is None or r.model in models)
+        and (rois is None or r.roi in rois)
+        and (seed is None or r.info.get("seed") in (seed, None))
+    ]
     if not chosen:
-        print(f"No committed {profile}-profile results for {dataset_tag(dataset, data_seed)} subject {subject}"
-              f"{' and models ' + ', '.join(models) if models else ''} in {folder}.")
+        print(
+            f"No committed {profile}-profile results for {dataset_tag(dataset, data_seed)} subject {subject}"
+            f"{' and models ' + ', '.join(models) if models else ''} in {folder}."
+        )
     return chosen
 
 
-def committed_run(subject: int = 1, dataset: str = "sim", profile: str = "full", data_seed: int | None = 0):
+def committed_run(
+    subject: int = 1, dataset: str = "sim", profile: str = "full", data_seed: int | None = 0
+):
     """The committed run of one subject (``tables.load_run`` of ``data/results``: results, seed ensembles,
     comparisons), or None after printing a note that the page shows its live run only.
 
@@ -353,17 +402,35 @@ def committed_run(subject: int = 1, dataset: str = "sim", profile: str = "full",
     try:
         return load_run(results_folder(), dataset, profile, subject, data_seed)
     except FileNotFoundError:
-        print(f"Subject {subject}: the committed {profile}-profile run ({dataset_tag(dataset, data_seed)}) is not in "
-              f"data/results yet (made with `etecrm reproduce --profile {profile} --seeds 5"
-              f"{'' if data_seed is None else f' --data-seed {data_seed}'}`); this page shows its live run only.")
+        print(
+            f"Subject {subject}: the committed {profile}-profile run ({dataset_tag(dataset, data_seed)}) is not in "
+            f"data/results yet (made with `etecrm reproduce --profile {profile} --seeds 5"
+            f"{'' if data_seed is None else f' --data-seed {data_seed}'}`); this page shows its live run only."
+        )
         return None
 
 
 __all__ = [
-    "REPOSITORY_URL", "BRANCH", "COLAB_URL", "PROFILES", "PROFILE_ENV", "STUDENTS_FOLDER",
-    "default_profile", "on_colab", "check_runtime", "runtime_estimate",
-    "show_table", "Table", "notebook_defaults", "use_finished_progress_bars", "in_book_build",
-    "committed_results", "committed_run", "results_folder", "callout", "mark_untrained",
+    "REPOSITORY_URL",
+    "BRANCH",
+    "COLAB_URL",
+    "PROFILES",
+    "PROFILE_ENV",
+    "STUDENTS_FOLDER",
+    "default_profile",
+    "on_colab",
+    "check_runtime",
+    "runtime_estimate",
+    "show_table",
+    "Table",
+    "notebook_defaults",
+    "use_finished_progress_bars",
+    "in_book_build",
+    "committed_results",
+    "committed_run",
+    "results_folder",
+    "callout",
+    "mark_untrained",
 ]
 
 if _in_notebook_kernel():

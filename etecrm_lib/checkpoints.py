@@ -18,7 +18,10 @@ import torch
 from .storage import atomic_write
 
 RESUMABLE_FIELDS = ("epochs",)
-PER_VOXEL = ("train_r", "val_r")  # history fields that are lists of (V,) arrays   # configuration fields a checkpoint may be resumed with other values of
+PER_VOXEL = (
+    "train_r",
+    "val_r",
+)  # history fields that are lists of (V,) arrays   # configuration fields a checkpoint may be resumed with other values of
 
 
 def data_fingerprint(images: torch.Tensor, responses: torch.Tensor) -> str:
@@ -36,7 +39,9 @@ def fingerprint(config_dict: dict, seed: int, data_hash: str) -> dict:
     return {"config": settings, "seed": int(seed), "data": data_hash}
 
 
-def save(path, run_fingerprint: dict, net, optimizer, generators: tuple, best: dict, history) -> None:
+def save(
+    path, run_fingerprint: dict, net, optimizer, generators: tuple, best: dict, history
+) -> None:
     """Write everything needed to continue the run, atomically (temp file, then rename).
 
     generators : ``(shuffle, noise)`` torch generators; best : ``{"state", "score", "epoch", "val_r"}``;
@@ -47,11 +52,19 @@ def save(path, run_fingerprint: dict, net, optimizer, generators: tuple, best: d
         "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         "optimizer": optimizer.state_dict(),
         "generators": [g.get_state().cpu() for g in generators],
-        "best": {"state": {k: v.cpu() for k, v in best["state"].items()}, "score": best["score"],
-                 "epoch": best["epoch"], "val_r": best["val_r"].cpu()},
+        "best": {
+            "state": {k: v.cpu() for k, v in best["state"].items()},
+            "score": best["score"],
+            "epoch": best["epoch"],
+            "val_r": best["val_r"].cpu(),
+        },
         # per-voxel arrays as tensors: the checkpoint is read back with weights_only=True
-        "history": {f.name: [torch.as_tensor(a) for a in getattr(history, f.name)] if f.name in PER_VOXEL
-                    else getattr(history, f.name) for f in fields(history)},
+        "history": {
+            f.name: [torch.as_tensor(a) for a in getattr(history, f.name)]
+            if f.name in PER_VOXEL
+            else getattr(history, f.name)
+            for f in fields(history)
+        },
     }
     with atomic_write(path) as tmp:
         torch.save(payload, tmp)
@@ -62,16 +75,25 @@ def load(path, run_fingerprint: dict) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 -- any unreadable file gets the same clear message
-        raise ValueError(f"{path} is not a readable ETECRM checkpoint ({err}); delete it to start afresh") from err
+        raise ValueError(
+            f"{path} is not a readable ETECRM checkpoint ({err}); delete it to start afresh"
+        ) from err
     old = ckpt.get("fingerprint", {}) if isinstance(ckpt, dict) else {}
     if old != run_fingerprint:
         old_config = old.get("config", {})
-        diffs = [f"{k}: {old_config.get(k)!r} in the checkpoint, {v!r} now"
-                 for k, v in run_fingerprint["config"].items() if old_config.get(k) != v]
+        diffs = [
+            f"{k}: {old_config.get(k)!r} in the checkpoint, {v!r} now"
+            for k, v in run_fingerprint["config"].items()
+            if old_config.get(k) != v
+        ]
         if old.get("seed") != run_fingerprint["seed"]:
-            diffs.append(f"seed: {old.get('seed')} in the checkpoint, {run_fingerprint['seed']} now")
+            diffs.append(
+                f"seed: {old.get('seed')} in the checkpoint, {run_fingerprint['seed']} now"
+            )
         if old.get("data") != run_fingerprint["data"]:
             diffs.append("training data differ")
-        raise ValueError(f"checkpoint {path} comes from a different run ({'; '.join(diffs) or 'unknown format'}); "
-                         "use another checkpoint path or delete this file to start afresh")
+        raise ValueError(
+            f"checkpoint {path} comes from a different run ({'; '.join(diffs) or 'unknown format'}); "
+            "use another checkpoint path or delete this file to start afresh"
+        )
     return ckpt

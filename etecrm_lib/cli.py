@@ -39,60 +39,110 @@ def _names(values) -> list | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="etecrm", description="End-to-end fMRI visual encoding (ETECRM): "
-                                     "reproduce the comparison, manage datasets.")
+    parser = argparse.ArgumentParser(
+        prog="etecrm",
+        description="End-to-end fMRI visual encoding (ETECRM): "
+        "reproduce the comparison, manage datasets.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    rep = sub.add_parser("reproduce", help="run every model and ablation on every ROI; resumable",
-                         description="Run every model and ablation on every ROI of one subject, one results file "
-                                     "each (reused on a rerun), then write table.md/.csv/.json and figures.")
-    rep.add_argument("--dataset", default="sim", help="sim, vim1, miyawaki, kay, or a dataset .npz file (default sim)")
+    rep = sub.add_parser(
+        "reproduce",
+        help="run every model and ablation on every ROI; resumable",
+        description="Run every model and ablation on every ROI of one subject, one results file "
+        "each (reused on a rerun), then write table.md/.csv/.json and figures.",
+    )
+    rep.add_argument(
+        "--dataset",
+        default="sim",
+        help="sim, vim1, miyawaki, kay, or a dataset .npz file (default sim)",
+    )
     rep.add_argument("--subject", type=int, default=1)
     rep.add_argument("--profile", choices=["quick", "full"], default="quick")
-    rep.add_argument("--seeds", type=int, default=None,
-                     help="number of model seeds (default 5 on full, 3 on quick); deterministic models run once")
-    rep.add_argument("--first-seed", type=int, default=0, help="model seeds are FIRST..FIRST+SEEDS-1 (default 0)")
-    rep.add_argument("--data-seed", type=int, default=None,
-                     help="seed of the simulated cortex (sim only; default 0, the book's subject); in every file name")
-    rep.add_argument("--models", nargs="+", help="variant names (default: all; see `etecrm models`)")
+    rep.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="number of model seeds (default 5 on full, 3 on quick); deterministic models run once",
+    )
+    rep.add_argument(
+        "--first-seed", type=int, default=0, help="model seeds are FIRST..FIRST+SEEDS-1 (default 0)"
+    )
+    rep.add_argument(
+        "--data-seed",
+        type=int,
+        default=None,
+        help="seed of the simulated cortex (sim only; default 0, the book's subject); in every file name",
+    )
+    rep.add_argument(
+        "--models", nargs="+", help="variant names (default: all; see `etecrm models`)"
+    )
     rep.add_argument("--rois", nargs="+", help="ROI names (default: all of the dataset's)")
     rep.add_argument("--out", default="results", help="output folder (default ./results)")
-    rep.add_argument("--device", help="torch device, e.g. cpu or cuda (default: the GPU if there is one)")
+    rep.add_argument(
+        "--device", help="torch device, e.g. cpu or cuda (default: the GPU if there is one)"
+    )
     rep.add_argument("--data-root", help="folder of downloaded real data (vim1)")
-    rep.add_argument("--cnn-weights", default="none",
-                     help="weights of alexnet_ridge's CNN: none (untrained, the default: no download), DEFAULT "
-                          "(ImageNet, downloaded once by torchvision) or a .pth file")
-    rep.add_argument("--bootstrap", type=int, default=2000,
-                     help="paired bootstrap resamples over test images and seeds (default 2000, at least 100)")
+    rep.add_argument(
+        "--cnn-weights",
+        default="none",
+        help="weights of alexnet_ridge's CNN: none (untrained, the default: no download), DEFAULT "
+        "(ImageNet, downloaded once by torchvision) or a .pth file",
+    )
+    rep.add_argument(
+        "--bootstrap",
+        type=int,
+        default=2000,
+        help="paired bootstrap resamples over test images and seeds (default 2000, at least 100)",
+    )
     rep.add_argument("--no-figures", action="store_true", help="write tables only")
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
 
     sub.add_parser("models", help="list the model and ablation names")
 
-    size = sub.add_parser("datasize", help="accuracy against training-set size (ETECRM vs the Gabor model); resumable",
-                          description="Simulate one subject with many train images, fit the models on nested subsets "
-                                      "of them (same test images), one results file each (reused on a rerun), then "
-                                      "write OUT/curves.json (learning curves with intervals, crossings).")
+    size = sub.add_parser(
+        "datasize",
+        help="accuracy against training-set size (ETECRM vs the Gabor model); resumable",
+        description="Simulate one subject with many train images, fit the models on nested subsets "
+        "of them (same test images), one results file each (reused on a rerun), then "
+        "write OUT/curves.json (learning curves with intervals, crossings).",
+    )
     size.add_argument("--profile", choices=["quick", "full"], default="quick")
     size.add_argument("--seeds", type=int, help="number of model seeds (default: the profile's)")
-    size.add_argument("--sizes", nargs="+", type=int, help="train-set sizes (default: the profile's)")
+    size.add_argument(
+        "--sizes", nargs="+", type=int, help="train-set sizes (default: the profile's)"
+    )
     size.add_argument("--models", nargs="+", help="variant names (default: etecrm gwp_ridge)")
     size.add_argument("--rois", nargs="+", help="ROI names (default: the profile's)")
     size.add_argument("--subject", type=int, default=1)
     size.add_argument("--simulation-seed", type=int, default=0)
     size.add_argument("--ground-truth", choices=["cortex", "gabor", "cnn"], default="cortex")
-    size.add_argument("--out", default="results/data_size", help="output folder (default ./results/data_size)")
-    size.add_argument("--device", help="torch device, e.g. cpu or cuda (default: the GPU if there is one)")
+    size.add_argument(
+        "--out", default="results/data_size", help="output folder (default ./results/data_size)"
+    )
+    size.add_argument(
+        "--device", help="torch device, e.g. cpu or cuda (default: the GPU if there is one)"
+    )
     size.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    table = sub.add_parser("table", help="rebuild the table and figures from the results files in a folder",
-                           description="Rebuild table.md/.csv/.json and the figures from OUT/results/*.npz "
-                                       "(no data or training needed), e.g. after a GPU run without plotly.")
-    table.add_argument("--out", default="results", help="the folder `etecrm reproduce --out` wrote (default ./results)")
+    table = sub.add_parser(
+        "table",
+        help="rebuild the table and figures from the results files in a folder",
+        description="Rebuild table.md/.csv/.json and the figures from OUT/results/*.npz "
+        "(no data or training needed), e.g. after a GPU run without plotly.",
+    )
+    table.add_argument(
+        "--out",
+        default="results",
+        help="the folder `etecrm reproduce --out` wrote (default ./results)",
+    )
     table.add_argument("--no-figures", action="store_true", help="write tables only")
-    table.add_argument("--strip-predictions", action="store_true",
-                       help="first rewrite every results file without its test predictions (to commit results: "
-                            "tables, ensembles and comparisons are kept)")
+    table.add_argument(
+        "--strip-predictions",
+        action="store_true",
+        help="first rewrite every results file without its test predictions (to commit results: "
+        "tables, ensembles and comparisons are kept)",
+    )
 
     data = sub.add_parser("data", help="simulate, download or describe a dataset")
     data_sub = data.add_subparsers(dest="action", required=True)
@@ -101,12 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--profile", choices=["quick", "full", "default"], default="quick")
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--save", help="also write it to this .npz file")
-    dl = data_sub.add_parser("download", help="download a real dataset into the cache (or --root)",
-                             description="vim1 needs a free CRCNS account: set CRCNS_USERNAME and CRCNS_PASSWORD.")
+    dl = data_sub.add_parser(
+        "download",
+        help="download a real dataset into the cache (or --root)",
+        description="vim1 needs a free CRCNS account: set CRCNS_USERNAME and CRCNS_PASSWORD.",
+    )
     dl.add_argument("--dataset", choices=["kay", "miyawaki", "vim1"], default="kay")
     dl.add_argument("--root", help="target folder (default: the cache folder)")
     desc = data_sub.add_parser("describe", help="print sizes, ROIs and voxel counts")
-    desc.add_argument("--dataset", default="sim", help="sim, vim1, kay, miyawaki or a dataset .npz file")
+    desc.add_argument(
+        "--dataset", default="sim", help="sim, vim1, kay, miyawaki or a dataset .npz file"
+    )
     desc.add_argument("--subject", type=int, default=1)
     desc.add_argument("--profile", choices=["quick", "full", "default"], default="quick")
     desc.add_argument("--seed", type=int, default=0)
@@ -115,21 +170,48 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_reproduce(args) -> int:
-    check_settings(args.out, args.device, args.bootstrap, args.seeds, args.first_seed, args.data_seed, args.dataset)
-    results = reproduce(dataset=args.dataset, subject=args.subject, profile=args.profile, n_seeds=args.seeds,
-                        first_seed=args.first_seed, data_seed=args.data_seed, models=_names(args.models), rois=_names(args.rois), out=args.out, device=args.device,
-                        figures=not args.no_figures, data_root=args.data_root,
-                        cnn_weights=None if args.cnn_weights.lower() == "none" else args.cnn_weights,
-                        n_bootstrap=args.bootstrap,
-                        progress=not args.quiet)
+    check_settings(
+        args.out,
+        args.device,
+        args.bootstrap,
+        args.seeds,
+        args.first_seed,
+        args.data_seed,
+        args.dataset,
+    )
+    results = reproduce(
+        dataset=args.dataset,
+        subject=args.subject,
+        profile=args.profile,
+        n_seeds=args.seeds,
+        first_seed=args.first_seed,
+        data_seed=args.data_seed,
+        models=_names(args.models),
+        rois=_names(args.rois),
+        out=args.out,
+        device=args.device,
+        figures=not args.no_figures,
+        data_root=args.data_root,
+        cnn_weights=None if args.cnn_weights.lower() == "none" else args.cnn_weights,
+        n_bootstrap=args.bootstrap,
+        progress=not args.quiet,
+    )
     print(f"done: {len(results)} results; table in {args.out}/table.md")
     return 0
 
 
 def _cmd_datasize(args) -> int:
-    changes = {"subject": args.subject, "simulation_seed": args.simulation_seed, "ground_truth": args.ground_truth}
-    for key, value in (("seeds", args.seeds), ("sizes", args.sizes), ("models", _names(args.models)),
-                       ("rois", _names(args.rois))):
+    changes = {
+        "subject": args.subject,
+        "simulation_seed": args.simulation_seed,
+        "ground_truth": args.ground_truth,
+    }
+    for key, value in (
+        ("seeds", args.seeds),
+        ("sizes", args.sizes),
+        ("models", _names(args.models)),
+        ("rois", _names(args.rois)),
+    ):
         if value:
             changes[key] = tuple(value) if isinstance(value, list) else value
     config = DataSizeConfig.for_profile(args.profile, **changes)
@@ -140,7 +222,9 @@ def _cmd_datasize(args) -> int:
 
 def _cmd_table(args) -> int:
     if args.strip_predictions:
-        print(f"stripped the test predictions from {strip_predictions(args.out)} files in {args.out}")
+        print(
+            f"stripped the test predictions from {strip_predictions(args.out)} files in {args.out}"
+        )
     rebuild_outputs(args.out, figures=not args.no_figures)
     return 0
 
@@ -153,7 +237,9 @@ def _cmd_models(args) -> int:
         print(f"{name:<{width}} {mark} [{variant.family}, {seeds}] {variant.description}")
     if any(n not in DEFAULT_VARIANTS for n in VARIANTS):
         print("(* not run by default)")
-    print("seeds as with the default --cnn-weights none; alexnet_ridge with trained CNN weights runs once")
+    print(
+        "seeds as with the default --cnn-weights none; alexnet_ridge with trained CNN weights runs once"
+    )
     return 0
 
 
@@ -164,19 +250,27 @@ def _check_data_args(args) -> None:
     for flag in ("subject", "seed"):
         value = getattr(args, flag, None)
         if value is not None and value < (1 if flag == "subject" else 0):
-            raise ValueError(f"--{flag} must be {'a positive' if flag == 'subject' else 'a non-negative'} "
-                             f"integer, got {value}")
+            raise ValueError(
+                f"--{flag} must be {'a positive' if flag == 'subject' else 'a non-negative'} "
+                f"integer, got {value}"
+            )
     save = getattr(args, "save", None)
     if save:
         path = Path(save).expanduser()
         if path.is_dir():
-            raise ValueError(f"--save {save} is a folder; give a file name in it, e.g. --save {path / 'sim.npz'}")
+            raise ValueError(
+                f"--save {save} is a folder; give a file name in it, e.g. --save {path / 'sim.npz'}"
+            )
         if path.suffix != ".npz":
-            raise ValueError(f"--save {save} must end in .npz (the dataset is written as one .npz file, which "
-                             f"`--dataset FILE.npz` reads back), e.g. --save {path.with_suffix('.npz')}")
+            raise ValueError(
+                f"--save {save} must end in .npz (the dataset is written as one .npz file, which "
+                f"`--dataset FILE.npz` reads back), e.g. --save {path.with_suffix('.npz')}"
+            )
         blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
         if blocker is not None:
-            raise ValueError(f"--save {save}: {blocker} is a file, not a folder; choose another place to save")
+            raise ValueError(
+                f"--save {save}: {blocker} is a file, not a folder; choose another place to save"
+            )
     root = getattr(args, "root", None)
     if root and Path(root).expanduser().exists() and not Path(root).expanduser().is_dir():
         raise ValueError(f"--root {root} is a file; give the folder the data are (or go) in")
@@ -184,8 +278,10 @@ def _check_data_args(args) -> None:
     if args.action == "describe" and dataset not in ("sim", "vim1", "kay", "miyawaki"):
         path = Path(dataset).expanduser()
         if path.suffix != ".npz":
-            raise ValueError(f"--dataset {dataset!r} is neither a dataset name (sim, vim1, kay, miyawaki) nor a "
-                             ".npz file written by `etecrm data simulate --save` or etecrm_lib.data.save_npz")
+            raise ValueError(
+                f"--dataset {dataset!r} is neither a dataset name (sim, vim1, kay, miyawaki) nor a "
+                ".npz file written by `etecrm data simulate --save` or etecrm_lib.data.save_npz"
+            )
         if not path.is_file():
             raise FileNotFoundError(f"--dataset {dataset}: no such file")
 
@@ -206,21 +302,38 @@ def _cmd_data(args) -> int:
             for path in data_module.download_vim1(dest=args.root):
                 print(f"downloaded {path}")
     else:
-        print(data_module.open_dataset(args.dataset, args.subject, args.profile, args.seed, args.root).describe())
+        print(
+            data_module.open_dataset(
+                args.dataset, args.subject, args.profile, args.seed, args.root
+            ).describe()
+        )
     return 0
 
 
 def main(argv=None) -> int:
     """Entry point of the ``etecrm`` console script. Returns the exit status."""
     args = build_parser().parse_args(argv)
-    commands = {"reproduce": _cmd_reproduce, "table": _cmd_table, "models": _cmd_models, "data": _cmd_data,
-                "datasize": _cmd_datasize}
+    commands = {
+        "reproduce": _cmd_reproduce,
+        "table": _cmd_table,
+        "models": _cmd_models,
+        "data": _cmd_data,
+        "datasize": _cmd_datasize,
+    }
     try:
         return commands[args.command](args)
     except KeyboardInterrupt:
-        print("\ninterrupted: finished results files are kept; run the same command again to resume.", file=sys.stderr)
+        print(
+            "\ninterrupted: finished results files are kept; run the same command again to resume.",
+            file=sys.stderr,
+        )
         return 130
-    except (KeyError, ValueError, OSError, DownloadError) as err:  # OSError: e.g. an unwritable cache folder
+    except (
+        KeyError,
+        ValueError,
+        OSError,
+        DownloadError,
+    ) as err:  # OSError: e.g. an unwritable cache folder
         if os.environ.get("ETECRM_DEBUG"):
             raise
         print(f"etecrm {args.command}: error: {err}", file=sys.stderr)

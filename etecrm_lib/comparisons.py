@@ -33,9 +33,11 @@ from .storage import atomic_write
 
 REFERENCE = "etecrm"
 STATISTICS = ("median_r", "top_n_mean_r")
-BASELINE_RULE = ("two-step model with the highest validation median r (per-voxel r on data carved from the "
-                 "train split: ridge k-fold CV r, or the ROI-wise read-out's validation images), mean over its "
-                 "seeds; test data not used")
+BASELINE_RULE = (
+    "two-step model with the highest validation median r (per-voxel r on data carved from the "
+    "train split: ridge k-fold CV r, or the ROI-wise read-out's validation images), mean over its "
+    "seeds; test data not used"
+)
 
 
 @dataclass
@@ -67,7 +69,9 @@ def choose_baseline(results, roi: str) -> BaselineChoice:
         if val_r is None:
             skipped.append(res.model)
             continue
-        per_model.setdefault(res.model, []).append(float(np.median(np.asarray(val_r, dtype=np.float64))))
+        per_model.setdefault(res.model, []).append(
+            float(np.median(np.asarray(val_r, dtype=np.float64)))
+        )
     scores = {m: float(np.mean(v)) for m, v in per_model.items()}
     best = max(scores, key=scores.get) if scores else None
     return BaselineChoice(roi, best, scores, sorted(set(skipped) - set(scores)))
@@ -75,11 +79,24 @@ def choose_baseline(results, roi: str) -> BaselineChoice:
 
 def _record(cmp, kind: str, runs_a: list, runs_b: list, context: dict) -> dict:
     seeds = lambda runs: sorted(int(r.info.get("seed") or 0) for r in runs)  # noqa: E731
-    return {"kind": kind, **context, "seeds_a": seeds(runs_a), "seeds_b": seeds(runs_b), **jsonable(vars(cmp))}
+    return {
+        "kind": kind,
+        **context,
+        "seeds_a": seeds(runs_a),
+        "seeds_b": seeds(runs_b),
+        **jsonable(vars(cmp)),
+    }
 
 
-def compare_run(by_model: dict, responses: dict, context: dict, n_bootstrap: int = 2000,
-                bootstrap_seed: int = 0, reference: str = REFERENCE, log=print) -> list:
+def compare_run(
+    by_model: dict,
+    responses: dict,
+    context: dict,
+    n_bootstrap: int = 2000,
+    bootstrap_seed: int = 0,
+    reference: str = REFERENCE,
+    log=print,
+) -> list:
     """The comparisons of one run, as JSON-able dicts.
 
     by_model : ``{(roi, model): [EncodingResult per seed]}`` of this run only
@@ -97,13 +114,26 @@ def compare_run(by_model: dict, responses: dict, context: dict, n_bootstrap: int
             pairs.append(("baseline", reference, choice.model))
         elif any(_is_two_step(m) for m in runs):
             log(f"{roi}: no two-step model has a validation score (val_r); no baseline comparison")
-        pairs += [("ablation", m, reference) for m in runs
-                  if m != reference and m in VARIANTS and VARIANTS[m].family == "etecrm"]
+        pairs += [
+            ("ablation", m, reference)
+            for m in runs
+            if m != reference and m in VARIANTS and VARIANTS[m].family == "etecrm"
+        ]
         for kind, a, b in pairs:
-            extra = {"baseline_rule": BASELINE_RULE, "baseline_val_median_r": choice.val_median_r} if kind == "baseline" else {}
+            extra = (
+                {"baseline_rule": BASELINE_RULE, "baseline_val_median_r": choice.val_median_r}
+                if kind == "baseline"
+                else {}
+            )
             for statistic in STATISTICS:
-                cmp = paired_bootstrap(runs[a], runs[b], responses[roi], statistic=statistic,
-                                       n_bootstrap=n_bootstrap, seed=bootstrap_seed)
+                cmp = paired_bootstrap(
+                    runs[a],
+                    runs[b],
+                    responses[roi],
+                    statistic=statistic,
+                    n_bootstrap=n_bootstrap,
+                    seed=bootstrap_seed,
+                )
                 records.append(_record(cmp, kind, runs[a], runs[b], context) | extra)
     return records
 
@@ -125,9 +155,14 @@ def verdict_summary(comparison_list, label: str = "") -> list:
         for word in VERDICTS:
             chosen = [c for c in group if verdict(c, short=True) == word]
             if chosen:
-                rois = ", ".join(f"{c.roi} ({c.difference:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}])" for c in chosen)
+                rois = ", ".join(
+                    f"{c.roi} ({c.difference:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}])"
+                    for c in chosen
+                )
                 parts.append(f"  {word} in {rois}")
-        sentences.append(f"{label + ', ' if label else ''}{a} - {b} ({statistic}):\n" + ";\n".join(parts))
+        sentences.append(
+            f"{label + ', ' if label else ''}{a} - {b} ({statistic}):\n" + ";\n".join(parts)
+        )
     return sentences
 
 
@@ -135,8 +170,10 @@ def verdict_summary(comparison_list, label: str = "") -> list:
 def comparisons_path(out, record: dict) -> Path:
     """The file of one (data, profile, subject, pair of models, seed sets) under ``out/comparisons``."""
     tag = dataset_tag(record["dataset"], record.get("data_seed"))
-    name = (f"{tag}_{record['profile']}_sub{record['subject']}_{record['model_a']}_seeds{seeds_label(record['seeds_a'])}"
-            f"_vs_{record['model_b']}_seeds{seeds_label(record['seeds_b'])}.json")
+    name = (
+        f"{tag}_{record['profile']}_sub{record['subject']}_{record['model_a']}_seeds{seeds_label(record['seeds_a'])}"
+        f"_vs_{record['model_b']}_seeds{seeds_label(record['seeds_b'])}.json"
+    )
     return Path(out) / "comparisons" / name
 
 
@@ -162,7 +199,10 @@ def save_comparisons(out, records) -> list:
     for record in records:
         by_file.setdefault(comparisons_path(out, record), []).append(record)
     for path, new in by_file.items():
-        merged = {(r.get("roi"), r.get("statistic")): r for r in (_read_records(path) if path.exists() else [])}
+        merged = {
+            (r.get("roi"), r.get("statistic")): r
+            for r in (_read_records(path) if path.exists() else [])
+        }
         merged.update({(r["roi"], r["statistic"]): r for r in new})
         with atomic_write(path) as tmp:
             tmp.write_text(json.dumps(list(merged.values()), indent=1))

@@ -82,7 +82,9 @@ class DataSizeConfig:
         """Raise a ValueError that says what to change."""
         sizes = [int(n) for n in self.sizes]
         if not sizes or min(sizes) < 20 or sorted(set(sizes)) != sizes:
-            raise ValueError(f"sizes must be increasing numbers of train images, each at least 20, got {self.sizes}")
+            raise ValueError(
+                f"sizes must be increasing numbers of train images, each at least 20, got {self.sizes}"
+            )
         if self.seeds < 1:
             raise ValueError(f"seeds must be at least 1, got {self.seeds}")
         if self.profile not in PROFILES:
@@ -98,9 +100,14 @@ def first_images(dataset: EncodingDataset, n_train: int) -> EncodingDataset:
     appended, so results files of different sizes never pass for each other.
     """
     if not 1 <= n_train <= dataset.train.n_images:
-        raise ValueError(f"n_train must be between 1 and the {dataset.train.n_images} train images of the "
-                         f"dataset, got {n_train}; simulate more with simulate(..., n_train=...)")
-    train = Split(dataset.train.stimuli[:n_train], {roi: r[:n_train] for roi, r in dataset.train.responses.items()})
+        raise ValueError(
+            f"n_train must be between 1 and the {dataset.train.n_images} train images of the "
+            f"dataset, got {n_train}; simulate more with simulate(..., n_train=...)"
+        )
+    train = Split(
+        dataset.train.stimuli[:n_train],
+        {roi: r[:n_train] for roi, r in dataset.train.responses.items()},
+    )
     info = dict(dataset.info, n_train=int(n_train))
     if info.get("cache_key"):
         info["cache_key"] = f"{info['cache_key']}/first{n_train}"
@@ -109,18 +116,33 @@ def first_images(dataset: EncodingDataset, n_train: int) -> EncodingDataset:
 
 def simulate_for(config: DataSizeConfig) -> EncodingDataset:
     """The simulated subject of ``config``, with ``max(config.sizes)`` train images (cached)."""
-    return simulate(config.subject, "quick" if config.profile == "quick" else "default", seed=config.simulation_seed,
-                    ground_truth=config.ground_truth, n_train=max(config.sizes))
+    return simulate(
+        config.subject,
+        "quick" if config.profile == "quick" else "default",
+        seed=config.simulation_seed,
+        ground_truth=config.ground_truth,
+        n_train=max(config.sizes),
+    )
 
 
-def result_file(out, dataset: EncodingDataset, profile: str, roi: str, model: str, n_train: int, seed: int) -> Path:
+def result_file(
+    out, dataset: EncodingDataset, profile: str, roi: str, model: str, n_train: int, seed: int
+) -> Path:
     """Where the results file of one (ROI, model, size, seed) lives under ``out``."""
-    return (Path(out) / "results" /
-            f"{dataset.name}_{profile}_sub{dataset.subject}_{roi}_{model}_n{n_train}_seed{seed}.npz")
+    return (
+        Path(out)
+        / "results"
+        / f"{dataset.name}_{profile}_sub{dataset.subject}_{roi}_{model}_n{n_train}_seed{seed}.npz"
+    )
 
 
-def run_data_size(config: DataSizeConfig | None = None, dataset: EncodingDataset | None = None, out=None,
-                  device=None, progress: bool = True) -> list:
+def run_data_size(
+    config: DataSizeConfig | None = None,
+    dataset: EncodingDataset | None = None,
+    out=None,
+    device=None,
+    progress: bool = True,
+) -> list:
     """Fit every model of ``config`` on every size, ROI and model seed; returns ``list[EncodingResult]``.
 
     ``dataset``: default :func:`simulate_for` ``(config)``; it needs at least ``max(config.sizes)``
@@ -134,40 +156,70 @@ def run_data_size(config: DataSizeConfig | None = None, dataset: EncodingDataset
     config.check()
     dataset = dataset if dataset is not None else simulate_for(config)
     if dataset.train.n_images < max(config.sizes):
-        raise ValueError(f"the dataset has {dataset.train.n_images} train images; the largest size is "
-                         f"{max(config.sizes)}")
+        raise ValueError(
+            f"the dataset has {dataset.train.n_images} train images; the largest size is "
+            f"{max(config.sizes)}"
+        )
     results = []
-    with tqdm.auto.tqdm(total=len(config.sizes) * config.seeds, desc="data size", unit="fit", disable=not progress) as bar:
+    with tqdm.auto.tqdm(
+        total=len(config.sizes) * config.seeds, desc="data size", unit="fit", disable=not progress
+    ) as bar:
         for n_train in config.sizes:
             subset = first_images(dataset, n_train)
             for seed in range(config.seeds):
                 bar.set_postfix_str(f"{n_train} images, seed {seed}")
                 done, missing = {}, []
                 for roi in config.rois:
-                    expect = {"roi": roi, "n_train": int(n_train), "seed": seed,
-                              "dataset_fingerprint": dataset_fingerprint(subset, roi)}
+                    expect = {
+                        "roi": roi,
+                        "n_train": int(n_train),
+                        "seed": seed,
+                        "dataset_fingerprint": dataset_fingerprint(subset, roi),
+                    }
                     for model in config.models:
-                        path = None if out is None else result_file(out, subset, config.profile, roi, model, n_train,
-                                                                    seed)
+                        path = (
+                            None
+                            if out is None
+                            else result_file(out, subset, config.profile, roi, model, n_train, seed)
+                        )
                         if path is not None and path.exists():
                             try:
-                                done[(roi, model)] = load_result(path, expect={**expect, "model": model})
+                                done[(roi, model)] = load_result(
+                                    path, expect={**expect, "model": model}
+                                )
                                 continue
                             except CorruptResultError as err:
                                 warnings.warn(f"recomputing: {err}", stacklevel=2)
                         missing.append((roi, model))
                 for roi in dict.fromkeys(roi for roi, _ in missing):
                     models = [m for r, m in missing if r == roi]
-                    for res in run_variants(subset, models, rois=[roi], profile=config.profile, seed=seed,
-                                            device=device, progress=False):
+                    for res in run_variants(
+                        subset,
+                        models,
+                        rois=[roi],
+                        profile=config.profile,
+                        seed=seed,
+                        device=device,
+                        progress=False,
+                    ):
                         res.info["n_train"] = int(n_train)
                         if out is not None:
-                            path = result_file(out, subset, config.profile, roi, res.model, n_train, seed)
-                            extra = {"n_train": int(n_train), "dataset_fingerprint": dataset_fingerprint(subset, roi),
-                                     "simulation": {k: dataset.info.get(k) for k in
-                                                    ("seed", "ground_truth", "network_seed", "n_train")}}
+                            path = result_file(
+                                out, subset, config.profile, roi, res.model, n_train, seed
+                            )
+                            extra = {
+                                "n_train": int(n_train),
+                                "dataset_fingerprint": dataset_fingerprint(subset, roi),
+                                "simulation": {
+                                    k: dataset.info.get(k)
+                                    for k in ("seed", "ground_truth", "network_seed", "n_train")
+                                },
+                            }
                             save_result(res, path, profile=config.profile, seed=seed, extra=extra)
-                            load_result(path, expect={"roi": roi, "model": res.model, "n_train": int(n_train)})
+                            load_result(
+                                path,
+                                expect={"roi": roi, "model": res.model, "n_train": int(n_train)},
+                            )
                         done[(roi, res.model)] = res
                 results += [done[(roi, model)] for roi in config.rois for model in config.models]
                 bar.update()
@@ -192,7 +244,9 @@ def _seed_bootstrap(predictions: dict, responses: np.ndarray, n_bootstrap: int, 
     for key, preds in predictions.items():
         observed, resampled = [], []
         for pred in preds:
-            observed.append(evaluation.roi_statistic(evaluation.pearson_r(pred, responses), "median_r"))
+            observed.append(
+                evaluation.roi_statistic(evaluation.pearson_r(pred, responses), "median_r")
+            )
             resampled.append(evaluation.resampled_statistic(pred, responses, counts, "median_r"))
         resampled = torch.stack(resampled, dim=1)  # (B, seeds of this key)
         pick = seed_draws % resampled.shape[1]
@@ -200,8 +254,13 @@ def _seed_bootstrap(predictions: dict, responses: np.ndarray, n_bootstrap: int, 
     return out
 
 
-def learning_curves(results, dataset: EncodingDataset, n_bootstrap: int = 1000, confidence: float = 0.95,
-                    seed: int = 0) -> list:
+def learning_curves(
+    results,
+    dataset: EncodingDataset,
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> list:
     """One row per (ROI, model, size): median test r, mean over model seeds, with a bootstrap interval.
 
     The interval resamples the test images (the same resamples for every model and size) and the
@@ -213,18 +272,41 @@ def learning_curves(results, dataset: EncodingDataset, n_bootstrap: int = 1000, 
         grouped = {}
         for res in results:
             if res.roi == roi:
-                grouped.setdefault((res.model, int(res.info["n_train"])), []).append(res.predictions)
+                grouped.setdefault((res.model, int(res.info["n_train"])), []).append(
+                    res.predictions
+                )
         stats = _seed_bootstrap(grouped, dataset.test.responses[roi], n_bootstrap, seed)
         for (model, n_train), (observed, resampled) in stats.items():
-            rows.append({"roi": roi, "model": model, "n_train": n_train, "n_seeds": len(grouped[(model, n_train)]),
-                         "median_r": observed, "ci_low": float(np.quantile(resampled, alpha)),
-                         "ci_high": float(np.quantile(resampled, 1 - alpha))})
-    return sorted(rows, key=lambda r: (list(dict.fromkeys(x.roi for x in results)).index(r["roi"]), r["model"],
-                                       r["n_train"]))
+            rows.append(
+                {
+                    "roi": roi,
+                    "model": model,
+                    "n_train": n_train,
+                    "n_seeds": len(grouped[(model, n_train)]),
+                    "median_r": observed,
+                    "ci_low": float(np.quantile(resampled, alpha)),
+                    "ci_high": float(np.quantile(resampled, 1 - alpha)),
+                }
+            )
+    return sorted(
+        rows,
+        key=lambda r: (
+            list(dict.fromkeys(x.roi for x in results)).index(r["roi"]),
+            r["model"],
+            r["n_train"],
+        ),
+    )
 
 
-def crossings(results, dataset: EncodingDataset, model_a: str = "etecrm", model_b: str = "gwp_ridge",
-              n_bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0) -> list:
+def crossings(
+    results,
+    dataset: EncodingDataset,
+    model_a: str = "etecrm",
+    model_b: str = "gwp_ridge",
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> list:
     """Per ROI, ``model_a`` minus ``model_b`` (median r) at every size, and where the curves cross.
 
     Returns one dict per ROI: ``roi``, ``differences`` (per size: ``n_train, difference, ci_low,
@@ -239,8 +321,12 @@ def crossings(results, dataset: EncodingDataset, model_a: str = "etecrm", model_
         grouped = {}
         for res in results:
             if res.roi == roi and res.model in (model_a, model_b):
-                grouped.setdefault((res.model, int(res.info["n_train"])), []).append(res.predictions)
-        sizes = sorted({n for (m, n) in grouped if (model_a, n) in grouped and (model_b, n) in grouped})
+                grouped.setdefault((res.model, int(res.info["n_train"])), []).append(
+                    res.predictions
+                )
+        sizes = sorted(
+            {n for (m, n) in grouped if (model_a, n) in grouped and (model_b, n) in grouped}
+        )
         if not sizes:
             continue
         stats = _seed_bootstrap(grouped, dataset.test.responses[roi], n_bootstrap, seed)
@@ -248,17 +334,35 @@ def crossings(results, dataset: EncodingDataset, model_a: str = "etecrm", model_
         for n in sizes:
             (obs_a, res_a), (obs_b, res_b) = stats[(model_a, n)], stats[(model_b, n)]
             d = res_a - res_b
-            diffs.append({"n_train": n, "difference": obs_a - obs_b, "ci_low": float(np.quantile(d, alpha)),
-                          "ci_high": float(np.quantile(d, 1 - alpha))})
+            diffs.append(
+                {
+                    "n_train": n,
+                    "difference": obs_a - obs_b,
+                    "ci_low": float(np.quantile(d, alpha)),
+                    "ci_high": float(np.quantile(d, 1 - alpha)),
+                }
+            )
         crossing = None
         for before, after in zip(diffs, diffs[1:]):
             if before["difference"] <= 0 < after["difference"]:
                 t = before["difference"] / (before["difference"] - after["difference"])
-                crossing = float(math.exp(math.log(before["n_train"]) + t * (math.log(after["n_train"])
-                                                                              - math.log(before["n_train"]))))
+                crossing = float(
+                    math.exp(
+                        math.log(before["n_train"])
+                        + t * (math.log(after["n_train"]) - math.log(before["n_train"]))
+                    )
+                )
                 break
-        out.append({"roi": roi, "model_a": model_a, "model_b": model_b, "differences": diffs, "crossing": crossing,
-                    "a_ahead_at_all_sizes": all(d["difference"] > 0 for d in diffs)})
+        out.append(
+            {
+                "roi": roi,
+                "model_a": model_a,
+                "model_b": model_b,
+                "differences": diffs,
+                "crossing": crossing,
+                "a_ahead_at_all_sizes": all(d["difference"] > 0 for d in diffs),
+            }
+        )
     return out
 
 
@@ -266,13 +370,22 @@ def write_curves(results, dataset: EncodingDataset, config: DataSizeConfig, out)
     """Write ``OUT/curves.json``: the config, the simulation, the learning curves and the crossings."""
     models = list(config.models)
     summary = {
-        "config": asdict(config), "simulation": {k: dataset.info.get(k) for k in
-                                                 ("profile", "seed", "ground_truth", "network_seed", "n_train")},
+        "config": asdict(config),
+        "simulation": {
+            k: dataset.info.get(k)
+            for k in ("profile", "seed", "ground_truth", "network_seed", "n_train")
+        },
         "provenance": provenance(),
         "curves": learning_curves(results, dataset, config.n_bootstrap),
-        "crossings": crossings(results, dataset, models[0], models[1], config.n_bootstrap) if len(models) > 1 else [],
-        "wall_time_s": {f"{r.roi}/{r.model}/n{r.info['n_train']}/seed{r.info.get('seed')}": r.info.get("wall_time_s")
-                        for r in results},
+        "crossings": crossings(results, dataset, models[0], models[1], config.n_bootstrap)
+        if len(models) > 1
+        else [],
+        "wall_time_s": {
+            f"{r.roi}/{r.model}/n{r.info['n_train']}/seed{r.info.get('seed')}": r.info.get(
+                "wall_time_s"
+            )
+            for r in results
+        },
     }
     path = Path(out) / "curves.json"
     with atomic_write(path) as tmp:
@@ -288,9 +401,13 @@ def read_curves(out) -> dict | None:
     try:
         summary = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); run `etecrm datasize` again to rewrite it") from err
+        raise ValueError(
+            f"{path} is not valid JSON ({err}); run `etecrm datasize` again to rewrite it"
+        ) from err
     if not isinstance(summary, dict) or not {"curves", "crossings", "config"} <= set(summary):
-        raise ValueError(f"{path} lacks the 'curves', 'crossings' or 'config' entries; run `etecrm datasize` again")
+        raise ValueError(
+            f"{path} lacks the 'curves', 'crossings' or 'config' entries; run `etecrm datasize` again"
+        )
     return summary
 
 

@@ -36,7 +36,11 @@ import torch
 
 TOP_N = 300
 """The default N of the "top-N voxels" statistic (the released code's model selection used 300 voxels)."""
-STATISTICS = {"median_r": "median r", "mean_r": "mean r", "top_n_mean_r": "mean r of the top-N voxels"}
+STATISTICS = {
+    "median_r": "median r",
+    "mean_r": "mean r",
+    "top_n_mean_r": "mean r of the top-N voxels",
+}
 """The ROI statistics (:func:`roi_statistic`) and how figures name them."""
 
 
@@ -65,10 +69,14 @@ def _standardized_columns(x: torch.Tensor, eps: float) -> torch.Tensor:
     x = x - x.mean(-2, keepdim=True)
     norm = x.square().sum(-2, keepdim=True).sqrt()
     constant = norm <= eps * x.shape[-2] ** 0.5
-    return torch.where(constant, torch.zeros_like(x), x / torch.where(constant, torch.ones_like(norm), norm))
+    return torch.where(
+        constant, torch.zeros_like(x), x / torch.where(constant, torch.ones_like(norm), norm)
+    )
 
 
-def correlation(x: torch.Tensor, y: torch.Tensor, counts: torch.Tensor | None = None, eps: float = 1e-10) -> torch.Tensor:
+def correlation(
+    x: torch.Tensor, y: torch.Tensor, counts: torch.Tensor | None = None, eps: float = 1e-10
+) -> torch.Tensor:
     """The library's one definition of Pearson r, per column, in the dtype of the inputs (no checks).
 
     ``x``, ``y``: ``(..., N, V)`` (N images, V voxels; leading axes broadcast) -> ``(..., V)``: the sum
@@ -111,7 +119,9 @@ def pearson_r(predictions, responses, eps: float = 1e-10):
     """
     x, y = _as_tensor(predictions), _as_tensor(responses)
     if x.shape != y.shape or x.ndim != 2:
-        raise ValueError(f"predictions {tuple(x.shape)} and responses {tuple(y.shape)} must both be (N, V)")
+        raise ValueError(
+            f"predictions {tuple(x.shape)} and responses {tuple(y.shape)} must both be (N, V)"
+        )
     y = y.to(x.device)
     _check_finite(x, "predictions")
     _check_finite(y, "responses")
@@ -126,9 +136,12 @@ def _check_finite(x, name: str, what: str | None = None) -> None:
         return
     columns = torch.nonzero(bad.any(0)).flatten().tolist()
     n_nan, n_inf = int(torch.isnan(x).sum()), int(torch.isinf(x).sum())
-    hint = ("A model whose predictions are NaN or inf has usually diverged in training: train it again with a "
-            "lower learning rate, and check its inputs for NaN" if name == "predictions" else
-            "Drop those voxels first (from_arrays and the loaders drop voxels with NaN/inf responses)")
+    hint = (
+        "A model whose predictions are NaN or inf has usually diverged in training: train it again with a "
+        "lower learning rate, and check its inputs for NaN"
+        if name == "predictions"
+        else "Drop those voxels first (from_arrays and the loaders drop voxels with NaN/inf responses)"
+    )
     raise ValueError(
         f"{what or name} contain {n_nan} NaN and {n_inf} inf values, in {len(columns)} of {x.shape[1]} columns "
         f"(voxels), the first being column {columns[0]}: Pearson r is undefined for those voxels (it is not 0). {hint}"
@@ -139,13 +152,17 @@ def noise_ceiling(repeats):
     """Noise ceiling on r for the mean of R repeats: ``(R, N, V) -> (V,)`` (see module docstring)."""
     y = _as_tensor(repeats)
     if y.ndim != 3 or y.shape[0] < 2:
-        raise ValueError(f"repeats must be (R, N, V) with R >= 2 single trials, got shape {tuple(y.shape)}")
+        raise ValueError(
+            f"repeats must be (R, N, V) with R >= 2 single trials, got shape {tuple(y.shape)}"
+        )
     n_rep = y.shape[0]
     noise_var = y.var(dim=0, unbiased=True).mean(dim=0)
     mean_var = y.mean(dim=0).var(dim=0, unbiased=True)
     signal_var = (mean_var - noise_var / n_rep).clamp_min(0)
     total = signal_var + noise_var / n_rep
-    ceiling = torch.where(total > 0, torch.sqrt(signal_var / total.clamp_min(1e-30)), torch.zeros_like(total))
+    ceiling = torch.where(
+        total > 0, torch.sqrt(signal_var / total.clamp_min(1e-30)), torch.zeros_like(total)
+    )
     return _like_input(ceiling, repeats)
 
 
@@ -200,7 +217,10 @@ class EncodingResult:
         n_test = None if self.predictions is None else int(np.asarray(self.predictions).shape[0])
         n_test = n_test or self.info.get("n_test_images")
         row = {
-            "dataset": self.dataset, "subject": self.subject, "roi": self.roi, "model": self.model,
+            "dataset": self.dataset,
+            "subject": self.subject,
+            "roi": self.roi,
+            "model": self.model,
             "n_voxels": self.n_voxels,
             "median_r": roi_statistic(r, "median_r"),
             "mean_r": roi_statistic(r, "mean_r"),
@@ -225,7 +245,14 @@ def fraction_of_ceiling(r, ceiling) -> float:
     return float(np.sum(np.clip(np.asarray(r, dtype=np.float64), 0, None) ** 2) / c2)
 
 
-def score(predictions, dataset, roi: str, model: str, info: dict | None = None, keep_predictions: bool = True) -> EncodingResult:
+def score(
+    predictions,
+    dataset,
+    roi: str,
+    model: str,
+    info: dict | None = None,
+    keep_predictions: bool = True,
+) -> EncodingResult:
     """Score test-split predictions ``(N_test, V)`` of one ROI against ``dataset.test``.
 
     This is the only function that reads the test responses; fitting code never calls it.
@@ -233,7 +260,11 @@ def score(predictions, dataset, roi: str, model: str, info: dict | None = None, 
     """
     dataset.check_roi(roi)
     measured = dataset.test.responses[roi]
-    predictions = predictions.detach().float().cpu().numpy() if isinstance(predictions, torch.Tensor) else np.asarray(predictions, np.float32)
+    predictions = (
+        predictions.detach().float().cpu().numpy()
+        if isinstance(predictions, torch.Tensor)
+        else np.asarray(predictions, np.float32)
+    )
     if predictions.shape != measured.shape:
         raise ValueError(
             f"predictions for ROI '{roi}' have shape {predictions.shape}, expected {measured.shape} "
@@ -241,13 +272,21 @@ def score(predictions, dataset, roi: str, model: str, info: dict | None = None, 
         )
     _check_finite(predictions, "predictions", f"the predictions of model {model!r} for ROI {roi!r}")
     ceiling = noise_ceiling(dataset.test.repeats[roi]) if roi in dataset.test.repeats else None
-    oracle = oracle_ceiling(dataset.test.oracle[roi], measured) if roi in dataset.test.oracle else None
+    oracle = (
+        oracle_ceiling(dataset.test.oracle[roi], measured) if roi in dataset.test.oracle else None
+    )
     info = dict(info or {})
     info.setdefault("n_test_images", int(measured.shape[0]))
     return EncodingResult(
-        model=model, roi=roi, dataset=dataset.name, subject=dataset.subject,
-        test_r=pearson_r(predictions, measured), noise_ceiling=ceiling, oracle_ceiling=oracle,
-        predictions=predictions if keep_predictions else None, info=info,
+        model=model,
+        roi=roi,
+        dataset=dataset.name,
+        subject=dataset.subject,
+        test_r=pearson_r(predictions, measured),
+        noise_ceiling=ceiling,
+        oracle_ceiling=oracle,
+        predictions=predictions if keep_predictions else None,
+        info=info,
     )
 
 
@@ -294,29 +333,55 @@ def image_resamples(n_images: int, n_resamples: int, generator: torch.Generator)
     return torch.zeros(n_resamples, n_images, dtype=torch.float64).scatter_add_(1, idx, ones)
 
 
-def resampled_statistic(predictions, responses, counts: torch.Tensor, statistic: str = "median_r",
-                        top_n: int = TOP_N) -> torch.Tensor:
+def resampled_statistic(
+    predictions, responses, counts: torch.Tensor, statistic: str = "median_r", top_n: int = TOP_N
+) -> torch.Tensor:
     """The ROI statistic of per-voxel r under each resample: ``(N, V), (N, V), counts (B, N) -> (B,)``."""
     y = _as_tensor(responses)
     x = _as_tensor(predictions, y.device)
     return roi_statistic(correlation(x, y, counts.to(y.device)), statistic, top_n)
 
 
-def bootstrap_interval(result: EncodingResult, responses, statistic: str = "median_r", top_n: int = TOP_N,
-                       n_bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0) -> tuple:
+def bootstrap_interval(
+    result: EncodingResult,
+    responses,
+    statistic: str = "median_r",
+    top_n: int = TOP_N,
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple:
     """Percentile bootstrap interval of one model's ROI statistic, resampling the test images.
 
     ``responses`` are the ROI's measured test responses ``(N_test, V)``; ``result.predictions`` must
     be kept. Returns ``(low, high)``. (For A-vs-B differences use :func:`paired_bootstrap`.)
     """
     if result.predictions is None:
-        raise ValueError(f"result '{result.model}' / {result.roi} has no predictions: score(..., keep_predictions=True)")
+        raise ValueError(
+            f"result '{result.model}' / {result.roi} has no predictions: score(..., keep_predictions=True)"
+        )
     if np.shape(result.predictions) != np.shape(responses):
-        raise ValueError(f"predictions {np.shape(result.predictions)} and responses {np.shape(responses)} differ in shape")
+        raise ValueError(
+            f"predictions {np.shape(result.predictions)} and responses {np.shape(responses)} differ in shape"
+        )
     n = np.shape(responses)[0]
     gen = torch.Generator().manual_seed(seed)
-    stats = torch.cat([resampled_statistic(result.predictions, responses, image_resamples(n, min(250, n_bootstrap - start), gen),
-                                           statistic, top_n) for start in range(0, n_bootstrap, 250)]).cpu().numpy()
+    stats = (
+        torch.cat(
+            [
+                resampled_statistic(
+                    result.predictions,
+                    responses,
+                    image_resamples(n, min(250, n_bootstrap - start), gen),
+                    statistic,
+                    top_n,
+                )
+                for start in range(0, n_bootstrap, 250)
+            ]
+        )
+        .cpu()
+        .numpy()
+    )
     alpha = (1 - confidence) / 2
     return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha))
 
@@ -357,10 +422,15 @@ class Comparison:
         return self.ci_high < 0
 
     def __str__(self) -> str:
-        over = "test images" if self.n_seeds_a == self.n_seeds_b == 1 else \
-            f"test images and seeds, {self.n_seeds_a} vs {self.n_seeds_b}"
-        return (f"{self.roi}: {self.model_a} - {self.model_b} {self.statistic} = {self.difference:+.3f} "
-                f"[{self.ci_low:+.3f}, {self.ci_high:+.3f}] (95% paired bootstrap over {over})")
+        over = (
+            "test images"
+            if self.n_seeds_a == self.n_seeds_b == 1
+            else f"test images and seeds, {self.n_seeds_a} vs {self.n_seeds_b}"
+        )
+        return (
+            f"{self.roi}: {self.model_a} - {self.model_b} {self.statistic} = {self.difference:+.3f} "
+            f"[{self.ci_low:+.3f}, {self.ci_high:+.3f}] (95% paired bootstrap over {over})"
+        )
 
 
 VERDICTS = ("better", "worse", "no reliable difference")
@@ -373,10 +443,22 @@ def verdict(comparison: Comparison, short: bool = False) -> str:
     (the interval contains or touches 0), for a table column.
     """
     if comparison.a_beats_b:
-        return VERDICTS[0] if short else f"{comparison.model_a} is reliably better (the whole interval is above 0)"
+        return (
+            VERDICTS[0]
+            if short
+            else f"{comparison.model_a} is reliably better (the whole interval is above 0)"
+        )
     if comparison.b_beats_a:
-        return VERDICTS[1] if short else f"{comparison.model_a} is reliably worse (the whole interval is below 0)"
-    return VERDICTS[2] if short else "no difference these test images and seeds can detect (the interval contains 0)"
+        return (
+            VERDICTS[1]
+            if short
+            else f"{comparison.model_a} is reliably worse (the whole interval is below 0)"
+        )
+    return (
+        VERDICTS[2]
+        if short
+        else "no difference these test images and seeds can detect (the interval contains 0)"
+    )
 
 
 def _seed_list(results) -> list:
@@ -386,13 +468,19 @@ def _seed_list(results) -> list:
         raise ValueError("paired_bootstrap needs at least one result per model")
     for res in results:
         if res.predictions is None:
-            raise ValueError("paired_bootstrap needs the test predictions of every result (score(..., keep_predictions=True))")
+            raise ValueError(
+                "paired_bootstrap needs the test predictions of every result (score(..., keep_predictions=True))"
+            )
     return results
 
 
-def _per_seed_statistic(predictions: list, y: torch.Tensor, counts: torch.Tensor, statistic: str, top_n: int):
+def _per_seed_statistic(
+    predictions: list, y: torch.Tensor, counts: torch.Tensor, statistic: str, top_n: int
+):
     """ROI statistic of each seed's predictions under each image resample: ``-> (B, S)``."""
-    return torch.stack([resampled_statistic(x, y, counts, statistic, top_n) for x in predictions], dim=1)
+    return torch.stack(
+        [resampled_statistic(x, y, counts, statistic, top_n) for x in predictions], dim=1
+    )
 
 
 def _seed_mean(stats: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -404,8 +492,17 @@ def _seed_mean(stats: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return stats.gather(1, drawn).mean(1)
 
 
-def paired_bootstrap(result_a, result_b, responses, statistic: str = "median_r", n_bootstrap: int = 2000,
-                     top_n: int = TOP_N, confidence: float = 0.95, seed: int = 0, device=None) -> Comparison:
+def paired_bootstrap(
+    result_a,
+    result_b,
+    responses,
+    statistic: str = "median_r",
+    n_bootstrap: int = 2000,
+    top_n: int = TOP_N,
+    confidence: float = 0.95,
+    seed: int = 0,
+    device=None,
+) -> Comparison:
     """Is model A better than model B on this ROI? Resample the test images (and the model seeds) with replacement.
 
     ``result_a`` / ``result_b``: one :class:`EncodingResult`, or a list of them, one per model seed
@@ -422,16 +519,20 @@ def paired_bootstrap(result_a, result_b, responses, statistic: str = "median_r",
     """
     runs_a, runs_b = _seed_list(result_a), _seed_list(result_b)
     if len({r.roi for r in runs_a + runs_b}) != 1:
-        raise ValueError(f"cannot compare ROIs {sorted({r.roi for r in runs_a + runs_b})} with each other")
+        raise ValueError(
+            f"cannot compare ROIs {sorted({r.roi for r in runs_a + runs_b})} with each other"
+        )
     y = _as_tensor(responses, device)
     xa = [_as_tensor(r.predictions, y.device) for r in runs_a]
     xb = [_as_tensor(r.predictions, y.device) for r in runs_b]
     n = y.shape[0]
     ones = torch.ones(1, n, dtype=torch.float64)
-    observed = float(_per_seed_statistic(xa, y, ones, statistic, top_n).mean()
-                     - _per_seed_statistic(xb, y, ones, statistic, top_n).mean())
-    gen = torch.Generator().manual_seed(seed)                # the images: the same draws as with one seed
-    seed_gen = torch.Generator().manual_seed(seed + 7919)    # the seeds: a stream of their own
+    observed = float(
+        _per_seed_statistic(xa, y, ones, statistic, top_n).mean()
+        - _per_seed_statistic(xb, y, ones, statistic, top_n).mean()
+    )
+    gen = torch.Generator().manual_seed(seed)  # the images: the same draws as with one seed
+    seed_gen = torch.Generator().manual_seed(seed + 7919)  # the seeds: a stream of their own
     diffs = []
     for start in range(0, n_bootstrap, 250):
         counts = image_resamples(n, min(250, n_bootstrap - start), gen)
@@ -440,9 +541,19 @@ def paired_bootstrap(result_a, result_b, responses, statistic: str = "median_r",
         diffs.append(stat_a - stat_b)
     diffs = torch.cat(diffs).cpu().numpy()
     alpha = (1 - confidence) / 2
-    return Comparison(runs_a[0].model, runs_b[0].model, runs_a[0].roi, statistic, observed,
-                      float(np.quantile(diffs, alpha)), float(np.quantile(diffs, 1 - alpha)),
-                      float(np.mean(diffs <= 0)), n_bootstrap, len(runs_a), len(runs_b))
+    return Comparison(
+        runs_a[0].model,
+        runs_b[0].model,
+        runs_a[0].roi,
+        statistic,
+        observed,
+        float(np.quantile(diffs, alpha)),
+        float(np.quantile(diffs, 1 - alpha)),
+        float(np.mean(diffs <= 0)),
+        n_bootstrap,
+        len(runs_a),
+        len(runs_b),
+    )
 
 
 # --------------------------------------------------------------------------- chapters 4-8: seeds, selective optimization
@@ -451,8 +562,10 @@ def seed_runs(results, model: str, roi: str | None = None) -> list:
     :func:`paired_bootstrap`. Raises a ValueError naming the models present when there is none."""
     runs = [r for r in results if r.model == model and (roi is None or r.roi == roi)]
     if not runs:
-        raise ValueError(f"no results of model {model!r}{'' if roi is None else f' on {roi}'}; "
-                         f"models present: {sorted({r.model for r in results})}")
+        raise ValueError(
+            f"no results of model {model!r}{'' if roi is None else f' on {roi}'}; "
+            f"models present: {sorted({r.model for r in results})}"
+        )
     return sorted(runs, key=lambda r: r.info.get("seed") or 0)
 
 
@@ -467,12 +580,16 @@ def expected_noisy_r(signal_r, scale, noise_std: float = 1.0):
     """
     signal_r, scale = np.asarray(signal_r, dtype=np.float64), np.asarray(scale, dtype=np.float64)
     if noise_std < 0 or np.any(scale < 0):
-        raise ValueError(f"scale and noise_std must be >= 0, got scale min {scale.min()}, noise_std {noise_std}")
-    total = np.sqrt(scale ** 2 + noise_std ** 2)
+        raise ValueError(
+            f"scale and noise_std must be >= 0, got scale min {scale.min()}, noise_std {noise_std}"
+        )
+    total = np.sqrt(scale**2 + noise_std**2)
     return np.where(total > 0, signal_r * scale / np.where(total > 0, total, 1.0), 0.0)
 
 
-def rank_correlation(x, y, n_bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0) -> tuple:
+def rank_correlation(
+    x, y, n_bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> tuple:
     """Spearman rank correlation of ``x`` and ``y`` with a percentile bootstrap interval.
 
     ``x``, ``y``: ``(V,)`` (one value per voxel) or ``(S, V)`` (one row per model seed). The statistic
@@ -482,7 +599,10 @@ def rank_correlation(x, y, n_bootstrap: int = 1000, confidence: float = 0.95, se
     """
     from scipy import stats
 
-    x, y = np.atleast_2d(np.asarray(x, dtype=np.float64)), np.atleast_2d(np.asarray(y, dtype=np.float64))
+    x, y = (
+        np.atleast_2d(np.asarray(x, dtype=np.float64)),
+        np.atleast_2d(np.asarray(y, dtype=np.float64)),
+    )
     if x.shape != y.shape:
         x, y = np.broadcast_arrays(x, y)
     n_rows, n = x.shape

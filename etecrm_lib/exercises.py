@@ -35,12 +35,16 @@ def _as_numpy(value, what: str) -> np.ndarray:
     return np.asarray(value, dtype=np.float64)
 
 
-def compare(got, expected, what: str, hint: str = "", rtol: float = 1e-4, atol: float = 1e-5) -> None:
+def compare(
+    got, expected, what: str, hint: str = "", rtol: float = 1e-4, atol: float = 1e-5
+) -> None:
     """Raise :class:`ExerciseError` unless ``got`` has ``expected``'s shape and values (within tolerance)."""
     got = _as_numpy(got, what)
     expected = np.asarray(expected, dtype=np.float64)
     if got.shape != expected.shape:
-        raise ExerciseError(f"{what}: expected an array of shape {expected.shape}, got shape {got.shape}. {hint}".strip())
+        raise ExerciseError(
+            f"{what}: expected an array of shape {expected.shape}, got shape {got.shape}. {hint}".strip()
+        )
     if not np.all(np.isfinite(got)):
         bad = int(np.sum(~np.isfinite(got)))
         raise ExerciseError(f"{what}: {bad} value(s) are NaN or inf. {hint}".strip())
@@ -93,7 +97,7 @@ def etecrm_loss_reference(predictions, responses):
     x = predictions - predictions.mean(dim=0)
     y = responses - responses.mean(dim=0)
     r = (x * y).sum(dim=0) / ((x * x).sum(dim=0) * (y * y).sum(dim=0)).sqrt()
-    return -(r ** 3).mean() + 1e-4 * predictions.mean()
+    return -(r**3).mean() + 1e-4 * predictions.mean()
 
 
 def top_k_mean_reference(select_r, report_r, k: int) -> float:
@@ -115,11 +119,17 @@ def check_pearson_r(student_fn, seed: int = 0) -> None:
         x = 0.5 * y + rng.normal(size=(n, v))
         cases.append((x, y))
     y = rng.normal(size=(25, 6))
-    cases.append((100.0 * y + rng.normal(size=(25, 6)) + 7.0, 0.01 * y - 3.0))  # scale and offset blind
+    cases.append(
+        (100.0 * y + rng.normal(size=(25, 6)) + 7.0, 0.01 * y - 3.0)
+    )  # scale and offset blind
     for k, (x, y) in enumerate(cases):
-        compare(student_fn(x, y), pearson_reference(x, y), f"pearson_r, case {k + 1} (N={x.shape[0]}, V={x.shape[1]})",
-                hint="Centre both inputs over the images (axis 0), then divide the covariance by the product "
-                     "of the standard deviations; return one r per voxel (column).")
+        compare(
+            student_fn(x, y),
+            pearson_reference(x, y),
+            f"pearson_r, case {k + 1} (N={x.shape[0]}, V={x.shape[1]})",
+            hint="Centre both inputs over the images (axis 0), then divide the covariance by the product "
+            "of the standard deviations; return one r per voxel (column).",
+        )
     return _passed("pearson_r", len(cases))
 
 
@@ -131,15 +141,24 @@ def check_noise_ceiling(student_fn, seed: int = 0) -> None:
     """
     rng = np.random.default_rng(seed)
     cases = []
-    for n_rep, n, v, signal in [(5, 40, 6, 1.0), (3, 60, 4, 0.3), (13, 30, 5, 0.0), (2, 50, 3, 2.0)]:
+    for n_rep, n, v, signal in [
+        (5, 40, 6, 1.0),
+        (3, 60, 4, 0.3),
+        (13, 30, 5, 0.0),
+        (2, 50, 3, 2.0),
+    ]:
         s = signal * rng.normal(size=(1, n, v))
         cases.append(s + rng.normal(size=(n_rep, n, v)))
     for k, repeats in enumerate(cases):
-        compare(student_fn(repeats), noise_ceiling_reference(repeats),
-                f"noise_ceiling, case {k + 1} (R, N, V = {repeats.shape})",
-                hint="Noise variance: variance over repeats (ddof=1) averaged over images. Signal variance: "
-                     "variance over images of the repeat mean (ddof=1) minus noise variance / R, clipped at 0. "
-                     "Ceiling: sqrt(signal / (signal + noise / R)).", atol=1e-4)
+        compare(
+            student_fn(repeats),
+            noise_ceiling_reference(repeats),
+            f"noise_ceiling, case {k + 1} (R, N, V = {repeats.shape})",
+            hint="Noise variance: variance over repeats (ddof=1) averaged over images. Signal variance: "
+            "variance over images of the repeat mean (ddof=1) minus noise variance / R, clipped at 0. "
+            "Ceiling: sqrt(signal / (signal + noise / R)).",
+            atol=1e-4,
+        )
     return _passed("noise_ceiling", len(cases))
 
 
@@ -157,10 +176,15 @@ def check_ridge_one_voxel(student_fn, seed: int = 0) -> None:
         y = x @ rng.normal(size=f) + 0.5 * rng.normal(size=n)
         cases.append((x, y, alpha))
     for k, (x, y, alpha) in enumerate(cases):
-        compare(student_fn(x, y, alpha), ridge_reference(x, y, alpha),
-                f"ridge_one_voxel, case {k + 1} (N={x.shape[0]}, F={x.shape[1]}, alpha={alpha:g})",
-                hint="Solve (X^T X + alpha I) w = X^T y with np.linalg.solve (not inv); "
-                     "alpha is added to the diagonal only.", rtol=1e-4, atol=1e-6)
+        compare(
+            student_fn(x, y, alpha),
+            ridge_reference(x, y, alpha),
+            f"ridge_one_voxel, case {k + 1} (N={x.shape[0]}, F={x.shape[1]}, alpha={alpha:g})",
+            hint="Solve (X^T X + alpha I) w = X^T y with np.linalg.solve (not inv); "
+            "alpha is added to the diagonal only.",
+            rtol=1e-4,
+            atol=1e-6,
+        )
     return _passed("ridge_one_voxel", len(cases))
 
 
@@ -182,25 +206,44 @@ def check_weighted_correlation_loss(student_fn, seed: int = 0) -> None:
         cases.append((x, y))
     x, y = cases[0]
     cases.append((torch.cat([-x[:, :1], x[:, 1:]], dim=1), y))  # first voxel anticorrelated
-    cases.append((x + 50.0, y))                                   # large predictions: 1e-4 * mean = 0.005
-    hint = ("Per voxel: centre prediction and response over the batch (dim=0), r_v = covariance / product of "
-            "norms; then loss = -(r ** 3).mean() + 1e-4 * predictions.mean(). Use torch operations only.")
+    cases.append((x + 50.0, y))  # large predictions: 1e-4 * mean = 0.005
+    hint = (
+        "Per voxel: centre prediction and response over the batch (dim=0), r_v = covariance / product of "
+        "norms; then loss = -(r ** 3).mean() + 1e-4 * predictions.mean(). Use torch operations only."
+    )
     for k, (x, y) in enumerate(cases):
         x = x.clone().requires_grad_(True)
         got = student_fn(x, y)
         if not isinstance(got, torch.Tensor):
-            raise ExerciseError(f"weighted_correlation_loss must return a torch tensor, got {type(got).__name__}. {hint}")
+            raise ExerciseError(
+                f"weighted_correlation_loss must return a torch tensor, got {type(got).__name__}. {hint}"
+            )
         if got.numel() != 1:
-            raise ExerciseError(f"weighted_correlation_loss must return a scalar, got shape {tuple(got.shape)}. {hint}")
-        compare(got.reshape(()), etecrm_loss_reference(x.detach(), y),
-                f"weighted_correlation_loss, case {k + 1} (B={x.shape[0]}, V={x.shape[1]})", hint=hint, atol=1e-6)
+            raise ExerciseError(
+                f"weighted_correlation_loss must return a scalar, got shape {tuple(got.shape)}. {hint}"
+            )
+        compare(
+            got.reshape(()),
+            etecrm_loss_reference(x.detach(), y),
+            f"weighted_correlation_loss, case {k + 1} (B={x.shape[0]}, V={x.shape[1]})",
+            hint=hint,
+            atol=1e-6,
+        )
         if not got.requires_grad:
-            raise ExerciseError("the loss does not depend on the predictions through torch operations, so no "
-                                "gradient can flow back to the network. " + hint)
+            raise ExerciseError(
+                "the loss does not depend on the predictions through torch operations, so no "
+                "gradient can flow back to the network. " + hint
+            )
         (grad,) = torch.autograd.grad(got.reshape(()), x)
         x_ref = x.detach().clone().requires_grad_(True)
         (grad_ref,) = torch.autograd.grad(etecrm_loss_reference(x_ref, y), x_ref)
-        compare(grad, grad_ref, f"gradient of weighted_correlation_loss, case {k + 1}", hint=hint, atol=1e-6)
+        compare(
+            grad,
+            grad_ref,
+            f"gradient of weighted_correlation_loss, case {k + 1}",
+            hint=hint,
+            atol=1e-6,
+        )
     return _passed("weighted_correlation_loss (value and gradient)", len(cases))
 
 
@@ -216,36 +259,51 @@ def check_add_prediction_noise(student_fn, seed: int = 0) -> None:
     import torch
 
     torch.manual_seed(seed)
-    hint = ("In training return predictions + noise_std * torch.randn_like(predictions) (a new tensor); "
-            "otherwise return predictions as they are.")
+    hint = (
+        "In training return predictions + noise_std * torch.randn_like(predictions) (a new tensor); "
+        "otherwise return predictions as they are."
+    )
     x = torch.randn(500, 400, dtype=torch.float64)
     for noise_std in (1.0, 0.5):
         given = x.clone()
         out = student_fn(given, training=True, noise_std=noise_std)
         if not isinstance(out, torch.Tensor) or out.shape != x.shape:
-            raise ExerciseError(f"add_prediction_noise must return a tensor of shape {tuple(x.shape)}, got "
-                                f"{type(out).__name__} {tuple(getattr(out, 'shape', ()))}. {hint}")
+            raise ExerciseError(
+                f"add_prediction_noise must return a tensor of shape {tuple(x.shape)}, got "
+                f"{type(out).__name__} {tuple(getattr(out, 'shape', ()))}. {hint}"
+            )
         if not torch.equal(given, x):
-            raise ExerciseError("add_prediction_noise changed its input in place (+=): return a new tensor. " + hint)
+            raise ExerciseError(
+                "add_prediction_noise changed its input in place (+=): return a new tensor. " + hint
+            )
         noise = (out.detach() - x).reshape(-1)
         mean, std = float(noise.mean()), float(noise.std())
         if abs(mean) > 0.01 * noise_std or abs(std - noise_std) > 0.01 * noise_std:
-            raise ExerciseError(f"with noise_std={noise_std} the added noise has mean {mean:.4f} and s.d. {std:.4f}; "
-                                f"expected mean 0 and s.d. {noise_std}. {hint}")
+            raise ExerciseError(
+                f"with noise_std={noise_std} the added noise has mean {mean:.4f} and s.d. {std:.4f}; "
+                f"expected mean 0 and s.d. {noise_std}. {hint}"
+            )
         again = (student_fn(x.clone(), training=True, noise_std=noise_std) - x).reshape(-1)
         if torch.allclose(again, noise):
-            raise ExerciseError("two calls added the same noise: draw new noise every time (torch.randn_like). " + hint)
+            raise ExerciseError(
+                "two calls added the same noise: draw new noise every time (torch.randn_like). "
+                + hint
+            )
         leaf = x.clone().requires_grad_(True)
         out = student_fn(leaf, training=True, noise_std=noise_std)
         if not out.requires_grad:
-            raise ExerciseError("no gradient flows from the noisy predictions back to the network. " + hint)
+            raise ExerciseError(
+                "no gradient flows from the noisy predictions back to the network. " + hint
+            )
         (grad,) = torch.autograd.grad(out.sum(), leaf)
         compare(grad, np.ones(tuple(x.shape)), "gradient of the noisy predictions", hint=hint)
     for kwargs in ({}, {"noise_std": 1.0}):
         out = student_fn(x, training=False, **kwargs)
         if out is None or not torch.equal(torch.as_tensor(out), x):
-            raise ExerciseError("with training=False the predictions must come back unchanged: "
-                                "noise is a training-only regularizer (evaluation sees clean predictions). " + hint)
+            raise ExerciseError(
+                "with training=False the predictions must come back unchanged: "
+                "noise is a training-only regularizer (evaluation sees clean predictions). " + hint
+            )
     return _passed("add_prediction_noise", 6)
 
 
@@ -257,38 +315,61 @@ def check_verdict(student_fn) -> None:
     bootstrap interval ``ci_low``..``ci_high``): "better" when the whole interval lies above 0,
     "worse" when it lies below 0, otherwise "no reliable difference" (an interval touching 0 too).
     """
-    cases = [(0.05, 0.02, 0.08), (-0.04, -0.07, -0.01), (0.01, -0.02, 0.04), (0.03, 0.0, 0.06),
-             (-0.02, -0.05, 0.0), (0.2, 0.15, 0.25), (0.0, -0.001, 0.001)]
+    cases = [
+        (0.05, 0.02, 0.08),
+        (-0.04, -0.07, -0.01),
+        (0.01, -0.02, 0.04),
+        (0.03, 0.0, 0.06),
+        (-0.02, -0.05, 0.0),
+        (0.2, 0.15, 0.25),
+        (0.0, -0.001, 0.001),
+    ]
     for k, (diff, low, high) in enumerate(cases):
         c = Comparison("etecrm", "etecrm_no_noise", "V1", "median_r", diff, low, high, 0.5, 1000)
         expected = verdict(c, short=True)
         got = student_fn(c)
         if got != expected:
-            raise ExerciseError(f"verdict, case {k + 1}: difference {diff:+.3f}, 95% interval [{low:+.3f}, {high:+.3f}]: "
-                                f"expected {expected!r}, got {got!r}. Read the interval, not the difference: only an "
-                                "interval entirely above (below) 0 says A is better (worse); one that contains 0 "
-                                "(or touches it) is no reliable difference.")
+            raise ExerciseError(
+                f"verdict, case {k + 1}: difference {diff:+.3f}, 95% interval [{low:+.3f}, {high:+.3f}]: "
+                f"expected {expected!r}, got {got!r}. Read the interval, not the difference: only an "
+                "interval entirely above (below) 0 says A is better (worse); one that contains 0 "
+                "(or touches it) is no reliable difference."
+            )
     return _passed("verdict", len(cases))
 
 
-def check_ablation_comparison(comparison, result_a, result_b, responses, n_bootstrap: int = 1000, seed: int = 0) -> None:
+def check_ablation_comparison(
+    comparison, result_a, result_b, responses, n_bootstrap: int = 1000, seed: int = 0
+) -> None:
     """The student's comparison of two ablation results: right models, ROI, and the paired bootstrap's numbers.
 
     Recomputes ``evaluation.paired_bootstrap(result_a, result_b, responses, "median_r", n_bootstrap, seed=seed)``
     (the library's own function; the exercise is to call it on the right things and read it).
     """
     if not isinstance(comparison, Comparison):
-        raise ExerciseError(f"expected the Comparison returned by evaluation.paired_bootstrap, got {type(comparison).__name__}")
+        raise ExerciseError(
+            f"expected the Comparison returned by evaluation.paired_bootstrap, got {type(comparison).__name__}"
+        )
     if (comparison.model_a, comparison.model_b) != (result_a.model, result_b.model):
-        raise ExerciseError(f"the comparison is {comparison.model_a} - {comparison.model_b}; the exercise asks for "
-                            f"{result_a.model} - {result_b.model} (pass the full model first)")
+        raise ExerciseError(
+            f"the comparison is {comparison.model_a} - {comparison.model_b}; the exercise asks for "
+            f"{result_a.model} - {result_b.model} (pass the full model first)"
+        )
     if comparison.statistic != "median_r":
-        raise ExerciseError(f"compare the median r (statistic='median_r'), not {comparison.statistic!r}")
-    expected = paired_bootstrap(result_a, result_b, responses, "median_r", n_bootstrap=n_bootstrap, seed=seed)
+        raise ExerciseError(
+            f"compare the median r (statistic='median_r'), not {comparison.statistic!r}"
+        )
+    expected = paired_bootstrap(
+        result_a, result_b, responses, "median_r", n_bootstrap=n_bootstrap, seed=seed
+    )
     for name in ("difference", "ci_low", "ci_high"):
-        compare(getattr(comparison, name), getattr(expected, name), f"comparison.{name}",
-                hint=f"call evaluation.paired_bootstrap(a, b, ds.test.responses[roi], 'median_r', "
-                     f"n_bootstrap={n_bootstrap}, seed={seed}) with the test responses of the same ROI")
+        compare(
+            getattr(comparison, name),
+            getattr(expected, name),
+            f"comparison.{name}",
+            hint=f"call evaluation.paired_bootstrap(a, b, ds.test.responses[roi], 'median_r', "
+            f"n_bootstrap={n_bootstrap}, seed={seed}) with the test responses of the same ROI",
+        )
     return _passed("the ablation comparison", 3)
 
 
@@ -306,9 +387,12 @@ def check_top_k_mean_r(student_fn, seed: int = 0) -> None:
         cases += [(a, a, k), (a, b, k)]
     for i, (a, b, k) in enumerate(cases):
         got = student_fn(a, b, k)
-        compare(np.asarray(got, np.float64).reshape(()), top_k_mean_reference(a, b, k),
-                f"top_k_mean_r, case {i + 1} (V={a.size}, k={k}, {'same' if a is b else 'different'} r for selection and report)",
-                hint="np.argsort(-select_r)[:k] gives the k best voxels by select_r; average report_r over them.")
+        compare(
+            np.asarray(got, np.float64).reshape(()),
+            top_k_mean_reference(a, b, k),
+            f"top_k_mean_r, case {i + 1} (V={a.size}, k={k}, {'same' if a is b else 'different'} r for selection and report)",
+            hint="np.argsort(-select_r)[:k] gives the k best voxels by select_r; average report_r over them.",
+        )
     return _passed("top_k_mean_r", len(cases))
 
 

@@ -41,15 +41,27 @@ def autocast(device: torch.device, enabled: bool):
     Its cache of bf16 weight copies is off: it is of no use for one forward pass per step, and CUDA
     graphs cannot record it.
     """
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda",
-                          cache_enabled=False)
+    return torch.autocast(
+        device_type=device.type,
+        dtype=torch.bfloat16,
+        enabled=enabled and device.type == "cuda",
+        cache_enabled=False,
+    )
 
 
-def make_optimizer(params, learning_rate: float, weight_decay: float, device: torch.device, capturable: bool = False):
+def make_optimizer(
+    params,
+    learning_rate: float,
+    weight_decay: float,
+    device: torch.device,
+    capturable: bool = False,
+):
     """Adam (L2 weight decay, as ``torch.optim.Adam`` defines it) over ``params``; fused on a GPU."""
     params = list(params)
     if device.type == "cuda":
-        return torch.optim.Adam(params, lr=learning_rate, weight_decay=weight_decay, fused=True, capturable=capturable)
+        return torch.optim.Adam(
+            params, lr=learning_rate, weight_decay=weight_decay, fused=True, capturable=capturable
+        )
     return torch.optim.Adam(params, lr=learning_rate, weight_decay=weight_decay)
 
 
@@ -112,7 +124,10 @@ def cuda_graph_step(step, example_inputs: tuple, params: list, optimizer):
     device = example_inputs[0].device
     static_inputs = tuple(x.clone() for x in example_inputs)
     saved_params = [p.detach().clone() for p in params]
-    saved_state = {p: {k: v.clone() for k, v in st.items() if torch.is_tensor(v)} for p, st in optimizer.state.items()}
+    saved_state = {
+        p: {k: v.clone() for k, v in st.items() if torch.is_tensor(v)}
+        for p, st in optimizer.state.items()
+    }
     with CAPTURE_LOCK:  # one recording at a time in this process (see CAPTURE_LOCK)
         try:
             side = torch.cuda.Stream(device)
@@ -126,13 +141,19 @@ def cuda_graph_step(step, example_inputs: tuple, params: list, optimizer):
             with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
                 static_outputs = step(*static_inputs)
         except RuntimeError as err:
-            warnings.warn(f"could not record the training step as a CUDA graph ({err}); training without one", stacklevel=2)
+            warnings.warn(
+                f"could not record the training step as a CUDA graph ({err}); training without one",
+                stacklevel=2,
+            )
             graph = None
         finally:
             with torch.no_grad():
                 for p, saved in zip(params, saved_params):
                     p.copy_(saved)
-                for p, state in optimizer.state.items():   # as before the warm-up (a fresh optimizer: zeros)
+                for (
+                    p,
+                    state,
+                ) in optimizer.state.items():  # as before the warm-up (a fresh optimizer: zeros)
                     for key, value in state.items():
                         if torch.is_tensor(value):
                             value.copy_(saved_state[p][key]) if p in saved_state else value.zero_()
@@ -144,6 +165,7 @@ def cuda_graph_step(step, example_inputs: tuple, params: list, optimizer):
             buffer.copy_(value)
         graph.replay()
         return static_outputs
+
     return replay
 
 
@@ -160,6 +182,8 @@ def largest_batch_that_fits(try_step, batch_size: int, device: torch.device) -> 
             torch.cuda.empty_cache()
             if batch_size <= 4:
                 raise
-            warnings.warn(f"GPU out of memory with batches of {batch_size} images; trying {batch_size // 2}",
-                          stacklevel=2)
+            warnings.warn(
+                f"GPU out of memory with batches of {batch_size} images; trying {batch_size // 2}",
+                stacklevel=2,
+            )
             batch_size //= 2

@@ -23,10 +23,12 @@ from __future__ import annotations
 import torch
 
 LOSSES = ("weighted_corr", "corr", "mse")
-MEAN_PENALTY = 1e-4     # weight of mean(predictions) in the correlation losses (the released design)
+MEAN_PENALTY = 1e-4  # weight of mean(predictions) in the correlation losses (the released design)
 
 
-def batch_pearson_r(predictions: torch.Tensor, responses: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+def batch_pearson_r(
+    predictions: torch.Tensor, responses: torch.Tensor, eps: float = 1e-6
+) -> torch.Tensor:
     """Pearson r of each voxel over the batch, differentiable: ``(B, V), (B, V) -> (V,)``.
 
     ``r_v = sum_b x_bv y_bv / sqrt((sum_b x_bv^2 + ex) (sum_b y_bv^2 + ey))``, x and y centred over the
@@ -48,8 +50,9 @@ def self_adapting_weights(r: torch.Tensor) -> torch.Tensor:
     return r * r
 
 
-def weighted_correlation_loss(predictions: torch.Tensor, responses: torch.Tensor,
-                              mean_penalty: float = MEAN_PENALTY) -> torch.Tensor:
+def weighted_correlation_loss(
+    predictions: torch.Tensor, responses: torch.Tensor, mean_penalty: float = MEAN_PENALTY
+) -> torch.Tensor:
     """The released design's loss: ``-mean_v(r_v ** 3) + mean_penalty * mean(predictions)`` -> scalar.
 
     Equal to ``-mean_v(w_v r_v)`` with ``w_v = r_v ** 2`` (:func:`self_adapting_weights`).
@@ -58,13 +61,16 @@ def weighted_correlation_loss(predictions: torch.Tensor, responses: torch.Tensor
     return -(self_adapting_weights(r) * r).mean() + mean_penalty * predictions.mean()
 
 
-def correlation_loss(predictions: torch.Tensor, responses: torch.Tensor,
-                     mean_penalty: float = MEAN_PENALTY) -> torch.Tensor:
+def correlation_loss(
+    predictions: torch.Tensor, responses: torch.Tensor, mean_penalty: float = MEAN_PENALTY
+) -> torch.Tensor:
     """Plain correlation loss, every voxel weighted 1: ``-mean_v(r_v) + mean_penalty * mean(predictions)``."""
     return -batch_pearson_r(predictions, responses).mean() + mean_penalty * predictions.mean()
 
 
-def mse_loss(predictions: torch.Tensor, responses: torch.Tensor, mean_penalty: float = 0.0) -> torch.Tensor:
+def mse_loss(
+    predictions: torch.Tensor, responses: torch.Tensor, mean_penalty: float = 0.0
+) -> torch.Tensor:
     """Mean squared error over images and voxels, in squared response units. ``mean_penalty`` is ignored
     (MSE fixes the offset itself); it is accepted so that every loss has the same signature."""
     return ((predictions - responses) ** 2).mean()
@@ -72,7 +78,11 @@ def mse_loss(predictions: torch.Tensor, responses: torch.Tensor, mean_penalty: f
 
 def loss_function(name: str):
     """The loss called ``name``: ``"weighted_corr"`` (the released design), ``"corr"`` or ``"mse"``."""
-    functions = {"weighted_corr": weighted_correlation_loss, "corr": correlation_loss, "mse": mse_loss}
+    functions = {
+        "weighted_corr": weighted_correlation_loss,
+        "corr": correlation_loss,
+        "mse": mse_loss,
+    }
     if name not in functions:
         raise ValueError(f"loss must be one of {LOSSES}, got {name!r}")
     return functions[name]

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 READOUT_WEIGHTS = ("squared", "signed")
-INIT_RANGE = 0.1   # W and b of the regression layer start uniform in [-INIT_RANGE, INIT_RANGE]
+INIT_RANGE = 0.1  # W and b of the regression layer start uniform in [-INIT_RANGE, INIT_RANGE]
 
 
 def scale_images(images: torch.Tensor) -> torch.Tensor:
@@ -37,7 +37,9 @@ def scale_images(images: torch.Tensor) -> torch.Tensor:
     low = flat.min(dim=1).values.view(-1, *([1] * (images.ndim - 1)))
     high = flat.max(dim=1).values.view(-1, *([1] * (images.ndim - 1)))
     spread = high - low
-    return torch.where(spread > 0, (images - low) / spread.clamp_min(1e-12) - 0.5, torch.zeros_like(images))
+    return torch.where(
+        spread > 0, (images - low) / spread.clamp_min(1e-12) - 0.5, torch.zeros_like(images)
+    )
 
 
 class ETECRMNet(nn.Module):
@@ -53,29 +55,45 @@ class ETECRMNet(nn.Module):
     readout_weights : ``"squared"`` (weights ``W * W`` >= 0, the released design) or ``"signed"``
     """
 
-    def __init__(self, n_voxels: int, image_size: int = 128, channels: int = 128, n_layers: int = 3,
-                 readout_weights: str = "squared"):
+    def __init__(
+        self,
+        n_voxels: int,
+        image_size: int = 128,
+        channels: int = 128,
+        n_layers: int = 3,
+        readout_weights: str = "squared",
+    ):
         super().__init__()
         if n_voxels < 1:
-            raise ValueError(f"the network needs at least one voxel to predict, got n_voxels={n_voxels}")
+            raise ValueError(
+                f"the network needs at least one voxel to predict, got n_voxels={n_voxels}"
+            )
         if channels < 1 or n_layers < 1:
-            raise ValueError(f"channels and n_layers must be >= 1, got channels={channels}, n_layers={n_layers}")
-        if image_size % 2 ** n_layers:
-            raise ValueError(f"image_size {image_size} must be divisible by 2**{n_layers} "
-                             f"(each of the {n_layers} conv layers halves the side)")
+            raise ValueError(
+                f"channels and n_layers must be >= 1, got channels={channels}, n_layers={n_layers}"
+            )
+        if image_size % 2**n_layers:
+            raise ValueError(
+                f"image_size {image_size} must be divisible by 2**{n_layers} "
+                f"(each of the {n_layers} conv layers halves the side)"
+            )
         if readout_weights not in READOUT_WEIGHTS:
-            raise ValueError(f"readout_weights must be one of {READOUT_WEIGHTS}, got {readout_weights!r}")
+            raise ValueError(
+                f"readout_weights must be one of {READOUT_WEIGHTS}, got {readout_weights!r}"
+            )
         layers, c_in = [], 1
         for _ in range(n_layers):
             layers += [nn.Conv2d(c_in, channels, kernel_size=3, stride=2, padding=1), nn.ReLU()]
             c_in = channels
         self.features = nn.Sequential(*layers)
-        side = image_size // 2 ** n_layers
+        side = image_size // 2**n_layers
         self.image_size, self.n_voxels = image_size, n_voxels
         self.feature_shape = (channels, side, side)
         self.n_features = channels * side * side
         self.readout_weights = readout_weights
-        self.weight = nn.Parameter(torch.empty(self.n_features, n_voxels).uniform_(-INIT_RANGE, INIT_RANGE))
+        self.weight = nn.Parameter(
+            torch.empty(self.n_features, n_voxels).uniform_(-INIT_RANGE, INIT_RANGE)
+        )
         self.bias = nn.Parameter(torch.empty(n_voxels).uniform_(-INIT_RANGE, INIT_RANGE))
 
     def regression_weights(self) -> torch.Tensor:
@@ -86,7 +104,7 @@ class ETECRMNet(nn.Module):
         """Predict responses: images ``(B, H, W)`` or ``(B, 1, H, W)`` -> ``(B, V)``."""
         if images.ndim == 3:
             images = images.unsqueeze(1)
-        features = self.features(scale_images(images)).flatten(1)       # (B, F)
+        features = self.features(scale_images(images)).flatten(1)  # (B, F)
         return features @ self.regression_weights() + self.bias
 
 

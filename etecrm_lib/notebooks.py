@@ -49,7 +49,7 @@ def colab_url(notebook: str, folder: str = BOOK_FOLDER) -> str:
 
 
 # --------------------------------------------------------------------------- the first three cells
-SETUP_CELL = '''\
+SETUP_CELL = """\
 # Set-up on Google Colab only (elsewhere this cell does nothing): install the book's library,
 # pinned to the book's version, and check that a GPU runtime is selected.
 import sys
@@ -60,15 +60,15 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "{requirement}"], check=True)
     from etecrm_lib.book import check_runtime
     check_runtime()
-'''
+"""
 
-PARAMETERS_CELL = '''\
+PARAMETERS_CELL = """\
 import etecrm_lib.book
 
 DATASET = "sim"  # simulated cortex; real data: "kay", "vim1", "miyawaki"
 PROFILE = etecrm_lib.book.default_profile()  # "quick" (CPU) or "full" (GPU)
 SEED = 0
-'''
+"""
 
 
 def setup_cell_source() -> str:
@@ -87,7 +87,9 @@ def standard_cells(notebook: str, title: str) -> list:
 
     return [
         nbf.new_markdown_cell(title_cell_source(notebook, title)),
-        nbf.new_code_cell(setup_cell_source(), metadata={"tags": ["hide-input"]}),  # folded on the web page
+        nbf.new_code_cell(
+            setup_cell_source(), metadata={"tags": ["hide-input"]}
+        ),  # folded on the web page
         nbf.new_code_cell(PARAMETERS_CELL, metadata={"tags": ["parameters"]}),
     ]
 
@@ -101,10 +103,12 @@ def write_notebook(path, cells: list) -> Path:
     import nbformat.v4 as nbf
 
     nb = nbf.new_notebook(cells=[_strip(cell, i) for i, cell in enumerate(cells)])
-    nb.metadata.update({
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-        "language_info": {"name": "python"},
-    })
+    nb.metadata.update(
+        {
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+        }
+    )
     nbformat.validate(nb)
     path = Path(path)
     with atomic_write(path) as tmp:
@@ -144,7 +148,9 @@ def toc_chapters(root) -> list:
     walk(yaml.safe_load(Path(root, "_toc.yml").read_text(encoding="utf-8")))
     out = []
     for entry in entries:
-        candidates = [entry] if entry.endswith((".ipynb", ".md")) else [entry + ".ipynb", entry + ".md"]
+        candidates = (
+            [entry] if entry.endswith((".ipynb", ".md")) else [entry + ".ipynb", entry + ".md"]
+        )
         found = [c for c in candidates if Path(root, c).is_file()]
         if not found:
             raise FileNotFoundError(f"_toc.yml lists '{entry}' but none of {candidates} exists")

@@ -54,7 +54,14 @@ def visibility(groups: list, chosen) -> list:
     return [group == chosen for group in groups]
 
 
-def _menu(labels: list, masks: list, titles: list | None = None, x: float = 1.0, y: float = 1.12, active: int = 0) -> dict:
+def _menu(
+    labels: list,
+    masks: list,
+    titles: list | None = None,
+    x: float = 1.0,
+    y: float = 1.12,
+    active: int = 0,
+) -> dict:
     """A drop-down menu whose i-th button shows the traces where ``masks[i]`` is True."""
     buttons = []
     for i, (label, mask) in enumerate(zip(labels, masks)):
@@ -62,8 +69,16 @@ def _menu(labels: list, masks: list, titles: list | None = None, x: float = 1.0,
         if titles is not None:
             args.append({"title.text": titles[i]})
         buttons.append({"label": str(label), "method": "update", "args": args})
-    return {"buttons": buttons, "direction": "down", "showactive": True, "active": active,
-            "x": x, "xanchor": "right", "y": y, "yanchor": "bottom"}
+    return {
+        "buttons": buttons,
+        "direction": "down",
+        "showactive": True,
+        "active": active,
+        "x": x,
+        "xanchor": "right",
+        "y": y,
+        "yanchor": "bottom",
+    }
 
 
 # --------------------------------------------------------------------------- profile labels
@@ -74,14 +89,18 @@ def _menu(labels: list, masks: list, titles: list | None = None, x: float = 1.0,
 LABEL_MARK = "profile: "
 
 
-def profile_label(profile: str, device: str | None = None, seeds=None, committed: bool = False) -> str:
+def profile_label(
+    profile: str, device: str | None = None, seeds=None, committed: bool = False
+) -> str:
     """The label text, e.g. ``"profile: quick · device: cpu (2 threads) · seeds: 0"``.
 
     ``device`` defaults to this machine's (``device.describe_device``); ``seeds`` is an int or a list.
     ``committed=True`` marks results read from the committed full-profile run (``data/results``).
     """
     if profile is None:
-        raise ValueError("profile_label needs the profile that produced the figure ('quick' or 'full')")
+        raise ValueError(
+            "profile_label needs the profile that produced the figure ('quick' or 'full')"
+        )
     if device is None and not committed:
         device = describe_device()
     parts = [f"{LABEL_MARK}{profile}"]
@@ -89,7 +108,9 @@ def profile_label(profile: str, device: str | None = None, seeds=None, committed
         parts.append(f"device: {device}")
     if seeds is not None:
         seeds = [seeds] if isinstance(seeds, (int, np.integer)) else list(seeds)
-        parts.append(f"seed{'s' if len(seeds) != 1 else ''}: {', '.join(str(int(s)) for s in seeds)}")
+        parts.append(
+            f"seed{'s' if len(seeds) != 1 else ''}: {', '.join(str(int(s)) for s in seeds)}"
+        )
     text = " · ".join(parts)
     return f"committed {profile} run · {text}" if committed else text
 
@@ -100,8 +121,15 @@ def _with_label(title, label: str) -> str:
     return f"{title}<br><sup>{label}</sup>" if title else f"<sup>{label}</sup>"
 
 
-def label_figure(fig, profile: str | None = None, device: str | None = None, seeds=None, results=None,
-                 committed: bool | None = None, label: str | None = None):
+def label_figure(
+    fig,
+    profile: str | None = None,
+    device: str | None = None,
+    seeds=None,
+    results=None,
+    committed: bool | None = None,
+    label: str | None = None,
+):
     """Stamp the profile label on ``fig`` (second line of its title) and return ``fig``.
 
     Give ``profile`` (and optionally ``device``, ``seeds``), or ``results`` (EncodingResults whose
@@ -148,13 +176,29 @@ def image_grid(images, n: int = 16, columns: int = 8, titles=None, title: str = 
         raise ValueError(f"images must be (N, H, W) grayscale, got shape {images.shape}")
     n = min(n, images.shape[0])
     rows = int(np.ceil(n / columns))
-    titles = [str(t) for t in titles[:n]] if titles is not None else [f"image {i}" for i in range(n)]
-    fig = make_subplots(rows=rows, cols=min(columns, n), subplot_titles=titles,
-                        horizontal_spacing=0.01, vertical_spacing=0.06)
+    titles = (
+        [str(t) for t in titles[:n]] if titles is not None else [f"image {i}" for i in range(n)]
+    )
+    fig = make_subplots(
+        rows=rows,
+        cols=min(columns, n),
+        subplot_titles=titles,
+        horizontal_spacing=0.01,
+        vertical_spacing=0.06,
+    )
     for i in range(n):
-        fig.add_trace(go.Heatmap(z=images[i][::-1], colorscale="gray", zmin=0, zmax=1, showscale=False,
-                                 hovertemplate="x %{x}, y %{y}: %{z:.2f}<extra></extra>"),
-                      row=i // columns + 1, col=i % columns + 1)
+        fig.add_trace(
+            go.Heatmap(
+                z=images[i][::-1],
+                colorscale="gray",
+                zmin=0,
+                zmax=1,
+                showscale=False,
+                hovertemplate="x %{x}, y %{y}: %{z:.2f}<extra></extra>",
+            ),
+            row=i // columns + 1,
+            col=i % columns + 1,
+        )
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, constrain="domain")
     for k in range(1, n + 1):  # square pixels: each y axis is tied to its own subplot's x axis
@@ -165,8 +209,15 @@ def image_grid(images, n: int = 16, columns: int = 8, titles=None, title: str = 
     return fig
 
 
-def roi_scatter(x: dict, y: dict, x_label: str, y_label: str, title: str = "", diagonal: bool = True,
-                hover: dict | None = None):
+def roi_scatter(
+    x: dict,
+    y: dict,
+    x_label: str,
+    y_label: str,
+    title: str = "",
+    diagonal: bool = True,
+    hover: dict | None = None,
+):
     """One scatter per ROI (``x[roi]``, ``y[roi]`` are ``(V,)`` arrays), a drop-down menu picks the ROI.
 
     With ``diagonal`` a dashed y = x line is drawn for each ROI (it belongs to that ROI's traces).
@@ -181,20 +232,45 @@ def roi_scatter(x: dict, y: dict, x_label: str, y_label: str, title: str = "", d
         xs, ys = np.asarray(x[roi], dtype=float), np.asarray(y[roi], dtype=float)
         if xs.shape != ys.shape:
             raise ValueError(f"ROI '{roi}': x has {xs.shape} values and y has {ys.shape}")
-        text = [f"voxel {i}" for i in range(xs.size)] if hover is None else [str(t) for t in hover[roi]]
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=f"{roi} ({xs.size} voxels)", text=text,
-                                 marker=dict(size=5, opacity=0.6), visible=k == 0,
-                                 hovertemplate=f"%{{text}}<br>{x_label}: %{{x:.3f}}<br>{y_label}: %{{y:.3f}}<extra>{roi}</extra>"))
+        text = (
+            [f"voxel {i}" for i in range(xs.size)]
+            if hover is None
+            else [str(t) for t in hover[roi]]
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="markers",
+                name=f"{roi} ({xs.size} voxels)",
+                text=text,
+                marker=dict(size=5, opacity=0.6),
+                visible=k == 0,
+                hovertemplate=f"%{{text}}<br>{x_label}: %{{x:.3f}}<br>{y_label}: %{{y:.3f}}<extra>{roi}</extra>",
+            )
+        )
         groups.append(roi)
         if diagonal:
             lo = float(min(xs.min(), ys.min(), 0.0))
             hi = float(max(xs.max(), ys.max(), 0.0))
-            fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x", visible=k == 0,
-                                     line=dict(dash="dash", color="gray"), hoverinfo="skip"))
+            fig.add_trace(
+                go.Scatter(
+                    x=[lo, hi],
+                    y=[lo, hi],
+                    mode="lines",
+                    name="y = x",
+                    visible=k == 0,
+                    line=dict(dash="dash", color="gray"),
+                    hoverinfo="skip",
+                )
+            )
             groups.append(roi)
     titles = [f"{title} — {roi}" if title else roi for roi in rois]
     fig.update_layout(
-        title=titles[0], xaxis_title=x_label, yaxis_title=y_label, height=520,
+        title=titles[0],
+        xaxis_title=x_label,
+        yaxis_title=y_label,
+        height=520,
         updatemenus=[_menu(rois, [visibility(groups, roi) for roi in rois], titles)],
         margin=dict(t=110),
     )
@@ -202,8 +278,15 @@ def roi_scatter(x: dict, y: dict, x_label: str, y_label: str, title: str = "", d
     return fig
 
 
-def volume_slices(values: dict, voxels: dict, title: str = "", colorbar_title: str = "", axis: int = 2,
-                  zmin: float | None = None, zmax: float | None = None):
+def volume_slices(
+    values: dict,
+    voxels: dict,
+    title: str = "",
+    colorbar_title: str = "",
+    axis: int = 2,
+    zmin: float | None = None,
+    zmax: float | None = None,
+):
     """A brain map: per-voxel ``values[roi]`` drawn in the functional volume, one slice at a time.
 
     ``voxels[roi]`` is the ROI's :class:`~etecrm_lib.data.dataset.VoxelInfo` (its ``coords`` place
@@ -224,14 +307,38 @@ def volume_slices(values: dict, voxels: dict, title: str = "", colorbar_title: s
         ranges.append(np.arange(max(used.min() - 2, 0), min(used.max() + 3, volume.shape[a])))
     fig = go.Figure()
     for k, index in enumerate(filled):
-        plane = np.take(volume, index, axis=axis)[np.ix_(ranges[0], ranges[1])].T  # rows = second remaining axis
-        fig.add_trace(go.Heatmap(z=plane, x=ranges[0], y=ranges[1], zmin=zmin, zmax=zmax, colorscale="Viridis", visible=k == 0,
-                                 colorbar=dict(title=colorbar_title), name=f"slice {index}",
-                                 hovertemplate="i %{x}, j %{y}: %{z:.3f}<extra></extra>"))
-    steps = [{"label": str(index), "method": "update", "args": [{"visible": [j == k for j in range(len(filled))]}]}
-             for k, index in enumerate(filled)]
-    fig.update_layout(title=title, height=560, sliders=[{"active": 0, "steps": steps,
-                                                       "currentvalue": {"prefix": f"slice (axis {axis}): "}}])
+        plane = np.take(volume, index, axis=axis)[
+            np.ix_(ranges[0], ranges[1])
+        ].T  # rows = second remaining axis
+        fig.add_trace(
+            go.Heatmap(
+                z=plane,
+                x=ranges[0],
+                y=ranges[1],
+                zmin=zmin,
+                zmax=zmax,
+                colorscale="Viridis",
+                visible=k == 0,
+                colorbar=dict(title=colorbar_title),
+                name=f"slice {index}",
+                hovertemplate="i %{x}, j %{y}: %{z:.3f}<extra></extra>",
+            )
+        )
+    steps = [
+        {
+            "label": str(index),
+            "method": "update",
+            "args": [{"visible": [j == k for j in range(len(filled))]}],
+        }
+        for k, index in enumerate(filled)
+    ]
+    fig.update_layout(
+        title=title,
+        height=560,
+        sliders=[
+            {"active": 0, "steps": steps, "currentvalue": {"prefix": f"slice (axis {axis}): "}}
+        ],
+    )
     fig.update_yaxes(scaleanchor="x")
     return fig
 
@@ -264,9 +371,13 @@ def model_scatter(results, model_a: str, model_b: str):
         if a is not None and b is not None:
             x[roi], y[roi] = a.test_r, b.test_r
     if not x:
-        raise ValueError(f"no ROI has results for both '{model_a}' and '{model_b}'; "
-                         f"models present: {_ordered(r.model for r in results)}")
-    return roi_scatter(x, y, f"r of {model_a}", f"r of {model_b}", title=f"{model_b} vs {model_a}, per voxel")
+        raise ValueError(
+            f"no ROI has results for both '{model_a}' and '{model_b}'; "
+            f"models present: {_ordered(r.model for r in results)}"
+        )
+    return roi_scatter(
+        x, y, f"r of {model_a}", f"r of {model_b}", title=f"{model_b} vs {model_a}, per voxel"
+    )
 
 
 def accuracy_vs_ceiling(results, ceiling: str = "noise"):
@@ -282,25 +393,52 @@ def accuracy_vs_ceiling(results, ceiling: str = "noise"):
     attr = "noise_ceiling" if ceiling == "noise" else "oracle_ceiling"
     usable = [r for r in results if getattr(r, attr) is not None]
     if not usable:
-        raise ValueError(f"none of the results has a {attr.replace('_', ' ')} (vim-1 has no test repeats: "
-                         "use the simulation, or compare models with model_scatter instead)")
+        raise ValueError(
+            f"none of the results has a {attr.replace('_', ' ')} (vim-1 has no test repeats: "
+            "use the simulation, or compare models with model_scatter instead)"
+        )
     rois = _ordered(r.roi for r in usable)
     fig, groups = go.Figure(), []
     for roi in rois:
         for res in (r for r in usable if r.roi == roi):
             c = np.asarray(getattr(res, attr), dtype=float)
-            fig.add_trace(go.Scatter(x=c, y=np.asarray(res.test_r, dtype=float), mode="markers", name=res.model,
-                                     marker=dict(size=5, opacity=0.6), visible=roi == rois[0],
-                                     text=[f"voxel {i}" for i in range(c.size)],
-                                     hovertemplate="%{text}<br>ceiling %{x:.3f}<br>r %{y:.3f}<extra>" + res.model + "</extra>"))
+            fig.add_trace(
+                go.Scatter(
+                    x=c,
+                    y=np.asarray(res.test_r, dtype=float),
+                    mode="markers",
+                    name=res.model,
+                    marker=dict(size=5, opacity=0.6),
+                    visible=roi == rois[0],
+                    text=[f"voxel {i}" for i in range(c.size)],
+                    hovertemplate="%{text}<br>ceiling %{x:.3f}<br>r %{y:.3f}<extra>"
+                    + res.model
+                    + "</extra>",
+                )
+            )
             groups.append(roi)
-        fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="r = ceiling", visible=roi == rois[0],
-                                 line=dict(dash="dash", color="gray"), hoverinfo="skip"))
+        fig.add_trace(
+            go.Scatter(
+                x=[0, 1],
+                y=[0, 1],
+                mode="lines",
+                name="r = ceiling",
+                visible=roi == rois[0],
+                line=dict(dash="dash", color="gray"),
+                hoverinfo="skip",
+            )
+        )
         groups.append(roi)
     label = "noise ceiling (estimated)" if ceiling == "noise" else "noise ceiling (oracle, exact)"
     titles = [f"Accuracy vs {label} — {roi}" for roi in rois]
-    fig.update_layout(title=titles[0], xaxis_title=label, yaxis_title="test r", height=520, margin=dict(t=110),
-                      updatemenus=[_menu(rois, [visibility(groups, roi) for roi in rois], titles)])
+    fig.update_layout(
+        title=titles[0],
+        xaxis_title=label,
+        yaxis_title="test r",
+        height=520,
+        margin=dict(t=110),
+        updatemenus=[_menu(rois, [visibility(groups, roi) for roi in rois], titles)],
+    )
     fig.layout.meta = {"trace_groups": groups}
     return fig
 
@@ -338,19 +476,46 @@ def roi_bars(results, statistic: str = "median_r", intervals: dict | None = None
                 lows.append(value - low)
                 highs.append(high - value)
             error = dict(type="data", array=highs, arrayminus=lows, visible=bool(intervals))
-            fig.add_trace(go.Bar(x=rois, y=ys, name=model, error_y=error, visible=k == 0,
-                                 legendgroup=model, showlegend=True,
-                                 hovertemplate="%{x}: %{y:.3f}<extra>" + model + "</extra>"))
+            fig.add_trace(
+                go.Bar(
+                    x=rois,
+                    y=ys,
+                    name=model,
+                    error_y=error,
+                    visible=k == 0,
+                    legendgroup=model,
+                    showlegend=True,
+                    hovertemplate="%{x}: %{y:.3f}<extra>" + model + "</extra>",
+                )
+            )
             groups.append(top_n)
     y_label = STATISTICS[statistic].replace("top-N", f"top-{top_ns[0]}")
-    layout = dict(barmode="group", title=f"{STATISTICS[statistic]} per ROI (held-out test images)",
-                  yaxis_title=y_label, height=480)
+    layout = dict(
+        barmode="group",
+        title=f"{STATISTICS[statistic]} per ROI (held-out test images)",
+        yaxis_title=y_label,
+        height=480,
+    )
     if len(top_ns) > 1:
-        steps = [{"label": str(n), "method": "update",
-                  "args": [{"visible": visibility(groups, n)}, {"yaxis.title.text": f"mean r of the top-{n} voxels"}]}
-                 for n in top_ns]
-        layout["sliders"] = [{"active": 0, "steps": steps, "currentvalue": {"prefix": "top-N voxels: "},
-                              "pad": {"t": 40}}]
+        steps = [
+            {
+                "label": str(n),
+                "method": "update",
+                "args": [
+                    {"visible": visibility(groups, n)},
+                    {"yaxis.title.text": f"mean r of the top-{n} voxels"},
+                ],
+            }
+            for n in top_ns
+        ]
+        layout["sliders"] = [
+            {
+                "active": 0,
+                "steps": steps,
+                "currentvalue": {"prefix": "top-N voxels: "},
+                "pad": {"t": 40},
+            }
+        ]
     fig.update_layout(**layout)
     fig.layout.meta = {"trace_groups": groups}
     return fig
@@ -369,15 +534,26 @@ def comparison_bars(comparisons):
     fig = go.Figure()
     for a, b in pairs:
         cs = [c for c in comparisons if (c.model_a, c.model_b) == (a, b)]
-        fig.add_trace(go.Bar(
-            x=[c.roi for c in cs], y=[c.difference for c in cs], name=f"{a} − {b}",
-            error_y=dict(type="data", array=[c.ci_high - c.difference for c in cs],
-                         arrayminus=[c.difference - c.ci_low for c in cs]),
-            customdata=[[c.ci_low, c.ci_high, c.p_a_not_better] for c in cs],
-            hovertemplate="%{x}: %{y:+.3f} [%{customdata[0]:+.3f}, %{customdata[1]:+.3f}], p = %{customdata[2]:.3f}",
-        ))
+        fig.add_trace(
+            go.Bar(
+                x=[c.roi for c in cs],
+                y=[c.difference for c in cs],
+                name=f"{a} − {b}",
+                error_y=dict(
+                    type="data",
+                    array=[c.ci_high - c.difference for c in cs],
+                    arrayminus=[c.difference - c.ci_low for c in cs],
+                ),
+                customdata=[[c.ci_low, c.ci_high, c.p_a_not_better] for c in cs],
+                hovertemplate="%{x}: %{y:+.3f} [%{customdata[0]:+.3f}, %{customdata[1]:+.3f}], p = %{customdata[2]:.3f}",
+            )
+        )
     statistic = STATISTICS.get(comparisons[0].statistic, comparisons[0].statistic)
     fig.add_hline(y=0, line_color="gray")
-    fig.update_layout(barmode="group", title=f"Difference in {statistic} with 95% paired bootstrap intervals",
-                      yaxis_title=f"difference in {statistic}", height=460)
+    fig.update_layout(
+        barmode="group",
+        title=f"Difference in {statistic} with 95% paired bootstrap intervals",
+        yaxis_title=f"difference in {statistic}",
+        height=460,
+    )
     return fig

@@ -26,5 +26,7 @@ def check_profile(profile: str | None) -> Profile:
         return DEFAULT_PROFILE
     name = ALIASES.get(profile, profile)
     if name not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}: profile must be one of {PROFILES} (or an alias: {', '.join(ALIASES)})")
+        raise ValueError(
+            f"unknown profile {profile!r}: profile must be one of {PROFILES} (or an alias: {', '.join(ALIASES)})"
+        )
     return name

@@ -111,24 +111,35 @@ class RidgeFit:
         """
         x = _to_tensor(features, self.x_mean.device)
         if x.ndim != 2 or x.shape[1] != self.x_mean.shape[0]:
-            raise ValueError(f"features must be (N, {self.x_mean.shape[0]}), got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"features must be (N, {self.x_mean.shape[0]}), got shape {tuple(x.shape)}"
+            )
         sel = slice(None) if voxels is None else voxels
         xc = x - self.x_mean
         if self.primal_coef is None and self.dual_coef is not None:
             c = self.dual_coef[:, sel]
-            return (xc @ self.x_train.T) @ c - (xc @ self.x_mean)[:, None] * c.sum(0)[None] + self.y_mean[sel]
+            return (
+                (xc @ self.x_train.T) @ c
+                - (xc @ self.x_mean)[:, None] * c.sum(0)[None]
+                + self.y_mean[sel]
+            )
         return xc @ self.coef[:, sel] + self.y_mean[sel]
 
 
 def kfold_indices(n_samples: int, n_folds: int) -> list:
     """Contiguous k-fold splits ``[(train_idx, val_idx), ...]`` (same folds as sklearn's ``KFold(n_folds)``)."""
     if not 2 <= n_folds <= n_samples:
-        raise ValueError(f"n_folds must be between 2 and the number of samples ({n_samples}), got {n_folds}")
+        raise ValueError(
+            f"n_folds must be between 2 and the number of samples ({n_samples}), got {n_folds}"
+        )
     sizes = np.full(n_folds, n_samples // n_folds)
     sizes[: n_samples % n_folds] += 1
     stops = np.cumsum(sizes)
     idx = np.arange(n_samples)
-    return [(np.concatenate([idx[: stop - size], idx[stop:]]), idx[stop - size: stop]) for size, stop in zip(sizes, stops)]
+    return [
+        (np.concatenate([idx[: stop - size], idx[stop:]]), idx[stop - size : stop])
+        for size, stop in zip(sizes, stops)
+    ]
 
 
 # ----------------------------------------------------------------------------- the decomposition
@@ -157,8 +168,8 @@ def _center_kernel(k_full: torch.Tensor, train: torch.Tensor, val: torch.Tensor)
     """Kernel blocks of X centered by the mean of the training rows, from the uncentered full kernel."""
     k_tt = k_full[train][:, train]
     k_vt = k_full[val][:, train]
-    col_mean = k_tt.mean(0)           # x_j . m  for each training row j
-    grand = col_mean.mean()           # m . m
+    col_mean = k_tt.mean(0)  # x_j . m  for each training row j
+    grand = col_mean.mean()  # m . m
     k_tt = k_tt - col_mean[None, :] - col_mean[:, None] + grand
     k_vt = k_vt - k_vt.mean(1, keepdim=True) - col_mean[None, :] + grand
     return k_tt, k_vt
@@ -172,15 +183,15 @@ def _fold_scores(a, u, f, y_tr, y_val, score: str, chunk: int) -> torch.Tensor:
     """
     y_mean = y_tr.mean(0)
     if score == "r":
-        a = a - a.mean(0, keepdim=True)        # centered predictions: the correlation ignores offsets
-    m = torch.matmul(a[None] * f[:, None, :], u.T)                   # (n_alphas, n_val, n_tr)
+        a = a - a.mean(0, keepdim=True)  # centered predictions: the correlation ignores offsets
+    m = torch.matmul(a[None] * f[:, None, :], u.T)  # (n_alphas, n_val, n_tr)
     out = []
     for start in range(0, y_tr.shape[1], chunk):
         sl = slice(start, start + chunk)
-        pred = torch.matmul(m, y_tr[:, sl] - y_mean[sl])              # (n_alphas, n_val, Vc)
+        pred = torch.matmul(m, y_tr[:, sl] - y_mean[sl])  # (n_alphas, n_val, Vc)
         yv = y_val[:, sl]
         if score == "r":
-            out.append(correlation(pred, yv))                         # (n_alphas, Vc)
+            out.append(correlation(pred, yv))  # (n_alphas, Vc)
         else:
             resid = (yv - y_mean[sl]) - pred
             var = (yv - yv.mean(0)).square().sum(0)
@@ -190,14 +201,24 @@ def _fold_scores(a, u, f, y_tr, y_val, score: str, chunk: int) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- the public functions
-def ridge_cv_scores(features, responses, alphas=DEFAULT_ALPHAS, folds=None, n_folds: int = 5,
-                    score: str = "r", voxel_chunk: int = 8192, device=None) -> torch.Tensor:
+def ridge_cv_scores(
+    features,
+    responses,
+    alphas=DEFAULT_ALPHAS,
+    folds=None,
+    n_folds: int = 5,
+    score: str = "r",
+    voxel_chunk: int = 8192,
+    device=None,
+) -> torch.Tensor:
     """Mean held-out score of every alpha for every voxel: ``(n_alphas, V)`` float32.
 
     features ``(N, P)``, responses ``(N, V)``, both from the TRAINING split; ``folds`` a list of
     ``(train_idx, val_idx)`` (default: :func:`kfold_indices`).
     """
-    x, y, alpha_t, folds, device = _prepare(features, responses, alphas, folds, n_folds, score, device)
+    x, y, alpha_t, folds, device = _prepare(
+        features, responses, alphas, folds, n_folds, score, device
+    )
     k_full = x @ x.T if _use_dual(x, folds) else None
     return _cv_scores(x, y, alpha_t, folds, score, voxel_chunk, k_full)
 
@@ -216,12 +237,22 @@ def _cv_scores(x, y, alpha_t, folds, score, voxel_chunk, k_full=None):
         else:
             m = x[tr].mean(0)
             spectrum, a, u, _ = _primal_basis(x[tr] - m, x[va] - m)
-        total += _fold_scores(a, u, _filters(spectrum, alpha_t, k_full is not None), y[tr], y[va], score, voxel_chunk)
+        total += _fold_scores(
+            a, u, _filters(spectrum, alpha_t, k_full is not None), y[tr], y[va], score, voxel_chunk
+        )
     return total / len(folds)
 
 
-def fit_ridge_cv(features, responses, alphas=DEFAULT_ALPHAS, folds=None, n_folds: int = 5, score: str = "r",
-                 voxel_chunk: int = 8192, device=None) -> RidgeFit:
+def fit_ridge_cv(
+    features,
+    responses,
+    alphas=DEFAULT_ALPHAS,
+    folds=None,
+    n_folds: int = 5,
+    score: str = "r",
+    voxel_chunk: int = 8192,
+    device=None,
+) -> RidgeFit:
     """Fit voxel-wise ridge; every voxel gets the alpha with the best mean k-fold CV score.
 
     Parameters
@@ -233,11 +264,13 @@ def fit_ridge_cv(features, responses, alphas=DEFAULT_ALPHAS, folds=None, n_folds
     Returns a :class:`RidgeFit` on ``device`` (default: the GPU when there is one).
     Ties (equal CV score, e.g. where r no longer changes with alpha) go to the larger alpha.
     """
-    x, y, alpha_t, folds, device = _prepare(features, responses, alphas, folds, n_folds, score, device)
+    x, y, alpha_t, folds, device = _prepare(
+        features, responses, alphas, folds, n_folds, score, device
+    )
     dual = _use_dual(x, folds)
-    k_full = x @ x.T if dual else None       # one (uncentered) kernel serves every fold and the refit
+    k_full = x @ x.T if dual else None  # one (uncentered) kernel serves every fold and the refit
     cv = _cv_scores(x, y, alpha_t, folds, score, voxel_chunk, k_full)
-    tie_break = torch.log(alpha_t)[:, None] * 1e-7   # like himalaya: prefer larger alphas when equal
+    tie_break = torch.log(alpha_t)[:, None] * 1e-7  # like himalaya: prefer larger alphas when equal
     voxel_alpha = alpha_t[(cv + tie_break).argmax(0)]
     # refit on all training data, each voxel with its own alpha
     x_mean, y_mean = x.mean(0), y.mean(0)
@@ -249,12 +282,18 @@ def fit_ridge_cv(features, responses, alphas=DEFAULT_ALPHAS, folds=None, n_folds
     solved = torch.empty(u.shape[0] if dual else x.shape[1], y.shape[1], device=device)
     for start in range(0, y.shape[1], voxel_chunk):
         sl = slice(start, start + voxel_chunk)
-        f = _filters(spectrum, voxel_alpha[sl], dual).T              # (r, Vc): each voxel's own filter
+        f = _filters(spectrum, voxel_alpha[sl], dual).T  # (r, Vc): each voxel's own filter
         b = f * (u.T @ (y[:, sl] - y_mean[sl]))
-        solved[:, sl] = u @ b if dual else v @ b                     # dual coefficients or weights
-    info = {"n_folds": len(folds), "solver": "dual (kernel eigh)" if dual else "primal (svd)", "device": str(device)}
+        solved[:, sl] = u @ b if dual else v @ b  # dual coefficients or weights
+    info = {
+        "n_folds": len(folds),
+        "solver": "dual (kernel eigh)" if dual else "primal (svd)",
+        "device": str(device),
+    }
     if dual:
-        return RidgeFit(voxel_alpha, cv, alpha_t, x_mean, y_mean, score, dual_coef=solved, x_train=x, info=info)
+        return RidgeFit(
+            voxel_alpha, cv, alpha_t, x_mean, y_mean, score, dual_coef=solved, x_train=x, info=info
+        )
     return RidgeFit(voxel_alpha, cv, alpha_t, x_mean, y_mean, score, primal_coef=solved, info=info)
 
 
@@ -263,18 +302,31 @@ def _prepare(features, responses, alphas, folds, n_folds, score, device):
     x = _to_tensor(features, device)
     y = _to_tensor(responses, device)
     if x.ndim != 2 or y.ndim != 2:
-        raise ValueError(f"features must be (N, P) and responses (N, V); got shapes {tuple(x.shape)} and {tuple(y.shape)}")
+        raise ValueError(
+            f"features must be (N, P) and responses (N, V); got shapes {tuple(x.shape)} and {tuple(y.shape)}"
+        )
     if x.shape[0] != y.shape[0]:
-        raise ValueError(f"features have {x.shape[0]} rows (images) but responses have {y.shape[0]}")
+        raise ValueError(
+            f"features have {x.shape[0]} rows (images) but responses have {y.shape[0]}"
+        )
     if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
-        raise ValueError("features and responses must be finite (no NaN/inf): drop or impute bad voxels/images first")
+        raise ValueError(
+            "features and responses must be finite (no NaN/inf): drop or impute bad voxels/images first"
+        )
     if score not in ("r", "r2"):
         raise ValueError(f"score must be 'r' (correlation) or 'r2', got {score!r}")
-    alpha_t = torch.as_tensor(np.asarray(alphas, dtype=np.float32) if not isinstance(alphas, torch.Tensor) else alphas,
-                              dtype=torch.float32, device=device).reshape(-1)
+    alpha_t = torch.as_tensor(
+        np.asarray(alphas, dtype=np.float32) if not isinstance(alphas, torch.Tensor) else alphas,
+        dtype=torch.float32,
+        device=device,
+    ).reshape(-1)
     if alpha_t.numel() == 0 or (alpha_t <= 0).any():
         raise ValueError("alphas must be a non-empty list of positive numbers")
-    folds = kfold_indices(x.shape[0], n_folds) if folds is None else [(np.asarray(t), np.asarray(v)) for t, v in folds]
+    folds = (
+        kfold_indices(x.shape[0], n_folds)
+        if folds is None
+        else [(np.asarray(t), np.asarray(v)) for t, v in folds]
+    )
     return x, y, alpha_t, folds, device
 
 
@@ -315,14 +367,26 @@ class LayerSelection:
         return out
 
 
-def fit_layer_selection(features: dict, responses, config: RidgeConfig | None = None, device=None) -> LayerSelection:
+def fit_layer_selection(
+    features: dict, responses, config: RidgeConfig | None = None, device=None
+) -> LayerSelection:
     """Fit ridge on each feature space of ``features`` (name -> (N, P)); each voxel keeps the space
     with the best cross-validated score (at its own best alpha). Training data only."""
     config = config or RidgeConfig()
     if not features:
         raise ValueError("give at least one feature space (dict name -> (N, P) array)")
     names = list(features)
-    fits = {name: fit_ridge_cv(features[name], responses, config.alphas, n_folds=config.n_folds, score=config.score,
-                               voxel_chunk=config.voxel_chunk, device=device) for name in names}
-    best = torch.stack([fits[n].best_cv_score for n in names])      # (n_spaces, V)
+    fits = {
+        name: fit_ridge_cv(
+            features[name],
+            responses,
+            config.alphas,
+            n_folds=config.n_folds,
+            score=config.score,
+            voxel_chunk=config.voxel_chunk,
+            device=device,
+        )
+        for name in names
+    }
+    best = torch.stack([fits[n].best_cv_score for n in names])  # (n_spaces, V)
     return LayerSelection(fits, best.argmax(0), names)

@@ -33,8 +33,16 @@ from .comparisons import REFERENCE, compare_run, load_comparisons, save_comparis
 from .data.registry import open_dataset
 from .device import describe_device, get_device
 from .evaluation import score
-from .results import (CorruptResultError, collect_results, dataset_tag, ensemble_path, jsonable, load_result,
-                      result_path, save_result)
+from .results import (
+    CorruptResultError,
+    collect_results,
+    dataset_tag,
+    ensemble_path,
+    jsonable,
+    load_result,
+    result_path,
+    save_result,
+)
 from .storage import atomic_write
 from .tables import seed_rows, write_figures, write_tables
 
@@ -51,10 +59,21 @@ def git_commit() -> str | None:
     """
     here = Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return os.environ.get("ETECRM_GIT_COMMIT") or None
     return commit + ("+dirty" if dirty else "") if commit else None
@@ -62,8 +81,13 @@ def git_commit() -> str | None:
 
 def provenance() -> dict:
     """What produced a result: library version, git commit, torch and Python versions, host."""
-    return {"library_version": __version__, "git_commit": git_commit(), "torch_version": torch.__version__,
-            "python_version": platform.python_version(), "host": platform.node()}
+    return {
+        "library_version": __version__,
+        "git_commit": git_commit(),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "host": platform.node(),
+    }
 
 
 def dataset_fingerprint(dataset, roi: str) -> str:
@@ -75,8 +99,18 @@ def dataset_fingerprint(dataset, roi: str) -> str:
     the responses. A file computed on other data does not match and is recomputed.
     """
     h = hashlib.sha256()
-    h.update(repr((dataset.name, dataset.subject, roi, dataset.n_voxels(roi), dataset.train.stimuli.shape,
-                   dataset.test.stimuli.shape)).encode())
+    h.update(
+        repr(
+            (
+                dataset.name,
+                dataset.subject,
+                roi,
+                dataset.n_voxels(roi),
+                dataset.train.stimuli.shape,
+                dataset.test.stimuli.shape,
+            )
+        ).encode()
+    )
     if dataset.info.get("cache_key"):
         h.update(str(dataset.info["cache_key"]).encode())
     else:
@@ -90,34 +124,68 @@ def _fail(what: str, given, todo: str):
     raise ValueError(f"{what} (given: {given!r}); {todo}")
 
 
-def check_settings(out, device=None, n_bootstrap: int = 2000, n_seeds: int | None = None, first_seed: int = 0,
-                   data_seed: int | None = None, dataset="sim") -> None:
+def check_settings(
+    out,
+    device=None,
+    n_bootstrap: int = 2000,
+    n_seeds: int | None = None,
+    first_seed: int = 0,
+    data_seed: int | None = None,
+    dataset="sim",
+) -> None:
     """Refuse bad settings before any work starts: a ValueError says what is wrong, what was given and what to do."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        _fail("--out must be a folder, but it is a file", str(out), "give a folder name (it is created if missing)")
+        _fail(
+            "--out must be a folder, but it is a file",
+            str(out),
+            "give a folder name (it is created if missing)",
+        )
     parent = next((p for p in (out, *out.parents) if p.exists()), Path("."))
     if not parent.is_dir() or not os.access(parent, os.W_OK):
-        _fail(f"--out cannot be created: {parent} is not a writable folder", str(out), "choose a folder you can write to")
+        _fail(
+            f"--out cannot be created: {parent} is not a writable folder",
+            str(out),
+            "choose a folder you can write to",
+        )
     if device is not None:
         try:
             dev = torch.device(device)
         except (RuntimeError, TypeError) as err:
             _fail(f"--device is not a torch device ({err})", device, "use cpu, cuda or cuda:0")
-        if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
-            _fail(f"--device {device} asks for a GPU, but torch sees {torch.cuda.device_count()} CUDA GPU(s)", device,
-                  "use --device cpu, or leave --device out to use a GPU only when there is one")
+        if dev.type == "cuda" and (
+            not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()
+        ):
+            _fail(
+                f"--device {device} asks for a GPU, but torch sees {torch.cuda.device_count()} CUDA GPU(s)",
+                device,
+                "use --device cpu, or leave --device out to use a GPU only when there is one",
+            )
     if int(n_bootstrap) < MIN_BOOTSTRAP:
-        _fail(f"--bootstrap must be at least {MIN_BOOTSTRAP} resamples for a 95% interval", n_bootstrap,
-              "use the default 2000 (or at least 1000 for numbers you report)")
+        _fail(
+            f"--bootstrap must be at least {MIN_BOOTSTRAP} resamples for a 95% interval",
+            n_bootstrap,
+            "use the default 2000 (or at least 1000 for numbers you report)",
+        )
     if n_seeds is not None and int(n_seeds) < 1:
-        _fail("--seeds must be at least 1 model seed", n_seeds, "use the default (5 on full, 3 on quick)")
+        _fail(
+            "--seeds must be at least 1 model seed",
+            n_seeds,
+            "use the default (5 on full, 3 on quick)",
+        )
     if int(first_seed) < 0 or (data_seed is not None and int(data_seed) < 0):
-        _fail("seeds must be >= 0", {"first_seed": first_seed, "data_seed": data_seed}, "give 0 or a positive integer")
+        _fail(
+            "seeds must be >= 0",
+            {"first_seed": first_seed, "data_seed": data_seed},
+            "give 0 or a positive integer",
+        )
     name = str(dataset) if isinstance(dataset, (str, Path)) else None
     if data_seed is not None and name is not None and name != "sim" and not name.endswith(".npz"):
-        _fail("--data-seed is the seed of the simulated cortex; it means nothing for a real dataset", name,
-              "leave --data-seed out, or use --dataset sim")
+        _fail(
+            "--data-seed is the seed of the simulated cortex; it means nothing for a real dataset",
+            name,
+            "leave --data-seed out, or use --dataset sim",
+        )
 
 
 def model_seeds(model: str, seeds, cnn_weights=None) -> list:
@@ -137,8 +205,11 @@ def is_deterministic(model: str, cnn_weights=None) -> bool:
     deterministic = getattr(variant, "deterministic", None)
     if deterministic is None:
         options = variant.options
-        deterministic = (variant.family == "two_step" and options.get("fit") == "voxelwise"
-                         and (options.get("features") != "alexnet" or cnn_weights is not None))
+        deterministic = (
+            variant.family == "two_step"
+            and options.get("fit") == "voxelwise"
+            and (options.get("features") != "alexnet" or cnn_weights is not None)
+        )
     return bool(deterministic)
 
 
@@ -146,8 +217,11 @@ def _data_seed(data, requested: int | None) -> int | None:
     """The simulation seed the data were made with (None for real data); an error if it is not ``requested``."""
     seed = data.info.get("seed") if data.info.get("generator_version") is not None else None
     if requested is not None and seed != requested:
-        _fail(f"the dataset was simulated with seed {seed}, not the data seed asked for", requested,
-              "leave --data-seed out for a saved dataset, or simulate it again with that seed")
+        _fail(
+            f"the dataset was simulated with seed {seed}, not the data seed asked for",
+            requested,
+            "leave --data-seed out for a saved dataset, or simulate it again with that seed",
+        )
     return seed
 
 
@@ -184,12 +258,30 @@ class _Job:
     log: object
 
     def path(self, roi, model, seed) -> Path:
-        return result_path(self.out, self.data.name, self.profile, self.data.subject, roi, model, seed, self.data_seed)
+        return result_path(
+            self.out,
+            self.data.name,
+            self.profile,
+            self.data.subject,
+            roi,
+            model,
+            seed,
+            self.data_seed,
+        )
 
     def expect(self, roi, model, seed) -> dict:
-        return {"dataset": self.data.name, "data_seed": self.data_seed, "subject": self.data.subject, "roi": roi,
-                "profile": self.profile, "seed": seed, "model": model, "n_voxels": self.data.n_voxels(roi),
-                "dataset_fingerprint": dataset_fingerprint(self.data, roi), **_weights_expectation(model, self.cnn_weights)}
+        return {
+            "dataset": self.data.name,
+            "data_seed": self.data_seed,
+            "subject": self.data.subject,
+            "roi": roi,
+            "profile": self.profile,
+            "seed": seed,
+            "model": model,
+            "n_voxels": self.data.n_voxels(roi),
+            "dataset_fingerprint": dataset_fingerprint(self.data, roi),
+            **_weights_expectation(model, self.cnn_weights),
+        }
 
 
 def _finished(job: _Job, roi: str, model: str, seed: int):
@@ -205,10 +297,22 @@ def _finished(job: _Job, roi: str, model: str, seed: int):
 
 def _train(job: _Job, roi: str, model: str, seed: int, deterministic: bool):
     """Fit and score one model for one seed, write its results file, and read it back (verified)."""
-    extra = {"data_seed": job.data_seed, "dataset_fingerprint": dataset_fingerprint(job.data, roi),
-             "deterministic": deterministic, "cnn_weights": jsonable(job.cnn_weights)}
-    res = ablations.run_variant(job.data, model, roi, profile=job.profile, seed=seed, device=job.device,
-                                progress=job.progress, cnn_weights=job.cnn_weights)
+    extra = {
+        "data_seed": job.data_seed,
+        "dataset_fingerprint": dataset_fingerprint(job.data, roi),
+        "deterministic": deterministic,
+        "cnn_weights": jsonable(job.cnn_weights),
+    }
+    res = ablations.run_variant(
+        job.data,
+        model,
+        roi,
+        profile=job.profile,
+        seed=seed,
+        device=job.device,
+        progress=job.progress,
+        cnn_weights=job.cnn_weights,
+    )
     res.info.update(job.provenance)
     save_result(res, job.path(roi, model, seed), profile=job.profile, seed=seed, extra=extra)
     return load_result(job.path(roi, model, seed), job.expect(roi, model, seed))
@@ -234,19 +338,52 @@ def _write_ensembles(job: _Job, by_model: dict) -> list:
             continue
         seeds = [r.info["seed"] for r in runs]
         mean = np.mean([_standardized(r.predictions) for r in runs], axis=0)
-        res = score(mean, job.data, roi, model, info={"ensemble_of": f"{len(runs)} model seeds: predictions averaged"})
-        path = ensemble_path(job.out, job.data.name, job.profile, job.data.subject, roi, model, seeds, job.data_seed)
-        save_result(res, path, profile=job.profile, seed=None,
-                    extra={"data_seed": job.data_seed, "seeds": seeds, "ensemble": True,
-                           "dataset_fingerprint": dataset_fingerprint(job.data, roi)})
+        res = score(
+            mean,
+            job.data,
+            roi,
+            model,
+            info={"ensemble_of": f"{len(runs)} model seeds: predictions averaged"},
+        )
+        path = ensemble_path(
+            job.out, job.data.name, job.profile, job.data.subject, roi, model, seeds, job.data_seed
+        )
+        save_result(
+            res,
+            path,
+            profile=job.profile,
+            seed=None,
+            extra={
+                "data_seed": job.data_seed,
+                "seeds": seeds,
+                "ensemble": True,
+                "dataset_fingerprint": dataset_fingerprint(job.data, roi),
+            },
+        )
         written.append(load_result(path))
     return written
 
 
-def reproduce(dataset="sim", subject: int = 1, profile: str = "quick", n_seeds: int | None = None,
-              first_seed: int = 0, data_seed: int | None = None, models=None, rois=None, out="results", device=None,
-              figures: bool = True, data_root=None, cnn_weights=None, n_bootstrap: int = 2000,
-              bootstrap_seed: int = 0, reference: str = REFERENCE, progress: bool = True, log=print) -> list:
+def reproduce(
+    dataset="sim",
+    subject: int = 1,
+    profile: str = "quick",
+    n_seeds: int | None = None,
+    first_seed: int = 0,
+    data_seed: int | None = None,
+    models=None,
+    rois=None,
+    out="results",
+    device=None,
+    figures: bool = True,
+    data_root=None,
+    cnn_weights=None,
+    n_bootstrap: int = 2000,
+    bootstrap_seed: int = 0,
+    reference: str = REFERENCE,
+    progress: bool = True,
+    log=print,
+) -> list:
     """Run every model on every ROI for several model seeds, one results file each, resumable; then tables.
 
     Parameters
@@ -272,7 +409,9 @@ def reproduce(dataset="sim", subject: int = 1, profile: str = "quick", n_seeds: 
     Interrupting (Ctrl-C) raises ``KeyboardInterrupt`` after the files already finished are on disk.
     """
     check_settings(out, device, n_bootstrap, n_seeds, first_seed, data_seed, dataset)
-    seeds = list(range(int(first_seed), int(first_seed) + int(n_seeds or DEFAULT_SEEDS.get(profile, 3))))
+    seeds = list(
+        range(int(first_seed), int(first_seed) + int(n_seeds or DEFAULT_SEEDS.get(profile, 3)))
+    )
     models = list(models or ablations.DEFAULT_VARIANTS)
     for name in models:
         ablations.get_variant(name)
@@ -281,21 +420,48 @@ def reproduce(dataset="sim", subject: int = 1, profile: str = "quick", n_seeds: 
     rois = list(rois or data.rois)
     for roi in rois:
         data.check_roi(roi)
-    job = _Job(Path(out), data, profile, _data_seed(data, data_seed), device, cnn_weights,
-               provenance() | {"device": describe_device(device)}, progress, log)
-    if _clean_partial_files(job.out, f"{dataset_tag(data.name, job.data_seed)}_{profile}_sub{data.subject}_"):
+    job = _Job(
+        Path(out),
+        data,
+        profile,
+        _data_seed(data, data_seed),
+        device,
+        cnn_weights,
+        provenance() | {"device": describe_device(device)},
+        progress,
+        log,
+    )
+    if _clean_partial_files(
+        job.out, f"{dataset_tag(data.name, job.data_seed)}_{profile}_sub{data.subject}_"
+    ):
         log(f"removed partial files left by an interrupted run in {job.out}")
-    log(f"etecrm reproduce: {dataset_tag(data.name, job.data_seed)} subject {data.subject}, profile {profile}, "
-        f"model seeds {seeds}, device {job.provenance['device']}, {len(rois)} ROIs x {len(models)} models -> {job.out}")
+    log(
+        f"etecrm reproduce: {dataset_tag(data.name, job.data_seed)} subject {data.subject}, profile {profile}, "
+        f"model seeds {seeds}, device {job.provenance['device']}, {len(rois)} ROIs x {len(models)} models -> {job.out}"
+    )
     by_model = _run_all(job, rois, models, seeds)
     if any(r.predictions is None for runs in by_model.values() for r in runs):
-        log("some results files hold no test predictions (stripped for committing, `etecrm table "
-            "--strip-predictions`): seed ensembles and bootstrap comparisons are kept as they are, not recomputed")
+        log(
+            "some results files hold no test predictions (stripped for committing, `etecrm table "
+            "--strip-predictions`): seed ensembles and bootstrap comparisons are kept as they are, not recomputed"
+        )
     else:
         ensembles = _write_ensembles(job, by_model)
-        context = {"dataset": data.name, "data_seed": job.data_seed, "profile": profile, "subject": data.subject}
-        records = compare_run(by_model, {roi: data.test.responses[roi] for roi in rois}, context, n_bootstrap,
-                              bootstrap_seed, reference, log)
+        context = {
+            "dataset": data.name,
+            "data_seed": job.data_seed,
+            "profile": profile,
+            "subject": data.subject,
+        }
+        records = compare_run(
+            by_model,
+            {roi: data.test.responses[roi] for roi in rois},
+            context,
+            n_bootstrap,
+            bootstrap_seed,
+            reference,
+            log,
+        )
         save_comparisons(job.out, records)
         log(f"{len(ensembles)} seed ensembles and {len(records)} bootstrap comparisons written")
     rebuild_outputs(job.out, figures=figures, log=log)
@@ -311,16 +477,24 @@ def _run_all(job: _Job, rois, models, seeds) -> dict:
     """
     by_model = {}
     total = sum(len(model_seeds(m, seeds, job.cnn_weights)) for m in models) * len(rois)
-    with tqdm.auto.tqdm(total=total, desc="reproduce", unit="model", disable=not job.progress) as bar:
+    with tqdm.auto.tqdm(
+        total=total, desc="reproduce", unit="model", disable=not job.progress
+    ) as bar:
         for roi in rois:
             for model in models:
                 deterministic = is_deterministic(model, job.cnn_weights)
-                runs = {seed: _finished(job, roi, model, seed) for seed in model_seeds(model, seeds, job.cnn_weights)}
+                runs = {
+                    seed: _finished(job, roi, model, seed)
+                    for seed in model_seeds(model, seeds, job.cnn_weights)
+                }
                 missing = [seed for seed, found in runs.items() if found is None]
                 if missing:
                     bar.set_postfix_str(f"{roi}: {model}, seeds {missing}")
                     streams = len(missing) if ablations.get_variant(model).family == "etecrm" else 1
-                    jobs = [lambda seed=seed: _train(job, roi, model, seed, deterministic) for seed in missing]
+                    jobs = [
+                        lambda seed=seed: _train(job, roi, model, seed, deterministic)
+                        for seed in missing
+                    ]
                     runs.update(zip(missing, gpu.run_concurrently(jobs, streams, job.device)))
                 by_model[(roi, model)] = list(runs.values())
                 bar.update(len(runs))
@@ -337,14 +511,18 @@ def rebuild_outputs(out, figures: bool = True, log=print) -> list:
     out = Path(out)
     everything = collect_results(out)
     if not everything:
-        raise FileNotFoundError(f"no results files under {out / 'results'}; run `etecrm reproduce --out {out}` first")
+        raise FileNotFoundError(
+            f"no results files under {out / 'results'}; run `etecrm reproduce --out {out}` first"
+        )
     ensembles = collect_results(out, "ensembles")
     paths = write_tables(everything, ensembles, out)
     comparisons = load_comparisons(out)
     with atomic_write(out / "comparisons.json") as tmp:
         tmp.write_text(json.dumps(comparisons, indent=1))
-    log(f"wrote {paths['md']}, {paths['csv']}, {paths['json']} ({len(everything)} results, {len(ensembles)} "
-        f"ensembles in {out}) and comparisons.json ({len(comparisons)} bootstrap comparisons)")
+    log(
+        f"wrote {paths['md']}, {paths['csv']}, {paths['json']} ({len(everything)} results, {len(ensembles)} "
+        f"ensembles in {out}) and comparisons.json ({len(comparisons)} bootstrap comparisons)"
+    )
     if figures:
         for note in write_figures(seed_rows(everything, ensembles), out, comparisons):
             log(note)

@@ -41,8 +41,12 @@ from .storage import atomic_write
 RESULTS_FORMAT = 2
 """2: data seed and seed sets recorded. Files of format 1 (no data seed) are still read."""
 READABLE_FORMATS = (1, 2)
-_ARRAY_DTYPES = {"test_r": np.float32, "noise_ceiling": np.float32, "oracle_ceiling": np.float32,
-                 "predictions": np.float32}
+_ARRAY_DTYPES = {
+    "test_r": np.float32,
+    "noise_ceiling": np.float32,
+    "oracle_ceiling": np.float32,
+    "predictions": np.float32,
+}
 
 
 class CorruptResultError(ValueError):
@@ -65,15 +69,31 @@ def seeds_label(seeds) -> str:
     return "+".join(str(s) for s in seeds)
 
 
-def result_path(out, dataset: str, profile: str, subject: int, roi: str, model: str, seed: int,
-                data_seed: int | None = None) -> Path:
+def result_path(
+    out,
+    dataset: str,
+    profile: str,
+    subject: int,
+    roi: str,
+    model: str,
+    seed: int,
+    data_seed: int | None = None,
+) -> Path:
     """Where the results file of one model seed lives under ``out``."""
     stem = f"{dataset_tag(dataset, data_seed)}_{profile}_sub{subject}_{roi}_{model}_seed{seed}"
     return Path(out) / "results" / f"{stem}.npz"
 
 
-def ensemble_path(out, dataset: str, profile: str, subject: int, roi: str, model: str, seeds,
-                  data_seed: int | None = None) -> Path:
+def ensemble_path(
+    out,
+    dataset: str,
+    profile: str,
+    subject: int,
+    roi: str,
+    model: str,
+    seeds,
+    data_seed: int | None = None,
+) -> Path:
     """Where the seed ensemble (predictions averaged over ``seeds``) of one model lives under ``out``."""
     stem = f"{dataset_tag(dataset, data_seed)}_{profile}_sub{subject}_{roi}_{model}_seeds{seeds_label(seeds)}"
     return Path(out) / "ensembles" / f"{stem}.npz"
@@ -107,7 +127,9 @@ def _to_numpy(value) -> np.ndarray:
     return np.asarray(value)
 
 
-def save_result(result: EncodingResult, path, *, profile: str, seed: int | None, extra: dict | None = None) -> Path:
+def save_result(
+    result: EncodingResult, path, *, profile: str, seed: int | None, extra: dict | None = None
+) -> Path:
     """Write one result to a compressed ``.npz`` (atomically: temp file, then rename). Returns the path.
 
     Arrays: ``test_r``, ``noise_ceiling``, ``oracle_ceiling`` (float32, shape (V,)), ``predictions``
@@ -128,11 +150,21 @@ def save_result(result: EncodingResult, path, *, profile: str, seed: int | None,
         else:
             info[key] = value
     meta = {
-        "format": RESULTS_FORMAT, "dataset": result.dataset, "subject": int(result.subject), "roi": result.roi,
-        "model": result.model, "profile": profile, "seed": None if seed is None else int(seed),
-        "n_voxels": result.n_voxels, "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "info": jsonable(info), **jsonable(extra or {}),
-        "arrays": {k: {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": array_sha256(a)} for k, a in arrays.items()},
+        "format": RESULTS_FORMAT,
+        "dataset": result.dataset,
+        "subject": int(result.subject),
+        "roi": result.roi,
+        "model": result.model,
+        "profile": profile,
+        "seed": None if seed is None else int(seed),
+        "n_voxels": result.n_voxels,
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "info": jsonable(info),
+        **jsonable(extra or {}),
+        "arrays": {
+            k: {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": array_sha256(a)}
+            for k, a in arrays.items()
+        },
     }
     path = Path(path)
     with atomic_write(path) as tmp:
@@ -154,7 +186,9 @@ def _read(path: Path):
     except FileNotFoundError:
         raise
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as err:
-        raise CorruptResultError(f"{path.name}: not a readable .npz file ({type(err).__name__}: {err})") from err
+        raise CorruptResultError(
+            f"{path.name}: not a readable .npz file ({type(err).__name__}: {err})"
+        ) from err
     if "meta" not in data:
         raise CorruptResultError(f"{path.name}: no 'meta' entry")
     try:
@@ -162,7 +196,9 @@ def _read(path: Path):
     except json.JSONDecodeError as err:
         raise CorruptResultError(f"{path.name}: metadata is not valid JSON ({err})") from err
     if not isinstance(meta, dict) or meta.get("format") not in READABLE_FORMATS:
-        raise CorruptResultError(f"{path.name}: unknown results format {meta.get('format') if isinstance(meta, dict) else meta!r}")
+        raise CorruptResultError(
+            f"{path.name}: unknown results format {meta.get('format') if isinstance(meta, dict) else meta!r}"
+        )
     return meta, data
 
 
@@ -170,22 +206,34 @@ def _check_arrays(path: Path, meta: dict, data: dict) -> None:
     """Every listed array present with its shape, dtype and checksum; per-voxel shapes agree; finite."""
     listed = meta.get("arrays") or {}
     if set(listed) != set(data) or "test_r" not in data:
-        raise CorruptResultError(f"{path.name}: arrays {sorted(data)} do not match the metadata's {sorted(listed)}")
+        raise CorruptResultError(
+            f"{path.name}: arrays {sorted(data)} do not match the metadata's {sorted(listed)}"
+        )
     for key, arr in data.items():
         want = listed[key]
         if list(arr.shape) != want.get("shape") or str(arr.dtype) != want.get("dtype"):
-            raise CorruptResultError(f"{path.name}: array '{key}' is {arr.dtype}{list(arr.shape)}, "
-                                     f"metadata says {want.get('dtype')}{want.get('shape')}")
+            raise CorruptResultError(
+                f"{path.name}: array '{key}' is {arr.dtype}{list(arr.shape)}, "
+                f"metadata says {want.get('dtype')}{want.get('shape')}"
+            )
         if array_sha256(arr) != want.get("sha256"):
-            raise CorruptResultError(f"{path.name}: array '{key}' does not match its SHA-256 checksum")
+            raise CorruptResultError(
+                f"{path.name}: array '{key}' does not match its SHA-256 checksum"
+            )
         if key in _ARRAY_DTYPES and not np.all(np.isfinite(arr)):
             raise CorruptResultError(f"{path.name}: array '{key}' holds NaN or inf")
     n_vox = meta.get("n_voxels")
     for key in ("test_r", "noise_ceiling", "oracle_ceiling"):
         if key in data and data[key].shape != (n_vox,):
-            raise CorruptResultError(f"{path.name}: '{key}' has shape {data[key].shape}, expected ({n_vox},)")
-    if "predictions" in data and (data["predictions"].ndim != 2 or data["predictions"].shape[1] != n_vox):
-        raise CorruptResultError(f"{path.name}: predictions have shape {data['predictions'].shape}, expected (N_test, {n_vox})")
+            raise CorruptResultError(
+                f"{path.name}: '{key}' has shape {data[key].shape}, expected ({n_vox},)"
+            )
+    if "predictions" in data and (
+        data["predictions"].ndim != 2 or data["predictions"].shape[1] != n_vox
+    ):
+        raise CorruptResultError(
+            f"{path.name}: predictions have shape {data['predictions'].shape}, expected (N_test, {n_vox})"
+        )
 
 
 def strip_predictions(out) -> int:
@@ -229,25 +277,53 @@ def load_result(path, expect: dict | None = None) -> EncodingResult:
         if meta.get(key) != value:
             raise CorruptResultError(f"{path.name}: {key} is {meta.get(key)!r}, expected {value!r}")
     info = dict(meta.get("info") or {})
-    info.update({k[len("info."):]: v for k, v in data.items() if k.startswith("info.")})
-    info.update({k: meta[k] for k in ("profile", "seed", "seeds", "ensemble", "deterministic", "created_utc",
-                                       "dataset_fingerprint") if k in meta})
+    info.update({k[len("info.") :]: v for k, v in data.items() if k.startswith("info.")})
+    info.update(
+        {
+            k: meta[k]
+            for k in (
+                "profile",
+                "seed",
+                "seeds",
+                "ensemble",
+                "deterministic",
+                "created_utc",
+                "dataset_fingerprint",
+            )
+            if k in meta
+        }
+    )
     info["data_seed"] = meta.get("data_seed")
     info["results_file"] = str(path)
     as32 = {k: data[k].astype(np.float32) for k in data if not k.startswith("info.")}
-    return EncodingResult(model=meta["model"], roi=meta["roi"], dataset=meta["dataset"], subject=int(meta["subject"]),
-                          test_r=as32["test_r"], noise_ceiling=as32.get("noise_ceiling"),
-                          oracle_ceiling=as32.get("oracle_ceiling"), predictions=as32.get("predictions"), info=info)
+    return EncodingResult(
+        model=meta["model"],
+        roi=meta["roi"],
+        dataset=meta["dataset"],
+        subject=int(meta["subject"]),
+        test_r=as32["test_r"],
+        noise_ceiling=as32.get("noise_ceiling"),
+        oracle_ceiling=as32.get("oracle_ceiling"),
+        predictions=as32.get("predictions"),
+        info=info,
+    )
 
 
 def result_key(res: EncodingResult) -> tuple:
     """Sort key: dataset, data seed, profile, subject, ROI (V1 ... LO), model (``ablations.VARIANTS`` order), seed."""
     rois, models = list(DEFAULT_ROIS), list(VARIANTS)
     data_seed = res.info.get("data_seed")
-    return (res.dataset, -1 if data_seed is None else data_seed, str(res.info.get("profile")), res.subject,
-            rois.index(res.roi) if res.roi in rois else len(rois), res.roi,
-            models.index(res.model) if res.model in models else len(models), res.model,
-            res.info.get("seed") if res.info.get("seed") is not None else -1)
+    return (
+        res.dataset,
+        -1 if data_seed is None else data_seed,
+        str(res.info.get("profile")),
+        res.subject,
+        rois.index(res.roi) if res.roi in rois else len(rois),
+        res.roi,
+        models.index(res.model) if res.model in models else len(models),
+        res.model,
+        res.info.get("seed") if res.info.get("seed") is not None else -1,
+    )
 
 
 def collect_results(out, folder: str = "results") -> list:
@@ -268,7 +344,14 @@ def group_by_model(results) -> dict:
     """``{(dataset, data_seed, profile, subject, roi, model): [results sorted by seed]}``."""
     groups = {}
     for res in sorted(results, key=result_key):
-        key = (res.dataset, res.info.get("data_seed"), res.info.get("profile"), res.subject, res.roi, res.model)
+        key = (
+            res.dataset,
+            res.info.get("data_seed"),
+            res.info.get("profile"),
+            res.subject,
+            res.roi,
+            res.model,
+        )
         groups.setdefault(key, []).append(res)
     return groups
 
@@ -278,4 +361,8 @@ def describe_results(results) -> dict:
     profiles = sorted({str(r.info.get("profile")) for r in results if r.info.get("profile")})
     devices = sorted({str(r.info.get("device")) for r in results if r.info.get("device")})
     seeds = sorted({int(r.info["seed"]) for r in results if r.info.get("seed") is not None})
-    return {"profile": "/".join(profiles) or None, "device": ", ".join(devices) or None, "seeds": seeds or None}
+    return {
+        "profile": "/".join(profiles) or None,
+        "device": ", ".join(devices) or None,
+        "seeds": seeds or None,
+    }

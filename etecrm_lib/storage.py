@@ -23,12 +23,18 @@ def cache_dir(sub: str | None = None) -> Path:
     """
     from_env = os.environ.get(CACHE_ENV)
     root = Path(from_env or Path.home() / ".cache" / "etecrm").expanduser()
-    what = (f"the cache folder (${CACHE_ENV}={from_env})" if from_env else
-            f"the default cache folder (~/.cache/etecrm; ${CACHE_ENV} is not set)")
-    return make_folder(root / sub if sub else root, what,
-                       f"Set the environment variable {CACHE_ENV} to a folder you can write to, e.g. "
-                       f"`export {CACHE_ENV}=/tmp/etecrm-cache` in a shell or "
-                       f"os.environ['{CACHE_ENV}'] = '/tmp/etecrm-cache' in a notebook")
+    what = (
+        f"the cache folder (${CACHE_ENV}={from_env})"
+        if from_env
+        else f"the default cache folder (~/.cache/etecrm; ${CACHE_ENV} is not set)"
+    )
+    return make_folder(
+        root / sub if sub else root,
+        what,
+        f"Set the environment variable {CACHE_ENV} to a folder you can write to, e.g. "
+        f"`export {CACHE_ENV}=/tmp/etecrm-cache` in a shell or "
+        f"os.environ['{CACHE_ENV}'] = '/tmp/etecrm-cache' in a notebook",
+    )
 
 
 def make_folder(path, what: str, fix: str = "Pass a folder you can write to") -> Path:

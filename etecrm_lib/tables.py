@@ -29,10 +29,36 @@ from .storage import atomic_write
 
 TOP = f"top{TOP_N}_mean_r"
 STAT_COLUMNS = ["median_r", TOP, "mean_r", "n_significant", "frac_ceiling", "frac_oracle_ceiling"]
-KEY_COLUMNS = ["dataset", "data_seed", "profile", "subject", "roi", "model", "kind", "n_seeds", "seeds"]
-PER_SEED_COLUMNS = ["dataset", "data_seed", "profile", "subject", "seed", "roi", "model", "n_voxels", "median_r",
-                    "mean_r", TOP, "n_significant", "frac_ceiling", "frac_oracle_ceiling", "median_ceiling",
-                    "wall_time_s", "device"]
+KEY_COLUMNS = [
+    "dataset",
+    "data_seed",
+    "profile",
+    "subject",
+    "roi",
+    "model",
+    "kind",
+    "n_seeds",
+    "seeds",
+]
+PER_SEED_COLUMNS = [
+    "dataset",
+    "data_seed",
+    "profile",
+    "subject",
+    "seed",
+    "roi",
+    "model",
+    "n_voxels",
+    "median_r",
+    "mean_r",
+    TOP,
+    "n_significant",
+    "frac_ceiling",
+    "frac_oracle_ceiling",
+    "median_ceiling",
+    "wall_time_s",
+    "device",
+]
 
 
 # --------------------------------------------------------------------------- rows
@@ -40,7 +66,12 @@ def table_rows(results) -> list:
     """One flat row per result (one model seed): :meth:`EncodingResult.summary` plus data seed, profile, seed, wall time, device."""
     rows = []
     for res, summary in zip(results, summary_table(results)):
-        summary.update({key: res.info.get(key) for key in ("data_seed", "profile", "seed", "wall_time_s", "device")})
+        summary.update(
+            {
+                key: res.info.get(key)
+                for key in ("data_seed", "profile", "seed", "wall_time_s", "device")
+            }
+        )
         ordered = {key: summary.get(key) for key in PER_SEED_COLUMNS}
         ordered.update(summary)
         rows.append(jsonable(ordered))
@@ -61,8 +92,22 @@ def seed_rows(results, ensembles=()) -> list:
     for (dataset, data_seed, profile, subject, roi, model), runs in group_by_model(results).items():
         summaries = table_rows(runs)
         seeds = [r.info.get("seed") or 0 for r in runs]
-        row = dict(zip(KEY_COLUMNS, (dataset, data_seed, profile, subject, roi, model, "seeds", len(runs),
-                                     seeds_label(seeds))))
+        row = dict(
+            zip(
+                KEY_COLUMNS,
+                (
+                    dataset,
+                    data_seed,
+                    profile,
+                    subject,
+                    roi,
+                    model,
+                    "seeds",
+                    len(runs),
+                    seeds_label(seeds),
+                ),
+            )
+        )
         row["n_voxels"] = runs[0].n_voxels
         for column in STAT_COLUMNS:
             row[column], row[f"{column}_sd"] = _mean_sd(s.get(column) for s in summaries)
@@ -74,17 +119,42 @@ def seed_rows(results, ensembles=()) -> list:
     for res in sorted(ensembles, key=result_key):
         summary = table_rows([res])[0]
         seeds = res.info.get("seeds") or []
-        row = dict(zip(KEY_COLUMNS, (res.dataset, res.info.get("data_seed"), res.info.get("profile"), res.subject,
-                                     res.roi, res.model, "ensemble", len(seeds), seeds_label(seeds))))
-        row.update({"n_voxels": res.n_voxels, **{c: summary.get(c) for c in STAT_COLUMNS},
-                    **{f"{c}_sd": None for c in STAT_COLUMNS}, "median_ceiling": summary.get("median_ceiling")})
+        row = dict(
+            zip(
+                KEY_COLUMNS,
+                (
+                    res.dataset,
+                    res.info.get("data_seed"),
+                    res.info.get("profile"),
+                    res.subject,
+                    res.roi,
+                    res.model,
+                    "ensemble",
+                    len(seeds),
+                    seeds_label(seeds),
+                ),
+            )
+        )
+        row.update(
+            {
+                "n_voxels": res.n_voxels,
+                **{c: summary.get(c) for c in STAT_COLUMNS},
+                **{f"{c}_sd": None for c in STAT_COLUMNS},
+                "median_ceiling": summary.get("median_ceiling"),
+            }
+        )
         rows.append(row)
     order = {key: i for i, key in enumerate(_row_key(r) for r in rows)}
     return jsonable(sorted(rows, key=lambda r: (_section(r), order[_row_key(r)])))
 
 
 def _section(row) -> tuple:
-    return (row["dataset"], -1 if row["data_seed"] is None else row["data_seed"], str(row["profile"]), row["subject"])
+    return (
+        row["dataset"],
+        -1 if row["data_seed"] is None else row["data_seed"],
+        str(row["profile"]),
+        row["subject"],
+    )
 
 
 def _row_key(row) -> tuple:
@@ -110,7 +180,11 @@ def _seeds_cell(row) -> str:
 
 
 def _model_label(row) -> str:
-    return f"{row['model']} (ensemble of seeds {row['seeds']})" if row.get("kind") == "ensemble" else row["model"]
+    return (
+        f"{row['model']} (ensemble of seeds {row['seeds']})"
+        if row.get("kind") == "ensemble"
+        else row["model"]
+    )
 
 
 def _section_title(key) -> str:
@@ -122,17 +196,42 @@ def _section_title(key) -> str:
 def markdown_table(rows) -> str:
     """Markdown, one section per (dataset, data seed, profile, subject): seed rows (mean ± s.d.) or per-seed rows."""
     seed_table_rows = bool(rows) and "kind" in rows[0]
-    shown = (["roi", "model", "seeds", "n_voxels", *STAT_COLUMNS, "wall_time_s"] if seed_table_rows else
-             ["roi", "model", "seed", "n_voxels", "median_r", "mean_r", TOP, "n_significant", "frac_ceiling",
-              "frac_oracle_ceiling", "wall_time_s"])
+    shown = (
+        ["roi", "model", "seeds", "n_voxels", *STAT_COLUMNS, "wall_time_s"]
+        if seed_table_rows
+        else [
+            "roi",
+            "model",
+            "seed",
+            "n_voxels",
+            "median_r",
+            "mean_r",
+            TOP,
+            "n_significant",
+            "frac_ceiling",
+            "frac_oracle_ceiling",
+            "wall_time_s",
+        ]
+    )
     lines, sections = [], {}
     for row in rows:
         sections.setdefault(_section(row), []).append(row)
     for key, group in sections.items():
-        lines += [f"### {_section_title(key)}", "", "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+        lines += [
+            f"### {_section_title(key)}",
+            "",
+            "| " + " | ".join(shown) + " |",
+            "|" + "---|" * len(shown),
+        ]
         for row in group:
-            special = {"model": _model_label(row), "seeds": _seeds_cell(row) if "seeds" in row else None}
-            cells = [special.get(col) or _fmt(row.get(col), row.get(f"{col}_sd"), _DIGITS.get(col, 3)) for col in shown]
+            special = {
+                "model": _model_label(row),
+                "seeds": _seeds_cell(row) if "seeds" in row else None,
+            }
+            cells = [
+                special.get(col) or _fmt(row.get(col), row.get(f"{col}_sd"), _DIGITS.get(col, 3))
+                for col in shown
+            ]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -150,8 +249,13 @@ def seed_table(rows, columns=("median_r", TOP), numeric: bool = False):
 
     records = []
     for row in rows:
-        record = {"subject": row["subject"], "roi": row["roi"], "model": _model_label(row),
-                  "n_seeds": row["n_seeds"], "seeds": _seeds_cell(row)}
+        record = {
+            "subject": row["subject"],
+            "roi": row["roi"],
+            "model": _model_label(row),
+            "n_seeds": row["n_seeds"],
+            "seeds": _seeds_cell(row),
+        }
         for col in columns:
             if numeric:
                 record[col], record[f"{col}_sd"] = row.get(col), row.get(f"{col}_sd")
@@ -165,8 +269,21 @@ def comparison_table(records):
     """Comparison records (``load_run(...).comparisons``) as a pandas DataFrame, one row per comparison."""
     import pandas as pd
 
-    keep = ["subject", "roi", "kind", "model_a", "model_b", "statistic", "difference", "ci_low", "ci_high",
-            "p_a_not_better", "n_seeds_a", "n_seeds_b", "n_bootstrap"]
+    keep = [
+        "subject",
+        "roi",
+        "kind",
+        "model_a",
+        "model_b",
+        "statistic",
+        "difference",
+        "ci_low",
+        "ci_high",
+        "p_a_not_better",
+        "n_seeds_a",
+        "n_seeds_b",
+        "n_bootstrap",
+    ]
     return pd.DataFrame.from_records([{k: r.get(k) for k in keep} for r in records])
 
 
@@ -175,8 +292,13 @@ def write_tables(results, ensembles, out) -> dict:
     """``table.md/.csv/.json`` (the seed table) and ``table_per_seed.csv/.json`` under ``out``. Returns the paths."""
     out = Path(out)
     rows, per_seed = seed_rows(results, ensembles), table_rows(results)
-    paths = {"md": out / "table.md", "csv": out / "table.csv", "json": out / "table.json",
-             "per_seed_csv": out / "table_per_seed.csv", "per_seed_json": out / "table_per_seed.json"}
+    paths = {
+        "md": out / "table.md",
+        "csv": out / "table.csv",
+        "json": out / "table.json",
+        "per_seed_csv": out / "table_per_seed.csv",
+        "per_seed_json": out / "table_per_seed.json",
+    }
     with atomic_write(paths["md"]) as tmp:
         tmp.write_text(markdown_table(rows))
     for key, table in (("", rows), ("per_seed_", per_seed)):
@@ -220,14 +342,22 @@ def training_seconds(results) -> list:
             mine = [r for r in runs if (r.info.get("seed") or 0) == s]
             totals.append(sum(float(r.info["wall_time_s"]) for r in mine))
             voxels.append(sum(r.n_voxels for r in mine))
-        rows.append({
-            "model": model, "n_rois": len(rois), "n_seeds": len(seeds),
-            "seconds_per_roi": float(np.mean([float(r.info["wall_time_s"]) for r in runs])),
-            "seconds_per_subject": float(np.mean(totals)),
-            "seconds_per_subject_sd": float(np.std(totals, ddof=1)) if len(totals) > 1 else None,
-            "ms_per_voxel": float(np.mean([1000 * t / v for t, v in zip(totals, voxels)])),
-            "device": ", ".join(sorted({str(r.info.get("device")) for r in runs if r.info.get("device")})),
-        })
+        rows.append(
+            {
+                "model": model,
+                "n_rois": len(rois),
+                "n_seeds": len(seeds),
+                "seconds_per_roi": float(np.mean([float(r.info["wall_time_s"]) for r in runs])),
+                "seconds_per_subject": float(np.mean(totals)),
+                "seconds_per_subject_sd": float(np.std(totals, ddof=1))
+                if len(totals) > 1
+                else None,
+                "ms_per_voxel": float(np.mean([1000 * t / v for t, v in zip(totals, voxels)])),
+                "device": ", ".join(
+                    sorted({str(r.info.get("device")) for r in runs if r.info.get("device")})
+                ),
+            }
+        )
     return rows
 
 
@@ -251,24 +381,39 @@ class Run:
 
     def comparison_objects(self, kind: str | None = None, statistic: str = "median_r") -> list:
         """The comparisons as :class:`evaluation.Comparison` (for ``plots.comparison_bars``), filtered."""
-        return [Comparison.from_dict(c) for c in self.comparisons
-                if c.get("statistic") == statistic and (kind is None or c.get("kind") == kind)]
+        return [
+            Comparison.from_dict(c)
+            for c in self.comparisons
+            if c.get("statistic") == statistic and (kind is None or c.get("kind") == kind)
+        ]
 
 
-def load_run(out, dataset: str = "sim", profile: str = "full", subject: int = 1, data_seed: int | None = 0) -> Run:
+def load_run(
+    out, dataset: str = "sim", profile: str = "full", subject: int = 1, data_seed: int | None = 0
+) -> Run:
     """Read one run from a ``etecrm reproduce`` output folder (no data, no training). ``data_seed``: None for real data."""
+
     def mine(res):
-        return (res.dataset, res.info.get("profile"), res.subject, res.info.get("data_seed")) == \
-            (dataset, profile, subject, data_seed)
+        return (res.dataset, res.info.get("profile"), res.subject, res.info.get("data_seed")) == (
+            dataset,
+            profile,
+            subject,
+            data_seed,
+        )
 
     results = [r for r in collect_results(out) if mine(r)]
     ensembles = [r for r in collect_results(out, "ensembles") if mine(r)]
-    comparisons = [c for c in load_comparisons(out)
-                   if (c.get("dataset"), c.get("profile"), c.get("subject"), c.get("data_seed")) ==
-                   (dataset, profile, subject, data_seed)]
+    comparisons = [
+        c
+        for c in load_comparisons(out)
+        if (c.get("dataset"), c.get("profile"), c.get("subject"), c.get("data_seed"))
+        == (dataset, profile, subject, data_seed)
+    ]
     if not results:
-        raise FileNotFoundError(f"no results of {dataset} (data seed {data_seed}), profile {profile}, subject {subject} "
-                                f"under {Path(out) / 'results'}; run `etecrm reproduce --out {out}` with those settings")
+        raise FileNotFoundError(
+            f"no results of {dataset} (data seed {data_seed}), profile {profile}, subject {subject} "
+            f"under {Path(out) / 'results'}; run `etecrm reproduce --out {out}` with those settings"
+        )
     return Run(results, ensembles, comparisons, seed_rows(results, ensembles))
 
 
@@ -290,21 +435,34 @@ class ControlTable:
 
     def display_rows(self) -> list:
         """The rows as a chapter shows them (:func:`book.show_table`)."""
-        return [{"roi": r["roi"], "etecrm": r["etecrm_median_r"], "gwp_ridge": r["gwp_ridge_median_r"],
-                 "gwp_ridge − etecrm": r["gwp_minus_etecrm"], "95% interval": f"{r['ci_low']:+.3f} to {r['ci_high']:+.3f}",
-                 "winner": r["winner"], "expected": r["expected_winner"]} for r in self.rows]
+        return [
+            {
+                "roi": r["roi"],
+                "etecrm": r["etecrm_median_r"],
+                "gwp_ridge": r["gwp_ridge_median_r"],
+                "gwp_ridge − etecrm": r["gwp_minus_etecrm"],
+                "95% interval": f"{r['ci_low']:+.3f} to {r['ci_high']:+.3f}",
+                "winner": r["winner"],
+                "expected": r["expected_winner"],
+            }
+            for r in self.rows
+        ]
 
     def caption(self) -> str:
-        return (f"'{self.ground_truth}' control cortex, {self.profile} profile, subject {self.subject}: median r "
-                f"(ETECRM: mean over seeds {self.model_seeds}; 95% bootstrap over test images and seeds)")
+        return (
+            f"'{self.ground_truth}' control cortex, {self.profile} profile, subject {self.subject}: median r "
+            f"(ETECRM: mean over seeds {self.model_seeds}; 95% bootstrap over test images and seeds)"
+        )
 
     def summary(self) -> str:
         """One sentence: in how many ROIs the expected family wins, and the range of the differences."""
         wins = [r["roi"] for r in self.rows if r["winner"] == r["expected_winner"]]
         differences = [r["gwp_minus_etecrm"] for r in self.rows]
-        return (f"'{self.ground_truth}' control: the expected family ({self.rows[0]['expected_winner']}) wins in "
-                f"{len(wins)} of {len(self.rows)} ROIs ({', '.join(wins) or 'none'}); gwp_ridge − etecrm ranges "
-                f"from {min(differences):+.3f} to {max(differences):+.3f}")
+        return (
+            f"'{self.ground_truth}' control: the expected family ({self.rows[0]['expected_winner']}) wins in "
+            f"{len(wins)} of {len(self.rows)} ROIs ({', '.join(wins) or 'none'}); gwp_ridge − etecrm ranges "
+            f"from {min(differences):+.3f} to {max(differences):+.3f}"
+        )
 
 
 def control_winner(ci_low: float, ci_high: float) -> str:
@@ -322,19 +480,31 @@ def load_control_table(folder, ground_truth: str, profile: str = "full") -> Cont
         return None
     try:
         data = json.loads(path.read_text())
-        table = ControlTable(data["ground_truth"], data["profile"], data["subject"], data["model_seeds"], data["rows"])
+        table = ControlTable(
+            data["ground_truth"],
+            data["profile"],
+            data["subject"],
+            data["model_seeds"],
+            data["rows"],
+        )
         for r in table.rows:
             # (not the difference against the interval: a percentile interval may leave its point estimate out)
             if control_winner(r["ci_low"], r["ci_high"]) != r["winner"]:
-                raise ValueError(f"ROI {r['roi']}: winner {r['winner']!r} and interval [{r['ci_low']}, {r['ci_high']}] "
-                                 f"disagree")
+                raise ValueError(
+                    f"ROI {r['roi']}: winner {r['winner']!r} and interval [{r['ci_low']}, {r['ci_high']}] "
+                    f"disagree"
+                )
     except (KeyError, TypeError, ValueError) as err:  # json.JSONDecodeError is a ValueError
-        raise ValueError(f"{path} is not a control table written by tools/control_table.py ({err}); "
-                         f"write it again with `python tools/control_table.py --ground-truth {ground_truth} "
-                         f"--profile {profile} --out {Path(folder)}`") from err
+        raise ValueError(
+            f"{path} is not a control table written by tools/control_table.py ({err}); "
+            f"write it again with `python tools/control_table.py --ground-truth {ground_truth} "
+            f"--profile {profile} --out {Path(folder)}`"
+        ) from err
     if (table.ground_truth, table.profile) != (ground_truth, profile) or not table.rows:
-        raise ValueError(f"{path} holds the {table.profile!r} table of {table.ground_truth!r} with "
-                         f"{len(table.rows)} rows, not the {profile!r} table of {ground_truth!r}")
+        raise ValueError(
+            f"{path} holds the {table.profile!r} table of {table.ground_truth!r} with "
+            f"{len(table.rows)} rows, not the {profile!r} table of {ground_truth!r}"
+        )
     return table
 
 
@@ -349,19 +519,36 @@ def seed_bars(rows, statistic: str = "median_r"):
     fig = go.Figure()
     for name in dict.fromkeys(label(r) for r in rows):
         mine = [r for r in rows if label(r) == name]
-        fig.add_trace(go.Bar(x=[r["roi"] for r in mine], y=[r.get(statistic) for r in mine], name=name,
-                             error_y=dict(type="data", array=[r.get(f"{statistic}_sd") or 0 for r in mine],
-                                          visible=any(r.get(f"{statistic}_sd") for r in mine))))
+        fig.add_trace(
+            go.Bar(
+                x=[r["roi"] for r in mine],
+                y=[r.get(statistic) for r in mine],
+                name=name,
+                error_y=dict(
+                    type="data",
+                    array=[r.get(f"{statistic}_sd") or 0 for r in mine],
+                    visible=any(r.get(f"{statistic}_sd") for r in mine),
+                ),
+            )
+        )
     title = "median r" if statistic == "median_r" else statistic.replace("_", " ")
-    fig.update_layout(barmode="group", height=480, yaxis_title=title,
-                      title=f"{title} per ROI on held-out test images: mean over model seeds ± s.d.")
+    fig.update_layout(
+        barmode="group",
+        height=480,
+        yaxis_title=title,
+        title=f"{title} per ROI on held-out test images: mean over model seeds ± s.d.",
+    )
     return fig
 
 
 def _find_browser() -> None:
     """Point kaleido (plotly's PNG export) at Debian's Chromium if no browser was configured."""
     if not os.environ.get("BROWSER_PATH"):
-        for candidate in ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"):
+        for candidate in (
+            "/usr/bin/chromium",
+            "/usr/bin/chromium-browser",
+            "/usr/bin/google-chrome",
+        ):
             if Path(candidate).exists():
                 os.environ["BROWSER_PATH"] = candidate
                 break
@@ -373,14 +560,21 @@ def _figures(rows, comparisons) -> dict:
         sections.setdefault(_section(row), []).append(row)
     for key, group in sections.items():
         dataset, data_seed, profile, subject = key
-        stem = f"{dataset if data_seed == -1 else f'{dataset}-data{data_seed}'}_{profile}_sub{subject}"
+        stem = (
+            f"{dataset if data_seed == -1 else f'{dataset}-data{data_seed}'}_{profile}_sub{subject}"
+        )
         for statistic in ("median_r", TOP):
             fig = seed_bars(group, statistic)
             fig.update_layout(title=f"{_section_title(key)}: {fig.layout.title.text}")
             figures[f"{stem}_{statistic}"] = fig
         for kind in ("baseline", "ablation"):
-            mine = [Comparison.from_dict(c) for c in comparisons if c.get("statistic") == "median_r"
-                    and c.get("kind") == kind and _section({**c, "data_seed": c.get("data_seed")}) == key]
+            mine = [
+                Comparison.from_dict(c)
+                for c in comparisons
+                if c.get("statistic") == "median_r"
+                and c.get("kind") == kind
+                and _section({**c, "data_seed": c.get("data_seed")}) == key
+            ]
             if mine:
                 fig = plots.comparison_bars(mine)
                 fig.update_layout(title=f"{_section_title(key)}: {fig.layout.title.text}")
@@ -398,7 +592,9 @@ def write_figures(rows, out, comparisons=()) -> list:
     try:
         import plotly  # noqa: F401
     except ImportError:
-        return ["figures skipped: plotly is not installed (pip install plotly kaleido); tables were written"]
+        return [
+            "figures skipped: plotly is not installed (pip install plotly kaleido); tables were written"
+        ]
     figdir = Path(out) / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
     _find_browser()
@@ -412,9 +608,13 @@ def write_figures(rows, out, comparisons=()) -> list:
                 with atomic_write(figdir / f"{stem}.png") as tmp:
                     fig.write_image(tmp, format="png", width=1000, height=500)
                 notes.append(f"wrote {figdir / (stem + '.png')}")
-            except Exception as err:  # kaleido needs Chrome/Chromium; a missing browser must not end the run
+            except (
+                Exception
+            ) as err:  # kaleido needs Chrome/Chromium; a missing browser must not end the run
                 png_ok = False
                 first_line = str(err).splitlines()[0] if str(err) else ""
-                notes.append(f"PNG export failed ({type(err).__name__}: {first_line}); the HTML figures were written. "
-                             "For PNGs install Chromium (apt-get install chromium) or set BROWSER_PATH")
+                notes.append(
+                    f"PNG export failed ({type(err).__name__}: {first_line}); the HTML figures were written. "
+                    "For PNGs install Chromium (apt-get install chromium) or set BROWSER_PATH"
+                )
     return notes

@@ -55,7 +55,6 @@ from .models import READOUT_WEIGHTS, ETECRMNet
 from .profiles import DEFAULT_PROFILE, Profile, check_profile
 
 
-
 # ============================================================================ configuration
 @dataclass
 class ETECRMConfig:
@@ -107,32 +106,51 @@ class ETECRMConfig:
 
     def __post_init__(self):
         problems = []
-        for name in ("image_size", "channels", "n_layers", "epochs", "batch_size", "selection_voxels"):
+        for name in (
+            "image_size",
+            "channels",
+            "n_layers",
+            "epochs",
+            "batch_size",
+            "selection_voxels",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 problems.append(f"{name} must be a whole number >= 1, got {value!r}")
         for name in ("mean_penalty", "noise_std", "learning_rate", "weight_decay", "val_fraction"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not math.isfinite(value):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float, np.floating))
+                or not math.isfinite(value)
+            ):
                 problems.append(f"{name} must be a finite number, got {value!r}")
         if not problems:
             if self.learning_rate <= 0:
                 problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
             for name in ("mean_penalty", "noise_std", "weight_decay"):
                 if getattr(self, name) < 0:
-                    problems.append(f"{name} must be >= 0 (0 switches it off), got {getattr(self, name)}")
+                    problems.append(
+                        f"{name} must be >= 0 (0 switches it off), got {getattr(self, name)}"
+                    )
             if not 0 < self.val_fraction < 1:
                 problems.append(f"val_fraction must be in (0, 1), got {self.val_fraction}")
             if self.loss != "mse" and self.batch_size < 4:
-                problems.append(f"batch_size {self.batch_size} is too small for a correlation loss: r over a batch "
-                                "of 1-3 images carries (almost) no information; use at least 4, e.g. 64")
-            if self.image_size % 2 ** self.n_layers:
-                problems.append(f"image_size {self.image_size} must be divisible by 2**{self.n_layers} "
-                                f"(each of the {self.n_layers} conv layers halves it)")
+                problems.append(
+                    f"batch_size {self.batch_size} is too small for a correlation loss: r over a batch "
+                    "of 1-3 images carries (almost) no information; use at least 4, e.g. 64"
+                )
+            if self.image_size % 2**self.n_layers:
+                problems.append(
+                    f"image_size {self.image_size} must be divisible by 2**{self.n_layers} "
+                    f"(each of the {self.n_layers} conv layers halves it)"
+                )
         if self.loss not in LOSSES:
             problems.append(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.readout_weights not in READOUT_WEIGHTS:
-            problems.append(f"readout_weights must be one of {READOUT_WEIGHTS}, got {self.readout_weights!r}")
+            problems.append(
+                f"readout_weights must be one of {READOUT_WEIGHTS}, got {self.readout_weights!r}"
+            )
         if problems:
             raise ValueError("invalid ETECRMConfig: " + "; ".join(problems))
 
@@ -145,7 +163,9 @@ class ETECRMConfig:
         one thread at a time, so that models built side by side, ``gpu.run_concurrently``, get their own seeds)."""
         with gpu.RNG_LOCK, torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return ETECRMNet(n_voxels, self.image_size, self.channels, self.n_layers, self.readout_weights)
+            return ETECRMNet(
+                n_voxels, self.image_size, self.channels, self.n_layers, self.readout_weights
+            )
 
 
 # ============================================================================ results
@@ -190,19 +210,45 @@ class ETECRMModel:
     images at the chosen epoch) and ``roi``.
     """
 
-    def __init__(self, config: ETECRMConfig | None = None, profile: Profile = DEFAULT_PROFILE, seed: int = 0,
-                 device=None, progress: bool = True, checkpoint=None, name: str = "etecrm"):
+    def __init__(
+        self,
+        config: ETECRMConfig | None = None,
+        profile: Profile = DEFAULT_PROFILE,
+        seed: int = 0,
+        device=None,
+        progress: bool = True,
+        checkpoint=None,
+        name: str = "etecrm",
+    ):
         self.config = config or ETECRMConfig.for_profile(profile)
-        self.seed, self.device, self.progress, self.checkpoint = seed, get_device(device), progress, checkpoint
+        self.seed, self.device, self.progress, self.checkpoint = (
+            seed,
+            get_device(device),
+            progress,
+            checkpoint,
+        )
         self.name = name
         self.net, self.history, self.val_r, self.roi = None, None, None, None
 
     def fit(self, dataset, roi: str) -> "ETECRMModel":
         """Train on ``dataset.train`` for one ROI (the test split is not read). Returns self."""
         dataset.check_roi(roi)
-        trained = fit_etecrm(dataset.train.stimuli, dataset.train.responses[roi], self.config, self.seed, self.device,
-                             self.checkpoint, self.progress, description=f"ETECRM {roi}")
-        self.net, self.history, self.val_r, self.roi = trained.net, trained.history, trained.val_r, roi
+        trained = fit_etecrm(
+            dataset.train.stimuli,
+            dataset.train.responses[roi],
+            self.config,
+            self.seed,
+            self.device,
+            self.checkpoint,
+            self.progress,
+            description=f"ETECRM {roi}",
+        )
+        self.net, self.history, self.val_r, self.roi = (
+            trained.net,
+            trained.history,
+            trained.val_r,
+            roi,
+        )
         return self
 
     def predict(self, images, batch_size: int = 256) -> np.ndarray:
@@ -215,11 +261,21 @@ class ETECRMModel:
     def score(self, dataset, keep_predictions: bool = True):
         """Held-out accuracy on ``dataset.test`` for this model's ROI -> ``evaluation.EncodingResult``."""
         if self.roi is None:
-            raise ValueError("this model knows no ROI (not fitted, or fit_etecrm on plain arrays): fit(dataset, roi) first")
-        info = {"config": self.config.to_dict(), "seed": self.seed, "best_epoch": self.history.best_epoch,
-                "epochs_run": self.history.n_epochs, "device": self.history.device,
-                "train_seconds": float(sum(self.history.epoch_seconds)), "val_r": self.val_r}
-        return score(self.predict(dataset.test.stimuli), dataset, self.roi, self.name, info, keep_predictions)
+            raise ValueError(
+                "this model knows no ROI (not fitted, or fit_etecrm on plain arrays): fit(dataset, roi) first"
+            )
+        info = {
+            "config": self.config.to_dict(),
+            "seed": self.seed,
+            "best_epoch": self.history.best_epoch,
+            "epochs_run": self.history.n_epochs,
+            "device": self.history.device,
+            "train_seconds": float(sum(self.history.epoch_seconds)),
+            "val_r": self.val_r,
+        }
+        return score(
+            self.predict(dataset.test.stimuli), dataset, self.roi, self.name, info, keep_predictions
+        )
 
 
 # ============================================================================ data
@@ -227,14 +283,20 @@ def prepare_images(images, image_size: int, what: str = "train images") -> torch
     """Check images ``(N, H, W)`` in [0, 1] and return float32 ``(N, 1, S, S)`` at ``image_size`` (CPU)."""
     x = torch.as_tensor(np.asarray(images, dtype=np.float32))
     if x.ndim != 3 or x.shape[1] != x.shape[2]:
-        raise ValueError(f"{what} must be square grayscale images (N, H, W) with H == W, got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{what} must be square grayscale images (N, H, W) with H == W, got shape {tuple(x.shape)}"
+        )
     if not torch.isfinite(x).all():
         raise ValueError(f"{what} contain NaN or inf values")
     if x.numel() and (x.min() < -1e-3 or x.max() > 1 + 1e-3):
-        raise ValueError(f"{what} must lie in [0, 1], got [{float(x.min()):.3g}, {float(x.max()):.3g}]")
+        raise ValueError(
+            f"{what} must lie in [0, 1], got [{float(x.min()):.3g}, {float(x.max()):.3g}]"
+        )
     x = x.unsqueeze(1)
     if x.shape[-1] != image_size:
-        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False)
+        x = F.interpolate(
+            x, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False
+        )
     return x.contiguous()
 
 
@@ -242,20 +304,29 @@ def check_responses(responses, n_images: int) -> torch.Tensor:
     """Check responses ``(N, V)`` (finite, N matching the images, not all constant) and return them as float32."""
     y = torch.as_tensor(np.asarray(responses, dtype=np.float32))
     if y.ndim != 2 or y.shape[0] != n_images or y.shape[1] < 1:
-        raise ValueError(f"responses must be (N_images, V) = ({n_images}, V>=1), got shape {tuple(y.shape)}")
+        raise ValueError(
+            f"responses must be (N_images, V) = ({n_images}, V>=1), got shape {tuple(y.shape)}"
+        )
     bad = ~torch.isfinite(y).all(dim=0)
     if bad.any():
         cols = torch.nonzero(bad).flatten().tolist()
-        raise ValueError(f"responses contain NaN/inf in {len(cols)} of {y.shape[1]} voxels (columns {cols[:10]}"
-                         f"{' ...' if len(cols) > 10 else ''}); drop those voxels first "
-                         "(EncodingDataset does this for you) or fill them in")
+        raise ValueError(
+            f"responses contain NaN/inf in {len(cols)} of {y.shape[1]} voxels (columns {cols[:10]}"
+            f"{' ...' if len(cols) > 10 else ''}); drop those voxels first "
+            "(EncodingDataset does this for you) or fill them in"
+        )
     flat = y.std(dim=0) <= 1e-12 * (1 + y.abs().max())
     if flat.all():
-        raise ValueError(f"all {y.shape[1]} voxels have constant responses over the {n_images} training images: "
-                         "there is nothing to learn (check that the responses were loaded and not zeroed)")
+        raise ValueError(
+            f"all {y.shape[1]} voxels have constant responses over the {n_images} training images: "
+            "there is nothing to learn (check that the responses were loaded and not zeroed)"
+        )
     if flat.any():
-        warnings.warn(f"{int(flat.sum())} of {y.shape[1]} voxels have constant responses over the training images; "
-                      "they cannot be predicted and will score r = 0", stacklevel=3)
+        warnings.warn(
+            f"{int(flat.sum())} of {y.shape[1]} voxels have constant responses over the training images; "
+            "they cannot be predicted and will score r = 0",
+            stacklevel=3,
+        )
     return y.contiguous()
 
 
@@ -263,8 +334,10 @@ def split_train_val(n_images: int, val_fraction: float, seed: int) -> tuple:
     """Indices ``(fit, val)`` of a seeded random split of the train split (int64 numpy arrays, sorted)."""
     n_val = int(round(n_images * val_fraction))
     if n_val < 3 or n_images - n_val < 4:
-        raise ValueError(f"{n_images} training images are too few to hold back {val_fraction:.0%} for validation "
-                         f"(need >= 3 validation and >= 4 fitting images); give more images or a larger val_fraction")
+        raise ValueError(
+            f"{n_images} training images are too few to hold back {val_fraction:.0%} for validation "
+            f"(need >= 3 validation and >= 4 fitting images); give more images or a larger val_fraction"
+        )
     order = np.random.default_rng(seed).permutation(n_images)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
@@ -277,20 +350,23 @@ def selection_score(train_r: torch.Tensor, val_r: torch.Tensor, n_voxels: int) -
 
 
 @torch.no_grad()
-def predict(net: ETECRMNet, images: torch.Tensor, batch_size: int = 256, mixed_precision: bool = True) -> torch.Tensor:
+def predict(
+    net: ETECRMNet, images: torch.Tensor, batch_size: int = 256, mixed_precision: bool = True
+) -> torch.Tensor:
     """Evaluation-mode predictions ``(N, V)`` float32, on the network's device, for images ``(N, 1, S, S)``."""
     device = next(net.parameters()).device
     net.eval()
     out = []
     for start in range(0, images.shape[0], batch_size):
         with gpu.autocast(device, mixed_precision):
-            out.append(net(images[start:start + batch_size].to(device)).float())
+            out.append(net(images[start : start + batch_size].to(device)).float())
     return torch.cat(out)
 
 
 @torch.no_grad()
-def start_at_mean_response(net: ETECRMNet, images: torch.Tensor, responses: torch.Tensor,
-                           mixed_precision: bool = True) -> None:
+def start_at_mean_response(
+    net: ETECRMNet, images: torch.Tensor, responses: torch.Tensor, mixed_precision: bool = True
+) -> None:
     """Shift the regression bias so that the mean prediction of every voxel over ``images`` equals its
     mean response. Used for the MSE loss only (the correlation losses ignore offsets).
 
@@ -309,18 +385,35 @@ def _clone_state(net) -> dict:
 
 
 # ============================================================================ the trainer
-def train_etecrm(dataset, roi: str, config: ETECRMConfig | None = None, seed: int = 0, device=None,
-                 checkpoint=None, progress: bool = True) -> ETECRMModel:
+def train_etecrm(
+    dataset,
+    roi: str,
+    config: ETECRMConfig | None = None,
+    seed: int = 0,
+    device=None,
+    checkpoint=None,
+    progress: bool = True,
+) -> ETECRMModel:
     """Train ETECRM on the train split of one ROI of an ``EncodingDataset`` (the test split is not read).
 
     The same as ``ETECRMModel(config, seed=seed, ...).fit(dataset, roi)``; ``model.score(dataset)``
     then gives the held-out ``EncodingResult``. See :func:`fit_etecrm` for the arguments.
     """
-    return ETECRMModel(config, seed=seed, device=device, progress=progress, checkpoint=checkpoint).fit(dataset, roi)
+    return ETECRMModel(
+        config, seed=seed, device=device, progress=progress, checkpoint=checkpoint
+    ).fit(dataset, roi)
 
 
-def fit_etecrm(images, responses, config: ETECRMConfig | None = None, seed: int = 0, device=None,
-               checkpoint=None, progress: bool = True, description: str = "ETECRM") -> ETECRMModel:
+def fit_etecrm(
+    images,
+    responses,
+    config: ETECRMConfig | None = None,
+    seed: int = 0,
+    device=None,
+    checkpoint=None,
+    progress: bool = True,
+    description: str = "ETECRM",
+) -> ETECRMModel:
     """Train one ETECRM network on training arrays; the model returned knows no ROI (``.roi`` None).
 
     images : ``(N, H, W)`` in [0, 1], square (resized to ``config.image_size``)
@@ -333,10 +426,10 @@ def fit_etecrm(images, responses, config: ETECRMConfig | None = None, seed: int 
     """
     config = config or ETECRMConfig()
     device = get_device(device)
-    x = prepare_images(images, config.image_size)                  # (N, 1, S, S), CPU
-    y = check_responses(responses, x.shape[0])                      # (N, V)
+    x = prepare_images(images, config.image_size)  # (N, 1, S, S), CPU
+    y = check_responses(responses, x.shape[0])  # (N, V)
     fit, val = split_train_val(x.shape[0], config.val_fraction, seed)
-    on = gpu.data_device(x.numel() * 4, device)                     # where the images live
+    on = gpu.data_device(x.numel() * 4, device)  # where the images live
     x_fit, x_val = x[fit].to(on), x[val].to(on)
     y_fit, y_val = y[fit].to(device), y[val].to(device)
     n_fit, n_voxels = len(fit), y.shape[1]
@@ -345,42 +438,61 @@ def fit_etecrm(images, responses, config: ETECRMConfig | None = None, seed: int 
     if config.loss == "mse":
         start_at_mean_response(net, x_fit, y_fit, config.mixed_precision)
     graphed = config.cuda_graph and device.type == "cuda" and on.type == "cuda"
-    optimizer = gpu.make_optimizer(net.parameters(), config.learning_rate, config.weight_decay, device, graphed)
+    optimizer = gpu.make_optimizer(
+        net.parameters(), config.learning_rate, config.weight_decay, device, graphed
+    )
     loss_fn = loss_function(config.loss)
-    shuffle = torch.Generator().manual_seed(seed)                   # batch order
+    shuffle = torch.Generator().manual_seed(seed)  # batch order
     noise_gen = torch.Generator(device=device).manual_seed(seed + 1_000_003)
 
     def train_step(idx, noise):
         """One step on the images ``x_fit[idx]``: predict, add the noise, loss, backward, Adam."""
         net.train()
         with gpu.autocast(device, config.mixed_precision):
-            pred = net(x_fit[idx].to(device)).float()              # (B, V)
+            pred = net(x_fit[idx].to(device)).float()  # (B, V)
         loss = loss_fn(pred + noise, y_fit[idx.to(device)], config.mean_penalty)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         return loss.detach(), pred.detach()
 
-    batch_size = gpu.largest_batch_that_fits(lambda b: _try_forward_backward(net, x_fit[:b], device, config),
-                                             _batch_size(config.batch_size, n_fit), device)
-    n_steps = n_fit // batch_size                                   # the last incomplete batch is dropped
+    batch_size = gpu.largest_batch_that_fits(
+        lambda b: _try_forward_backward(net, x_fit[:b], device, config),
+        _batch_size(config.batch_size, n_fit),
+        device,
+    )
+    n_steps = n_fit // batch_size  # the last incomplete batch is dropped
     history = TrainingHistory(batch_size=batch_size, device=describe_device(device))
-    best = {"state": _clone_state(net), "score": -math.inf, "epoch": -1, "val_r": torch.zeros(n_voxels)}
+    best = {
+        "state": _clone_state(net),
+        "score": -math.inf,
+        "epoch": -1,
+        "val_r": torch.zeros(n_voxels),
+    }
     run_id = None
     if checkpoint is not None:
         run_id = checkpoints.fingerprint(config.to_dict(), seed, checkpoints.data_fingerprint(x, y))
         if Path(checkpoint).exists():
-            history, best = _resume(checkpoint, run_id, net, optimizer, (shuffle, noise_gen), device)
+            history, best = _resume(
+                checkpoint, run_id, net, optimizer, (shuffle, noise_gen), device
+            )
     step = train_step
     if graphed:
-        example = (torch.zeros(batch_size, dtype=torch.long, device=on), torch.zeros(batch_size, n_voxels, device=device))
+        example = (
+            torch.zeros(batch_size, dtype=torch.long, device=on),
+            torch.zeros(batch_size, n_voxels, device=device),
+        )
         step = gpu.cuda_graph_step(train_step, example, list(net.parameters()), optimizer)
 
-    for epoch in tqdm.auto.tqdm(range(history.n_epochs, config.epochs), desc=description, disable=not progress, leave=False):
+    for epoch in tqdm.auto.tqdm(
+        range(history.n_epochs, config.epochs), desc=description, disable=not progress, leave=False
+    ):
         started = time.perf_counter()
         # 1. a new order of the fitting images and new noise for every prediction of this epoch
         order = torch.randperm(n_fit, generator=shuffle)[: n_steps * batch_size].to(on)
-        noise = config.noise_std * torch.randn(n_steps * batch_size, n_voxels, generator=noise_gen, device=device)
+        noise = config.noise_std * torch.randn(
+            n_steps * batch_size, n_voxels, generator=noise_gen, device=device
+        )
         # 2. one pass over the fitting images; losses and predictions stay on the device until the end
         losses = torch.zeros(n_steps, device=device)
         fit_pred = torch.zeros(n_steps * batch_size, n_voxels, device=device)
@@ -393,10 +505,25 @@ def fit_etecrm(images, responses, config: ETECRMConfig | None = None, seed: int 
         val_r = pearson_r(predict(net, x_val, mixed_precision=config.mixed_precision), y_val)
         score = selection_score(train_r, val_r, config.selection_voxels)
         if score > best["score"]:
-            best = {"state": _clone_state(net), "score": score, "epoch": epoch, "val_r": val_r.cpu()}
-        _record(history, losses, train_r, val_r, score, best["epoch"], gpu.seconds_since(started, device))
+            best = {
+                "state": _clone_state(net),
+                "score": score,
+                "epoch": epoch,
+                "val_r": val_r.cpu(),
+            }
+        _record(
+            history,
+            losses,
+            train_r,
+            val_r,
+            score,
+            best["epoch"],
+            gpu.seconds_since(started, device),
+        )
         if checkpoint is not None:
-            checkpoints.save(checkpoint, run_id, net, optimizer, (shuffle, noise_gen), best, history)
+            checkpoints.save(
+                checkpoint, run_id, net, optimizer, (shuffle, noise_gen), best, history
+            )
 
     net.load_state_dict(best["state"])
     net.eval()
@@ -409,8 +536,10 @@ def fit_etecrm(images, responses, config: ETECRMConfig | None = None, seed: int 
 def _batch_size(batch_size: int, n_fit: int) -> int:
     """``batch_size``, or the number of fitting images (with a warning) if there are fewer."""
     if batch_size > n_fit:
-        warnings.warn(f"batch_size {batch_size} is larger than the {n_fit} fitting images; using batches of {n_fit}",
-                      stacklevel=3)
+        warnings.warn(
+            f"batch_size {batch_size} is larger than the {n_fit} fitting images; using batches of {n_fit}",
+            stacklevel=3,
+        )
         return n_fit
     return batch_size
 
@@ -427,11 +556,15 @@ def check_losses_finite(losses: torch.Tensor, epoch: int, what: str) -> None:
     finite = torch.isfinite(losses).cpu()
     if not finite.all():
         batch = int(torch.nonzero(~finite).flatten()[0])
-        raise FloatingPointError(f"training of {what} diverged in epoch {epoch + 1}, batch {batch + 1}: the loss is "
-                                 "NaN/inf. Check the responses for extreme values, or lower learning_rate")
+        raise FloatingPointError(
+            f"training of {what} diverged in epoch {epoch + 1}, batch {batch + 1}: the loss is "
+            "NaN/inf. Check the responses for extreme values, or lower learning_rate"
+        )
 
 
-def _record(history: TrainingHistory, losses, train_r, val_r, score: float, best_epoch: int, seconds: float) -> None:
+def _record(
+    history: TrainingHistory, losses, train_r, val_r, score: float, best_epoch: int, seconds: float
+) -> None:
     history.train_loss.append(float(losses.mean()))
     history.train_r.append(train_r.float().cpu().numpy())
     history.val_r.append(val_r.float().cpu().numpy())

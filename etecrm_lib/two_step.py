@@ -75,9 +75,13 @@ class RoiwiseConfig:
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.rank < 1 or self.epochs < 1 or self.batch_size < 4 or not 0 < self.val_fraction < 1:
-            raise ValueError("need rank >= 1, epochs >= 1, batch_size >= 4 and 0 < val_fraction < 1")
+            raise ValueError(
+                "need rank >= 1, epochs >= 1, batch_size >= 4 and 0 < val_fraction < 1"
+            )
         if not np.isfinite(self.noise_std) or self.noise_std < 0:
-            raise ValueError(f"noise_std must be a finite number >= 0 (0 = off), got {self.noise_std!r}")
+            raise ValueError(
+                f"noise_std must be a finite number >= 0 (0 = off), got {self.noise_std!r}"
+            )
 
 
 @dataclass
@@ -90,10 +94,16 @@ class TwoStepConfig:
     roiwise: RoiwiseConfig = field(default_factory=RoiwiseConfig)
 
     @classmethod
-    def for_profile(cls, profile: Profile = DEFAULT_PROFILE, cnn_weights="DEFAULT", seed: int = 0) -> "TwoStepConfig":
+    def for_profile(
+        cls, profile: Profile = DEFAULT_PROFILE, cnn_weights="DEFAULT", seed: int = 0
+    ) -> "TwoStepConfig":
         """``cnn_weights``: "DEFAULT" (download), a .pth path, or None (untrained, initialised with ``seed``)."""
-        return cls(GaborConfig.for_profile(profile), CNNConfig.for_profile(profile, weights=cnn_weights, seed=seed),
-                   RidgeConfig.for_profile(profile), RoiwiseConfig.for_profile(profile))
+        return cls(
+            GaborConfig.for_profile(profile),
+            CNNConfig.for_profile(profile, weights=cnn_weights, seed=seed),
+            RidgeConfig.for_profile(profile),
+            RoiwiseConfig.for_profile(profile),
+        )
 
 
 # ----------------------------------------------------------------------------- ROI-wise read-out
@@ -109,15 +119,25 @@ class RoiwiseFit:
     readout: torch.Tensor
     bias: torch.Tensor
     history: dict
-    val_r: torch.Tensor | None = None   # (V,) each voxel's r on the validation images at the chosen epoch
+    val_r: torch.Tensor | None = (
+        None  # (V,) each voxel's r on the validation images at the chosen epoch
+    )
 
     def predict(self, features) -> torch.Tensor:
-        x = torch.as_tensor(np.asarray(features, np.float32) if not isinstance(features, torch.Tensor) else features)
+        x = torch.as_tensor(
+            np.asarray(features, np.float32) if not isinstance(features, torch.Tensor) else features
+        )
         return (x.to(self.shared.device, torch.float32) @ self.shared) @ self.readout + self.bias
 
 
-def fit_roiwise(features, responses, config: RoiwiseConfig | None = None, seed: int = 0, device=None,
-                progress: bool = True) -> RoiwiseFit:
+def fit_roiwise(
+    features,
+    responses,
+    config: RoiwiseConfig | None = None,
+    seed: int = 0,
+    device=None,
+    progress: bool = True,
+) -> RoiwiseFit:
     """Train the ROI-wise read-out on fixed (z-scored) features ``(N, P)`` -> responses ``(N, V)``, train split only.
 
     The same loop as ``training.fit_etecrm`` with a linear model in place of the CNN: each epoch,
@@ -130,22 +150,35 @@ def fit_roiwise(features, responses, config: RoiwiseConfig | None = None, seed: 
     device = get_device(device)
     x = torch.as_tensor(np.asarray(features, np.float32), device=device)
     y = torch.as_tensor(np.asarray(responses, np.float32), device=device)
-    fit, val = (torch.as_tensor(i, device=device) for i in split_train_val(x.shape[0], config.val_fraction, seed))
+    fit, val = (
+        torch.as_tensor(i, device=device)
+        for i in split_train_val(x.shape[0], config.val_fraction, seed)
+    )
     gen = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator(device=device).manual_seed(seed + 1_000_003)
     rank, n_steps = min(config.rank, x.shape[1]), len(fit) // config.batch_size
     if n_steps < 1:
-        raise ValueError(f"{len(fit)} fitting images are fewer than one batch of {config.batch_size}")
-    shared = (torch.randn(x.shape[1], rank, generator=gen) / x.shape[1] ** 0.5).to(device).requires_grad_()
-    readout = (torch.randn(rank, y.shape[1], generator=gen) / rank ** 0.5).to(device).requires_grad_()
+        raise ValueError(
+            f"{len(fit)} fitting images are fewer than one batch of {config.batch_size}"
+        )
+    shared = (
+        (torch.randn(x.shape[1], rank, generator=gen) / x.shape[1] ** 0.5)
+        .to(device)
+        .requires_grad_()
+    )
+    readout = (torch.randn(rank, y.shape[1], generator=gen) / rank**0.5).to(device).requires_grad_()
     bias = y[fit].mean(0).clone().requires_grad_()
     params = [shared, readout, bias]
     optimizer = torch.optim.Adam(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     loss_fn = loss_function(config.loss)
     best = (-np.inf, [p.detach().clone() for p in params], -1, None)
     history = {"train_loss": [], "selection_score": []}
-    for epoch in tqdm.auto.tqdm(range(config.epochs), desc="ROI-wise read-out", disable=not progress, leave=False):
-        order = fit[torch.randperm(len(fit), generator=gen).to(device)][: n_steps * config.batch_size]
+    for epoch in tqdm.auto.tqdm(
+        range(config.epochs), desc="ROI-wise read-out", disable=not progress, leave=False
+    ):
+        order = fit[torch.randperm(len(fit), generator=gen).to(device)][
+            : n_steps * config.batch_size
+        ]
         losses, fit_pred = [], []
         for idx in order.view(n_steps, config.batch_size):
             pred = (x[idx] @ shared) @ readout + bias
@@ -158,7 +191,9 @@ def fit_roiwise(features, responses, config: RoiwiseConfig | None = None, seed: 
             fit_pred.append(pred.detach())
         with torch.no_grad():
             val_r = pearson_r((x[val] @ shared) @ readout + bias, y[val])
-        score = selection_score(pearson_r(torch.cat(fit_pred), y[order]), val_r, config.selection_voxels)
+        score = selection_score(
+            pearson_r(torch.cat(fit_pred), y[order]), val_r, config.selection_voxels
+        )
         history["train_loss"].append(float(torch.stack(losses).mean()))
         history["selection_score"].append(score)
         if score > best[0]:
@@ -177,12 +212,24 @@ class TwoStepModel:
         initialisation of an untrained CNN; the ridge variants are deterministic.
     """
 
-    def __init__(self, variant: str = "gwp_ridge", config: TwoStepConfig | None = None, profile: Profile = DEFAULT_PROFILE,
-                 cnn_weights="DEFAULT", seed: int = 0, device=None, progress: bool = True):
+    def __init__(
+        self,
+        variant: str = "gwp_ridge",
+        config: TwoStepConfig | None = None,
+        profile: Profile = DEFAULT_PROFILE,
+        cnn_weights="DEFAULT",
+        seed: int = 0,
+        device=None,
+        progress: bool = True,
+    ):
         if variant not in TWO_STEP_MODELS:
-            raise ValueError(f"unknown two-step variant {variant!r}; choose one of {TWO_STEP_MODELS}")
+            raise ValueError(
+                f"unknown two-step variant {variant!r}; choose one of {TWO_STEP_MODELS}"
+            )
         self.variant = variant
-        self.config = config or TwoStepConfig.for_profile(profile, cnn_weights=cnn_weights, seed=seed)
+        self.config = config or TwoStepConfig.for_profile(
+            profile, cnn_weights=cnn_weights, seed=seed
+        )
         self.seed, self.device, self.progress = seed, get_device(device), progress
         self.fitted = None
         self.info = {}
@@ -200,42 +247,67 @@ class TwoStepModel:
             self.feature_stats = {}
             for name, a in spaces.items():
                 sd = a.std(0)
-                self.feature_stats[name] = (a.mean(0), np.where(sd > 1e-8, sd, 1.0).astype(np.float32))
-        out = {name: ((a - self.feature_stats[name][0]) / self.feature_stats[name][1]).astype(np.float32)
-               for name, a in spaces.items()}
+                self.feature_stats[name] = (
+                    a.mean(0),
+                    np.where(sd > 1e-8, sd, 1.0).astype(np.float32),
+                )
+        out = {
+            name: ((a - self.feature_stats[name][0]) / self.feature_stats[name][1]).astype(
+                np.float32
+            )
+            for name, a in spaces.items()
+        }
         return out if isinstance(raw, dict) else out["gwp"]
 
     def _check_images(self, images, what: str) -> np.ndarray:
         images = check_images(images)
         if self.fitted is not None and images.shape[1:] != self.image_shape:
-            raise ValueError(f"{what} are {images.shape[1]}x{images.shape[2]} px but the model was fitted on "
-                             f"{self.image_shape[0]}x{self.image_shape[1]} px images; resize them to that size")
+            raise ValueError(
+                f"{what} are {images.shape[1]}x{images.shape[2]} px but the model was fitted on "
+                f"{self.image_shape[0]}x{self.image_shape[1]} px images; resize them to that size"
+            )
         return images
 
     # -- fit / predict / score --------------------------------------------------------------------
     def fit(self, dataset, roi: str) -> "TwoStepModel":
         """Fit on ``dataset.train`` for one ROI (features, then the linear map). Returns self."""
         start = time.perf_counter()
-        self.fitted = None                      # a refit starts from scratch
+        self.fitted = None  # a refit starts from scratch
         dataset.check_roi(roi)
         images = self._check_images(dataset.train.stimuli, "train images")
         responses = np.asarray(dataset.train.responses[roi], np.float32)
         usable = np.isfinite(responses).all(0) & (responses.std(0) > 0)
         if not usable.any():
-            raise ValueError(f"ROI '{roi}' has no usable voxel (every voxel's train response is constant or not "
-                             f"finite); pick another ROI (available: {dataset.rois}) or check the data")
+            raise ValueError(
+                f"ROI '{roi}' has no usable voxel (every voxel's train response is constant or not "
+                f"finite); pick another ROI (available: {dataset.rois}) or check the data"
+            )
         if self.variant == "alexnet_ridge":
             self.extractor = CNNFeatures(self.config.cnn, self.device, self.progress).fit(images)
         features = self._standardize(self._raw_features(images), fit=True)
         if self.variant == "gwp_ridge":
-            self.fitted = regression.fit_ridge_cv(features, responses, self.config.ridge.alphas,
-                                                  n_folds=self.config.ridge.n_folds, score=self.config.ridge.score,
-                                                  voxel_chunk=self.config.ridge.voxel_chunk, device=self.device)
+            self.fitted = regression.fit_ridge_cv(
+                features,
+                responses,
+                self.config.ridge.alphas,
+                n_folds=self.config.ridge.n_folds,
+                score=self.config.ridge.score,
+                voxel_chunk=self.config.ridge.voxel_chunk,
+                device=self.device,
+            )
         elif self.variant == "alexnet_ridge":
-            self.fitted = regression.fit_layer_selection(features, responses, self.config.ridge, self.device)
+            self.fitted = regression.fit_layer_selection(
+                features, responses, self.config.ridge, self.device
+            )
         else:
-            self.fitted = fit_roiwise(features, responses, self.config.roiwise, self.seed, self.device,
-                                      progress=self.progress)
+            self.fitted = fit_roiwise(
+                features,
+                responses,
+                self.config.roiwise,
+                self.seed,
+                self.device,
+                progress=self.progress,
+            )
         self.roi, self.dataset_name, self.n_voxels = roi, dataset.name, responses.shape[1]
         self.image_shape = images.shape[1:]
         self.info = self._describe(dataset, time.perf_counter() - start)
@@ -256,28 +328,55 @@ class TwoStepModel:
             raise RuntimeError("fit(dataset, roi) the model before scoring it")
         dataset.check_roi(self.roi)
         if dataset.n_voxels(self.roi) != self.n_voxels:
-            raise ValueError(f"the model was fitted on {self.n_voxels} voxels of {self.roi} but this dataset has "
-                             f"{dataset.n_voxels(self.roi)}: score on the dataset it was fitted on")
-        return score(self.predict(dataset.test.stimuli), dataset, self.roi, self.variant, self.info, keep_predictions)
+            raise ValueError(
+                f"the model was fitted on {self.n_voxels} voxels of {self.roi} but this dataset has "
+                f"{dataset.n_voxels(self.roi)}: score on the dataset it was fitted on"
+            )
+        return score(
+            self.predict(dataset.test.stimuli),
+            dataset,
+            self.roi,
+            self.variant,
+            self.info,
+            keep_predictions,
+        )
 
     def _describe(self, dataset, seconds: float) -> dict:
-        info = {"variant": self.variant, "roi": self.roi, "dataset": dataset.name, "seed": self.seed,
-                "device": describe_device(self.device), "fit_seconds": round(seconds, 2),
-                "n_train_images": int(dataset.train.n_images)}
+        info = {
+            "variant": self.variant,
+            "roi": self.roi,
+            "dataset": dataset.name,
+            "seed": self.seed,
+            "device": describe_device(self.device),
+            "fit_seconds": round(seconds, 2),
+            "n_train_images": int(dataset.train.n_images),
+        }
         if self.variant == "alexnet_ridge":
             counts = torch.bincount(self.fitted.chosen, minlength=len(self.fitted.names)).tolist()
-            info.update(weights=self.extractor.weights, cnn=asdict(self.config.cnn),
-                        layer_counts=dict(zip(self.fitted.names, counts)),
-                        n_features={n: int(self.feature_stats[n][0].size) for n in self.fitted.names})
+            info.update(
+                weights=self.extractor.weights,
+                cnn=asdict(self.config.cnn),
+                layer_counts=dict(zip(self.fitted.names, counts)),
+                n_features={n: int(self.feature_stats[n][0].size) for n in self.fitted.names},
+            )
         else:
-            info.update(gabor=asdict(self.config.gabor), n_features=int(self.feature_stats["gwp"][0].size))
+            info.update(
+                gabor=asdict(self.config.gabor), n_features=int(self.feature_stats["gwp"][0].size)
+            )
         if self.variant == "gwp_roiwise":
-            info.update(roiwise=asdict(self.config.roiwise), best_epoch=self.fitted.history["best_epoch"])
+            info.update(
+                roiwise=asdict(self.config.roiwise), best_epoch=self.fitted.history["best_epoch"]
+            )
         else:
             fits = [self.fitted] if self.variant == "gwp_ridge" else list(self.fitted.fits.values())
-            info.update(ridge={"alphas": list(self.config.ridge.alphas), "n_folds": self.config.ridge.n_folds,
-                               "cv_score": self.config.ridge.score},
-                        median_alpha=float(torch.median(torch.cat([f.alphas for f in fits]))))
+            info.update(
+                ridge={
+                    "alphas": list(self.config.ridge.alphas),
+                    "n_folds": self.config.ridge.n_folds,
+                    "cv_score": self.config.ridge.score,
+                },
+                median_alpha=float(torch.median(torch.cat([f.alphas for f in fits]))),
+            )
         info.update(self._validation_r())
         return info
 
@@ -290,14 +389,22 @@ class TwoStepModel:
         Empty when the ridge was cross-validated on R^2 instead of r.
         """
         if self.variant == "gwp_roiwise":
-            return {"val_r": self.fitted.val_r.float().cpu().numpy(),
-                    "val_r_source": "r on the validation images carved from the train split, at the best epoch"}
+            return {
+                "val_r": self.fitted.val_r.float().cpu().numpy(),
+                "val_r_source": "r on the validation images carved from the train split, at the best epoch",
+            }
         if self.config.ridge.score != "r":
             return {}
-        fits = [self.fitted] if self.variant == "gwp_ridge" else [self.fitted.fits[n] for n in self.fitted.names]
+        fits = (
+            [self.fitted]
+            if self.variant == "gwp_ridge"
+            else [self.fitted.fits[n] for n in self.fitted.names]
+        )
         best = torch.stack([f.best_cv_score for f in fits]).max(0).values
-        return {"val_r": best.float().cpu().numpy(),
-                "val_r_source": f"{self.config.ridge.n_folds}-fold CV on the train split: mean held-out r at the chosen alpha"}
+        return {
+            "val_r": best.float().cpu().numpy(),
+            "val_r_source": f"{self.config.ridge.n_folds}-fold CV on the train split: mean held-out r at the chosen alpha",
+        }
 
     def voxel_alphas(self) -> np.ndarray:
         """float32 (V,): each voxel's chosen ridge penalty (in its chosen layer for alexnet_ridge)."""

@@ -31,7 +31,9 @@ def png_bytes(image) -> bytes:
     if image.ndim != 2:
         raise ValueError(f"expected one grayscale image (H, W), got shape {image.shape}")
     buffer = io.BytesIO()
-    Image.fromarray(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8), mode="L").save(buffer, format="PNG")
+    Image.fromarray(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8), mode="L").save(
+        buffer, format="PNG"
+    )
     return buffer.getvalue()
 
 
@@ -45,7 +47,11 @@ def image_browser(images, captions=None, size_px: int = 256):
     images = np.asarray(images)
     if images.ndim != 3 or images.shape[0] == 0:
         raise ValueError(f"images must be a non-empty (N, H, W) array, got shape {images.shape}")
-    captions = [f"image {i}" for i in range(len(images))] if captions is None else [str(c) for c in captions]
+    captions = (
+        [f"image {i}" for i in range(len(images))]
+        if captions is None
+        else [str(c) for c in captions]
+    )
     if len(captions) != len(images):
         raise ValueError(f"{len(captions)} captions for {len(images)} images")
     slider = w.IntSlider(value=0, min=0, max=len(images) - 1, description="image")
@@ -90,8 +96,10 @@ def summary_html(results, top_n: int = TOP_N) -> str:
             f"<td>{row['median_r']:.3f}</td><td>{row[f'top{top_n}_mean_r']:.3f}</td>"
             f"<td>{'—' if np.isnan(frac) else f'{frac:.2f}'}</td></tr>"
         )
-    head = (f"<tr><th>model</th><th>ROI</th><th>voxels</th><th>median r</th><th>top-{top_n} mean r</th>"
-            "<th>fraction of ceiling</th></tr>")
+    head = (
+        f"<tr><th>model</th><th>ROI</th><th>voxels</th><th>median r</th><th>top-{top_n} mean r</th>"
+        "<th>fraction of ceiling</th></tr>"
+    )
     return f"<table class='etecrm-summary'>{head}{''.join(rows)}</table>"
 
 
@@ -118,8 +126,12 @@ def dashboard(results, responses: dict | None = None, n_bootstrap: int = 500):
         "roi": w.Dropdown(options=rois, value=rois[0], description="ROI"),
         "model_a": w.Dropdown(options=models, value=models[0], description="model A"),
         "model_b": w.Dropdown(options=models, value=models[-1], description="model B"),
-        "top_n": w.IntSlider(value=default_top_n(max(r.n_voxels for r in results)), min=1,
-                             max=max(r.n_voxels for r in results), description="top-N"),
+        "top_n": w.IntSlider(
+            value=default_top_n(max(r.n_voxels for r in results)),
+            min=1,
+            max=max(r.n_voxels for r in results),
+            description="top-N",
+        ),
     }
     table = w.HTML()
     plot = w.Image(format="png", width=420)
@@ -132,20 +144,33 @@ def dashboard(results, responses: dict | None = None, n_bootstrap: int = 500):
         res_b = next((r for r in chosen if r.model == b), None)
         if res_a is None or res_b is None:
             text += f"<p>No result for {'model A' if res_a is None else 'model B'} in {html.escape(roi)}.</p>"
-        elif responses is not None and roi in responses and a != b and res_a.predictions is not None \
-                and res_b.predictions is not None:
+        elif (
+            responses is not None
+            and roi in responses
+            and a != b
+            and res_a.predictions is not None
+            and res_b.predictions is not None
+        ):
             comparison = paired_bootstrap(res_a, res_b, responses[roi], n_bootstrap=n_bootstrap)
             text += f"<p>{html.escape(str(comparison))}</p>"
         table.value = text
         if res_a is not None and res_b is not None:
-            plot.value = scatter_png(res_a.test_r, res_b.test_r, f"r of {a}", f"r of {b}", f"{roi}: per-voxel test r")
+            plot.value = scatter_png(
+                res_a.test_r, res_b.test_r, f"r of {a}", f"r of {b}", f"{roi}: per-voxel test r"
+            )
         else:
             plot.value = b""
 
     for control in controls.values():
         control.observe(update, names="value")
     update()
-    box = w.VBox([w.HBox([controls["roi"], controls["top_n"]]), w.HBox([controls["model_a"], controls["model_b"]]),
-                  table, plot])
+    box = w.VBox(
+        [
+            w.HBox([controls["roi"], controls["top_n"]]),
+            w.HBox([controls["model_a"], controls["model_b"]]),
+            table,
+            plot,
+        ]
+    )
     box.controls, box.table, box.plot = controls, table, plot
     return box

@@ -49,7 +49,9 @@ class FileServer:
                 server._log(self, form)
                 if server.crcns is None or urllib.parse.urlsplit(self.path).path != "/index.php":
                     return self._send(None)
-                if (form.get("username"), form.get("password")) != server.crcns or form.get("submit") != "Login":
+                if (form.get("username"), form.get("password")) != server.crcns or form.get(
+                    "submit"
+                ) != "Login":
                     return self._send(LOGIN_PAGE, content_type="text/html; charset=utf-8")
                 self._send(server.files.get("/" + form.get("fn", "")))
 
@@ -60,7 +62,7 @@ class FileServer:
                 start, status = 0, 200
                 rng = self.headers.get("Range")
                 if rng and rng.startswith("bytes=") and content_type != "text/html; charset=utf-8":
-                    start = int(rng[len("bytes="):].split("-")[0])
+                    start = int(rng[len("bytes=") :].split("-")[0])
                     if start >= len(body):
                         self.send_response(416)
                         self.send_header("Content-Range", f"bytes */{len(body)}")
@@ -86,11 +88,19 @@ class FileServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
 
     def _log(self, handler, form):
-        self.requests.append({"method": handler.command, "path": handler.path,
-                              "range": handler.headers.get("Range"), "form": form})
+        self.requests.append(
+            {
+                "method": handler.command,
+                "path": handler.path,
+                "range": handler.headers.get("Range"),
+                "form": form,
+            }
+        )
 
     def __enter__(self):
         self._thread.start()
@@ -116,7 +126,9 @@ def closed_port_url() -> str:
 KAY_ROI_NAMES = np.array(["Other", "V1", "V2", "V3", "V3A", "V3B", "V4", "LatOcc"])
 
 
-def make_kay_arrays(n_train=20, n_test=6, size=16, voxels_per_roi=(5, 6, 4, 3, 2, 5, 4), seed=0) -> dict:
+def make_kay_arrays(
+    n_train=20, n_test=6, size=16, voxels_per_roi=(5, 6, 4, 3, 2, 5, 4), seed=0
+) -> dict:
     """The arrays of a made-up kay_images.npz: real keys and dtypes, tiny sizes.
 
     Stimuli are in [-0.4, 0.6] so the loader must rescale them; roi codes 1..7 index ``roi_names``.
@@ -156,7 +168,9 @@ def make_vim1_arrays(n_train=20, n_test=6, size=16, n_vox=30, seed=0, subjects=(
         arrays[f"dataTrnS{s}"] = rng.normal(size=(n_vox, n_train)).astype(np.float32)
         arrays[f"dataValS{s}"] = rng.normal(size=(n_vox, n_test)).astype(np.float32)
         arrays[f"roiS{s}"] = roi.reshape(-1, 1).astype(np.float64)
-        vox_idx = np.sort(rng.choice(64 * 64 * 18, n_vox, replace=False) + 1)  # 1-based, MATLAB order
+        vox_idx = np.sort(
+            rng.choice(64 * 64 * 18, n_vox, replace=False) + 1
+        )  # 1-based, MATLAB order
         arrays[f"voxIdxS{s}"] = vox_idx.reshape(-1, 1).astype(np.float64)
     return arrays
 
@@ -172,14 +186,20 @@ def savemat_v73(path, arrays: dict) -> None:
     each variable stored column-major (so h5py sees the axes reversed) with a ``MATLAB_class`` attribute."""
     import h5py
 
-    classes = {np.dtype(np.float64): b"double", np.dtype(np.float32): b"single",
-               np.dtype(np.uint8): b"uint8", np.dtype(np.int64): b"int64"}
+    classes = {
+        np.dtype(np.float64): b"double",
+        np.dtype(np.float32): b"single",
+        np.dtype(np.uint8): b"uint8",
+        np.dtype(np.int64): b"int64",
+    }
     with h5py.File(path, "w", userblock_size=512) as f:
         for name, value in arrays.items():
             value = np.asarray(value)
             if value.ndim == 1:
                 value = value.reshape(-1, 1)
-            ds = f.create_dataset(name, data=value.T)  # reversed axes = MATLAB's column-major layout
+            ds = f.create_dataset(
+                name, data=value.T
+            )  # reversed axes = MATLAB's column-major layout
             ds.attrs["MATLAB_class"] = np.bytes_(classes[value.dtype])
     header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 ."
     header = header.ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02" + b"IM"
@@ -211,7 +231,9 @@ def write_miyawaki(data_dir, seed=0, delay=2, n_blocks_random=3, block_len=3):
         (root / sub).mkdir(parents=True, exist_ok=True)
     affine = np.diag([3.0, 3.0, 3.0, 1.0])
     n_vox = int(np.prod(MIYAWAKI_SHAPE))
-    area = np.array(MIYAWAKI_AREAS * (n_vox // len(MIYAWAKI_AREAS)), dtype=object).reshape(MIYAWAKI_SHAPE)
+    area = np.array(MIYAWAKI_AREAS * (n_vox // len(MIYAWAKI_AREAS)), dtype=object).reshape(
+        MIYAWAKI_SHAPE
+    )
     pixel = rng.integers(0, 100, size=MIYAWAKI_SHAPE)
     shapes = (rng.uniform(size=(4, 10, 10)) > 0.5).astype(int)
 
@@ -230,10 +252,19 @@ def write_miyawaki(data_dir, seed=0, delay=2, n_blocks_random=3, block_len=3):
         on = np.clip(flat, 0, None).astype(float)
         delayed = np.zeros_like(on)
         delayed[delay:] = on[:-delay] if delay else on
-        series = (100 + 2.0 * delayed[:, pixel.ravel()] + 0.05 * t[:, None] * rng.uniform(0.5, 1.5, n_vox)
-                  + 0.05 * rng.normal(size=(len(t), n_vox)))
-        save(root / "func" / f"data_{kind}_run{i:02d}.nii.gz", series.T.reshape(MIYAWAKI_SHAPE + (len(t),)))
-        np.savetxt(root / "label" / f"data_{kind}_run{i:02d}_label.csv", flat, fmt="%d", delimiter=",")
+        series = (
+            100
+            + 2.0 * delayed[:, pixel.ravel()]
+            + 0.05 * t[:, None] * rng.uniform(0.5, 1.5, n_vox)
+            + 0.05 * rng.normal(size=(len(t), n_vox))
+        )
+        save(
+            root / "func" / f"data_{kind}_run{i:02d}.nii.gz",
+            series.T.reshape(MIYAWAKI_SHAPE + (len(t),)),
+        )
+        np.savetxt(
+            root / "label" / f"data_{kind}_run{i:02d}_label.csv", flat, fmt="%d", delimiter=","
+        )
 
     for i in range(1, 21):
         run("random", i, (rng.uniform(size=(n_blocks_random, 10, 10)) > 0.5).astype(int))

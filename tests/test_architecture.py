@@ -12,13 +12,22 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = ROOT / "etecrm_lib"
-MAX_MODULE_LINES = 460          # "about 450"
-MAX_FUNCTION_LINES = 80         # code lines, the docstring not counted
-LONGER_MODULES = {"evaluation.py": 520}  # every statistic in one module (ARCHITECTURE.md says why)
+# Sizes count statements (the lines where a statement starts), not physical lines: `ruff format`
+# may lay one call over several lines, and a size cap must be met by moving code to its room,
+# not by widening or narrowing lines. About 0.6 statements per line of formatted code.
+MAX_MODULE_STATEMENTS = 280
+MAX_FUNCTION_STATEMENTS = 65  # the docstring not counted
+
+
+def statement_lines(node):
+    """The set of line numbers on which a statement inside `node` starts."""
+    return {child.lineno for child in ast.walk(node) if isinstance(child, ast.stmt)}
 
 
 def python_files(*folders) -> list:
-    return sorted(p for folder in folders for p in (ROOT / folder).rglob("*.py") if ".venv" not in p.parts)
+    return sorted(
+        p for folder in folders for p in (ROOT / folder).rglob("*.py") if ".venv" not in p.parts
+    )
 
 
 def library_modules() -> dict:
@@ -34,7 +43,9 @@ def imported_modules(name: str, path: Path, node: ast.ImportFrom) -> list:
     """The library modules an ``from ... import ...`` statement of module ``name`` reads from."""
     package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
     if node.level:
-        base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
+        base = ".".join(
+            package[: len(package) - node.level + 1] + ([node.module] if node.module else [])
+        )
     else:
         base = node.module or ""
     return [base] + [f"{base}.{alias.name}" for alias in node.names]
@@ -50,14 +61,23 @@ def test_no_module_uses_another_modules_private_name():
             if isinstance(node, ast.ImportFrom):
                 for alias in node.names:
                     if alias.name.startswith("_") and not alias.name.startswith("__"):
-                        offences.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {alias.name}")
+                        offences.append(
+                            f"{path.relative_to(ROOT)}:{node.lineno} imports {alias.name}"
+                        )
                     modules.add(alias.asname or alias.name)
             elif isinstance(node, ast.Import):
                 modules.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
-                    and isinstance(node.value, ast.Name) and node.value.id in modules):
-                offences.append(f"{path.relative_to(ROOT)}:{node.lineno} uses {node.value.id}.{node.attr}")
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and isinstance(node.value, ast.Name)
+                and node.value.id in modules
+            ):
+                offences.append(
+                    f"{path.relative_to(ROOT)}:{node.lineno} uses {node.value.id}.{node.attr}"
+                )
     assert not offences, "\n".join(offences)
 
 
@@ -69,18 +89,26 @@ def test_the_import_graph_has_no_cycle_and_library_imports_sit_at_the_top():
         graph[name] = set()
         for node in tree.body:
             if isinstance(node, ast.ImportFrom):
-                graph[name].update(m for m in imported_modules(name, path, node) if m in modules and m != name)
+                graph[name].update(
+                    m for m in imported_modules(name, path, node) if m in modules and m != name
+                )
         for function in ast.walk(tree):
             if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 for node in ast.walk(function):
-                    if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("etecrm_lib")):
-                        inner.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {node.module} inside {function.name}")
+                    if isinstance(node, ast.ImportFrom) and (
+                        node.level or (node.module or "").startswith("etecrm_lib")
+                    ):
+                        inner.append(
+                            f"{path.relative_to(ROOT)}:{node.lineno} imports {node.module} inside {function.name}"
+                        )
     assert not inner, "library modules import each other at the top:\n" + "\n".join(inner)
     done, active = set(), []
 
     def visit(name):
         if name in active:
-            raise AssertionError("import cycle: " + " -> ".join(active[active.index(name):] + [name]))
+            raise AssertionError(
+                "import cycle: " + " -> ".join(active[active.index(name) :] + [name])
+            )
         if name in done:
             return
         active.append(name)
@@ -97,17 +125,22 @@ def test_the_import_graph_has_no_cycle_and_library_imports_sit_at_the_top():
 def test_modules_and_functions_are_small():
     long_modules, long_functions = [], []
     for path in sorted(LIBRARY.rglob("*.py")):
-        lines = path.read_text(encoding="utf-8").splitlines()
-        limit = LONGER_MODULES.get(path.name, MAX_MODULE_LINES)
-        if len(lines) > limit:
-            long_modules.append(f"{path.relative_to(ROOT)}: {len(lines)} lines (limit {limit})")
-        for node in ast.walk(ast.parse("\n".join(lines))):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        n_module = len(statement_lines(tree))
+        if n_module > MAX_MODULE_STATEMENTS:
+            long_modules.append(
+                f"{path.relative_to(ROOT)}: {n_module} statements (limit {MAX_MODULE_STATEMENTS})"
+            )
+        for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                body = node.body
-                start = body[1].lineno if len(body) > 1 and ast.get_docstring(node) is not None else body[0].lineno
-                if node.end_lineno - start + 1 > MAX_FUNCTION_LINES:
-                    long_functions.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: "
-                                          f"{node.end_lineno - start + 1} code lines")
+                n_function = len(statement_lines(node)) - 1  # the def itself
+                if ast.get_docstring(node) is not None:
+                    n_function -= 1
+                if n_function > MAX_FUNCTION_STATEMENTS:
+                    long_functions.append(
+                        f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: "
+                        f"{n_function} statements (limit {MAX_FUNCTION_STATEMENTS})"
+                    )
     assert not long_modules and not long_functions, "\n".join(long_modules + long_functions)
 
 
@@ -119,14 +152,19 @@ def test_pearson_r_is_defined_once():
     offenders = []
     for path in LIBRARY.rglob("*.py"):
         text = path.read_text(encoding="utf-8")
-        if path.name not in allowed and ("def pearson" in text or "corrcoef" in text or "_bootstrap_r" in text):
+        if path.name not in allowed and (
+            "def pearson" in text or "corrcoef" in text or "_bootstrap_r" in text
+        ):
             offenders.append(str(path.relative_to(ROOT)))
     assert not offenders, offenders
 
 
 def test_the_chapter_map_in_architecture_md_is_up_to_date():
-    done = subprocess.run([sys.executable, str(ROOT / "tools" / "chapter_map.py"), "--check"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "chapter_map.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -136,8 +174,14 @@ def test_the_chapter_map_reads_every_import_style():
         import chapter_map
     finally:
         sys.path.remove(str(ROOT / "tools"))
-    code = ("import etecrm_lib.book\nfrom etecrm_lib import plots as p\nfrom etecrm_lib.training import ETECRMModel\n"
-            "PROFILE = etecrm_lib.book.default_profile()\nfig = p.roi_bars(results)\np._go()\n")
-    assert chapter_map.library_names(code) == {"book.default_profile", "plots.roi_bars", "training.ETECRMModel"}
+    code = (
+        "import etecrm_lib.book\nfrom etecrm_lib import plots as p\nfrom etecrm_lib.training import ETECRMModel\n"
+        "PROFILE = etecrm_lib.book.default_profile()\nfig = p.roi_bars(results)\np._go()\n"
+    )
+    assert chapter_map.library_names(code) == {
+        "book.default_profile",
+        "plots.roi_bars",
+        "training.ETECRMModel",
+    }
     with pytest.raises(ValueError, match="marker"):
         chapter_map.updated("no markers here", "| table |")

@@ -39,8 +39,11 @@ from etecrm_lib import __version__, book, notebooks
 from etecrm_lib.results import describe_results
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "book" / "_ext"))  # the book build's Sphinx extension, named in _config.yml
+sys.path.insert(
+    0, str(ROOT / "book" / "_ext")
+)  # the book build's Sphinx extension, named in _config.yml
 import etecrm_build  # noqa: E402
+
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
@@ -97,8 +100,11 @@ def test_toc_lists_existing_chapters_in_book_folder():
 
 def test_every_chapter_notebook_is_in_the_toc():
     listed = set(notebooks.toc_chapters(ROOT))
-    missing = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "book").glob("*.ipynb")
-                     if p.relative_to(ROOT).as_posix() not in listed)
+    missing = sorted(
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "book").glob("*.ipynb")
+        if p.relative_to(ROOT).as_posix() not in listed
+    )
     assert not missing, f"add these chapters to _toc.yml: {missing}"
 
 
@@ -110,14 +116,20 @@ def test_chapter_starts_with_standard_cells_and_has_no_outputs(chapter):
     name = Path(chapter).name
     assert title.cell_type == "markdown" and title.source.startswith("# ")
     assert notebooks.colab_url(name) in title.source
-    assert setup.cell_type == "code" and setup.source.strip() == notebooks.setup_cell_source().strip()
+    assert (
+        setup.cell_type == "code" and setup.source.strip() == notebooks.setup_cell_source().strip()
+    )
     assert f"@v{__version__}" in setup.source
     assert parameters.cell_type == "code" and "parameters" in parameters.metadata.get("tags", [])
     for name_ in ("DATASET", "PROFILE", "SEED"):
-        assert re.search(rf"^{name_} = ", parameters.source, flags=re.MULTILINE), f"{chapter}: no {name_} parameter"
+        assert re.search(rf"^{name_} = ", parameters.source, flags=re.MULTILINE), (
+            f"{chapter}: no {name_} parameter"
+        )
     for cell in nb.cells:
         if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, f"{chapter}: commit it without outputs"
+            assert cell.outputs == [] and cell.execution_count is None, (
+                f"{chapter}: commit it without outputs"
+            )
     assert "load_dataset(DATASET, subject=1, profile=PROFILE" in "".join(c.source for c in nb.cells)
 
 
@@ -150,19 +162,27 @@ def test_check_runtime_warns_without_gpu(monkeypatch, capsys):
 
 def test_colab_url_and_pip_requirement():
     assert notebooks.colab_url("03_x.ipynb") == (
-        "https://colab.research.google.com/github/etecrm-book/etecrm/blob/main/book/03_x.ipynb")
+        "https://colab.research.google.com/github/etecrm-book/etecrm/blob/main/book/03_x.ipynb"
+    )
     assert notebooks.colab_url("book/03_x.ipynb") == notebooks.colab_url("03_x.ipynb")
     with pytest.raises(ValueError, match="ipynb"):
         notebooks.colab_url("03_x.md")
-    assert notebooks.pip_requirement("1.2.3") == "etecrm_lib @ git+https://github.com/etecrm-book/etecrm@v1.2.3"
+    assert (
+        notebooks.pip_requirement("1.2.3")
+        == "etecrm_lib @ git+https://github.com/etecrm-book/etecrm@v1.2.3"
+    )
     compile(notebooks.setup_cell_source(), "<setup cell>", "exec")  # plain Python, no magics
 
 
 def test_write_notebook_strips_outputs(tmp_path):
     import nbformat.v4 as nbf
 
-    cell = nbf.new_code_cell("1 + 1", execution_count=3, outputs=[nbf.new_output("execute_result", {"text/plain": "2"})])
-    path = notebooks.write_notebook(tmp_path / "x.ipynb", notebooks.standard_cells("x.ipynb", "X") + [cell])
+    cell = nbf.new_code_cell(
+        "1 + 1", execution_count=3, outputs=[nbf.new_output("execute_result", {"text/plain": "2"})]
+    )
+    path = notebooks.write_notebook(
+        tmp_path / "x.ipynb", notebooks.standard_cells("x.ipynb", "X") + [cell]
+    )
     nb = nbformat.read(path, as_version=4)
     assert nb.cells[3].outputs == [] and nb.cells[3].execution_count is None
     assert [c.id for c in nb.cells] == ["cell-000", "cell-001", "cell-002", "cell-003"]
@@ -173,9 +193,9 @@ def test_write_notebook_strips_outputs(tmp_path):
 
 def test_extension_drops_plotly_cdn_mathjax():
     from docutils import nodes
-    from docutils.utils import new_document
     from docutils.frontend import get_default_settings
     from docutils.parsers.rst import Parser
+    from docutils.utils import new_document
 
     doc = new_document("x", get_default_settings(Parser))
     cdn = '<script src="https://cdnjs.cloudflare.com/ajax/libs/mathjax/3.2.2/es5/tex-svg.min.js"></script>'
@@ -200,15 +220,17 @@ def test_extension_setup_prepares_the_build_environment(monkeypatch):
     assert metadata["version"] == __version__
     # the notebook kernels the build starts inherit this environment: plotly writes HTML figures
     probe = "import plotly.io as pio; print(pio.renderers.default)"
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=dict(os.environ))
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=dict(os.environ)
+    )
     assert done.stdout.strip() == "notebook", done.stderr
 
 
 def test_extension_shows_local_colab_badge():
     from docutils import nodes
-    from docutils.utils import new_document
     from docutils.frontend import get_default_settings
     from docutils.parsers.rst import Parser
+    from docutils.utils import new_document
 
     doc = new_document("x", get_default_settings(Parser))
     link = nodes.reference("", "", refuri=notebooks.colab_url("01_data.ipynb"))
@@ -221,9 +243,8 @@ def test_extension_shows_local_colab_badge():
     assert raw.parent is link  # still inside the link to Colab
 
 
-
 # --------------------------------------------------------------------------- a page as its readers see it
-RAW_MARKDOWN_TABLE = re.compile(r"\|\s*:?-{3,}:?\s*\|")   # a separator row "|---|", shown as text
+RAW_MARKDOWN_TABLE = re.compile(r"\|\s*:?-{3,}:?\s*\|")  # a separator row "|---|", shown as text
 
 PAGE_PROBLEMS_JS = r"""
 const main = document.querySelector('main') || document.body;
@@ -252,9 +273,14 @@ return {text: text, overflowing: overflowing, unlabelled: unlabelled, danger_bar
 def widget_states(page_html: str) -> list:
     """The embedded ipywidgets model states of a page (dicts), from its widget-state script tags."""
     states = []
-    for block in re.findall(r'<script type="application/vnd.jupyter.widget-state\+json">(.*?)</script>', page_html, re.S):
+    for block in re.findall(
+        r'<script type="application/vnd.jupyter.widget-state\+json">(.*?)</script>', page_html, re.S
+    ):
         try:
-            states += [m.get("state", {}) for m in json.loads(html_lib.unescape(block)).get("state", {}).values()]
+            states += [
+                m.get("state", {})
+                for m in json.loads(html_lib.unescape(block)).get("state", {}).values()
+            ]
         except json.JSONDecodeError:
             states.append({"_unreadable_widget_state": True})
     return states
@@ -266,15 +292,21 @@ def page_problems(driver, page_html: str) -> list:
     problems = []
     raw = list(RAW_MARKDOWN_TABLE.finditer(seen["text"]))
     if raw:
-        context = seen["text"][max(0, raw[0].start() - 60): raw[0].end() + 20].replace("\n", " ")
-        problems.append(f"raw Markdown table text, {len(raw)} place(s) (render tables with "
-                        f"etecrm_lib.book.show_table); first: ...{context}...")
+        context = seen["text"][max(0, raw[0].start() - 60) : raw[0].end() + 20].replace("\n", " ")
+        problems.append(
+            f"raw Markdown table text, {len(raw)} place(s) (render tables with "
+            f"etecrm_lib.book.show_table); first: ...{context}..."
+        )
     red = [s for s in widget_states(page_html) if s.get("bar_style") == "danger"]
     if red or seen["danger_bars"]:
-        problems.append(f"{max(len(red), seen['danger_bars'])} red (failed-looking) progress bar(s): "
-                        "the book build should print finished bars as text (etecrm_lib.book.notebook_defaults)")
+        problems.append(
+            f"{max(len(red), seen['danger_bars'])} red (failed-looking) progress bar(s): "
+            "the book build should print finished bars as text (etecrm_lib.book.notebook_defaults)"
+        )
     problems += [f"wider than its box (clipped): {o}" for o in seen["overflowing"]]
-    problems += [f"figure without a profile label (plots.label_figure): {t!r}" for t in seen["unlabelled"]]
+    problems += [
+        f"figure without a profile label (plots.label_figure): {t!r}" for t in seen["unlabelled"]
+    ]
     return problems
 
 
@@ -294,8 +326,11 @@ def solution_lines(instructor_notebook: Path, student_notebook: Path) -> list:
     lines = []
     for cell in teacher.cells:
         if cell.cell_type == "code" and "solution" in cell.metadata.get("tags", []):
-            lines += [line.strip() for line in cell.source.splitlines()
-                      if len(line.strip()) >= 8 and _normalise(line.strip()) not in shown]
+            lines += [
+                line.strip()
+                for line in cell.source.splitlines()
+                if len(line.strip()) >= 8 and _normalise(line.strip()) not in shown
+            ]
     return lines
 
 
@@ -309,6 +344,7 @@ def leaked_solutions(html_dir: Path, forbidden: list) -> dict:
         if found:
             leaks[page.relative_to(html_dir).as_posix()] = found
     return leaks
+
 
 # --------------------------------------------------------------------------- the built book in a browser
 @contextlib.contextmanager
@@ -336,11 +372,19 @@ def chromium_driver():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync", "--window-size=1400,1000",
-                 "--disable-dev-shm-usage",
-                 # no internet: every host but 127.0.0.1 fails to resolve, so a CDN dependency shows up as an error
-                 "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-sync",
+        "--window-size=1400,1000",
+        "--disable-dev-shm-usage",
+        # no internet: every host but 127.0.0.1 fails to resolve, so a CDN dependency shows up as an error
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
@@ -350,7 +394,16 @@ def build_book(output: Path) -> Path:
     """Build the book (quick profile) into ``output``; returns the HTML folder."""
     env = dict(os.environ, ETECRM_PROFILE="quick", PLOTLY_RENDERER="notebook")
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
-    command = [str(jupyter_book), "build", str(ROOT), "-W", "-n", "--keep-going", "--path-output", str(output)]
+    command = [
+        str(jupyter_book),
+        "build",
+        str(ROOT),
+        "-W",
+        "-n",
+        "--keep-going",
+        "--path-output",
+        str(output),
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     assert done.returncode == 0, f"book build failed:\n{done.stdout[-6000:]}\n{done.stderr[-4000:]}"
     return output / "_build" / "html"
@@ -368,29 +421,51 @@ def check_pages(html_dir: Path, chapters: list, screenshots: Path | None = None)
             for chapter in chapters:
                 page = Path(chapter).with_suffix(".html").as_posix()
                 driver.get(f"{base}/{page}")
-                WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
-                assert "404" not in driver.title and driver.find_elements(By.CSS_SELECTOR, "main h1"), f"{page} did not load"
+                WebDriverWait(driver, 30).until(
+                    lambda d: d.execute_script("return document.readyState") == "complete"
+                )
+                assert "404" not in driver.title and driver.find_elements(
+                    By.CSS_SELECTOR, "main h1"
+                ), f"{page} did not load"
                 html = driver.page_source
                 is_notebook = chapter.endswith(".ipynb")
                 if is_notebook:  # every chapter notebook draws at least one plotly figure
                     WebDriverWait(driver, 60).until(
                         lambda d: d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot svg.main-svg"),
-                        message=f"{page}: no plotly figure was rendered")
+                        message=f"{page}: no plotly figure was rendered",
+                    )
                 has_widgets = "application/vnd.jupyter.widget-state+json" in html
                 if has_widgets:  # embedded widget state must turn into widget DOM nodes
                     WebDriverWait(driver, 60).until(
-                        lambda d: d.find_elements(By.CSS_SELECTOR, ".jupyter-widgets, [class*='widget-']"),
-                        message=f"{page}: widget state is embedded but no widget was rendered")
+                        lambda d: d.find_elements(
+                            By.CSS_SELECTOR, ".jupyter-widgets, [class*='widget-']"
+                        ),
+                        message=f"{page}: widget state is embedded but no widget was rendered",
+                    )
                 if is_notebook:
-                    colab = notebooks.colab_url(Path(chapter).name, folder=Path(chapter).parent.as_posix())
+                    colab = notebooks.colab_url(
+                        Path(chapter).name, folder=Path(chapter).parent.as_posix()
+                    )
                     student = notebooks.colab_url(Path(chapter).name, folder=book.STUDENTS_FOLDER)
-                    links = {a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "a[href*='colab.research.google.com']")}
+                    links = {
+                        a.get_attribute("href")
+                        for a in driver.find_elements(
+                            By.CSS_SELECTOR, "a[href*='colab.research.google.com']"
+                        )
+                    }
                     assert colab in links, f"{page}: no link to {colab}; Colab links found: {links}"
                     # the only other notebook a page may open is its own student edition
-                    others = {link for link in links if "/github/" in link and link not in (colab, student)}
+                    others = {
+                        link
+                        for link in links
+                        if "/github/" in link and link not in (colab, student)
+                    }
                     assert not others, f"{page}: Colab links to another notebook: {others}"
-                menus = [f for f in driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
-                         if f.find_elements(By.CSS_SELECTOR, ".updatemenu-header")]
+                menus = [
+                    f
+                    for f in driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
+                    if f.find_elements(By.CSS_SELECTOR, ".updatemenu-header")
+                ]
                 if menus:
                     click_second_menu_item(driver, menus[0], page)
                 errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
@@ -415,14 +490,22 @@ def click_second_menu_item(driver, figure, page: str) -> None:
 
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", figure)
     figure.find_element(By.CSS_SELECTOR, ".updatemenu-header").click()
-    items = WebDriverWait(driver, 10).until(lambda d: figure.find_elements(By.CSS_SELECTOR, ".updatemenu-dropdown-button"))
+    items = WebDriverWait(driver, 10).until(
+        lambda d: figure.find_elements(By.CSS_SELECTOR, ".updatemenu-dropdown-button")
+    )
     if len(items) < 2:
         return
-    wanted = driver.execute_script("return arguments[0].layout.updatemenus[0].buttons[1].args[0].visible", figure)
+    wanted = driver.execute_script(
+        "return arguments[0].layout.updatemenus[0].buttons[1].args[0].visible", figure
+    )
     items[1].click()
     WebDriverWait(driver, 10).until(
-        lambda d: d.execute_script("return arguments[0].data.map(t => t.visible !== false)", figure) == wanted,
-        message=f"{page}: choosing the second menu entry did not show its traces")
+        lambda d: (
+            d.execute_script("return arguments[0].data.map(t => t.visible !== false)", figure)
+            == wanted
+        ),
+        message=f"{page}: choosing the second menu entry did not show its traces",
+    )
 
 
 def save_screenshots(driver, folder: Path, stem: str) -> None:
@@ -437,8 +520,9 @@ def save_screenshots(driver, folder: Path, stem: str) -> None:
     driver.set_window_size(size["width"], min(int(height), 30000))
     driver.save_screenshot(str(folder / f"{stem}_full.png"))
     driver.set_window_size(size["width"], size["height"])
-    elements = (driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
-                + driver.find_elements(By.CSS_SELECTOR, ".widget-subarea"))
+    elements = driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot") + driver.find_elements(
+        By.CSS_SELECTOR, ".widget-subarea"
+    )
     for i, element in enumerate(elements):
         driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
         element.screenshot(str(folder / f"{stem}_{i:02d}.png"))
@@ -449,7 +533,9 @@ def save_screenshots(driver, folder: Path, stem: str) -> None:
 @pytest.mark.timeout(1800)  # the whole quick book: at most 20 minutes on CI's 2 cores
 def test_built_book_in_browser(tmp_path):
     if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.fail("headless Chromium is needed: run `make browser` (apt-get install chromium chromium-driver)")
+        pytest.fail(
+            "headless Chromium is needed: run `make browser` (apt-get install chromium chromium-driver)"
+        )
     html_dir = build_book(tmp_path / "book")
     chapters = notebooks.toc_chapters(ROOT)
     # the pages link to vendored scripts only: nothing is fetched from a CDN
@@ -461,8 +547,11 @@ def test_built_book_in_browser(tmp_path):
     seen = check_pages(html_dir, chapters, Path(screenshots) if screenshots else None)
     bad = {chapter: page["problems"] for chapter, page in seen.items() if page["problems"]}
     assert not bad, "pages that do not read right:\n" + "\n".join(
-        f"{chapter}:\n  " + "\n  ".join(problems) for chapter, problems in bad.items())
-    assert sum(page["widgets"] for page in seen.values()) >= 1, f"no widget rendered anywhere in the book: {seen}"
+        f"{chapter}:\n  " + "\n  ".join(problems) for chapter, problems in bad.items()
+    )
+    assert sum(page["widgets"] for page in seen.values()) >= 1, (
+        f"no widget rendered anywhere in the book: {seen}"
+    )
     assert sum(page["plotly_figures"] for page in seen.values()) >= len(notebook_chapters())
 
 
@@ -482,13 +571,26 @@ document.getElementById("labelled").layout = {{title: {{text: "Fine<br><sup>prof
 def test_page_checks_catch_what_readers_would_see(tmp_path):
     """The checks of every page fail on a page with each fault, and pass once it is fixed."""
     if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.fail("headless Chromium is needed: run `make browser` (apt-get install chromium chromium-driver)")
+        pytest.fail(
+            "headless Chromium is needed: run `make browser` (apt-get install chromium chromium-driver)"
+        )
     bad = SYNTHETIC_PAGE.format(long="x = " + "1 + " * 200)
-    state = {"state": {"m": {"model_name": "FloatProgressModel", "state": {"bar_style": "danger", "value": 26}}}}
+    state = {
+        "state": {
+            "m": {"model_name": "FloatProgressModel", "state": {"bar_style": "danger", "value": 26}}
+        }
+    }
     bad += f'<script type="application/vnd.jupyter.widget-state+json">{json.dumps(state)}</script>'
     (tmp_path / "bad.html").write_text(bad, encoding="utf-8")
-    good = (SYNTHETIC_PAGE.format(long="x = 1").replace("<p>| roi | model | median_r | |---|---|---| | V1 | etecrm | 0.5 |</p>", "<table><tr><td>V1</td></tr></table>")
-            .replace("progress-bar-danger", "progress-bar-success").replace('"Median r per ROI"', '"r<br><sup>profile: full</sup>"'))
+    good = (
+        SYNTHETIC_PAGE.format(long="x = 1")
+        .replace(
+            "<p>| roi | model | median_r | |---|---|---| | V1 | etecrm | 0.5 |</p>",
+            "<table><tr><td>V1</td></tr></table>",
+        )
+        .replace("progress-bar-danger", "progress-bar-success")
+        .replace('"Median r per ROI"', '"r<br><sup>profile: full</sup>"')
+    )
     (tmp_path / "good.html").write_text(good, encoding="utf-8")
     driver = chromium_driver()
     try:
@@ -503,7 +605,11 @@ def test_page_checks_catch_what_readers_would_see(tmp_path):
     assert "raw Markdown table text" in text and "| roi | model" in text
     assert "red (failed-looking) progress bar" in text
     assert "wider than its box" in text and "x = 1 + 1" in text
-    assert "figure without a profile label" in text and "Median r per ROI" in text and "Fine" not in text
+    assert (
+        "figure without a profile label" in text
+        and "Median r per ROI" in text
+        and "Fine" not in text
+    )
     assert len(problems) == 4, problems
     assert fixed == [], fixed
 
@@ -512,25 +618,46 @@ def test_solution_lines_and_leak_search(tmp_path):
     """The student-build check finds a solution line in a page's text, and not the signature kept on purpose."""
     import nbformat.v4 as nbf
 
-    solution = nbf.new_code_cell('def f(x):\n    """Square."""\n    return x * x  # the answer\n', metadata={"tags": ["solution"]})
-    student = nbf.new_code_cell('def f(x):\n    """Square."""\n    raise NotImplementedError("Exercise 1")\n')
+    solution = nbf.new_code_cell(
+        'def f(x):\n    """Square."""\n    return x * x  # the answer\n',
+        metadata={"tags": ["solution"]},
+    )
+    student = nbf.new_code_cell(
+        'def f(x):\n    """Square."""\n    raise NotImplementedError("Exercise 1")\n'
+    )
     nbformat.write(nbf.new_notebook(cells=[solution]), tmp_path / "teacher.ipynb")
     nbformat.write(nbf.new_notebook(cells=[student]), tmp_path / "pupil.ipynb")
     forbidden = solution_lines(tmp_path / "teacher.ipynb", tmp_path / "pupil.ipynb")
     assert forbidden == ["return x * x  # the answer"]
     site = tmp_path / "site"
     site.mkdir()
-    (site / "ok.html").write_text('<pre><span class="k">def</span> f(x):\n    raise NotImplementedError</pre>')
-    (site / "leak.html").write_text('<pre><span class="k">return</span> x <span>*</span> x  # the answer</pre>')
+    (site / "ok.html").write_text(
+        '<pre><span class="k">def</span> f(x):\n    raise NotImplementedError</pre>'
+    )
+    (site / "leak.html").write_text(
+        '<pre><span class="k">return</span> x <span>*</span> x  # the answer</pre>'
+    )
     assert leaked_solutions(site, forbidden) == {"leak.html": ["return x * x  # the answer"]}
 
 
 def build_student_book(output: Path) -> Path:
     """``make students`` into ``output`` (student notebooks + the student book); returns the HTML folder."""
-    done = subprocess.run([sys.executable, str(ROOT / "tools" / "make_student_notebooks.py"),
-                           "--out", str(output / "notebooks"), "--html", str(output)],
-                          capture_output=True, text=True, cwd=ROOT)
-    assert done.returncode == 0, f"student book build failed:\n{done.stdout[-6000:]}\n{done.stderr[-4000:]}"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "make_student_notebooks.py"),
+            "--out",
+            str(output / "notebooks"),
+            "--html",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, (
+        f"student book build failed:\n{done.stdout[-6000:]}\n{done.stderr[-4000:]}"
+    )
     return output / "_build" / "html"
 
 
@@ -550,20 +677,26 @@ def test_student_book_has_no_solutions(tmp_path):
     for notebook in INSTRUCTOR_NOTEBOOKS:
         assert f"{notebook.stem}.html" in pages, f"the student book lacks {notebook.stem}: {pages}"
         forbidden = solution_lines(notebook, tmp_path / "students" / "notebooks" / notebook.name)
-        assert len(forbidden) >= 10, "the instructor notebook should have solutions to check against"
+        assert len(forbidden) >= 10, (
+            "the instructor notebook should have solutions to check against"
+        )
         leaks = leaked_solutions(html_dir, forbidden)
         assert not leaks, f"solution code in the student book: {leaks}"
         page = (html_dir / f"{notebook.stem}.html").read_text(encoding="utf-8")
         assert "NotImplementedError" in page
-        assert notebooks.colab_url(notebook.name, folder=book.STUDENTS_FOLDER) in html_lib.unescape(page)
+        assert notebooks.colab_url(notebook.name, folder=book.STUDENTS_FOLDER) in html_lib.unescape(
+            page
+        )
 
 
 # --------------------------------------------------------------------------- what the pages show
 def test_show_table_renders_a_real_html_table():
     import numpy as np
 
-    rows = [{"roi": "V1", "median_r": np.float64(0.51234), "n": np.int64(800), "note": None},
-            {"roi": "LO", "median_r": float("nan"), "n": 400, "note": "a < b"}]
+    rows = [
+        {"roi": "V1", "median_r": np.float64(0.51234), "n": np.int64(800), "note": None},
+        {"roi": "LO", "median_r": float("nan"), "n": 400, "note": "a < b"},
+    ]
     table = book.show_table(rows, caption="Two ROIs")
     page = table._repr_html_()
     assert page.startswith('<table class="etecrm-table"><caption>Two ROIs</caption>')
@@ -577,7 +710,12 @@ def test_show_table_renders_a_real_html_table():
     expected = book.show_table(rows, columns=["roi", "median_r"])._repr_html_()
     assert book.show_table(columns)._repr_html_() == expected
     assert book.show_table(pd.DataFrame(columns))._repr_html_() == expected
-    assert book.show_table([["V1", 0.51234], ["LO", float("nan")]], columns=["roi", "median_r"])._repr_html_() == expected
+    assert (
+        book.show_table(
+            [["V1", 0.51234], ["LO", float("nan")]], columns=["roi", "median_r"]
+        )._repr_html_()
+        == expected
+    )
     assert repr(book.show_table(columns)).split() == ["roi", "median_r", "V1", "0.512", "LO", "–"]
     with pytest.raises(ValueError, match="columns"):
         book.show_table([["V1", 0.5]])
@@ -608,7 +746,9 @@ def test_finished_progress_bars_print_one_plain_line(capsys):
     assert lines[0].startswith("epochs: 5/5 in 00:0")
     assert lines[1].startswith("training V1: 26/40 epochs in 00:0") and "val_r=0.31" in lines[1]
     assert "ended before 40" in lines[1]
-    assert len(lines) == 2 and "\r" not in out.out and out.err == ""  # nothing while running, nothing for hidden bars
+    assert (
+        len(lines) == 2 and "\r" not in out.out and out.err == ""
+    )  # nothing while running, nothing for hidden bars
 
 
 def test_notebook_defaults_print_plain_numbers():
@@ -624,7 +764,10 @@ def test_notebook_defaults_print_plain_numbers():
 
 def test_runtime_estimate_names_profile_and_minutes(monkeypatch, capsys):
     assert "quick profile" in book.runtime_estimate("Tesla T4", "quick")
-    t4, h100 = book.runtime_estimate("Tesla T4", "full"), book.runtime_estimate("NVIDIA H100 80GB HBM3", "full")
+    t4, h100 = (
+        book.runtime_estimate("Tesla T4", "full"),
+        book.runtime_estimate("NVIDIA H100 80GB HBM3", "full"),
+    )
     minutes = lambda text: [int(m) for m in re.findall(r"about (\d+) min", text)]
     assert minutes(t4) == list(book.FULL_MINUTES_ON_T4.values())
     assert all(a > b for a, b in zip(minutes(t4), minutes(h100)))  # a faster GPU, shorter estimates
@@ -658,9 +801,16 @@ def test_committed_results_and_run_keep_to_one_data_seed(monkeypatch, tmp_path, 
     from etecrm_lib.results import result_path, save_result
 
     for data_seed in (0, 1):
-        res = EncodingResult("gwp_ridge", "V1", "sim", 1, np.full(4, 0.1 * (data_seed + 1), np.float32))
-        save_result(res, result_path(tmp_path, "sim", "full", 1, "V1", "gwp_ridge", 0, data_seed), profile="full",
-                    seed=0, extra={"data_seed": data_seed})
+        res = EncodingResult(
+            "gwp_ridge", "V1", "sim", 1, np.full(4, 0.1 * (data_seed + 1), np.float32)
+        )
+        save_result(
+            res,
+            result_path(tmp_path, "sim", "full", 1, "V1", "gwp_ridge", 0, data_seed),
+            profile="full",
+            seed=0,
+            extra={"data_seed": data_seed},
+        )
     monkeypatch.setattr(book, "results_folder", lambda: tmp_path)
     (found,) = book.committed_results()
     assert found.info["data_seed"] == 0 and np.allclose(found.test_r, 0.1)
@@ -669,26 +819,40 @@ def test_committed_results_and_run_keep_to_one_data_seed(monkeypatch, tmp_path, 
     run = book.committed_run(subject=1)
     assert [r.info["data_seed"] for r in run.results] == [0]
     assert book.committed_run(subject=2) is None
-    assert "Subject 2: the committed full-profile run (sim-data0) is not in data/results" in capsys.readouterr().out
+    assert (
+        "Subject 2: the committed full-profile run (sim-data0) is not in data/results"
+        in capsys.readouterr().out
+    )
 
 
 def test_student_colab_links():
     assert notebooks.colab_url("10_exercises.ipynb", folder=book.STUDENTS_FOLDER) == (
-        "https://colab.research.google.com/github/etecrm-book/etecrm/blob/main/students/10_exercises.ipynb")
+        "https://colab.research.google.com/github/etecrm-book/etecrm/blob/main/students/10_exercises.ipynb"
+    )
 
 
 def test_callout_and_untrained_names():
     from etecrm_lib.evaluation import EncodingResult
 
-    box = book.callout("Weights: untrained.\n\nSecond <paragraph>.", title="Untrained features", kind="warning")
+    box = book.callout(
+        "Weights: untrained.\n\nSecond <paragraph>.", title="Untrained features", kind="warning"
+    )
     page = box._repr_html_()
     assert 'class="admonition warning"' in page and "<p>Second &lt;paragraph&gt;.</p>" in page
     assert repr(box).startswith("UNTRAINED FEATURES: Weights")
     with pytest.raises(ValueError, match="kind"):
         book.callout("x", kind="shout")
-    untrained = EncodingResult("alexnet_ridge", "V1", "sim", 1, [0.1], info={"weights": "untrained(seed=0)"})
-    pretrained = EncodingResult("alexnet_ridge", "V1", "sim", 1, [0.1], info={"weights": "IMAGENET1K_V1"})
+    untrained = EncodingResult(
+        "alexnet_ridge", "V1", "sim", 1, [0.1], info={"weights": "untrained(seed=0)"}
+    )
+    pretrained = EncodingResult(
+        "alexnet_ridge", "V1", "sim", 1, [0.1], info={"weights": "IMAGENET1K_V1"}
+    )
     gabor = EncodingResult("gwp_ridge", "V1", "sim", 1, [0.1])
     book.mark_untrained([untrained, pretrained, gabor])
     book.mark_untrained([untrained])  # twice: still one suffix
-    assert [r.model for r in (untrained, pretrained, gabor)] == ["alexnet_ridge_untrained", "alexnet_ridge", "gwp_ridge"]
+    assert [r.model for r in (untrained, pretrained, gabor)] == [
+        "alexnet_ridge_untrained",
+        "alexnet_ridge",
+        "gwp_ridge",
+    ]

@@ -20,16 +20,34 @@ def _error(capsys, argv) -> str:
     return err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["data", "simulate", "--save", "{tmp}"], "--save {tmp} is a folder; give a file name in it, e.g. --save {tmp}/sim.npz"),
-    (["data", "simulate", "--save", "{tmp}/sim.txt"], "--save {tmp}/sim.txt must end in .npz"),
-    (["data", "simulate", "--save", "{tmp}/afile/sim.npz"], "{tmp}/afile is a file, not a folder; choose another place"),
-    (["data", "simulate", "--subject", "0"], "--subject must be a positive integer, got 0"),
-    (["data", "simulate", "--seed", "-1"], "--seed must be a non-negative integer, got -1"),
-    (["data", "download", "--dataset", "kay", "--root", "{tmp}/afile"], "--root {tmp}/afile is a file"),
-    (["data", "describe", "--dataset", "{tmp}/stimuli.npy"], "is neither a dataset name (sim, vim1, kay, miyawaki) nor a .npz"),
-    (["data", "describe", "--dataset", "{tmp}/missing.npz"], "--dataset {tmp}/missing.npz: no such file"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["data", "simulate", "--save", "{tmp}"],
+            "--save {tmp} is a folder; give a file name in it, e.g. --save {tmp}/sim.npz",
+        ),
+        (["data", "simulate", "--save", "{tmp}/sim.txt"], "--save {tmp}/sim.txt must end in .npz"),
+        (
+            ["data", "simulate", "--save", "{tmp}/afile/sim.npz"],
+            "{tmp}/afile is a file, not a folder; choose another place",
+        ),
+        (["data", "simulate", "--subject", "0"], "--subject must be a positive integer, got 0"),
+        (["data", "simulate", "--seed", "-1"], "--seed must be a non-negative integer, got -1"),
+        (
+            ["data", "download", "--dataset", "kay", "--root", "{tmp}/afile"],
+            "--root {tmp}/afile is a file",
+        ),
+        (
+            ["data", "describe", "--dataset", "{tmp}/stimuli.npy"],
+            "is neither a dataset name (sim, vim1, kay, miyawaki) nor a .npz",
+        ),
+        (
+            ["data", "describe", "--dataset", "{tmp}/missing.npz"],
+            "--dataset {tmp}/missing.npz: no such file",
+        ),
+    ],
+)
 def test_bad_data_arguments_are_refused_before_any_work(tmp_path, cache, capsys, argv, message):
     (tmp_path / "afile").write_text("x")
     argv = [a.format(tmp=tmp_path) for a in argv]
@@ -53,4 +71,6 @@ def test_a_failed_download_is_explained_not_a_traceback(cache, capsys, monkeypat
         raise DownloadError("could not reach https://osf.io/ymnjv/download (no network)")
 
     monkeypatch.setattr(data, "fetch_kay_images", offline)
-    assert "could not reach https://osf.io" in _error(capsys, ["data", "download", "--dataset", "kay"])
+    assert "could not reach https://osf.io" in _error(
+        capsys, ["data", "download", "--dataset", "kay"]
+    )

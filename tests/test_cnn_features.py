@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from etecrm_lib.features import cnn
-from etecrm_lib.features.cnn import CNNConfig, CNNFeatures, cnn_features, layer_names, load_cnn, preprocess
+from etecrm_lib.features.cnn import (
+    CNNConfig,
+    CNNFeatures,
+    cnn_features,
+    layer_names,
+    load_cnn,
+    preprocess,
+)
 
 SMALL = dict(input_size=64, pool_size=2, batch_size=8)
 
@@ -26,11 +33,19 @@ def test_untrained_features_shapes_determinism_and_provenance():
     cfg = CNNConfig(weights=None, layers=("features.1", "features.4", "classifier.2"), **SMALL)
     a, weights = cnn_features(_images(), cfg, device="cpu", cache=False, progress=False)
     b, _ = cnn_features(_images(), cfg, device="cpu", cache=False, progress=False)
-    c, weights_c = cnn_features(_images(), CNNConfig(**{**cfg.__dict__, "seed": 1}), device="cpu", cache=False,
-                                progress=False)
+    c, weights_c = cnn_features(
+        _images(),
+        CNNConfig(**{**cfg.__dict__, "seed": 1}),
+        device="cpu",
+        cache=False,
+        progress=False,
+    )
     assert weights == "untrained(seed=0)" and weights_c == "untrained(seed=1)"
-    assert {k: v.shape for k, v in a.items()} == {"features.1": (10, 64 * 4), "features.4": (10, 192 * 4),
-                                                  "classifier.2": (10, 4096)}
+    assert {k: v.shape for k, v in a.items()} == {
+        "features.1": (10, 64 * 4),
+        "features.4": (10, 192 * 4),
+        "classifier.2": (10, 4096),
+    }
     for layer in a:
         np.testing.assert_array_equal(a[layer], b[layer])
         assert not np.allclose(a[layer], c[layer])
@@ -48,10 +63,18 @@ def test_local_weights_file(tmp_path):
         assert torch.equal(p, q), name
     cfg = CNNConfig(model="squeezenet1_1", weights=str(path), layers=("features.3",), **SMALL)
     got, _ = cnn_features(_images(), cfg, device="cpu", progress=False)
-    want, _ = cnn_features(_images(), CNNConfig(**{**cfg.__dict__, "weights": None, "seed": 3}), device="cpu",
-                           progress=False)
-    other_seed, _ = cnn_features(_images(), CNNConfig(**{**cfg.__dict__, "weights": None, "seed": 4}), device="cpu",
-                                 progress=False)
+    want, _ = cnn_features(
+        _images(),
+        CNNConfig(**{**cfg.__dict__, "weights": None, "seed": 3}),
+        device="cpu",
+        progress=False,
+    )
+    other_seed, _ = cnn_features(
+        _images(),
+        CNNConfig(**{**cfg.__dict__, "weights": None, "seed": 4}),
+        device="cpu",
+        progress=False,
+    )
     np.testing.assert_allclose(got["features.3"], want["features.3"], rtol=1e-5, atol=1e-6)
     assert not np.allclose(got["features.3"], other_seed["features.3"])
     # a checkpoint wrapped as {"state_dict": ...} works too; a state dict of another network does not
@@ -79,7 +102,9 @@ def test_failed_download_says_how_to_get_weights(monkeypatch):
 
 def test_unknown_layer_or_model_lists_the_valid_names():
     with pytest.raises(ValueError, match="features.11"):
-        cnn_features(_images(), CNNConfig(weights=None, layers=("features.1", "conv9"), **SMALL), cache=False)
+        cnn_features(
+            _images(), CNNConfig(weights=None, layers=("features.1", "conv9"), **SMALL), cache=False
+        )
     with pytest.raises(ValueError, match="alexnet"):
         load_cnn("not_a_network", None)
     assert "classifier.5" in layer_names("alexnet")
@@ -96,7 +121,9 @@ def test_preprocessing_and_hooks_see_the_right_tensors():
     # the conv output is recorded before the in-place ReLU that follows it overwrites it
     net, _ = load_cnn("alexnet", None)
     images = _images(4)
-    acts = cnn.layer_activations(net, images, ["features.0", "features.1"], 64, 2, device="cpu", progress=False)
+    acts = cnn.layer_activations(
+        net, images, ["features.0", "features.1"], 64, 2, device="cpu", progress=False
+    )
     with torch.no_grad():
         conv = net.features[0](preprocess(torch.as_tensor(images), 64))
     want = torch.nn.functional.adaptive_avg_pool2d(conv, 2).flatten(1).numpy()
@@ -120,9 +147,15 @@ def test_pca_is_fitted_on_training_images_only():
     assert got.shape == (6, 5)
     np.testing.assert_allclose(np.abs(got), np.abs(want), rtol=1e-3, atol=1e-3 * np.abs(want).max())
     # refitting on other images changes the reduction: it really came from `train`
-    other = CNNFeatures(cfg, device="cpu", progress=False).fit(_images(12, seed=5)).transform(test)["features.4"]
+    other = (
+        CNNFeatures(cfg, device="cpu", progress=False)
+        .fit(_images(12, seed=5))
+        .transform(test)["features.4"]
+    )
     assert not np.allclose(np.abs(other), np.abs(got))
-    rand = CNNFeatures(CNNConfig(**{**cfg.__dict__, "reduction": "random"}), device="cpu", progress=False)
+    rand = CNNFeatures(
+        CNNConfig(**{**cfg.__dict__, "reduction": "random"}), device="cpu", progress=False
+    )
     assert rand.fit(train).transform(test)["features.4"].shape == (6, 5)
     with pytest.raises(RuntimeError, match="fit"):
         CNNFeatures(cfg, device="cpu", progress=False).transform(test)
@@ -138,5 +171,7 @@ def test_activations_are_cached(monkeypatch):
     monkeypatch.setattr(cnn, "layer_activations", fail)
     again, _ = cnn_features(_images(), cfg, device="cpu", progress=False)
     np.testing.assert_array_equal(first["features.1"], again["features.1"])
-    with pytest.raises(AssertionError):   # other weights: another key
-        cnn_features(_images(), CNNConfig(**{**cfg.__dict__, "seed": 7}), device="cpu", progress=False)
+    with pytest.raises(AssertionError):  # other weights: another key
+        cnn_features(
+            _images(), CNNConfig(**{**cfg.__dict__, "seed": 7}), device="cpu", progress=False
+        )

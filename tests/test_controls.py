@@ -16,7 +16,6 @@ default experiment and is in data/results/controls.
 
 from dataclasses import replace
 
-
 import numpy as np
 import pytest
 
@@ -28,10 +27,17 @@ from etecrm_lib.data import simulate
 def _compare(ground_truth: str):
     from etecrm_lib.data.calibration import SimulationConfig
 
-    config = replace(SimulationConfig.for_profile("quick"), name="control-test", n_train=600, train_repeats=16,
-                     voxels={"V1": 120})
+    config = replace(
+        SimulationConfig.for_profile("quick"),
+        name="control-test",
+        n_train=600,
+        train_repeats=16,
+        voxels={"V1": 120},
+    )
     ds = simulate(1, config, seed=0, ground_truth=ground_truth, cache=False)
-    etecrm, gwp = run_variants(ds, ["etecrm", "gwp_ridge"], rois=["V1"], profile="quick", progress=False)
+    etecrm, gwp = run_variants(
+        ds, ["etecrm", "gwp_ridge"], rois=["V1"], profile="quick", progress=False
+    )
     return evaluation.paired_bootstrap(gwp, etecrm, ds.test.oracle["V1"], n_bootstrap=1000)
 
 
@@ -51,10 +57,14 @@ def test_etecrm_wins_on_the_cnn_control():
 def test_controls_keep_the_calibrated_measurement(ground_truth):
     from etecrm_lib.data.calibration import SimulationConfig
 
-    config = SimulationConfig(name="tiny", image_size=32, n_train=24, n_test=6, voxels={"V1": 20, "V3": 16})
+    config = SimulationConfig(
+        name="tiny", image_size=32, n_train=24, n_test=6, voxels={"V1": 20, "V3": 16}
+    )
     cortex = simulate(1, config, seed=0, cache=False)
     control = simulate(1, config, seed=0, ground_truth=ground_truth, cache=False)
     assert control.info["ground_truth"] == ground_truth and "control" in control.info["areas"]["V1"]
     np.testing.assert_array_equal(control.test.stimuli, cortex.test.stimuli)
-    np.testing.assert_array_equal(control.voxels["V1"].extra["snr"], cortex.voxels["V1"].extra["snr"])
+    np.testing.assert_array_equal(
+        control.voxels["V1"].extra["snr"], cortex.voxels["V1"].extra["snr"]
+    )
     assert not np.allclose(control.test.oracle["V1"], cortex.test.oracle["V1"])

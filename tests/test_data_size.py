@@ -9,7 +9,9 @@ from etecrm_lib.data import simulate
 from etecrm_lib.data.calibration import SimulationConfig
 from etecrm_lib.evaluation import EncodingResult
 
-TINY = SimulationConfig(name="tiny", image_size=64, n_train=24, n_test=30, voxels={"V1": 30, "LO": 20})
+TINY = SimulationConfig(
+    name="tiny", image_size=64, n_train=24, n_test=30, voxels={"V1": 30, "LO": 20}
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +32,15 @@ def test_first_images_are_nested_and_share_the_test_split(tiny):
 
 
 def _fake(model: str, n_train: int, seed: int, predictions, roi: str = "V1") -> EncodingResult:
-    return EncodingResult(model, roi, "sim", 1, np.zeros(predictions.shape[1], np.float32),
-                          predictions=predictions.astype(np.float32), info={"n_train": n_train, "seed": seed})
+    return EncodingResult(
+        model,
+        roi,
+        "sim",
+        1,
+        np.zeros(predictions.shape[1], np.float32),
+        predictions=predictions.astype(np.float32),
+        info={"n_train": n_train, "seed": seed},
+    )
 
 
 def test_curves_and_crossing_have_the_known_answer():
@@ -63,10 +72,16 @@ def test_curves_and_crossing_have_the_known_answer():
 
 
 def test_run_writes_verified_files_and_resumes(tiny, tmp_path, monkeypatch):
-    config = data_size.DataSizeConfig.for_profile("quick", sizes=(40, 80), models=("gwp_ridge",), rois=("V1",),
-                                                  seeds=2, n_bootstrap=100)
+    config = data_size.DataSizeConfig.for_profile(
+        "quick", sizes=(40, 80), models=("gwp_ridge",), rois=("V1",), seeds=2, n_bootstrap=100
+    )
     results = data_size.run_data_size(config, dataset=tiny, out=tmp_path, progress=False)
-    assert [(r.info["n_train"], r.info["seed"]) for r in results] == [(40, 0), (40, 1), (80, 0), (80, 1)]
+    assert [(r.info["n_train"], r.info["seed"]) for r in results] == [
+        (40, 0),
+        (40, 1),
+        (80, 0),
+        (80, 1),
+    ]
     files = sorted((tmp_path / "results").glob("*.npz"))
     assert len(files) == 4 and "_n40_" in files[0].name
     summary = data_size.read_curves(tmp_path)
@@ -94,9 +109,40 @@ def test_run_writes_verified_files_and_resumes(tiny, tmp_path, monkeypatch):
 
 def test_datasize_command(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ETECRM_CACHE", str(tmp_path / "cache"))
-    status = main(["datasize", "--profile", "quick", "--sizes", "30", "60", "--models", "gwp_ridge",
-                   "--rois", "LO", "--seeds", "1", "--out", str(tmp_path / "out"), "--quiet"])
+    status = main(
+        [
+            "datasize",
+            "--profile",
+            "quick",
+            "--sizes",
+            "30",
+            "60",
+            "--models",
+            "gwp_ridge",
+            "--rois",
+            "LO",
+            "--seeds",
+            "1",
+            "--out",
+            str(tmp_path / "out"),
+            "--quiet",
+        ]
+    )
     assert status == 0 and "curves.json" in capsys.readouterr().out
     summary = data_size.read_curves(tmp_path / "out")
     assert summary["config"]["sizes"] == [30, 60] and summary["simulation"]["n_train"] == 60
-    assert main(["datasize", "--profile", "quick", "--sizes", "60", "30", "--out", str(tmp_path / "bad")]) == 2
+    assert (
+        main(
+            [
+                "datasize",
+                "--profile",
+                "quick",
+                "--sizes",
+                "60",
+                "30",
+                "--out",
+                str(tmp_path / "bad"),
+            ]
+        )
+        == 2
+    )

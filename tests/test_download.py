@@ -12,8 +12,13 @@ BODY = bytes(range(256)) * 400  # 100 kB of known bytes
 
 def test_fresh_download_is_complete_and_leaves_no_partial_file(tmp_path):
     with FileServer({"/f.bin": BODY}) as srv:
-        path = download(f"{srv.url}/f.bin", tmp_path / "sub" / "f.bin", expected_size=len(BODY),
-                        sha256=hashlib.sha256(BODY).hexdigest().upper(), progress=False)
+        path = download(
+            f"{srv.url}/f.bin",
+            tmp_path / "sub" / "f.bin",
+            expected_size=len(BODY),
+            sha256=hashlib.sha256(BODY).hexdigest().upper(),
+            progress=False,
+        )
     assert path.read_bytes() == BODY
     assert sorted(p.name for p in path.parent.iterdir()) == ["f.bin"]
 
@@ -57,7 +62,9 @@ def test_hash_mismatch_is_refused_and_nothing_is_kept(tmp_path):
     with FileServer({"/f.bin": BODY}) as srv:
         with pytest.raises(ChecksumError, match="SHA-256 mismatch") as err:
             download(f"{srv.url}/f.bin", dest, sha256="0" * 64, progress=False)
-    assert f"{srv.url}/f.bin" in str(err.value) and hashlib.sha256(BODY).hexdigest() in str(err.value)
+    assert f"{srv.url}/f.bin" in str(err.value) and hashlib.sha256(BODY).hexdigest() in str(
+        err.value
+    )
     assert dest.read_bytes() == b"old, good file"  # the existing file is untouched
     assert not (tmp_path / "f.bin.part").exists()
 
@@ -65,7 +72,9 @@ def test_hash_mismatch_is_refused_and_nothing_is_kept(tmp_path):
 def test_size_mismatch_is_refused(tmp_path):
     with FileServer({"/f.bin": BODY}) as srv:
         with pytest.raises(DownloadError, match=f"expected {len(BODY) + 1} bytes"):
-            download(f"{srv.url}/f.bin", tmp_path / "f.bin", expected_size=len(BODY) + 1, progress=False)
+            download(
+                f"{srv.url}/f.bin", tmp_path / "f.bin", expected_size=len(BODY) + 1, progress=False
+            )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -82,11 +91,25 @@ def test_404_and_server_down_name_the_url_and_the_destination(tmp_path):
 
 def test_form_fields_are_posted_but_never_shown(tmp_path):
     with FileServer({"/vim-1/a.mat": BODY}, crcns=("ann", "s3cret!")) as srv:
-        download(f"{srv.url}/index.php", tmp_path / "a.mat", progress=False,
-                 form={"username": "ann", "password": "s3cret!", "fn": "vim-1/a.mat", "submit": "Login"})
+        download(
+            f"{srv.url}/index.php",
+            tmp_path / "a.mat",
+            progress=False,
+            form={"username": "ann", "password": "s3cret!", "fn": "vim-1/a.mat", "submit": "Login"},
+        )
         with pytest.raises(DownloadError, match="web page instead of the file") as err:
-            download(f"{srv.url}/index.php", tmp_path / "b.mat", reject_html=True, progress=False,
-                     form={"username": "ann", "password": "wrong-pw", "fn": "vim-1/a.mat", "submit": "Login"})
+            download(
+                f"{srv.url}/index.php",
+                tmp_path / "b.mat",
+                reject_html=True,
+                progress=False,
+                form={
+                    "username": "ann",
+                    "password": "wrong-pw",
+                    "fn": "vim-1/a.mat",
+                    "submit": "Login",
+                },
+            )
     assert (tmp_path / "a.mat").read_bytes() == BODY
     assert srv.requests[0]["method"] == "POST" and srv.requests[0]["form"]["password"] == "s3cret!"
     assert "wrong-pw" not in str(err.value) and not (tmp_path / "b.mat").exists()

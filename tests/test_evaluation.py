@@ -17,7 +17,9 @@ def test_pearson_r_matches_scipy():
     expected = [stats.pearsonr(x[:, v], y[:, v])[0] for v in range(7)]
     np.testing.assert_allclose(r, expected, atol=1e-6)
     # torch in, torch out, same numbers
-    np.testing.assert_allclose(ev.pearson_r(torch.tensor(x), torch.tensor(y)).numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(
+        ev.pearson_r(torch.tensor(x), torch.tensor(y)).numpy(), expected, atol=1e-6
+    )
 
 
 def test_pearson_r_constant_column_is_zero_not_nan():
@@ -33,8 +35,10 @@ def test_pearson_r_refuses_non_finite_input_instead_of_r_zero(bad, where):
     x, y = rng.normal(size=(20, 4)), rng.normal(size=(20, 4))
     (x if where == "predictions" else y)[3, 2] = bad
     n_nan, n_inf = (1, 0) if np.isnan(bad) else (0, 1)
-    message = (rf"{where} contain {n_nan} NaN and {n_inf} inf values, in 1 of 4 columns \(voxels\), the first being "
-               r"column 2: Pearson r is undefined for those voxels \(it is not 0\)")
+    message = (
+        rf"{where} contain {n_nan} NaN and {n_inf} inf values, in 1 of 4 columns \(voxels\), the first being "
+        r"column 2: Pearson r is undefined for those voxels \(it is not 0\)"
+    )
     with pytest.raises(ValueError, match=message):
         ev.pearson_r(x, y)
     with pytest.raises(ValueError, match=message):
@@ -45,10 +49,15 @@ def test_score_refuses_diverged_predictions_and_names_model_and_roi():
     ds, good, _ = _dataset_and_two_models()
     predictions = good.predictions.copy()
     predictions[:, :3] = np.nan
-    with pytest.raises(ValueError, match=r"the predictions of model 'etecrm' for ROI 'V1' contain 240 NaN and 0 inf "
-                                         r"values, in 3 of 150 columns .* diverged in training"):
+    with pytest.raises(
+        ValueError,
+        match=r"the predictions of model 'etecrm' for ROI 'V1' contain 240 NaN and 0 inf "
+        r"values, in 3 of 150 columns .* diverged in training",
+    ):
         ev.score(predictions, ds, "V1", "etecrm")
-    flat = ev.score(np.full_like(predictions, 0.5), ds, "V1", "flat")  # finite and constant: r = 0, as documented
+    flat = ev.score(
+        np.full_like(predictions, 0.5), ds, "V1", "flat"
+    )  # finite and constant: r = 0, as documented
     assert np.all(flat.test_r == 0)
 
 
@@ -101,8 +110,12 @@ def _dataset_and_two_models(seed=0, n_test=80, n_vox=150):
     truth = rng.normal(size=(n_test, n_vox))
     repeats = truth[None] + 1.5 * rng.normal(size=(5, n_test, n_vox))
     ds = from_arrays(
-        rng.uniform(size=(10, 8, 8)), {"V1": rng.normal(size=(10, n_vox))},
-        rng.uniform(size=(n_test, 8, 8)), test_repeats={"V1": repeats}, test_oracle={"V1": truth}, name="toy",
+        rng.uniform(size=(10, 8, 8)),
+        {"V1": rng.normal(size=(10, n_vox))},
+        rng.uniform(size=(n_test, 8, 8)),
+        test_repeats={"V1": repeats},
+        test_oracle={"V1": truth},
+        name="toy",
     )
     good = truth + 0.8 * rng.normal(size=truth.shape)
     bad = truth + 3.0 * rng.normal(size=truth.shape)
@@ -146,13 +159,17 @@ def test_resampled_correlation_with_unit_weights_equals_pearson():
     rng = np.random.default_rng(5)
     x, y = torch.tensor(rng.normal(size=(30, 4))), torch.tensor(rng.normal(size=(30, 4)))
     ones = torch.ones(1, 30, dtype=torch.float64)
-    np.testing.assert_allclose(ev.correlation(x, y, ones)[0].numpy(), ev.pearson_r(x, y).numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        ev.correlation(x, y, ones)[0].numpy(), ev.pearson_r(x, y).numpy(), atol=1e-6
+    )
     np.testing.assert_allclose(ev.correlation(x, y).numpy(), ev.pearson_r(x, y).numpy(), atol=1e-6)
     # integer weights = duplicated rows
     w = torch.zeros(1, 30, dtype=torch.float64)
     w[0, :10] = 2
     dup = torch.cat([x[:10], x[:10]]), torch.cat([y[:10], y[:10]])
-    np.testing.assert_allclose(ev.correlation(x, y, w)[0].numpy(), ev.pearson_r(*dup).numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        ev.correlation(x, y, w)[0].numpy(), ev.pearson_r(*dup).numpy(), atol=1e-6
+    )
 
 
 def test_resampled_correlation_does_not_depend_on_units():
@@ -164,13 +181,18 @@ def test_resampled_correlation_does_not_depend_on_units():
     r = ev.correlation(x, y, counts)
     assert r.abs().min() > 0.05
     for scale_x, scale_y in [(1.0, 1e-5), (1e-5, 1e-5), (1e-7, 1e-7), (1e5, 1e-9)]:
-        np.testing.assert_allclose(ev.correlation(x * scale_x, y * scale_y, counts).numpy(), r.numpy(), rtol=1e-9)
+        np.testing.assert_allclose(
+            ev.correlation(x * scale_x, y * scale_y, counts).numpy(), r.numpy(), rtol=1e-9
+        )
     # the bootstrap interval of a model is the same in any units of the responses
     ds, good, _ = _dataset_and_two_models(n_vox=40)
     y_test = ds.test.responses["V1"]
-    scaled = ev.EncodingResult("good", "V1", "toy", 1, good.test_r, predictions=good.predictions * 1e-5)
+    scaled = ev.EncodingResult(
+        "good", "V1", "toy", 1, good.test_r, predictions=good.predictions * 1e-5
+    )
     assert ev.bootstrap_interval(scaled, y_test * 1e-5, n_bootstrap=200) == pytest.approx(
-        ev.bootstrap_interval(good, y_test, n_bootstrap=200), abs=1e-6)  # float32 inputs
+        ev.bootstrap_interval(good, y_test, n_bootstrap=200), abs=1e-6
+    )  # float32 inputs
     # a column constant within a resample (or overall) gets r = 0, whatever its units
     flat = torch.zeros(1, 40, dtype=torch.float64)
     flat[0, 3] = 40
@@ -182,20 +204,30 @@ def test_roi_statistic_and_default_top_n():
     assert ev.roi_statistic(r, "median_r") == pytest.approx(np.median(r))
     assert ev.roi_statistic(r, "mean_r") == pytest.approx(np.mean(r))
     assert ev.roi_statistic(r, "top_n_mean_r", 2) == pytest.approx(0.4)
-    assert ev.roi_statistic(r, "top_n_mean_r", 100) == pytest.approx(np.mean(r))  # fewer voxels than N: all
+    assert ev.roi_statistic(r, "top_n_mean_r", 100) == pytest.approx(
+        np.mean(r)
+    )  # fewer voxels than N: all
     batch = torch.tensor(np.stack([r, 2 * r]))
-    np.testing.assert_allclose(ev.roi_statistic(batch, "median_r").numpy(), [np.median(r), 2 * np.median(r)])
+    np.testing.assert_allclose(
+        ev.roi_statistic(batch, "median_r").numpy(), [np.median(r), 2 * np.median(r)]
+    )
     with pytest.raises(ValueError, match="statistic must be one of"):
         ev.roi_statistic(r, "max_r")
-    assert ev.default_top_n(50) == 50 and ev.default_top_n(5000) == ev.TOP_N and ev.default_top_n(0) == 1
+    assert (
+        ev.default_top_n(50) == 50
+        and ev.default_top_n(5000) == ev.TOP_N
+        and ev.default_top_n(0) == 1
+    )
 
 
 def test_verdict_reads_the_interval():
     def cmp(low, high):
         return ev.Comparison("a", "b", "V1", "median_r", (low + high) / 2, low, high, 0.5, 100)
 
-    assert [ev.verdict(cmp(*ci), short=True) for ci in [(0.01, 0.1), (-0.1, -0.01), (0.0, 0.1), (-0.1, 0.0)]] == [
-        "better", "worse", "no reliable difference", "no reliable difference"]
+    assert [
+        ev.verdict(cmp(*ci), short=True)
+        for ci in [(0.01, 0.1), (-0.1, -0.01), (0.0, 0.1), (-0.1, 0.0)]
+    ] == ["better", "worse", "no reliable difference", "no reliable difference"]
     assert cmp(0.01, 0.1).a_beats_b and cmp(-0.1, -0.01).b_beats_a and not cmp(-0.1, 0.1).b_beats_a
     assert ev.verdict(cmp(0.01, 0.1)).startswith("a is reliably better")
 
@@ -206,16 +238,26 @@ def test_verdict_summary_groups_rois_by_verdict_with_their_intervals():
 
     from etecrm_lib.comparisons import verdict_summary
 
-    lines = verdict_summary([cmp("V1", 0.01, 0.03), cmp("V2", -0.02, 0.02), cmp("V3", 0.02, 0.04),
-                                cmp("V1", -0.3, -0.1, a="c")], label="subject 1")
+    lines = verdict_summary(
+        [
+            cmp("V1", 0.01, 0.03),
+            cmp("V2", -0.02, 0.02),
+            cmp("V3", 0.02, 0.04),
+            cmp("V1", -0.3, -0.1, a="c"),
+        ],
+        label="subject 1",
+    )
     assert lines == [
         "subject 1, a - b (median_r):\n  better in V1 (+0.020 [+0.010, +0.030]), V3 (+0.030 [+0.020, +0.040]);\n"
         "  no reliable difference in V2 (+0.000 [-0.020, +0.020])",
-        "subject 1, c - b (median_r):\n  worse in V1 (-0.200 [-0.300, -0.100])"]
+        "subject 1, c - b (median_r):\n  worse in V1 (-0.200 [-0.300, -0.100])",
+    ]
     assert verdict_summary([]) == []
 
 
 def test_bootstrap_statistics_match_the_summary_with_an_even_voxel_count():
     ds, good, bad = _dataset_and_two_models(n_vox=150)
     cmp = ev.paired_bootstrap(good, bad, ds.test.responses["V1"], n_bootstrap=50)
-    assert cmp.difference == pytest.approx(good.summary()["median_r"] - bad.summary()["median_r"], abs=1e-6)
+    assert cmp.difference == pytest.approx(
+        good.summary()["median_r"] - bad.summary()["median_r"], abs=1e-6
+    )

@@ -23,13 +23,18 @@ STUDENT = ROOT / "students" / "10_exercises.ipynb"
 
 
 def solution_cells(nb) -> list:
-    return [c for c in nb.cells if c.cell_type == "code" and "solution" in c.metadata.get("tags", [])]
+    return [
+        c for c in nb.cells if c.cell_type == "code" and "solution" in c.metadata.get("tags", [])
+    ]
 
 
 def defined_functions(source: str) -> dict:
     """name -> argument names of the top-level functions a cell defines."""
-    return {node.name: [a.arg for a in node.args.args]
-            for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)}
+    return {
+        node.name: [a.arg for a in node.args.args]
+        for node in ast.parse(source).body
+        if isinstance(node, ast.FunctionDef)
+    }
 
 
 # --------------------------------------------------------------------------- the checks
@@ -40,7 +45,9 @@ def test_instructor_solutions_pass_every_check(capsys):
     namespace = {"np": np, "torch": torch, "evaluation": evaluation}
     for cell in solution_cells(nb):
         exec(compile(cell.source, "<solution>", "exec"), namespace)
-    assert set(exercises.EXERCISES) <= set(namespace), "each exercise needs a solution cell defining it"
+    assert set(exercises.EXERCISES) <= set(namespace), (
+        "each exercise needs a solution cell defining it"
+    )
     for name, check in exercises.EXERCISES.items():
         check(namespace[name])  # raises ExerciseError on a wrong answer
     assert capsys.readouterr().out.count("Correct: ") == len(exercises.EXERCISES)
@@ -57,7 +64,9 @@ def test_ridge_reference_agrees_with_closed_form():
 
 def test_wrong_pearson_r_is_caught_with_a_hint():
     with pytest.raises(ExerciseError, match="Centre both inputs"):
-        exercises.check_pearson_r(lambda x, y: (x * y).sum(0) / np.sqrt((x * x).sum(0) * (y * y).sum(0)))
+        exercises.check_pearson_r(
+            lambda x, y: (x * y).sum(0) / np.sqrt((x * x).sum(0) * (y * y).sum(0))
+        )
     with pytest.raises(ExerciseError, match="shape"):
         exercises.check_pearson_r(lambda x, y: np.corrcoef(x.T, y.T))
     with pytest.raises(ExerciseError, match="return"):
@@ -83,7 +92,7 @@ def test_wrong_weighted_loss_is_caught():
     def squared(x, y):  # r ** 2 loses the sign of anticorrelated voxels
         x0, y0 = x - x.mean(0), y - y.mean(0)
         r = (x0 * y0).sum(0) / torch.sqrt((x0 * x0).sum(0) * (y0 * y0).sum(0))
-        return -(r ** 2).mean() + 1e-4 * x.mean()
+        return -(r**2).mean() + 1e-4 * x.mean()
 
     def no_mean_term(x, y):
         x0, y0 = x - x.mean(0), y - y.mean(0)
@@ -93,7 +102,7 @@ def test_wrong_weighted_loss_is_caught():
         xn, yn = x.detach().numpy(), y.detach().numpy()
         x0, y0 = xn - xn.mean(0), yn - yn.mean(0)
         r = (x0 * y0).sum(0) / np.sqrt((x0 * x0).sum(0) * (y0 * y0).sum(0))
-        return torch.tensor(-(r ** 3).mean() + 1e-4 * xn.mean())
+        return torch.tensor(-(r**3).mean() + 1e-4 * xn.mean())
 
     for wrong in (mean_r, squared, no_mean_term):
         with pytest.raises(ExerciseError, match="wrong"):
@@ -110,7 +119,7 @@ def test_loss_reference_agrees_with_an_independent_formula():
     x, y = rng.normal(size=(32, 5)), rng.normal(size=(32, 5))
     r = np.array([np.corrcoef(x[:, v], y[:, v])[0, 1] for v in range(5)])
     got = exercises.etecrm_loss_reference(torch.as_tensor(x), torch.as_tensor(y))
-    assert float(got) == pytest.approx(-np.mean(r ** 3) + 1e-4 * x.mean(), abs=1e-12)
+    assert float(got) == pytest.approx(-np.mean(r**3) + 1e-4 * x.mean(), abs=1e-12)
 
 
 def test_wrong_prediction_noise_is_caught():
@@ -123,7 +132,7 @@ def test_wrong_prediction_noise_is_caught():
         return p
 
     def wrong_scale(p, training, noise_std=1.0):  # variance instead of standard deviation
-        return p + noise_std ** 2 * torch.randn_like(p) if training else p
+        return p + noise_std**2 * torch.randn_like(p) if training else p
 
     def fixed(p, training, noise_std=1.0):  # the same noise every call
         g = torch.Generator().manual_seed(0)
@@ -132,8 +141,13 @@ def test_wrong_prediction_noise_is_caught():
     def detached(p, training, noise_std=1.0):
         return (p + noise_std * torch.randn_like(p)).detach() if training else p
 
-    cases = {always: "training=False", in_place: "in place", wrong_scale: "s.d.", fixed: "same noise",
-             detached: "gradient"}
+    cases = {
+        always: "training=False",
+        in_place: "in place",
+        wrong_scale: "s.d.",
+        fixed: "same noise",
+        detached: "gradient",
+    }
     for wrong, message in cases.items():
         with pytest.raises(ExerciseError, match=message):
             exercises.check_add_prediction_noise(wrong)
@@ -142,20 +156,41 @@ def test_wrong_prediction_noise_is_caught():
 def test_wrong_verdict_and_comparison_are_caught():
     from etecrm_lib.evaluation import EncodingResult
 
-    with pytest.raises(ExerciseError, match="interval"):   # reads the difference, not the interval
+    with pytest.raises(ExerciseError, match="interval"):  # reads the difference, not the interval
         exercises.check_verdict(lambda c: "better" if c.difference > 0 else "worse")
-    with pytest.raises(ExerciseError, match="touches"):    # an interval touching 0 is no evidence
-        exercises.check_verdict(lambda c: "better" if c.ci_low >= 0 else "worse" if c.ci_high <= 0 else "no reliable difference")
+    with pytest.raises(ExerciseError, match="touches"):  # an interval touching 0 is no evidence
+        exercises.check_verdict(
+            lambda c: (
+                "better"
+                if c.ci_low >= 0
+                else "worse"
+                if c.ci_high <= 0
+                else "no reliable difference"
+            )
+        )
     rng = np.random.default_rng(0)
     y = rng.normal(size=(40, 30))
-    a = EncodingResult("etecrm", "V1", "sim", 1, np.zeros(30), predictions=y + rng.normal(size=y.shape))
-    b = EncodingResult("etecrm_no_noise", "V1", "sim", 1, np.zeros(30), predictions=y + 2 * rng.normal(size=y.shape))
+    a = EncodingResult(
+        "etecrm", "V1", "sim", 1, np.zeros(30), predictions=y + rng.normal(size=y.shape)
+    )
+    b = EncodingResult(
+        "etecrm_no_noise",
+        "V1",
+        "sim",
+        1,
+        np.zeros(30),
+        predictions=y + 2 * rng.normal(size=y.shape),
+    )
     right = evaluation_paired(a, b, y, seed=0)
     exercises.check_ablation_comparison(right, a, b, y, seed=0)  # no error: the right call
     with pytest.raises(ExerciseError, match="full model first"):
         exercises.check_ablation_comparison(evaluation_paired(b, a, y, seed=0), a, b, y, seed=0)
-    with pytest.raises(ExerciseError, match="ci_low|difference"):  # other test responses: other numbers
-        exercises.check_ablation_comparison(evaluation_paired(a, b, y[::-1] * 0 + rng.normal(size=y.shape), seed=0), a, b, y, seed=0)
+    with pytest.raises(
+        ExerciseError, match="ci_low|difference"
+    ):  # other test responses: other numbers
+        exercises.check_ablation_comparison(
+            evaluation_paired(a, b, y[::-1] * 0 + rng.normal(size=y.shape), seed=0), a, b, y, seed=0
+        )
 
 
 def evaluation_paired(a, b, y, seed):
@@ -165,17 +200,21 @@ def evaluation_paired(a, b, y, seed):
 
 
 def test_wrong_top_k_is_caught():
-    with pytest.raises(ExerciseError, match="argsort"):   # the k worst instead of the k best
+    with pytest.raises(ExerciseError, match="argsort"):  # the k worst instead of the k best
         exercises.check_top_k_mean_r(lambda s, r, k: float(np.mean(r[np.argsort(s)[:k]])))
-    with pytest.raises(ExerciseError, match="argsort"):   # averages select_r instead of report_r
+    with pytest.raises(ExerciseError, match="argsort"):  # averages select_r instead of report_r
         exercises.check_top_k_mean_r(lambda s, r, k: float(np.mean(s[np.argsort(-s)[:k]])))
 
 
 def test_wrong_ridge_is_caught():
     with pytest.raises(ExerciseError, match="np.linalg.solve"):  # least squares ignores alpha
         exercises.check_ridge_one_voxel(lambda x, y, alpha: np.linalg.lstsq(x, y, rcond=None)[0])
-    with pytest.raises(ExerciseError, match="wrong"):  # alpha added to every entry, not the diagonal
-        exercises.check_ridge_one_voxel(lambda x, y, alpha: np.linalg.solve(x.T @ x + alpha, x.T @ y))
+    with pytest.raises(
+        ExerciseError, match="wrong"
+    ):  # alpha added to every entry, not the diagonal
+        exercises.check_ridge_one_voxel(
+            lambda x, y, alpha: np.linalg.solve(x.T @ x + alpha, x.T @ y)
+        )
 
 
 # --------------------------------------------------------------------------- the student notebooks
@@ -189,38 +228,56 @@ def load_tool():
 
 
 def test_make_student_notebooks(tmp_path):
-    done = subprocess.run([sys.executable, str(ROOT / "tools" / "make_student_notebooks.py"), "--out", str(tmp_path)],
-                          capture_output=True, text=True, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "make_student_notebooks.py"), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     instructor = nbformat.read(INSTRUCTOR, as_version=4)
     student = nbformat.read(tmp_path / INSTRUCTOR.name, as_version=4)
     nbformat.validate(student)
     teacher_cells = [c for c in instructor.cells if "instructor" not in c.metadata.get("tags", [])]
-    assert len(teacher_cells) < len(instructor.cells), "the instructor note should not reach the students"
+    assert len(teacher_cells) < len(instructor.cells), (
+        "the instructor note should not reach the students"
+    )
     assert len(student.cells) == len(teacher_cells)
     solutions = solution_cells(instructor)
     assert len(solutions) >= 7
-    assert {name for cell in solutions for name in defined_functions(cell.source)} >= set(exercises.EXERCISES)
+    assert {name for cell in solutions for name in defined_functions(cell.source)} >= set(
+        exercises.EXERCISES
+    )
     for teacher, pupil in zip(teacher_cells, student.cells):
         if teacher in solutions:
             # same functions with the same arguments, but every body only raises
             assert defined_functions(pupil.source) == defined_functions(teacher.source)
             assert "raise NotImplementedError" in pupil.source
-            assert "solution" not in pupil.metadata["tags"] and "hide-input" not in pupil.metadata["tags"]
+            assert (
+                "solution" not in pupil.metadata["tags"]
+                and "hide-input" not in pupil.metadata["tags"]
+            )
             namespace = {}
             exec(compile(pupil.source, "<student>", "exec"), namespace)
             for name, args in defined_functions(pupil.source).items():
                 with pytest.raises(NotImplementedError, match="Exercise"):
                     namespace[name](*[None] * len(args))
-            body_lines = {line.strip() for line in teacher.source.splitlines()} - {line.strip() for line in pupil.source.splitlines()}
+            body_lines = {line.strip() for line in teacher.source.splitlines()} - {
+                line.strip() for line in pupil.source.splitlines()
+            }
+            # a line of brackets alone (the formatter's closing ")") gives nothing away
+            body_lines = {line for line in body_lines if line.strip("()[]{},: ")}
             assert body_lines, "the solution should differ from the placeholder"
-            assert not body_lines & {line.strip() for c in student.cells for line in c.source.splitlines()}, \
-                "part of the solution leaked"
+            assert not body_lines & {
+                line.strip() for c in student.cells for line in c.source.splitlines()
+            }, "part of the solution leaked"
         elif teacher is instructor.cells[0]:
             from etecrm_lib.notebooks import colab_url
 
             assert colab_url(INSTRUCTOR.name, folder="students") in pupil.source
-            assert colab_url(INSTRUCTOR.name) not in pupil.source, "the student badge must open the student notebook"
+            assert colab_url(INSTRUCTOR.name) not in pupil.source, (
+                "the student badge must open the student notebook"
+            )
             assert "Student edition" in pupil.source
         else:
             assert pupil.source == teacher.source and pupil.cell_type == teacher.cell_type
@@ -229,30 +286,45 @@ def test_make_student_notebooks(tmp_path):
 
 
 def test_committed_student_notebooks_are_up_to_date():
-    done = subprocess.run([sys.executable, str(ROOT / "tools" / "make_student_notebooks.py"), "--check"],
-                          capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "make_student_notebooks.py"), "--check"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, f"run `make students` and commit students/: {done.stderr}"
     student = nbformat.read(STUDENT, as_version=4)
     for cell in student.cells:
         assert cell.cell_type != "code" or (cell.outputs == [] and cell.execution_count is None)
-        assert "solution" not in cell.metadata.get("tags", []) and "instructor" not in cell.metadata.get("tags", [])
+        assert "solution" not in cell.metadata.get(
+            "tags", []
+        ) and "instructor" not in cell.metadata.get("tags", [])
 
 
 def test_every_exercise_has_objectives_time_and_hints_up_front():
     nb = nbformat.read(INSTRUCTOR, as_version=4)
-    exercises_md = [c.source for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("## Exercise")]
+    exercises_md = [
+        c.source
+        for c in nb.cells
+        if c.cell_type == "markdown" and c.source.startswith("## Exercise")
+    ]
     assert len(exercises_md) == len(exercises.EXERCISES) == 7
     for text in exercises_md:
         title = text.splitlines()[0]
         assert "**You will learn**" in text, f"{title}: no learning objective"
         assert re.search(r"\*\*Time:\*\* about \d+ minutes", text), f"{title}: no time estimate"
-        assert "**Hints.**" in text and "\n- " in text.split("**Hints.**")[1], f"{title}: no hints before the solution"
+        assert "**Hints.**" in text and "\n- " in text.split("**Hints.**")[1], (
+            f"{title}: no hints before the solution"
+        )
         assert "```{exercise}" in text
 
 
 def test_placeholder_for_cell_without_function_and_notebook_without_solutions():
     tool = load_tool()
-    assert tool.placeholder_source("answer = 42\n", 3) == 'raise NotImplementedError("Exercise 3: write your solution here")\n'
+    assert (
+        tool.placeholder_source("answer = 42\n", 3)
+        == 'raise NotImplementedError("Exercise 3: write your solution here")\n'
+    )
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
     with pytest.raises(ValueError, match="no code cell tagged 'solution'"):
         tool.make_student_notebook(nb)

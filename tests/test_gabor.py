@@ -22,7 +22,9 @@ def _images(n=12, size=32, seed=0):
 def _grating(size, wavelength, degrees):
     yy, xx = np.mgrid[:size, :size].astype(float)
     t = np.deg2rad(degrees)
-    return (0.5 + 0.4 * np.cos(2 * np.pi / wavelength * (xx * np.cos(t) - yy * np.sin(t)))).astype(np.float32)
+    return (0.5 + 0.4 * np.cos(2 * np.pi / wavelength * (xx * np.cos(t) - yy * np.sin(t)))).astype(
+        np.float32
+    )
 
 
 def test_kay_layout_has_10920_features_at_128_px():
@@ -41,10 +43,14 @@ def test_shapes_determinism_and_nonlinearity():
     b = gabor_features(images, cache=False, device="cpu", progress=False)
     assert a.shape == (12, 8 * (1 + 4 + 16 + 64)) and a.dtype == np.float32
     np.testing.assert_array_equal(a, b)
-    raw = gabor_features(images, GaborConfig(nonlinearity="none"), cache=False, device="cpu", progress=False)
+    raw = gabor_features(
+        images, GaborConfig(nonlinearity="none"), cache=False, device="cpu", progress=False
+    )
     np.testing.assert_allclose(a, np.log1p(raw), rtol=1e-5, atol=1e-6)
     # batches do not interact
-    small_batches = gabor_features(images, GaborConfig(batch_size=5), cache=False, device="cpu", progress=False)
+    small_batches = gabor_features(
+        images, GaborConfig(batch_size=5), cache=False, device="cpu", progress=False
+    )
     np.testing.assert_allclose(a, small_batches, rtol=1e-5, atol=1e-6)
 
 
@@ -56,9 +62,15 @@ def test_gray_gives_zero_and_a_grating_drives_its_own_filter():
     energy = gabor_energy(_grating(64, 8, 45.0)[None], cfg, "cpu").numpy()[0]
     best = int(np.argmax(energy))
     assert layout["wavelength"][best] == 8 and layout["orientation"][best] == 45.0
-    centre = (layout["wavelength"] == 8) & (np.abs(layout["x"] - 31.5) < 5) & (np.abs(layout["y"] - 31.5) < 5)
+    centre = (
+        (layout["wavelength"] == 8)
+        & (np.abs(layout["x"] - 31.5) < 5)
+        & (np.abs(layout["y"] - 31.5) < 5)
+    )
     tuning = [energy[centre & (layout["orientation"] == o)].mean() for o in np.arange(8) * 22.5]
-    assert np.argmax(tuning) == 2 and tuning[2] > 5 * tuning[6]   # 45 deg preferred, 135 deg (orthogonal) weak
+    assert (
+        np.argmax(tuning) == 2 and tuning[2] > 5 * tuning[6]
+    )  # 45 deg preferred, 135 deg (orthogonal) weak
 
 
 def test_energies_match_pymoten_filters():
@@ -73,10 +85,17 @@ def test_energies_match_pymoten_filters():
     picks = list(rng.choice(ours.shape[1], 12, replace=False)) + [0, ours.shape[1] - 1]
     for i in picks:
         sin, cos, _, _ = mk_3d_gabor(
-            (size, size), stimulus_fps=1, filter_temporal_width=1, aspect_ratio=1.0, temporal_freq=0,
-            centerh=layout["x"][i] / (size - 1), centerv=layout["y"][i] / (size - 1),
-            direction=float(layout["orientation"][i]), spatial_freq=(size - 1) / layout["wavelength"][i],
-            spatial_env=layout["sigma"][i] / (size - 1))
+            (size, size),
+            stimulus_fps=1,
+            filter_temporal_width=1,
+            aspect_ratio=1.0,
+            temporal_freq=0,
+            centerh=layout["x"][i] / (size - 1),
+            centerv=layout["y"][i] / (size - 1),
+            direction=float(layout["orientation"][i]),
+            spatial_freq=(size - 1) / layout["wavelength"][i],
+            spatial_env=layout["sigma"][i] / (size - 1),
+        )
         centred = images - 0.5
         theirs = np.sqrt((centred * sin).sum((1, 2)) ** 2 + (centred * cos).sum((1, 2)) ** 2)
         assert np.corrcoef(theirs, ours[:, i])[0, 1] > 0.99, f"feature {i}"

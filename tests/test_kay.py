@@ -77,7 +77,10 @@ def test_pinned_hash_mismatch_is_refused(server, tmp_path):
     assert server.file_url in str(err.value) and SHA in str(err.value)
     assert not (tmp_path / "kay_images.npz").exists()
     # the right pin is accepted and recorded
-    assert fetch_kay_images(tmp_path, sha256=SHA, url=server.file_url, progress=False).read_bytes() == BODY
+    assert (
+        fetch_kay_images(tmp_path, sha256=SHA, url=server.file_url, progress=False).read_bytes()
+        == BODY
+    )
 
 
 def test_changed_file_on_the_server_is_refused_against_the_recorded_hash(tmp_path):
@@ -108,7 +111,9 @@ def test_loaded_dataset_matches_the_file(server, tmp_path):
     assert ds.test.repeats == {}
     lo, hi = ARRAYS["stimuli"].min(), ARRAYS["stimuli"].max()
     np.testing.assert_allclose(ds.train.stimuli, (ARRAYS["stimuli"] - lo) / (hi - lo), atol=1e-6)
-    np.testing.assert_allclose(ds.test.stimuli, np.clip((ARRAYS["stimuli_test"] - lo) / (hi - lo), 0, 1), atol=1e-6)
+    np.testing.assert_allclose(
+        ds.test.stimuli, np.clip((ARRAYS["stimuli_test"] - lo) / (hi - lo), 0, 1), atol=1e-6
+    )
     scaling = ds.info["stimulus_scaling"]
     assert scaling["source_min"] == pytest.approx(lo) and scaling["source_max"] == pytest.approx(hi)
     assert "no volume indices" in ds.info["voxel_positions"]
@@ -122,12 +127,16 @@ def test_default_rois_and_resizing(tmp_path):
     assert ds.train.stimuli.shape == (20, 8, 8)
     # shrinking by 2 gives the means of 2x2 blocks
     full = load_kay_images(tmp_path / "k.npz").train.stimuli
-    np.testing.assert_allclose(ds.train.stimuli, full.reshape(20, 8, 2, 8, 2).mean(axis=(2, 4)), atol=1e-6)
+    np.testing.assert_allclose(
+        ds.train.stimuli, full.reshape(20, 8, 2, 8, 2).mean(axis=(2, 4)), atol=1e-6
+    )
     assert 0 <= ds.train.stimuli.min() and ds.train.stimuli.max() <= 1
 
 
 def test_stimuli_already_in_unit_range_are_kept(tmp_path):
-    arrays = dict(ARRAYS, stimuli=(ARRAYS["stimuli"] + 0.4), stimuli_test=(ARRAYS["stimuli_test"] + 0.4))
+    arrays = dict(
+        ARRAYS, stimuli=(ARRAYS["stimuli"] + 0.4), stimuli_test=(ARRAYS["stimuli_test"] + 0.4)
+    )
     np.savez(tmp_path / "k.npz", **arrays)
     ds = load_kay_images(tmp_path / "k.npz")
     np.testing.assert_allclose(ds.train.stimuli, arrays["stimuli"], atol=1e-6)
@@ -140,11 +149,15 @@ def test_bad_files_and_rois_give_clear_errors(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="not a usable kay_images.npz"):
         load_kay_images(tmp_path / "junk.npz")
-    np.savez(tmp_path / "shape.npz", **dict(ARRAYS, responses_test=ARRAYS["responses_test"][:, :-1]))
+    np.savez(
+        tmp_path / "shape.npz", **dict(ARRAYS, responses_test=ARRAYS["responses_test"][:, :-1])
+    )
     with pytest.raises(ValueError, match="responses_test is"):
         load_kay_images(tmp_path / "shape.npz")
     np.savez(tmp_path / "k.npz", **ARRAYS)
-    with pytest.raises(ValueError, match=r"available: \['V1', 'V2', 'V3', 'V3A', 'V3B', 'V4', 'LO'\]"):
+    with pytest.raises(
+        ValueError, match=r"available: \['V1', 'V2', 'V3', 'V3A', 'V3B', 'V4', 'LO'\]"
+    ):
         load_kay_images(tmp_path / "k.npz", rois=("V1", "FFA"))
 
 
@@ -153,10 +166,15 @@ def test_a_damaged_hash_record_says_to_delete_it_and_keeps_the_file(server, tmp_
     path = fetch_kay_images(tmp_path, url=server.file_url, progress=False)
     sidecar = tmp_path / "kay_images.npz.sha256"
     sidecar.write_text(garbage)
-    with pytest.raises(ValueError, match=rf"the hash record {sidecar} is not a SHA-256 \(64 hex digits\).*it is "
-                                         rf"damaged\. Delete {sidecar} and run again"):
+    with pytest.raises(
+        ValueError,
+        match=rf"the hash record {sidecar} is not a SHA-256 \(64 hex digits\).*it is "
+        rf"damaged\. Delete {sidecar} and run again",
+    ):
         fetch_kay_images(tmp_path, url=server.file_url, progress=False)
-    assert path.read_bytes() == BODY and len(server.requests) == 1  # nothing deleted, nothing downloaded
+    assert (
+        path.read_bytes() == BODY and len(server.requests) == 1
+    )  # nothing deleted, nothing downloaded
     sidecar.unlink()  # the fix the message gives
     assert fetch_kay_images(tmp_path, url=server.file_url, progress=False) == path
     assert sidecar.read_text().split()[0] == SHA and len(server.requests) == 1
@@ -171,6 +189,9 @@ def test_a_malformed_pinned_hash_is_refused_before_the_cached_file_is_touched(se
 
 def test_a_cache_folder_that_is_a_file_is_explained(server, tmp_path):
     (tmp_path / "afile").write_text("x")
-    with pytest.raises(NotADirectoryError, match=r"cannot use the kay cache folder \(cache_dir\) .*afile is a file, "
-                                                 r"not a folder\. Pass a cache_dir you can write to"):
+    with pytest.raises(
+        NotADirectoryError,
+        match=r"cannot use the kay cache folder \(cache_dir\) .*afile is a file, "
+        r"not a folder\. Pass a cache_dir you can write to",
+    ):
         fetch_kay_images(tmp_path / "afile", url=server.file_url, progress=False)

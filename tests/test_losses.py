@@ -5,8 +5,15 @@ import pytest
 import scipy.stats
 import torch
 
-from etecrm_lib.losses import (MEAN_PENALTY, batch_pearson_r, correlation_loss, loss_function, mse_loss,
-                               self_adapting_weights, weighted_correlation_loss)
+from etecrm_lib.losses import (
+    MEAN_PENALTY,
+    batch_pearson_r,
+    correlation_loss,
+    loss_function,
+    mse_loss,
+    self_adapting_weights,
+    weighted_correlation_loss,
+)
 
 
 def _batch(seed=0, b=32, v=6):
@@ -28,8 +35,11 @@ def test_batch_pearson_r_does_not_depend_on_units():
     for scale in (1e-5, 1.0, 1e5):
         r = batch_pearson_r(resp * scale, resp * scale)
         np.testing.assert_allclose(r.numpy(), 1.0, atol=1e-5)
-        np.testing.assert_allclose(batch_pearson_r(pred * scale + 3, resp).numpy(),
-                                   batch_pearson_r(pred, resp).numpy(), atol=1e-6)
+        np.testing.assert_allclose(
+            batch_pearson_r(pred * scale + 3, resp).numpy(),
+            batch_pearson_r(pred, resp).numpy(),
+            atol=1e-6,
+        )
 
 
 def test_constant_voxel_gets_zero_and_finite_gradient():
@@ -47,10 +57,12 @@ def test_weighted_correlation_loss_by_hand():
     """-mean(r^3) + 1e-4 mean(pred), i.e. -mean(w r) with w = r^2."""
     pred, resp = _batch(seed=1)
     r = np.array([scipy.stats.pearsonr(pred[:, v], resp[:, v])[0] for v in range(pred.shape[1])])
-    expected = -np.mean(r ** 3) + 1e-4 * pred.numpy().mean()
+    expected = -np.mean(r**3) + 1e-4 * pred.numpy().mean()
     assert float(weighted_correlation_loss(pred, resp)) == pytest.approx(expected, abs=1e-6)
     w = self_adapting_weights(torch.as_tensor(r))
-    assert float(-(w * torch.as_tensor(r)).mean() + MEAN_PENALTY * pred.mean()) == pytest.approx(expected, abs=1e-6)
+    assert float(-(w * torch.as_tensor(r)).mean() + MEAN_PENALTY * pred.mean()) == pytest.approx(
+        expected, abs=1e-6
+    )
     plain = -np.mean(r) + 1e-4 * pred.numpy().mean()
     assert float(correlation_loss(pred, resp)) == pytest.approx(plain, abs=1e-6)
     assert float(mse_loss(pred, resp)) == pytest.approx(float(((pred - resp) ** 2).mean()))
@@ -73,7 +85,9 @@ def test_self_adapting_weights_steer_the_gradient_to_predictable_voxels():
 def test_mean_penalty_pushes_predictions_down_and_only_that():
     pred, resp = _batch()
     base = correlation_loss(pred, resp, mean_penalty=0)
-    assert float(correlation_loss(pred + 5, resp)) == pytest.approx(float(base + MEAN_PENALTY * (pred + 5).mean()))
+    assert float(correlation_loss(pred + 5, resp)) == pytest.approx(
+        float(base + MEAN_PENALTY * (pred + 5).mean())
+    )
 
 
 def test_loss_function_names():

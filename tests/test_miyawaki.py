@@ -28,7 +28,9 @@ def test_splits_sizes_and_stimuli(miyawaki_dir):
     assert ds.test.stimuli.shape == (4, 20, 20)  # 4 figure shapes
     assert set(np.unique(ds.train.stimuli)) <= {0.0, 1.0}
     # the test images are the four shapes, enlarged in blocks of 2 x 2 pixels, in order of appearance
-    np.testing.assert_array_equal(ds.test.stimuli, enlarge_patterns(truth["shapes"][[0, 1, 2, 3]], 20))
+    np.testing.assert_array_equal(
+        ds.test.stimuli, enlarge_patterns(truth["shapes"][[0, 1, 2, 3]], 20)
+    )
     # each shape is presented 18 times (3 per run, in 6 runs): repeats (R, N_test, V), mean = responses
     assert ds.test.repeats["V1"].shape == (18, 4, ds.n_voxels("V1"))
     np.testing.assert_allclose(ds.test.responses["V1"], ds.test.repeats["V1"].mean(0), atol=1e-6)
@@ -58,7 +60,7 @@ def test_the_hemodynamic_shift_pairs_each_voxel_with_its_pixel(miyawaki_dir):
         x = d.train.stimuli.reshape(len(d.train.stimuli), -1, order="F")[:, pix]
         y = d.train.responses["V2"]
         xc, yc = x - x.mean(0), y - y.mean(0)
-        return (xc * yc).sum(0) / np.sqrt((xc ** 2).sum(0) * (yc ** 2).sum(0))
+        return (xc * yc).sum(0) / np.sqrt((xc**2).sum(0) * (yc**2).sum(0))
 
     assert pixel_r(ds).min() > 0.75  # below 1: per-run z-scoring and detrending reshape the blocks
     assert pixel_r(ds0).max() < 0.5
@@ -67,9 +69,9 @@ def test_the_hemodynamic_shift_pairs_each_voxel_with_its_pixel(miyawaki_dir):
 def test_preprocessing_matches_nilearns_masker(miyawaki_dir):
     # cross-check: per-volume samples (average_blocks=False) equal nilearn's MultiNiftiMasker with
     # detrending and z-scoring per run, shifted and stripped of rest as in nilearn's example
+    import nibabel as nib
     from nilearn.datasets import fetch_miyawaki2008
     from nilearn.maskers import MultiNiftiMasker
-    import nibabel as nib
 
     root, truth = miyawaki_dir
     ds = load_miyawaki(root, rois=("V4",), average_blocks=False, image_size=10)

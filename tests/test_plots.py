@@ -28,10 +28,18 @@ def data():
         responses[roi] = repeats.mean(0).astype(np.float32)
         for model, noise in zip(MODELS, (2.0, 0.7)):
             pred = (signal + noise * rng.normal(size=signal.shape)).astype(np.float32)
-            results.append(EncodingResult(
-                model, roi, "sim", 1, evaluation.pearson_r(pred, responses[roi]),
-                noise_ceiling=evaluation.noise_ceiling(repeats), oracle_ceiling=evaluation.pearson_r(signal, responses[roi]),
-                predictions=pred))
+            results.append(
+                EncodingResult(
+                    model,
+                    roi,
+                    "sim",
+                    1,
+                    evaluation.pearson_r(pred, responses[roi]),
+                    noise_ceiling=evaluation.noise_ceiling(repeats),
+                    oracle_ceiling=evaluation.pearson_r(signal, responses[roi]),
+                    predictions=pred,
+                )
+            )
     return responses, results
 
 
@@ -72,12 +80,16 @@ def test_model_scatter_names_available_models(data):
         plots.model_scatter([], "a", "b")
 
 
-@pytest.mark.parametrize("ceiling, attr", [("noise", "noise_ceiling"), ("oracle", "oracle_ceiling")])
+@pytest.mark.parametrize(
+    "ceiling, attr", [("noise", "noise_ceiling"), ("oracle", "oracle_ceiling")]
+)
 def test_accuracy_vs_ceiling(data, ceiling, attr):
     _, results = data
     fig = plots.accuracy_vs_ceiling(results, ceiling=ceiling)
     groups = fig.layout.meta["trace_groups"]
-    assert groups == [roi for roi in ROIS for _ in range(len(MODELS) + 1)]  # models, then the diagonal
+    assert groups == [
+        roi for roi in ROIS for _ in range(len(MODELS) + 1)
+    ]  # models, then the diagonal
     check_menu(fig, groups, list(ROIS))
     for i, (trace, roi) in enumerate(zip(fig.data, groups)):
         if trace.name in MODELS:
@@ -97,12 +109,17 @@ def test_accuracy_vs_ceiling_without_ceiling_says_why(data):
 
 def test_roi_bars_heights_and_intervals(data):
     responses, results = data
-    intervals = {(r.model, r.roi): evaluation.bootstrap_interval(r, responses[r.roi], n_bootstrap=200) for r in results}
+    intervals = {
+        (r.model, r.roi): evaluation.bootstrap_interval(r, responses[r.roi], n_bootstrap=200)
+        for r in results
+    }
     fig = plots.roi_bars(results, "median_r", intervals=intervals)
     assert [t.name for t in fig.data] == list(MODELS)
     for trace in fig.data:
         assert list(trace.x) == list(ROIS)
-        for roi, y, plus, minus in zip(trace.x, trace.y, trace.error_y.array, trace.error_y.arrayminus):
+        for roi, y, plus, minus in zip(
+            trace.x, trace.y, trace.error_y.array, trace.error_y.arrayminus
+        ):
             res = find(results, trace.name, roi)
             assert y == pytest.approx(np.median(res.test_r))
             low, high = intervals[(trace.name, roi)]
@@ -124,38 +141,59 @@ def test_roi_bars_top_n_slider(data):
         for trace, shown in zip(fig.data, visible):
             if shown:
                 for roi, y in zip(trace.x, trace.y):
-                    assert y == pytest.approx(evaluation.roi_statistic(find(results, trace.name, roi).test_r, "top_n_mean_r", n))
+                    assert y == pytest.approx(
+                        evaluation.roi_statistic(
+                            find(results, trace.name, roi).test_r, "top_n_mean_r", n
+                        )
+                    )
 
 
 def test_bootstrap_interval_matches_explicit_resampling(data):
     responses, results = data
     res = find(results, "etecrm", "V2")
-    low, high = evaluation.bootstrap_interval(res, responses["V2"], "mean_r", n_bootstrap=300, seed=3)
+    low, high = evaluation.bootstrap_interval(
+        res, responses["V2"], "mean_r", n_bootstrap=300, seed=3
+    )
     # the same resamples drawn explicitly, scored with scipy's pearsonr
     from scipy.stats import pearsonr
 
     gen = torch.Generator().manual_seed(3)
     idx = torch.randint(0, N_TEST, (250, N_TEST), generator=gen).numpy().tolist()
     idx += torch.randint(0, N_TEST, (50, N_TEST), generator=gen).numpy().tolist()
+
     def mean_r(i):
         x, y = res.predictions[i].astype(np.float64), responses["V2"][i].astype(np.float64)
         x, y = x - x.mean(0), y - y.mean(0)
         return np.mean((x * y).sum(0) / np.sqrt((x * x).sum(0) * (y * y).sum(0)))
 
     first = np.array(idx[0])
-    scipy_r = [pearsonr(res.predictions[first, v], responses["V2"][first, v])[0] for v in range(res.n_voxels)]
+    scipy_r = [
+        pearsonr(res.predictions[first, v], responses["V2"][first, v])[0]
+        for v in range(res.n_voxels)
+    ]
     assert mean_r(first) == pytest.approx(np.mean(scipy_r))
     stats = [mean_r(np.array(i)) for i in idx]
     assert low == pytest.approx(np.quantile(stats, 0.025), abs=1e-6)
     assert high == pytest.approx(np.quantile(stats, 0.975), abs=1e-6)
-    perfect = EncodingResult("oracle", "V2", "sim", 1, np.ones(ROIS["V2"]), predictions=responses["V2"])
-    assert evaluation.bootstrap_interval(perfect, responses["V2"], n_bootstrap=50) == pytest.approx((1.0, 1.0))
+    perfect = EncodingResult(
+        "oracle", "V2", "sim", 1, np.ones(ROIS["V2"]), predictions=responses["V2"]
+    )
+    assert evaluation.bootstrap_interval(perfect, responses["V2"], n_bootstrap=50) == pytest.approx(
+        (1.0, 1.0)
+    )
 
 
 def test_comparison_bars_from_paired_bootstrap(data):
     responses, results = data
-    comparisons = [evaluation.paired_bootstrap(find(results, "etecrm", roi), find(results, "gwp_ridge", roi),
-                                               responses[roi], n_bootstrap=200) for roi in ROIS]
+    comparisons = [
+        evaluation.paired_bootstrap(
+            find(results, "etecrm", roi),
+            find(results, "gwp_ridge", roi),
+            responses[roi],
+            n_bootstrap=200,
+        )
+        for roi in ROIS
+    ]
     fig = plots.comparison_bars(comparisons)
     (bars,) = fig.data
     assert list(bars.x) == list(ROIS)
@@ -165,7 +203,9 @@ def test_comparison_bars_from_paired_bootstrap(data):
 
 
 def test_training_curves_and_image_grid():
-    fig = training_plots.training_curves({"train loss": [0.9, 0.6, 0.5], "validation loss": [1.0, 0.8, 0.85]})
+    fig = training_plots.training_curves(
+        {"train loss": [0.9, 0.6, 0.5], "validation loss": [1.0, 0.8, 0.85]}
+    )
     assert [t.name for t in fig.data] == ["train loss", "validation loss"]
     assert list(fig.data[0].x) == [1, 2, 3] and list(fig.data[1].y) == [1.0, 0.8, 0.85]
     assert list(training_plots.training_curves([3.0, 2.0]).data[0].y) == [3.0, 2.0]
@@ -185,8 +225,10 @@ def test_volume_array_and_slices_put_values_where_voxels_are():
     shape = (6, 5, 4)
     # voxels given as 1-based MATLAB (column-major) indices, as vim-1 stores them
     coords = {"V1": [(0, 0, 1), (2, 3, 1)], "V2": [(5, 4, 3)]}
-    voxels = {roi: VoxelInfo(np.ravel_multi_index(np.array(c).T, shape, order="F") + 1, shape, np.eye(4))
-              for roi, c in coords.items()}
+    voxels = {
+        roi: VoxelInfo(np.ravel_multi_index(np.array(c).T, shape, order="F") + 1, shape, np.eye(4))
+        for roi, c in coords.items()
+    }
     values = {"V1": np.array([0.1, 0.2]), "V2": np.array([0.9])}
     volume = plots.volume_array(values, voxels)
     assert volume[0, 0, 1] == pytest.approx(0.1) and volume[2, 3, 1] == pytest.approx(0.2)
@@ -216,7 +258,10 @@ def test_dashboard_follows_its_controls(data):
     assert f"{np.median(find(results, 'etecrm', 'V4').test_r):.3f}" in box.table.value
     assert "<td>V1</td>" not in box.table.value and box.plot.value != first_png
     controls["top_n"].value = 3
-    assert f"{evaluation.roi_statistic(find(results, 'etecrm', 'V4').test_r, 'top_n_mean_r', 3):.3f}" in box.table.value
+    assert (
+        f"{evaluation.roi_statistic(find(results, 'etecrm', 'V4').test_r, 'top_n_mean_r', 3):.3f}"
+        in box.table.value
+    )
     with pytest.raises(ValueError, match="non-empty list"):
         widgets.dashboard([])
 
@@ -237,33 +282,60 @@ def test_image_browser_and_png_roundtrip():
 
 # --------------------------------------------------------------------------- profile labels
 def test_profile_label_text():
-    assert plots.profile_label("quick", "cpu (2 threads)", 0) == "profile: quick · device: cpu (2 threads) · seed: 0"
+    assert (
+        plots.profile_label("quick", "cpu (2 threads)", 0)
+        == "profile: quick · device: cpu (2 threads) · seed: 0"
+    )
     assert plots.profile_label("full", "NVIDIA H100", [0, 1, 2], committed=True) == (
-        "committed full run · profile: full · device: NVIDIA H100 · seeds: 0, 1, 2")
-    assert plots.profile_label("quick").startswith("profile: quick · device: ")  # this machine's device
+        "committed full run · profile: full · device: NVIDIA H100 · seeds: 0, 1, 2"
+    )
+    assert plots.profile_label("quick").startswith(
+        "profile: quick · device: "
+    )  # this machine's device
     with pytest.raises(ValueError, match="profile"):
         plots.profile_label(None)
 
 
 def test_label_figure_survives_menus_and_relabelling():
-    fig = plots.roi_scatter({"V1": np.arange(3.0), "V2": np.arange(3.0)}, {"V1": np.arange(3.0), "V2": np.arange(3.0)},
-                            "a", "b", title="T")
+    fig = plots.roi_scatter(
+        {"V1": np.arange(3.0), "V2": np.arange(3.0)},
+        {"V1": np.arange(3.0), "V2": np.arange(3.0)},
+        "a",
+        "b",
+        title="T",
+    )
     assert plots.label_figure(fig, profile="quick", device="cpu", seeds=0) is fig
     label = "profile: quick · device: cpu · seed: 0"
     assert fig.layout.title.text == f"T — V1<br><sup>{label}</sup>"
     titles = [b.args[1]["title.text"] for b in fig.layout.updatemenus[0].buttons]
     assert titles == [f"T — V1<br><sup>{label}</sup>", f"T — V2<br><sup>{label}</sup>"]
-    assert fig.layout.meta["profile_label"] == label and fig.layout.meta["trace_groups"]  # old meta kept
-    plots.label_figure(fig, profile="full", device="gpu", seeds=[1, 2])  # a new label replaces the old one
+    assert (
+        fig.layout.meta["profile_label"] == label and fig.layout.meta["trace_groups"]
+    )  # old meta kept
+    plots.label_figure(
+        fig, profile="full", device="gpu", seeds=[1, 2]
+    )  # a new label replaces the old one
     assert fig.layout.title.text == "T — V1<br><sup>profile: full · device: gpu · seeds: 1, 2</sup>"
     assert fig.layout.margin.t >= 90
 
 
 def test_label_figure_from_results():
-    committed = EncodingResult("etecrm", "V1", "sim", 1, np.zeros(4), info={
-        "profile": "full", "device": "NVIDIA H100", "seed": 0, "results_file": "x.npz"})
-    live = EncodingResult("etecrm", "V1", "sim", 1, np.zeros(4), info={"device": "cpu (2 threads)", "seed": 3})
+    committed = EncodingResult(
+        "etecrm",
+        "V1",
+        "sim",
+        1,
+        np.zeros(4),
+        info={"profile": "full", "device": "NVIDIA H100", "seed": 0, "results_file": "x.npz"},
+    )
+    live = EncodingResult(
+        "etecrm", "V1", "sim", 1, np.zeros(4), info={"device": "cpu (2 threads)", "seed": 3}
+    )
     fig = plots.label_figure(plots.roi_bars([committed]), results=[committed])
-    assert fig.layout.title.text.endswith("<sup>committed full run · profile: full · device: NVIDIA H100 · seed: 0</sup>")
+    assert fig.layout.title.text.endswith(
+        "<sup>committed full run · profile: full · device: NVIDIA H100 · seed: 0</sup>"
+    )
     fig = plots.label_figure(plots.roi_bars([live]), results=[live], profile="quick")
-    assert fig.layout.title.text.endswith("<sup>profile: quick · device: cpu (2 threads) · seed: 3</sup>")
+    assert fig.layout.title.text.endswith(
+        "<sup>profile: quick · device: cpu (2 threads) · seed: 3</sup>"
+    )

@@ -2,7 +2,14 @@
 
 import numpy as np
 import pytest
-from _fixtures_real import FileServer, kay_npz_bytes, make_kay_arrays, make_vim1_arrays, savemat_v5, savemat_v73
+from _fixtures_real import (
+    FileServer,
+    kay_npz_bytes,
+    make_kay_arrays,
+    make_vim1_arrays,
+    savemat_v5,
+    savemat_v73,
+)
 
 from etecrm_lib.data import load_dataset
 from etecrm_lib.data.kay import fetch_kay_images
@@ -13,7 +20,10 @@ def _vim1_root(root):
     arrays = make_vim1_arrays(size=16, subjects=(1, 2))
     root.mkdir()
     savemat_v5(root / "Stimuli.mat", {k: arrays[k] for k in ("stimTrn", "stimVal")})
-    savemat_v73(root / "EstimatedResponses.mat", {k: v for k, v in arrays.items() if not k.startswith("stim")})
+    savemat_v73(
+        root / "EstimatedResponses.mat",
+        {k: v for k, v in arrays.items() if not k.startswith("stim")},
+    )
     return root
 
 
@@ -34,7 +44,9 @@ def test_vim1_without_crcns_files_uses_the_osf_copy_for_subject_1_only(tmp_path,
         fetch_kay_images(url=f"{srv.url}/k", progress=False)  # what the first load would download
     ds = load_dataset("vim1", profile="quick")
     assert ds.info["source"].startswith("Neuromatch") and ds.image_size == 64
-    np.testing.assert_array_equal(ds.train.responses["V1"], arrays["responses"][:, arrays["roi"] == 1])
+    np.testing.assert_array_equal(
+        ds.train.responses["V1"], arrays["responses"][:, arrays["roi"] == 1]
+    )
     with pytest.raises(ValueError, match="subject 2 is only in the CRCNS files"):
         load_dataset("vim1", subject=2)
 
@@ -47,7 +59,9 @@ def test_vim1_finds_files_that_download_vim1_put_in_the_cache(tmp_path, monkeypa
     src = _vim1_root(tmp_path / "src")
     files = {f"/vim-1/{p.name}": p.read_bytes() for p in src.iterdir()}
     with FileServer(files, crcns=("u", "p")) as srv:
-        paths = download_vim1(username="u", password="p", base_url=f"{srv.url}/index.php", progress=False)
+        paths = download_vim1(
+            username="u", password="p", base_url=f"{srv.url}/index.php", progress=False
+        )
     assert paths[0].parent == tmp_path / "cache" / "vim1"
     ds = load_dataset("vim1", subject=2)
     assert ds.subject == 2 and ds.info["source"].startswith("CRCNS")
@@ -59,7 +73,9 @@ def test_kay_is_always_the_osf_copy_with_root_as_its_cache_folder(tmp_path, monk
     with FileServer({"/k": kay_npz_bytes(arrays)}) as srv:
         fetch_kay_images(tmp_path / "drive", url=f"{srv.url}/k", progress=False)
     ds = load_dataset("kay", root=tmp_path / "drive", rois=("V3B",))
-    np.testing.assert_array_equal(ds.train.responses["V3B"], arrays["responses"][:, arrays["roi"] == 5])
+    np.testing.assert_array_equal(
+        ds.train.responses["V3B"], arrays["responses"][:, arrays["roi"] == 5]
+    )
     with pytest.raises(ValueError, match="subject 1 only"):
         load_dataset("kay", subject=2, root=tmp_path / "drive")
 

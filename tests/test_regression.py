@@ -6,7 +6,13 @@ import torch
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import KFold
 
-from etecrm_lib.regression import RidgeConfig, fit_layer_selection, fit_ridge_cv, kfold_indices, ridge_cv_scores
+from etecrm_lib.regression import (
+    RidgeConfig,
+    fit_layer_selection,
+    fit_ridge_cv,
+    kfold_indices,
+    ridge_cv_scores,
+)
 
 ALPHAS = np.logspace(-1, 5, 13)
 
@@ -37,7 +43,9 @@ def test_cv_scores_match_sklearn_ridge_per_alpha(p, score):
             if score == "r":
                 expected[i] += [np.corrcoef(pred[:, j], y[va, j])[0, 1] for j in range(y.shape[1])]
             else:
-                expected[i] += 1 - ((y[va] - pred) ** 2).sum(0) / ((y[va] - y[va].mean(0)) ** 2).sum(0)
+                expected[i] += 1 - ((y[va] - pred) ** 2).sum(0) / (
+                    (y[va] - y[va].mean(0)) ** 2
+                ).sum(0)
     np.testing.assert_allclose(ours, expected / 4, atol=2e-4)
 
 
@@ -45,14 +53,22 @@ def test_cv_scores_match_sklearn_ridge_per_alpha(p, score):
 def test_refit_matches_sklearn_ridge_with_each_voxels_alpha(p):
     x, y, x_new = _data(p=p)
     fit = fit_ridge_cv(x, y, ALPHAS, n_folds=5, device="cpu")
-    assert len(set(fit.alphas.tolist())) > 1, "the test data should make voxels choose different alphas"
-    expected = np.stack([Ridge(alpha=float(a)).fit(x, y[:, j]).predict(x_new) for j, a in enumerate(fit.alphas)], 1)
+    assert len(set(fit.alphas.tolist())) > 1, (
+        "the test data should make voxels choose different alphas"
+    )
+    expected = np.stack(
+        [Ridge(alpha=float(a)).fit(x, y[:, j]).predict(x_new) for j, a in enumerate(fit.alphas)], 1
+    )
     got = fit.predict(x_new).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-3 * np.abs(expected).max())
     j = int(np.argmax(np.abs(expected).max(0)))
     ref = Ridge(alpha=float(fit.alphas[j])).fit(x, y[:, j])
-    np.testing.assert_allclose(fit.coef[:, j].numpy(), ref.coef_, atol=1e-3 * np.abs(ref.coef_).max())
-    np.testing.assert_allclose(float(fit.intercept[j]), ref.intercept_, atol=1e-3 * abs(ref.intercept_) + 1e-3)
+    np.testing.assert_allclose(
+        fit.coef[:, j].numpy(), ref.coef_, atol=1e-3 * np.abs(ref.coef_).max()
+    )
+    np.testing.assert_allclose(
+        float(fit.intercept[j]), ref.intercept_, atol=1e-3 * abs(ref.intercept_) + 1e-3
+    )
     assert torch.equal(fit.alphas, fit.alpha_grid[fit.cv_scores.argmax(0)])
 
 
@@ -64,9 +80,15 @@ def test_agrees_with_himalaya(p, score):
     from himalaya.scoring import correlation_score, r2_score
 
     x, y, x_new = _data(p=p, seed=1)
-    params = dict(alphas=ALPHAS, cv=5, fit_intercept=True,
-                  solver_params=dict(score_func=correlation_score if score == "r" else r2_score))
-    ref = (KernelRidgeCV(**params) if p > x.shape[0] else RidgeCV(**params)).fit(x.astype(np.float64), y.astype(np.float64))
+    params = dict(
+        alphas=ALPHAS,
+        cv=5,
+        fit_intercept=True,
+        solver_params=dict(score_func=correlation_score if score == "r" else r2_score),
+    )
+    ref = (KernelRidgeCV(**params) if p > x.shape[0] else RidgeCV(**params)).fit(
+        x.astype(np.float64), y.astype(np.float64)
+    )
     fit = fit_ridge_cv(x, y, ALPHAS, n_folds=5, score=score, device="cpu")
     np.testing.assert_allclose(fit.alphas.numpy(), np.asarray(ref.best_alphas_), rtol=1e-4)
     ours, theirs = fit.predict(x_new).numpy(), np.asarray(ref.predict(x_new.astype(np.float64)))
@@ -110,7 +132,10 @@ def test_bad_input_errors():
 
 def test_layer_selection_picks_the_space_that_generated_each_voxel():
     rng = np.random.default_rng(4)
-    xa, xb = rng.standard_normal((150, 30)).astype(np.float32), rng.standard_normal((150, 60)).astype(np.float32)
+    xa, xb = (
+        rng.standard_normal((150, 30)).astype(np.float32),
+        rng.standard_normal((150, 60)).astype(np.float32),
+    )
     y = np.concatenate([xa @ rng.standard_normal((30, 4)), xb @ rng.standard_normal((60, 5))], 1)
     y = (y + rng.standard_normal(y.shape)).astype(np.float32)
     sel = fit_layer_selection({"a": xa, "b": xb}, y, RidgeConfig.for_profile("quick"), device="cpu")

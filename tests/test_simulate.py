@@ -14,15 +14,32 @@ import torch
 
 from etecrm_lib import evaluation
 from etecrm_lib.data import simulate
-from etecrm_lib.data.images import (TEST_PHOTOS, TRAIN_PHOTOS, aperture_mask, apply_aperture, dead_leaves,
-                                    load_photo, pink_noise, random_crops)
-from etecrm_lib.data.calibration import CALIBRATION_TARGETS, CORTEX, MAX_TRAIN_IMAGES, SimulationConfig
+from etecrm_lib.data.calibration import (
+    CALIBRATION_TARGETS,
+    CORTEX,
+    MAX_TRAIN_IMAGES,
+    SimulationConfig,
+)
 from etecrm_lib.data.cortex import gabor_energy
+from etecrm_lib.data.images import (
+    TEST_PHOTOS,
+    TRAIN_PHOTOS,
+    aperture_mask,
+    apply_aperture,
+    dead_leaves,
+    load_photo,
+    pink_noise,
+    random_crops,
+)
 from etecrm_lib.data.voxels import prf_weights
 
-simulate_module = importlib.import_module("etecrm_lib.data.simulate")  # the module (``simulate`` is the function)
+simulate_module = importlib.import_module(
+    "etecrm_lib.data.simulate"
+)  # the module (``simulate`` is the function)
 
-TINY = SimulationConfig(name="tiny", image_size=32, n_train=24, n_test=6, voxels={"V1": 20, "V3": 16})
+TINY = SimulationConfig(
+    name="tiny", image_size=32, n_train=24, n_test=6, voxels={"V1": 20, "V3": 16}
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +48,14 @@ def quick():
 
 
 def _same(a, b) -> bool:
-    arrays = lambda ds: [ds.train.stimuli, ds.test.stimuli] + [  # noqa: E731
-        arr[roi] for arr in (ds.train.responses, ds.test.repeats, ds.test.oracle) for roi in ds.rois]
+    arrays = lambda ds: (
+        [ds.train.stimuli, ds.test.stimuli]
+        + [  # noqa: E731
+            arr[roi]
+            for arr in (ds.train.responses, ds.test.repeats, ds.test.oracle)
+            for roi in ds.rois
+        ]
+    )
     return all(np.array_equal(x, y) for x, y in zip(arrays(a), arrays(b)))
 
 
@@ -47,7 +70,9 @@ def test_same_subject_and_seed_give_the_same_dataset_other_seeds_and_subjects_di
     other_subject = simulate(2, TINY, seed=0, cache=False)
     assert other_subject.subject == 2
     np.testing.assert_array_equal(first.train.stimuli, other_subject.train.stimuli)
-    assert not np.array_equal(first.voxels["V1"].extra["prf_x"], other_subject.voxels["V1"].extra["prf_x"])
+    assert not np.array_equal(
+        first.voxels["V1"].extra["prf_x"], other_subject.voxels["V1"].extra["prf_x"]
+    )
     assert not np.array_equal(first.train.responses["V3"], other_subject.train.responses["V3"])
 
 
@@ -68,11 +93,23 @@ def test_quick_profile_shapes_dtypes_and_units(quick):
         np.testing.assert_allclose(train.mean(0), 0, atol=1e-4)
         np.testing.assert_allclose(train.std(0), 1, atol=1e-3)
         extra = quick.voxels[roi].extra
-        for key in ("prf_x", "prf_y", "prf_sigma", "prf_eccentricity", "prf_polar_angle", "snr", "effective"):
+        for key in (
+            "prf_x",
+            "prf_y",
+            "prf_sigma",
+            "prf_eccentricity",
+            "prf_polar_angle",
+            "snr",
+            "effective",
+        ):
             assert len(extra[key]) == n_vox, key
-        np.testing.assert_allclose(np.hypot(extra["prf_x"], extra["prf_y"]), extra["prf_eccentricity"], rtol=1e-5)
+        np.testing.assert_allclose(
+            np.hypot(extra["prf_x"], extra["prf_y"]), extra["prf_eccentricity"], rtol=1e-5
+        )
     every_index = np.concatenate([quick.voxels[roi].volume_index for roi in quick.rois])
-    assert np.unique(every_index).size == every_index.size, "two voxels share one place in the volume"
+    assert np.unique(every_index).size == every_index.size, (
+        "two voxels share one place in the volume"
+    )
     assert quick.voxels["V1"].volume_shape == (64, 64, 18)
 
 
@@ -83,7 +120,9 @@ def test_every_image_sits_in_the_aperture_on_mid_gray(quick):
         centre = (64 - 1) / 2
         outside = np.hypot(*np.mgrid[0:64, 0:64] - centre) >= 32
         assert np.all(stimuli[:, outside] == 0.5)
-        assert np.all(stimuli[:, 24:40, 24:40].std(axis=(1, 2)) > 0)  # something to see in the middle
+        assert np.all(
+            stimuli[:, 24:40, 24:40].std(axis=(1, 2)) > 0
+        )  # something to see in the middle
 
 
 def test_test_images_come_from_photographs_never_used_for_training(quick):
@@ -93,12 +132,18 @@ def test_test_images_come_from_photographs_never_used_for_training(quick):
     assert set(sources["train"]) <= set(TRAIN_PHOTOS) and set(sources["test"]) <= set(TEST_PHOTOS)
     per_image = quick.info["image_sources"]
     assert len(per_image["train"]) == 300 and len(per_image["test"]) == 40
-    assert {s.removeprefix("photo:") for s in per_image["test"]} <= set(sources["test"]) | {"dead_leaves"}
-    assert {s.removeprefix("photo:") for s in per_image["train"]} <= set(sources["train"]) | {"dead_leaves"}
+    assert {s.removeprefix("photo:") for s in per_image["test"]} <= set(sources["test"]) | {
+        "dead_leaves"
+    }
+    assert {s.removeprefix("photo:") for s in per_image["train"]} <= set(sources["train"]) | {
+        "dead_leaves"
+    }
     assert 0.3 < np.mean([s == "dead_leaves" for s in per_image["test"]]) < 0.7
     # no test image equals (or nearly equals) a train image
     digest = lambda im: hashlib.sha256(im.tobytes()).hexdigest()  # noqa: E731
-    assert not {digest(im) for im in quick.test.stimuli} & {digest(im) for im in quick.train.stimuli}
+    assert not {digest(im) for im in quick.test.stimuli} & {
+        digest(im) for im in quick.train.stimuli
+    }
     flat = lambda x: (x - x.mean(axis=(1, 2), keepdims=True)).reshape(len(x), -1)  # noqa: E731
     a, b = flat(quick.test.stimuli), flat(quick.train.stimuli)
     corr = (a @ b.T) / np.outer(np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1))
@@ -115,9 +160,13 @@ def test_noise_ceiling_from_repeats_tracks_the_oracle_ceiling(quick):
         estimated.append(evaluation.noise_ceiling(quick.test.repeats[roi]))
         exact.append(evaluation.oracle_ceiling(quick.test.oracle[roi], quick.test.responses[roi]))
         effective = quick.voxels[roi].extra["effective"]
-        assert np.median(np.abs(estimated[-1] - exact[-1])[effective]) < 0.25, roi  # seed 0: up to 0.22 (V4)
+        assert np.median(np.abs(estimated[-1] - exact[-1])[effective]) < 0.25, (
+            roi
+        )  # seed 0: up to 0.22 (V4)
     estimated, exact = np.concatenate(estimated), np.concatenate(exact)
-    assert np.corrcoef(estimated, exact)[0, 1] > 0.35  # seed 0: 0.48 (most ceilings are low: a narrow range)
+    assert (
+        np.corrcoef(estimated, exact)[0, 1] > 0.35
+    )  # seed 0: 0.48 (most ceilings are low: a narrow range)
     # no large bias; the estimate is clipped at 0, which lifts the mean of the many near-zero ceilings
     # of the calibrated subject (seed 0, 40 test images: +0.086)
     assert abs(np.mean(estimated - exact)) < 0.12
@@ -132,19 +181,27 @@ def test_every_area_has_its_share_of_silent_voxels_and_reliability_falls_from_v1
         assert abs(ineffective[roi] - (1 - CORTEX[roi].effective_fraction)) < 0.02, roi
         assert np.all(extra["snr"][~effective] < 0.015) and np.all(extra["snr"][effective] >= 0.03)
         exact = evaluation.oracle_ceiling(quick.test.oracle[roi], quick.test.responses[roi])
-        assert np.median(np.abs(exact[~effective])) < 0.15, roi  # no signal: r with the truth is chance
+        assert np.median(np.abs(exact[~effective])) < 0.15, (
+            roi
+        )  # no signal: r with the truth is chance
         median_ceiling[roi] = np.median(exact[effective])
     assert median_ceiling["V1"] > median_ceiling["V3"] > median_ceiling["LO"] > 0.1
 
 
 def test_n_train_changes_only_the_train_split_and_every_argument_is_in_the_cache_key():
-    small, large = simulate(1, TINY, seed=0, cache=False), simulate(1, TINY, seed=0, cache=False, n_train=40)
+    small, large = (
+        simulate(1, TINY, seed=0, cache=False),
+        simulate(1, TINY, seed=0, cache=False, n_train=40),
+    )
     assert large.train.stimuli.shape[0] == 40 and large.info["n_train"] == 40
     np.testing.assert_array_equal(small.test.stimuli, large.test.stimuli)  # the same test images
     for key in ("prf_x", "prf_sigma", "snr"):
         np.testing.assert_array_equal(small.voxels["V1"].extra[key], large.voxels["V1"].extra[key])
-    keys = {simulate_module.simulation_key(replace(TINY, n_train=n), 1, 0, truth)
-            for n in (24, 40) for truth in simulate_module.GROUND_TRUTHS}
+    keys = {
+        simulate_module.simulation_key(replace(TINY, n_train=n), 1, 0, truth)
+        for n in (24, 40)
+        for truth in simulate_module.GROUND_TRUTHS
+    }
     assert len(keys) == 6
     with pytest.raises(ValueError, match="ground_truth must be one of"):
         simulate(1, TINY, ground_truth="alexnet")
@@ -173,8 +230,10 @@ def test_lo_is_more_tolerant_to_position_than_v1():
     names = ["gabor_energy", "lo_invariant"]
     before = simulate_module.feature_maps(images, stream, config, names)
     after = simulate_module.feature_maps(shifted, stream, config, names)
-    similarity = {name: np.corrcoef(before[name].flatten().numpy(), after[name].flatten().numpy())[0, 1]
-                  for name in names}
+    similarity = {
+        name: np.corrcoef(before[name].flatten().numpy(), after[name].flatten().numpy())[0, 1]
+        for name in names
+    }
     assert similarity["lo_invariant"] > similarity["gabor_energy"]
 
 
@@ -182,7 +241,9 @@ def test_released_cnn_has_the_published_shape_and_ignores_brightness_and_contras
     net = simulate_module.ReleasedCNN(seed=3)
     convs = list(net.convs)
     assert [c.out_channels for c in convs] == [128] * 3
-    assert all(c.kernel_size == (3, 3) and c.stride == (2, 2) and c.padding == (1, 1) for c in convs)
+    assert all(
+        c.kernel_size == (3, 3) and c.stride == (2, 2) and c.padding == (1, 1) for c in convs
+    )
     images = torch.rand(2, 64, 64)
     out = net(images)
     assert out.shape == (2, 128, 8, 8) and torch.all(out >= 0)
@@ -195,8 +256,12 @@ def test_v1_receptive_fields_are_recovered_by_reverse_correlation(quick):
     """Correlate each reliable V1 voxel's train responses with the local contrast energy at every
     place of a 16 x 16 grid (1.25 deg cells): the best place should be the voxel's pRF centre."""
     stimuli = torch.as_tensor(quick.train.stimuli)[:, None]
-    local_mean = torch.nn.functional.avg_pool2d(stimuli, 5, stride=1, padding=2, count_include_pad=False)
-    energy = torch.nn.functional.avg_pool2d((stimuli - local_mean) ** 2, 4).flatten(1).numpy()  # (N, 256)
+    local_mean = torch.nn.functional.avg_pool2d(
+        stimuli, 5, stride=1, padding=2, count_include_pad=False
+    )
+    energy = (
+        torch.nn.functional.avg_pool2d((stimuli - local_mean) ** 2, 4).flatten(1).numpy()
+    )  # (N, 256)
     energy = energy / energy.mean(1, keepdims=True)  # take out each image's overall contrast
     extra = quick.voxels["V1"].extra
     best = np.argsort(extra["snr"])[-15:]
@@ -216,7 +281,9 @@ def test_v1_receptive_fields_are_recovered_by_reverse_correlation(quick):
 def test_receptive_fields_are_retinotopic_and_grow_with_eccentricity_and_area(quick):
     for roi in quick.rois:
         vox = quick.voxels[roi]
-        x, y, sigma, ecc = (vox.extra[k] for k in ("prf_x", "prf_y", "prf_sigma", "prf_eccentricity"))
+        x, y, sigma, ecc = (
+            vox.extra[k] for k in ("prf_x", "prf_y", "prf_sigma", "prf_eccentricity")
+        )
         assert np.corrcoef(ecc, sigma)[0, 1] > 0.8, roi
         # the left hemisphere (low x index) sees the right visual field
         left = vox.coords[:, 0] < vox.volume_shape[0] // 2
@@ -226,8 +293,12 @@ def test_receptive_fields_are_retinotopic_and_grow_with_eccentricity_and_area(qu
         neighbours = np.abs(coords[:, None, :] - coords[None, :, :]).sum(-1) == 1
         prf_dist = np.hypot(x[:, None] - x[None], y[:, None] - y[None])
         assert prf_dist[neighbours].mean() < prf_dist.mean() / 2, roi
-    sizes = {roi: np.median(quick.voxels[roi].extra["prf_sigma"] / (1 + quick.voxels[roi].extra["prf_eccentricity"]))
-             for roi in quick.rois}
+    sizes = {
+        roi: np.median(
+            quick.voxels[roi].extra["prf_sigma"] / (1 + quick.voxels[roi].extra["prf_eccentricity"])
+        )
+        for roi in quick.rois
+    }
     assert sizes["V1"] < sizes["V2"] < sizes["V3"] < sizes["V4"] < sizes["LO"]
 
 
@@ -247,7 +318,9 @@ def test_second_call_loads_the_cache_and_a_corrupt_file_is_regenerated(tmp_path,
     cached = simulate(1, TINY, seed=3)
     assert _same(first, cached) and cached.info["cache_key"] == first.info["cache_key"]
     assert cached.info["photo_sources"] == first.info["photo_sources"]
-    np.testing.assert_array_equal(cached.voxels["V1"].extra["effective"], first.voxels["V1"].extra["effective"])
+    np.testing.assert_array_equal(
+        cached.voxels["V1"].extra["effective"], first.voxels["V1"].extra["effective"]
+    )
 
     # a truncated file is detected, reported, deleted and simulated again
     monkeypatch.setattr(sim_module, "generate", generate)
@@ -302,7 +375,9 @@ def test_prf_weights_are_normalised_gaussians_at_the_right_place():
     np.testing.assert_allclose(w.sum(1).numpy(), 1.0, rtol=1e-5)
     # x right, y up: cell (row, col) centre = ((col + 0.5 - 16) * 0.625, (16 - row - 0.5) * 0.625)
     row, col = np.unravel_index(int(w[0].argmax()), (32, 32))
-    assert abs((col + 0.5 - 16) * 0.625 - 5.0) <= 0.32 and abs((16 - row - 0.5) * 0.625 - 2.5) <= 0.32
+    assert (
+        abs((col + 0.5 - 16) * 0.625 - 5.0) <= 0.32 and abs((16 - row - 0.5) * 0.625 - 2.5) <= 0.32
+    )
 
 
 def test_dead_leaves_have_natural_image_statistics():
@@ -369,8 +444,14 @@ def test_default_subject_matches_the_vim1_calibration_targets(default_subject):
     ceiling: predictable fraction +- 0.06, median ceiling +- 0.03; both fall from V1 to LO."""
     measured = simulate_module.calibration_summary(default_subject)
     for roi, target in CALIBRATION_TARGETS.items():
-        assert abs(measured[roi]["median_ceiling"] - target["median_ceiling"]) < 0.03, (roi, measured[roi])
-        assert abs(measured[roi]["predictable_fraction"] - target["predictable_fraction"]) < 0.06, (roi, measured[roi])
+        assert abs(measured[roi]["median_ceiling"] - target["median_ceiling"]) < 0.03, (
+            roi,
+            measured[roi],
+        )
+        assert abs(measured[roi]["predictable_fraction"] - target["predictable_fraction"]) < 0.06, (
+            roi,
+            measured[roi],
+        )
     for key in ("median_ceiling", "predictable_fraction"):
         assert measured["V1"][key] > measured["V3"][key] > measured["LO"][key], key
 
@@ -385,11 +466,15 @@ def test_true_noise_ceiling_is_what_the_repeats_estimate_on_average(default_subj
     ds = default_subject
     for roi in ds.rois:
         true_c = simulate_module.true_noise_ceiling(ds, roi)
-        true_snr = true_c ** 2 / (1 - true_c ** 2)  # signal variance / noise variance of the mean
+        true_snr = true_c**2 / (1 - true_c**2)  # signal variance / noise variance of the mean
         repeats = np.asarray(ds.test.repeats[roi], dtype=np.float64)
         noise_of_mean = repeats.var(axis=0, ddof=1).mean(axis=0) / repeats.shape[0]
         estimated_snr = (repeats.mean(axis=0).var(axis=0, ddof=1) - noise_of_mean) / noise_of_mean
-        assert abs(np.mean(estimated_snr) - np.mean(true_snr)) < 0.05, (roi, np.mean(estimated_snr), np.mean(true_snr))
+        assert abs(np.mean(estimated_snr) - np.mean(true_snr)) < 0.05, (
+            roi,
+            np.mean(estimated_snr),
+            np.mean(true_snr),
+        )
 
 
 @pytest.mark.slow
@@ -398,7 +483,9 @@ def test_best_v1_voxels_of_the_gabor_model_reach_about_r_08(default_subject):
     (band 0.70-0.90 for the best voxel, the top 1 % above 0.6)."""
     from etecrm_lib.ablations import run_variants
 
-    (result,) = run_variants(default_subject, ["gwp_ridge"], rois=["V1"], profile="full", progress=False)
+    (result,) = run_variants(
+        default_subject, ["gwp_ridge"], rois=["V1"], profile="full", progress=False
+    )
     r = np.asarray(result.test_r)
     assert 0.70 < r.max() < 0.90 and np.quantile(r, 0.99) > 0.6
 

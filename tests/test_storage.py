@@ -10,9 +10,12 @@ from etecrm_lib.storage import cache_dir, make_folder
 def test_cache_folder_that_is_a_file_names_ETECRM_CACHE(tmp_path, monkeypatch):
     (tmp_path / "afile").write_text("x")
     monkeypatch.setenv("ETECRM_CACHE", str(tmp_path / "afile"))
-    with pytest.raises(NotADirectoryError, match=r"cannot use the cache folder \(\$ETECRM_CACHE=.*afile\) .*afile/sim: "
-                                                 r".*afile is a file, not a folder\. Set the environment variable "
-                                                 r"ETECRM_CACHE to a folder you can write to"):
+    with pytest.raises(
+        NotADirectoryError,
+        match=r"cannot use the cache folder \(\$ETECRM_CACHE=.*afile\) .*afile/sim: "
+        r".*afile is a file, not a folder\. Set the environment variable "
+        r"ETECRM_CACHE to a folder you can write to",
+    ):
         cache_dir("sim")
 
 
@@ -24,7 +27,14 @@ def test_cache_folder_follows_ETECRM_CACHE(tmp_path, monkeypatch):
 def test_a_folder_without_write_permission_is_refused(tmp_path, monkeypatch):
     # the tests may run as root, who may write anywhere: pretend the folder is read-only
     real_access = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(tmp_path / "ro") else real_access(p, mode))
-    with pytest.raises(PermissionError, match=r"cannot use the results folder .*ro: no permission to write into .*ro\. "
-                                              r"Pick another"):
+    monkeypatch.setattr(
+        os,
+        "access",
+        lambda p, mode: False if str(p) == str(tmp_path / "ro") else real_access(p, mode),
+    )
+    with pytest.raises(
+        PermissionError,
+        match=r"cannot use the results folder .*ro: no permission to write into .*ro\. "
+        r"Pick another",
+    ):
         make_folder(tmp_path / "ro", "the results folder", "Pick another")

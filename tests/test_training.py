@@ -11,7 +11,13 @@ import torch
 from etecrm_lib import training
 from etecrm_lib.evaluation import pearson_r
 from etecrm_lib.gpu import largest_batch_that_fits
-from etecrm_lib.training import ETECRMConfig, fit_etecrm, selection_score, split_train_val, train_etecrm
+from etecrm_lib.training import (
+    ETECRMConfig,
+    fit_etecrm,
+    selection_score,
+    split_train_val,
+    train_etecrm,
+)
 
 TINY = ETECRMConfig(image_size=32, channels=4, epochs=3, batch_size=16, selection_voxels=6)
 
@@ -34,9 +40,20 @@ def test_the_default_config_is_the_released_design():
     assert ETECRMConfig.for_profile("paper") == ETECRMConfig.for_profile("full") == c
     assert (c.image_size, c.channels, c.n_layers, c.readout_weights) == (128, 128, 3, "squared")
     assert (c.loss, c.mean_penalty, c.noise_std) == ("weighted_corr", 1e-4, 1.0)
-    assert (c.learning_rate, c.weight_decay, c.batch_size, c.epochs, c.selection_voxels) == (1e-3, 1e-6, 64, 50, 300)
-    quick = ETECRMConfig.for_profile("quick")     # same shape, smaller
-    assert (quick.n_layers, quick.readout_weights, quick.loss, quick.noise_std) == (3, "squared", "weighted_corr", 1.0)
+    assert (c.learning_rate, c.weight_decay, c.batch_size, c.epochs, c.selection_voxels) == (
+        1e-3,
+        1e-6,
+        64,
+        50,
+        300,
+    )
+    quick = ETECRMConfig.for_profile("quick")  # same shape, smaller
+    assert (quick.n_layers, quick.readout_weights, quick.loss, quick.noise_std) == (
+        3,
+        "squared",
+        "weighted_corr",
+        1.0,
+    )
 
 
 @pytest.mark.slow
@@ -55,7 +72,10 @@ def test_training_on_the_quick_simulation_predicts_v1_well_above_chance():
     h = model.history
     # the kept epoch is the first with the highest selection score, and the model is that epoch's
     # (exact, whichever epoch that is for this seed)
-    assert h.best_epoch == int(np.argmax(h.selection_score)) and result.info["best_epoch"] == h.best_epoch
+    assert (
+        h.best_epoch == int(np.argmax(h.selection_score))
+        and result.info["best_epoch"] == h.best_epoch
+    )
     np.testing.assert_array_equal(model.val_r, h.val_r[h.best_epoch])
     assert result.info["config"]["loss"] == "weighted_corr" and result.info["seed"] == 0
 
@@ -69,8 +89,15 @@ def test_same_seed_same_weights_other_seed_other_weights():
     assert not _same_state(a.net, c.net)
 
 
-@pytest.mark.parametrize("changes", [dict(loss="corr"), dict(loss="mse", noise_std=0.0), dict(noise_std=0.0),
-                                     dict(readout_weights="signed")])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        dict(loss="corr"),
+        dict(loss="mse", noise_std=0.0),
+        dict(noise_std=0.0),
+        dict(readout_weights="signed"),
+    ],
+)
 def test_every_switch_trains_and_records_a_history(changes):
     images, responses = _arrays()
     model = fit_etecrm(images, responses, replace(TINY, **changes), seed=0, progress=False)
@@ -93,22 +120,35 @@ def test_noise_is_added_to_the_predictions_in_training_only(monkeypatch):
         def loss(pred, target, mean_penalty):
             seen.setdefault(key, (pred.detach().clone(), target.detach().clone()))
             return real(pred, target, mean_penalty)
+
         return loss
 
     monkeypatch.setattr(training, "loss_function", spy)
     for key, noise in (("noisy", 1.0), ("clean", 0.0)):
-        fit_etecrm(images, responses, replace(TINY, noise_std=noise, epochs=1, batch_size=64), seed=0, progress=False)
+        fit_etecrm(
+            images,
+            responses,
+            replace(TINY, noise_std=noise, epochs=1, batch_size=64),
+            seed=0,
+            progress=False,
+        )
     (noisy, target_a), (clean, target_b) = seen["noisy"], seen["clean"]
-    assert torch.equal(target_a, target_b)                       # same batch, targets never noised
-    diff = (noisy - clean).flatten()                             # same initial weights: the difference is the noise
+    assert torch.equal(target_a, target_b)  # same batch, targets never noised
+    diff = (noisy - clean).flatten()  # same initial weights: the difference is the noise
     assert abs(float(diff.mean())) < 0.15 and float(diff.std()) == pytest.approx(1.0, abs=0.15)
-    model = fit_etecrm(images, responses, replace(TINY, noise_std=1.0, epochs=1), seed=0, progress=False)
-    np.testing.assert_array_equal(model.predict(images[:8]), model.predict(images[:8]))   # no noise at prediction
+    model = fit_etecrm(
+        images, responses, replace(TINY, noise_std=1.0, epochs=1), seed=0, progress=False
+    )
+    np.testing.assert_array_equal(
+        model.predict(images[:8]), model.predict(images[:8])
+    )  # no noise at prediction
 
 
 def test_the_epoch_is_chosen_by_validation_r_of_the_best_training_voxels():
     images, responses = _arrays()
-    cfg = replace(TINY, epochs=5, learning_rate=3e-2, selection_voxels=4)   # a large step: validation r jumps around
+    cfg = replace(
+        TINY, epochs=5, learning_rate=3e-2, selection_voxels=4
+    )  # a large step: validation r jumps around
     model = fit_etecrm(images, responses, cfg, seed=0, progress=False)
     h = model.history
     by_hand = [float(np.mean(v[np.argsort(-t)[:4]])) for t, v in zip(h.train_r, h.val_r)]
@@ -116,9 +156,13 @@ def test_the_epoch_is_chosen_by_validation_r_of_the_best_training_voxels():
     assert h.best_epoch == int(np.argmax(by_hand))
     # the returned network is the chosen epoch's: its validation r is that epoch's
     _, val_idx = split_train_val(len(images), cfg.val_fraction, 0)
-    np.testing.assert_allclose(model.val_r, pearson_r(model.predict(images[val_idx]), responses[val_idx]), atol=1e-4)
+    np.testing.assert_allclose(
+        model.val_r, pearson_r(model.predict(images[val_idx]), responses[val_idx]), atol=1e-4
+    )
     np.testing.assert_allclose(model.val_r, h.val_r[h.best_epoch], atol=1e-4)
-    assert selection_score(torch.tensor([0.9, 0.1, 0.5]), torch.tensor([0.2, 0.8, 0.4]), 2) == pytest.approx(0.3)
+    assert selection_score(
+        torch.tensor([0.9, 0.1, 0.5]), torch.tensor([0.2, 0.8, 0.4]), 2
+    ) == pytest.approx(0.3)
 
 
 def test_model_selection_never_reads_the_test_split():
@@ -130,7 +174,9 @@ def test_model_selection_never_reads_the_test_split():
     test_images = rng.uniform(size=(20, 32, 32)).astype(np.float32)
 
     def dataset(test_responses):
-        return from_arrays(images, {"V1": responses}, test_images, {"V1": test_responses.astype(np.float32)})
+        return from_arrays(
+            images, {"V1": responses}, test_images, {"V1": test_responses.astype(np.float32)}
+        )
 
     a = train_etecrm(dataset(rng.normal(size=(20, 12))), "V1", TINY, seed=2, progress=False)
     b = train_etecrm(dataset(1e3 * rng.normal(size=(20, 12))), "V1", TINY, seed=2, progress=False)
@@ -143,7 +189,9 @@ def test_mse_starts_at_the_mean_response_and_keeps_its_features_alive():
     net = TINY.build_network(12, seed=0)
     x = training.prepare_images(images, 32)
     training.start_at_mean_response(net, x, torch.as_tensor(responses))
-    np.testing.assert_allclose(training.predict(net, x).mean(0).numpy(), responses.mean(0), atol=1e-4)
+    np.testing.assert_allclose(
+        training.predict(net, x).mean(0).numpy(), responses.mean(0), atol=1e-4
+    )
 
 
 @pytest.mark.slow
@@ -152,33 +200,55 @@ def test_mse_with_the_full_size_network_does_not_collapse_to_a_constant():
     from etecrm_lib.models import scale_images
 
     images, responses = _arrays(n=150, size=128, n_vox=20)
-    model = fit_etecrm(images, responses, ETECRMConfig(loss="mse", noise_std=0.0, epochs=2), seed=0, progress=False)
-    assert model.predict(images[:40]).std(axis=0).min() > 1e-3           # not a constant
+    model = fit_etecrm(
+        images, responses, ETECRMConfig(loss="mse", noise_std=0.0, epochs=2), seed=0, progress=False
+    )
+    assert model.predict(images[:40]).std(axis=0).min() > 1e-3  # not a constant
     with torch.no_grad():
         features = model.net.features(scale_images(training.prepare_images(images[:40], 128)))
-    assert float((features > 0).float().mean()) > 0.05                   # the ReLUs are still alive
+    assert float((features > 0).float().mean()) > 0.05  # the ReLUs are still alive
 
 
 def test_resume_from_checkpoint_continues_identically(tmp_path):
     images, responses = _arrays()
     cfg = replace(TINY, epochs=4)
-    straight = fit_etecrm(images, responses, cfg, seed=1, checkpoint=tmp_path / "a.pt", progress=False)
-    fit_etecrm(images, responses, replace(cfg, epochs=2), seed=1, checkpoint=tmp_path / "b.pt", progress=False)
-    resumed = fit_etecrm(images, responses, cfg, seed=1, checkpoint=tmp_path / "b.pt", progress=False)
-    assert resumed.history.train_loss == straight.history.train_loss and resumed.history.n_epochs == 4
-    assert _same_state(straight.net, resumed.net) and resumed.history.best_epoch == straight.history.best_epoch
+    straight = fit_etecrm(
+        images, responses, cfg, seed=1, checkpoint=tmp_path / "a.pt", progress=False
+    )
+    fit_etecrm(
+        images,
+        responses,
+        replace(cfg, epochs=2),
+        seed=1,
+        checkpoint=tmp_path / "b.pt",
+        progress=False,
+    )
+    resumed = fit_etecrm(
+        images, responses, cfg, seed=1, checkpoint=tmp_path / "b.pt", progress=False
+    )
+    assert (
+        resumed.history.train_loss == straight.history.train_loss and resumed.history.n_epochs == 4
+    )
+    assert (
+        _same_state(straight.net, resumed.net)
+        and resumed.history.best_epoch == straight.history.best_epoch
+    )
     np.testing.assert_array_equal(resumed.history.val_r[3], straight.history.val_r[3])
     again = fit_etecrm(images, responses, cfg, seed=1, checkpoint=tmp_path / "a.pt", progress=False)
-    assert _same_state(again.net, straight.net)                          # a finished run resumes at once
-    assert not list(tmp_path.glob("*.part"))                             # nothing half-written left behind
+    assert _same_state(again.net, straight.net)  # a finished run resumes at once
+    assert not list(tmp_path.glob("*.part"))  # nothing half-written left behind
 
 
 def test_checkpoint_from_another_run_is_refused(tmp_path):
     images, responses = _arrays()
     path = tmp_path / "run.pt"
     fit_etecrm(images, responses, replace(TINY, epochs=1), seed=0, checkpoint=path, progress=False)
-    with pytest.raises(ValueError, match="different run.*noise_std: 1.0 in the checkpoint, 0.3 now"):
-        fit_etecrm(images, responses, replace(TINY, noise_std=0.3), seed=0, checkpoint=path, progress=False)
+    with pytest.raises(
+        ValueError, match="different run.*noise_std: 1.0 in the checkpoint, 0.3 now"
+    ):
+        fit_etecrm(
+            images, responses, replace(TINY, noise_std=0.3), seed=0, checkpoint=path, progress=False
+        )
     with pytest.raises(ValueError, match="seed: 0 in the checkpoint, 1 now"):
         fit_etecrm(images, responses, TINY, seed=1, checkpoint=path, progress=False)
     with pytest.raises(ValueError, match="training data differ"):
@@ -188,17 +258,20 @@ def test_checkpoint_from_another_run_is_refused(tmp_path):
         fit_etecrm(images, responses, TINY, seed=0, checkpoint=path, progress=False)
 
 
-@pytest.mark.parametrize("changes, message", [
-    (dict(noise_std=float("nan")), "noise_std must be a finite number, got nan"),
-    (dict(learning_rate=float("nan")), "learning_rate must be a finite number"),
-    (dict(learning_rate=0.0), "learning_rate must be > 0"),
-    (dict(epochs=2.5), "epochs must be a whole number >= 1, got 2.5"),
-    (dict(batch_size=1), "batch_size 1 is too small for a correlation loss"),
-    (dict(noise_std=-1.0), "noise_std must be >= 0"),
-    (dict(loss="r3"), "loss must be one of"),
-    (dict(readout_weights="abs"), "readout_weights must be one of"),
-    (dict(image_size=100), "divisible by 2\\*\\*3"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(noise_std=float("nan")), "noise_std must be a finite number, got nan"),
+        (dict(learning_rate=float("nan")), "learning_rate must be a finite number"),
+        (dict(learning_rate=0.0), "learning_rate must be > 0"),
+        (dict(epochs=2.5), "epochs must be a whole number >= 1, got 2.5"),
+        (dict(batch_size=1), "batch_size 1 is too small for a correlation loss"),
+        (dict(noise_std=-1.0), "noise_std must be >= 0"),
+        (dict(loss="r3"), "loss must be one of"),
+        (dict(readout_weights="abs"), "readout_weights must be one of"),
+        (dict(image_size=100), "divisible by 2\\*\\*3"),
+    ],
+)
 def test_degenerate_settings_are_refused_up_front(changes, message):
     with pytest.raises(ValueError, match=message):
         replace(TINY, **changes)
@@ -231,14 +304,20 @@ def test_divergence_names_the_epoch_and_batch():
     with pytest.raises(FloatingPointError, match="epoch 3, batch 2"):
         training.check_losses_finite(torch.tensor([0.5, float("nan"), 0.4]), epoch=2, what="ETECRM")
     images, responses = _arrays()
-    with pytest.raises(FloatingPointError, match="epoch 1, batch 1"):   # an absurd learning rate blows up at once
-        fit_etecrm(images, responses * 1e30, replace(TINY, loss="mse", learning_rate=1e30), progress=False)
+    with pytest.raises(
+        FloatingPointError, match="epoch 1, batch 1"
+    ):  # an absurd learning rate blows up at once
+        fit_etecrm(
+            images, responses * 1e30, replace(TINY, loss="mse", learning_rate=1e30), progress=False
+        )
 
 
 def test_batch_larger_than_the_data_is_clamped_with_a_warning():
     images, responses = _arrays(n=40)
     with pytest.warns(UserWarning, match="batch_size 500 is larger than the 36 fitting images"):
-        model = fit_etecrm(images, responses, replace(TINY, batch_size=500, epochs=1), progress=False)
+        model = fit_etecrm(
+            images, responses, replace(TINY, batch_size=500, epochs=1), progress=False
+        )
     assert model.history.batch_size == 36
 
 
@@ -253,9 +332,12 @@ def test_out_of_memory_halves_the_batch_and_says_so():
     with pytest.warns(UserWarning) as record:
         assert largest_batch_that_fits(step, 64, torch.device("cuda")) == 16
     assert tried == [64, 32, 16]
-    assert [str(w.message) for w in record] == [f"GPU out of memory with batches of {b} images; trying {b // 2}"
-                                                for b in (64, 32)]
-    assert largest_batch_that_fits(step, 64, torch.device("cpu")) == 64       # nothing to probe on the CPU
+    assert [str(w.message) for w in record] == [
+        f"GPU out of memory with batches of {b} images; trying {b // 2}" for b in (64, 32)
+    ]
+    assert (
+        largest_batch_that_fits(step, 64, torch.device("cpu")) == 64
+    )  # nothing to probe on the CPU
 
 
 def test_images_are_resized_to_the_configured_size():
@@ -266,7 +348,10 @@ def test_images_are_resized_to_the_configured_size():
     assert model.net.image_size == 32 and model.predict(images[:3]).shape == (3, 12)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU (CI has none; run it on the lent GPU)")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="CUDA graphs need a GPU (CI has none; run it on the lent GPU)",
+)
 def test_models_trained_side_by_side_all_record_their_cuda_graph():
     """Threads record their graphs one at a time (gpu.CAPTURE_LOCK): without the lock, an H200 lost 4 of 30."""
     from etecrm_lib import gpu
@@ -274,8 +359,12 @@ def test_models_trained_side_by_side_all_record_their_cuda_graph():
     images, responses = _arrays(n=256, size=64, n_vox=200)
     config = ETECRMConfig(image_size=64, channels=32, epochs=2, batch_size=32, selection_voxels=50)
     device = torch.device("cuda")
-    jobs = [lambda seed=seed: fit_etecrm(images, responses, config, seed=seed, device=device, progress=False)
-            for seed in range(10)]
+    jobs = [
+        lambda seed=seed: fit_etecrm(
+            images, responses, config, seed=seed, device=device, progress=False
+        )
+        for seed in range(10)
+    ]
     for _ in range(3):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

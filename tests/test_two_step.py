@@ -38,15 +38,23 @@ def dataset():
     train, test = _images(N_TRAIN, rng), _images(N_TEST, rng)
     feats = gabor_features(np.concatenate([train, test]), cache=False, device="cpu", progress=False)
     feats = (feats - feats[:N_TRAIN].mean(0)) / (feats[:N_TRAIN].std(0) + 1e-6)
-    latent = np.zeros((feats.shape[1], 3))   # 3 shared directions, each a few Gabor features
+    latent = np.zeros((feats.shape[1], 3))  # 3 shared directions, each a few Gabor features
     for k in range(3):
         latent[rng.choice(feats.shape[1], 8, replace=False), k] = rng.standard_normal(8)
-    w = np.concatenate([latent @ rng.standard_normal((3, N_SIGNAL)), np.zeros((feats.shape[1], N_NOISE))], 1)
+    w = np.concatenate(
+        [latent @ rng.standard_normal((3, N_SIGNAL)), np.zeros((feats.shape[1], N_NOISE))], 1
+    )
     signal = feats @ w
     signal[:, :N_SIGNAL] /= signal[:N_TRAIN, :N_SIGNAL].std(0)
-    train_resp = (signal[:N_TRAIN] + 0.5 * rng.standard_normal((N_TRAIN, w.shape[1]))).astype(np.float32)
-    repeats = (signal[N_TRAIN:][None] + 0.5 * rng.standard_normal((4, N_TEST, w.shape[1]))).astype(np.float32)
-    return from_arrays(train, {"V1": train_resp}, test, test_repeats={"V1": repeats}, name="synthetic")
+    train_resp = (signal[:N_TRAIN] + 0.5 * rng.standard_normal((N_TRAIN, w.shape[1]))).astype(
+        np.float32
+    )
+    repeats = (signal[N_TRAIN:][None] + 0.5 * rng.standard_normal((4, N_TEST, w.shape[1]))).astype(
+        np.float32
+    )
+    return from_arrays(
+        train, {"V1": train_resp}, test, test_repeats={"V1": repeats}, name="synthetic"
+    )
 
 
 def _garbage_test(ds, seed=1):
@@ -54,18 +62,27 @@ def _garbage_test(ds, seed=1):
     rng = np.random.default_rng(seed)
     repeats = rng.standard_normal(ds.test.repeats["V1"].shape).astype(np.float32) * 100
     images = rng.random(ds.test.stimuli.shape).astype(np.float32)
-    return from_arrays(ds.train.stimuli, dict(ds.train.responses), images, test_repeats={"V1": repeats},
-                       name=ds.name)
+    return from_arrays(
+        ds.train.stimuli,
+        dict(ds.train.responses),
+        images,
+        test_repeats={"V1": repeats},
+        name=ds.name,
+    )
 
 
 def test_gwp_ridge_predicts_signal_voxels(dataset):
-    model = TwoStepModel("gwp_ridge", profile="quick", device="cpu", progress=False).fit(dataset, "V1")
+    model = TwoStepModel("gwp_ridge", profile="quick", device="cpu", progress=False).fit(
+        dataset, "V1"
+    )
     result = model.score(dataset)
     assert isinstance(result, EncodingResult) and result.model == "gwp_ridge" and result.roi == "V1"
     assert result.predictions.shape == (N_TEST, N_SIGNAL + N_NOISE)
     assert np.median(result.test_r[:N_SIGNAL]) > 0.5
     assert np.abs(result.test_r[N_SIGNAL:]).max() < 0.6
-    assert result.info["n_features"] == 8 * (1 + 4 + 16 + 64) and result.info["dataset"] == "synthetic"
+    assert (
+        result.info["n_features"] == 8 * (1 + 4 + 16 + 64) and result.info["dataset"] == "synthetic"
+    )
     assert result.summary()["frac_ceiling"] > 0
     assert model.voxel_alphas().shape == (N_SIGNAL + N_NOISE,)
 
@@ -106,16 +123,28 @@ def test_the_fit_functions_only_receive_training_data(dataset, monkeypatch):
         np.testing.assert_array_equal(responses, dataset.train.responses["V1"])
         # no test image's (standardized) feature vector is among the rows
         train_feats = gabor_features(dataset.train.stimuli, device="cpu", progress=False)
-        standardized_test = (test_feats - train_feats.mean(0)) / np.where(train_feats.std(0) > 1e-8, train_feats.std(0), 1)
+        standardized_test = (test_feats - train_feats.mean(0)) / np.where(
+            train_feats.std(0) > 1e-8, train_feats.std(0), 1
+        )
         dist = ((features[:, None, :] - standardized_test[None]) ** 2).sum(-1)
         assert dist.min() > 1e-3
 
 
 def test_alexnet_ridge_records_weights_and_layer_choice(dataset):
     cfg = TwoStepConfig.for_profile("quick", cnn_weights=None)
-    cfg.cnn = type(cfg.cnn)(**{**cfg.cnn.__dict__, "layers": ("features.1", "features.7"), "input_size": 64,
-                               "pool_size": 2})
-    result = TwoStepModel("alexnet_ridge", cfg, device="cpu", progress=False).fit(dataset, "V1").score(dataset)
+    cfg.cnn = type(cfg.cnn)(
+        **{
+            **cfg.cnn.__dict__,
+            "layers": ("features.1", "features.7"),
+            "input_size": 64,
+            "pool_size": 2,
+        }
+    )
+    result = (
+        TwoStepModel("alexnet_ridge", cfg, device="cpu", progress=False)
+        .fit(dataset, "V1")
+        .score(dataset)
+    )
     assert result.model == "alexnet_ridge"
     assert result.info["weights"] == "untrained(seed=0)"
     assert sum(result.info["layer_counts"].values()) == N_SIGNAL + N_NOISE
@@ -136,6 +165,7 @@ def test_roiwise_trains_with_etecrms_selective_optimization(dataset, monkeypatch
         def loss(pred, target):
             seen.append(pred.detach().clone())
             return weighted_correlation_loss(pred, target)
+
         return loss
 
     monkeypatch.setattr(two_step, "loss_function", spy)
@@ -144,14 +174,25 @@ def test_roiwise_trains_with_etecrms_selective_optimization(dataset, monkeypatch
     feats = (feats - feats.mean(0)) / (feats.std(0) + 1e-6)
     fit = fit_roiwise(feats, train.responses["V1"], FAST_ROIWISE, device="cpu", progress=False)
     first_clean = len(seen)
-    fit_roiwise(feats, train.responses["V1"], RoiwiseConfig.for_profile("quick", epochs=1, noise_std=0.0),
-                device="cpu", progress=False)
-    noise = (seen[0] - seen[first_clean]).flatten()     # same seed: same weights and batch, only the noise differs
+    fit_roiwise(
+        feats,
+        train.responses["V1"],
+        RoiwiseConfig.for_profile("quick", epochs=1, noise_std=0.0),
+        device="cpu",
+        progress=False,
+    )
+    noise = (
+        seen[0] - seen[first_clean]
+    ).flatten()  # same seed: same weights and batch, only the noise differs
     assert abs(float(noise.mean())) < 0.2 and float(noise.std()) == pytest.approx(1.0, abs=0.2)
     scores = fit.history["selection_score"]
-    assert fit.history["best_epoch"] == int(np.argmax(scores)) and len(scores) == FAST_ROIWISE.epochs
+    assert (
+        fit.history["best_epoch"] == int(np.argmax(scores)) and len(scores) == FAST_ROIWISE.epochs
+    )
     assert fit.val_r is not None and fit.val_r.shape == (N_SIGNAL + N_NOISE,)
-    assert float(fit.val_r[:N_SIGNAL].mean()) > float(fit.val_r[N_SIGNAL:].mean())   # signal voxels predicted
+    assert float(fit.val_r[:N_SIGNAL].mean()) > float(
+        fit.val_r[N_SIGNAL:].mean()
+    )  # signal voxels predicted
     assert fit.predict(feats).shape == (N_TRAIN, N_SIGNAL + N_NOISE)
 
 
@@ -168,8 +209,12 @@ def test_bad_input_gets_clear_errors(dataset):
         model.predict(np.zeros((2, SIZE, SIZE, 3), np.float32))
     with pytest.raises(ValueError, match="resize"):
         model.predict(np.zeros((2, 64, 64), np.float32))
-    flat = from_arrays(dataset.train.stimuli, {"V1": np.ones((N_TRAIN, 3), np.float32)}, dataset.test.stimuli,
-                       {"V1": np.ones((N_TEST, 3), np.float32)})
+    flat = from_arrays(
+        dataset.train.stimuli,
+        {"V1": np.ones((N_TRAIN, 3), np.float32)},
+        dataset.test.stimuli,
+        {"V1": np.ones((N_TEST, 3), np.float32)},
+    )
     with pytest.raises(ValueError, match="no usable voxel"):
         TwoStepModel("gwp_ridge", profile="quick", device="cpu", progress=False).fit(flat, "V1")
     cfg = TwoStepConfig.for_profile("quick", cnn_weights=None)
@@ -191,6 +236,7 @@ def test_both_model_families_share_one_interface():
     for cls in (ETECRMModel, TwoStepModel):
         assert isinstance(cls.__new__(cls), EncodingModel)
         for method in ("fit", "score"):
-            assert list(inspect.signature(getattr(cls, method)).parameters) == \
-                list(inspect.signature(getattr(EncodingModel, method)).parameters), (cls, method)
+            assert list(inspect.signature(getattr(cls, method)).parameters) == list(
+                inspect.signature(getattr(EncodingModel, method)).parameters
+            ), (cls, method)
         assert list(inspect.signature(cls.predict).parameters)[:2] == ["self", "images"]

@@ -32,20 +32,24 @@ PACKAGE = "etecrm_lib"
 def library_names(source: str) -> set:
     """``{"module.name", ...}``: the library names one piece of chapter code uses."""
     tree = ast.parse(source)
-    modules = {}     # local name -> library module path (without "etecrm_lib.")
+    modules = {}  # local name -> library module path (without "etecrm_lib.")
     used = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == PACKAGE:
-            inner = node.module[len(PACKAGE) + 1:]
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.split(".")[0] == PACKAGE
+        ):
+            inner = node.module[len(PACKAGE) + 1 :]
             for alias in node.names:
-                if inner:                                  # from etecrm_lib.X import f
+                if inner:  # from etecrm_lib.X import f
                     used.add(f"{inner}.{alias.name}")
-                else:                                      # from etecrm_lib import X
+                else:  # from etecrm_lib import X
                     modules[alias.asname or alias.name] = alias.name
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.split(".")[0] == PACKAGE:
-                    modules[alias.asname or alias.name] = alias.name[len(PACKAGE) + 1:]
+                    modules[alias.asname or alias.name] = alias.name[len(PACKAGE) + 1 :]
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute):
             dotted = _dotted(node)
@@ -53,7 +57,7 @@ def library_names(source: str) -> set:
                 continue
             for local, module in modules.items():
                 if dotted.startswith(local + ".") and module:
-                    rest = dotted[len(local) + 1:].split(".")[0]
+                    rest = dotted[len(local) + 1 :].split(".")[0]
                     used.add(f"{module}.{rest}")
     return {name for name in used if not name.split(".")[-1].startswith("_")}
 
@@ -85,7 +89,9 @@ def chapter_map(root: Path = ROOT) -> str:
         for name in sorted(chapter_names(root / chapter)):
             module, _, function = name.rpartition(".")
             by_module.setdefault(module, []).append(function)
-        cell = "; ".join(f"`{module}`: {', '.join(functions)}" for module, functions in sorted(by_module.items()))
+        cell = "; ".join(
+            f"`{module}`: {', '.join(functions)}" for module, functions in sorted(by_module.items())
+        )
         rows.append(f"| `{Path(chapter).stem}` | {cell} |")
     return "\n".join(rows)
 
@@ -101,13 +107,18 @@ def updated(text: str, table: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if ARCHITECTURE.md is out of date")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if ARCHITECTURE.md is out of date"
+    )
     args = parser.parse_args()
     text = ARCHITECTURE.read_text(encoding="utf-8")
     new = updated(text, chapter_map())
     if args.check:
         if new != text:
-            print("ARCHITECTURE.md's chapter map is out of date: run python tools/chapter_map.py", file=sys.stderr)
+            print(
+                "ARCHITECTURE.md's chapter map is out of date: run python tools/chapter_map.py",
+                file=sys.stderr,
+            )
             return 1
         return 0
     if new != text:

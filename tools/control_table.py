@@ -28,7 +28,9 @@ def main() -> None:
     parser.add_argument("--ground-truth", required=True, choices=["gabor", "cnn"])
     parser.add_argument("--profile", default="quick", choices=["quick", "full"])
     parser.add_argument("--subject", type=int, default=1)
-    parser.add_argument("--seeds", type=int, default=3, help="ETECRM model seeds 0..SEEDS-1 (default 3)")
+    parser.add_argument(
+        "--seeds", type=int, default=3, help="ETECRM model seeds 0..SEEDS-1 (default 3)"
+    )
     parser.add_argument("--simulation-seed", type=int, default=0)
     parser.add_argument("--rois", nargs="+")
     parser.add_argument("--out", default="results/controls")
@@ -43,42 +45,76 @@ def main() -> None:
     from etecrm_lib.tables import control_winner
 
     start = time.perf_counter()
-    ds = simulate(args.subject, "quick" if args.profile == "quick" else "default", seed=args.simulation_seed,
-                  ground_truth=args.ground_truth)
+    ds = simulate(
+        args.subject,
+        "quick" if args.profile == "quick" else "default",
+        seed=args.simulation_seed,
+        ground_truth=args.ground_truth,
+    )
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")
     gwp_runs = run_variants(ds, ["gwp_ridge"], rois=args.rois, profile=args.profile, progress=False)
-    etecrm_runs = [run_variants(ds, ["etecrm"], rois=args.rois, profile=args.profile, seed=seed, progress=False)
-                   for seed in range(args.seeds)]  # [seed][roi]
+    etecrm_runs = [
+        run_variants(
+            ds, ["etecrm"], rois=args.rois, profile=args.profile, seed=seed, progress=False
+        )
+        for seed in range(args.seeds)
+    ]  # [seed][roi]
     expected = "gwp_ridge" if args.ground_truth == "gabor" else "etecrm"
     rows = []
     for i, gwp in enumerate(gwp_runs):
         etecrm = [runs[i] for runs in etecrm_runs]
-        comp = evaluation.paired_bootstrap(gwp, etecrm, ds.test.responses[gwp.roi], n_bootstrap=2000)
+        comp = evaluation.paired_bootstrap(
+            gwp, etecrm, ds.test.responses[gwp.roi], n_bootstrap=2000
+        )
         winner = control_winner(comp.ci_low, comp.ci_high)
         etecrm_medians = [res.summary()["median_r"] for res in etecrm]
-        rows.append({"roi": gwp.roi, "etecrm_median_r": float(np.mean(etecrm_medians)),
-                     "etecrm_median_r_sd": float(np.std(etecrm_medians, ddof=1)) if len(etecrm) > 1 else None,
-                     "gwp_ridge_median_r": gwp.summary()["median_r"], "gwp_minus_etecrm": comp.difference,
-                     "ci_low": comp.ci_low, "ci_high": comp.ci_high, "winner": winner,
-                     "expected_winner": expected,
-                     "etecrm_wall_s": float(np.mean([res.info.get("wall_time_s") or np.nan for res in etecrm])),
-                     "device": etecrm[0].info.get("device")})
-    summary = {"ground_truth": args.ground_truth, "profile": args.profile, "subject": args.subject,
-               "model_seeds": list(range(args.seeds)),
-               "simulation": {k: ds.info.get(k) for k in ("seed", "network_seed", "n_train")},
-               "provenance": provenance(), "wall_time_s": round(time.perf_counter() - start, 1), "rows": rows}
+        rows.append(
+            {
+                "roi": gwp.roi,
+                "etecrm_median_r": float(np.mean(etecrm_medians)),
+                "etecrm_median_r_sd": float(np.std(etecrm_medians, ddof=1))
+                if len(etecrm) > 1
+                else None,
+                "gwp_ridge_median_r": gwp.summary()["median_r"],
+                "gwp_minus_etecrm": comp.difference,
+                "ci_low": comp.ci_low,
+                "ci_high": comp.ci_high,
+                "winner": winner,
+                "expected_winner": expected,
+                "etecrm_wall_s": float(
+                    np.mean([res.info.get("wall_time_s") or np.nan for res in etecrm])
+                ),
+                "device": etecrm[0].info.get("device"),
+            }
+        )
+    summary = {
+        "ground_truth": args.ground_truth,
+        "profile": args.profile,
+        "subject": args.subject,
+        "model_seeds": list(range(args.seeds)),
+        "simulation": {k: ds.info.get(k) for k in ("seed", "network_seed", "n_train")},
+        "provenance": provenance(),
+        "wall_time_s": round(time.perf_counter() - start, 1),
+        "rows": rows,
+    }
     path = Path(args.out) / f"controls_{args.ground_truth}_{args.profile}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(jsonable(summary), indent=1))
-    print(f"control cortex '{args.ground_truth}', profile {args.profile} ({summary['wall_time_s']} s); expected winner: "
-          f"{expected}")
-    print(f"| ROI | etecrm median r (mean of {args.seeds} seeds) | gwp_ridge median r | gwp - etecrm [95% CI] | winner |")
+    print(
+        f"control cortex '{args.ground_truth}', profile {args.profile} ({summary['wall_time_s']} s); expected winner: "
+        f"{expected}"
+    )
+    print(
+        f"| ROI | etecrm median r (mean of {args.seeds} seeds) | gwp_ridge median r | gwp - etecrm [95% CI] | winner |"
+    )
     print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['roi']} | {r['etecrm_median_r']:.3f} | {r['gwp_ridge_median_r']:.3f} | "
-              f"{r['gwp_minus_etecrm']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] | {r['winner']} |")
+        print(
+            f"| {r['roi']} | {r['etecrm_median_r']:.3f} | {r['gwp_ridge_median_r']:.3f} | "
+            f"{r['gwp_minus_etecrm']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] | {r['winner']} |"
+        )
     print(f"written: {path}")
 
 

@@ -18,7 +18,9 @@ from etecrm_lib.book import BUILD_ENV, COLAB_BADGE, LOCAL_COLAB_BADGE
 
 # plotly's HTML renderers add MathJax from a CDN to every figure; the book page loads its own
 # (vendored) MathJax, so the CDN tag is dropped from the rendered outputs.
-PLOTLY_MATHJAX_CDN = re.compile(r'<script src="https://cdnjs\.cloudflare\.com/ajax/libs/mathjax/[^"]*"></script>')
+PLOTLY_MATHJAX_CDN = re.compile(
+    r'<script src="https://cdnjs\.cloudflare\.com/ajax/libs/mathjax/[^"]*"></script>'
+)
 
 
 def drop_cdn_scripts(app, doctree, docname) -> None:
@@ -44,7 +46,10 @@ def drop_duplicate_assets(app, pagename, templatename, context, doctree) -> None
             unique = {}
             for asset in context[key]:
                 attributes = getattr(asset, "attributes", {})
-                identity = (getattr(asset, "filename", asset) or "", tuple(sorted(attributes.items())))
+                identity = (
+                    getattr(asset, "filename", asset) or "",
+                    tuple(sorted(attributes.items())),
+                )
                 unique.setdefault(identity, asset)
             context[key] = list(unique.values())
 
@@ -54,7 +59,9 @@ def setup(app):
     # Notebook kernels started by the build inherit this: plotly then writes figures as HTML with
     # plotly.js embedded once per page (no CDN). Chapters never choose a renderer themselves.
     os.environ.setdefault("PLOTLY_RENDERER", "notebook")
-    os.environ[BUILD_ENV] = "1"  # the kernels know they run for the static pages (see notebook_defaults)
+    os.environ[BUILD_ENV] = (
+        "1"  # the kernels know they run for the static pages (see notebook_defaults)
+    )
     app.connect("doctree-resolved", drop_cdn_scripts)
     app.connect("html-page-context", drop_duplicate_assets)
     return {"version": __version__, "parallel_read_safe": True, "parallel_write_safe": True}

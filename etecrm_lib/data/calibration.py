@@ -118,7 +118,9 @@ class SimulationConfig:
     n_test: int = 120
     train_repeats: int = 2
     test_repeats: int = 13
-    voxels: dict = field(default_factory=lambda: {"V1": 800, "V2": 700, "V3": 600, "V4": 500, "LO": 400})
+    voxels: dict = field(
+        default_factory=lambda: {"V1": 800, "V2": 700, "V3": 600, "V4": 500, "LO": 400}
+    )
     photo_fraction: float = 0.5
     field_of_view_deg: float = 20.0
     eccentricity_range_deg: tuple = (0.3, 9.5)
@@ -133,29 +135,46 @@ class SimulationConfig:
         """``"full"`` (= ``"default"``): vim-1 sizes; ``"quick"``: a few seconds on a CPU, for CI."""
         if check_profile(name) == "full":
             return cls()
-        return cls(name="quick", image_size=64, n_train=300, n_test=40,
-                   voxels={"V1": 120, "V2": 110, "V3": 100, "V4": 90, "LO": 80})
+        return cls(
+            name="quick",
+            image_size=64,
+            n_train=300,
+            n_test=40,
+            voxels={"V1": 120, "V2": 110, "V3": 100, "V4": 90, "LO": 80},
+        )
 
     def check(self) -> None:
         """Raise a ValueError that says what to change if the sizes cannot work."""
         if self.image_size % 4 or self.image_size < 32:
-            raise ValueError(f"image_size must be a multiple of 4 and at least 32, got {self.image_size}")
+            raise ValueError(
+                f"image_size must be a multiple of 4 and at least 32, got {self.image_size}"
+            )
         if not 10 <= self.n_train <= MAX_TRAIN_IMAGES or self.n_test < 3:
-            raise ValueError(f"need 10 to {MAX_TRAIN_IMAGES} train images and at least 3 test images, got "
-                             f"{self.n_train} and {self.n_test}")
+            raise ValueError(
+                f"need 10 to {MAX_TRAIN_IMAGES} train images and at least 3 test images, got "
+                f"{self.n_train} and {self.n_test}"
+            )
         if self.train_repeats < 1 or self.test_repeats < 2:
-            raise ValueError("need train_repeats >= 1 and test_repeats >= 2 (the noise ceiling needs repeats)")
+            raise ValueError(
+                "need train_repeats >= 1 and test_repeats >= 2 (the noise ceiling needs repeats)"
+            )
         unknown = [roi for roi in self.voxels if roi not in CORTEX]
         if unknown or not self.voxels:
-            raise ValueError(f"voxels must map ROIs among {list(CORTEX)} to counts, got {self.voxels}")
+            raise ValueError(
+                f"voxels must map ROIs among {list(CORTEX)} to counts, got {self.voxels}"
+            )
         if 3 * len(self.voxels) > self.volume_shape[2]:
-            raise ValueError(f"a volume {self.volume_shape} has room for {self.volume_shape[2] // 3} ROI slabs, "
-                             f"not {len(self.voxels)}")
+            raise ValueError(
+                f"a volume {self.volume_shape} has room for {self.volume_shape[2] // 3} ROI slabs, "
+                f"not {len(self.voxels)}"
+            )
         for roi, n in self.voxels.items():
             n_ecc, n_ang = hemifield_grid(n)
             if n < 4 or n_ecc > self.volume_shape[0] // 2 - 2 or n_ang > self.volume_shape[1]:
-                raise ValueError(f"{n} voxels for {roi} do not fit a hemisphere slab of the volume "
-                                 f"{self.volume_shape}; use between 4 and about 3000 voxels per ROI")
+                raise ValueError(
+                    f"{n} voxels for {roi} do not fit a hemisphere slab of the volume "
+                    f"{self.volume_shape}; use between 4 and about 3000 voxels per ROI"
+                )
 
 
 def hemifield_grid(n_voxels: int) -> tuple[int, int]:
@@ -165,7 +184,9 @@ def hemifield_grid(n_voxels: int) -> tuple[int, int]:
     return n_ecc, math.ceil(cells / n_ecc)
 
 
-def measure(signal: dict, voxels: dict, config: SimulationConfig, noise_seed: np.random.SeedSequence, device):
+def measure(
+    signal: dict, voxels: dict, config: SimulationConfig, noise_seed: np.random.SeedSequence, device
+):
     """Noisy trials from noise-free signals; z-scored with train statistics.
 
     Returns (train responses {roi: (N_train, V)}, test repeats {roi: (R, N_test, V)},
@@ -182,17 +203,23 @@ def measure(signal: dict, voxels: dict, config: SimulationConfig, noise_seed: np
         for split in scaled:
             scaled[split][roi] = (signal[split][roi] - mean) / std * snr[roi]
     # trial noise: independent part + a part shared by neighbours (Gaussian smoothing in mm)
-    positions = np.concatenate([voxels[roi].coords * np.asarray(config.voxel_size_mm) for roi in rois])
+    positions = np.concatenate(
+        [voxels[roi].coords * np.asarray(config.voxel_size_mm) for roi in rois]
+    )
     positions = torch.as_tensor(positions, dtype=torch.float32, device=device)
-    d2 = torch.cdist(positions, positions) ** 2 / config.noise_smoothing_mm ** 2
-    kernel = torch.where(d2 < 25, torch.exp(-d2 / 2), torch.zeros_like(d2))  # cut at 5 sigma (no denormals)
+    d2 = torch.cdist(positions, positions) ** 2 / config.noise_smoothing_mm**2
+    kernel = torch.where(
+        d2 < 25, torch.exp(-d2 / 2), torch.zeros_like(d2)
+    )  # cut at 5 sigma (no denormals)
     kernel = kernel / kernel.norm(dim=1, keepdim=True)
     lam = config.noise_correlation
 
     def trials(n_repeats: int, n_images: int, rng: np.random.Generator) -> np.ndarray:
         shape = (n_repeats * n_images, positions.shape[0])
         own = rng.standard_normal(shape, dtype=np.float32)
-        shared = torch.as_tensor(rng.standard_normal(shape, dtype=np.float32), device=device) @ kernel.T
+        shared = (
+            torch.as_tensor(rng.standard_normal(shape, dtype=np.float32), device=device) @ kernel.T
+        )
         noise = math.sqrt(1 - lam) * own + math.sqrt(lam) * shared.cpu().numpy()
         return np.split(noise.reshape(n_repeats, n_images, -1), np.cumsum(counts)[:-1], axis=2)
 
@@ -216,5 +243,7 @@ def draw_snr(roi: str, n: int, rng: np.random.Generator) -> np.ndarray:
     effective = np.zeros(n, dtype=bool)
     effective[rng.choice(n, size=int(round(area.effective_fraction * n)), replace=False)] = True
     snr = rng.uniform(0, INEFFECTIVE_SNR * 0.999, n)
-    snr[effective] = np.clip(area.median_snr * np.exp(rng.normal(0, SNR_SPREAD, effective.sum())), 0.03, 2.0)
+    snr[effective] = np.clip(
+        area.median_snr * np.exp(rng.normal(0, SNR_SPREAD, effective.sum())), 0.03, 2.0
+    )
     return snr

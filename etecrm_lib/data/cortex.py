@@ -79,11 +79,15 @@ def gabor_energy(images: torch.Tensor, wavelengths_px, n_orientations: int) -> t
     be zero on the border (e.g. ``stimuli - 0.5`` in the aperture): the convolution is circular.
     """
     h, w = images.shape[-2:]
-    bank = torch.as_tensor(_gabor_bank(h, w, tuple(float(wl) for wl in wavelengths_px), n_orientations),
-                           device=images.device)  # (C, H, W)
+    bank = torch.as_tensor(
+        _gabor_bank(h, w, tuple(float(wl) for wl in wavelengths_px), n_orientations),
+        device=images.device,
+    )  # (C, H, W)
     spectrum = torch.fft.fft2(images.to(torch.float32))[:, None]  # (B, 1, H, W)
     response = torch.fft.ifft2(spectrum * bank)
-    energy = torch.hypot(response.real, response.imag)  # = response.abs(), several times faster on CPU
+    energy = torch.hypot(
+        response.real, response.imag
+    )  # = response.abs(), several times faster on CPU
     return energy.reshape(images.shape[0], len(wavelengths_px), n_orientations, h, w)
 
 
@@ -124,12 +128,20 @@ def normalise(x: torch.Tensor, size: int = 5) -> torch.Tensor:
     ``x (B, C, H, W) >= 0``; the pool is the mean over channels and a ``size x size`` neighbourhood,
     plus a tenth of the image's mean activity, so overall contrast matters little.
     """
-    pool = F.avg_pool2d(x.mean(1, keepdim=True), size, stride=1, padding=size // 2, count_include_pad=False)
+    pool = F.avg_pool2d(
+        x.mean(1, keepdim=True), size, stride=1, padding=size // 2, count_include_pad=False
+    )
     return x / (pool + 0.1 * x.mean(dim=(1, 2, 3), keepdim=True) + 1e-6)
 
 
-def conjunction_weights(n_units: int, n_inputs: int, size: int, n_excitatory: int, n_inhibitory: int,
-                        generator: torch.Generator) -> torch.Tensor:
+def conjunction_weights(
+    n_units: int,
+    n_inputs: int,
+    size: int,
+    n_excitatory: int,
+    n_inhibitory: int,
+    generator: torch.Generator,
+) -> torch.Tensor:
     """Sparse random conv weights ``(n_units, n_inputs, size, size)``: each unit a conjunction of parts.
 
     Each unit sums ``n_excitatory`` (input channel, position) pairs with weights in [0.5, 1] and
@@ -138,7 +150,9 @@ def conjunction_weights(n_units: int, n_inputs: int, size: int, n_excitatory: in
     """
     weight = torch.zeros(n_units, n_inputs * size * size)
     for unit in range(n_units):
-        parts = torch.randperm(n_inputs * size * size, generator=generator)[: n_excitatory + n_inhibitory]
+        parts = torch.randperm(n_inputs * size * size, generator=generator)[
+            : n_excitatory + n_inhibitory
+        ]
         strength = torch.rand(len(parts), generator=generator)
         weight[unit, parts[:n_excitatory]] = 0.5 + 0.5 * strength[:n_excitatory]
         weight[unit, parts[n_excitatory:]] = -(0.25 + 0.25 * strength[n_excitatory:])
@@ -165,8 +179,12 @@ class VentralStream(nn.Module):
     def __init__(self, seed: int):
         super().__init__()
         gen = torch.Generator().manual_seed(int(seed))
-        self.register_buffer("v4_weight", conjunction_weights(self.v4_units, V1_ORIENTATIONS, 5, 3, 2, gen))
-        self.register_buffer("lo_weight", conjunction_weights(self.lo_units, self.v4_units, 3, 3, 1, gen))
+        self.register_buffer(
+            "v4_weight", conjunction_weights(self.v4_units, V1_ORIENTATIONS, 5, 3, 2, gen)
+        )
+        self.register_buffer(
+            "lo_weight", conjunction_weights(self.lo_units, self.v4_units, 3, 3, 1, gen)
+        )
 
     def forward(self, v1_energy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, n_scales, n_ori = v1_energy.shape[:3]
@@ -196,8 +214,12 @@ class ReleasedCNN(nn.Module):
         super().__init__()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
-            self.convs = nn.ModuleList([nn.Conv2d(1 if k == 0 else self.channels, self.channels, 3, stride=2,
-                                                  padding=1) for k in range(3)])
+            self.convs = nn.ModuleList(
+                [
+                    nn.Conv2d(1 if k == 0 else self.channels, self.channels, 3, stride=2, padding=1)
+                    for k in range(3)
+                ]
+            )
         self.requires_grad_(False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -210,8 +232,12 @@ class ReleasedCNN(nn.Module):
         return x
 
 
-def feature_maps(images: torch.Tensor, network: nn.Module, config: SimulationConfig,
-                 names=("gabor_energy", "texture", "v4_conjunctions", "lo_invariant")) -> dict:
+def feature_maps(
+    images: torch.Tensor,
+    network: nn.Module,
+    config: SimulationConfig,
+    names=("gabor_energy", "texture", "v4_conjunctions", "lo_invariant"),
+) -> dict:
     """The areas' feature maps for a batch ``(B, H, W)`` of stimuli: ``{name: (B, C, grid, grid)}``.
 
     "gabor_energy" (24 channels, a grid of min(32, H/2)), "texture" (24 first-order + 48 second-order channels,
@@ -223,12 +249,18 @@ def feature_maps(images: torch.Tensor, network: nn.Module, config: SimulationCon
     maps = {}
     with torch.no_grad():
         if set(names) & {"gabor_energy", "texture", "v4_conjunctions", "lo_invariant"}:
-            energy = gabor_energy(images - 0.5, [wl / deg_per_px for wl in V1_WAVELENGTHS_DEG], V1_ORIENTATIONS)
+            energy = gabor_energy(
+                images - 0.5, [wl / deg_per_px for wl in V1_WAVELENGTHS_DEG], V1_ORIENTATIONS
+            )
             energy = F.avg_pool2d(energy.flatten(1, 2), 2)  # (B, 24, H/2, W/2)
-            by_scale = energy.reshape(energy.shape[0], len(V1_WAVELENGTHS_DEG), V1_ORIENTATIONS, *energy.shape[-2:])
+            by_scale = energy.reshape(
+                energy.shape[0], len(V1_WAVELENGTHS_DEG), V1_ORIENTATIONS, *energy.shape[-2:]
+            )
             maps["gabor_energy"] = F.adaptive_avg_pool2d(energy, min(V1_GRID, energy.shape[-1]))
         if "texture" in names:
-            texture = texture_energy(by_scale, TEXTURE_WAVELENGTH_DEG / (2 * deg_per_px), TEXTURE_ORIENTATIONS)
+            texture = texture_energy(
+                by_scale, TEXTURE_WAVELENGTH_DEG / (2 * deg_per_px), TEXTURE_ORIENTATIONS
+            )
             maps["texture"] = torch.cat([F.avg_pool2d(energy, 2), F.avg_pool2d(texture, 2)], dim=1)
         if "v4_conjunctions" in names or "lo_invariant" in names:
             maps["v4_conjunctions"], maps["lo_invariant"] = network(by_scale)

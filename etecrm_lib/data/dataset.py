@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
 DEFAULT_ROIS = ("V1", "V2", "V3", "V4", "LO")
 
 
@@ -60,27 +59,37 @@ class VoxelInfo:
         if self.affine.shape != (4, 4):
             raise ValueError(f"affine must be 4x4, got shape {self.affine.shape}")
         n_vox_volume = int(np.prod(self.volume_shape))
-        if self.volume_index.size and (self.volume_index.min() < 1 or self.volume_index.max() > n_vox_volume):
+        if self.volume_index.size and (
+            self.volume_index.min() < 1 or self.volume_index.max() > n_vox_volume
+        ):
             raise ValueError(
                 f"volume_index must be 1-based indices into a volume of shape {self.volume_shape} "
                 f"(1..{n_vox_volume}); got values from {self.volume_index.min()} to {self.volume_index.max()}"
             )
         for name, values in self.extra.items():
             if len(values) != self.volume_index.size:
-                raise ValueError(f"voxel metadata '{name}' has {len(values)} entries for {self.volume_index.size} voxels")
+                raise ValueError(
+                    f"voxel metadata '{name}' has {len(values)} entries for {self.volume_index.size} voxels"
+                )
 
     @property
     def coords(self) -> np.ndarray:
         """int64 (V, 3): 0-based voxel coordinates (column-major unravel of ``volume_index - 1``)."""
-        return np.stack(np.unravel_index(self.volume_index - 1, self.volume_shape, order="F"), axis=1)
+        return np.stack(
+            np.unravel_index(self.volume_index - 1, self.volume_shape, order="F"), axis=1
+        )
 
     def __len__(self):
         return self.volume_index.size
 
     def subset(self, keep: np.ndarray) -> "VoxelInfo":
         """The metadata of the voxels selected by the boolean or integer array ``keep``."""
-        return VoxelInfo(self.volume_index[keep], self.volume_shape, self.affine,
-                         {k: np.asarray(v)[keep] for k, v in self.extra.items()})
+        return VoxelInfo(
+            self.volume_index[keep],
+            self.volume_shape,
+            self.affine,
+            {k: np.asarray(v)[keep] for k, v in self.extra.items()},
+        )
 
 
 @dataclass
@@ -135,7 +144,9 @@ class EncodingDataset:
     def check_roi(self, roi: str) -> None:
         """Raise a KeyError that lists the available ROIs if ``roi`` is not one of them."""
         if roi not in self.train.responses:
-            raise KeyError(f"ROI '{roi}' is not in dataset '{self.name}'; available ROIs: {self.rois}")
+            raise KeyError(
+                f"ROI '{roi}' is not in dataset '{self.name}'; available ROIs: {self.rois}"
+            )
 
     def describe(self) -> str:
         """A few lines a student can read: sizes, ROIs, voxel counts, repeats."""
@@ -144,7 +155,11 @@ class EncodingDataset:
             f"EncodingDataset '{self.name}', subject {self.subject}",
             f"  train: {tr.n_images} images of {tr.stimuli.shape[1]}x{tr.stimuli.shape[2]} px",
             f"  test:  {te.n_images} images"
-            + (f", {next(iter(te.repeats.values())).shape[0]} repeats each" if te.repeats else ", no single-trial repeats"),
+            + (
+                f", {next(iter(te.repeats.values())).shape[0]} repeats each"
+                if te.repeats
+                else ", no single-trial repeats"
+            ),
             "  ROIs (voxels): " + ", ".join(f"{r} ({self.n_voxels(r)})" for r in self.rois),
         ]
         if te.oracle:
@@ -166,10 +181,22 @@ class EncodingDataset:
             return {r: d[r] for r in rois if r in d}
 
         return EncodingDataset(
-            self.name, self.subject,
-            Split(self.train.stimuli, pick(self.train.responses), pick(self.train.repeats), pick(self.train.oracle)),
-            Split(self.test.stimuli, pick(self.test.responses), pick(self.test.repeats), pick(self.test.oracle)),
-            pick(self.voxels), dict(self.info),
+            self.name,
+            self.subject,
+            Split(
+                self.train.stimuli,
+                pick(self.train.responses),
+                pick(self.train.repeats),
+                pick(self.train.oracle),
+            ),
+            Split(
+                self.test.stimuli,
+                pick(self.test.responses),
+                pick(self.test.repeats),
+                pick(self.test.oracle),
+            ),
+            pick(self.voxels),
+            dict(self.info),
         )
 
 
@@ -196,22 +223,38 @@ def check_dataset(ds: EncodingDataset) -> EncodingDataset:
     ds.train.stimuli = _check_stimuli(ds.train.stimuli, "train")
     ds.test.stimuli = _check_stimuli(ds.test.stimuli, "test")
     if ds.train.stimuli.shape[1:] != ds.test.stimuli.shape[1:]:
-        raise ValueError(f"train images are {ds.train.stimuli.shape[1:]} but test images are {ds.test.stimuli.shape[1:]}; "
-                         "resize both splits to one size")
-    for what, mapping in [("train responses", ds.train.responses), ("test responses", ds.test.responses),
-                          ("test repeats", ds.test.repeats), ("test oracle", ds.test.oracle), ("voxels", ds.voxels)]:
+        raise ValueError(
+            f"train images are {ds.train.stimuli.shape[1:]} but test images are {ds.test.stimuli.shape[1:]}; "
+            "resize both splits to one size"
+        )
+    for what, mapping in [
+        ("train responses", ds.train.responses),
+        ("test responses", ds.test.responses),
+        ("test repeats", ds.test.repeats),
+        ("test oracle", ds.test.oracle),
+        ("voxels", ds.voxels),
+    ]:
         _check_mapping(mapping, what)
     if not ds.train.responses:
-        raise ValueError("the dataset has no ROI: pass at least one ROI's responses, e.g. train_responses={'V1': array}")
+        raise ValueError(
+            "the dataset has no ROI: pass at least one ROI's responses, e.g. train_responses={'V1': array}"
+        )
     rois = list(ds.train.responses)
     for roi in rois:  # ROI names become parts of array names in dataset files
         if not isinstance(roi, str) or not roi or "/" in roi or not roi.isprintable():
-            raise ValueError(f"ROI names must be non-empty printable strings without '/', got {roi!r}; "
-                             "name the ROIs e.g. 'V1', 'LO'")
+            raise ValueError(
+                f"ROI names must be non-empty printable strings without '/', got {roi!r}; "
+                "name the ROIs e.g. 'V1', 'LO'"
+            )
     if not isinstance(ds.name, str) or "\x00" in ds.name:
-        raise ValueError(f"the dataset name must be a string without NUL characters, got {ds.name!r}")
-    for what, mapping in [("test repeats", ds.test.repeats), ("test oracle", ds.test.oracle),
-                          ("test responses", ds.test.responses)]:
+        raise ValueError(
+            f"the dataset name must be a string without NUL characters, got {ds.name!r}"
+        )
+    for what, mapping in [
+        ("test repeats", ds.test.repeats),
+        ("test oracle", ds.test.oracle),
+        ("test responses", ds.test.responses),
+    ]:
         for key in mapping:
             if key not in ds.train.responses:
                 near = _nearest(key, rois)
@@ -222,8 +265,10 @@ def check_dataset(ds: EncodingDataset) -> EncodingDataset:
                 )
     for roi in rois:
         if roi not in ds.test.responses:
-            raise ValueError(f"ROI {roi!r} has train responses but no test responses; pass test_responses[{roi!r}] "
-                             f"(N_test, V) or test_repeats[{roi!r}] (R, N_test, V)")
+            raise ValueError(
+                f"ROI {roi!r} has train responses but no test responses; pass test_responses[{roi!r}] "
+                f"(N_test, V) or test_repeats[{roi!r}] (R, N_test, V)"
+            )
         if roi not in ds.voxels:
             raise ValueError(f"ROI {roi!r} has responses but no voxel metadata (voxels[{roi!r}])")
         _check_roi(ds, roi)
@@ -234,7 +279,9 @@ def _check_mapping(mapping, what: str) -> None:
     if not isinstance(mapping, Mapping):
         shape = getattr(mapping, "shape", None)
         given = f"{type(mapping).__name__}" + (f" of shape {shape}" if shape is not None else "")
-        raise TypeError(f"{what} must be a dict ROI name -> array, got a {given}; wrap it, e.g. {{'V1': array}}")
+        raise TypeError(
+            f"{what} must be a dict ROI name -> array, got a {given}; wrap it, e.g. {{'V1': array}}"
+        )
 
 
 def _nearest(name, choices) -> str | None:
@@ -253,7 +300,9 @@ def _as_float_array(value, what: str) -> np.ndarray:
     try:
         return np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{what} must be an array of numbers, got a {type(value).__name__} ({err})") from None
+        raise ValueError(
+            f"{what} must be an array of numbers, got a {type(value).__name__} ({err})"
+        ) from None
 
 
 def _check_stimuli(stimuli, split_name: str) -> np.ndarray:
@@ -264,7 +313,9 @@ def _check_stimuli(stimuli, split_name: str) -> np.ndarray:
             "convert colour images to grayscale first (e.g. mean over the colour axis)"
         )
     if stimuli.shape[0] == 0:
-        raise ValueError(f"{split_name} stimuli hold no image (shape {stimuli.shape}); pass at least one image")
+        raise ValueError(
+            f"{split_name} stimuli hold no image (shape {stimuli.shape}); pass at least one image"
+        )
     if stimuli.shape[1] != stimuli.shape[2]:
         height, width = stimuli.shape[1:]
         side = min(height, width)
@@ -275,7 +326,9 @@ def _check_stimuli(stimuli, split_name: str) -> np.ndarray:
             "or pad them with mid-gray (0.5)"
         )
     if not np.all(np.isfinite(stimuli)):
-        raise ValueError(f"{split_name} stimuli contain NaN or inf values; fix or drop those images")
+        raise ValueError(
+            f"{split_name} stimuli contain NaN or inf values; fix or drop those images"
+        )
     lo, hi = float(stimuli.min()), float(stimuli.max())
     if lo < -1e-4 or hi > 1 + 1e-4:
         raise ValueError(
@@ -303,8 +356,10 @@ def _check_roi(ds: EncodingDataset, roi: str) -> None:
             want = (ds.train.n_images if key == "train responses" else n_test, n_vox)
             ok = arr.shape == want
         if not ok or n_vox < 0:
-            raise ValueError(f"ROI {roi!r}: {key} have shape {arr.shape}, expected {want} (images x voxels"
-                             + (", R repeats first)" if key == "test repeats" else ")"))
+            raise ValueError(
+                f"ROI {roi!r}: {key} have shape {arr.shape}, expected {want} (images x voxels"
+                + (", R repeats first)" if key == "test repeats" else ")")
+            )
     if "test repeats" in arrays and arrays["test repeats"].shape[0] < 2:
         raise ValueError(
             f"ROI {roi!r}: test repeats have shape {arrays['test repeats'].shape}, i.e. R = "
@@ -313,15 +368,21 @@ def _check_roi(ds: EncodingDataset, roi: str) -> None:
             "the results then have no noise ceiling"
         )
     if len(ds.voxels[roi]) != n_vox:
-        raise ValueError(f"ROI {roi!r}: {len(ds.voxels[roi])} voxels in metadata but {n_vox} in the responses")
+        raise ValueError(
+            f"ROI {roi!r}: {len(ds.voxels[roi])} voxels in metadata but {n_vox} in the responses"
+        )
     finite = np.ones(n_vox, dtype=bool)
     for key, arr in arrays.items():
         finite &= np.isfinite(arr).reshape(-1, n_vox).all(axis=0)
     n_bad = int((~finite).sum())
     if n_bad == n_vox:
-        raise ValueError(f"ROI {roi!r} has no usable voxel: all {n_vox} voxels have NaN/inf responses (or it is empty)")
+        raise ValueError(
+            f"ROI {roi!r} has no usable voxel: all {n_vox} voxels have NaN/inf responses (or it is empty)"
+        )
     if n_bad:
-        warnings.warn(f"ROI '{roi}': dropped {n_bad} of {n_vox} voxels with NaN/inf responses", stacklevel=5)
+        warnings.warn(
+            f"ROI '{roi}': dropped {n_bad} of {n_vox} voxels with NaN/inf responses", stacklevel=5
+        )
         ds.info.setdefault("dropped_voxels", {})[roi] = n_bad
         arrays = {k: v[..., finite] for k, v in arrays.items()}
         ds.voxels[roi] = ds.voxels[roi].subset(finite)
@@ -335,7 +396,9 @@ def _check_roi(ds: EncodingDataset, roi: str) -> None:
         ds.test.oracle[roi] = arrays["test oracle"]
 
 
-def _check_repeats_mean(roi: str, repeats: np.ndarray, responses: np.ndarray, rtol: float = 1e-4) -> None:
+def _check_repeats_mean(
+    roi: str, repeats: np.ndarray, responses: np.ndarray, rtol: float = 1e-4
+) -> None:
     """The scored test responses must be the mean of the repeats (to ``rtol`` of the largest value)."""
     mean = repeats.astype(np.float64).mean(axis=0)
     diff = np.abs(mean - responses)
@@ -380,17 +443,26 @@ def from_arrays(
     Every dict is keyed by the ROI names of ``train_responses``. What is checked, and the errors, are
     listed in :func:`check_dataset`.
     """
-    for what, mapping in [("train_responses", train_responses), ("test_responses", test_responses),
-                          ("test_repeats", test_repeats), ("test_oracle", test_oracle), ("voxels", voxels)]:
+    for what, mapping in [
+        ("train_responses", train_responses),
+        ("test_responses", test_responses),
+        ("test_repeats", test_repeats),
+        ("test_oracle", test_oracle),
+        ("voxels", voxels),
+    ]:
         if mapping is not None:
             _check_mapping(mapping, what)
     test_repeats = dict(test_repeats or {})
     if test_responses is None:
         if not test_repeats:
-            raise ValueError("give test_responses (dict ROI -> (N_test, V)), or test_repeats "
-                             "(dict ROI -> (R, N_test, V)) to average")
-        test_responses = {roi: _as_float_array(r, f"test_repeats[{roi!r}]").astype(np.float64).mean(axis=0)
-                          for roi, r in test_repeats.items()}
+            raise ValueError(
+                "give test_responses (dict ROI -> (N_test, V)), or test_repeats "
+                "(dict ROI -> (R, N_test, V)) to average"
+            )
+        test_responses = {
+            roi: _as_float_array(r, f"test_repeats[{roi!r}]").astype(np.float64).mean(axis=0)
+            for roi, r in test_repeats.items()
+        }
     if voxels is None:
         voxels = {}
     voxels = dict(voxels)
@@ -401,8 +473,10 @@ def from_arrays(
                 raise ValueError(f"ROI '{roi}' has no voxels (its response array has 0 columns)")
             voxels[roi] = VoxelInfo(np.arange(1, n + 1), (n, 1, 1), np.eye(4))
     return EncodingDataset(
-        name, int(subject),
+        name,
+        int(subject),
         Split(train_stimuli, dict(train_responses)),
         Split(test_stimuli, dict(test_responses), test_repeats, dict(test_oracle or {})),
-        voxels, dict(info or {}),
+        voxels,
+        dict(info or {}),
     )

@@ -106,7 +106,9 @@ def download(
     attempts = 0
     while True:
         try:
-            total = _fetch_into(url, part, body, reject_html, progress, timeout, description or dest.name, dest)
+            total = _fetch_into(
+                url, part, body, reject_html, progress, timeout, description or dest.name, dest
+            )
             break
         except (http.client.IncompleteRead, ConnectionError, socket.timeout, TimeoutError) as err:
             attempts += 1
@@ -157,7 +159,11 @@ def _fetch_into(url, part: Path, body, reject_html, progress, timeout, label, de
             return _fetch_into(url, part, body, reject_html, progress, timeout, label, dest)
         raise DownloadError(
             f"the server answered HTTP {err.code} ({err.reason}) for {url}; nothing was saved to {dest}. "
-            + ("Check the address (the file may have moved)." if err.code == 404 else "Try again later.")
+            + (
+                "Check the address (the file may have moved)."
+                if err.code == 404
+                else "Try again later."
+            )
         ) from None
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
@@ -180,8 +186,18 @@ def _fetch_into(url, part: Path, body, reject_html, progress, timeout, label, de
         else:  # a fresh download, or a server that ignored the Range header
             start, mode = 0, "wb"
             total = length
-        with open(part, mode) as f, tqdm.auto.tqdm(total=total, initial=start, unit="B", unit_scale=True,
-                                         unit_divisor=1024, desc=label, disable=not progress) as bar:
+        with (
+            open(part, mode) as f,
+            tqdm.auto.tqdm(
+                total=total,
+                initial=start,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=label,
+                disable=not progress,
+            ) as bar,
+        ):
             while True:
                 chunk = response.read(CHUNK_SIZE)
                 if not chunk:
@@ -200,4 +216,3 @@ def _total_from_content_range(value) -> int | None:
         return None
     total = value.rsplit("/", 1)[1].strip()
     return int(total) if total.isdigit() else None
-

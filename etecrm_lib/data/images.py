@@ -24,8 +24,17 @@ import torch
 import torch.nn.functional as F
 
 # Photographs split by source: a test crop never comes from a train photograph.
-TRAIN_PHOTOS = ("astronaut", "camera", "chelsea", "brick", "grass", "clock", "moon", "sklearn_china",
-                "grace_hopper")
+TRAIN_PHOTOS = (
+    "astronaut",
+    "camera",
+    "chelsea",
+    "brick",
+    "grass",
+    "clock",
+    "moon",
+    "sklearn_china",
+    "grace_hopper",
+)
 TEST_PHOTOS = ("coffee", "rocket", "gravel", "coins", "sklearn_flower")
 
 GRAY = 0.5
@@ -41,19 +50,23 @@ def load_photo(name: str) -> np.ndarray | None:
     Photos are read once per process and returned read-only (copy one to change it).
     """
     try:
-        if name.startswith("sklearn_"):  # read the file directly: importing scikit-learn takes seconds
+        if name.startswith(
+            "sklearn_"
+        ):  # read the file directly: importing scikit-learn takes seconds
             import importlib.util
             from pathlib import Path
 
             from PIL import Image
 
             package = Path(importlib.util.find_spec("sklearn").origin).parent
-            image = Image.open(package / "datasets" / "images" / (name[len("sklearn_"):] + ".jpg"))
+            image = Image.open(package / "datasets" / "images" / (name[len("sklearn_") :] + ".jpg"))
         elif name == "grace_hopper":
             import matplotlib.cbook
             from PIL import Image
 
-            image = Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+            image = Image.open(
+                matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+            )
         else:
             import skimage.data
 
@@ -75,13 +88,17 @@ def load_photos(names) -> dict:
     photos = {name: load_photo(name) for name in names}
     missing = [name for name, image in photos.items() if image is None]
     if missing:
-        warnings.warn(f"sample photographs not available in this installation: {missing}; "
-                      "the simulation uses the others (and more dead-leaves images if none is left)", stacklevel=2)
+        warnings.warn(
+            f"sample photographs not available in this installation: {missing}; "
+            "the simulation uses the others (and more dead-leaves images if none is left)",
+            stacklevel=2,
+        )
     return {name: image for name, image in photos.items() if image is not None}
 
 
-def random_crops(photos: dict, n: int, size: int, rng: np.random.Generator,
-                 min_scale: float = 0.3) -> tuple[np.ndarray, list]:
+def random_crops(
+    photos: dict, n: int, size: int, rng: np.random.Generator, min_scale: float = 0.3
+) -> tuple[np.ndarray, list]:
     """``n`` random square crops of the photographs, resized to ``size``: ``float32 (n, size, size)``.
 
     Each crop picks a photograph at random, a side between ``min_scale`` and 1 times the photo's
@@ -99,9 +116,14 @@ def random_crops(photos: dict, n: int, size: int, rng: np.random.Generator,
         top = int(rng.integers(photo.shape[0] - side + 1))
         left = int(rng.integers(photo.shape[1] - side + 1))
         flipped = bool(rng.random() < 0.5)
-        crop = torch.from_numpy(photo[top:top + side, left:left + side].copy())
-        crop = F.interpolate(crop[None, None], size=(size, size), mode="bilinear", antialias=True,
-                             align_corners=False)[0, 0].numpy()
+        crop = torch.from_numpy(photo[top : top + side, left : left + side].copy())
+        crop = F.interpolate(
+            crop[None, None],
+            size=(size, size),
+            mode="bilinear",
+            antialias=True,
+            align_corners=False,
+        )[0, 0].numpy()
         crops[i] = crop[:, ::-1] if flipped else crop
         records.append((name, top, left, side, flipped))
     return crops, records
@@ -121,23 +143,25 @@ def dead_leaves(n: int, size: int, rng: np.random.Generator, n_leaves: int = 400
     for i in range(n):  # the same draws, in the same order, as painting one image after the other
         backgrounds[i] = rng.uniform(0.1, 0.9)
         u = rng.random(n_leaves)  # inverse-CDF sampling of p(r) ~ r^-3 on [r_min, r_max]
-        radii = (r_min ** -2 - u * (r_min ** -2 - r_max ** -2)) ** -0.5
+        radii = (r_min**-2 - u * (r_min**-2 - r_max**-2)) ** -0.5
         centres = rng.uniform(-margin, size + margin, size=(n_leaves, 2))
         leaves.append((radii, centres, rng.uniform(0.05, 0.95, size=n_leaves).astype(np.float32)))
     images = np.empty((n, size, size), dtype=np.float32)
     for start in range(0, n, 64):
-        chunk = leaves[start:start + 64]
+        chunk = leaves[start : start + 64]
         radii, centres, grays = (np.concatenate([leaf[k] for leaf in chunk]) for k in range(3))
         top = top_disc(radii, centres, len(chunk), n_leaves, size, margin)
-        images[start:start + len(chunk)] = np.where(top >= 0, grays[np.maximum(top, 0)],
-                                                    backgrounds[start:start + len(chunk), None, None])
+        images[start : start + len(chunk)] = np.where(
+            top >= 0, grays[np.maximum(top, 0)], backgrounds[start : start + len(chunk), None, None]
+        )
     images += 0.04 * pink_noise(n, size, rng)
     sigmas = rng.uniform(0.3, 1.0, size=n) * size / 128
     return np.clip(_gaussian_blur(images, sigmas), 0.0, 1.0)
 
 
-def top_disc(radii: np.ndarray, centres: np.ndarray, n_images: int, n_leaves: int, size: int,
-              margin: int) -> np.ndarray:
+def top_disc(
+    radii: np.ndarray, centres: np.ndarray, n_images: int, n_leaves: int, size: int, margin: int
+) -> np.ndarray:
     """Which disc is on top at each pixel: ``int64 (n_images, size, size)``, -1 where none is.
 
     Disc ``k`` (of ``n_images * n_leaves``, image-major) has centre ``centres[k] = (y, x)`` in pixels
@@ -150,15 +174,32 @@ def top_disc(radii: np.ndarray, centres: np.ndarray, n_images: int, n_leaves: in
     side = size + 2 * margin
     # the painted box on the canvas (as a loop over discs would paint it), then its part in the image
     y0 = np.maximum(np.maximum(cy - radii + margin, 0).astype(np.int64), margin) - margin
-    y1 = np.minimum(np.minimum(cy + radii + margin + 1, side).astype(np.int64), margin + size) - margin
+    y1 = (
+        np.minimum(np.minimum(cy + radii + margin + 1, side).astype(np.int64), margin + size)
+        - margin
+    )
     x0 = np.maximum(np.maximum(cx - radii + margin, 0).astype(np.int64), margin) - margin
-    x1 = np.minimum(np.minimum(cx + radii + margin + 1, side).astype(np.int64), margin + size) - margin
+    x1 = (
+        np.minimum(np.minimum(cx + radii + margin + 1, side).astype(np.int64), margin + size)
+        - margin
+    )
     width = np.maximum(x1 - x0, 0)
     count = np.maximum(y1 - y0, 0) * width
     disc = torch.from_numpy(np.repeat(np.arange(radii.size), count))
-    offset = torch.arange(disc.numel()) - torch.from_numpy(np.repeat(np.cumsum(count) - count, count))
-    t = {name: torch.from_numpy(np.ascontiguousarray(a))[disc] for name, a in
-         (("y0", y0), ("x0", x0), ("width", width), ("cy", cy), ("cx", cx), ("r2", radii * radii))}
+    offset = torch.arange(disc.numel()) - torch.from_numpy(
+        np.repeat(np.cumsum(count) - count, count)
+    )
+    t = {
+        name: torch.from_numpy(np.ascontiguousarray(a))[disc]
+        for name, a in (
+            ("y0", y0),
+            ("x0", x0),
+            ("width", width),
+            ("cy", cy),
+            ("cx", cx),
+            ("r2", radii * radii),
+        )
+    }
     yy, xx = t["y0"] + offset // t["width"], t["x0"] + offset % t["width"]
     inside = (yy - t["cy"]) ** 2 + (xx - t["cx"]) ** 2 <= t["r2"]
     disc = disc[inside]
@@ -174,7 +215,9 @@ def pink_noise(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
     fx = np.fft.rfftfreq(size)[None, :]
     amplitude = 1.0 / np.maximum(np.hypot(fy, fx), 1.0 / size)
     amplitude[0, 0] = 0.0
-    spectrum = rng.normal(size=(n, size, size // 2 + 1)) + 1j * rng.normal(size=(n, size, size // 2 + 1))
+    spectrum = rng.normal(size=(n, size, size // 2 + 1)) + 1j * rng.normal(
+        size=(n, size, size // 2 + 1)
+    )
     noise = np.fft.irfft2(spectrum * amplitude, s=(size, size))
     noise -= noise.mean(axis=(1, 2), keepdims=True)
     noise /= noise.std(axis=(1, 2), keepdims=True)
@@ -186,8 +229,8 @@ def _gaussian_blur(images: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
     size = images.shape[-1]
     fy = np.fft.fftfreq(size)[:, None]
     fx = np.fft.rfftfreq(size)[None, :]
-    f2 = (fy ** 2 + fx ** 2)[None]
-    gain = np.exp(-2 * np.pi ** 2 * f2 * sigmas[:, None, None] ** 2)
+    f2 = (fy**2 + fx**2)[None]
+    gain = np.exp(-2 * np.pi**2 * f2 * sigmas[:, None, None] ** 2)
     return np.fft.irfft2(np.fft.rfft2(images) * gain, s=(size, size)).astype(np.float32)
 
 
@@ -224,8 +267,9 @@ def apply_aperture(images: np.ndarray) -> np.ndarray:
     return (np.round(np.clip(shown, 0.0, 1.0) * LEVELS) / LEVELS).astype(np.float32)
 
 
-def make_stimuli(n_images: int, size: int, photos: dict, rng: np.random.Generator,
-                 photo_fraction: float = 0.5) -> tuple[np.ndarray, list]:
+def make_stimuli(
+    n_images: int, size: int, photos: dict, rng: np.random.Generator, photo_fraction: float = 0.5
+) -> tuple[np.ndarray, list]:
     """Stimuli for one split: photo crops and dead-leaves images in random order.
 
     Returns ``float32 (n_images, size, size)`` in the aperture and, per image, its source: the

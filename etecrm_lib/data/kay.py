@@ -33,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..storage import atomic_write, cache_dir as default_cache_dir, make_folder, sha256_file
+from ..storage import atomic_write, make_folder, sha256_file
+from ..storage import cache_dir as default_cache_dir
 from .dataset import DEFAULT_ROIS, EncodingDataset, Split, VoxelInfo
 from .download import ChecksumError, DownloadError, download
 from .vim1 import rescale_stimuli, resize_images
@@ -45,7 +46,9 @@ ROI_RENAME = {"LatOcc": "LO"}  # the same ROI names as the CRCNS loader
 
 
 # --------------------------------------------------------------------------- fetching
-def fetch_kay_images(cache_dir=None, sha256: str | None = None, url: str = OSF_URL, progress: bool = True) -> Path:
+def fetch_kay_images(
+    cache_dir=None, sha256: str | None = None, url: str = OSF_URL, progress: bool = True
+) -> Path:
     """Download ``kay_images.npz`` once into a cache folder and check it on every use. Returns its path.
 
     Parameters
@@ -75,11 +78,15 @@ def fetch_kay_images(cache_dir=None, sha256: str | None = None, url: str = OSF_U
     """
     pinned = None
     if sha256:
-        pinned = _check_hash(sha256, "the sha256 you passed", "pass the 64 hex digits of a SHA-256 you trust")
+        pinned = _check_hash(
+            sha256, "the sha256 you passed", "pass the 64 hex digits of a SHA-256 you trust"
+        )
     if cache_dir is None:
         folder = default_cache_dir("kay")
     else:
-        folder = make_folder(cache_dir, "the kay cache folder (cache_dir)", "Pass a cache_dir you can write to")
+        folder = make_folder(
+            cache_dir, "the kay cache folder (cache_dir)", "Pass a cache_dir you can write to"
+        )
     path = folder / FILE_NAME
     sidecar = folder / (FILE_NAME + ".sha256")
     recorded = _read_sidecar(sidecar)  # checked before anything is deleted or downloaded
@@ -88,24 +95,33 @@ def fetch_kay_images(cache_dir=None, sha256: str | None = None, url: str = OSF_U
     if path.exists():
         problem = _check_cached(path, expected)
         if problem is None:
-            digest = expected or sha256_file(path)  # first use of a file put there by hand: record it
+            digest = expected or sha256_file(
+                path
+            )  # first use of a file put there by hand: record it
             if digest != recorded:
                 _write_sidecar(sidecar, digest)
             return path
-        warnings.warn(f"the cached {path} is not usable ({problem}); downloading it again", stacklevel=2)
+        warnings.warn(
+            f"the cached {path} is not usable ({problem}); downloading it again", stacklevel=2
+        )
         path.unlink()
 
     try:
         download(url, path, sha256=expected, progress=progress, description=FILE_NAME)
     except ChecksumError as err:
-        origin = ("the sha256 you passed" if pinned else
-                  f"the hash recorded at the first download in {sidecar} (delete that file to accept the new one)")
+        origin = (
+            "the sha256 you passed"
+            if pinned
+            else f"the hash recorded at the first download in {sidecar} (delete that file to accept the new one)"
+        )
         raise ChecksumError(f"{err} The expected hash is {origin}.") from None
     problem = _check_npz(path)
     if problem is not None:
         path.unlink()
-        raise DownloadError(f"{url} did not send kay_images.npz ({problem}); the file was deleted from {folder}. "
-                            "Check the url.")
+        raise DownloadError(
+            f"{url} did not send kay_images.npz ({problem}); the file was deleted from {folder}. "
+            "Check the url."
+        )
     digest = expected or sha256_file(path)
     if digest != recorded:
         _write_sidecar(sidecar, digest)
@@ -150,9 +166,12 @@ def _read_sidecar(sidecar: Path) -> str | None:
         text = sidecar.read_text(errors="replace").split()
     except OSError as err:
         text = [f"<unreadable: {err}>"]
-    return _check_hash(text[0] if text else "", f"the hash record {sidecar}",
-                       f"it is damaged. Delete {sidecar} and run again: the cached {FILE_NAME} is then checked "
-                       "(it must open and hold every key) and its hash recorded anew")
+    return _check_hash(
+        text[0] if text else "",
+        f"the hash record {sidecar}",
+        f"it is damaged. Delete {sidecar} and run again: the cached {FILE_NAME} is then checked "
+        "(it must open and hold every key) and its hash recorded anew",
+    )
 
 
 def _write_sidecar(sidecar: Path, digest: str) -> None:
@@ -161,8 +180,14 @@ def _write_sidecar(sidecar: Path, digest: str) -> None:
 
 
 # --------------------------------------------------------------------------- loading
-def load_kay_images(path=None, rois=DEFAULT_ROIS, image_size: int | None = None, cache_dir=None,
-                    sha256: str | None = None, progress: bool = True) -> EncodingDataset:
+def load_kay_images(
+    path=None,
+    rois=DEFAULT_ROIS,
+    image_size: int | None = None,
+    cache_dir=None,
+    sha256: str | None = None,
+    progress: bool = True,
+) -> EncodingDataset:
     """vim-1 subject 1 from ``kay_images.npz`` as an :class:`EncodingDataset` (downloaded if needed).
 
     Parameters
@@ -183,12 +208,20 @@ def load_kay_images(path=None, rois=DEFAULT_ROIS, image_size: int | None = None,
     are); no test repeats. Stimuli are rescaled by the min and max over the train images unless
     already in [0, 1] (``ds.info["stimulus_scaling"]`` has the numbers).
     """
-    path = Path(path).expanduser() if path is not None else fetch_kay_images(cache_dir, sha256, progress=progress)
+    path = (
+        Path(path).expanduser()
+        if path is not None
+        else fetch_kay_images(cache_dir, sha256, progress=progress)
+    )
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found; call load_kay_images() without a path to download it")
+        raise FileNotFoundError(
+            f"{path} not found; call load_kay_images() without a path to download it"
+        )
     problem = _check_npz(path)
     if problem is not None:
-        raise ValueError(f"{path} is not a usable kay_images.npz: {problem}. Delete it and download it again")
+        raise ValueError(
+            f"{path} is not a usable kay_images.npz: {problem}. Delete it and download it again"
+        )
     with np.load(path, allow_pickle=False) as z:
         data = {k: z[k] for k in KEYS}
 
@@ -199,15 +232,21 @@ def load_kay_images(path=None, rois=DEFAULT_ROIS, image_size: int | None = None,
     n_vox = resp.shape[1] if resp.ndim == 2 else -1
     problems = []
     if train_x.ndim != 3 or test_x.ndim != 3 or train_x.shape[1:] != test_x.shape[1:]:
-        problems.append(f"stimuli {train_x.shape} and stimuli_test {test_x.shape} must be (N, H, W) of one size")
+        problems.append(
+            f"stimuli {train_x.shape} and stimuli_test {test_x.shape} must be (N, H, W) of one size"
+        )
     if resp.ndim != 2 or resp.shape[0] != train_x.shape[0]:
-        problems.append(f"responses {resp.shape} must be (images, voxels) with {train_x.shape[0]} images")
+        problems.append(
+            f"responses {resp.shape} must be (images, voxels) with {train_x.shape[0]} images"
+        )
     if resp_test.shape != (test_x.shape[0], n_vox):
         problems.append(f"responses_test is {resp_test.shape}, expected {(test_x.shape[0], n_vox)}")
     if roi_code.size != n_vox:
         problems.append(f"roi has {roi_code.size} entries for {n_vox} voxels")
     elif n_vox > 0 and (roi_code.min() < 0 or roi_code.max() >= len(names)):
-        problems.append(f"roi codes go from {roi_code.min()} to {roi_code.max()} but there are {len(names)} roi_names")
+        problems.append(
+            f"roi codes go from {roi_code.min()} to {roi_code.max()} but there are {len(names)} roi_names"
+        )
     if problems:
         raise ValueError(f"{path} is not a valid kay_images.npz: " + "; ".join(problems))
     available = [n for i, n in enumerate(names) if n != "Other" and (roi_code == i).any()]
@@ -227,7 +266,7 @@ def load_kay_images(path=None, rois=DEFAULT_ROIS, image_size: int | None = None,
         "source": f"Neuromatch Academy copy of vim-1 subject 1 ({path})",
         "stimulus_scaling": scaling,
         "voxel_positions": "unknown: kay_images.npz has no volume indices; volume_index is the voxel's "
-                           f"1-based column in the file, along a ({n_vox}, 1, 1) line",
+        f"1-based column in the file, along a ({n_vox}, 1, 1) line",
         "noise_ceiling": "unavailable from repeats: vim-1 distributes one response estimate per image",
     }
     return EncodingDataset("vim1", 1, Split(train_x, train), Split(test_x, test), voxels, info)

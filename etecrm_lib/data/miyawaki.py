@@ -45,13 +45,25 @@ import numpy as np
 
 from .dataset import EncodingDataset, Split, VoxelInfo
 
-MIYAWAKI_ROIS = {"V1": ("V1d", "V1v"), "V2": ("V2d", "V2v"), "V3": ("V3", "VP"), "V3A": ("V3A",), "V4": ("V4v",)}
+MIYAWAKI_ROIS = {
+    "V1": ("V1d", "V1v"),
+    "V2": ("V2d", "V2v"),
+    "V3": ("V3", "VP"),
+    "V3A": ("V3A",),
+    "V4": ("V4v",),
+}
 DEFAULT_MIYAWAKI_ROIS = ("V1", "V2", "V3", "V4")
 PATTERN_SHAPE = (10, 10)
 
 
-def load_miyawaki(data_dir=None, rois=DEFAULT_MIYAWAKI_ROIS, image_size: int = 100, shift: int = 2,
-                  average_blocks: bool = True, verbose: int = 0) -> EncodingDataset:
+def load_miyawaki(
+    data_dir=None,
+    rois=DEFAULT_MIYAWAKI_ROIS,
+    image_size: int = 100,
+    shift: int = 2,
+    average_blocks: bool = True,
+    verbose: int = 0,
+) -> EncodingDataset:
     """Miyawaki et al. 2008 as an :class:`EncodingDataset` (downloaded by nilearn on first use).
 
     Parameters
@@ -80,12 +92,16 @@ def load_miyawaki(data_dir=None, rois=DEFAULT_MIYAWAKI_ROIS, image_size: int = 1
     """
     unknown = [r for r in rois if r not in MIYAWAKI_ROIS]
     if unknown or not rois:
-        raise ValueError(f"unknown Miyawaki ROI(s) {unknown or list(rois)}; choose from {list(MIYAWAKI_ROIS)}")
+        raise ValueError(
+            f"unknown Miyawaki ROI(s) {unknown or list(rois)}; choose from {list(MIYAWAKI_ROIS)}"
+        )
     if shift < 0:
         raise ValueError(f"shift must be >= 0 volumes, got {shift}")
     from nilearn.datasets import fetch_miyawaki2008
 
-    bunch = fetch_miyawaki2008(data_dir=None if data_dir is None else str(data_dir), verbose=verbose)
+    bunch = fetch_miyawaki2008(
+        data_dir=None if data_dir is None else str(data_dir), verbose=verbose
+    )
     figure_runs = list(zip(bunch.func[:12], bunch.label[:12]))
     random_runs = list(zip(bunch.func[12:], bunch.label[12:]))
     masks, affine, volume_shape = _roi_masks(bunch.mask_roi, rois)
@@ -96,22 +112,30 @@ def load_miyawaki(data_dir=None, rois=DEFAULT_MIYAWAKI_ROIS, image_size: int = 1
     info = {
         "source": f"Miyawaki et al. 2008 via nilearn.datasets.fetch_miyawaki2008 ({Path(bunch.func[0]).parents[1]})",
         "preprocessing": f"per run: linear detrend and z-score; responses shifted by {shift} volumes "
-                         f"({2 * shift} s); rest volumes dropped"
-                         + ("; volumes of each presentation averaged" if average_blocks else ""),
-        "stimulus_scaling": {"offset": 0.0, "scale": 1.0, "note": "binary 10x10 patterns, nearest-neighbour "
-                             f"enlarged to {image_size}x{image_size}"},
+        f"({2 * shift} s); rest volumes dropped"
+        + ("; volumes of each presentation averaged" if average_blocks else ""),
+        "stimulus_scaling": {
+            "offset": 0.0,
+            "scale": 1.0,
+            "note": "binary 10x10 patterns, nearest-neighbour "
+            f"enlarged to {image_size}x{image_size}",
+        },
     }
     repeats = {}
     if average_blocks:
         test_x, test_y, repeats, n_left_out = _group_repeats(test_x, test_y)
         info["test_presentations_left_out"] = n_left_out
-    voxels = {roi: VoxelInfo(np.flatnonzero(mask.ravel(order="F")) + 1, volume_shape, affine)
-              for roi, mask in masks.items()}
+    voxels = {
+        roi: VoxelInfo(np.flatnonzero(mask.ravel(order="F")) + 1, volume_shape, affine)
+        for roi, mask in masks.items()
+    }
     return EncodingDataset(
-        "miyawaki", 1,
+        "miyawaki",
+        1,
         Split(enlarge_patterns(train_x, image_size), train_y),
         Split(enlarge_patterns(test_x, image_size), test_y, repeats),
-        voxels, info,
+        voxels,
+        info,
     )
 
 
@@ -127,7 +151,9 @@ def read_labels(path) -> np.ndarray:
     """One run's CSV of patterns -> ``int (T, 10, 10)``; a row of -1 marks rest (nilearn's column order)."""
     labels = np.loadtxt(path, dtype=int, delimiter=",", ndmin=2)
     if labels.shape[1] != 100:
-        raise ValueError(f"{path}: expected 100 comma-separated pattern pixels per line, got {labels.shape[1]}")
+        raise ValueError(
+            f"{path}: expected 100 comma-separated pattern pixels per line, got {labels.shape[1]}"
+        )
     return labels.reshape((-1,) + PATTERN_SHAPE, order="F")
 
 
@@ -143,7 +169,9 @@ def _roi_masks(mask_files, rois):
             for hemi in ("LH", "RH"):
                 path = by_name.get(hemi + part)
                 if path is None:
-                    raise ValueError(f"nilearn's Miyawaki masks have no {hemi + part}.nii.gz; found {sorted(by_name)}")
+                    raise ValueError(
+                        f"nilearn's Miyawaki masks have no {hemi + part}.nii.gz; found {sorted(by_name)}"
+                    )
                 img = nib.load(path)
                 data = np.asarray(img.dataobj) > 0
                 if union is None:
@@ -168,23 +196,31 @@ def _load_runs(runs, masks, volume_shape, shift, average_blocks, kind):
         data = np.asarray(nib.load(func_path).dataobj, dtype=np.float32)
         labels = read_labels(label_path)
         if data.ndim != 4 or data.shape[:3] != volume_shape or data.shape[3] != labels.shape[0]:
-            raise ValueError(f"{func_path} has shape {data.shape}, expected {volume_shape} x {labels.shape[0]} "
-                             f"volumes (one per line of {label_path})")
+            raise ValueError(
+                f"{func_path} has shape {data.shape}, expected {volume_shape} x {labels.shape[0]} "
+                f"volumes (one per line of {label_path})"
+            )
         n_t = labels.shape[0] - shift
         shown = labels[:n_t]  # pattern shown at volume t ...
         keep = shown[:, 0, 0] != -1  # ... not rest
         starts = _block_starts(shown, keep) if average_blocks else np.flatnonzero(keep)
         block_of = np.cumsum(np.isin(np.arange(n_t), starts)) - 1
         for roi, mask in masks.items():
-            voxel_ijk = np.unravel_index(np.flatnonzero(mask.ravel(order="F")), volume_shape, order="F")
-            signals = clean(data[voxel_ijk].T, detrend=True, standardize="zscore_sample", filter=False)
+            voxel_ijk = np.unravel_index(
+                np.flatnonzero(mask.ravel(order="F")), volume_shape, order="F"
+            )
+            signals = clean(
+                data[voxel_ijk].T, detrend=True, standardize="zscore_sample", filter=False
+            )
             paired = signals[shift:]  # ... paired with the response at volume t + shift
             responses[roi].append(_mean_by_block(paired[keep], block_of[keep], len(starts)))
         patterns.append(shown[starts])
     if not patterns or sum(len(p) for p in patterns) == 0:
         raise ValueError(f"no {kind} stimulus presentation found in the Miyawaki label files")
-    return (np.concatenate(patterns).astype(np.float32),
-            {roi: np.concatenate(r).astype(np.float32) for roi, r in responses.items()})
+    return (
+        np.concatenate(patterns).astype(np.float32),
+        {roi: np.concatenate(r).astype(np.float32) for roi, r in responses.items()},
+    )
 
 
 def _block_starts(shown, keep) -> np.ndarray:
@@ -209,7 +245,9 @@ def _group_repeats(patterns, responses):
     counts = np.bincount(inverse)
     n_rep = int(counts.min())
     picks = [np.flatnonzero(inverse == i)[:n_rep] for i in range(len(order))]  # (N_unique, R)
-    repeats = {roi: np.stack([r[p] for p in picks], axis=1) for roi, r in responses.items()}  # (R, N, V)
+    repeats = {
+        roi: np.stack([r[p] for p in picks], axis=1) for roi, r in responses.items()
+    }  # (R, N, V)
     means = {roi: rep.mean(axis=0) for roi, rep in repeats.items()}
     patterns_out = unique[order].reshape((-1,) + patterns.shape[1:])
     left_out = int(counts.sum() - n_rep * len(order))

@@ -16,8 +16,10 @@ from .dataset import EncodingDataset, Split, VoxelInfo
 def save_npz(ds: EncodingDataset, path) -> Path:
     """Write the dataset to one compressed ``.npz`` file (atomically). Returns the path."""
     arrays = {
-        "train_stimuli": ds.train.stimuli, "test_stimuli": ds.test.stimuli,
-        "meta_name": np.array(ds.name), "meta_subject": np.array(ds.subject),
+        "train_stimuli": ds.train.stimuli,
+        "test_stimuli": ds.test.stimuli,
+        "meta_name": np.array(ds.name),
+        "meta_subject": np.array(ds.subject),
         "meta_rois": np.array(ds.rois),
     }
     for roi in ds.rois:
@@ -68,40 +70,66 @@ def load_npz(path) -> EncodingDataset:
             else:
                 data = None
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
-        raise ValueError(f"{path} is not a readable .npz dataset file ({err}); delete it and create it again") from err
+        raise ValueError(
+            f"{path} is not a readable .npz dataset file ({err}); delete it and create it again"
+        ) from err
     if data is None:
         raise ValueError(
             f"{path} holds one array saved with np.save (shape {np.shape(loaded)}), not a dataset. Build a dataset "
             "with etecrm_lib.data.from_arrays(...) and write it with etecrm_lib.data.save_npz(ds, 'name.npz')"
         )
-    edited = "; create it again with etecrm_lib.data.save_npz(ds, path) rather than editing it by hand"
-    missing = [k for k in ("train_stimuli", "test_stimuli", "meta_rois", "meta_name", "meta_subject") if k not in data]
+    edited = (
+        "; create it again with etecrm_lib.data.save_npz(ds, path) rather than editing it by hand"
+    )
+    missing = [
+        k
+        for k in ("train_stimuli", "test_stimuli", "meta_rois", "meta_name", "meta_subject")
+        if k not in data
+    ]
     if missing:
-        raise ValueError(f"{path} is not an etecrm dataset file: arrays {missing} are missing (it holds "
-                         f"{sorted(data)[:8]}{' ...' if len(data) > 8 else ''}); create dataset files with "
-                         "etecrm_lib.data.save_npz")
+        raise ValueError(
+            f"{path} is not an etecrm dataset file: arrays {missing} are missing (it holds "
+            f"{sorted(data)[:8]}{' ...' if len(data) > 8 else ''}); create dataset files with "
+            "etecrm_lib.data.save_npz"
+        )
     rois = [str(r) for r in np.atleast_1d(data["meta_rois"])]
-    per_roi = ("train_responses/{}", "test_responses/{}", "voxels/{}/volume_index", "voxels/{}/volume_shape",
-               "voxels/{}/affine")
+    per_roi = (
+        "train_responses/{}",
+        "test_responses/{}",
+        "voxels/{}/volume_index",
+        "voxels/{}/volume_shape",
+        "voxels/{}/affine",
+    )
     missing = [key.format(roi) for roi in rois for key in per_roi if key.format(roi) not in data]
     if missing:
-        raise ValueError(f"{path} is damaged or was edited: arrays {missing} of the ROIs listed in meta_rois "
-                         f"{rois} are missing" + edited)
+        raise ValueError(
+            f"{path} is damaged or was edited: arrays {missing} of the ROIs listed in meta_rois "
+            f"{rois} are missing" + edited
+        )
     try:
         info = json.loads(str(data["meta_info"])) if "meta_info" in data else {}
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is damaged or was edited: meta_info is not valid JSON ({err})" + edited) from None
+        raise ValueError(
+            f"{path} is damaged or was edited: meta_info is not valid JSON ({err})" + edited
+        ) from None
     if not isinstance(info, dict):
-        raise ValueError(f"{path} is damaged or was edited: meta_info is a JSON {type(info).__name__}, not an "
-                         "object" + edited)
+        raise ValueError(
+            f"{path} is damaged or was edited: meta_info is a JSON {type(info).__name__}, not an "
+            "object" + edited
+        )
     try:
         subject = int(data["meta_subject"])
     except (TypeError, ValueError):
-        raise ValueError(f"{path} is damaged or was edited: meta_subject is {data['meta_subject']!r}, not an "
-                         "integer" + edited) from None
+        raise ValueError(
+            f"{path} is damaged or was edited: meta_subject is {data['meta_subject']!r}, not an "
+            "integer" + edited
+        ) from None
     voxels, tr, te = {}, {}, {}
     extra_arrays = {"test_repeats": {}, "test_oracle": {}}
-    for key, value in data.items():  # every ROI's, so that a stray ROI name is reported, not ignored
+    for (
+        key,
+        value,
+    ) in data.items():  # every ROI's, so that a stray ROI name is reported, not ignored
         kind, _, roi = key.partition("/")
         if kind in extra_arrays:
             extra_arrays[kind][roi] = value
@@ -109,15 +137,26 @@ def load_npz(path) -> EncodingDataset:
         tr[roi] = data[f"train_responses/{roi}"]
         te[roi] = data[f"test_responses/{roi}"]
         prefix = f"voxels/{roi}/extra/"
-        extra = {k[len(prefix):]: v for k, v in data.items() if k.startswith(prefix)}
+        extra = {k[len(prefix) :]: v for k, v in data.items() if k.startswith(prefix)}
         try:
-            voxels[roi] = VoxelInfo(data[f"voxels/{roi}/volume_index"], tuple(data[f"voxels/{roi}/volume_shape"]),
-                                    data[f"voxels/{roi}/affine"], extra)
+            voxels[roi] = VoxelInfo(
+                data[f"voxels/{roi}/volume_index"],
+                tuple(data[f"voxels/{roi}/volume_shape"]),
+                data[f"voxels/{roi}/affine"],
+                extra,
+            )
         except (TypeError, ValueError) as err:
             raise ValueError(f"{path}: ROI {roi!r}: bad voxel metadata ({err})" + edited) from None
     try:
-        return EncodingDataset(str(data["meta_name"]), subject, Split(data["train_stimuli"], tr),
-                               Split(data["test_stimuli"], te, extra_arrays["test_repeats"],
-                                     extra_arrays["test_oracle"]), voxels, info)
+        return EncodingDataset(
+            str(data["meta_name"]),
+            subject,
+            Split(data["train_stimuli"], tr),
+            Split(
+                data["test_stimuli"], te, extra_arrays["test_repeats"], extra_arrays["test_oracle"]
+            ),
+            voxels,
+            info,
+        )
     except (TypeError, ValueError) as err:
         raise ValueError(f"{path}: {err}") from None

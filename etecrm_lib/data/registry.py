@@ -51,8 +51,9 @@ class RealDataConfig:
         return cls()
 
 
-def load_dataset(name: str, subject: int = 1, profile: str | None = None, root=None, seed: int = 0,
-                 **kwargs) -> EncodingDataset:
+def load_dataset(
+    name: str, subject: int = 1, profile: str | None = None, root=None, seed: int = 0, **kwargs
+) -> EncodingDataset:
     """Load a dataset by name.
 
     Parameters
@@ -76,8 +77,10 @@ def load_dataset(name: str, subject: int = 1, profile: str | None = None, root=N
     if name == "sim":
         return simulate(subject=subject, profile=profile or "default", seed=seed, **kwargs)
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose from {list(DATASETS)}, or load your own arrays "
-                         "with etecrm_lib.data.from_arrays")
+        raise ValueError(
+            f"unknown dataset {name!r}; choose from {list(DATASETS)}, or load your own arrays "
+            "with etecrm_lib.data.from_arrays"
+        )
     config = RealDataConfig.for_profile(profile)
     if name in ("vim1", "kay"):
         kwargs.setdefault("image_size", config.vim1_image_size)
@@ -95,13 +98,16 @@ def load_dataset(name: str, subject: int = 1, profile: str | None = None, root=N
     if name == "kay":
         return _load_kay(subject, root, kwargs)
     if subject != 1:
-        raise ValueError(f"the Miyawaki data set has one subject (subject=1), got subject={subject}")
+        raise ValueError(
+            f"the Miyawaki data set has one subject (subject=1), got subject={subject}"
+        )
     kwargs.setdefault("image_size", config.miyawaki_image_size)
     return load_miyawaki(data_dir=root, **kwargs)
 
 
-def open_dataset(dataset, subject: int = 1, profile: str | None = None, seed: int | None = None,
-                 root=None) -> EncodingDataset:
+def open_dataset(
+    dataset, subject: int = 1, profile: str | None = None, seed: int | None = None, root=None
+) -> EncodingDataset:
     """A dataset given any way the command line and ``reproduce`` accept: a name (:func:`load_dataset`),
     a ``.npz`` file written by ``save_npz`` (:func:`~etecrm_lib.data.dataset.load_npz`), or an
     :class:`EncodingDataset` (returned as it is). ``seed``: the simulation's (None = 0)."""

@@ -49,9 +49,15 @@ GABOR_CONTROL_FEATURES = 12  # Gabor pyramid features per voxel in the "gabor" c
 
 
 # --------------------------------------------------------------------------- the entry point
-def simulate(subject: int = 1, profile: str | SimulationConfig = "default", seed: int = 0,
-             cache: bool = True, progress: bool | None = None, ground_truth: str = "cortex",
-             n_train: int | None = None) -> EncodingDataset:
+def simulate(
+    subject: int = 1,
+    profile: str | SimulationConfig = "default",
+    seed: int = 0,
+    cache: bool = True,
+    progress: bool | None = None,
+    ground_truth: str = "cortex",
+    n_train: int | None = None,
+) -> EncodingDataset:
     """The simulated vim-1-like dataset of one subject (see the module docstring).
 
     Parameters
@@ -72,15 +78,19 @@ def simulate(subject: int = 1, profile: str | SimulationConfig = "default", seed
     The same arguments give the same dataset on the same machine (on a GPU the numbers differ from
     the CPU's only by floating-point rounding).
     """
-    config = profile if isinstance(profile, SimulationConfig) else SimulationConfig.for_profile(profile)
+    config = (
+        profile if isinstance(profile, SimulationConfig) else SimulationConfig.for_profile(profile)
+    )
     if n_train is not None:
         if isinstance(n_train, bool) or not isinstance(n_train, (int, np.integer)):
             raise ValueError(f"n_train must be an integer number of train images, got {n_train!r}")
         config = replace(config, n_train=int(n_train))
     config.check()
     if ground_truth not in GROUND_TRUTHS:
-        raise ValueError(f"ground_truth must be one of {GROUND_TRUTHS} (\"cortex\" is the simulated visual "
-                         f"hierarchy, the others are control cortices), got {ground_truth!r}")
+        raise ValueError(
+            f'ground_truth must be one of {GROUND_TRUTHS} ("cortex" is the simulated visual '
+            f"hierarchy, the others are control cortices), got {ground_truth!r}"
+        )
     if isinstance(subject, bool) or not isinstance(subject, (int, np.integer)) or subject < 1:
         raise ValueError(f"subject must be a positive integer, got {subject!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -89,13 +99,20 @@ def simulate(subject: int = 1, profile: str | SimulationConfig = "default", seed
     key = simulation_key(config, subject, seed, ground_truth)
     path = None
     if cache:
-        path = cache_dir("sim") / (f"sim_{config.name}_{ground_truth}_n{config.n_train}_subject{subject}_seed{seed}_"
-                                   f"{key[:16]}.npz")
+        path = cache_dir("sim") / (
+            f"sim_{config.name}_{ground_truth}_n{config.n_train}_subject{subject}_seed{seed}_"
+            f"{key[:16]}.npz"
+        )
         dataset = _load_verified(path, key, config)
         if dataset is not None:
             return dataset
-    dataset = generate(config, subject, seed, progress=config.name == "full" if progress is None else progress,
-                       ground_truth=ground_truth)
+    dataset = generate(
+        config,
+        subject,
+        seed,
+        progress=config.name == "full" if progress is None else progress,
+        ground_truth=ground_truth,
+    )
     if path is not None:
         save_npz(dataset, path)
     return dataset
@@ -106,12 +123,22 @@ def network_seed(seed: int) -> int:
     return int(np.random.SeedSequence([20190728, int(seed)]).generate_state(1)[0])
 
 
-def simulation_key(config: SimulationConfig, subject: int, seed: int, ground_truth: str = "cortex") -> str:
+def simulation_key(
+    config: SimulationConfig, subject: int, seed: int, ground_truth: str = "cortex"
+) -> str:
     """SHA-256 of everything the simulation depends on (the cache file's identity)."""
-    params = {"version": GENERATOR_VERSION, "subject": subject, "seed": seed, "config": asdict(config),
-              "ground_truth": ground_truth, "cortex": {roi: asdict(area) for roi, area in CORTEX.items()},
-              "network_seed": network_seed(seed), "snr_spread": SNR_SPREAD, "compression": COMPRESSION,
-              "photos": {"train": TRAIN_PHOTOS, "test": TEST_PHOTOS}}
+    params = {
+        "version": GENERATOR_VERSION,
+        "subject": subject,
+        "seed": seed,
+        "config": asdict(config),
+        "ground_truth": ground_truth,
+        "cortex": {roi: asdict(area) for roi, area in CORTEX.items()},
+        "network_seed": network_seed(seed),
+        "snr_spread": SNR_SPREAD,
+        "compression": COMPRESSION,
+        "photos": {"train": TRAIN_PHOTOS, "test": TEST_PHOTOS},
+    }
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=list).encode()).hexdigest()
 
 
@@ -129,7 +156,10 @@ def _load_verified(path: Path, key: str, config: SimulationConfig) -> EncodingDa
         problem = f"it cannot be read ({type(err).__name__}: {err})"
     if problem is None:
         return dataset
-    warnings.warn(f"cached simulation {path} is unusable: {problem}; deleting it and simulating again", stacklevel=3)
+    warnings.warn(
+        f"cached simulation {path} is unusable: {problem}; deleting it and simulating again",
+        stacklevel=3,
+    )
     path.unlink(missing_ok=True)
     return None
 
@@ -139,20 +169,32 @@ def _mismatch(ds: EncodingDataset, key: str, config: SimulationConfig) -> str | 
     if ds.info.get("cache_key") != key:
         return "it was made with other parameters"
     size = (config.image_size, config.image_size)
-    if ds.train.stimuli.shape != (config.n_train, *size) or ds.test.stimuli.shape != (config.n_test, *size):
+    if ds.train.stimuli.shape != (config.n_train, *size) or ds.test.stimuli.shape != (
+        config.n_test,
+        *size,
+    ):
         return f"its images have shapes {ds.train.stimuli.shape} and {ds.test.stimuli.shape}"
     if ds.rois != list(config.voxels):
         return f"its ROIs are {ds.rois}"
     for roi, n in config.voxels.items():
         want = (config.test_repeats, config.n_test, n)
-        if ds.n_voxels(roi) != n or roi not in ds.test.oracle or ds.test.repeats.get(roi, np.empty(0)).shape != want:
+        if (
+            ds.n_voxels(roi) != n
+            or roi not in ds.test.oracle
+            or ds.test.repeats.get(roi, np.empty(0)).shape != want
+        ):
             return f"ROI {roi} has the wrong number of voxels, repeats or no oracle"
     return None
 
 
 # --------------------------------------------------------------------------- the whole simulation
-def generate(config: SimulationConfig, subject: int = 1, seed: int = 0, progress: bool = False,
-             ground_truth: str = "cortex") -> EncodingDataset:
+def generate(
+    config: SimulationConfig,
+    subject: int = 1,
+    seed: int = 0,
+    progress: bool = False,
+    ground_truth: str = "cortex",
+) -> EncodingDataset:
     """Run the simulation without any cache (see :func:`simulate`)."""
     start = time.perf_counter()
     device = get_device()
@@ -162,15 +204,20 @@ def generate(config: SimulationConfig, subject: int = 1, seed: int = 0, progress
     image_seeds = np.random.SeedSequence([20190726, seed]).spawn(2)
     voxel_seed, noise_seed = np.random.SeedSequence([20190727, seed, subject]).spawn(2)
     voxel_rng = np.random.default_rng(voxel_seed)
-    n_batches = math.ceil(config.n_train / config.batch_size) + math.ceil(config.n_test / config.batch_size)
+    n_batches = math.ceil(config.n_train / config.batch_size) + math.ceil(
+        config.n_test / config.batch_size
+    )
     bar = tqdm.auto.tqdm(total=3 + n_batches, desc="simulating: images", disable=not progress)
 
     train_photos, test_photos = load_photos(TRAIN_PHOTOS), load_photos(TEST_PHOTOS)
     stimuli, sources = {}, {}
-    for split, photos, n, seq in (("train", train_photos, config.n_train, image_seeds[0]),
-                                  ("test", test_photos, config.n_test, image_seeds[1])):
-        stimuli[split], sources[split] = make_stimuli(n, config.image_size, photos, np.random.default_rng(seq),
-                                                      config.photo_fraction)
+    for split, photos, n, seq in (
+        ("train", train_photos, config.n_train, image_seeds[0]),
+        ("test", test_photos, config.n_test, image_seeds[1]),
+    ):
+        stimuli[split], sources[split] = make_stimuli(
+            n, config.image_size, photos, np.random.default_rng(seq), config.photo_fraction
+        )
         bar.update()
 
     voxels = layout_voxels(config, voxel_rng)
@@ -179,7 +226,9 @@ def generate(config: SimulationConfig, subject: int = 1, seed: int = 0, progress
         signal = _gabor_control_signal(stimuli, voxels, config, voxel_rng, device)
         bar.update(n_batches)
     else:
-        signal = _network_signal(stimuli, voxels, config, voxel_rng, device, ground_truth, network_seed(seed), bar)
+        signal = _network_signal(
+            stimuli, voxels, config, voxel_rng, device, ground_truth, network_seed(seed), bar
+        )
 
     bar.set_description("simulating: measurement noise")
     train, test_repeats, test_oracle = measure(signal, voxels, config, noise_seed, device)
@@ -188,32 +237,58 @@ def generate(config: SimulationConfig, subject: int = 1, seed: int = 0, progress
 
     info = {
         "source": "simulated visual cortex (etecrm_lib.data.simulate)",
-        "generator_version": GENERATOR_VERSION, "profile": config.name, "seed": seed,
-        "ground_truth": ground_truth, "network_seed": network_seed(seed), "n_train": config.n_train,
+        "generator_version": GENERATOR_VERSION,
+        "profile": config.name,
+        "seed": seed,
+        "ground_truth": ground_truth,
+        "network_seed": network_seed(seed),
+        "n_train": config.n_train,
         "cache_key": simulation_key(config, subject, seed, ground_truth),
-        "field_of_view_deg": config.field_of_view_deg, "train_repeats": config.train_repeats,
+        "field_of_view_deg": config.field_of_view_deg,
+        "train_repeats": config.train_repeats,
         "photo_sources": {"train": sorted(train_photos), "test": sorted(test_photos)},
         "image_sources": sources,
         "areas": {roi: _describe_area(roi, ground_truth) for roi in config.voxels},
-        "noise": (f"Gaussian per trial, unit variance, a share of {config.noise_correlation} smoothed over "
-                  f"{config.noise_smoothing_mm} mm between neighbouring voxels"),
+        "noise": (
+            f"Gaussian per trial, unit variance, a share of {config.noise_correlation} smoothed over "
+            f"{config.noise_smoothing_mm} mm between neighbouring voxels"
+        ),
         "response_units": "z-scored per voxel with the train mean and std (same transform on test and oracle)",
         "generation_seconds": round(time.perf_counter() - start, 1),
     }
     test_means = {roi: reps.mean(axis=0) for roi, reps in test_repeats.items()}
-    return EncodingDataset("sim", subject, Split(stimuli["train"], train),
-                           Split(stimuli["test"], test_means, test_repeats, test_oracle), voxels, info)
+    return EncodingDataset(
+        "sim",
+        subject,
+        Split(stimuli["train"], train),
+        Split(stimuli["test"], test_means, test_repeats, test_oracle),
+        voxels,
+        info,
+    )
 
 
-def _network_signal(stimuli: dict, voxels: dict, config: SimulationConfig, rng: np.random.Generator, device,
-                    ground_truth: str, net_seed: int, bar) -> dict:
+def _network_signal(
+    stimuli: dict,
+    voxels: dict,
+    config: SimulationConfig,
+    rng: np.random.Generator,
+    device,
+    ground_truth: str,
+    net_seed: int,
+    bar,
+) -> dict:
     """Noise-free signals ``{split: {roi: float64 (N, V)}}`` of the cortex or of the "cnn" control."""
     if ground_truth == "cnn":
         network = ReleasedCNN(net_seed).to(device).eval()
-        area = {roi: cnn_control_readout(voxels[roi].extra, config, rng, device) for roi in config.voxels}
+        area = {
+            roi: cnn_control_readout(voxels[roi].extra, config, rng, device)
+            for roi in config.voxels
+        }
     else:
         network = VentralStream(net_seed).to(device).eval()
-        area = {roi: area_readout(roi, voxels[roi].extra, config, rng, device) for roi in config.voxels}
+        area = {
+            roi: area_readout(roi, voxels[roi].extra, config, rng, device) for roi in config.voxels
+        }
     needed = sorted({features for features, _, _ in area.values()})
     # each channel divided by its mean over the first 64 train images: channels of any scale weigh alike.
     # The floor (a tenth of the median channel's mean) keeps a channel that is silent on those images
@@ -235,11 +310,15 @@ def _network_signal(stimuli: dict, voxels: dict, config: SimulationConfig, rng: 
                     drive = drive.clamp_min(0).pow(COMPRESSION)
                 signal[split][roi].append(drive.cpu().double().numpy())
             bar.update()
-    return {split: {roi: np.concatenate(parts) for roi, parts in by_roi.items()} for split, by_roi in signal.items()}
+    return {
+        split: {roi: np.concatenate(parts) for roi, parts in by_roi.items()}
+        for split, by_roi in signal.items()
+    }
 
 
-def _gabor_control_signal(stimuli: dict, voxels: dict, config: SimulationConfig, rng: np.random.Generator,
-                          device) -> dict:
+def _gabor_control_signal(
+    stimuli: dict, voxels: dict, config: SimulationConfig, rng: np.random.Generator, device
+) -> dict:
     """The "gabor" control: each voxel a sparse non-negative sum of Gabor pyramid features near its pRF.
 
     Voxel v picks :data:`GABOR_CONTROL_FEATURES` features of ``gabor_features`` (default
@@ -257,15 +336,21 @@ def _gabor_control_signal(stimuli: dict, voxels: dict, config: SimulationConfig,
         extra = voxels[roi].extra
         weights = np.zeros((fx.size, len(extra["prf_x"])), dtype=np.float32)
         for v, (x, y, sigma) in enumerate(zip(extra["prf_x"], extra["prf_y"], extra["prf_sigma"])):
-            spread = sigma ** 2 + fs ** 2
+            spread = sigma**2 + fs**2
             overlap = np.exp(-((fx - x) ** 2 + (fy - y) ** 2) / (2 * spread)) / spread
-            picks = rng.choice(fx.size, GABOR_CONTROL_FEATURES, replace=False, p=overlap / overlap.sum())
+            picks = rng.choice(
+                fx.size, GABOR_CONTROL_FEATURES, replace=False, p=overlap / overlap.sum()
+            )
             weights[picks, v] = rng.exponential(1.0, GABOR_CONTROL_FEATURES)
         readout[roi] = torch.as_tensor(weights)
     signal = {}
     for split, images in stimuli.items():
-        features = torch.as_tensor(gabor_features(images, gabor, device=device, cache=False, progress=False))
-        signal[split] = {roi: (features @ weights).double().numpy() for roi, weights in readout.items()}
+        features = torch.as_tensor(
+            gabor_features(images, gabor, device=device, cache=False, progress=False)
+        )
+        signal[split] = {
+            roi: (features @ weights).double().numpy() for roi, weights in readout.items()
+        }
     return signal
 
 
@@ -274,8 +359,10 @@ def _describe_area(roi: str, ground_truth: str = "cortex") -> str:
     a, b = area.prf_sigma
     prf = f"pRF sigma = {a} + {b} x eccentricity (deg)"
     if ground_truth == "gabor":
-        return (f"control: sparse non-negative linear read-out of {GABOR_CONTROL_FEATURES} Gabor wavelet pyramid "
-                f"features near the pRF; {prf}")
+        return (
+            f"control: sparse non-negative linear read-out of {GABOR_CONTROL_FEATURES} Gabor wavelet pyramid "
+            f"features near the pRF; {prf}"
+        )
     if ground_truth == "cnn":
         return f"control: non-negative read-out of a random network with the released ETECRM architecture; {prf}"
     what = {
@@ -314,12 +401,16 @@ def calibration_summary(dataset: EncodingDataset) -> dict:
     out = {}
     for roi in dataset.rois:
         ceiling = true_noise_ceiling(dataset, roi)
-        estimated = np.asarray(evaluation.noise_ceiling(dataset.test.repeats[roi]), dtype=np.float64)
+        estimated = np.asarray(
+            evaluation.noise_ceiling(dataset.test.repeats[roi]), dtype=np.float64
+        )
         target = CALIBRATION_TARGETS.get(roi, {})
-        out[roi] = {"median_ceiling": float(np.median(ceiling)),
-                    "predictable_fraction": float(np.mean(ceiling > threshold)),
-                    "estimated_median_ceiling": float(np.median(estimated)),
-                    "estimated_predictable_fraction": float(np.mean(estimated > threshold)),
-                    "target_median_ceiling": target.get("median_ceiling"),
-                    "target_predictable_fraction": target.get("predictable_fraction")}
+        out[roi] = {
+            "median_ceiling": float(np.median(ceiling)),
+            "predictable_fraction": float(np.mean(ceiling > threshold)),
+            "estimated_median_ceiling": float(np.median(estimated)),
+            "estimated_predictable_fraction": float(np.mean(estimated > threshold)),
+            "target_median_ceiling": target.get("median_ceiling"),
+            "target_predictable_fraction": target.get("predictable_fraction"),
+        }
     return out

@@ -37,7 +37,15 @@ CRCNS_URL = "https://portal.nersc.gov/project/crcns/download/index.php"
 VIM1_FILES = ("Stimuli.mat", "EstimatedResponses.mat")
 
 # roiS{n} codes (0 = voxel outside the named visual areas)
-ROI_CODES = {1: "V1", 2: "V2", 3: "V3", 4: "V3A", 5: "V3B", 6: "V4", 7: "LO"}  # 7 is "LatOcc" in vim-1
+ROI_CODES = {
+    1: "V1",
+    2: "V2",
+    3: "V3",
+    4: "V3A",
+    5: "V3B",
+    6: "V4",
+    7: "LO",
+}  # 7 is "LatOcc" in vim-1
 VOLUME_SHAPE = (64, 64, 18)
 VOXEL_SIZE_MM = (2.0, 2.0, 2.5)
 
@@ -74,10 +82,22 @@ def read_mat(path, names) -> dict:
                 data = {name: np.asarray(f[name][()]).T for name in names if name in found}
         else:
             found = [name for name, _, _ in scipy.io.whosmat(str(path))]
-            data = scipy.io.loadmat(str(path), variable_names=[name for name in names if name in found])
-    except (OSError, ValueError, TypeError, KeyError, IndexError, EOFError, NotImplementedError,
-            scipy.io.matlab.MatReadError) as err:
-        raise ValueError(f"could not read {path}: the file is truncated or corrupt ({err}); download it again") from err
+            data = scipy.io.loadmat(
+                str(path), variable_names=[name for name in names if name in found]
+            )
+    except (
+        OSError,
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        EOFError,
+        NotImplementedError,
+        scipy.io.matlab.MatReadError,
+    ) as err:
+        raise ValueError(
+            f"could not read {path}: the file is truncated or corrupt ({err}); download it again"
+        ) from err
     _check_names(path, names, found)
     return {name: np.asarray(data[name]) for name in names}
 
@@ -88,7 +108,7 @@ def _is_web_page(path) -> bool:
         head = f.read(1024)
     for bom in (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff"):
         if head.startswith(bom):
-            head = head[len(bom):]
+            head = head[len(bom) :]
             if bom != b"\xef\xbb\xbf":  # UTF-16: drop the zero bytes
                 head = head.replace(b"\x00", b"")
             break
@@ -115,13 +135,19 @@ def rescale_stimuli(train, test):
     train = np.asarray(train, dtype=np.float32)
     test = np.asarray(test, dtype=np.float32)
     lo, hi = float(train.min()), float(train.max())
-    scaling = {"source_min": lo, "source_max": hi,
-               "source_test_min": float(test.min()), "source_test_max": float(test.max())}
+    scaling = {
+        "source_min": lo,
+        "source_max": hi,
+        "source_test_min": float(test.min()),
+        "source_test_max": float(test.max()),
+    }
     if lo >= 0 and hi <= 1 and test.min() >= 0 and test.max() <= 1:
         scaling.update(offset=0.0, scale=1.0, test_pixels_clipped=0)
         return train, test, scaling
     if hi <= lo:
-        raise ValueError(f"all training images have the same value {lo}: cannot rescale them to [0, 1]")
+        raise ValueError(
+            f"all training images have the same value {lo}: cannot rescale them to [0, 1]"
+        )
     scale = 1.0 / (hi - lo)
     train = (train - lo) * scale
     test = (test - lo) * scale
@@ -158,7 +184,9 @@ def vim1_affine(volume_shape=VOLUME_SHAPE, voxel_size=VOXEL_SIZE_MM) -> np.ndarr
 
 
 # --------------------------------------------------------------------------- the loader
-def load_vim1(root, subject: int = 1, image_size: int | None = None, rois=DEFAULT_ROIS) -> EncodingDataset:
+def load_vim1(
+    root, subject: int = 1, image_size: int | None = None, rois=DEFAULT_ROIS
+) -> EncodingDataset:
     """Load vim-1 subject ``subject`` from the CRCNS files in the folder ``root``.
 
     Parameters
@@ -191,7 +219,9 @@ def load_vim1(root, subject: int = 1, image_size: int | None = None, rois=DEFAUL
         raise ValueError(f"vim-1 has subjects 1 and 2, got subject={subject!r}")
     unknown = [r for r in rois if r not in ROI_CODES.values()]
     if unknown or not rois:
-        raise ValueError(f"unknown vim-1 ROI(s) {unknown or list(rois)}; choose from {list(ROI_CODES.values())}")
+        raise ValueError(
+            f"unknown vim-1 ROI(s) {unknown or list(rois)}; choose from {list(ROI_CODES.values())}"
+        )
     stim_path, resp_path = root / VIM1_FILES[0], root / VIM1_FILES[1]
     for path in (stim_path, resp_path):
         if not path.is_file():
@@ -206,23 +236,34 @@ def load_vim1(root, subject: int = 1, image_size: int | None = None, rois=DEFAUL
     names = [f"dataTrn{s}", f"dataVal{s}", f"roi{s}", f"voxIdx{s}"]
     resp = read_mat(resp_path, names)
     train_x, test_x = stim["stimTrn"], stim["stimVal"]
-    data_trn, data_val = resp[names[0]].T, resp[names[1]].T  # MATLAB (voxels, images) -> (images, voxels)
+    data_trn, data_val = (
+        resp[names[0]].T,
+        resp[names[1]].T,
+    )  # MATLAB (voxels, images) -> (images, voxels)
     roi_code = resp[names[2]].reshape(-1)
     vox_idx = resp[names[3]].reshape(-1)
 
     if train_x.ndim != 3 or test_x.ndim != 3 or train_x.shape[1:] != test_x.shape[1:]:
-        raise ValueError(f"{stim_path}: stimTrn {train_x.shape} and stimVal {test_x.shape} must be (N, H, W) "
-                         "images of the same size")
+        raise ValueError(
+            f"{stim_path}: stimTrn {train_x.shape} and stimVal {test_x.shape} must be (N, H, W) "
+            "images of the same size"
+        )
     n_vox = data_trn.shape[1] if data_trn.ndim == 2 else -1
     problems = []
     if data_trn.ndim != 2 or data_trn.shape[0] != train_x.shape[0]:
-        problems.append(f"{names[0]} is {resp[names[0]].shape} (voxels, images) "
-                        f"but stimTrn has {train_x.shape[0]} images")
+        problems.append(
+            f"{names[0]} is {resp[names[0]].shape} (voxels, images) "
+            f"but stimTrn has {train_x.shape[0]} images"
+        )
     if data_val.ndim != 2 or data_val.shape != (test_x.shape[0], n_vox):
-        problems.append(f"{names[1]} is {resp[names[1]].shape} but ({n_vox}, {test_x.shape[0]}) was expected "
-                        f"({n_vox} voxels as in {names[0]}, {test_x.shape[0]} images as in stimVal)")
+        problems.append(
+            f"{names[1]} is {resp[names[1]].shape} but ({n_vox}, {test_x.shape[0]}) was expected "
+            f"({n_vox} voxels as in {names[0]}, {test_x.shape[0]} images as in stimVal)"
+        )
     if roi_code.size != n_vox or vox_idx.size != n_vox:
-        problems.append(f"{names[2]} has {roi_code.size} and {names[3]} {vox_idx.size} entries for {n_vox} voxels")
+        problems.append(
+            f"{names[2]} has {roi_code.size} and {names[3]} {vox_idx.size} entries for {n_vox} voxels"
+        )
     if problems:
         raise ValueError(f"{resp_path} and {stim_path} do not match: " + "; ".join(problems))
 
@@ -235,12 +276,16 @@ def load_vim1(root, subject: int = 1, image_size: int | None = None, rois=DEFAUL
     for roi in rois:
         keep = roi_code == code_of[roi]
         if not keep.any():
-            raise ValueError(f"{resp_path}: no voxel of subject {subject} has ROI code {code_of[roi]} ({roi})")
+            raise ValueError(
+                f"{resp_path}: no voxel of subject {subject} has ROI code {code_of[roi]} ({roi})"
+            )
         train[roi] = data_trn[:, keep].astype(np.float32)
         test[roi] = data_val[:, keep].astype(np.float32)
         voxels[roi] = VoxelInfo(vox_idx[keep].astype(np.int64), VOLUME_SHAPE, affine)
         finite = np.isfinite(train[roi]).all(0) & np.isfinite(test[roi]).all(0)
-        n_nan_voxels += int((~finite).sum())  # EncodingDataset drops them (ds.info["dropped_voxels"])
+        n_nan_voxels += int(
+            (~finite).sum()
+        )  # EncodingDataset drops them (ds.info["dropped_voxels"])
 
     info = {
         "source": f"CRCNS vim-1 files in {root}",
@@ -250,12 +295,21 @@ def load_vim1(root, subject: int = 1, image_size: int | None = None, rois=DEFAUL
         "affine_note": "2 x 2 x 2.5 mm voxels centred on 0; the scanner orientation is not distributed",
         "noise_ceiling": "unavailable from repeats: vim-1 distributes one response estimate per image",
     }
-    return EncodingDataset("vim1", subject, Split(train_x, train), Split(test_x, test), voxels, info)
+    return EncodingDataset(
+        "vim1", subject, Split(train_x, train), Split(test_x, test), voxels, info
+    )
 
 
 # --------------------------------------------------------------------------- the downloader
-def download_vim1(dest=None, username: str | None = None, password: str | None = None, files=VIM1_FILES,
-                  base_url: str = CRCNS_URL, overwrite: bool = False, progress: bool = True) -> list:
+def download_vim1(
+    dest=None,
+    username: str | None = None,
+    password: str | None = None,
+    files=VIM1_FILES,
+    base_url: str = CRCNS_URL,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> list:
     """Download vim-1 files from CRCNS into the folder ``dest``. Returns the list of file paths.
 
     ``dest`` defaults to the cache folder ``etecrm_lib.storage.cache_dir("vim1")``, where
@@ -290,13 +344,25 @@ def download_vim1(dest=None, username: str | None = None, password: str | None =
         if path.exists() and not overwrite:
             paths.append(path)
             continue
-        download(base_url, path, form={"username": username, "password": password, "fn": f"vim-1/{name}",
-                                       "submit": "Login"},
-                 reject_html=True, progress=progress, description=name)
+        download(
+            base_url,
+            path,
+            form={
+                "username": username,
+                "password": password,
+                "fn": f"vim-1/{name}",
+                "submit": "Login",
+            },
+            reject_html=True,
+            progress=progress,
+            description=name,
+        )
         if not _looks_like_mat(path):
             path.unlink()
-            raise DownloadError(f"{base_url} sent a file for vim-1/{name} that is not a MATLAB file; it was deleted "
-                                f"(destination {path}). Check the file name and try again.")
+            raise DownloadError(
+                f"{base_url} sent a file for vim-1/{name} that is not a MATLAB file; it was deleted "
+                f"(destination {path}). Check the file name and try again."
+            )
         paths.append(path)
     return paths
 

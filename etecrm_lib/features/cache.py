@@ -24,7 +24,9 @@ def images_digest(images: np.ndarray) -> str:
 
 def cache_key(settings: dict, images: np.ndarray) -> str:
     """The key of features computed with ``settings`` (a JSON-able dict) from ``images``."""
-    return hashlib.sha256((json.dumps(settings, sort_keys=True, default=str) + images_digest(images)).encode()).hexdigest()
+    return hashlib.sha256(
+        (json.dumps(settings, sort_keys=True, default=str) + images_digest(images)).encode()
+    ).hexdigest()
 
 
 def read_cache(kind: str, key: str, n_rows: int):
@@ -48,7 +50,9 @@ def write_cache(kind: str, key: str, features: np.ndarray) -> None:
             np.savez(f, features=features, key=np.array(key))
 
 
-def cached_features(kind: str, settings: dict, images: np.ndarray, compute, cache: bool = True) -> np.ndarray:
+def cached_features(
+    kind: str, settings: dict, images: np.ndarray, compute, cache: bool = True
+) -> np.ndarray:
     """``compute(images)`` -> (N, F) array, cached on disk under a key of ``settings`` + the images' hash.
 
     The file stores its own key and is used only if the key and the row count match (else it is

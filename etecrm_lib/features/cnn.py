@@ -43,8 +43,15 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # The ReLU outputs of AlexNet's 5 convolutional and 2 hidden fully connected layers.
-ALEXNET_LAYERS = {"conv1": "features.1", "conv2": "features.4", "conv3": "features.7", "conv4": "features.9",
-                  "conv5": "features.11", "fc6": "classifier.2", "fc7": "classifier.5"}
+ALEXNET_LAYERS = {
+    "conv1": "features.1",
+    "conv2": "features.4",
+    "conv3": "features.7",
+    "conv4": "features.9",
+    "conv5": "features.11",
+    "fc6": "classifier.2",
+    "fc7": "classifier.5",
+}
 DEFAULT_LAYERS = {"alexnet": tuple(ALEXNET_LAYERS.values())}
 
 
@@ -84,8 +91,10 @@ class CNNConfig:
         if self.layers is not None:
             return tuple(self.layers)
         if self.model not in DEFAULT_LAYERS:
-            raise ValueError(f"no default layers for model '{self.model}': give CNNConfig(layers=...) "
-                             f"with names from etecrm_lib.features.layer_names('{self.model}')")
+            raise ValueError(
+                f"no default layers for model '{self.model}': give CNNConfig(layers=...) "
+                f"with names from etecrm_lib.features.layer_names('{self.model}')"
+            )
         return DEFAULT_LAYERS[self.model]
 
 
@@ -93,13 +102,15 @@ class CNNConfig:
 def _build(model: str, seed: int):
     import torchvision
 
-    with torch.random.fork_rng(devices=[]):       # seeded initialisation, global RNG untouched
+    with torch.random.fork_rng(devices=[]):  # seeded initialisation, global RNG untouched
         torch.manual_seed(seed)
         try:
             return torchvision.models.get_model(model, weights=None)
         except ValueError:
             known = torchvision.models.list_models(module=torchvision.models)
-            raise ValueError(f"unknown torchvision model '{model}'; classification models: {known}") from None
+            raise ValueError(
+                f"unknown torchvision model '{model}'; classification models: {known}"
+            ) from None
 
 
 def load_cnn(model: str = "alexnet", weights: str | None = "DEFAULT", seed: int = 0):
@@ -119,14 +130,18 @@ def load_cnn(model: str = "alexnet", weights: str | None = "DEFAULT", seed: int 
         try:
             net.load_state_dict(state)
         except RuntimeError as err:
-            raise ValueError(f"the weights in {path} do not fit torchvision's '{model}': {err}") from None
+            raise ValueError(
+                f"the weights in {path} do not fit torchvision's '{model}': {err}"
+            ) from None
         return net.eval(), f"file:{path} sha256:{sha256_file(path)}"
     available = torchvision.models.get_model_weights(model)
     try:
         enum = available.DEFAULT if weights == "DEFAULT" else available[weights]
     except KeyError:
-        raise ValueError(f"unknown weights '{weights}' for {model}; choose one of {list(available.__members__)}, "
-                         "a path to a .pth file, or None") from None
+        raise ValueError(
+            f"unknown weights '{weights}' for {model}; choose one of {list(available.__members__)}, "
+            "a path to a .pth file, or None"
+        ) from None
     try:
         state = torch.hub.load_state_dict_from_url(enum.url, progress=True, check_hash=True)
     except Exception as err:  # no internet, proxy, disk full ...: all end the same way for the user
@@ -150,14 +165,21 @@ def check_layers(net: torch.nn.Module, layers, model: str = "") -> None:
     valid = [name for name, _ in net.named_modules() if name]
     unknown = [layer for layer in layers if layer not in valid]
     if unknown:
-        raise ValueError(f"unknown layer name(s) {unknown} for {model or type(net).__name__}; valid names: {valid}")
+        raise ValueError(
+            f"unknown layer name(s) {unknown} for {model or type(net).__name__}; valid names: {valid}"
+        )
 
 
 # ----------------------------------------------------------------------------- activations
 def preprocess(images: torch.Tensor, input_size: int) -> torch.Tensor:
     """Grayscale ``(B, H, W)`` in [0, 1] -> ImageNet-normalised ``(B, 3, input_size, input_size)``."""
-    x = F.interpolate(images[:, None], size=(input_size, input_size), mode="bilinear", antialias=True,
-                      align_corners=False).clamp(0, 1)
+    x = F.interpolate(
+        images[:, None],
+        size=(input_size, input_size),
+        mode="bilinear",
+        antialias=True,
+        align_corners=False,
+    ).clamp(0, 1)
     mean = torch.tensor(IMAGENET_MEAN, device=x.device)[None, :, None, None]
     std = torch.tensor(IMAGENET_STD, device=x.device)[None, :, None, None]
     return (x.expand(-1, 3, -1, -1) - mean) / std
@@ -167,8 +189,16 @@ class _StopForward(Exception):
     pass
 
 
-def layer_activations(net, images: np.ndarray, layers, input_size: int, pool_size: int, batch_size: int = 32,
-                      device=None, progress: bool = True) -> dict:
+def layer_activations(
+    net,
+    images: np.ndarray,
+    layers,
+    input_size: int,
+    pool_size: int,
+    batch_size: int = 32,
+    device=None,
+    progress: bool = True,
+) -> dict:
     """Pooled, flattened activations ``{layer: float32 (N, D)}`` of ``net`` for images ``(N, H, W)``."""
     device = get_device(device)
     net = net.to(device).eval()
@@ -181,17 +211,27 @@ def layer_activations(net, images: np.ndarray, layers, input_size: int, pool_siz
             out = output.detach()
             if out.ndim == 4:
                 out = F.adaptive_avg_pool2d(out, pool_size)
-            store[name] = out.flatten(1).float().cpu().clone()   # clone: a later in-place ReLU must not change it
-            if len(store) == len(layers):    # every requested layer seen: skip the rest of the network
+            store[name] = (
+                out.flatten(1).float().cpu().clone()
+            )  # clone: a later in-place ReLU must not change it
+            if len(store) == len(
+                layers
+            ):  # every requested layer seen: skip the rest of the network
                 raise _StopForward
+
         return hook
 
     handles = [modules[name].register_forward_hook(hook_for(name)) for name in layers]
     out = {name: [] for name in layers}
     try:
         with torch.no_grad():
-            for start in tqdm.auto.tqdm(range(0, len(images), batch_size), desc="CNN layers", disable=not progress, leave=False):
-                batch = torch.as_tensor(images[start: start + batch_size], device=device)
+            for start in tqdm.auto.tqdm(
+                range(0, len(images), batch_size),
+                desc="CNN layers",
+                disable=not progress,
+                leave=False,
+            ):
+                batch = torch.as_tensor(images[start : start + batch_size], device=device)
                 try:
                     net(preprocess(batch, input_size))
                 except _StopForward:
@@ -204,8 +244,15 @@ def layer_activations(net, images: np.ndarray, layers, input_size: int, pool_siz
     return {name: torch.cat(chunks).numpy() for name, chunks in out.items()}
 
 
-def cnn_features(images, config: CNNConfig | None = None, device=None, cache: bool = True, progress: bool = True,
-                 net=None, weights_info: str | None = None):
+def cnn_features(
+    images,
+    config: CNNConfig | None = None,
+    device=None,
+    cache: bool = True,
+    progress: bool = True,
+    net=None,
+    weights_info: str | None = None,
+):
     """Pooled activations of the configured layers: returns ``({layer: float32 (N, D)}, weights)``.
 
     ``weights`` says which weights produced them (see the module docstring). Cached on disk per layer,
@@ -218,14 +265,28 @@ def cnn_features(images, config: CNNConfig | None = None, device=None, cache: bo
     if net is None:
         net, weights_info = load_cnn(config.model, config.weights, config.seed)
     check_layers(net, layers, config.model)
-    settings = {"model": config.model, "weights": weights_info, "input_size": config.input_size,
-                "pool_size": config.pool_size}
+    settings = {
+        "model": config.model,
+        "weights": weights_info,
+        "input_size": config.input_size,
+        "pool_size": config.pool_size,
+    }
     keys = {layer: cache_key({**settings, "layer": layer}, images) for layer in layers}
-    found = {layer: read_cache("cnn", keys[layer], len(images)) for layer in layers} if cache else {}
+    found = (
+        {layer: read_cache("cnn", keys[layer], len(images)) for layer in layers} if cache else {}
+    )
     missing = [layer for layer in layers if found.get(layer) is None]
     if missing:
-        computed = layer_activations(net, images, missing, config.input_size, config.pool_size, config.batch_size,
-                                     device, progress)
+        computed = layer_activations(
+            net,
+            images,
+            missing,
+            config.input_size,
+            config.pool_size,
+            config.batch_size,
+            device,
+            progress,
+        )
         for layer in missing:
             found[layer] = computed[layer]
             if cache:
@@ -242,17 +303,27 @@ class CNNFeatures:
     >>> extractor.weights                                 # e.g. "untrained(seed=0)"
     """
 
-    def __init__(self, config: CNNConfig | None = None, device=None, progress: bool = True, cache: bool = True):
+    def __init__(
+        self,
+        config: CNNConfig | None = None,
+        device=None,
+        progress: bool = True,
+        cache: bool = True,
+    ):
         self.config = config or CNNConfig()
         if self.config.reduction not in (None, "pca", "random"):
-            raise ValueError(f"reduction must be None, 'pca' or 'random', got {self.config.reduction!r}")
+            raise ValueError(
+                f"reduction must be None, 'pca' or 'random', got {self.config.reduction!r}"
+            )
         self.device, self.progress, self.cache = device, progress, cache
         self.net, self.weights = load_cnn(self.config.model, self.config.weights, self.config.seed)
         check_layers(self.net, self.config.layer_list(), self.config.model)
-        self.projections = None    # {layer: (mean (D,), matrix (D, k))} once fitted
+        self.projections = None  # {layer: (mean (D,), matrix (D, k))} once fitted
 
     def activations(self, images) -> dict:
-        return cnn_features(images, self.config, self.device, self.cache, self.progress, self.net, self.weights)[0]
+        return cnn_features(
+            images, self.config, self.device, self.cache, self.progress, self.net, self.weights
+        )[0]
 
     def fit(self, train_images) -> "CNNFeatures":
         """Fit the reduction (PCA: on the training activations; random: a seeded Gaussian matrix)."""
@@ -270,7 +341,7 @@ class CNNFeatures:
                 _, _, vt = torch.linalg.svd(a - mean, full_matrices=False)
                 matrix = vt[:k].T
             else:
-                matrix = torch.randn(a.shape[1], k, generator=gen, dtype=torch.float64) / k ** 0.5
+                matrix = torch.randn(a.shape[1], k, generator=gen, dtype=torch.float64) / k**0.5
             self.projections[layer] = (mean.float(), matrix.float())
         return self
 
@@ -281,5 +352,9 @@ class CNNFeatures:
         acts = self.activations(images)
         if not self.projections:
             return acts
-        return {layer: ((torch.as_tensor(a) - self.projections[layer][0]) @ self.projections[layer][1]).numpy()
-                for layer, a in acts.items()}
+        return {
+            layer: (
+                (torch.as_tensor(a) - self.projections[layer][0]) @ self.projections[layer][1]
+            ).numpy()
+            for layer, a in acts.items()
+        }

@@ -65,7 +65,9 @@ class GaborConfig:
     def wavelengths(self, image_size: int) -> list:
         """The wavelengths (pixels) of the pyramid for square images of ``image_size`` pixels."""
         if self.nonlinearity not in NONLINEARITIES:
-            raise ValueError(f"nonlinearity must be one of {NONLINEARITIES}, got {self.nonlinearity!r}")
+            raise ValueError(
+                f"nonlinearity must be one of {NONLINEARITIES}, got {self.nonlinearity!r}"
+            )
         top = self.max_wavelength or image_size
         waves, wave = [], self.min_wavelength
         while wave <= top:
@@ -73,11 +75,14 @@ class GaborConfig:
                 raise ValueError(
                     f"image size {image_size} px is not a multiple of the wavelength {wave} px: the pyramid puts "
                     f"(size / wavelength)^2 filters on a grid; resize the images to {self.min_wavelength} x a power "
-                    f"of 2 (e.g. 64 or 128 px) or change min_wavelength / max_wavelength")
+                    f"of 2 (e.g. 64 or 128 px) or change min_wavelength / max_wavelength"
+                )
             waves.append(wave)
             wave *= 2
         if not waves:
-            raise ValueError(f"no wavelength between {self.min_wavelength} and {top} px: check the config")
+            raise ValueError(
+                f"no wavelength between {self.min_wavelength} and {top} px: check the config"
+            )
         return waves
 
 
@@ -115,7 +120,7 @@ def gabor_kernels(wavelength: int, config: GaborConfig, device=None):
     size = wavelength + 2 * math.ceil(max(0.0, config.truncate * sigma - wavelength / 2))
     u = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     yy, xx = torch.meshgrid(u, u, indexing="ij")
-    envelope = torch.exp(-(xx ** 2 + yy ** 2) / (2 * sigma ** 2))
+    envelope = torch.exp(-(xx**2 + yy**2) / (2 * sigma**2))
     filters = []
     for kind in (torch.cos, torch.sin):
         for k in range(config.n_orientations):
@@ -138,9 +143,9 @@ def gabor_energy(images, config: GaborConfig | None = None, device=None) -> torc
     out = []
     for wave in config.wavelengths(x.shape[-1]):
         weights, pad = gabor_kernels(wave, config, device)
-        resp = F.conv2d(x, weights, stride=wave, padding=pad)                    # (N, 2 * n_or, n, n)
+        resp = F.conv2d(x, weights, stride=wave, padding=pad)  # (N, 2 * n_or, n, n)
         energy = torch.sqrt(resp[:, :n_or] ** 2 + resp[:, n_or:] ** 2)
-        out.append(energy.permute(0, 2, 3, 1).reshape(x.shape[0], -1))          # row, column, orientation
+        out.append(energy.permute(0, 2, 3, 1).reshape(x.shape[0], -1))  # row, column, orientation
     return torch.cat(out, dim=1)
 
 
@@ -159,20 +164,33 @@ def check_images(images) -> np.ndarray:
     """Validate a stack of grayscale images: float32 ``(N, H, W)``, square, finite, in [0, 1]."""
     images = np.asarray(images.detach().cpu() if isinstance(images, torch.Tensor) else images)
     if images.ndim == 2:
-        raise ValueError(f"images must be a stack (N, H, W), got one image of shape {images.shape}; use images[None]")
+        raise ValueError(
+            f"images must be a stack (N, H, W), got one image of shape {images.shape}; use images[None]"
+        )
     if images.ndim != 3:
-        raise ValueError(f"images must have shape (N, H, W) (grayscale), got shape {images.shape}; "
-                         "convert colour images to grayscale (mean over the colour axis) first")
+        raise ValueError(
+            f"images must have shape (N, H, W) (grayscale), got shape {images.shape}; "
+            "convert colour images to grayscale (mean over the colour axis) first"
+        )
     if images.shape[1] != images.shape[2]:
-        raise ValueError(f"images must be square, got {images.shape[1]}x{images.shape[2]}; crop or resize them first")
+        raise ValueError(
+            f"images must be square, got {images.shape[1]}x{images.shape[2]}; crop or resize them first"
+        )
     images = images.astype(np.float32, copy=False)
     if not np.isfinite(images).all() or images.min() < -1e-4 or images.max() > 1 + 1e-4:
-        raise ValueError("images must be finite and scaled to [0, 1] (mid-gray = 0.5); divide 8-bit images by 255")
+        raise ValueError(
+            "images must be finite and scaled to [0, 1] (mid-gray = 0.5); divide 8-bit images by 255"
+        )
     return images
 
 
-def gabor_features(images, config: GaborConfig | None = None, device=None, cache: bool = True,
-                   progress: bool = True) -> np.ndarray:
+def gabor_features(
+    images,
+    config: GaborConfig | None = None,
+    device=None,
+    cache: bool = True,
+    progress: bool = True,
+) -> np.ndarray:
     """Gabor wavelet pyramid features of grayscale images.
 
     images : (N, S, S) in [0, 1], S a multiple of ``min_wavelength`` x a power of 2 (64, 128, ...)
@@ -181,14 +199,18 @@ def gabor_features(images, config: GaborConfig | None = None, device=None, cache
     """
     config = config or GaborConfig()
     images = check_images(images)
-    config.wavelengths(images.shape[-1])   # fail early on a bad size
+    config.wavelengths(images.shape[-1])  # fail early on a bad size
     device = get_device(device)
 
     def compute(imgs):
         out = []
-        for start in tqdm.auto.tqdm(range(0, len(imgs), config.batch_size), desc="Gabor pyramid", disable=not progress,
-                          leave=False):
-            energy = gabor_energy(imgs[start: start + config.batch_size], config, device)
+        for start in tqdm.auto.tqdm(
+            range(0, len(imgs), config.batch_size),
+            desc="Gabor pyramid",
+            disable=not progress,
+            leave=False,
+        ):
+            energy = gabor_energy(imgs[start : start + config.batch_size], config, device)
             out.append(compress(energy, config.nonlinearity).cpu().numpy())
         return np.concatenate(out).astype(np.float32)
 
