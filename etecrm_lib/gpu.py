@@ -4,7 +4,8 @@ GPU.
 ``training.fit_etecrm`` reads as the plain PyTorch loop a student expects. On a GPU it asks this
 module for four things, each of which changes *how fast*, never *what*, it computes:
 
-- :func:`autocast`: bf16 matrix products (a no-op on the CPU, which runs float32);
+- :func:`autocast`: bf16 or float16 matrix products, as :func:`resolve_precision` chooses for the
+  card (a no-op on the CPU, which runs float32); :func:`grad_scaler` scales float16's loss;
 - :func:`prepare_network`: the channels-last memory layout for the convolutions;
 - :func:`make_optimizer`: Adam with the fused kernel on a GPU (one launch for all parameters);
 - :func:`data_device`: keep the training images on the GPU when they fit;
@@ -36,18 +37,85 @@ H200, 10 models trained 5 side by side, 2 epochs, 3 rounds: 4 of 30 recordings f
 lock, 0 of 30 with it (and 0 of 60 with two such processes at once)."""
 
 
-def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on a GPU when ``enabled``; a no-op on the CPU (float32 there).
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+"""The settings of ``ETECRMConfig.precision``; "auto": :func:`resolve_precision` picks per card."""
 
-    Its cache of bf16 weight copies is off: it is of no use for one forward pass per step, and CUDA
-    graphs cannot record it.
+BF16_CAPABILITY = 8.0
+"""bfloat16 in hardware (and cuDNN's bf16 convolutions) start with Ampere, compute capability 8.0.
+``torch.cuda.is_bf16_supported()`` answers True on older cards too (emulated): it is not asked."""
+
+FP16_CAPABILITY = 7.0
+"""float16 tensor cores start with Volta, capability 7.0 (V100 7.0, T4 7.5); older cards (P100 6.0,
+P4 6.1) gain little or nothing from float16, so "auto" keeps float32 there."""
+
+
+def resolve_precision(setting: str, capability) -> str:
+    """The precision one training run uses: "bf16", "fp16" or "fp32".
+
+    setting : "auto", "bf16", "fp16" or "fp32" (``ETECRMConfig.precision``)
+    capability : the GPU's compute capability, ``(major, minor)`` as
+        ``torch.cuda.get_device_capability`` gives it or a number like 7.5; None for the CPU.
+
+    The CPU always runs "fp32". "auto" is "bf16" from capability 8.0 (A100, L4, H100: float32's
+    range, so nothing overflows), "fp16" from 7.0 (T4, V100: float16 tensor cores, with loss
+    scaling, :func:`grad_scaler`, and the regression layer kept in float32 so that no prediction can
+    overflow float16's largest number, 65504), "fp32" below. Forcing "bf16" on a card below 8.0 is
+    refused (cuDNN has no bf16 convolutions there).
     """
+    if setting not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {setting!r}")
+    if capability is None:
+        return "fp32"
+    if isinstance(capability, tuple):
+        capability = capability[0] + capability[1] / 10
+    if setting == "bf16" and capability < BF16_CAPABILITY:
+        raise ValueError(
+            f"precision 'bf16' needs a GPU of compute capability >= {BF16_CAPABILITY} "
+            f"(this one has {capability}); use 'auto' (float16 with loss scaling here), 'fp16' "
+            "or 'fp32'"
+        )
+    if setting != "auto":
+        return setting
+    if capability >= BF16_CAPABILITY:
+        return "bf16"
+    return "fp16" if capability >= FP16_CAPABILITY else "fp32"
+
+
+def precision_for(setting: str, device: torch.device) -> str:
+    """:func:`resolve_precision` for ``device`` (capability asked from CUDA; None on the CPU)."""
+    device = torch.device(device)
+    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    return resolve_precision(setting, capability)
+
+
+def precision_and_scaler(setting: str, device: torch.device) -> tuple:
+    """``(precision, scaler)`` for one training run on ``device``: :func:`precision_for` and its
+    :func:`grad_scaler`."""
+    precision = precision_for(setting, device)
+    return precision, grad_scaler(precision, torch.device(device))
+
+
+def autocast(device: torch.device, precision: str):
+    """Autocast to ``precision`` ("bf16" or "fp16"; "fp32" = off) on a GPU; a no-op on the CPU.
+
+    ``precision`` is a resolved one (:func:`precision_for`). Its cache of low-precision weight
+    copies is off: it is of no use for one forward pass per step, and CUDA graphs cannot record it.
+    """
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
     return torch.autocast(
         device_type=device.type,
-        dtype=torch.bfloat16,
-        enabled=enabled and device.type == "cuda",
+        dtype=dtype or torch.bfloat16,
+        enabled=dtype is not None and device.type == "cuda",
         cache_enabled=False,
     )
+
+
+def grad_scaler(precision: str, device: torch.device):
+    """A ``torch.amp.GradScaler``, on for "fp16" on a GPU only: it multiplies the loss before the
+    backward pass so that small gradients do not underflow float16, and skips a step whose gradients
+    overflowed (then halves the scale). Off, its calls pass the loss and the step through unchanged.
+    """
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16" and device.type == "cuda")
 
 
 def make_optimizer(
@@ -68,8 +136,9 @@ def make_optimizer(
 
 
 def prepare_network(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """Move the network to ``device``; on a GPU in the channels-last layout, which cuDNN's bf16
-    convolutions run fastest in (the numbers are the same, only the order in memory changes)."""
+    """Move the network to ``device``; on a GPU in the channels-last layout, which cuDNN's bf16 and
+    float16 convolutions run fastest in (the same numbers, only their order in memory changes).
+    """
     net = net.to(device)
     return net.to(memory_format=torch.channels_last) if device.type == "cuda" else net
 

@@ -108,6 +108,10 @@ class ETECRMNet(nn.Module):
         if images.ndim == 3:
             images = images.unsqueeze(1)
         features = self.features(scale_images(images)).flatten(1)  # (B, F)
+        if features.dtype == torch.float16:  # float16 autocast (gpu.autocast on a T4)
+            # A sum over 32,768 features can pass float16's largest number (65504): float32 here.
+            with torch.autocast(features.device.type, enabled=False):
+                return features.float() @ self.regression_weights().float() + self.bias
         return features @ self.regression_weights() + self.bias
 
 

@@ -28,9 +28,10 @@ Selective optimization, each part a switch of :class:`ETECRMConfig` (``ablations
 (plain ``-mean(r)``, no weights) or ``"mse"``; ``noise_std`` (1.0, or 0 = off); ``readout_weights``
 (``"squared"`` >= 0, or ``"signed"``).
 
-Speed (GPU only, ``gpu.py``): bf16 autocast, fused Adam, data on the GPU, and the whole training
-step recorded once as a CUDA graph and replayed; the loop below is the same either way. Checkpoints
-(``checkpoints.py``) let a run stop and continue exactly.
+Speed (GPU only, ``gpu.py``): low-precision autocast (``precision``: bf16 on A100/H100-class cards,
+float16 with loss scaling on a T4, ``gpu.resolve_precision``), fused Adam, data on the GPU, and the
+whole training step recorded once as a CUDA graph and replayed; the loop below is the same either
+way. Checkpoints (``checkpoints.py``) let a run stop and continue exactly.
 """
 
 from __future__ import annotations
@@ -72,7 +73,9 @@ class ETECRMConfig:
     (last incomplete batch dropped); ``epochs``; ``val_fraction`` of the train split held back for
     choosing the epoch; ``selection_voxels``: the epoch is chosen by the mean validation r of this
     many voxels, those ranked best by their r on the training fit.
-    Speed (GPU only): ``mixed_precision`` (bf16 autocast), ``cuda_graph``.
+    Speed (GPU only): ``precision`` ("auto", "bf16", "fp16" or "fp32"; "auto" picks by the card,
+    ``gpu.resolve_precision``; the CPU always runs float32), ``cuda_graph`` (not with "fp16", whose
+    loss scaling runs step by step).
     """
 
     image_size: int = 128
@@ -88,7 +91,7 @@ class ETECRMConfig:
     weight_decay: float = 1e-6
     val_fraction: float = 0.1
     selection_voxels: int = 300
-    mixed_precision: bool = True
+    precision: str = "auto"
     cuda_graph: bool = True
 
     @classmethod
@@ -148,12 +151,13 @@ class ETECRMConfig:
                     f"image_size {self.image_size} must be divisible by 2**{self.n_layers} "
                     f"(each of the {self.n_layers} conv layers halves it)"
                 )
-        if self.loss not in LOSSES:
-            problems.append(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.readout_weights not in READOUT_WEIGHTS:
-            problems.append(
-                f"readout_weights must be one of {READOUT_WEIGHTS}, got {self.readout_weights!r}"
-            )
+        for name, allowed in (
+            ("loss", LOSSES),
+            ("readout_weights", READOUT_WEIGHTS),
+            ("precision", gpu.PRECISIONS),
+        ):
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if problems:
             raise ValueError("invalid ETECRMConfig: " + "; ".join(problems))
 
@@ -182,6 +186,7 @@ class TrainingHistory:
     val_r : per-voxel r ``(V,)`` on the held-back validation images, each epoch
     selection_score : mean validation r of the ``selection_voxels`` best-on-training voxels
     epoch_seconds : wall time of each epoch; best_epoch : the epoch whose weights were kept
+    batch_size, device, precision : as trained ("bf16", "fp16" or "fp32", ``gpu.resolve_precision``)
     """
 
     train_loss: list = field(default_factory=list)
@@ -192,6 +197,7 @@ class TrainingHistory:
     best_epoch: int = -1
     batch_size: int = 0
     device: str = ""
+    precision: str = ""
 
     @property
     def n_epochs(self) -> int:
@@ -261,7 +267,7 @@ class ETECRMModel:
         if self.net is None:
             raise RuntimeError("fit(dataset, roi) the model before predicting")
         x = prepare_images(images, self.config.image_size, "images to predict")
-        return predict(self.net, x, batch_size, self.config.mixed_precision).cpu().numpy()
+        return predict(self.net, x, batch_size, self.config.precision).cpu().numpy()
 
     def score(self, dataset, keep_predictions: bool = True):
         """Held-out accuracy on ``dataset.test`` for this model's ROI ->
@@ -277,6 +283,7 @@ class ETECRMModel:
             "best_epoch": self.history.best_epoch,
             "epochs_run": self.history.n_epochs,
             "device": self.history.device,
+            "precision": self.history.precision,
             "train_seconds": float(sum(self.history.epoch_seconds)),
             "val_r": self.val_r,
         }
@@ -366,22 +373,23 @@ def selection_score(train_r: torch.Tensor, val_r: torch.Tensor, n_voxels: int) -
 
 @torch.no_grad()
 def predict(
-    net: ETECRMNet, images: torch.Tensor, batch_size: int = 256, mixed_precision: bool = True
+    net: ETECRMNet, images: torch.Tensor, batch_size: int = 256, precision: str = "auto"
 ) -> torch.Tensor:
-    """Evaluation-mode predictions ``(N, V)`` float32, on the network's device, for images ``(N, 1,
-    S, S)``."""
+    """Evaluation-mode predictions ``(N, V)`` float32, on the network's device, for images
+    ``(N, 1, S, S)``. ``precision``: a setting of ``ETECRMConfig.precision`` (resolved per device).
+    """
     device = next(net.parameters()).device
     net.eval()
     out = []
     for start in range(0, images.shape[0], batch_size):
-        with gpu.autocast(device, mixed_precision):
+        with gpu.autocast(device, gpu.precision_for(precision, device)):
             out.append(net(images[start : start + batch_size].to(device)).float())
     return torch.cat(out)
 
 
 @torch.no_grad()
 def start_at_mean_response(
-    net: ETECRMNet, images: torch.Tensor, responses: torch.Tensor, mixed_precision: bool = True
+    net: ETECRMNet, images: torch.Tensor, responses: torch.Tensor, precision: str = "auto"
 ) -> None:
     """Shift the regression bias so that the mean prediction of every voxel over ``images`` equals
     its mean response. Used for the MSE loss only (the correlation losses ignore offsets).
@@ -393,7 +401,7 @@ def start_at_mean_response(
     constant (r = 0 for every voxel). Starting at the mean leaves MSE only the image-to-image
     variation to fit.
     """
-    predicted = predict(net, images, mixed_precision=mixed_precision).mean(dim=0)
+    predicted = predict(net, images, precision=precision).mean(dim=0)
     net.bias -= predicted.to(net.bias.device) - responses.mean(dim=0).to(net.bias.device)
 
 
@@ -454,8 +462,10 @@ def fit_etecrm(
 
     net = gpu.prepare_network(config.build_network(n_voxels, seed), device)
     if config.loss == "mse":
-        start_at_mean_response(net, x_fit, y_fit, config.mixed_precision)
-    graphed = config.cuda_graph and device.type == "cuda" and on.type == "cuda"
+        start_at_mean_response(net, x_fit, y_fit, config.precision)
+    # "bf16", "fp16" or "fp32" for this card; the scaler scales the loss for "fp16" (else a no-op)
+    precision, scaler = gpu.precision_and_scaler(config.precision, device)
+    graphed = config.cuda_graph and on.type == "cuda" and precision != "fp16"
     optimizer = gpu.make_optimizer(
         net.parameters(), config.learning_rate, config.weight_decay, device, graphed
     )
@@ -466,21 +476,24 @@ def fit_etecrm(
     def train_step(idx, noise):
         """One step on the images ``x_fit[idx]``: predict, add the noise, loss, backward, Adam."""
         net.train()
-        with gpu.autocast(device, config.mixed_precision):
+        with gpu.autocast(device, precision):
             pred = net(x_fit[idx].to(device)).float()  # (B, V)
         loss = loss_fn(pred + noise, y_fit[idx.to(device)], config.mean_penalty)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()  # = loss.backward() unless float16's loss scaling is on
+        scaler.step(optimizer)
+        scaler.update()
         return loss.detach(), pred.detach()
 
     batch_size = gpu.largest_batch_that_fits(
-        lambda b: _try_forward_backward(net, x_fit[:b], device, config),
+        lambda b: _try_forward_backward(net, x_fit[:b], device, precision),
         _batch_size(config.batch_size, n_fit),
         device,
     )
     n_steps = n_fit // batch_size  # the last incomplete batch is dropped
-    history = TrainingHistory(batch_size=batch_size, device=describe_device(device))
+    history = TrainingHistory(
+        batch_size=batch_size, device=describe_device(device), precision=precision
+    )
     best = {
         "state": _clone_state(net),
         "score": -math.inf,
@@ -521,7 +534,7 @@ def fit_etecrm(
         check_losses_finite(losses, epoch, description)
         # 3. which epoch to keep: mean validation r of the voxels that fit the training images best
         train_r = pearson_r(fit_pred, y_fit[order.to(device)])
-        val_r = pearson_r(predict(net, x_val, mixed_precision=config.mixed_precision), y_val)
+        val_r = pearson_r(predict(net, x_val, precision=precision), y_val)
         score = selection_score(train_r, val_r, config.selection_voxels)
         if score > best["score"]:
             best = {
@@ -565,9 +578,9 @@ def _batch_size(batch_size: int, n_fit: int) -> int:
     return batch_size
 
 
-def _try_forward_backward(net, images, device, config) -> None:
+def _try_forward_backward(net, images, device, precision: str) -> None:
     """A forward and backward pass with no update (to see whether a batch fits in GPU memory)."""
-    with gpu.autocast(device, config.mixed_precision):
+    with gpu.autocast(device, precision):
         net(images.to(device)).float().sum().backward()
     net.zero_grad(set_to_none=True)
 
