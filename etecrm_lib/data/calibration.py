@@ -140,7 +140,8 @@ def calibration_summary(dataset: EncodingDataset) -> dict:
     the median true noise ceiling (:func:`.simulate.true_noise_ceiling`) and the share of voxels
     whose ceiling exceeds the p < 0.001 threshold of r over the test images
     (:func:`evaluation.significance_threshold`); the ``estimated_`` pair is the same from the
-    ceiling estimated from the repeats alone (:func:`evaluation.noise_ceiling`), as an experiment sees it.
+    ceiling estimated from the repeats alone (:func:`evaluation.noise_ceiling`), as an experiment
+    sees it.
     """
     threshold = evaluation.significance_threshold(dataset.test.n_images, p=1e-3)
     out = {}

@@ -31,7 +31,6 @@ import numpy as np
 import torch
 import tqdm.auto
 
-from .. import evaluation
 from ..device import get_device
 from ..features.gabor import GaborConfig, gabor_features, gabor_layout
 from ..storage import cache_dir
@@ -63,8 +62,8 @@ def simulate(
     Parameters
     ----------
     subject : int >= 1. Subjects see the same images; their voxels differ.
-    profile : "default" (= "full": 1750/120 images of 128 px, 3000 voxels, about a minute of CPU time,
-        seconds on a GPU) or "quick" (300/40 images of 64 px, 500 voxels, a few seconds), or a
+    profile : "default" (= "full": 1750/120 images of 128 px, 3000 voxels, about a minute of CPU
+        time, seconds on a GPU) or "quick" (300/40 images of 64 px, 500 voxels, a few seconds), or a
         :class:`SimulationConfig`.
     seed : int >= 0. Another seed gives other images, other voxels and another V4/LO network.
     cache : keep the result in ``cache_dir("sim")`` and reuse it (verified before use).
@@ -275,10 +274,12 @@ def generate_with_basis(
         "image_sources": sources,
         "areas": {roi: _describe_area(roi, ground_truth) for roi in config.voxels},
         "noise": (
-            f"Gaussian per trial, unit variance, a share of {config.noise_correlation} smoothed over "
+            f"Gaussian per trial, unit variance, a share of {config.noise_correlation} "
+            "smoothed over "
             f"{config.noise_smoothing_mm} mm between neighbouring voxels"
         ),
-        "response_units": "z-scored per voxel with the train mean and std (same transform on test and oracle)",
+        "response_units": "z-scored per voxel with the train mean and std (same transform on "
+        "test and oracle)",
         "generation_seconds": round(time.perf_counter() - start, 1),
     }
     test_means = {roi: reps.mean(axis=0) for roi, reps in test_repeats.items()}
@@ -304,8 +305,9 @@ def _network_signal(
     bar,
     keep_basis: bool = False,
 ) -> tuple[dict, dict]:
-    """Noise-free signals ``{split: {roi: float64 (N, V)}}`` of the cortex or of the "cnn" control,
-    and (if ``keep_basis``) each voxel's pRF-pooled features ``{split: {roi: float32 (N, V, C)}}``."""
+    """Noise-free signals ``{split: {roi: float64 (N, V)}}`` of the cortex or of the "cnn"
+    control, and (if ``keep_basis``) each voxel's pRF-pooled features ``{split: {roi: float32
+    (N, V, C)}}``."""
     if ground_truth == "cnn":
         network = ReleasedCNN(net_seed).to(device).eval()
         area = {
@@ -318,10 +320,10 @@ def _network_signal(
             roi: area_readout(roi, voxels[roi].extra, config, rng, device) for roi in config.voxels
         }
     needed = sorted({features for features, _, _ in area.values()})
-    # each channel divided by its mean over the first 64 train images: channels of any scale weigh alike.
-    # The floor (a tenth of the median channel's mean) keeps a channel that is silent on those images
-    # (a dead ReLU of the random "cnn" network) from being amplified a billion-fold by the rare image
-    # that drives it.
+    # each channel divided by its mean over the first 64 train images: channels of any scale weigh
+    # alike. The floor (a tenth of the median channel's mean) keeps a channel that is silent on
+    # those images (a dead ReLU of the random "cnn" network) from being amplified a billion-fold by
+    # the rare image that drives it.
     calibration = torch.as_tensor(stimuli["train"][:64], device=device)
     scales = {}
     for name, maps in feature_maps(calibration, network, config, needed).items():
@@ -354,7 +356,8 @@ def _network_signal(
 def _gabor_control_signal(
     stimuli: dict, voxels: dict, config: SimulationConfig, rng: np.random.Generator, device
 ) -> dict:
-    """The "gabor" control: each voxel a sparse non-negative sum of Gabor pyramid features near its pRF.
+    """The "gabor" control: each voxel a sparse non-negative sum of Gabor pyramid features near its
+    pRF.
 
     Voxel v picks :data:`GABOR_CONTROL_FEATURES` features of ``gabor_features`` (default
     :class:`GaborConfig`, log nonlinearity) without replacement, with probabilities proportional to
@@ -398,22 +401,31 @@ def _describe_area(roi: str, ground_truth: str = "cortex") -> str:
     prf = f"pRF sigma = {a} + {b} x eccentricity (deg)"
     if ground_truth == "gabor":
         return (
-            f"control: sparse non-negative linear read-out of {GABOR_CONTROL_FEATURES} Gabor wavelet pyramid "
+            f"control: sparse non-negative linear read-out of {GABOR_CONTROL_FEATURES} "
+            "Gabor wavelet pyramid "
             f"features near the pRF; {prf}"
         )
     if ground_truth == "cnn":
-        return f"control: non-negative read-out of a random network with the released ETECRM architecture; {prf}"
+        return (
+            "control: non-negative read-out of a random network with the released ETECRM "
+            f"architecture; {prf}"
+        )
     what = {
         "gabor_energy": "complex-cell Gabor energy (3 spatial frequencies x 8 orientations)",
-        "texture": f"second-order texture energy, {area.first_order_share:.0%} first-order Gabor energy",
-        "v4_conjunctions": "rectified conjunctions of V1 orientation energy, max-pooled over positions (per scale)",
-        "lo_invariant": "conjunctions of V4 outputs after a maximum over scales, max-pooled over positions",
+        "texture": f"second-order texture energy, {area.first_order_share:.0%} first-order Gabor "
+        "energy",
+        "v4_conjunctions": "rectified conjunctions of V1 orientation energy, max-pooled over "
+        "positions (per "
+        "scale)",
+        "lo_invariant": "conjunctions of V4 outputs after a maximum over scales, max-pooled over "
+        "positions",
     }[area.features]
     return f"{what}; {prf}; compressive power {COMPRESSION}"
 
 
 def true_noise_ceiling(dataset: EncodingDataset, roi: str) -> np.ndarray:
-    """The noise ceiling of the mean of the test repeats, from the known noise-free signal: ``(V,)``.
+    """The noise ceiling of the mean of the test repeats, from the known noise-free signal:
+    ``(V,)``.
 
     ``sqrt(s / (s + n / R))``: ``s`` is the variance of the noise-free test signal
     (``dataset.test.oracle``) over the test images, ``n`` the single-trial noise variance (the
