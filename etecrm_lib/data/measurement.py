@@ -69,7 +69,6 @@ class SimulationConfig:
     voxels: dict = field(
         default_factory=lambda: {"V1": 800, "V2": 700, "V3": 600, "V4": 500, "LO": 400}
     )
-    photo_fraction: float = 0.5
     field_of_view_deg: float = 20.0
     eccentricity_range_deg: tuple = (0.3, 9.5)
     noise_correlation: float = 0.3
