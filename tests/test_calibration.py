@@ -8,8 +8,10 @@ import pytest
 
 from etecrm_lib import evaluation
 from etecrm_lib.data.calibration import (
+    BEST_V1_R,
     CALIBRATION_TARGETS,
     SimulationConfig,
+    gate_failures,
     oracle_fit,
     oracle_report,
 )
@@ -82,3 +84,31 @@ def test_calibration_targets_name_every_roi_and_fall_from_v1_to_lo():
     for key in CALIBRATION_TARGETS["V1"]:
         values = [CALIBRATION_TARGETS[roi][key] for roi in rois]
         assert values == sorted(values, reverse=True), key
+
+
+def test_the_gate_names_what_fails():
+    row = {"oracle_frac_of_ceiling": 0.9, "oracle_frac_significant": 0.4}
+    passing = {"V1": dict(row, oracle_frac_significant=0.5), "LO": row}
+    assert gate_failures(passing) == []
+    failing = {
+        "V1": row,
+        "V4": dict(row, oracle_frac_of_ceiling=0.6),
+        "LO": dict(row, oracle_frac_significant=0.2),
+    }
+    messages = " ".join(gate_failures(failing))
+    assert "V4: the oracle reaches 0.60" in messages and "LO: the oracle predicts 20%" in messages
+    rising = {"V1": row, "LO": dict(row, oracle_frac_significant=0.45)}
+    assert "does not fall" in " ".join(gate_failures(rising))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_default_subject_passes_the_identifiability_gate(seed):
+    """The default profile (vim-1 sizes): the gate, and each ROI within 0.06 of its target share;
+    the oracle's best V1 voxels near vim-1's best (within 0.08)."""
+    table = oracle_report(subject=1, profile="default", seed=seed)
+    assert gate_failures(table) == []
+    for roi, target in CALIBRATION_TARGETS.items():
+        share = table[roi]["oracle_frac_significant"]
+        assert abs(share - target["oracle_frac_significant"]) < 0.06, (roi, share)
+    assert abs(table["V1"]["oracle_best_r"] - BEST_V1_R) < 0.08
