@@ -87,6 +87,7 @@ class DataSizeConfig:
             )
         if self.seeds < 1:
             raise ValueError(f"seeds must be at least 1, got {self.seeds}")
+        evaluation.check_resamples(self.n_bootstrap)
         if self.profile not in PROFILES:
             raise ValueError(f"profile must be one of {PROFILES}, got {self.profile!r}")
         if not self.models or not self.rois:
@@ -236,6 +237,7 @@ def _seed_bootstrap(predictions: dict, responses: np.ndarray, n_bootstrap: int, 
     where a statistic is the mean over (resampled) seeds of the median over voxels of r over the
     (resampled) test images.
     """
+    n_bootstrap = evaluation.check_resamples(n_bootstrap)
     gen = torch.Generator().manual_seed(seed)
     counts = evaluation.image_resamples(np.shape(responses)[0], n_bootstrap, gen)
     n_seeds = max(len(preds) for preds in predictions.values())

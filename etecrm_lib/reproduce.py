@@ -32,7 +32,7 @@ from . import __version__, ablations, gpu
 from .comparisons import REFERENCE, compare_run, load_comparisons, save_comparisons
 from .data.registry import open_dataset
 from .device import describe_device, get_device
-from .evaluation import score
+from .evaluation import MIN_BOOTSTRAP, score
 from .results import (
     CorruptResultError,
     collect_results,
@@ -46,7 +46,6 @@ from .results import (
 from .storage import atomic_write
 from .tables import seed_rows, write_figures, write_tables
 
-MIN_BOOTSTRAP = 100
 DEFAULT_SEEDS = {"quick": 3, "full": 5}
 DETERMINISTIC_SEED = 0
 

@@ -178,7 +178,7 @@ def test_bootstrap_interval_matches_explicit_resampling(data):
     perfect = EncodingResult(
         "oracle", "V2", "sim", 1, np.ones(ROIS["V2"]), predictions=responses["V2"]
     )
-    assert evaluation.bootstrap_interval(perfect, responses["V2"], n_bootstrap=50) == pytest.approx(
+    assert evaluation.bootstrap_interval(perfect, responses["V2"], n_bootstrap=100) == pytest.approx(
         (1.0, 1.0)
     )
 

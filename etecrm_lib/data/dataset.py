@@ -25,7 +25,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..storage import check_name
+
 DEFAULT_ROIS = ("V1", "V2", "V3", "V4", "LO")
+MIN_TEST_IMAGES = 3
+"""Fewer test images are refused: r over 2 images is always +-1, over 1 image undefined."""
+FEW_TEST_IMAGES = 20
+"""Fewer test images give a warning: r over so few images is mostly noise (its s.e. is about 1/sqrt(N))."""
 
 
 @dataclass
@@ -211,7 +217,9 @@ def check_dataset(ds: EncodingDataset) -> EncodingDataset:
     what was given and what to do:
 
     - stimuli ``(N, H, W)``, square (H == W), finite, in [0, 1]; train and test images of one size;
-    - ROI names: non-empty printable strings without ``/``, the same in the train and the test split;
+      at least :data:`MIN_TEST_IMAGES` test images (a warning below :data:`FEW_TEST_IMAGES`);
+    - dataset and ROI names: names that can be part of a file name (``storage.check_name``: no
+      ``/``, ``\\``, ``..``, no leading ``.``); the same ROIs in the train and the test split;
       ``repeats`` and ``oracle`` only for those ROIs (a near miss such as ``'v1'`` for ``'V1'`` is named);
     - per ROI: train responses ``(N_train, V)``, test responses ``(N_test, V)``, test repeats
       ``(R, N_test, V)`` with R >= 2, oracle ``(N_test, V)``, and V voxels in ``voxels[roi]``;
@@ -222,6 +230,7 @@ def check_dataset(ds: EncodingDataset) -> EncodingDataset:
     """
     ds.train.stimuli = _check_stimuli(ds.train.stimuli, "train")
     ds.test.stimuli = _check_stimuli(ds.test.stimuli, "test")
+    _check_test_size(ds.test.n_images)
     if ds.train.stimuli.shape[1:] != ds.test.stimuli.shape[1:]:
         raise ValueError(
             f"train images are {ds.train.stimuli.shape[1:]} but test images are {ds.test.stimuli.shape[1:]}; "
@@ -240,16 +249,9 @@ def check_dataset(ds: EncodingDataset) -> EncodingDataset:
             "the dataset has no ROI: pass at least one ROI's responses, e.g. train_responses={'V1': array}"
         )
     rois = list(ds.train.responses)
-    for roi in rois:  # ROI names become parts of array names in dataset files
-        if not isinstance(roi, str) or not roi or "/" in roi or not roi.isprintable():
-            raise ValueError(
-                f"ROI names must be non-empty printable strings without '/', got {roi!r}; "
-                "name the ROIs e.g. 'V1', 'LO'"
-            )
-    if not isinstance(ds.name, str) or "\x00" in ds.name:
-        raise ValueError(
-            f"the dataset name must be a string without NUL characters, got {ds.name!r}"
-        )
+    for roi in rois:  # names become parts of file names (results) and array names (dataset files)
+        check_name(roi, "ROI name")
+    check_name(ds.name, "the dataset name")
     for what, mapping in [
         ("test repeats", ds.test.repeats),
         ("test oracle", ds.test.oracle),
@@ -273,6 +275,22 @@ def check_dataset(ds: EncodingDataset) -> EncodingDataset:
             raise ValueError(f"ROI {roi!r} has responses but no voxel metadata (voxels[{roi!r}])")
         _check_roi(ds, roi)
     return ds
+
+
+def _check_test_size(n_test: int) -> None:
+    if n_test < MIN_TEST_IMAGES:
+        raise ValueError(
+            f"the test split has {n_test} image(s), but scoring needs at least {MIN_TEST_IMAGES} "
+            "(Pearson r over 2 images is always +1 or -1, over 1 image it is undefined); hold out "
+            f"more images for testing ({FEW_TEST_IMAGES} or more for numbers worth reporting)"
+        )
+    if n_test < FEW_TEST_IMAGES:
+        warnings.warn(
+            f"the test split has only {n_test} images: r over so few images is mostly noise (its "
+            f"standard error is about 1/sqrt({n_test}) = {n_test**-0.5:.2f}); hold out at least "
+            f"{FEW_TEST_IMAGES} test images for numbers worth reporting",
+            stacklevel=5,
+        )
 
 
 def _check_mapping(mapping, what: str) -> None:
