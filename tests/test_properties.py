@@ -17,6 +17,7 @@ from etecrm_lib.data import VoxelInfo, from_arrays, load_npz, save_npz
 from etecrm_lib.evaluation import pearson_r
 from etecrm_lib.storage import UnsafeNameError, check_name
 
+
 def _is_safe(name) -> bool:
     try:
         return check_name(name) == name
@@ -41,7 +42,8 @@ json_values = (
 
 @st.composite
 def dataset_arrays(draw):
-    """Keyword arguments of from_arrays: 1-3 ROIs, with or without repeats, oracle, voxel metadata."""
+    """Keyword arguments of from_arrays: 1-3 ROIs, with or without repeats, oracle, voxel
+    metadata."""
     n_train, n_test, size = (
         draw(st.integers(1, 5)),
         draw(st.integers(3, 5)),  # at least 3 test images (data.dataset.MIN_TEST_IMAGES)

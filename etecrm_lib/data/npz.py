@@ -1,5 +1,6 @@
-"""A dataset in one file: :func:`save_npz` writes an :class:`~.dataset.EncodingDataset` to a compressed
-``.npz`` (atomically), :func:`load_npz` reads it back and checks it like any other dataset."""
+"""A dataset in one file: :func:`save_npz` writes an :class:`~.dataset.EncodingDataset` to a
+compressed ``.npz`` (atomically), :func:`load_npz` reads it back and checks it like any other
+dataset."""
 
 from __future__ import annotations
 
