@@ -29,7 +29,6 @@ All functions take numpy arrays or torch tensors and run on the GPU when given C
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,11 +37,7 @@ import torch
 TOP_N = 300
 """The default N of the "top-N voxels" statistic (the released code's model selection used 300
 voxels)."""
-MIN_BOOTSTRAP = 100
-"""The fewest resamples any bootstrap here accepts: fewer give intervals (and verdicts) of noise."""
-CONSTANT_EPS = 1e-6
-"""A voxel is constant over some images when its s.d. is at most this fraction of its largest
-absolute value."""
+MIN_BOOTSTRAP = 100  # the fewest resamples any bootstrap accepts: fewer give verdicts of noise
 STATISTICS = {
     "median_r": "median r",
     "mean_r": "mean r",
@@ -115,30 +110,16 @@ def correlation(
     return torch.where(constant, torch.zeros_like(r), r.clamp(-1.0, 1.0))
 
 
-def constant_columns(x, eps: float = CONSTANT_EPS) -> np.ndarray:
-    """Which columns of ``x`` ``(N, V)`` are constant over its N rows: bool ``(V,)``.
-
-    Relative, like :func:`correlation`: a column is constant when its s.d. is at most ``eps`` times
-    its largest absolute value (an all-zero column is constant), so responses in any units, 1e-20 or
-    1e20, are judged the same way.
-    """
-    values = _as_tensor(x)
-    scale = values.abs().amax(0)
-    spread = values.std(0, correction=0) if values.shape[0] > 1 else torch.zeros_like(scale)
-    return (spread <= eps * scale).cpu().numpy()
-
-
 def check_resamples(n_bootstrap, allow_none: bool = False) -> int:
     """``n_bootstrap`` as an int, refused (ValueError) below :data:`MIN_BOOTSTRAP` (0 too, unless
     ``allow_none``: then 0 means "no interval")."""
-    n = int(n_bootstrap)
-    if n < MIN_BOOTSTRAP and not (allow_none and n == 0):
+    if int(n_bootstrap) < MIN_BOOTSTRAP and not (allow_none and int(n_bootstrap) == 0):
         raise ValueError(
             f"n_bootstrap must be at least {MIN_BOOTSTRAP} resamples for a 95% interval, got "
             f"{n_bootstrap}; use 1000 or more for numbers you report (fewer resamples give a "
             "verdict that is noise)" + (" (or 0 for no interval)" if allow_none else "")
         )
-    return n
+    return int(n_bootstrap)
 
 
 def pearson_r(predictions, responses, eps: float = 1e-10):
@@ -302,9 +283,7 @@ def score(
     """Score test-split predictions ``(N_test, V)`` of one ROI against ``dataset.test``.
 
     This is the only function that reads the test responses; fitting code never calls it.
-    Predictions with NaN or inf are an error (a diverged model), never scored as r = 0. Voxels
-    constant over the *training* images (:func:`constant_columns`) cannot be learned: they score
-    r = 0 for real (their predictions are set to their training value), with a warning.
+    Predictions with NaN or inf are an error (a diverged model), never scored as r = 0.
     """
     dataset.check_roi(roi)
     measured = dataset.test.responses[roi]
@@ -320,12 +299,11 @@ def score(
             "(test images x voxels of the ROI)"
         )
     _check_finite(predictions, "predictions", f"the predictions of model {model!r} for ROI {roi!r}")
-    info = dict(info or {})
-    predictions = _flatten_untrainable(predictions, dataset.train.responses[roi], roi, info)
     ceiling = noise_ceiling(dataset.test.repeats[roi]) if roi in dataset.test.repeats else None
     oracle = (
         oracle_ceiling(dataset.test.oracle[roi], measured) if roi in dataset.test.oracle else None
     )
+    info = dict(info or {})
     info.setdefault("n_test_images", int(measured.shape[0]))
     return EncodingResult(
         model=model,
@@ -338,26 +316,6 @@ def score(
         predictions=predictions if keep_predictions else None,
         info=info,
     )
-
-
-def _flatten_untrainable(predictions, train_responses, roi: str, info: dict) -> np.ndarray:
-    """Voxels constant over the training images: no model can learn them, so their predictions
-    become their training value (constant) and they score r = 0 everywhere (here, in bootstrap
-    resamples and in seed ensembles), with a warning; ``info["constant_train_voxels"]`` counts them.
-    """
-    flat = constant_columns(train_responses)
-    if not flat.any():
-        return predictions
-    warnings.warn(
-        f"ROI '{roi}': {int(flat.sum())} of {flat.size} voxels are constant over the training "
-        "images; no model can learn them, so they are predicted by their training value and "
-        "score r = 0 (they count as 0 in the ROI's median and mean)",
-        stacklevel=3,
-    )
-    info["constant_train_voxels"] = int(flat.sum())
-    predictions = predictions.copy()
-    predictions[:, flat] = np.asarray(train_responses, np.float32)[0, flat]
-    return predictions
 
 
 def summary_table(results, top_n: int = TOP_N) -> list:

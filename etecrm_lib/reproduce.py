@@ -36,6 +36,7 @@ from .data.registry import open_dataset
 from .device import describe_device, get_device
 from .evaluation import MIN_BOOTSTRAP, score
 from .results import (
+    MAX_SEED,
     CorruptResultError,
     collect_results,
     dataset_tag,
@@ -155,6 +156,8 @@ def check_settings(
             dev = torch.device(device)
         except (RuntimeError, TypeError) as err:
             _fail(f"--device is not a torch device ({err})", device, "use cpu, cuda or cuda:0")
+        if dev.type not in ("cpu", "cuda"):  # mps, meta...: etecrm runs on a CPU or CUDA GPU
+            get_device(device)  # its ValueError says what to use
         if dev.type == "cuda" and (
             not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()
         ):
@@ -176,11 +179,12 @@ def check_settings(
             n_seeds,
             "use the default (5 on full, 3 on quick)",
         )
-    if int(first_seed) < 0 or (data_seed is not None and int(data_seed) < 0):
+    last_seed = int(first_seed) + int(n_seeds or 1) - 1
+    if not 0 <= int(first_seed) <= last_seed <= MAX_SEED or not 0 <= (data_seed or 0) <= MAX_SEED:
         _fail(
-            "seeds must be >= 0",
-            {"first_seed": first_seed, "data_seed": data_seed},
-            "give 0 or a positive integer",
+            f"seeds must be from 0 to {MAX_SEED} (2**31 - 1)",
+            {"first_seed": first_seed, "n_seeds": n_seeds, "data_seed": data_seed},
+            "give smaller seeds",
         )
     name = str(dataset) if isinstance(dataset, (str, Path)) else None
     if data_seed is not None and name is not None and name != "sim" and not name.endswith(".npz"):

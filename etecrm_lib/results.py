@@ -60,13 +60,17 @@ def dataset_tag(dataset: str, data_seed: int | None = None) -> str:
     return str(dataset) if data_seed is None else f"{dataset}-data{int(data_seed)}"
 
 
+MAX_SEED = 2**31 - 1
+"""The largest seed (model or simulation seed) accepted where seeds enter: 0 .. 2**31 - 1."""
+
+
 def seeds_label(seeds) -> str:
     """A seed set in a file name: ``[0, 1, 2, 3, 4] -> "0-4"``, ``[3] -> "3"``, ``[0, 2, 7] ->
     "0+2+7"``."""
     seeds = sorted({int(s) for s in seeds})
     if not seeds:
         raise ValueError("a seed set needs at least one seed")
-    if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+    if len(seeds) > 1 and seeds[-1] - seeds[0] == len(seeds) - 1:  # consecutive (no list built)
         return f"{seeds[0]}-{seeds[-1]}"
     return "+".join(str(s) for s in seeds)
 

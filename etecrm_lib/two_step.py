@@ -24,7 +24,6 @@ touches the test split, through ``evaluation.score``::
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -33,7 +32,7 @@ import tqdm.auto
 
 from . import regression
 from .device import describe_device, get_device
-from .evaluation import constant_columns, pearson_r, score
+from .evaluation import pearson_r, score
 from .features.cnn import CNNConfig, CNNFeatures
 from .features.gabor import GaborConfig, check_images, gabor_features
 from .losses import LOSSES, loss_function
@@ -285,18 +284,11 @@ class TwoStepModel:
         dataset.check_roi(roi)
         images = self._check_images(dataset.train.stimuli, "train images")
         responses = np.asarray(dataset.train.responses[roi], np.float32)
-        flat = constant_columns(responses)
-        if flat.all():
+        usable = np.isfinite(responses).all(0) & (responses.std(0) > 0)
+        if not usable.any():
             raise ValueError(
-                f"ROI '{roi}' has no usable voxel (every voxel's train response is constant); "
-                f"pick another ROI (available: {dataset.rois}) or check the data"
-            )
-        if flat.any():
-            warnings.warn(
-                f"{int(flat.sum())} of {flat.size} voxels of ROI '{roi}' have constant responses "
-                "over the training images; they cannot be learned and score r = 0 "
-                "(evaluation.score)",
-                stacklevel=2,
+                f"ROI '{roi}' has no usable voxel (every voxel's train response is constant or not "
+                f"finite); pick another ROI (available: {dataset.rois}) or check the data"
             )
         if self.variant == "alexnet_ridge":
             self.extractor = CNNFeatures(self.config.cnn, self.device, self.progress).fit(images)

@@ -96,9 +96,12 @@ def _kept_voxels(kwargs, roi) -> np.ndarray:
     parts = [kwargs["train_responses"][roi], (kwargs["test_responses"] or {}).get(roi)]
     parts += [kwargs["test_repeats"].get(roi), kwargs["test_oracle"].get(roi)]
     n_vox = kwargs["train_responses"][roi].shape[1]
-    return np.all(
+    finite = np.all(
         [np.isfinite(p).reshape(-1, n_vox).all(0) for p in parts if p is not None], axis=0
     )
+    train = np.where(finite, kwargs["train_responses"][roi], 0).astype(np.float64)
+    spread, size = train.std(0), np.abs(train).max(0)  # constant over training: dropped too
+    return finite & (spread > 1e-6 * size)
 
 
 @FEW

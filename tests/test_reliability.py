@@ -4,6 +4,7 @@ Each test is named after the failure it guards against and failed before its fix
 tiny and synthetic, so the whole file runs in seconds (the byte sweeps are the slowest part).
 """
 
+import json
 import pickle
 import warnings
 from pathlib import Path
@@ -14,6 +15,7 @@ import torch
 
 from etecrm_lib import data_size, evaluation, storage, training
 from etecrm_lib.data import from_arrays, load_npz, save_npz
+from etecrm_lib.data.dataset import constant_columns
 from etecrm_lib.evaluation import EncodingResult, paired_bootstrap
 from etecrm_lib.results import load_result, save_result
 from etecrm_lib.storage import CorruptFileError
@@ -68,58 +70,50 @@ def test_every_bootstrap_refuses_too_few_resamples(n):
     assert paired_bootstrap(a, b, y, n_bootstrap=100).n_bootstrap == 100
 
 
-def _constant_voxel_dataset():
+def _constant_voxel_arrays():
     """Voxel 0 is constant over the training images but varies over the test images."""
     rng = np.random.default_rng(3)
     train = rng.normal(size=(40, 5)).astype(np.float32)
     train[:, 0] = 0.7
-    return from_arrays(
+    return (
         rng.uniform(size=(40, 8, 8)),
         {"V1": train},
         rng.uniform(size=(30, 8, 8)),
-        test_repeats={"V1": rng.normal(size=(2, 30, 5))},
+        {"V1": rng.normal(size=(30, 5))},
     )
 
 
-def test_voxels_constant_over_training_score_zero_everywhere():
-    ds = _constant_voxel_dataset()
-    predictions = ds.test.responses["V1"] + 0.3  # a "model" that would score r = 1 on voxel 0
-    with pytest.warns(UserWarning, match="1 of 5 voxels are constant over the training images"):
-        res = evaluation.score(predictions, ds, "V1", "m")
-    assert res.test_r[0] == 0 and res.test_r[1] > 0.99 and res.info["constant_train_voxels"] == 1
-    # the same 0 under every bootstrap resample: the stored predictions are constant for that voxel
-    counts = evaluation.image_resamples(30, 50, torch.Generator().manual_seed(0))
-    per_voxel = evaluation.correlation(
-        torch.as_tensor(res.predictions, dtype=torch.float64),
-        torch.as_tensor(ds.test.responses["V1"], dtype=torch.float64),
-        counts,
-    )
-    assert torch.all(per_voxel[:, 0] == 0)
-
-
-def test_gwp_roiwise_warns_about_voxels_constant_over_training(tmp_path, monkeypatch):
-    from etecrm_lib.two_step import RoiwiseConfig, TwoStepConfig, TwoStepModel
-
-    monkeypatch.setenv("ETECRM_CACHE", str(tmp_path))
-    cfg = TwoStepConfig.for_profile("quick", cnn_weights=None)
-    cfg.roiwise = RoiwiseConfig.for_profile("quick", epochs=1)
-    model = TwoStepModel("gwp_roiwise", cfg, device="cpu", progress=False)
-    ds = _constant_voxel_dataset()
-    with pytest.warns(UserWarning, match="1 of 5 voxels of ROI 'V1' have constant responses"):
-        model.fit(ds, "V1")
+def test_voxels_constant_over_training_are_dropped_with_a_warning():
+    """They used to be kept, "score r = 0" said the warning, yet their test r (up to |0.39|)
+    entered the ROI median; every model (gwp_roiwise too) now never sees them."""
+    with pytest.warns(UserWarning, match="dropped 1 of 5 voxels whose responses are constant"):
+        ds = from_arrays(*_constant_voxel_arrays())
+    assert ds.n_voxels("V1") == 4 and ds.info["constant_voxels"] == {"V1": 1}
+    result = evaluation.score(ds.test.responses["V1"] + 0.3, ds, "V1", "m")
+    assert result.n_voxels == 4
+    tr_x, tr_y, te_x, te_y = _constant_voxel_arrays()
+    tr_y["V1"][:, 1:] = 5.0
+    with pytest.raises(ValueError, match="no usable voxel.*5 are constant over the 40 training"):
+        from_arrays(tr_x, tr_y, te_x, te_y)
 
 
 def test_constant_test_is_relative_to_the_responses_scale():
     rng = np.random.default_rng(0)
     y = rng.normal(size=(50, 4))
     for scale in (1e-20, 1.0, 1e20):
-        assert not evaluation.constant_columns(y * scale).any()
+        assert not constant_columns(y * scale).any()
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             training.check_responses(y * scale, 50)
     flat = y.copy()
     flat[:, 2] = 1e-20
-    assert evaluation.constant_columns(flat).tolist() == [False, False, True, False]
+    assert constant_columns(flat).tolist() == [False, False, True, False]
+    tr_x, tr_y, te_x, te_y = _constant_voxel_arrays()
+    tr_y["V1"][:, 0] = np.random.default_rng(1).normal(size=40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tiny = from_arrays(tr_x, {"V1": tr_y["V1"] * 1e-20}, te_x, te_y)
+    assert tiny.n_voxels("V1") == 5
 
 
 # ------------------------------------------------------------------ 4. damaged files
@@ -277,3 +271,195 @@ def test_a_bad_weights_file_is_a_corrupt_file_error_in_one_line(tmp_path, conten
     with pytest.raises(CorruptFileError, match="not a weights file etecrm can read") as err:
         load_cnn("alexnet", str(path))
     assert "\n" not in str(err.value) and "weights_only" not in str(err.value)
+
+
+# ------------------------------------------------------------------ 5-6. the command line
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """``cli(argv) -> (exit status, stderr)`` with the work itself replaced by ``work`` (a dict
+    command -> function of the parsed keywords), so that nothing trains."""
+    from etecrm_lib import cli as cli_module
+
+    monkeypatch.delenv("ETECRM_DEBUG", raising=False)
+    ran = []
+
+    def run(argv, work=None):
+        for name in ("reproduce", "run_data_size"):
+            monkeypatch.setattr(cli_module, name, (work or {}).get(name, _record(ran, name)))
+        status = cli_module.main(argv)
+        return status, capsys.readouterr().err
+
+    run.ran = ran
+    return run
+
+
+def _record(ran, name):
+    def work(*args, **kwargs):
+        ran.append((name, args, kwargs))
+        return []
+
+    return work
+
+
+@pytest.mark.parametrize("device", ["mps", "meta", "tpu"])
+def test_unsupported_devices_are_refused_in_one_line(cli, tmp_path, device):
+    for argv in (
+        ["reproduce", "--device", device, "--out", str(tmp_path)],
+        ["datasize", "--device", device, "--out", str(tmp_path)],
+    ):
+        status, err = cli(argv)
+        assert status == 2 and "is not supported" in err and len(err.strip().splitlines()) == 1
+    assert not cli.ran
+    with pytest.raises(ValueError, match="is not supported"):
+        from etecrm_lib.device import get_device
+
+        get_device(device)
+
+
+def test_flags_are_never_abbreviated(cli, tmp_path):
+    with pytest.raises(SystemExit):  # argparse: "unrecognized arguments: --seed 4"
+        cli(["reproduce", "--seed", "4", "--out", str(tmp_path)])
+    assert not cli.ran
+
+
+@pytest.mark.parametrize("flag", ["--models", "--rois"])
+@pytest.mark.parametrize("command", ["reproduce", "datasize"])
+def test_empty_name_lists_are_refused(cli, tmp_path, flag, command):
+    for value in ("", ",", " "):
+        status, err = cli([command, flag, value, "--out", str(tmp_path)])
+        assert status == 2 and f"{flag} was given but names nothing" in err
+    assert not cli.ran
+
+
+def test_datasize_seeds_zero_is_refused_not_read_as_the_default(cli, tmp_path):
+    status, err = cli(["datasize", "--seeds", "0", "--out", str(tmp_path)])
+    assert status == 2 and "--seeds must be at least 1" in err and not cli.ran
+    assert cli(["datasize", "--seeds", "1", "--out", str(tmp_path)])[0] == 0
+    assert cli.ran[0][1][0].seeds == 1  # run_data_size(config, ...)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["reproduce", "--first-seed", str(2**64)],
+        ["reproduce", "--data-seed", str(2**40)],
+        ["reproduce", "--first-seed", str(2**31 - 1), "--seeds", "2"],
+        ["datasize", "--simulation-seed", str(2**31)],
+        ["data", "simulate", "--seed", str(2**40)],
+    ],
+)
+def test_seeds_are_bounded_where_they_enter(cli, tmp_path, argv):
+    status, err = cli([*argv, *(["--out", str(tmp_path)] if argv[0] != "data" else [])])
+    assert status == 2 and "2147483647" in err and not cli.ran
+
+
+def test_seed_bounds_hold_in_the_python_api_and_a_far_seed_set_has_a_short_name(tmp_path):
+    from etecrm_lib.reproduce import check_settings
+    from etecrm_lib.results import seeds_label
+
+    with pytest.raises(ValueError, match="seeds must be from 0 to 2147483647"):
+        check_settings(tmp_path, first_seed=2**64)
+    assert seeds_label([0, 2**40]) == "0+1099511627776"  # was a MemoryError (a list of 2**40)
+    assert seeds_label([3, 4, 5]) == "3-5"
+
+
+def _raising(err):
+    def work(*args, **kwargs):
+        raise err
+
+    return work
+
+
+@pytest.mark.parametrize(
+    "error, shown",
+    [
+        (FloatingPointError("ETECRM diverged at epoch 1, batch 1"), "diverged at epoch 1"),
+        (KeyError(101), "error: 101"),
+        (
+            RuntimeError(
+                "could not get them.\n  - with internet, weights='DEFAULT' works;\n"
+                "  - or pass weights=None"
+            ),
+            "--cnn-weights DEFAULT works; or pass --cnn-weights none",
+        ),
+        (MemoryError(), "out of memory"),
+        (CorruptFileError("x.npz is damaged"), "x.npz is damaged"),
+    ],
+)
+def test_every_expected_error_is_one_line_in_the_commands_spelling(
+    cli, tmp_path, monkeypatch, error, shown
+):
+    status, err = cli(["reproduce", "--out", str(tmp_path)], {"reproduce": _raising(error)})
+    assert status == 2 and shown in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and "ETECRM_DEBUG=1" in err
+    monkeypatch.setenv("ETECRM_DEBUG", "1")
+    with pytest.raises(type(error)):
+        cli(["reproduce", "--out", str(tmp_path)], {"reproduce": _raising(error)})
+
+
+@pytest.mark.parametrize("content", ["text", "pickle", "offline"])
+def test_bad_or_unreachable_cnn_weights_end_in_one_line(cli, tmp_path, monkeypatch, content):
+    from etecrm_lib.features.cnn import load_cnn
+
+    path = tmp_path / "w.pth"
+    if content == "text":
+        path.write_text("hello\n")
+    elif content == "pickle":
+        torch.save({"x": _Evil()}, path)
+    else:
+        path = "DEFAULT"
+
+        def offline(*args, **kwargs):
+            raise OSError("no network")
+
+        monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+
+    def load(**kwargs):
+        load_cnn("alexnet", kwargs["cnn_weights"])
+
+    status, err = cli(
+        ["reproduce", "--cnn-weights", str(path), "--out", str(tmp_path / "out")],
+        {"reproduce": load},
+    )
+    assert status == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "weights_only" not in err and "error: 101" not in err
+
+
+def _write_result(out, seed, dataset="custom", roi="V1", model="etecrm"):
+    from etecrm_lib.results import result_path
+
+    res = _small_result()
+    res.dataset, res.roi, res.model = dataset, roi, model
+    path = result_path(out, dataset, "quick", 1, roi, model, seed)
+    return save_result(res, path, profile="quick", seed=seed, extra={"data_seed": None})
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "[1, 2]",
+        '[{"roi": "V1"}]',
+        '{"not": "a list"}',
+        "[" * 100000,
+        '[{"kind": "ablation", "dataset": "../../x", "profile": "quick", "subject": 1, '
+        '"model_a": "a", "model_b": "b", "roi": "V1", "statistic": "median_r", '
+        '"difference": 0.1, "ci_low": 0, "ci_high": 0.2, "p_a_not_better": 0.01, '
+        '"n_bootstrap": 100, "seeds_a": [0], "seeds_b": [0]}]',
+    ],
+)
+def test_a_malformed_comparisons_file_is_skipped_with_a_warning(cli, tmp_path, content):
+    _write_result(tmp_path, 0)
+    (tmp_path / "comparisons").mkdir()
+    (tmp_path / "comparisons" / "bad.json").write_text(content)
+    with pytest.warns(UserWarning, match="skipping"):
+        status, err = cli(["table", "--out", str(tmp_path), "--no-figures"])
+    assert status == 0, err
+    assert json.loads((tmp_path / "comparisons.json").read_text()) == []
+
+
+def test_seeds_far_apart_in_one_folder_make_a_table(cli, tmp_path):
+    _write_result(tmp_path, 0)
+    _write_result(tmp_path, 2**40)
+    status, err = cli(["table", "--out", str(tmp_path), "--no-figures"])
+    assert status == 0, err
+    assert (tmp_path / "table.md").exists()

@@ -122,8 +122,9 @@ class EncodingDataset:
     Build one with :func:`from_arrays`, with ``simulate()`` or a real loader. However it is built,
     the constructor checks it with :func:`check_dataset` (the one place a dataset is checked):
     shapes must agree, images must be square, finite and in [0, 1], test repeats need R >= 2 and
-    must average to the test responses, voxels with any NaN/inf response are dropped (with a
-    warning that counts them), and an ROI left with no voxel is an error naming the ROI.
+    must average to the test responses, voxels with any NaN/inf response or constant over the
+    training images are dropped (with a warning that counts them), and an ROI left with no voxel is
+    an error naming the ROI.
     """
 
     name: str
@@ -229,8 +230,9 @@ def check_dataset(ds: EncodingDataset) -> EncodingDataset:
       ``(R, N_test, V)`` with R >= 2, oracle ``(N_test, V)``, and V voxels in ``voxels[roi]``;
     - the test responses are the mean of the test repeats (the noise ceiling assumes they are).
 
-    Voxels with any NaN/inf response are dropped, with a warning that counts them; an ROI left with
-    no voxel is an error. Returns ``ds``, changed in place.
+    Voxels with any NaN/inf response, and voxels constant over the training images, are dropped,
+    with a warning that counts them; an ROI left with no voxel is an error. Returns ``ds``, changed
+    in place.
     """
     ds.train.stimuli = _check_stimuli(ds.train.stimuli, "train")
     ds.test.stimuli = _check_stimuli(ds.test.stimuli, "test")
@@ -403,22 +405,7 @@ def _check_roi(ds: EncodingDataset, roi: str) -> None:
         raise ValueError(
             f"ROI {roi!r}: {len(ds.voxels[roi])} voxels in metadata but {n_vox} in the responses"
         )
-    finite = np.ones(n_vox, dtype=bool)
-    for key, arr in arrays.items():
-        finite &= np.isfinite(arr).reshape(-1, n_vox).all(axis=0)
-    n_bad = int((~finite).sum())
-    if n_bad == n_vox:
-        raise ValueError(
-            f"ROI {roi!r} has no usable voxel: all {n_vox} voxels have NaN/inf responses "
-            "(or it is empty)"
-        )
-    if n_bad:
-        warnings.warn(
-            f"ROI '{roi}': dropped {n_bad} of {n_vox} voxels with NaN/inf responses", stacklevel=5
-        )
-        ds.info.setdefault("dropped_voxels", {})[roi] = n_bad
-        arrays = {k: v[..., finite] for k, v in arrays.items()}
-        ds.voxels[roi] = ds.voxels[roi].subset(finite)
+    arrays = _drop_unusable_voxels(ds, roi, arrays, n_vox)
     if "test repeats" in arrays:
         _check_repeats_mean(roi, arrays["test repeats"], arrays["test responses"])
     ds.train.responses[roi] = arrays["train responses"]
@@ -427,6 +414,52 @@ def _check_roi(ds: EncodingDataset, roi: str) -> None:
         ds.test.repeats[roi] = arrays["test repeats"]
     if "test oracle" in arrays:
         ds.test.oracle[roi] = arrays["test oracle"]
+
+
+def constant_columns(x, eps: float = 1e-6) -> np.ndarray:
+    """bool ``(V,)``: which columns of ``x`` ``(N, V)`` are constant over its N rows.
+
+    Relative: a column is constant when its s.d. is at most ``eps`` times its largest absolute
+    value (an all-zero column is constant), so responses in any units (1e-20 or 1e20) are judged
+    alike.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    return x.std(axis=0) <= eps * np.abs(x).max(axis=0, initial=0.0)
+
+
+def _drop_unusable_voxels(ds: EncodingDataset, roi: str, arrays: dict, n_vox: int) -> dict:
+    """Drop (with a warning that counts them) the voxels no model can use: any NaN/inf response,
+    or train responses constant over the training images (nothing to learn; their test r would be
+    chance alone, yet enter the ROI's median). ``ds.info["dropped_voxels"]`` and
+    ``ds.info["constant_voxels"]`` count them per ROI. Returns the arrays of the kept voxels."""
+    finite = np.ones(n_vox, dtype=bool)
+    for arr in arrays.values():
+        finite &= np.isfinite(arr).reshape(-1, n_vox).all(axis=0)
+    train = arrays["train responses"]
+    constant = finite & constant_columns(np.where(np.isfinite(train), train, 0.0))
+    keep = finite & ~constant
+    if not keep.any():
+        raise ValueError(
+            f"ROI {roi!r} has no usable voxel: of its {n_vox} voxels, {int((~finite).sum())} have "
+            f"NaN/inf responses and {int(constant.sum())} are constant over the "
+            f"{train.shape[0]} training images (or it is empty)"
+        )
+    for count, why, key in [
+        (int((~finite).sum()), "with NaN/inf responses", "dropped_voxels"),
+        (
+            int(constant.sum()),
+            f"whose responses are constant over the {train.shape[0]} training images (no model "
+            "can learn them; their test r would be chance alone)",
+            "constant_voxels",
+        ),
+    ]:
+        if count:
+            warnings.warn(f"ROI '{roi}': dropped {count} of {n_vox} voxels {why}", stacklevel=6)
+            ds.info.setdefault(key, {})[roi] = count
+    if keep.all():
+        return arrays
+    ds.voxels[roi] = ds.voxels[roi].subset(keep)
+    return {k: v[..., keep] for k, v in arrays.items()}
 
 
 def _check_repeats_mean(
