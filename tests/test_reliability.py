@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from etecrm_lib import data_size, evaluation, storage, training
 from etecrm_lib.data import from_arrays, load_npz, save_npz
@@ -283,8 +285,8 @@ def cli(monkeypatch, capsys):
     monkeypatch.delenv("ETECRM_DEBUG", raising=False)
     ran = []
 
-    def run(argv, work=None):
-        for name in ("reproduce", "run_data_size"):
+    def run(argv, work=None, real=False):
+        for name in () if real else ("reproduce", "run_data_size"):
             monkeypatch.setattr(cli_module, name, (work or {}).get(name, _record(ran, name)))
         status = cli_module.main(argv)
         return status, capsys.readouterr().err
@@ -463,3 +465,53 @@ def test_seeds_far_apart_in_one_folder_make_a_table(cli, tmp_path):
     status, err = cli(["table", "--out", str(tmp_path), "--no-figures"])
     assert status == 0, err
     assert (tmp_path / "table.md").exists()
+
+
+# ------------------------------------------------------------------ 3. names and paths
+def _safe_by_definition(name: str) -> bool:
+    return (
+        bool(name)
+        and name.isprintable()
+        and not any(bad in name for bad in ("/", "\\", ".."))
+        and not name.startswith(".")
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=12) | st.sampled_from(["..", "../x", "/abs/x", "a\\b", ".hidden", "V1"]))
+def test_the_name_rule_accepts_exactly_single_safe_path_parts(name):
+    try:
+        accepted = storage.check_name(name) == name
+    except storage.UnsafeNameError:
+        accepted = False
+    assert accepted == _safe_by_definition(name)
+    if accepted:  # one path part inside its folder, whatever the rest of a file name
+        root = Path("/tmp/etecrm-out")
+        for part in (name, f"{name}_quick_sub1_V1_etecrm_seed0.npz"):
+            assert (root / part).parent == root and storage.check_inside(root / part, root)
+
+
+@pytest.mark.parametrize("name", ["../../x", "/abs/x", "a/b", "a\\b", "..", ".x", ""])
+def test_unsafe_dataset_and_roi_names_are_refused_where_data_enter(name):
+    tr_x, tr_y, te_x, te_y = _constant_voxel_arrays()
+    tr_y["V1"][:, 0] = np.arange(40)
+    with pytest.raises(storage.UnsafeNameError, match="cannot be part of a file name"):
+        from_arrays(tr_x, tr_y, te_x, te_y, name=name)
+    with pytest.raises(storage.UnsafeNameError, match="cannot be part of a file name"):
+        from_arrays(tr_x, {name: tr_y["V1"]}, te_x, {name: te_y["V1"]})
+
+
+@pytest.mark.parametrize("name", ["../../x", "/abs/x"])
+def test_a_dataset_file_with_a_traversing_name_writes_nothing(cli, tmp_path, name):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        path = save_npz(_tiny(), tmp_path / "data" / "d.npz")
+    arrays = dict(np.load(path))
+    arrays["meta_name"] = np.array(name)
+    np.savez_compressed(path, **arrays)
+    out = tmp_path / "deep" / "er" / "out"
+    status, err = cli(
+        ["reproduce", "--dataset", str(path), "--out", str(out), "--no-figures"], real=True
+    )
+    assert status == 2 and "cannot be part of a file name" in err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["d.npz", "data"]
