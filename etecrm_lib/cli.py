@@ -369,7 +369,10 @@ def one_line(err: BaseException) -> str:
 
 
 def _check_numbers(args) -> None:
-    """Seeds from 0 to ``MAX_SEED`` and a device etecrm runs on, refused before any work starts."""
+    """Seeds from 0 to ``MAX_SEED`` and a device etecrm runs on, refused before any work starts
+    (``reproduce`` checks its own settings: ``reproduce.check_settings``)."""
+    if args.command == "reproduce":
+        return
     for flag in ("seed", "first_seed", "data_seed", "simulation_seed"):
         value = getattr(args, flag, None)
         name = "--" + flag.replace("_", "-")

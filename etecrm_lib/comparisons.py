@@ -184,7 +184,6 @@ def comparisons_path(out, record: dict) -> Path:
 
 _NUMBER = (int, float)
 _RECORD_FIELDS = {
-    "kind": str,
     "dataset": str,
     "profile": str,
     "subject": int,
@@ -193,12 +192,15 @@ _RECORD_FIELDS = {
     "roi": str,
     "statistic": str,
     "difference": _NUMBER,
+    "seeds_a": list,
+    "seeds_b": list,
+}
+_FIGURE_FIELDS = {  # a record with a "kind" is drawn: it needs its whole interval
+    "kind": str,
     "ci_low": _NUMBER,
     "ci_high": _NUMBER,
     "p_a_not_better": _NUMBER,
     "n_bootstrap": int,
-    "seeds_a": list,
-    "seeds_b": list,
 }
 
 
@@ -207,7 +209,7 @@ def _record_problem(record) -> str | None:
     an unsafe name, a seed out of range), or None."""
     if not isinstance(record, dict):
         return f"a record is a JSON {type(record).__name__}, not an object"
-    for key, kind in _RECORD_FIELDS.items():
+    for key, kind in (_RECORD_FIELDS | (_FIGURE_FIELDS if "kind" in record else {})).items():
         value = record.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):
             return f"field {key!r} is {value!r}"
