@@ -1,4 +1,5 @@
-"""Speed for the trainer, kept beside it: the same maths as the plain loop, launched faster on a GPU.
+"""Speed for the trainer, kept beside it: the same maths as the plain loop, launched faster on a
+GPU.
 
 ``training.fit_etecrm`` reads as the plain PyTorch loop a student expects. On a GPU it asks this
 module for four things, each of which changes *how fast*, never *what*, it computes:
@@ -25,15 +26,15 @@ import warnings
 import torch
 
 RNG_LOCK = threading.Lock()
-"""Held while seeding or drawing from torch's global random generator, so that models built in threads
-side by side (:func:`run_concurrently`) each get the numbers of their own seed."""
+"""Held while seeding or drawing from torch's global random generator, so that models built in
+threads side by side (:func:`run_concurrently`) each get the numbers of their own seed."""
 
 CAPTURE_LOCK = threading.Lock()
 """Held while one thread records its CUDA graph (:func:`cuda_graph_step`). Entering a capture
 synchronizes the whole device and empties the allocator's cache, which breaks a capture that another
-thread of the same process has under way (``cudaErrorStreamCaptureInvalidated``). Measured on an H200,
-10 models trained 5 side by side, 2 epochs, 3 rounds: 4 of 30 recordings failed without this lock,
-0 of 30 with it (and 0 of 60 with two such processes at once)."""
+thread of the same process has under way (``cudaErrorStreamCaptureInvalidated``). Measured on an
+H200, 10 models trained 5 side by side, 2 epochs, 3 rounds: 4 of 30 recordings failed without this
+lock, 0 of 30 with it (and 0 of 60 with two such processes at once)."""
 
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -124,7 +125,8 @@ def make_optimizer(
     device: torch.device,
     capturable: bool = False,
 ):
-    """Adam (L2 weight decay, as ``torch.optim.Adam`` defines it) over ``params``; fused on a GPU."""
+    """Adam (L2 weight decay, as ``torch.optim.Adam`` defines it) over ``params``; fused on a
+    GPU."""
     params = list(params)
     if device.type == "cuda":
         return torch.optim.Adam(
@@ -142,7 +144,8 @@ def prepare_network(net: torch.nn.Module, device: torch.device) -> torch.nn.Modu
 
 
 def data_device(nbytes: int, device: torch.device) -> torch.device:
-    """Where the training images should live: ``device`` if they take at most half its free memory, else the CPU."""
+    """Where the training images should live: ``device`` if they take at most half its free memory,
+    else the CPU."""
     if device.type != "cuda":
         return device
     free, _ = torch.cuda.mem_get_info(device)
@@ -150,18 +153,19 @@ def data_device(nbytes: int, device: torch.device) -> torch.device:
 
 
 def seconds_since(started: float, device: torch.device) -> float:
-    """Wall time since ``started`` (``time.perf_counter()``), once the GPU has finished what this thread's
-    stream queued (other streams, e.g. of :func:`run_concurrently`, keep running)."""
+    """Wall time since ``started`` (``time.perf_counter()``), once the GPU has finished what this
+    thread's stream queued (other streams, e.g. of :func:`run_concurrently`, keep running)."""
     if device.type == "cuda":
         torch.cuda.current_stream(device).synchronize()
     return time.perf_counter() - started
 
 
 def run_concurrently(jobs: list, n_streams: int, device: torch.device) -> list:
-    """Run the functions ``jobs`` (no arguments each) in ``n_streams`` threads, each thread on its own CUDA
-    stream, and return their results in order. Small models leave most of a large GPU idle; several
-    of them trained side by side keep it busy. On the CPU (or with ``n_streams`` <= 1) the jobs run one
-    after another. Each job must use its own generators (``training.fit_etecrm`` does)."""
+    """Run the functions ``jobs`` (no arguments each) in ``n_streams`` threads, each thread on its
+    own CUDA stream, and return their results in order. Small models leave most of a large GPU idle;
+    several of them trained side by side keep it busy. On the CPU (or with ``n_streams`` <= 1) the
+    jobs run one after another. Each job must use its own generators (``training.fit_etecrm``
+    does)."""
     from concurrent.futures import ThreadPoolExecutor
 
     if device.type != "cuda" or n_streams <= 1:
@@ -180,15 +184,16 @@ def run_concurrently(jobs: list, n_streams: int, device: torch.device) -> list:
 
 
 def cuda_graph_step(step, example_inputs: tuple, params: list, optimizer):
-    """Record ``step(*inputs)`` once as a CUDA graph; return a function with the same signature that replays it.
+    """Record ``step(*inputs)`` once as a CUDA graph; return a function with the same signature that
+    replays it.
 
-    ``step`` must zero the gradients itself (``optimizer.zero_grad(set_to_none=True)``), backpropagate,
-    update and return tensors. The returned function copies its inputs into the recorded input
-    buffers, replays, and returns the recorded output tensors, which the next call overwrites (copy
-    what you keep). Recording needs a few warm-up steps; they change the weights and the optimizer
-    state, so both are put back afterwards: training starts where it stood. Threads record one at a
-    time (:data:`CAPTURE_LOCK`); replays run side by side. If recording fails, a warning says so and
-    ``step`` itself is returned.
+    ``step`` must zero the gradients itself (``optimizer.zero_grad(set_to_none=True)``),
+    backpropagate, update and return tensors. The returned function copies its inputs into the
+    recorded input buffers, replays, and returns the recorded output tensors, which the next call
+    overwrites (copy what you keep). Recording needs a few warm-up steps; they change the weights
+    and the optimizer state, so both are put back afterwards: training starts where it stood.
+    Threads record one at a time (:data:`CAPTURE_LOCK`); replays run side by side. If recording
+    fails, a warning says so and ``step`` itself is returned.
     """
     device = example_inputs[0].device
     static_inputs = tuple(x.clone() for x in example_inputs)
@@ -206,7 +211,8 @@ def cuda_graph_step(step, example_inputs: tuple, params: list, optimizer):
                     step(*static_inputs)
             torch.cuda.current_stream(device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            # its own capture stream and thread-local capture: other threads (run_concurrently) may keep launching
+            # its own capture stream and thread-local capture: other threads (run_concurrently) may
+            # keep launching
             with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
                 static_outputs = step(*static_inputs)
         except RuntimeError as err:
@@ -239,8 +245,9 @@ def cuda_graph_step(step, example_inputs: tuple, params: list, optimizer):
 
 
 def largest_batch_that_fits(try_step, batch_size: int, device: torch.device) -> int:
-    """On a GPU, run ``try_step(batch_size)`` (a forward and backward pass); on running out of memory,
-    halve the batch size (with a warning) until it fits. On the CPU, ``batch_size`` as is."""
+    """On a GPU, run ``try_step(batch_size)`` (a forward and backward pass); on running out of
+    memory, halve the batch size (with a warning) until it fits. On the CPU, ``batch_size`` as
+    is."""
     if device.type != "cuda":
         return batch_size
     while True:
