@@ -77,6 +77,33 @@ def test_set_up_cell_uses_the_books_repository_and_ref():
     assert "CLONE" not in scope
 
 
+# ----------------------------------------------------------------------------- the estimate
+def test_a_chapters_estimate_is_its_measured_epoch_times_its_trainings():
+    from etecrm_lib import estimates
+    from etecrm_lib.training import ETECRMConfig
+
+    got = estimates.chapter_estimate("05_voxel_weights", "quick", device="cpu")
+    epochs = ETECRMConfig.for_profile("quick").epochs
+    assert got["trainings"] == 3 and got["precision"] == "fp32" and got["epoch_seconds"] > 0
+    assert got["minutes"] == pytest.approx(3 * epochs * got["epoch_seconds"] / 60)
+    assert estimates.chapter_estimate("02_gabor_ridge", "quick", device="cpu")["minutes"] == 0
+    assert set(estimates.CHAPTER_WORK) <= {Path(c).stem for c in notebooks.toc_chapters(ROOT)}
+
+
+def test_check_runtime_on_a_t4_prints_fp16_and_the_measured_estimate(monkeypatch, capsys):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla T4")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (7, 5))
+    monkeypatch.setattr(book, "estimate_sentence", lambda chapter, device: f"measured {chapter}")
+    monkeypatch.delenv(book.PROFILE_ENV, raising=False)
+    assert book.check_runtime("08_comparison") == "Tesla T4"
+    out = capsys.readouterr().out
+    assert "precision: fp16, profile: full" in out and "measured 08_comparison" in out
+    assert 'PROFILE = "quick"' in out
+
+
 # ----------------------------------------------------------------------------- simulated Colab
 def _github(tmp: Path, ref: str) -> Path:
     """A bare repository of the working tree's files (tracked and new, not ignored) on ``ref``."""
