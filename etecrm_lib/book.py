@@ -11,7 +11,8 @@ The book build's Sphinx extension (plotly figures in the pages, no CDN downloads
 
 What the pages show (see :func:`notebook_defaults`, run when a notebook imports this module):
 
-- tables: :func:`show_table` (real HTML tables, floats rounded, a caption);
+- tables: :func:`show_table` (real HTML tables, floats rounded, plain column labels, a caption);
+  :func:`verdict_table` (ROI, difference, 95 % interval, verdict: one row per comparison);
 - progress bars: live bars in Jupyter and Colab; in the book build one plain line per finished bar
   (no half-filled red widgets in the static page);
 - numbers: numpy scalars print as plain numbers (``0.5``, not ``np.float64(0.5)``);
@@ -34,7 +35,9 @@ import numpy as np
 import torch
 
 from . import __version__
+from .comparisons import verdict_label
 from .device import describe_device
+from .evaluation import STATISTICS
 from .profiles import PROFILES
 from .results import collect_results, dataset_tag
 from .tables import load_run
@@ -150,6 +153,8 @@ def _format_cell(value, digits: int) -> str:
         value = float(value)
         if value != value:  # NaN
             return "–"
+        if value.is_integer() and abs(value) >= 1000:  # e.g. a ridge alpha: 100,000, not 100000.000
+            return f"{value:,.0f}" if abs(value) < 10**9 else f"{value:.3g}"
         return f"{value:.{digits}f}" if abs(value) < 10**6 else f"{value:.3g}"
     if hasattr(value, "item") and getattr(value, "shape", None) == ():
         return _format_cell(value.item(), digits)
@@ -190,6 +195,43 @@ class Table:
         return "\n".join(lines)
 
 
+PLAIN_LABELS = {
+    "roi": "ROI",
+    "model": "model",
+    "n_voxels": "voxels",
+    "median_r": "median r",
+    "mean_r": "mean r",
+    "top300_mean_r": "mean r, top 300 voxels",
+    "top_n_mean_r": "mean r, top-N voxels",
+    "frac_ceiling": "fraction of ceiling",
+    "frac_oracle_ceiling": "fraction of oracle ceiling",
+    "median_ceiling": "median noise ceiling",
+    "n_significant": "significant voxels",
+    "n_seeds": "seeds",
+    "wall_time_s": "wall time (s)",
+    "train_seconds": "training time (s)",
+    "best_epoch": "best epoch",
+    "val_r": "validation r",
+    "test_r": "test r",
+    "ci_low": "95 % interval, low",
+    "ci_high": "95 % interval, high",
+    "difference": "difference",
+    "collapsed": "collapsed seeds",
+}
+"""How :func:`show_table` labels the columns it knows (code names such as ``frac_ceiling`` become
+words); other names, model names among them, are shown as they are."""
+
+
+def plain_label(name) -> str:
+    """A column label a reader understands: ``"median_r"`` -> ``"median r"`` (:data:`PLAIN_LABELS`)."""
+    name = str(name)
+    if name in PLAIN_LABELS:
+        return PLAIN_LABELS[name]
+    if name.endswith("_sd") and name[:-3] in PLAIN_LABELS:
+        return f"{PLAIN_LABELS[name[:-3]]}, s.d."
+    return name  # model names (gwp_ridge, etecrm_mse) stay as the figures' legends write them
+
+
 def show_table(
     data, caption: str | None = None, columns: list | None = None, digits: int = 3
 ) -> Table:
@@ -197,8 +239,9 @@ def show_table(
 
     ``data`` is a pandas DataFrame, a list of dicts (one per row; e.g. ``evaluation.summary_table``),
     a dict of equal-length columns, or a list of lists (then give ``columns``). ``columns`` also
-    picks and orders the columns of dict rows. Floats are rounded to ``digits`` decimals; ``None``
-    is left blank and NaN shows as "–". The page shows a real HTML table (never Markdown text).
+    picks and orders the columns of dict rows. Floats are rounded to ``digits`` decimals (large
+    whole numbers with thousands separators); ``None`` is left blank and NaN shows as "–". Column
+    labels are plain words (:func:`plain_label`). The page shows a real HTML table (never Markdown).
     """
     if hasattr(data, "to_dict") and hasattr(data, "columns"):  # a pandas DataFrame
         data = data.to_dict("records")
@@ -220,8 +263,59 @@ def show_table(
         bad = [len(r) for r in rows if len(r) != len(columns)]
         if bad:
             raise ValueError(f"show_table: {len(columns)} columns but a row has {bad[0]} values")
-    columns = [str(c) for c in (columns or [])]
+    columns = [plain_label(c) for c in (columns or [])]
     return Table(columns, [[_format_cell(v, digits) for v in r] for r in rows], caption)
+
+
+def interval_digits(*bounds, least: int = 3, most: int = 6) -> int:
+    """Decimals enough that no non-zero bound prints as 0.000: 3, or more for a bound near 0."""
+    small = [abs(float(b)) for b in bounds if b and abs(float(b)) < 10.0**-least]
+    if not small:
+        return least
+    return min(most, max(least, int(np.ceil(-np.log10(min(small)))) + 1))
+
+
+def verdict_table(comparisons, results=None, caption: str | None = None) -> Table:
+    """One row per comparison: ROI, models, difference A - B, its 95 % interval, verdict.
+
+    ``comparisons``: :class:`evaluation.Comparison` list. The interval has enough decimals that no
+    bound prints as 0.000 (:func:`interval_digits`); the verdict is
+    :func:`comparisons.verdict_label` ("better, borderline" when an end of the interval lies within
+    0.001 of 0). ``results`` (optional, the per-seed EncodingResults compared): a note column counts
+    the collapsed seeds of each side (:attr:`evaluation.EncodingResult.collapsed`).
+    """
+    comparisons = list(comparisons)
+    if not comparisons:
+        raise ValueError("verdict_table: no comparisons (pass a list of evaluation.Comparison)")
+    statistic = STATISTICS.get(comparisons[0].statistic, comparisons[0].statistic)
+    rows = []
+    for c in comparisons:
+        d = interval_digits(c.ci_low, c.ci_high)
+        row = [
+            c.roi,
+            f"{c.model_a} − {c.model_b}",
+            f"{c.difference:+.{d}f}",
+            f"[{c.ci_low:+.{d}f}, {c.ci_high:+.{d}f}]",
+            verdict_label(c),
+        ]
+        if results is not None:
+            row.append(collapse_note(results, (c.model_a, c.model_b), c.roi))
+        rows.append(row)
+    columns = ["ROI", "models (A − B)", f"difference in {statistic}", "95 % interval", "verdict"]
+    if results is not None:
+        columns.append("collapsed seeds")
+    return Table(columns, rows, caption)
+
+
+def collapse_note(results, models, roi: str) -> str:
+    """``"etecrm: 2 of 5 seeds collapsed"`` for each of ``models`` with collapsed seeds on ``roi``."""
+    notes = []
+    for model in dict.fromkeys(models):
+        runs = [r for r in results if r.model == model and r.roi == roi]
+        dead = sum(r.collapsed for r in runs)
+        if dead:
+            notes.append(f"{model}: {dead} of {len(runs)} seeds collapsed")
+    return "; ".join(notes) or "none"
 
 
 class Callout:

@@ -760,7 +760,7 @@ def test_show_table_renders_a_real_html_table():
     table = book.show_table(rows, caption="Two ROIs")
     page = table._repr_html_()
     assert page.startswith('<table class="etecrm-table"><caption>Two ROIs</caption>')
-    assert "<th>median_r</th>" in page and ">0.512</td>" in page and ">800</td>" in page
+    assert "<th>median r</th>" in page and ">0.512</td>" in page and ">800</td>" in page
     assert ">–</td>" in page and "a &lt; b" in page and "np.float64" not in page and "|" not in page
     assert page.count("<tr>") == 3
     # the same table from columns, a DataFrame, or lists with names
@@ -776,11 +776,53 @@ def test_show_table_renders_a_real_html_table():
         )._repr_html_()
         == expected
     )
-    assert repr(book.show_table(columns)).split() == ["roi", "median_r", "V1", "0.512", "LO", "–"]
+    assert repr(book.show_table(columns)).split() == [
+        "ROI",
+        "median",
+        "r",
+        "V1",
+        "0.512",
+        "LO",
+        "–",
+    ]
+    # plain labels for code names, model names as they are; whole numbers with separators
+    alpha = book.show_table([{"frac_ceiling": 0.5, "gwp_ridge": 0.1, "alpha": 100000.0}])
+    assert alpha.columns == ["fraction of ceiling", "gwp_ridge", "alpha"]
+    assert alpha.rows == [["0.500", "0.100", "100,000"]]
     with pytest.raises(ValueError, match="columns"):
         book.show_table([["V1", 0.5]])
     with pytest.raises(ValueError, match="different lengths"):
         book.show_table({"a": [1, 2], "b": [1]})
+
+
+def test_verdict_table_never_prints_a_bound_as_zero():
+    from etecrm_lib.evaluation import EncodingResult, Comparison
+
+    def comparison(roi, low, high):
+        return Comparison(
+            "etecrm", "gwp_ridge", roi, "median_r", (low + high) / 2, low, high, 0.5, 100
+        )
+
+    table = book.verdict_table(
+        [comparison("V1", 0.05, 0.2), comparison("LO", 7e-6, 0.03), comparison("V4", -0.03, 3e-4)]
+    )
+    assert (
+        table.columns[:2] == ["ROI", "models (A − B)"]
+        and table.columns[2] == "difference in median r"
+    )
+    v1, lo, v4 = table.rows
+    assert v1[3:] == ["[+0.050, +0.200]", "better"]
+    assert lo[3:] == ["[+0.000007, +0.030000]", "better, borderline"]
+    assert v4[3:] == ["[-0.03000, +0.00030]", "no reliable difference, borderline"]
+    assert book.interval_digits(0.0, 0.5) == 3 and book.interval_digits(1e-9) == 6
+    # with the results compared, a column counts the collapsed seeds
+    dead = EncodingResult("etecrm", "LO", "sim", 1, np.zeros(10, np.float32))
+    alive = EncodingResult("etecrm", "LO", "sim", 1, np.linspace(-0.1, 0.5, 10, dtype=np.float32))
+    table = book.verdict_table([comparison("LO", 0.01, 0.03)], results=[dead, alive, alive])
+    assert table.columns[-1] == "collapsed seeds"
+    assert table.rows[0][-1] == "etecrm: 1 of 3 seeds collapsed"
+    with pytest.raises(ValueError, match="no comparisons"):
+        book.verdict_table([])
 
 
 def test_finished_progress_bars_print_one_plain_line(capsys):
