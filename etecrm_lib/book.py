@@ -348,6 +348,62 @@ def callout(text: str, title: str = "Note", kind: str = "note") -> Callout:
     return Callout(text, title, kind)
 
 
+DEMONSTRATION_KEY = "etecrm_demonstration"  # output metadata read by tests/test_demonstrations.py
+EXPECTATIONS = ("positive", "negative")
+
+
+class Demonstration:
+    """What a chapter's live run showed, beside what its text says it shows (see :func:`demonstration`)."""
+
+    def __init__(self, record: dict):
+        self.record = record
+
+    @property
+    def holds(self) -> bool:
+        return bool(self.record["holds"])
+
+    def _text(self) -> str:
+        r = self.record
+        d = interval_digits(r["low"], r["high"])
+        numbers = f"{r['estimate']:+.{d}f} [{r['low']:+.{d}f}, {r['high']:+.{d}f}]"
+        side = "above" if r["expect"] == "positive" else "below"
+        if self.holds:
+            return f"{r['claim']}: {numbers}, the whole 95 % interval {side} 0, as the text says."
+        return (
+            f"{r['claim']}: {numbers}. The text expects the whole interval {side} 0; this run "
+            "did not show it (tests/test_demonstrations.py fails on it)."
+        )
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        kind, title = ("note", "Live demonstration") if self.holds else ("warning", "Not shown")
+        box = Callout(self._text(), title, kind)
+        data = {"text/html": box._repr_html_(), "text/plain": repr(box)}
+        return data, {DEMONSTRATION_KEY: self.record}
+
+    def __repr__(self) -> str:
+        return self._text()
+
+
+def demonstration(
+    claim: str, estimate: float, low: float, high: float, expect: str = "positive"
+) -> Demonstration:
+    """The live run's evidence for ``claim``, checked: leave it as the last expression of a cell.
+
+    ``estimate`` with its 95 % interval ``[low, high]`` (over test images, seeds or examples);
+    ``expect``: "positive" (the text says the whole interval lies above 0) or "negative". The page
+    shows a note with the numbers (a warning if the run does not show the claim), and the output
+    carries them as metadata, so that a test reads what each chapter demonstrated.
+    """
+    if expect not in EXPECTATIONS:
+        raise ValueError(f"expect must be one of {EXPECTATIONS}, got {expect!r}")
+    values = [float(v) for v in (estimate, low, high)]
+    if not all(np.isfinite(values)) or values[1] > values[2]:
+        raise ValueError(f"demonstration needs finite numbers with low <= high, got {values}")
+    holds = values[1] > 0 if expect == "positive" else values[2] < 0
+    record = dict(zip(("estimate", "low", "high"), values))
+    return Demonstration(record | {"claim": str(claim), "expect": expect, "holds": bool(holds)})
+
+
 UNTRAINED_SUFFIX = "_untrained"
 
 
