@@ -1,10 +1,10 @@
 """Each chapter's live run shows what its text says it shows.
 
 A chapter states the claim of its live demonstration in a cell that ends with
-``etecrm_lib.book.demonstration(claim, estimate, low, high, expect)``: the page shows the numbers in a
-note, and the output carries them as metadata. The slow tests execute a chapter (quick profile, as
-the book build does) and check every such record: the whole 95 % interval lies on the side of 0 the
-text says. The book's browser test checks the same records in the built notebooks.
+``etecrm_lib.book.demonstration(claim, estimate, low, high, expect)``: the page shows the numbers
+in a note, and the output carries them as metadata. The slow tests execute a chapter (quick
+profile, as the book build does) and check every such record: the whole 95 % interval lies on the
+side of 0 the text says. The book's browser test checks the same records in the built notebooks.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Figures and widgets over EncodingResults: structure, the data they draw, and menus that switch correctly."""
+"""Figures and widgets over EncodingResults: structure, the data they draw, and menus that switch
+correctly."""
 
 from __future__ import annotations
 
@@ -342,7 +343,7 @@ def test_label_figure_from_results():
 
 
 def test_one_colour_per_model_in_every_figure():
-    """A model keeps its colour across figures: bars, scatter, comparison bars, seed bars, curves."""
+    """A model keeps its colour in every figure: bars, comparison bars, seed bars, curves."""
     from etecrm_lib import plots, tables, training_plots
     from etecrm_lib.evaluation import Comparison, EncodingResult
 
