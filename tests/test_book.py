@@ -37,7 +37,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from etecrm_lib import __version__, book, notebooks
+from etecrm_lib import __version__, book, notebooks, verdicts
 from etecrm_lib.results import describe_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -826,7 +826,7 @@ def test_verdict_table_never_prints_a_bound_as_zero():
             "etecrm", "gwp_ridge", roi, "median_r", (low + high) / 2, low, high, 0.5, 100
         )
 
-    table = book.verdict_table(
+    table = verdicts.verdict_table(
         [comparison("V1", 0.05, 0.2), comparison("LO", 7e-6, 0.03), comparison("V4", -0.03, 3e-4)]
     )
     assert (
@@ -837,15 +837,15 @@ def test_verdict_table_never_prints_a_bound_as_zero():
     assert v1[3:] == ["[+0.050, +0.200]", "better"]
     assert lo[3:] == ["[+0.000007, +0.030000]", "better, borderline"]
     assert v4[3:] == ["[-0.03000, +0.00030]", "no reliable difference, borderline"]
-    assert book.interval_digits(0.0, 0.5) == 3 and book.interval_digits(1e-9) == 6
+    assert verdicts.interval_digits(0.0, 0.5) == 3 and verdicts.interval_digits(1e-9) == 6
     # with the results compared, a column counts the collapsed seeds
     dead = EncodingResult("etecrm", "LO", "sim", 1, np.zeros(10, np.float32))
     alive = EncodingResult("etecrm", "LO", "sim", 1, np.linspace(-0.1, 0.5, 10, dtype=np.float32))
-    table = book.verdict_table([comparison("LO", 0.01, 0.03)], results=[dead, alive, alive])
+    table = verdicts.verdict_table([comparison("LO", 0.01, 0.03)], results=[dead, alive, alive])
     assert table.columns[-1] == "collapsed seeds"
     assert table.rows[0][-1] == "etecrm: 1 of 3 seeds collapsed"
     with pytest.raises(ValueError, match="no comparisons"):
-        book.verdict_table([])
+        verdicts.verdict_table([])
 
 
 def test_finished_progress_bars_print_one_plain_line(capsys):

@@ -1,7 +1,7 @@
 """Each chapter's live run shows what its text says it shows.
 
 A chapter states the claim of its live demonstration in a cell that ends with
-``etecrm_lib.book.demonstration(claim, estimate, low, high, expect)``: the page shows the numbers
+``verdicts.demonstration(claim, estimate, low, high, expect)``: the page shows the numbers
 in a note, and the output carries them as metadata. The slow tests execute a chapter (quick
 profile, as the book build does) and check every such record: the whole 95 % interval lies on the
 side of 0 the text says. The book's browser test checks the same records in the built notebooks.
@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from etecrm_lib import book
+from etecrm_lib import book, verdicts
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMONSTRATING_CHAPTERS = [
@@ -28,7 +28,7 @@ def demonstrations(notebook) -> list:
     records = []
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
-            record = output.get("metadata", {}).get(book.DEMONSTRATION_KEY)
+            record = output.get("metadata", {}).get(verdicts.DEMONSTRATION_KEY)
             if record is not None:
                 records.append(dict(record))
     return records
@@ -60,20 +60,20 @@ def execute(chapter: str):
 
 
 def test_demonstration_records_what_was_shown():
-    shown = book.demonstration("ETECRM minus ridge", 0.1, 0.0004, 0.2)
+    shown = verdicts.demonstration("ETECRM minus ridge", 0.1, 0.0004, 0.2)
     data, metadata = shown._repr_mimebundle_()
     assert shown.holds and "as the text says" in data["text/plain"]
     assert "+0.00040" in data["text/plain"]  # enough digits that the bound is not 0.000
-    assert metadata[book.DEMONSTRATION_KEY]["expect"] == "positive"
-    missed = book.demonstration("noise minus none", 0.1, -0.05, 0.2, expect="negative")
+    assert metadata[verdicts.DEMONSTRATION_KEY]["expect"] == "positive"
+    missed = verdicts.demonstration("noise minus none", 0.1, -0.05, 0.2, expect="negative")
     data, metadata = missed._repr_mimebundle_()
     assert not missed.holds and "did not show it" in data["text/plain"]
     assert 'class="admonition warning"' in data["text/html"]
-    assert metadata[book.DEMONSTRATION_KEY]["holds"] is False
+    assert metadata[verdicts.DEMONSTRATION_KEY]["holds"] is False
     with pytest.raises(ValueError, match="expect"):
-        book.demonstration("x", 0.1, 0.0, 0.2, expect="up")
+        verdicts.demonstration("x", 0.1, 0.0, 0.2, expect="up")
     with pytest.raises(ValueError, match="low <= high"):
-        book.demonstration("x", 0.1, 0.3, 0.2)
+        verdicts.demonstration("x", 0.1, 0.3, 0.2)
     # the records are found again in a notebook's outputs
     import nbformat.v4 as nbf
 
@@ -87,6 +87,6 @@ def test_demonstration_records_what_was_shown():
 @pytest.mark.parametrize("chapter", DEMONSTRATING_CHAPTERS)
 def test_live_demonstration_shows_what_the_text_says(chapter):
     records = demonstrations(execute(chapter))
-    assert records, f"{chapter}: no book.demonstration(...) output"
+    assert records, f"{chapter}: no verdicts.demonstration(...) output"
     failed = [r for r in records if not r["holds"]]
     assert not failed, f"{chapter}: the live run does not show what the text says: {failed}"
