@@ -12,7 +12,8 @@ The book build's Sphinx extension (plotly figures in the pages, no CDN downloads
 
 What the pages show (see :func:`notebook_defaults`, run when a notebook imports this module):
 
-- tables: :func:`show_table` (real HTML tables, floats rounded, a caption);
+- tables: :func:`show_table` (real HTML tables, floats rounded, plain column labels, a caption);
+  verdict tables and live demonstrations are in :mod:`etecrm_lib.verdicts`;
 - progress bars: live bars in Jupyter and Colab; in the book build one plain line per finished bar
   (no half-filled red widgets in the static page);
 - numbers: numpy scalars print as plain numbers (``0.5``, not ``np.float64(0.5)``);
@@ -128,6 +129,8 @@ def _format_cell(value, digits: int) -> str:
         value = float(value)
         if value != value:  # NaN
             return "–"
+        if value.is_integer() and abs(value) >= 1000:  # e.g. a ridge alpha: 100,000, not 100000.000
+            return f"{value:,.0f}" if abs(value) < 10**9 else f"{value:.3g}"
         return f"{value:.{digits}f}" if abs(value) < 10**6 else f"{value:.3g}"
     if hasattr(value, "item") and getattr(value, "shape", None) == ():
         return _format_cell(value.item(), digits)
@@ -169,6 +172,43 @@ class Table:
         return "\n".join(lines)
 
 
+PLAIN_LABELS = {
+    "roi": "ROI",
+    "model": "model",
+    "n_voxels": "voxels",
+    "median_r": "median r",
+    "mean_r": "mean r",
+    "top300_mean_r": "mean r, top 300 voxels",
+    "top_n_mean_r": "mean r, top-N voxels",
+    "frac_ceiling": "fraction of ceiling",
+    "frac_oracle_ceiling": "fraction of oracle ceiling",
+    "median_ceiling": "median noise ceiling",
+    "n_significant": "significant voxels",
+    "n_seeds": "seeds",
+    "wall_time_s": "wall time (s)",
+    "train_seconds": "training time (s)",
+    "best_epoch": "best epoch",
+    "val_r": "validation r",
+    "test_r": "test r",
+    "ci_low": "95 % interval, low",
+    "ci_high": "95 % interval, high",
+    "difference": "difference",
+    "collapsed": "collapsed seeds",
+}
+"""How :func:`show_table` labels the columns it knows (code names such as ``frac_ceiling`` become
+words); other names, model names among them, are shown as they are."""
+
+
+def plain_label(name) -> str:
+    """A column label a reader understands: ``"median_r"`` -> ``"median r"`` (PLAIN_LABELS)."""
+    name = str(name)
+    if name in PLAIN_LABELS:
+        return PLAIN_LABELS[name]
+    if name.endswith("_sd") and name[:-3] in PLAIN_LABELS:
+        return f"{PLAIN_LABELS[name[:-3]]}, s.d."
+    return name  # model names (gwp_ridge, etecrm_mse) stay as the figures' legends write them
+
+
 def show_table(
     data, caption: str | None = None, columns: list | None = None, digits: int = 3
 ) -> Table:
@@ -177,9 +217,10 @@ def show_table(
 
     ``data`` is a pandas DataFrame, a list of dicts (one per row; e.g.
     ``evaluation.summary_table``), a dict of equal-length columns, or a list of lists (then give
-    ``columns``). ``columns`` also picks and orders the columns of dict rows. Floats are rounded to
-    ``digits`` decimals; ``None`` is left blank and NaN shows as "–". The page shows a real HTML
-    table (never Markdown text).
+    ``columns``). ``columns`` also picks and orders the columns of dict rows. Floats are rounded
+    to ``digits`` decimals (large whole numbers with thousands separators); ``None`` is left blank
+    and NaN shows as "–". Column labels are plain words (:func:`plain_label`). The page shows a
+    real HTML table (never Markdown).
     """
     if hasattr(data, "to_dict") and hasattr(data, "columns"):  # a pandas DataFrame
         data = data.to_dict("records")
@@ -201,7 +242,7 @@ def show_table(
         bad = [len(r) for r in rows if len(r) != len(columns)]
         if bad:
             raise ValueError(f"show_table: {len(columns)} columns but a row has {bad[0]} values")
-    columns = [str(c) for c in (columns or [])]
+    columns = [plain_label(c) for c in (columns or [])]
     return Table(columns, [[_format_cell(v, digits) for v in r] for r in rows], caption)
 
 
