@@ -34,10 +34,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .resampling import check_resamples, image_resamples
+
 TOP_N = 300
 """The default N of the "top-N voxels" statistic (the released code's model selection used 300
 voxels)."""
-MIN_BOOTSTRAP = 100  # the fewest resamples any bootstrap accepts: fewer give verdicts of noise
 STATISTICS = {
     "median_r": "median r",
     "mean_r": "mean r",
@@ -113,18 +114,6 @@ def correlation(
     constant = (sxx <= flat) | (syy <= flat)
     r = sxy / torch.sqrt(torch.where(constant, torch.ones_like(sxx), sxx * syy))
     return torch.where(constant, torch.zeros_like(r), r.clamp(-1.0, 1.0))
-
-
-def check_resamples(n_bootstrap, allow_none: bool = False) -> int:
-    """``n_bootstrap`` as an int, refused (ValueError) below :data:`MIN_BOOTSTRAP` (0 too, unless
-    ``allow_none``: then 0 means "no interval")."""
-    if int(n_bootstrap) < MIN_BOOTSTRAP and not (allow_none and int(n_bootstrap) == 0):
-        raise ValueError(
-            f"n_bootstrap must be at least {MIN_BOOTSTRAP} resamples for a 95% interval, got "
-            f"{n_bootstrap}; use 1000 or more for numbers you report (fewer resamples give a "
-            "verdict that is noise)" + (" (or 0 for no interval)" if allow_none else "")
-        )
-    return int(n_bootstrap)
 
 
 def pearson_r(predictions, responses, eps: float = 1e-10):
@@ -373,17 +362,6 @@ def roi_statistic(r, statistic: str = "median_r", top_n: int = TOP_N):
     return float(out) if out.ndim == 0 else out.cpu().numpy()
 
 
-def image_resamples(n_images: int, n_resamples: int, generator: torch.Generator) -> torch.Tensor:
-    """Bootstrap resamples of the test images as counts: ``(n_resamples, n_images)`` float64.
-
-    Each row draws ``n_images`` images with replacement; entry (b, i) is how often image i was
-    drawn.
-    """
-    idx = torch.randint(0, n_images, (n_resamples, n_images), generator=generator)
-    ones = torch.ones(n_resamples, n_images, dtype=torch.float64)
-    return torch.zeros(n_resamples, n_images, dtype=torch.float64).scatter_add_(1, idx, ones)
-
-
 def resampled_statistic(
     predictions, responses, counts: torch.Tensor, statistic: str = "median_r", top_n: int = TOP_N
 ) -> torch.Tensor:
@@ -418,7 +396,6 @@ def bootstrap_interval(
             f"predictions {np.shape(result.predictions)} and responses "
             f"{np.shape(responses)} differ in shape"
         )
-    n_bootstrap = check_resamples(n_bootstrap)
     n = np.shape(responses)[0]
     gen = torch.Generator().manual_seed(seed)
     stats = (
@@ -431,7 +408,7 @@ def bootstrap_interval(
                     statistic,
                     top_n,
                 )
-                for start in range(0, n_bootstrap, 250)
+                for start in range(0, check_resamples(n_bootstrap), 250)
             ]
         )
         .cpu()
@@ -578,7 +555,6 @@ def paired_bootstrap(
     difference (mean over A's seeds minus mean over B's seeds), its percentile interval and the
     bootstrap fraction of resamples in which A is not better (a one-sided p-value).
     """
-    n_bootstrap = check_resamples(n_bootstrap)
     runs_a, runs_b = _seed_list(result_a), _seed_list(result_b)
     if len({r.roi for r in runs_a + runs_b}) != 1:
         raise ValueError(
@@ -596,7 +572,7 @@ def paired_bootstrap(
     gen = torch.Generator().manual_seed(seed)  # the images: the same draws as with one seed
     seed_gen = torch.Generator().manual_seed(seed + 7919)  # the seeds: a stream of their own
     diffs = []
-    for start in range(0, n_bootstrap, 250):
+    for start in range(0, check_resamples(n_bootstrap), 250):
         counts = image_resamples(n, min(250, n_bootstrap - start), gen)
         stat_a = _seed_mean(_per_seed_statistic(xa, y, counts, statistic, top_n), seed_gen)
         stat_b = _seed_mean(_per_seed_statistic(xb, y, counts, statistic, top_n), seed_gen)

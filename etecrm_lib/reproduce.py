@@ -34,7 +34,8 @@ from . import __version__, ablations, gpu
 from .comparisons import REFERENCE, compare_run, load_comparisons, save_comparisons
 from .data.registry import open_dataset
 from .device import describe_device, get_device
-from .evaluation import MIN_BOOTSTRAP, score
+from .evaluation import score
+from .resampling import MIN_BOOTSTRAP
 from .results import (
     MAX_SEED,
     CorruptResultError,
