@@ -200,6 +200,17 @@ def gate_failures(table: dict) -> list:
     return failures
 
 
+def decidable_rois(table: dict) -> dict:
+    """``{roi: bool}``: where the oracle of an :func:`oracle_report` table passes the gate's
+    per-ROI conditions (fraction of the ceiling and share significant); elsewhere a comparison is
+    "undecidable on this simulation" (:func:`etecrm_lib.referee.holm_verdicts`)."""
+    return {
+        roi: row["oracle_frac_of_ceiling"] >= GATE_FRAC_OF_CEILING
+        and row["oracle_frac_significant"] >= GATE_FRAC_SIGNIFICANT
+        for roi, row in table.items()
+    }
+
+
 def calibration_summary(dataset: EncodingDataset) -> dict:
     """Per ROI, the noise ceilings of ``dataset``'s test images: true, and as an experiment sees
     them.
