@@ -139,3 +139,46 @@ def holm_verdicts(comparisons, alpha: float = 0.05, decidable: dict | None = Non
             word = VERDICTS[0] if c.difference > 0 else VERDICTS[1]
         out[c.roi].update(verdict=word, p_holm=float(p_holm))
     return out
+
+
+def family_summary(
+    comparisons, label: str = "", decidable: dict | None = None, alpha: float = 0.05
+) -> list:
+    """Plain sentences for families of comparisons, verdicts Holm-adjusted within each family.
+
+    A family is one (model A, model B, statistic) over its ROIs (:func:`holm_verdicts`). One line
+    per family, e.g. ``"subject 1, etecrm - gwp_ridge (median_r), Holm over 5 ROIs: better in V2
+    (+0.021), V3 (+0.018); no reliable difference in V1 (+0.004), V4 (-0.002); worse in LO
+    (-0.012)"``. Every word and number comes from the comparisons given.
+    """
+    groups = {}
+    for c in comparisons:
+        groups.setdefault((c.model_a, c.model_b, c.statistic), []).append(c)
+    lines = []
+    for (a, b, statistic), family in groups.items():
+        words = holm_verdicts(family, alpha, decidable)
+        parts = []
+        for word in (*VERDICTS, UNDECIDABLE):
+            rois = [
+                f"{c.roi} ({c.difference:+.3f})" for c in family if words[c.roi]["verdict"] == word
+            ]
+            if rois:
+                parts.append(f"{word} in {', '.join(rois)}")
+        head = (
+            f"{label + ', ' if label else ''}{a} - {b} ({statistic}), Holm over {len(family)} ROIs"
+        )
+        lines.append(f"{head}: " + "; ".join(parts))
+    return lines
+
+
+def claim_verdict(words: dict) -> str:
+    """Whether a claim "A is better than B" holds over ROIs, from :func:`holm_verdicts`' words:
+    "holds" (better in every decidable ROI), "holds in part" (in some), "is not borne out" (in
+    none) or :data:`UNDECIDABLE` (no ROI can be decided)."""
+    decided = [w["verdict"] for w in words.values() if w["verdict"] != UNDECIDABLE]
+    if not decided:
+        return UNDECIDABLE
+    better = sum(word == VERDICTS[0] for word in decided)
+    if better == len(decided):
+        return "holds"
+    return "holds in part" if better else "is not borne out"

@@ -66,3 +66,19 @@ def test_holm_verdicts_give_words_per_roi_and_undecidable_where_the_oracle_fails
         "LO": referee.UNDECIDABLE,
     }
     assert words["V1"]["p_holm"] == pytest.approx(0.006)
+
+
+def test_family_summary_and_the_claim_follow_the_holm_verdicts():
+    family = [
+        _comparison("V1", 0.05, 0.001),
+        _comparison("V2", -0.04, 0.995),
+        _comparison("V3", 0.02, 0.03),
+    ]
+    (line,) = referee.family_summary(family, "subject 1")
+    assert line.startswith("subject 1, a - b (median_r), Holm over 3 ROIs: better in V1 (+0.050)")
+    assert "worse in V2 (-0.040)" in line and "no reliable difference in V3 (+0.020)" in line
+    words = referee.holm_verdicts(family)
+    assert referee.claim_verdict(words) == "holds in part"
+    assert referee.claim_verdict({"V1": words["V1"]}) == "holds"
+    assert referee.claim_verdict({"V2": words["V2"]}) == "is not borne out"
+    assert referee.claim_verdict({}) == referee.UNDECIDABLE
