@@ -182,3 +182,37 @@ def claim_verdict(words: dict) -> str:
     if better == len(decided):
         return "holds"
     return "holds in part" if better else "is not borne out"
+
+
+def forecast_summary(crossings: list) -> list:
+    """Sentences on the forecast "more data favours model A" from data-size differences.
+
+    ``crossings``: per ROI ``{"roi", "model_a", "model_b", "differences": [{"n_train",
+    "difference", "ci_low", "ci_high"}, ...]}`` (:func:`etecrm_lib.data_size.crossings`). Per ROI:
+    at which sizes A - B is reliably positive or negative (95 % interval), and the difference at the
+    smallest and the largest size. The forecast is *borne out* in an ROI when A is reliably ahead
+    at the largest size and by more than at the smallest; the last sentence names those ROIs.
+    """
+    lines, borne = [], []
+    for row in crossings:
+        diffs = sorted(row["differences"], key=lambda d: d["n_train"])
+        ahead = [d["n_train"] for d in diffs if d["ci_low"] > 0]
+        behind = [d["n_train"] for d in diffs if d["ci_high"] < 0]
+        first, last = diffs[0], diffs[-1]
+        lines.append(
+            f"{row['roi']}: {row['model_a']} - {row['model_b']} is reliably positive at "
+            f"{len(ahead)} of {len(diffs)} sizes ({', '.join(map(str, ahead)) or 'none'}), "
+            f"reliably negative at {len(behind)} ({', '.join(map(str, behind)) or 'none'}); "
+            f"{first['difference']:+.3f} at {first['n_train']} images, "
+            f"{last['difference']:+.3f} at {last['n_train']}"
+        )
+        if last["ci_low"] > 0 and last["difference"] > first["difference"]:
+            borne.append(row["roi"])
+    if crossings:
+        where = ", ".join(borne) if borne else "no ROI"
+        lines.append(
+            f"The forecast that more data favours {crossings[0]['model_a']} is borne out in {where}"
+            f" (of {', '.join(r['roi'] for r in crossings)}) within "
+            f"{max(d['n_train'] for r in crossings for d in r['differences'])} images."
+        )
+    return lines

@@ -82,3 +82,18 @@ def test_family_summary_and_the_claim_follow_the_holm_verdicts():
     assert referee.claim_verdict({"V1": words["V1"]}) == "holds"
     assert referee.claim_verdict({"V2": words["V2"]}) == "is not borne out"
     assert referee.claim_verdict({}) == referee.UNDECIDABLE
+
+
+def test_forecast_summary_says_where_more_data_favours_a():
+    def row(roi, values):
+        sizes = (250, 1000, 7000)
+        diffs = [
+            {"n_train": n, "difference": d, "ci_low": d - 0.01, "ci_high": d + 0.01}
+            for n, d in zip(sizes, values)
+        ]
+        return {"roi": roi, "model_a": "etecrm", "model_b": "gwp_ridge", "differences": diffs}
+
+    lines = referee.forecast_summary([row("V1", (0.0, 0.02, 0.05)), row("LO", (0.03, 0.0, -0.02))])
+    assert lines[0].startswith("V1: etecrm - gwp_ridge is reliably positive at 2 of 3 sizes")
+    assert "reliably negative at 1 (7000)" in lines[1]
+    assert lines[-1].startswith("The forecast that more data favours etecrm is borne out in V1 ")
