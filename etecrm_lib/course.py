@@ -2,8 +2,8 @@
 
 Every chapter 1-9 opens, right after its title, with a short *course guide* cell (learning
 objectives, prerequisites, time, and its exercises in ``book/10_exercises.ipynb``), made from the
-one table :data:`GUIDES` by :func:`guide_source`; ``python tools/course_guides.py`` writes (or updates)
-those cells and ``tests/test_course.py`` checks that they match the table.
+one table :data:`GUIDES` by :func:`guide_source`; ``python tools/course_guides.py`` writes (or
+updates) those cells and ``tests/test_course.py`` checks that they match the table.
 
 Grading: :func:`grade_folder` runs the checks of :mod:`etecrm_lib.exercises` on every submitted
 notebook of a folder and :func:`write_grades` writes one CSV row per student and exercise

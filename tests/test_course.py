@@ -1,5 +1,5 @@
 """The course around the book: a guide at the top of every chapter 1-9 (made from one table),
-exercises for every chapter, model answers for instructors only, and grading of submitted notebooks."""
+exercises for every chapter, model answers for instructors only, grading of submitted notebooks."""
 
 from __future__ import annotations
 
@@ -106,9 +106,7 @@ def model_answer_lines(nb) -> list:
 
 def test_model_answers_are_in_the_instructor_edition_only():
     teacher = nbformat.read(INSTRUCTOR, as_version=4)
-    answers = [
-        c for c in teacher.cells if "Model answer" in c.source and c.cell_type == "markdown"
-    ]
+    answers = [c for c in teacher.cells if "Model answer" in c.source and c.cell_type == "markdown"]
     questions = [c for c in teacher.cells if "Then answer" in c.source]
     assert len(answers) >= len(questions) >= 9, "each discussion question needs a model answer"
     assert all("instructor" in c.metadata.get("tags", []) for c in answers)
@@ -177,7 +175,8 @@ def test_grading_two_fake_submissions(tmp_path):
         assert row["passed"] == "True", f"ada, {name}: {row['message']}"
         assert row["message"].startswith("Correct")
     bob = by_student["bob"]
-    assert bob["pearson_r"]["passed"] == "False" and "value(s) are wrong" in bob["pearson_r"]["message"]
+    assert bob["pearson_r"]["passed"] == "False"
+    assert "value(s) are wrong" in bob["pearson_r"]["message"]
     assert all(bob[n]["passed"] == "False" for n in names)
     assert bob["noise_ceiling"]["message"] == "not answered (NotImplementedError)"
     assert f"ada: {len(names)} of {len(names)} passed" in done.stdout

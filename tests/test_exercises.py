@@ -308,7 +308,7 @@ def test_every_exercise_has_objectives_time_and_hints_up_front():
         for c in nb.cells
         if c.cell_type == "markdown" and c.source.startswith("## Exercise")
     ]
-    assert len(exercises_md) == 11 and len(exercises.EXERCISES) == 12  # exercise 9 has two functions
+    assert len(exercises_md) == 11 and len(exercises.EXERCISES) == 12  # exercise 9: two functions
     for text in exercises_md:
         title = text.splitlines()[0]
         assert "**You will learn**" in text, f"{title}: no learning objective"
