@@ -59,9 +59,12 @@ import sys
 
 if "google.colab" in sys.modules:
     import subprocess
+
     # No upgrade: Colab's own torch, torchvision and ipywidgets satisfy the library's lower bounds.
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "{requirement}"], check=True)
+    requirement = "{requirement}"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", requirement], check=True)
     from etecrm_lib.book import check_runtime
+
     check_runtime()
 """
 
