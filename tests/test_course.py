@@ -202,3 +202,20 @@ def test_grading_reports_broken_cells_and_bad_folders(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no .ipynb"):
         course.submitted_notebooks(tmp_path / "empty")
+
+
+def test_refresh_setup_cells_keeps_the_guide(tmp_path):
+    import nbformat.v4 as nbf
+
+    from etecrm_lib import notebooks
+
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/04_end_to_end\n")
+    (tmp_path / "book").mkdir()
+    cells = notebooks.standard_cells("04_end_to_end.ipynb", "4. T") + [nbf.new_code_cell("x")]
+    cells[1].source = "old set-up"
+    nb = course.with_guide_cell(nbf.new_notebook(cells=cells), "04_end_to_end")
+    nbformat.write(nb, tmp_path / "book" / "04_end_to_end.ipynb")
+    assert notebooks.refresh_setup_cells(tmp_path)
+    nb = nbformat.read(tmp_path / "book" / "04_end_to_end.ipynb", as_version=4)
+    assert nb.cells[1].source == course.guide_source("04_end_to_end")
+    assert nb.cells[2].source == notebooks.setup_cell_source("04_end_to_end.ipynb")
