@@ -242,3 +242,21 @@ def test_environment_yml_lists_every_dependency_of_pyproject():
     missing = sorted({name(r) for r in wanted} - listed)
     assert not missing, f"environment.yml lacks {missing} (pyproject.toml has them)"
     assert isinstance(project["license"], str)  # the PEP 639 form, not the deprecated table
+
+
+# ----------------------------------------------------------------------------- the terminal
+def test_reproduce_and_datasize_print_the_answer_on_the_terminal(capsys):
+    """``etecrm reproduce`` ends with median r per ROI and the verdicts; ``datasize`` with its
+    crossing table (here on the committed full run)."""
+    from etecrm_lib.cli import print_run_summary
+    from etecrm_lib.data_size import crossing_report, read_curves
+    from etecrm_lib.tables import load_run
+
+    folder = ROOT / "data" / "results"
+    run = load_run(folder, "sim", "full", 1, 0)
+    print_run_summary(folder, run.results[0])
+    out = capsys.readouterr().out
+    assert "median test r, mean over seeds" in out and "etecrm − gwp_ridge" in out
+    assert all(roi in out for roi in ("V1", "V2", "V3", "V4", "LO")) and "ensemble" not in out
+    report = crossing_report(read_curves(folder / "data_size")["crossings"])
+    assert report.splitlines()[0].startswith("ROI") and "reliably ahead at" in report
