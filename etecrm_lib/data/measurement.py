@@ -80,7 +80,7 @@ class SimulationConfig:
 
     @classmethod
     def for_profile(cls, name: str = DEFAULT_PROFILE) -> "SimulationConfig":
-        """``"full"`` (= ``"default"``): vim-1 sizes; ``"quick"``: a few seconds on a CPU, for
+        """``"full"`` (alias ``"default"``): vim-1 sizes; ``"quick"``: a few seconds on a CPU, for
         CI."""
         if check_profile(name) == "full":
             return cls()
