@@ -340,7 +340,8 @@ def _network_signal(
             maps = feature_maps(batch.to(device), network, config, needed)
             for roi, (features, prf, components, _) in tuning.items():
                 pooled = maps[features].flatten(2) @ prf.T / scales[features][:, None]  # (B, C, V)
-                drive = torch.einsum("bcv,vkc->bvk", pooled, components)
+                # (B, V, K): each voxel's components; a broadcast product (einsum is slow on CPUs)
+                drive = (pooled.transpose(1, 2)[:, :, None, :] * components[None]).sum(-1)
                 parts[split][roi].append(drive.clamp_min(0).pow(power).cpu().numpy())
             bar.update()
     basis = {
