@@ -9,6 +9,7 @@ Examples::
     etecrm table --out results/                     # rebuild tables and figures from the results files
     etecrm models                                   # the model and ablation names
     etecrm datasize --profile quick --seeds 2 --out results/data_size   # accuracy vs training-set size
+    etecrm controls --ground-truth gabor --profile quick --out results/controls  # a control cortex
     etecrm data simulate --subject 1 --profile quick --save sim1.npz
     etecrm data describe --dataset sim --subject 1 --profile quick
     etecrm data download --dataset kay              # the login-free copy of vim-1 subject 1
@@ -25,10 +26,12 @@ import sys
 
 from . import data as data_module
 from .ablations import DEFAULT_VARIANTS, VARIANTS
+from .controls import ControlConfig, markdown, run_controls
 from .data.download import DownloadError
 from .data_size import DataSizeConfig, run_data_size
-from .reproduce import check_settings, is_deterministic, rebuild_outputs, reproduce
+from .reproduce import check_settings, rebuild_outputs, reproduce
 from .results import strip_predictions
+from .runs import is_deterministic
 
 
 def _names(values) -> list | None:
@@ -125,6 +128,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     size.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    ctl = sub.add_parser(
+        "controls",
+        help="each model family on a control cortex built from its own features; resumable",
+        description="Fit gwp_ridge and ETECRM (several model seeds) on every ROI of a control "
+        "cortex, one results file each (reused on a rerun), then write "
+        "OUT/controls_<ground truth>_<profile>.json and print its table.",
+    )
+    ctl.add_argument("--ground-truth", required=True, choices=["gabor", "cnn"])
+    ctl.add_argument("--profile", choices=["quick", "full"], default="quick")
+    ctl.add_argument("--subject", type=int, default=1)
+    ctl.add_argument(
+        "--seeds", type=int, default=3, help="ETECRM model seeds 0..SEEDS-1 (default 3)"
+    )
+    ctl.add_argument("--simulation-seed", type=int, default=0)
+    ctl.add_argument("--rois", nargs="+", help="ROI names (default: all)")
+    ctl.add_argument("--out", default="results/controls", help="output folder")
+    ctl.add_argument("--device", help="torch device (default: the GPU if there is one)")
+    ctl.add_argument("--quiet", action="store_true", help="no progress bars")
+
     table = sub.add_parser(
         "table",
         help="rebuild the table and figures from the results files in a folder",
@@ -217,6 +239,22 @@ def _cmd_datasize(args) -> int:
     config = DataSizeConfig.for_profile(args.profile, **changes)
     results = run_data_size(config, out=args.out, device=args.device, progress=not args.quiet)
     print(f"done: {len(results)} results; learning curves in {args.out}/curves.json")
+    return 0
+
+
+def _cmd_controls(args) -> int:
+    changes = {
+        "ground_truth": args.ground_truth,
+        "subject": args.subject,
+        "simulation_seed": args.simulation_seed,
+        "seeds": args.seeds,
+        "rois": tuple(_names(args.rois)) if args.rois else None,
+    }
+    config = ControlConfig.for_profile(args.profile, **changes)
+    table = run_controls(config, out=args.out, device=args.device, progress=not args.quiet)
+    print(table.summary())
+    print(markdown(table))
+    print(f"written: {args.out}/controls_{args.ground_truth}_{args.profile}.json")
     return 0
 
 
@@ -319,6 +357,7 @@ def main(argv=None) -> int:
         "models": _cmd_models,
         "data": _cmd_data,
         "datasize": _cmd_datasize,
+        "controls": _cmd_controls,
     }
     try:
         return commands[args.command](args)

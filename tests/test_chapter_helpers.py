@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from etecrm_lib import evaluation, tables, training_plots
+from etecrm_lib import controls, evaluation, tables, training_plots
 from etecrm_lib.evaluation import Comparison, EncodingResult
 
 
@@ -152,7 +152,7 @@ def test_committed_control_tables_load_and_agree_with_their_intervals():
 
     folder = results_folder() / "controls"
     for truth, expected in (("gabor", "gwp_ridge"), ("cnn", "etecrm")):
-        control = tables.load_control_table(folder, truth)
+        control = controls.load_control_table(folder, truth)
         assert control is not None, (
             f"data/results/controls has no full table of the {truth!r} control"
         )
@@ -165,7 +165,7 @@ def test_committed_control_tables_load_and_agree_with_their_intervals():
         wins = sum(r["winner"] == expected for r in control.rows)
         assert f"wins in {wins} of 5 ROIs" in control.summary()
     assert (
-        tables.load_control_table(folder, "cnn", profile="quick") is None
+        controls.load_control_table(folder, "cnn", profile="quick") is None
     )  # not committed: None, no error
 
 
@@ -180,14 +180,14 @@ def test_a_control_table_that_contradicts_itself_is_refused(tmp_path):
     data = json.loads(path.read_text())
     data["rows"][2]["winner"] = "undecided"  # its interval excludes 0
     path.write_text(json.dumps(data))
-    with pytest.raises(ValueError, match="V3.*disagree.*tools/control_table.py"):
-        tables.load_control_table(tmp_path, "cnn")
+    with pytest.raises(ValueError, match="V3.*disagree.*etecrm controls"):
+        controls.load_control_table(tmp_path, "cnn")
     path.write_text("{not json")
     with pytest.raises(ValueError, match="not a control table"):
-        tables.load_control_table(tmp_path, "cnn")
+        controls.load_control_table(tmp_path, "cnn")
     shutil.copy(
         results_folder() / "controls" / "controls_cnn_full.json",
         tmp_path / "controls_gabor_full.json",
     )
     with pytest.raises(ValueError, match="not the 'full' table of 'gabor'"):
-        tables.load_control_table(tmp_path, "gabor")
+        controls.load_control_table(tmp_path, "gabor")

@@ -40,8 +40,8 @@ chain_b() {
     # AlexNet features are untrained here (no internet): a reference with one seed, not a candidate baseline
     job sub1_alexnet reproduce 1 1 alexnet_ridge
     for truth in gabor cnn; do
-        job "controls_${truth}" $py tools/control_table.py --ground-truth "$truth" --profile "$profile" \
-            --seeds "$((seeds < 3 ? seeds : 3))" --out "$work/controls"
+        job "controls_${truth}" $py -m etecrm_lib.cli controls --ground-truth "$truth" --profile "$profile" \
+            --seeds "$((seeds < 3 ? seeds : 3))" --out "$work/controls" --quiet
     done
 }
 chain_c() {
