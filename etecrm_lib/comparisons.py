@@ -1,8 +1,9 @@
-"""Which model is better, over test images and model seeds: the baseline choice and the stored comparisons.
+"""Which model is better, over test images and model seeds: the baseline choice and the stored
+comparisons.
 
-Two kinds of comparison are made at the end of ``etecrm reproduce`` (where the test data are), per ROI,
-for median r and for the mean r of the top-300 voxels, each with :func:`evaluation.paired_bootstrap`
-resampling test images and model seeds together:
+Two kinds of comparison are made at the end of ``etecrm reproduce`` (where the test data are), per
+ROI, for median r and for the mean r of the top-300 voxels, each with
+:func:`evaluation.paired_bootstrap` resampling test images and model seeds together:
 
 - ``"baseline"``: ``etecrm`` minus the two-step baseline. The baseline is chosen **without test
   data** (:func:`choose_baseline`): the two-step model with the highest validation median r, where a
@@ -41,7 +42,8 @@ BASELINE_RULE = (
 
 @dataclass
 class BaselineChoice:
-    """The two-step baseline of one ROI. ``val_median_r``: every candidate's score; ``skipped``: models without ``val_r``."""
+    """The two-step baseline of one ROI. ``val_median_r``: every candidate's score; ``skipped``:
+    models without ``val_r``."""
 
     roi: str
     model: str | None
@@ -50,18 +52,19 @@ class BaselineChoice:
 
 
 def family(runs) -> str | None:
-    """The model family a result (or the first of a list of results) records: "etecrm" or "two_step"."""
+    """The family a result (or the first of a list of them) records: "etecrm" or "two_step"."""
     first = runs[0] if isinstance(runs, list) else runs
     return first.info.get("family")
 
 
 def choose_baseline(results, roi: str) -> BaselineChoice:
-    """The two-step model of ``roi`` with the highest validation median r; reads only ``info["val_r"]``.
+    """The two-step model of ``roi`` with the highest validation median r; reads only
+    ``info["val_r"]``.
 
     ``results``: any list of EncodingResult (several seeds per model allowed; the family each
-    records, ``info["family"]``, says which are two-step models). A model's score is the
-    mean over its seeds of the median over voxels of ``val_r``. Ties go to the model listed first.
-    The test split is never read: neither ``test_r`` nor the predictions are looked at.
+    records, ``info["family"]``, says which are two-step models). A model's score is
+    the mean over its seeds of the median over voxels of ``val_r``. Ties go to the model listed
+    first. The test split is never read: neither ``test_r`` nor the predictions are looked at.
     """
     per_model, skipped = {}, []
     for res in results:
@@ -141,7 +144,8 @@ def compare_run(
 
 
 def verdict_summary(comparison_list, label: str = "") -> list:
-    """Plain sentences for many comparisons: one per (A, B, statistic), ROIs grouped by verdict, every interval given.
+    """Plain sentences for many comparisons: one per (A, B, statistic), ROIs grouped by verdict,
+    every interval given.
 
     ``comparison_list``: :class:`evaluation.Comparison` list (e.g. one ablation on every ROI);
     ``label`` starts each sentence (e.g. "subject 1"). Returns a list of str, one line per verdict:
@@ -170,7 +174,8 @@ def verdict_summary(comparison_list, label: str = "") -> list:
 
 # --------------------------------------------------------------------------- files
 def comparisons_path(out, record: dict) -> Path:
-    """The file of one (data, profile, subject, pair of models, seed sets) under ``out/comparisons``."""
+    """The file of one (data, profile, subject, pair of models, seed sets) under
+    ``out/comparisons``."""
     tag = dataset_tag(record["dataset"], record.get("data_seed"))
     name = (
         f"{tag}_{record['profile']}_sub{record['subject']}_{record['model_a']}_seeds{seeds_label(record['seeds_a'])}"
@@ -192,7 +197,8 @@ def _read_records(path: Path) -> list:
 
 
 def save_comparisons(out, records) -> list:
-    """Write ``records`` into their files (:func:`comparisons_path`), merged with what is there. Returns the paths.
+    """Write ``records`` into their files (:func:`comparisons_path`), merged with what is there.
+    Returns the paths.
 
     A record replaces an earlier one of the same file only if it has the same ROI and statistic
     (the same comparison, recomputed); every other earlier record is kept.
@@ -212,7 +218,8 @@ def save_comparisons(out, records) -> list:
 
 
 def load_comparisons(out) -> list:
-    """All comparison records under ``out/comparisons/`` (unreadable files are skipped with a warning)."""
+    """All comparison records under ``out/comparisons/`` (unreadable files are skipped with a
+    warning)."""
     merged = []
     for path in sorted((Path(out) / "comparisons").glob("*.json")):
         merged += _read_records(path)

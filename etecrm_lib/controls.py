@@ -1,4 +1,4 @@
-"""The control cortices: each model family on a cortex built from its own features (``etecrm controls``).
+"""The control cortices: each model family on a cortex made of its own features (etecrm controls).
 
 A control cortex is the simulation with another ground truth (``simulate(..., ground_truth=...)``):
 on ``"gabor"`` every voxel reads out Gabor features, so the Gabor ridge model should win; on
@@ -71,7 +71,7 @@ class ControlConfig:
 
 
 def control_row(gwp, etecrm: list, responses, expected: str, n_bootstrap: int = 2000) -> dict:
-    """One ROI of a control table from the ``gwp_ridge`` result and the ETECRM results (one per seed)."""
+    """One ROI of a control table, from the gwp_ridge result and ETECRM's (one per model seed)."""
     comp = paired_bootstrap(gwp, etecrm, responses, n_bootstrap=n_bootstrap)
     medians = [res.summary()["median_r"] for res in etecrm]
     return {
@@ -152,11 +152,13 @@ def run_controls(
 
 @dataclass
 class ControlTable:
-    """One control cortex's table, as :func:`run_controls` writes it (``controls_<truth>_<profile>.json``).
+    """One control cortex's table, as :func:`run_controls` writes it
+    (``controls_<truth>_<profile>.json``).
 
-    rows : one dict per ROI: ``etecrm_median_r`` (mean over ``model_seeds``), ``gwp_ridge_median_r``,
-    ``gwp_minus_etecrm`` with its 95% paired-bootstrap interval ``ci_low``/``ci_high`` (test images and
-    ETECRM seeds), ``winner`` ("gwp_ridge", "etecrm" or "undecided") and ``expected_winner``.
+    rows : one dict per ROI: ``etecrm_median_r`` (mean over ``model_seeds``),
+    ``gwp_ridge_median_r``, ``gwp_minus_etecrm`` with its 95% paired-bootstrap interval
+    ``ci_low``/``ci_high`` (test images and ETECRM seeds), ``winner`` ("gwp_ridge", "etecrm" or
+    "undecided") and ``expected_winner``.
     """
 
     ground_truth: str
@@ -182,17 +184,22 @@ class ControlTable:
 
     def caption(self) -> str:
         return (
-            f"'{self.ground_truth}' control cortex, {self.profile} profile, subject {self.subject}: median r "
-            f"(ETECRM: mean over seeds {self.model_seeds}; 95% bootstrap over test images and seeds)"
+            f"'{self.ground_truth}' control cortex, {self.profile} profile, subject "
+            f"{self.subject}: median r "
+            f"(ETECRM: mean over seeds {self.model_seeds}; 95% bootstrap over test images "
+            "and seeds)"
         )
 
     def summary(self) -> str:
-        """One sentence: in how many ROIs the expected family wins, and the range of the differences."""
+        """One sentence: in how many ROIs the expected family wins, and the range of the
+        differences."""
         wins = [r["roi"] for r in self.rows if r["winner"] == r["expected_winner"]]
         differences = [r["gwp_minus_etecrm"] for r in self.rows]
         return (
-            f"'{self.ground_truth}' control: the expected family ({self.rows[0]['expected_winner']}) wins in "
-            f"{len(wins)} of {len(self.rows)} ROIs ({', '.join(wins) or 'none'}); gwp_ridge − etecrm ranges "
+            f"'{self.ground_truth}' control: the expected family "
+            f"({self.rows[0]['expected_winner']}) wins in "
+            f"{len(wins)} of {len(self.rows)} ROIs ({', '.join(wins) or 'none'}); "
+            "gwp_ridge − etecrm ranges "
             f"from {min(differences):+.3f} to {max(differences):+.3f}"
         )
 
@@ -200,7 +207,8 @@ class ControlTable:
 def load_control_table(folder, ground_truth: str, profile: str = "full") -> ControlTable | None:
     """Read ``folder/controls_<ground_truth>_<profile>.json``; None if there is none.
 
-    Every row's ``winner`` is checked against its interval (a file that disagrees with itself is refused).
+    Every row's ``winner`` is checked against its interval (a file that disagrees with itself is
+    refused).
     """
     path = Path(folder) / f"controls_{ground_truth}_{profile}.json"
     if not path.exists():
@@ -215,10 +223,12 @@ def load_control_table(folder, ground_truth: str, profile: str = "full") -> Cont
             data["rows"],
         )
         for r in table.rows:
-            # (not the difference against the interval: a percentile interval may leave its point estimate out)
+            # (not the difference against the interval: a percentile interval may leave its point
+            # estimate out)
             if control_winner(r["ci_low"], r["ci_high"]) != r["winner"]:
                 raise ValueError(
-                    f"ROI {r['roi']}: winner {r['winner']!r} and interval [{r['ci_low']}, {r['ci_high']}] "
+                    f"ROI {r['roi']}: winner {r['winner']!r} and interval [{r['ci_low']}, "
+                    f"{r['ci_high']}] "
                     f"disagree"
                 )
     except (KeyError, TypeError, ValueError) as err:  # json.JSONDecodeError is a ValueError

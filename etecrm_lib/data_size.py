@@ -81,7 +81,8 @@ class DataSizeConfig:
         sizes = [int(n) for n in self.sizes]
         if not sizes or min(sizes) < 20 or sorted(set(sizes)) != sizes:
             raise ValueError(
-                f"sizes must be increasing numbers of train images, each at least 20, got {self.sizes}"
+                "sizes must be increasing numbers of train images, each at least 20, got "
+                f"{self.sizes}"
             )
         if self.seeds < 1:
             raise ValueError(f"seeds must be at least 1, got {self.seeds}")
@@ -92,7 +93,8 @@ class DataSizeConfig:
 
 
 def first_images(dataset: EncodingDataset, n_train: int) -> EncodingDataset:
-    """The dataset with only its first ``n_train`` train images (and responses); the test split is shared.
+    """The dataset with only its first ``n_train`` train images (and responses); the test split is
+    shared.
 
     ``info["n_train"]`` records the size; a simulation's ``info["cache_key"]`` gets ``/first<n>``
     appended, so results files of different sizes never pass for each other.
@@ -144,7 +146,7 @@ def run_data_size(
     progress: bool = True,
     trainer=None,
 ) -> list:
-    """Fit every model of ``config`` on every size, ROI and model seed; returns ``list[EncodingResult]``.
+    """Fit every model of ``config`` on every size, ROI and model seed -> ``list[EncodingResult]``.
 
     ``dataset``: default :func:`simulate_for` ``(config)``; it needs at least ``max(config.sizes)``
     train images. An experiment on the one runner (:mod:`etecrm_lib.runs`; ``trainer``: see there):
@@ -196,7 +198,8 @@ def learning_curves(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> list:
-    """One row per (ROI, model, size): median test r, mean over model seeds, with a bootstrap interval.
+    """One row per (ROI, model, size): median test r, mean over model seeds, with a bootstrap
+    interval.
 
     The interval resamples the test images (the same resamples for every model and size) and the
     model seeds. Rows: ``roi, model, n_train, n_seeds, median_r, ci_low, ci_high``.
@@ -302,7 +305,8 @@ def crossings(
 
 
 def write_curves(results, dataset: EncodingDataset, config: DataSizeConfig, out) -> Path:
-    """Write ``OUT/curves.json``: the config, the simulation, the learning curves and the crossings."""
+    """Write ``OUT/curves.json``: the config, the simulation, the learning curves and the
+    crossings."""
     models = list(config.models)
     summary = {
         "config": asdict(config),
@@ -329,7 +333,8 @@ def write_curves(results, dataset: EncodingDataset, config: DataSizeConfig, out)
 
 
 def read_curves(out) -> dict | None:
-    """The ``curves.json`` a run wrote under ``out``, or None if there is none (a clear error if it is broken)."""
+    """The ``curves.json`` a run wrote under ``out``, or None if there is none (a clear error if it
+    is broken)."""
     path = Path(out) / "curves.json"
     if not path.exists():
         return None
@@ -341,7 +346,8 @@ def read_curves(out) -> dict | None:
         ) from err
     if not isinstance(summary, dict) or not {"curves", "crossings", "config"} <= set(summary):
         raise ValueError(
-            f"{path} lacks the 'curves', 'crossings' or 'config' entries; run `etecrm datasize` again"
+            f"{path} lacks the 'curves', 'crossings' or 'config' entries; run `etecrm "
+            "datasize` again"
         )
     return summary
 

@@ -18,7 +18,8 @@ from .tables import TOP, section, section_title
 
 
 def seed_bars(rows, statistic: str = "median_r"):
-    """Bars per ROI, one colour per model: the mean over seeds with ±1 s.d. error bars; ensembles as own bars."""
+    """Bars per ROI, one colour per model: the mean over seeds with ±1 s.d. error bars; ensembles as
+    own bars."""
     import plotly.graph_objects as go
 
     def label(row):
@@ -68,9 +69,8 @@ def _figures(rows, comparisons) -> dict:
         sections.setdefault(section(row), []).append(row)
     for key, group in sections.items():
         dataset, data_seed, profile, subject = key
-        stem = (
-            f"{dataset_tag(dataset, None if data_seed == -1 else data_seed)}_{profile}_sub{subject}"
-        )
+        tag = dataset_tag(dataset, None if data_seed == -1 else data_seed)
+        stem = f"{tag}_{profile}_sub{subject}"
         for statistic in ("median_r", TOP):
             fig = seed_bars(group, statistic)
             fig.update_layout(title=f"{section_title(key)}: {fig.layout.title.text}")
@@ -91,17 +91,20 @@ def _figures(rows, comparisons) -> dict:
 
 
 def write_figures(rows, out, comparisons=()) -> list:
-    """HTML figures (and PNG copies when kaleido and Chromium work) under ``out/figures``; returns notes.
+    """HTML figures (and PNG copies when kaleido and Chromium work) under ``out/figures``; returns
+    notes.
 
-    Per (dataset, data seed, profile, subject): median r and top-300 mean r per ROI (:func:`seed_bars`)
-    and the bootstrap differences of the comparisons (``plots.comparison_bars``). Never raises for a
-    missing plotting stack: the tables are the results, figures are a convenience.
+    Per (dataset, data seed, profile, subject): median r and top-300 mean r per ROI
+    (:func:`seed_bars`) and the bootstrap differences of the comparisons
+    (``plots.comparison_bars``). Never raises for a missing plotting stack: the tables are the
+    results, figures are a convenience.
     """
     try:
         import plotly  # noqa: F401
     except ImportError:
         return [
-            "figures skipped: plotly is not installed (pip install plotly kaleido); tables were written"
+            "figures skipped: plotly is not installed (pip install plotly kaleido); tables "
+            "were written"
         ]
     figdir = Path(out) / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
@@ -122,7 +125,8 @@ def write_figures(rows, out, comparisons=()) -> list:
                 png_ok = False
                 first_line = str(err).splitlines()[0] if str(err) else ""
                 notes.append(
-                    f"PNG export failed ({type(err).__name__}: {first_line}); the HTML figures were written. "
+                    f"PNG export failed ({type(err).__name__}: {first_line}); the HTML "
+                    "figures were written. "
                     "For PNGs install Chromium (apt-get install chromium) or set BROWSER_PATH"
                 )
     return notes

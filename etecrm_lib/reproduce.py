@@ -1,4 +1,4 @@
-"""One command reproduces the comparison: every model on every ROI with several model seeds, resumable.
+"""One command reproduces the comparison: every model on every ROI, several model seeds, resumable.
 
 :func:`reproduce` is an experiment on the one runner (:mod:`etecrm_lib.runs`): its keys are the
 models and ablations of :mod:`etecrm_lib.ablations` on every ROI of one subject, for the model
@@ -58,7 +58,8 @@ def check_settings(
     data_seed: int | None = None,
     dataset="sim",
 ) -> None:
-    """Refuse bad settings before any work starts: a ValueError says what is wrong, what was given and what to do."""
+    """Refuse bad settings before any work starts: a ValueError says what is wrong, what was given
+    and what to do."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         _fail(
@@ -82,7 +83,8 @@ def check_settings(
             not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()
         ):
             _fail(
-                f"--device {device} asks for a GPU, but torch sees {torch.cuda.device_count()} CUDA GPU(s)",
+                f"--device {device} asks for a GPU, but torch sees "
+                f"{torch.cuda.device_count()} CUDA GPU(s)",
                 device,
                 "use --device cpu, or leave --device out to use a GPU only when there is one",
             )
@@ -114,7 +116,8 @@ def check_settings(
 
 
 def _data_seed(data, requested: int | None) -> int | None:
-    """The simulation seed the data were made with (None for real data); an error if it is not ``requested``."""
+    """The simulation seed the data were made with (None for real data); an error if it is not
+    ``requested``."""
     seed = simulation_seed(data)
     if requested is not None and seed != requested:
         _fail(
@@ -177,19 +180,21 @@ def reproduce(
     log=print,
     trainer=None,
 ) -> list:
-    """Run every model on every ROI for several model seeds, one results file each, resumable; then tables.
+    """Run every model on every ROI for several model seeds, one results file each (resumable),
+    then the ensembles, comparisons, tables and figures.
 
     Parameters
     ----------
-    dataset : "sim", "vim1", "miyawaki", "kay" (see ``data.load_dataset``), a dataset ``.npz`` written
-        by ``data.save_npz``, or an ``EncodingDataset``.
+    dataset : "sim", "vim1", "miyawaki", "kay" (see ``data.load_dataset``), a dataset ``.npz``
+        written by ``data.save_npz``, or an ``EncodingDataset``.
     subject, profile : which subject, ``"quick"`` or ``"full"``.
     n_seeds, first_seed : the model seeds are ``first_seed .. first_seed + n_seeds - 1`` (default
         ``n_seeds``: 5 on full, 3 on quick); a seed sets initial weights, validation split, batch
         order, noise.
     data_seed : the simulation's seed (``sim`` only; default 0, the book's simulated subject). It is
         recorded in every file and file name; for a saved simulation it must match the file's.
-    models : variant names (default ``ablations.DEFAULT_VARIANTS``); rois : default all of the dataset's.
+    models : variant names (default ``ablations.DEFAULT_VARIANTS``); rois : default all of the
+        dataset's.
     out : output folder (created). Finished results in it are reused, corrupt ones recomputed.
     device : torch device (default: ``device.get_device()``); figures : write plotly figures.
     data_root : folder of downloaded real data. cnn_weights : ``alexnet_ridge``'s CNN weights (None:
@@ -253,11 +258,12 @@ def reproduce(
 
 
 def rebuild_outputs(out, figures: bool = True, log=print) -> list:
-    """Write the tables (md, csv, json), ``comparisons.json`` and figures from the files under ``out``.
+    """Write the tables (md, csv, json), ``comparisons.json`` and figures from the files under
+    ``out``.
 
     Needs no dataset and trains nothing (``etecrm table``): use it after copying results files from
-    another machine. Seed ensembles and comparisons were computed by :func:`reproduce`, which had the
-    data; here they are only read and merged. Returns the per-seed results.
+    another machine. Seed ensembles and comparisons were computed by :func:`reproduce`, which had
+    the data; here they are only read and merged. Returns the per-seed results.
     """
     out = Path(out)
     everything = collect_results(out)
@@ -271,7 +277,8 @@ def rebuild_outputs(out, figures: bool = True, log=print) -> list:
     with atomic_write(out / "comparisons.json") as tmp:
         tmp.write_text(json.dumps(comparisons, indent=1))
     log(
-        f"wrote {paths['md']}, {paths['csv']}, {paths['json']} ({len(everything)} results, {len(ensembles)} "
+        f"wrote {paths['md']}, {paths['csv']}, {paths['json']} ({len(everything)} results, "
+        f"{len(ensembles)} "
         f"ensembles in {out}) and comparisons.json ({len(comparisons)} bootstrap comparisons)"
     )
     if figures:

@@ -1,10 +1,10 @@
-"""Results files: one verified ``.npz`` per :class:`ResultKey` (what was fitted, on which data, which seed).
+"""Results files: one verified ``.npz`` per :class:`ResultKey`: what was fitted, on what, what seed.
 
 Written by :mod:`etecrm_lib.runs` (the one runner, used by every experiment), read by
 :mod:`etecrm_lib.tables` and the book. This module imports no model code: everything it needs
 (family, display order) is recorded in the files. Layout of an output folder ``OUT``::
 
-    OUT/results/<tag>_<profile>_sub<subject>_<roi>_<model>[_<extras>]_seed<seed>.npz   one model seed
+    OUT/results/<tag>_<profile>_sub<subject>_<roi>_<model>[_<extras>]_seed<seed>.npz  a model seed
     OUT/ensembles/<tag>_<profile>_sub<subject>_<roi>_<model>_seeds<set>.npz      seed ensemble
     OUT/comparisons/<tag>_<profile>_sub<subject>_<a>_seeds<set>_vs_<b>_seeds<set>.json
 
@@ -71,12 +71,14 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 class CorruptResultError(ValueError):
-    """A results file that cannot be trusted (truncated, bad JSON, wrong shape, checksum mismatch...)."""
+    """A results file that cannot be trusted (truncated, bad JSON, wrong shape, checksum
+    mismatch...)."""
 
 
 # --------------------------------------------------------------------------- names
 def dataset_tag(dataset: str, data_seed: int | None = None) -> str:
-    """``"sim-data3"`` for simulation seed 3; the dataset name alone for real data (``data_seed`` None)."""
+    """``"sim-data3"`` for simulation seed 3; the dataset name alone for real data (``data_seed``
+    None)."""
     return str(dataset) if data_seed is None else f"{dataset}-data{int(data_seed)}"
 
 
@@ -149,7 +151,7 @@ class ResultKey:
         return Path(out) / "results" / f"{self.stem()}.npz"
 
     def data_group(self) -> tuple:
-        """Keys that share this tuple are fitted on the same dataset and ROI (the trainer's group)."""
+        """Keys that share this tuple are fitted on one dataset and ROI (a trainer's group)."""
         return (self.dataset, self.data_seed, self.profile, self.subject, self.extras, self.roi)
 
 
@@ -177,7 +179,7 @@ def ensemble_path(
     seeds,
     data_seed: int | None = None,
 ) -> Path:
-    """Where the seed ensemble (predictions averaged over ``seeds``) of one model lives under ``out``."""
+    """Where the seed ensemble (predictions averaged over ``seeds``) goes under ``out``."""
     tag = dataset_tag(dataset, data_seed)
     stem = f"{tag}_{profile}_sub{subject}_{roi}_{model}_seeds{seeds_label(seeds)}"
     return Path(out) / "ensembles" / f"{stem}.npz"
@@ -197,7 +199,8 @@ def _to_numpy(value) -> np.ndarray:
 def save_result(
     result: EncodingResult, path, *, profile: str, seed: int | None, extra: dict | None = None
 ) -> Path:
-    """Write one result to a compressed ``.npz`` (atomically: temp file, then rename). Returns the path.
+    """Write one result to a compressed ``.npz`` (atomically: temp file, then rename). Returns the
+    path.
 
     Arrays: ``test_r``, ``noise_ceiling``, ``oracle_ceiling`` (float32, shape (V,)), ``predictions``
     (float32, (N_test, V)); per-voxel arrays of ``result.info`` (e.g. ``val_r``) as float32
@@ -264,13 +267,15 @@ def _read(path: Path):
         raise CorruptResultError(f"{path.name}: metadata is not valid JSON ({err})") from err
     if not isinstance(meta, dict) or meta.get("format") not in READABLE_FORMATS:
         raise CorruptResultError(
-            f"{path.name}: unknown results format {meta.get('format') if isinstance(meta, dict) else meta!r}"
+            f"{path.name}: unknown results format "
+            f"{meta.get('format') if isinstance(meta, dict) else meta!r}"
         )
     return meta, data
 
 
 def _check_arrays(path: Path, meta: dict, data: dict) -> None:
-    """Every listed array present with its shape, dtype and checksum; per-voxel shapes agree; finite."""
+    """Every listed array present with its shape, dtype and checksum; per-voxel shapes agree;
+    finite."""
     listed = meta.get("arrays") or {}
     if set(listed) != set(data) or "test_r" not in data:
         raise CorruptResultError(
@@ -299,12 +304,14 @@ def _check_arrays(path: Path, meta: dict, data: dict) -> None:
         data["predictions"].ndim != 2 or data["predictions"].shape[1] != n_vox
     ):
         raise CorruptResultError(
-            f"{path.name}: predictions have shape {data['predictions'].shape}, expected (N_test, {n_vox})"
+            f"{path.name}: predictions have shape {data['predictions'].shape}, expected "
+            f"(N_test, {n_vox})"
         )
 
 
 def strip_predictions(out) -> int:
-    """Rewrite every results and ensemble file under ``out`` without its test ``predictions``; returns how many.
+    """Rewrite every results and ensemble file under ``out`` without its test ``predictions``;
+    returns how many.
 
     For committing results to a repository: the per-voxel scores, ceilings and validation r stay,
     and the seed ensembles and bootstrap comparisons, already computed from the predictions, stay
@@ -335,7 +342,8 @@ def load_result(path, expect: dict | None = None) -> EncodingResult:
     ``n_voxels``, ceilings are ``(V,)``, predictions are ``(N, V)`` and all are finite. ``expect``
     (e.g. ``{"roi": "V1", "data_seed": 0, "dataset_fingerprint": ...}``) must match ``meta``.
     Raises :class:`CorruptResultError` saying what is wrong. ``info`` of the result gets
-    ``profile``, ``seed``, ``data_seed``, ``seeds`` (ensembles), ``results_file`` and the rest of meta's info.
+    ``profile``, ``seed``, ``data_seed``, ``seeds`` (ensembles), ``results_file`` and the rest of
+    meta's info.
     """
     path = Path(path)
     meta, data = _read(path)
@@ -377,13 +385,14 @@ def load_result(path, expect: dict | None = None) -> EncodingResult:
 
 
 def model_order(res: EncodingResult) -> int:
-    """Where a result's model sorts (:data:`DISPLAY_ORDER`, by the variant it records; others last)."""
+    """A result's place: :data:`DISPLAY_ORDER`, by the variant it records; else last."""
     name = res.info.get("variant") or res.model
     return DISPLAY_ORDER.index(name) if name in DISPLAY_ORDER else len(DISPLAY_ORDER)
 
 
 def result_key(res: EncodingResult) -> tuple:
-    """Sort key: dataset, data seed, profile, subject, ROI (V1 ... LO), model (:func:`model_order`), seed."""
+    """Sort key: dataset, data seed, profile, subject, ROI (V1 ... LO), model (:func:`model_order`),
+    seed."""
     rois = list(ROI_ORDER)
     data_seed = res.info.get("data_seed")
     return (
@@ -400,7 +409,8 @@ def result_key(res: EncodingResult) -> tuple:
 
 
 def collect_results(out, folder: str = "results") -> list:
-    """Every valid file under ``out/<folder>`` (``"results"``: one per seed, ``"ensembles"``), sorted by :func:`result_key`.
+    """Every valid file under ``out/<folder>`` (``"results"``: one per seed, ``"ensembles"``),
+    sorted by :func:`result_key`.
 
     Corrupt files are skipped with a warning.
     """
@@ -430,7 +440,8 @@ def group_by_model(results) -> dict:
 
 
 def describe_results(results) -> dict:
-    """``{"profile", "device", "seeds"}`` of a list of results (from their ``info``), for figure labels."""
+    """``{"profile", "device", "seeds"}`` of a list of results (from their ``info``), for figure
+    labels."""
     profiles = sorted({str(r.info.get("profile")) for r in results if r.info.get("profile")})
     devices = sorted({str(r.info.get("device")) for r in results if r.info.get("device")})
     seeds = sorted({int(r.info["seed"]) for r in results if r.info.get("seed") is not None})

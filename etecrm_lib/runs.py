@@ -9,7 +9,7 @@ the dataset of a key. :func:`run_keys` does the rest, the same way for all of th
    :mod:`etecrm_lib.results`), read it and verify it (checksums, shapes, and every key field, the
    ROI's data fingerprint, voxel count and CNN weights must match). A missing file is trained; a
    corrupt or mismatching one is reported and trained again, never used.
-2. **Train.** The missing keys of one (dataset, ROI) go to the **trainer** together (the seam below).
+2. **Train.** The missing keys of one (dataset, ROI) go to the **trainer** together (see below).
 3. **Write.** Each result gets its provenance (:func:`provenance`: library version, git commit,
    torch, Python, host, device) and is written atomically (``results.save_result``: temp file, then
    rename) as soon as the trainer hands it over, then read back and verified.
@@ -139,7 +139,8 @@ def is_deterministic(model: str, cnn_weights=None) -> bool:
     Deterministic (nothing random between data and predictions, so another seed would give the same
     file again): the voxel-wise ridge models (``gwp_ridge``; ``alexnet_ridge`` with given CNN
     weights). A variant may also say so itself with a ``deterministic`` attribute. Models with
-    random parts (every ETECRM variant, ``gwp_roiwise``, an untrained ``alexnet_ridge``) run per seed.
+    random parts (every ETECRM variant, ``gwp_roiwise``, an untrained ``alexnet_ridge``) run per
+    seed.
     """
     variant = ablations.get_variant(model)
     deterministic = getattr(variant, "deterministic", None)
@@ -198,7 +199,7 @@ class RunSettings:
 
 
 Trainer = Callable[[object, list, RunSettings], Iterable]
-"""``trainer(dataset, keys, settings) -> one EncodingResult per key, in order`` (module docstring)."""
+"""``trainer(dataset, keys, settings) -> one EncodingResult per key, in order`` (see the module)."""
 
 
 def train_one_by_one(dataset, keys: list, settings: RunSettings):
@@ -248,7 +249,7 @@ def expectation(key: ResultKey, dataset, settings: RunSettings) -> dict:
 
 
 def load_finished(out, key: ResultKey, dataset, settings: RunSettings, log=print):
-    """The verified result of ``key`` under ``out``, or None (missing, or corrupt: ``log`` says so)."""
+    """The verified result of ``key`` under ``out``, or None (missing; or corrupt: ``log`` says)."""
     try:
         return load_result(key.path(out), expectation(key, dataset, settings))
     except FileNotFoundError:
@@ -282,7 +283,7 @@ def store(out, key: ResultKey, dataset, result, settings: RunSettings, extra_met
 
 
 def clean_partial_files(out, prefix: str) -> int:
-    """Delete temp files a killed run left (``.<prefix>*.part``); other runs' files are left alone."""
+    """Delete temp files a killed run left (``.<prefix>*.part``); other runs' files stay."""
     n = 0
     for folder in ("results", "ensembles"):
         for part in (Path(out) / folder).glob(f".{prefix}*.part"):
@@ -309,7 +310,8 @@ def run_keys(
     dataset_for : ``dataset_for(key) -> EncodingDataset``, called once per (dataset, ROI) group.
     out : the output folder (None: nothing is read or written, everything is trained).
     trainer : the function that fits a group of missing keys (default :func:`train_one_by_one`;
-        see the module docstring). settings : :class:`RunSettings` (default: :meth:`RunSettings.start`).
+        see the module docstring). settings : :class:`RunSettings` (default:
+        :meth:`RunSettings.start`).
     extra_meta : more fields for every file's ``meta`` (e.g. how a simulation was made).
     log : where "recomputing a corrupt file" notes go; desc, progress : the run's progress bar
         (its label; shown by default when ``settings.progress``).

@@ -16,7 +16,7 @@ from .evaluation import image_resamples, pearson_r, resampled_statistic, roi_sta
 
 
 def standardized(predictions) -> np.ndarray:
-    """``(N, V)`` predictions with mean 0 and s.d. 1 per voxel (a constant voxel stays 0), float64."""
+    """``(N, V)`` predictions with mean 0 and s.d. 1 per voxel (constant voxels: 0), float64."""
     p = np.asarray(predictions, dtype=np.float64)
     p = p - p.mean(axis=0)
     sd = p.std(axis=0)
@@ -24,7 +24,7 @@ def standardized(predictions) -> np.ndarray:
 
 
 def seed_ensemble(predictions) -> np.ndarray:
-    """The seed ensemble of a list of ``(N_test, V)`` predictions (one per model seed): ``(N_test, V)``.
+    """The seed ensemble of ``(N_test, V)`` predictions, one per model seed -> ``(N_test, V)``.
 
     Each seed's predictions are first standardized per voxel (over the test images: its own mean and
     s.d., no test responses involved): a correlation-trained network predicts in arbitrary units,
@@ -36,7 +36,7 @@ def seed_ensemble(predictions) -> np.ndarray:
 def images_and_seeds_bootstrap(predictions: dict, responses, n_bootstrap: int, seed: int) -> dict:
     """Bootstrap median r over test images and model seeds, the same resamples for every key.
 
-    ``predictions``: ``{key: [(N_test, V) per model seed]}`` (e.g. key = (model, training-set size)).
+    ``predictions``: ``{key: [(N_test, V) per model seed]}`` (e.g. key = (model, train-set size)).
     Returns ``{key: (observed, (B,) resampled)}`` where a statistic is the mean over (resampled)
     seeds of the median over voxels of r over the (resampled) test images. Every key uses the same
     image resamples and the same seed draws (``draw % n_seeds`` for a key with fewer seeds), so

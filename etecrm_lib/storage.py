@@ -19,7 +19,8 @@ CACHE_ENV = "ETECRM_CACHE"
 
 
 def cache_dir(sub: str | None = None) -> Path:
-    """The cache folder: ``$ETECRM_CACHE`` if set, else ``~/.cache/etecrm``; ``sub`` names a subfolder.
+    """The cache folder: ``$ETECRM_CACHE`` if set, else ``~/.cache/etecrm``; ``sub`` names a
+    subfolder.
 
     Created if needed. A folder that cannot be created or written to (a file in the way, no
     permission, a read-only disk) is an OSError whose message says how to choose another one.
@@ -41,7 +42,8 @@ def cache_dir(sub: str | None = None) -> Path:
 
 
 def make_folder(path, what: str, fix: str = "Pass a folder you can write to") -> Path:
-    """Create the folder ``path`` if needed and check that it can be written to. Returns it as a Path.
+    """Create the folder ``path`` if needed and check that it can be written to. Returns it as a
+    Path.
 
     ``what`` names the folder in the error (e.g. "the cache folder"); ``fix`` says what to do.
     Raises the OSError subclass of the failure (NotADirectoryError, PermissionError, ...) with a
@@ -63,7 +65,8 @@ def make_folder(path, what: str, fix: str = "Pass a folder you can write to") ->
 
 @contextlib.contextmanager
 def atomic_write(path):
-    """Yield a temporary path next to ``path``; on success rename it to ``path``, on error delete it.
+    """Yield a temporary path next to ``path``; on success rename it to ``path``, on error delete
+    it.
 
     Example::
 
@@ -97,7 +100,8 @@ def sha256_file(path, chunk_size: int = 1 << 20) -> str:
 
 
 def jsonable(value):
-    """``value`` with numpy scalars/arrays and paths turned into plain JSON types (NaN/inf -> None)."""
+    """``value`` with numpy scalars/arrays and paths turned into plain JSON types (NaN/inf ->
+    None)."""
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -114,7 +118,8 @@ def jsonable(value):
 
 
 def seeds_label(seeds) -> str:
-    """A seed set in a file name: ``[0, 1, 2, 3, 4] -> "0-4"``, ``[3] -> "3"``, ``[0, 2, 7] -> "0+2+7"``."""
+    """A seed set in a file name: ``[0, 1, 2, 3, 4] -> "0-4"``, ``[3] -> "3"``, ``[0, 2, 7] ->
+    "0+2+7"``."""
     seeds = sorted({int(s) for s in seeds})
     if not seeds:
         raise ValueError("a seed set needs at least one seed")

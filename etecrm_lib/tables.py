@@ -4,8 +4,8 @@ needs to read a run. Figure files are :mod:`etecrm_lib.figures`; the control cor
 
 The seed table has one row per (dataset, data seed, profile, subject, ROI, model): the mean and the
 standard deviation (ddof=1; blank for one seed) over model seeds of each ROI statistic
-(:meth:`evaluation.EncodingResult.summary`), ``n_seeds`` and the seed set; then one ``ensemble`` row per
-model that ran with two or more seeds: its predictions averaged over the seeds, then scored.
+(:meth:`evaluation.EncodingResult.summary`), ``n_seeds`` and the seed set; then one ``ensemble`` row
+per model that ran with two or more seeds: its predictions averaged over the seeds, then scored.
 
     run = load_run("data/results", dataset="sim", profile="full", subject=1, data_seed=0)
     seed_table(run.rows)                 # a pandas DataFrame: "0.571 ± 0.012" per cell
@@ -63,7 +63,8 @@ PER_SEED_COLUMNS = [
 
 # --------------------------------------------------------------------------- rows
 def table_rows(results) -> list:
-    """One flat row per result (one model seed): :meth:`EncodingResult.summary` plus data seed, profile, seed, wall time, device."""
+    """One flat row per result (one model seed): :meth:`EncodingResult.summary` plus data seed,
+    profile, seed, wall time, device."""
     rows = []
     for res, summary in zip(results, summary_table(results)):
         summary.update(
@@ -164,7 +165,8 @@ def _row_key(row) -> tuple:
 
 # --------------------------------------------------------------------------- formatting
 def _fmt(value, sd=None, digits: int = 3) -> str:
-    """``0.571``, ``0.571 ± 0.012``; counts and seconds with ``digits=1``; values >= 100 without decimals."""
+    """``0.571``, ``0.571 ± 0.012``; counts and seconds with ``digits=1``; values >= 100 without
+    decimals."""
     if value is None:
         return ""
     if isinstance(value, float):
@@ -196,7 +198,8 @@ def section_title(key) -> str:
 
 
 def markdown_table(rows) -> str:
-    """Markdown, one section per (dataset, data seed, profile, subject): seed rows (mean ± s.d.) or per-seed rows."""
+    """Markdown, one section per (dataset, data seed, profile, subject): seed rows (mean ± s.d.) or
+    per-seed rows."""
     seed_table_rows = bool(rows) and "kind" in rows[0]
     shown = (
         ["roi", "model", "seeds", "n_voxels", *STAT_COLUMNS, "wall_time_s"]
@@ -240,11 +243,12 @@ def markdown_table(rows) -> str:
 
 
 def seed_table(rows, columns=("median_r", TOP), numeric: bool = False):
-    """The seed table as a pandas DataFrame indexed by (subject, ROI, model), for ``DataFrame.to_html``.
+    """The seed table as a pandas DataFrame indexed by (subject, ROI, model), for
+    ``DataFrame.to_html``.
 
     rows : :func:`seed_rows` (e.g. ``load_run(...).rows``). columns : statistics to show.
-    Cells read ``"0.571 ± 0.012"`` (the mean over seeds ± s.d.); with ``numeric=True`` each statistic
-    gets two float columns, ``<stat>`` and ``<stat>_sd``. Ensemble rows are labelled
+    Cells read ``"0.571 ± 0.012"`` (the mean over seeds ± s.d.); with ``numeric=True`` each
+    statistic gets two float columns, ``<stat>`` and ``<stat>_sd``. Ensemble rows are labelled
     ``"<model> (ensemble of seeds 0-4)"``.
     """
     import pandas as pd
@@ -268,7 +272,8 @@ def seed_table(rows, columns=("median_r", TOP), numeric: bool = False):
 
 
 def comparison_table(records):
-    """Comparison records (``load_run(...).comparisons``) as a pandas DataFrame, one row per comparison."""
+    """Comparison records (``load_run(...).comparisons``) as a pandas DataFrame, one row per
+    comparison."""
     import pandas as pd
 
     keep = [
@@ -291,7 +296,8 @@ def comparison_table(records):
 
 # --------------------------------------------------------------------------- files
 def write_tables(results, ensembles, out) -> dict:
-    """``table.md/.csv/.json`` (the seed table) and ``table_per_seed.csv/.json`` under ``out``. Returns the paths."""
+    """``table.md/.csv/.json`` (the seed table) and ``table_per_seed.csv/.json`` under ``out``.
+    Returns the paths."""
     out = Path(out)
     rows, per_seed = seed_rows(results, ensembles), table_rows(results)
     paths = {
@@ -325,9 +331,10 @@ def training_seconds(results) -> list:
     """What training cost, per model, from the results' wall times (``info["wall_time_s"]``).
 
     One row per model: ``seconds_per_roi`` (mean over ROIs and seeds), ``seconds_per_subject`` (all
-    its ROIs, mean over seeds, with ``seconds_per_subject_sd`` over seeds), ``ms_per_voxel`` (all ROIs'
-    time over all their voxels, mean over seeds), ``n_rois``, ``n_seeds`` and ``device`` (all devices
-    seen, so a table shows when models ran on different machines). Results without a wall time are skipped.
+    its ROIs, mean over seeds, with ``seconds_per_subject_sd`` over seeds), ``ms_per_voxel`` (all
+    ROIs' time over all their voxels, mean over seeds), ``n_rois``, ``n_seeds`` and ``device`` (all
+    devices seen, so a table shows when models ran on different machines). Results without a wall
+    time are skipped.
     """
     per_model = {}
     for res in results:
@@ -382,7 +389,8 @@ class Run:
         return seed_table(self.rows, columns, numeric)
 
     def comparison_objects(self, kind: str | None = None, statistic: str = "median_r") -> list:
-        """The comparisons as :class:`evaluation.Comparison` (for ``plots.comparison_bars``), filtered."""
+        """The comparisons as :class:`evaluation.Comparison` (for ``plots.comparison_bars``),
+        filtered."""
         return [
             Comparison.from_dict(c)
             for c in self.comparisons
@@ -393,7 +401,8 @@ class Run:
 def load_run(
     out, dataset: str = "sim", profile: str = "full", subject: int = 1, data_seed: int | None = 0
 ) -> Run:
-    """Read one run from a ``etecrm reproduce`` output folder (no data, no training). ``data_seed``: None for real data."""
+    """Read one run from a ``etecrm reproduce`` output folder (no data, no training). ``data_seed``:
+    None for real data."""
 
     def mine(res):
         return (res.dataset, res.info.get("profile"), res.subject, res.info.get("data_seed")) == (
@@ -413,7 +422,8 @@ def load_run(
     ]
     if not results:
         raise FileNotFoundError(
-            f"no results of {dataset} (data seed {data_seed}), profile {profile}, subject {subject} "
+            f"no results of {dataset} (data seed {data_seed}), profile {profile}, subject "
+            f"{subject} "
             f"under {Path(out) / 'results'}; run `etecrm reproduce --out {out}` with those settings"
         )
     return Run(results, ensembles, comparisons, seed_rows(results, ensembles))

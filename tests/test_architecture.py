@@ -1,5 +1,6 @@
-"""The house plan (ARCHITECTURE.md) holds: no private names across modules, no import cycle, small modules
-and functions, library imports at the top, one Pearson r, and a chapter map that is up to date."""
+"""The house plan (ARCHITECTURE.md) holds: no private names across modules, no import cycle, small
+modules and functions, library imports at the top, one Pearson r, and a chapter map that is up to
+date."""
 
 from __future__ import annotations
 
@@ -89,7 +90,7 @@ RESULTS_FORMAT = ("results", "comparisons", "tables", "figures", "seed_statistic
 
 
 def test_the_results_format_imports_no_model_code():
-    """Reading, comparing and tabulating results files must not import the models (ARCHITECTURE.md)."""
+    """Reading, comparing and tabulating results must not import the models (ARCHITECTURE.md)."""
     graph = import_graph()
     for name in RESULTS_FORMAT:
         models = {
@@ -114,7 +115,6 @@ def test_only_the_command_line_imports_reproduce():
 
 def test_the_display_orders_follow_the_registries():
     from etecrm_lib import ablations, results
-
     from etecrm_lib.data import DEFAULT_ROIS
 
     assert list(results.DISPLAY_ORDER) == list(ablations.DEFAULT_VARIANTS)
@@ -122,7 +122,8 @@ def test_the_display_orders_follow_the_registries():
 
 
 def test_no_module_uses_another_modules_private_name():
-    """``from x import _y`` and ``x._y`` across modules: make the name public or use the public API."""
+    """``from x import _y`` and ``x._y`` across modules: make the name public or use the public
+    API."""
     offences = []
     for path in python_files("etecrm_lib", "tests", "tools", "benchmarks", "book/_ext"):
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -169,7 +170,8 @@ def test_the_import_graph_has_no_cycle_and_library_imports_sit_at_the_top():
                         node.level or (node.module or "").startswith("etecrm_lib")
                     ):
                         inner.append(
-                            f"{path.relative_to(ROOT)}:{node.lineno} imports {node.module} inside {function.name}"
+                            f"{path.relative_to(ROOT)}:{node.lineno} imports {node.module} "
+                            f"inside {function.name}"
                         )
     assert not inner, "library modules import each other at the top:\n" + "\n".join(inner)
     done, active = set(), []
@@ -215,9 +217,9 @@ def test_modules_and_functions_are_small():
 
 
 def test_pearson_r_is_defined_once():
-    """Only ``evaluation.correlation`` computes r from standardized columns; the loss has its differentiable
-    ``batch_pearson_r`` and the exercises their independent answer key. No other module divides a
-    covariance by a product of standard deviations."""
+    """Only ``evaluation.correlation`` computes r from standardized columns; the loss has its
+    differentiable ``batch_pearson_r`` and the exercises their independent answer key. No other
+    module divides a covariance by a product of standard deviations."""
     allowed = {"evaluation.py", "losses.py", "exercises.py"}
     offenders = []
     for path in LIBRARY.rglob("*.py"):
@@ -245,7 +247,8 @@ def test_the_chapter_map_reads_every_import_style():
     finally:
         sys.path.remove(str(ROOT / "tools"))
     code = (
-        "import etecrm_lib.book\nfrom etecrm_lib import plots as p\nfrom etecrm_lib.training import ETECRMModel\n"
+        "import etecrm_lib.book\nfrom etecrm_lib import plots as p\nfrom "
+        "etecrm_lib.training import ETECRMModel\n"
         "PROFILE = etecrm_lib.book.default_profile()\nfig = p.roi_bars(results)\np._go()\n"
     )
     assert chapter_map.library_names(code) == {

@@ -1,4 +1,5 @@
-"""The simulated experiment's sizes and its calibrated measurement: how noisy each area's voxels are.
+"""The simulated experiment's sizes and its calibrated measurement: how noisy each area's voxels
+are.
 
 Part of the simulated cortex (:mod:`.simulate`): :class:`SimulationConfig` (sizes of the experiment,
 ``for_profile``), :data:`CORTEX` (per area: features, pRF sizes, effective share and SNR) and
@@ -132,7 +133,8 @@ class SimulationConfig:
 
     @classmethod
     def for_profile(cls, name: str = DEFAULT_PROFILE) -> "SimulationConfig":
-        """``"full"`` (= ``"default"``): vim-1 sizes; ``"quick"``: a few seconds on a CPU, for CI."""
+        """``"full"`` (= ``"default"``): vim-1 sizes; ``"quick"``: a few seconds on a CPU, for
+        CI."""
         if check_profile(name) == "full":
             return cls()
         return cls(
@@ -238,7 +240,8 @@ def measure(
 
 
 def draw_snr(roi: str, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Per-voxel signal std / single-trial noise std: log-normal for effective voxels, ~0 otherwise."""
+    """Per-voxel signal std / single-trial noise std: log-normal for effective voxels, ~0
+    otherwise."""
     area = CORTEX[roi]
     effective = np.zeros(n, dtype=bool)
     effective[rng.choice(n, size=int(round(area.effective_fraction * n)), replace=False)] = True

@@ -63,8 +63,8 @@ def simulate(
     Parameters
     ----------
     subject : int >= 1. Subjects see the same images; their voxels differ.
-    profile : "default" (= "full": 1750/120 images of 128 px, 3000 voxels, about a minute of CPU time,
-        seconds on a GPU) or "quick" (300/40 images of 64 px, 500 voxels, a few seconds), or a
+    profile : "default" (= "full": 1750/120 images of 128 px, 3000 voxels, about a minute of CPU
+        time, seconds on a GPU) or "quick" (300/40 images of 64 px, 500 voxels, a few seconds), or a
         :class:`SimulationConfig`.
     seed : int >= 0. Another seed gives other images, other voxels and another V4/LO network.
     cache : keep the result in ``cache_dir("sim")`` and reuse it (verified before use).
@@ -250,10 +250,12 @@ def generate(
         "image_sources": sources,
         "areas": {roi: _describe_area(roi, ground_truth) for roi in config.voxels},
         "noise": (
-            f"Gaussian per trial, unit variance, a share of {config.noise_correlation} smoothed over "
+            f"Gaussian per trial, unit variance, a share of {config.noise_correlation} "
+            "smoothed over "
             f"{config.noise_smoothing_mm} mm between neighbouring voxels"
         ),
-        "response_units": "z-scored per voxel with the train mean and std (same transform on test and oracle)",
+        "response_units": "z-scored per voxel with the train mean and std (same transform on "
+        "test and oracle)",
         "generation_seconds": round(time.perf_counter() - start, 1),
     }
     test_means = {roi: reps.mean(axis=0) for roi, reps in test_repeats.items()}
@@ -277,7 +279,8 @@ def _network_signal(
     net_seed: int,
     bar,
 ) -> dict:
-    """Noise-free signals ``{split: {roi: float64 (N, V)}}`` of the cortex or of the "cnn" control."""
+    """Noise-free signals ``{split: {roi: float64 (N, V)}}`` of the cortex or of the "cnn"
+    control."""
     if ground_truth == "cnn":
         network = ReleasedCNN(net_seed).to(device).eval()
         area = {
@@ -290,10 +293,10 @@ def _network_signal(
             roi: area_readout(roi, voxels[roi].extra, config, rng, device) for roi in config.voxels
         }
     needed = sorted({features for features, _, _ in area.values()})
-    # each channel divided by its mean over the first 64 train images: channels of any scale weigh alike.
-    # The floor (a tenth of the median channel's mean) keeps a channel that is silent on those images
-    # (a dead ReLU of the random "cnn" network) from being amplified a billion-fold by the rare image
-    # that drives it.
+    # each channel divided by its mean over the first 64 train images: channels of any scale weigh
+    # alike. The floor (a tenth of the median channel's mean) keeps a channel that is silent on
+    # those images (a dead ReLU of the random "cnn" network) from being amplified a billion-fold by
+    # the rare image that drives it.
     calibration = torch.as_tensor(stimuli["train"][:64], device=device)
     scales = {}
     for name, maps in feature_maps(calibration, network, config, needed).items():
@@ -319,7 +322,8 @@ def _network_signal(
 def _gabor_control_signal(
     stimuli: dict, voxels: dict, config: SimulationConfig, rng: np.random.Generator, device
 ) -> dict:
-    """The "gabor" control: each voxel a sparse non-negative sum of Gabor pyramid features near its pRF.
+    """The "gabor" control: each voxel a sparse non-negative sum of Gabor pyramid features near its
+    pRF.
 
     Voxel v picks :data:`GABOR_CONTROL_FEATURES` features of ``gabor_features`` (default
     :class:`GaborConfig`, log nonlinearity) without replacement, with probabilities proportional to
@@ -360,22 +364,31 @@ def _describe_area(roi: str, ground_truth: str = "cortex") -> str:
     prf = f"pRF sigma = {a} + {b} x eccentricity (deg)"
     if ground_truth == "gabor":
         return (
-            f"control: sparse non-negative linear read-out of {GABOR_CONTROL_FEATURES} Gabor wavelet pyramid "
+            f"control: sparse non-negative linear read-out of {GABOR_CONTROL_FEATURES} "
+            "Gabor wavelet pyramid "
             f"features near the pRF; {prf}"
         )
     if ground_truth == "cnn":
-        return f"control: non-negative read-out of a random network with the released ETECRM architecture; {prf}"
+        return (
+            "control: non-negative read-out of a random network with the released ETECRM "
+            f"architecture; {prf}"
+        )
     what = {
         "gabor_energy": "complex-cell Gabor energy (3 spatial frequencies x 8 orientations)",
-        "texture": f"second-order texture energy, {area.first_order_share:.0%} first-order Gabor energy",
-        "v4_conjunctions": "rectified conjunctions of V1 orientation energy, max-pooled over positions (per scale)",
-        "lo_invariant": "conjunctions of V4 outputs after a maximum over scales, max-pooled over positions",
+        "texture": f"second-order texture energy, {area.first_order_share:.0%} first-order Gabor "
+        "energy",
+        "v4_conjunctions": "rectified conjunctions of V1 orientation energy, max-pooled over "
+        "positions (per "
+        "scale)",
+        "lo_invariant": "conjunctions of V4 outputs after a maximum over scales, max-pooled over "
+        "positions",
     }[area.features]
     return f"{what}; {prf}; compressive power {COMPRESSION}"
 
 
 def true_noise_ceiling(dataset: EncodingDataset, roi: str) -> np.ndarray:
-    """The noise ceiling of the mean of the test repeats, from the known noise-free signal: ``(V,)``.
+    """The noise ceiling of the mean of the test repeats, from the known noise-free signal:
+    ``(V,)``.
 
     ``sqrt(s / (s + n / R))``: ``s`` is the variance of the noise-free test signal
     (``dataset.test.oracle``) over the test images, ``n`` the single-trial noise variance (the
@@ -394,8 +407,9 @@ def calibration_summary(dataset: EncodingDataset) -> dict:
     "estimated_predictable_fraction", "target_median_ceiling", "target_predictable_fraction"}}``:
     the median true noise ceiling (:func:`true_noise_ceiling`) and the share of voxels whose ceiling
     exceeds the p < 0.001 threshold of r over the test images
-    (:func:`evaluation.significance_threshold`); the ``estimated_`` pair is the same from the ceiling
-    estimated from the repeats alone (:func:`evaluation.noise_ceiling`), as an experiment sees it.
+    (:func:`evaluation.significance_threshold`); the ``estimated_`` pair is the same from the
+    ceiling estimated from the repeats alone (:func:`evaluation.noise_ceiling`), as an experiment
+    sees it.
     """
     threshold = evaluation.significance_threshold(dataset.test.n_images, p=1e-3)
     out = {}
