@@ -39,6 +39,7 @@ from .runs import (
 from .seed_statistics import seed_ensemble
 from .storage import atomic_write
 from .tables import seed_rows, write_tables
+from .vocabulary import UNSET, renamed
 
 MIN_BOOTSTRAP = 100
 DEFAULT_SEEDS = {"quick": 3, "full": 5}
@@ -55,7 +56,7 @@ def check_settings(
     n_bootstrap: int = 2000,
     n_seeds: int | None = None,
     first_seed: int = 0,
-    data_seed: int | None = None,
+    simulation_seed: int | None = None,
     dataset="sim",
 ) -> None:
     """Refuse bad settings before any work starts: a ValueError says what is wrong, what was given
@@ -100,35 +101,36 @@ def check_settings(
             n_seeds,
             "use the default (5 on full, 3 on quick)",
         )
-    if int(first_seed) < 0 or (data_seed is not None and int(data_seed) < 0):
+    if int(first_seed) < 0 or (simulation_seed is not None and int(simulation_seed) < 0):
         _fail(
             "seeds must be >= 0",
-            {"first_seed": first_seed, "data_seed": data_seed},
+            {"first_seed": first_seed, "simulation_seed": simulation_seed},
             "give 0 or a positive integer",
         )
     name = str(dataset) if isinstance(dataset, (str, Path)) else None
-    if data_seed is not None and name is not None and name != "sim" and not name.endswith(".npz"):
+    if simulation_seed is not None and name not in (None, "sim") and not name.endswith(".npz"):
         _fail(
-            "--data-seed is the seed of the simulated cortex; it means nothing for a real dataset",
+            "--simulation-seed is the seed of the simulated cortex; it means nothing for a real "
+            "dataset",
             name,
-            "leave --data-seed out, or use --dataset sim",
+            "leave --simulation-seed out, or use --dataset sim",
         )
 
 
-def _data_seed(data, requested: int | None) -> int | None:
+def _simulation_seed(data, requested: int | None) -> int | None:
     """The simulation seed the data were made with (None for real data); an error if it is not
     ``requested``."""
     seed = simulation_seed(data)
     if requested is not None and seed != requested:
         _fail(
-            f"the dataset was simulated with seed {seed}, not the data seed asked for",
+            f"the dataset was simulated with seed {seed}, not the simulation seed asked for",
             requested,
-            "leave --data-seed out for a saved dataset, or simulate it again with that seed",
+            "leave --simulation-seed out for a saved dataset, or simulate it again with that seed",
         )
     return seed
 
 
-def write_ensembles(out, data, profile: str, data_seed, by_model: dict) -> list:
+def write_ensembles(out, data, profile: str, simulation_seed, by_model: dict) -> list:
     """Average the stored predictions of every model with >= 2 seeds, score on the test split, save.
 
     ``by_model``: ``{(roi, model): [EncodingResult per seed]}``. The average is
@@ -147,9 +149,10 @@ def write_ensembles(out, data, profile: str, data_seed, by_model: dict) -> list:
             model,
             info={"ensemble_of": f"{len(runs)} model seeds: predictions averaged"},
         )
-        path = ensemble_path(out, data.name, profile, data.subject, roi, model, seeds, data_seed)
+        tag = (data.name, profile, data.subject, roi, model, seeds, simulation_seed)
+        path = ensemble_path(out, *tag)
         extra = {
-            "data_seed": data_seed,
+            "data_seed": simulation_seed,
             "seeds": seeds,
             "ensemble": True,
             "dataset_fingerprint": dataset_fingerprint(data, roi),
@@ -165,13 +168,13 @@ def reproduce(
     profile: str = "quick",
     n_seeds: int | None = None,
     first_seed: int = 0,
-    data_seed: int | None = None,
+    simulation_seed: int | None = None,
     models=None,
     rois=None,
     out="results",
     device=None,
     figures: bool = True,
-    data_root=None,
+    root=None,
     cnn_weights=None,
     n_bootstrap: int = 2000,
     bootstrap_seed: int = 0,
@@ -179,6 +182,8 @@ def reproduce(
     progress: bool = True,
     log=print,
     trainer=None,
+    data_seed=UNSET,
+    data_root=UNSET,
 ) -> list:
     """Run every model on every ROI for several model seeds, one results file each (resumable),
     then the ensembles, comparisons, tables and figures.
@@ -191,14 +196,16 @@ def reproduce(
     n_seeds, first_seed : the model seeds are ``first_seed .. first_seed + n_seeds - 1`` (default
         ``n_seeds``: 5 on full, 3 on quick); a seed sets initial weights, validation split, batch
         order, noise.
-    data_seed : the simulation's seed (``sim`` only; default 0, the book's simulated subject). It is
-        recorded in every file and file name; for a saved simulation it must match the file's.
+    simulation_seed : the seed of the simulated cortex (``sim`` only; default 0, the book's
+        simulated subject). It is recorded in every file (as ``data_seed``) and file name; for a
+        saved simulation it must match the file's. (``data_seed``: its old name.)
     models : variant names (default ``ablations.DEFAULT_VARIANTS``); rois : default all of the
         dataset's.
     out : output folder (created). Finished results in it are reused, corrupt ones recomputed.
     device : torch device (default: ``device.get_device()``); figures : write plotly figures.
-    data_root : folder of downloaded real data. cnn_weights : ``alexnet_ridge``'s CNN weights (None:
-        untrained, "DEFAULT": ImageNet, or a ``.pth`` path).
+    root : folder of downloaded real data (``data_root``: its old name).
+    cnn_weights : ``alexnet_ridge``'s CNN weights (None: untrained, "DEFAULT": ImageNet, or a
+        ``.pth`` path).
     n_bootstrap, bootstrap_seed : resamples and seed of the bootstrap comparisons (at least 100).
     reference : the model the comparisons are about (default ``"etecrm"``): it is compared with the
         two-step baseline chosen on validation data, and every other ETECRM variant with it.
@@ -209,19 +216,21 @@ def reproduce(
     Returns the list of per-seed :class:`EncodingResult` of this run (ROI, model, seed order).
     Interrupting (Ctrl-C) raises ``KeyboardInterrupt`` after the files already finished are on disk.
     """
-    check_settings(out, device, n_bootstrap, n_seeds, first_seed, data_seed, dataset)
+    simulation_seed = renamed(simulation_seed, data_seed, "data_seed")
+    root = renamed(root, data_root, "data_root")
+    check_settings(out, device, n_bootstrap, n_seeds, first_seed, simulation_seed, dataset)
     n_seeds = int(n_seeds or DEFAULT_SEEDS.get(profile, 3))
     seeds = list(range(int(first_seed), int(first_seed) + n_seeds))
     models = list(models or ablations.DEFAULT_VARIANTS)
     for name in models:
         ablations.get_variant(name)
     settings = RunSettings.start(device, progress, cnn_weights)
-    data = open_dataset(dataset, subject, profile, data_seed, data_root)
+    data = open_dataset(dataset, subject, profile, simulation_seed, root)
     rois = list(rois or data.rois)
     for roi in rois:
         data.check_roi(roi)
-    out, data_seed = Path(out), _data_seed(data, data_seed)
-    tag = f"{dataset_tag(data.name, data_seed)}_{profile}_sub{data.subject}"
+    out, simulation_seed = Path(out), _simulation_seed(data, simulation_seed)
+    tag = f"{dataset_tag(data.name, simulation_seed)}_{profile}_sub{data.subject}"
     if clean_partial_files(out, f"{tag}_"):
         log(f"removed partial files left by an interrupted run in {out}")
     log(
@@ -240,10 +249,10 @@ def reproduce(
             "are, not recomputed"
         )
     else:
-        ensembles = write_ensembles(out, data, profile, data_seed, by_model)
+        ensembles = write_ensembles(out, data, profile, simulation_seed, by_model)
         context = {
             "dataset": data.name,
-            "data_seed": data_seed,
+            "data_seed": simulation_seed,
             "profile": profile,
             "subject": data.subject,
         }

@@ -86,6 +86,8 @@ def dataset_tag(dataset: str, data_seed: int | None = None) -> str:
 class ResultKey:
     """The identity of one result: which data, which profile, ROI and model, which model seed.
 
+    ``simulation_seed``: the seed of the simulated cortex (None for real data); files store it
+    as ``data_seed`` (their format predates the name).
     ``extras``: what an experiment adds, as sorted ``(name, value)`` pairs, e.g. ``(("n_train",
     500),)`` for the data-size curves or ``(("ground_truth", "gabor"),)`` for a control cortex
     (:meth:`make` takes them as keywords). The key gives the file name (:meth:`path`) and the
@@ -94,7 +96,7 @@ class ResultKey:
     """
 
     dataset: str
-    data_seed: int | None
+    simulation_seed: int | None
     profile: str
     subject: int
     roi: str
@@ -103,12 +105,13 @@ class ResultKey:
     extras: tuple = ()
 
     @classmethod
-    def make(cls, dataset, data_seed, profile, subject, roi, model, seed, **extras) -> "ResultKey":
+    def make(
+        cls, dataset, simulation_seed, profile, subject, roi, model, seed, **extras
+    ) -> "ResultKey":
         """A key with ``extras`` given as keywords (None values are left out)."""
         pairs = tuple(sorted((k, v) for k, v in extras.items() if v is not None))
-        seed = int(seed)
-        data_seed = None if data_seed is None else int(data_seed)
-        return cls(str(dataset), data_seed, str(profile), int(subject), roi, model, seed, pairs)
+        sim = None if simulation_seed is None else int(simulation_seed)
+        return cls(str(dataset), sim, str(profile), int(subject), roi, model, int(seed), pairs)
 
     def __post_init__(self):
         for what in ("dataset", "profile", "roi", "model"):
@@ -119,6 +122,14 @@ class ResultKey:
                     f"got {value!r}; rename it"
                 )
 
+    @classmethod
+    def from_meta(cls, meta: dict) -> "ResultKey":
+        """The key a results file's ``meta`` records (a per-seed file; extras: the
+        :data:`EXTRA_LABELS` fields it holds). Its :meth:`stem` is the file's name."""
+        extras = {name: meta[name] for name in EXTRA_LABELS if meta.get(name) is not None}
+        fields = ("dataset", "data_seed", "profile", "subject", "roi", "model", "seed")
+        return cls.make(*(meta.get(name) for name in fields), **extras)
+
     def extra(self, name: str, default=None):
         """The value of one extra key field (``default`` if the key has none)."""
         return dict(self.extras).get(name, default)
@@ -127,7 +138,7 @@ class ResultKey:
         """What a results file's ``meta`` records about its key (and must match when read)."""
         return {
             "dataset": self.dataset,
-            "data_seed": self.data_seed,
+            "data_seed": self.simulation_seed,
             "subject": self.subject,
             "roi": self.roi,
             "profile": self.profile,
@@ -142,7 +153,7 @@ class ResultKey:
             f"_{EXTRA_LABELS.get(name, name + '-')}{value}" for name, value in self.extras
         )
         return (
-            f"{dataset_tag(self.dataset, self.data_seed)}_{self.profile}_sub{self.subject}_"
+            f"{dataset_tag(self.dataset, self.simulation_seed)}_{self.profile}_sub{self.subject}_"
             f"{self.roi}_{self.model}{extras}_seed{self.seed}"
         )
 
@@ -152,7 +163,14 @@ class ResultKey:
 
     def data_group(self) -> tuple:
         """Keys that share this tuple are fitted on one dataset and ROI (a trainer's group)."""
-        return (self.dataset, self.data_seed, self.profile, self.subject, self.extras, self.roi)
+        return (
+            self.dataset,
+            self.simulation_seed,
+            self.profile,
+            self.subject,
+            self.extras,
+            self.roi,
+        )
 
 
 def result_path(

@@ -166,9 +166,9 @@ def keys_for(dataset, profile: str, rois, models, seeds, cnn_weights=None, **ext
     own key fields (e.g. ``n_train=500``); the dataset's own (:func:`data_extras`) are added.
     """
     extras = data_extras(dataset) | extras
-    data_seed = simulation_seed(dataset)
+    sim = simulation_seed(dataset)
     return [
-        ResultKey.make(dataset.name, data_seed, profile, dataset.subject, roi, model, s, **extras)
+        ResultKey.make(dataset.name, sim, profile, dataset.subject, roi, model, s, **extras)
         for roi in rois
         for model in models
         for s in model_seeds(model, seeds, cnn_weights)
@@ -271,7 +271,7 @@ def store(out, key: ResultKey, dataset, result, settings: RunSettings, extra_met
     if out is None:
         return result
     meta = {
-        "data_seed": key.data_seed,
+        "data_seed": key.simulation_seed,
         **dict(key.extras),
         "dataset_fingerprint": dataset_fingerprint(dataset, key.roi),
         "deterministic": is_deterministic(key.model, settings.cnn_weights),

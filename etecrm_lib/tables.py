@@ -7,7 +7,7 @@ standard deviation (ddof=1; blank for one seed) over model seeds of each ROI sta
 (:meth:`evaluation.EncodingResult.summary`), ``n_seeds`` and the seed set; then one ``ensemble`` row
 per model that ran with two or more seeds: its predictions averaged over the seeds, then scored.
 
-    run = load_run("data/results", dataset="sim", profile="full", subject=1, data_seed=0)
+    run = load_run("data/results", dataset="sim", profile="full", subject=1, simulation_seed=0)
     seed_table(run.rows)                 # a pandas DataFrame: "0.571 ± 0.012" per cell
     seed_table(run.rows).to_html()       # as the book renders it
 """
@@ -26,6 +26,7 @@ from .comparisons import load_comparisons
 from .evaluation import TOP_N, Comparison, summary_table
 from .results import collect_results, group_by_model, result_key
 from .storage import atomic_write, jsonable, seeds_label
+from .vocabulary import UNSET, renamed
 
 TOP = f"top{TOP_N}_mean_r"
 STAT_COLUMNS = ["median_r", TOP, "mean_r", "n_significant", "frac_ceiling", "frac_oracle_ceiling"]
@@ -399,31 +400,33 @@ class Run:
 
 
 def load_run(
-    out, dataset: str = "sim", profile: str = "full", subject: int = 1, data_seed: int | None = 0
+    out,
+    dataset: str = "sim",
+    profile: str = "full",
+    subject: int = 1,
+    simulation_seed: int | None = 0,
+    data_seed=UNSET,
 ) -> Run:
-    """Read one run from a ``etecrm reproduce`` output folder (no data, no training). ``data_seed``:
-    None for real data."""
+    """Read one run from a ``etecrm reproduce`` output folder (no data, no training).
+
+    ``simulation_seed``: the simulated cortex (None for real data; ``data_seed``: its old name).
+    """
+    wanted = (dataset, profile, subject, renamed(simulation_seed, data_seed, "data_seed"))
 
     def mine(res):
-        return (res.dataset, res.info.get("profile"), res.subject, res.info.get("data_seed")) == (
-            dataset,
-            profile,
-            subject,
-            data_seed,
-        )
+        return (res.dataset, res.info.get("profile"), res.subject, res.info.get("data_seed"))
 
-    results = [r for r in collect_results(out) if mine(r)]
-    ensembles = [r for r in collect_results(out, "ensembles") if mine(r)]
+    results = [r for r in collect_results(out) if mine(r) == wanted]
+    ensembles = [r for r in collect_results(out, "ensembles") if mine(r) == wanted]
     comparisons = [
         c
         for c in load_comparisons(out)
-        if (c.get("dataset"), c.get("profile"), c.get("subject"), c.get("data_seed"))
-        == (dataset, profile, subject, data_seed)
+        if (c.get("dataset"), c.get("profile"), c.get("subject"), c.get("data_seed")) == wanted
     ]
     if not results:
         raise FileNotFoundError(
-            f"no results of {dataset} (data seed {data_seed}), profile {profile}, subject "
-            f"{subject} "
-            f"under {Path(out) / 'results'}; run `etecrm reproduce --out {out}` with those settings"
+            f"no results of {dataset} (simulation seed {wanted[-1]}), profile {profile}, subject "
+            f"{subject} under {Path(out) / 'results'}; run `etecrm reproduce --out {out}` with "
+            "those settings"
         )
     return Run(results, ensembles, comparisons, seed_rows(results, ensembles))

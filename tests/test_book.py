@@ -843,7 +843,11 @@ def test_committed_results_and_run_keep_to_one_data_seed(monkeypatch, tmp_path, 
     (found,) = book.committed_results()
     assert found.info["data_seed"] == 0 and np.allclose(found.test_r, 0.1)
     assert book.committed_results(data_seed=1)[0].info["data_seed"] == 1
-    assert book.committed_results(data_seed=7) == [] and "sim-data7" in capsys.readouterr().out
+    assert (
+        book.committed_results(simulation_seed=7) == [] and "sim-data7" in capsys.readouterr().out
+    )
+    with pytest.warns(DeprecationWarning, match="data_seed is deprecated"):  # the old name
+        assert book.committed_results(data_seed=7) == []
     run = book.committed_run(subject=1)
     assert [r.info["data_seed"] for r in run.results] == [0]
     assert book.committed_run(subject=2) is None

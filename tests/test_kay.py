@@ -99,7 +99,10 @@ def test_server_down_names_the_url_and_the_cache_path(tmp_path):
 
 def test_loaded_dataset_matches_the_file(server, tmp_path):
     fetch_kay_images(tmp_path, url=server.file_url, progress=False)
-    ds = load_kay_images(cache_dir=tmp_path, rois=("V1", "V3A", "LO"), progress=False)
+    ds = load_kay_images(root=tmp_path, rois=("V1", "V3A", "LO"), progress=False)
+    with pytest.warns(DeprecationWarning, match="cache_dir is deprecated.*use root"):
+        old = load_kay_images(cache_dir=tmp_path, rois=("V1",), progress=False)
+    np.testing.assert_array_equal(old.train.responses["V1"], ds.train.responses["V1"])
     roi, names = ARRAYS["roi"], list(ARRAYS["roi_names"])
     assert ds.name == "vim1" and ds.subject == 1 and ds.rois == ["V1", "V3A", "LO"]
     assert ds.train.stimuli.shape == (20, 16, 16) and ds.test.stimuli.shape == (6, 16, 16)

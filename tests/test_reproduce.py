@@ -836,7 +836,7 @@ def test_bootstrap_over_seeds_observed_difference_and_wider_interval():
         (["--first-seed", "-1"], "seeds must be >= 0"),
         (
             ["--dataset", "kay", "--data-seed", "1"],
-            "--data-seed is the seed of the simulated cortex",
+            "--simulation-seed is the seed of the simulated cortex",
         ),
         (["--device", "cuda"], "asks for a GPU, but torch sees"),
     ],

@@ -111,7 +111,7 @@ def test_keys_for_runs_deterministic_models_once(cortex):
         ("V1", "etecrm", 2),
         ("V1", "gwp_ridge", 0),
     ]
-    assert len(keys) == 8 and {k.data_seed for k in keys} == {0}
+    assert len(keys) == 8 and {k.simulation_seed for k in keys} == {0}
 
 
 # --------------------------------------------------------------------------- the runner
@@ -207,3 +207,12 @@ def test_controls_command_runs_the_experiment_and_prints_its_table(monkeypatch, 
     printed = capsys.readouterr().out
     assert "| V1 |" in printed and "wins in" in printed
     assert cli.main(["controls", "--ground-truth", "gabor", "--seeds", "0"]) == 2
+
+
+def test_committed_files_are_named_by_the_key_their_meta_records():
+    from etecrm_lib.book import results_folder
+
+    paths = sorted((results_folder() / "results").glob("*.npz"))
+    assert len(paths) > 100
+    for path in paths[::25]:
+        assert ResultKey.from_meta(results.read_meta(path)).stem() == path.stem

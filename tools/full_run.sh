@@ -30,7 +30,7 @@ reproduce() {  # reproduce SUBJECT SEEDS MODELS...
     local subject=$1 seeds=$2
     shift 2
     $py -m etecrm_lib.cli reproduce --dataset sim --profile "$profile" --subject "$subject" --seeds "$seeds" \
-        --data-seed 0 --models "$@" --out "$work/results" --no-figures --quiet
+        --simulation-seed 0 --models "$@" --out "$work/results" --no-figures --quiet
 }
 
 chain_a() {

@@ -2,7 +2,7 @@
 nilearn.
 
 ``nilearn.datasets.fetch_miyawaki2008`` downloads the data once (about 150 MB, no login) into
-``~/nilearn_data/miyawaki2008`` (or ``data_dir``). One subject saw
+``~/nilearn_data/miyawaki2008`` (or ``root``). One subject saw
 
 - 20 *random* runs of random 10 x 10 binary patterns (we use them for training), and
 - 12 *figure* runs of a few geometric shapes and letters, each shown many times (the test split).
@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..vocabulary import UNSET, renamed
 from .dataset import EncodingDataset, Split, VoxelInfo
 
 MIYAWAKI_ROIS = {
@@ -58,19 +59,21 @@ PATTERN_SHAPE = (10, 10)
 
 
 def load_miyawaki(
-    data_dir=None,
+    root=None,
     rois=DEFAULT_MIYAWAKI_ROIS,
     image_size: int = 100,
     shift: int = 2,
     average_blocks: bool = True,
     verbose: int = 0,
+    data_dir=UNSET,
 ) -> EncodingDataset:
     """Miyawaki et al. 2008 as an :class:`EncodingDataset` (downloaded by nilearn on first use).
 
     Parameters
     ----------
-    data_dir : path, optional
-        nilearn's data folder (the files go in ``<data_dir>/miyawaki2008``); default: nilearn's
+    root : path, optional
+        nilearn's data folder (the files go in ``<root>/miyawaki2008``; ``data_dir``: the old
+        name); default: nilearn's
         (``$NILEARN_DATA`` or ``~/nilearn_data``).
     rois : sequence of str
         Any of ``"V1", "V2", "V3", "V3A", "V4"``.
@@ -100,9 +103,8 @@ def load_miyawaki(
         raise ValueError(f"shift must be >= 0 volumes, got {shift}")
     from nilearn.datasets import fetch_miyawaki2008
 
-    bunch = fetch_miyawaki2008(
-        data_dir=None if data_dir is None else str(data_dir), verbose=verbose
-    )
+    root = renamed(root, data_dir, "data_dir")
+    bunch = fetch_miyawaki2008(data_dir=None if root is None else str(root), verbose=verbose)
     figure_runs = list(zip(bunch.func[:12], bunch.label[:12]))
     random_runs = list(zip(bunch.func[12:], bunch.label[12:]))
     masks, affine, volume_shape = _roi_masks(bunch.mask_roi, rois)

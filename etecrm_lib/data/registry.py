@@ -72,7 +72,7 @@ def load_dataset(
         The simulation's seed (real data are what they are; the seed is not used).
     **kwargs
         Passed on to ``simulate``, ``load_vim1`` / ``load_kay_images`` or ``load_miyawaki``
-        (e.g. ``rois=``, ``image_size=``, ``cache_dir=``).
+        (e.g. ``rois=``, ``image_size=``).
     """
     if name == "sim":
         return simulate(subject=subject, profile=profile or "default", seed=seed, **kwargs)
@@ -104,7 +104,7 @@ def load_dataset(
             f"the Miyawaki data set has one subject (subject=1), got subject={subject}"
         )
     kwargs.setdefault("image_size", config.miyawaki_image_size)
-    return load_miyawaki(data_dir=root, **kwargs)
+    return load_miyawaki(root, **kwargs)
 
 
 def open_dataset(
@@ -125,7 +125,7 @@ def _load_kay(subject: int, cache_dir, kwargs: dict) -> EncodingDataset:
     if subject != 1:
         raise ValueError(f"kay_images.npz holds vim-1 subject 1 only, got subject={subject}")
     if cache_dir is not None:
-        kwargs.setdefault("cache_dir", cache_dir)
+        kwargs.setdefault("root", cache_dir)
     return load_kay_images(**kwargs)
 
 
