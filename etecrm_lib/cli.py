@@ -44,6 +44,28 @@ def _names(values) -> list | None:
     return [name for value in values for name in value.split(",") if name]
 
 
+def _add_controls(sub) -> None:
+    """The ``etecrm controls`` subcommand."""
+    ctl = sub.add_parser(
+        "controls",
+        help="each model family on a control cortex built from its own features; resumable",
+        description="Fit gwp_ridge and ETECRM (several model seeds) on every ROI of a control "
+        "cortex, one results file each (reused on a rerun), then write "
+        "OUT/controls_<ground truth>_<profile>.json and print its table.",
+    )
+    ctl.add_argument("--ground-truth", required=True, choices=["gabor", "cnn"])
+    ctl.add_argument("--profile", choices=["quick", "full"], default="quick")
+    ctl.add_argument("--subject", type=int, default=1)
+    ctl.add_argument(
+        "--seeds", type=int, default=3, help="ETECRM model seeds 0..SEEDS-1 (default 3)"
+    )
+    ctl.add_argument("--simulation-seed", type=int, default=0)
+    ctl.add_argument("--rois", nargs="+", help="ROI names (default: all)")
+    ctl.add_argument("--out", default="results/controls", help="output folder")
+    ctl.add_argument("--device", help="torch device (default: the GPU if there is one)")
+    ctl.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="etecrm",
@@ -134,24 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     size.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    ctl = sub.add_parser(
-        "controls",
-        help="each model family on a control cortex built from its own features; resumable",
-        description="Fit gwp_ridge and ETECRM (several model seeds) on every ROI of a control "
-        "cortex, one results file each (reused on a rerun), then write "
-        "OUT/controls_<ground truth>_<profile>.json and print its table.",
-    )
-    ctl.add_argument("--ground-truth", required=True, choices=["gabor", "cnn"])
-    ctl.add_argument("--profile", choices=["quick", "full"], default="quick")
-    ctl.add_argument("--subject", type=int, default=1)
-    ctl.add_argument(
-        "--seeds", type=int, default=3, help="ETECRM model seeds 0..SEEDS-1 (default 3)"
-    )
-    ctl.add_argument("--simulation-seed", type=int, default=0)
-    ctl.add_argument("--rois", nargs="+", help="ROI names (default: all)")
-    ctl.add_argument("--out", default="results/controls", help="output folder")
-    ctl.add_argument("--device", help="torch device (default: the GPU if there is one)")
-    ctl.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_controls(sub)
 
     table = sub.add_parser(
         "table",

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .comparisons import load_comparisons
-from .evaluation import TOP_N, Comparison, summary_table
+from .evaluation import TOP_N, Comparison, summary_table, verdict
 from .results import collect_results, group_by_model, result_key
 from .storage import atomic_write, jsonable, seeds_label
 from .vocabulary import UNSET, renamed
@@ -272,9 +272,14 @@ def seed_table(rows, columns=("median_r", TOP), numeric: bool = False):
     return pd.DataFrame.from_records(records).set_index(["subject", "roi", "model"])
 
 
-def comparison_table(records):
+def comparison_table(records, kind: str | None = None, statistic: str | None = None):
     """Comparison records (``load_run(...).comparisons``) as a pandas DataFrame, one row per
-    comparison."""
+    comparison, keeping only ``kind`` ("baseline", "ablation") and ``statistic`` if given.
+
+    Besides the record's fields: ``interval`` (the 95% interval as text), ``verdict`` (A than B:
+    ``evaluation.verdict``'s words) and, for baseline comparisons, ``baseline (val. median r)``
+    and ``next best`` (the candidates' validation scores that chose the baseline).
+    """
     import pandas as pd
 
     keep = [
@@ -292,7 +297,20 @@ def comparison_table(records):
         "n_seeds_b",
         "n_bootstrap",
     ]
-    return pd.DataFrame.from_records([{k: r.get(k) for k in keep} for r in records])
+    rows = []
+    for r in records:
+        if kind not in (None, r.get("kind")) or statistic not in (None, r.get("statistic")):
+            continue
+        row = {k: r.get(k) for k in keep}
+        row["interval"] = f"{r['ci_low']:+.3f} to {r['ci_high']:+.3f}"
+        row["verdict"] = verdict(Comparison.from_dict(r), short=True)
+        val = r.get("baseline_val_median_r")
+        if val:
+            runner_up = max((m for m in val if m != r["model_b"]), key=val.get, default=None)
+            row["baseline (val. median r)"] = f"{r['model_b']} ({val[r['model_b']]:.3f})"
+            row["next best"] = f"{runner_up} ({val[runner_up]:.3f})" if runner_up else ""
+        rows.append(row)
+    return pd.DataFrame.from_records(rows)
 
 
 # --------------------------------------------------------------------------- files

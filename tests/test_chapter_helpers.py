@@ -191,3 +191,36 @@ def test_a_control_table_that_contradicts_itself_is_refused(tmp_path):
     )
     with pytest.raises(ValueError, match="not the 'full' table of 'gabor'"):
         controls.load_control_table(tmp_path, "gabor")
+
+
+# --------------------------------------------------------------------------- committed verdicts
+def test_committed_verdicts_of_both_subjects_in_one_call():
+    from etecrm_lib.book import committed_verdicts
+
+    signed = committed_verdicts(["etecrm_signed"], statistics=("median_r", "top_n_mean_r"))
+    assert sorted(signed.comparisons) == [1, 2] and len(signed.lines) == 4
+    first = signed.comparisons[1]
+    assert len(first) == 5 and {(c.model_a, c.statistic) for c in first} == {
+        ("etecrm_signed", "median_r")
+    }
+    assert str(signed).startswith("subject 1, etecrm_signed - etecrm (median_r):")
+    for c in signed.comparisons[2]:  # the library's verdict words, with the interval
+        words = evaluation.verdict(c, short=True)
+        assert f"{c.roi} ({c.difference:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}])" in str(signed)
+        assert words in str(signed)
+    baseline = committed_verdicts(kind="baseline")
+    assert {c.model_a for cs in baseline.comparisons.values() for c in cs} == {"etecrm"}
+
+
+def test_comparison_table_gives_the_interval_and_the_verdict_of_each_comparison():
+    from etecrm_lib.book import committed_run
+
+    run = committed_run(subject=1)
+    table = tables.comparison_table(run.comparisons, kind="baseline", statistic="median_r")
+    assert len(table) == 5 and set(table["kind"]) == {"baseline"}
+    for _, row in table.iterrows():
+        c = Comparison.from_dict(row.to_dict())
+        assert row["verdict"] == evaluation.verdict(c, short=True)
+        assert row["interval"] == f"{c.ci_low:+.3f} to {c.ci_high:+.3f}"
+        assert row["baseline (val. median r)"].startswith(f"{c.model_b} (")
+    assert len(tables.comparison_table(run.comparisons)) == len(run.comparisons)
