@@ -10,7 +10,8 @@ The book build's Sphinx extension (plotly figures in the pages, no CDN downloads
 ``ETECRM_BOOK_BUILD=1`` for the notebook kernels) is not part of the library: it is
 ``book/_ext/etecrm_build.py``, named in ``_config.yml``.
 
-What the pages show (see :func:`notebook_defaults`, run when a notebook imports this module):
+What the pages show (see :func:`notebook_defaults`, which every parameters cell calls; importing
+this module changes nothing):
 
 - tables: :func:`show_table` (real HTML tables, floats rounded, a caption);
 - progress bars: live bars in Jupyter and Colab; in the book build one plain line per finished bar
@@ -340,7 +341,7 @@ def notebook_defaults() -> None:
     """Make notebook output read well: plain numbers, and in the book build finished-only progress
     lines.
 
-    Called when a notebook kernel imports this module (every chapter's parameters cell does).
+    Every chapter's parameters cell calls it (importing this module changes nothing).
     """
     try:
         np.set_printoptions(legacy="1.25")  # numpy >= 2: np.float64(0.5) prints as 0.5
@@ -348,10 +349,6 @@ def notebook_defaults() -> None:
         pass
     if in_book_build():
         use_finished_progress_bars()
-
-
-def _in_notebook_kernel() -> bool:
-    return "ipykernel" in sys.modules or in_book_build()
 
 
 # --------------------------------------------------------------------------- committed results
@@ -511,6 +508,3 @@ __all__ = [
     "callout",
     "mark_untrained",
 ]
-
-if _in_notebook_kernel():
-    notebook_defaults()

@@ -258,3 +258,16 @@ def test_the_chapter_map_reads_every_import_style():
     }
     with pytest.raises(ValueError, match="marker"):
         chapter_map.updated("no markers here", "| table |")
+
+
+def test_every_for_profile_has_one_signature():
+    """``for_profile(cls, profile=DEFAULT_PROFILE, **changes)`` on every configuration."""
+    offences = []
+    for path in sorted(LIBRARY.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef) and node.name == "for_profile":
+                args = node.args
+                names = [a.arg for a in args.args] + [a.arg for a in args.kwonlyargs]
+                if names != ["cls", "profile"] or not args.kwarg or args.kwarg.arg != "changes":
+                    offences.append(f"{path.relative_to(ROOT)}:{node.lineno} {names}")
+    assert not offences, offences

@@ -122,6 +122,7 @@ def test_chapter_starts_with_standard_cells_and_has_no_outputs(chapter):
     )
     assert f"@v{__version__}" in setup.source
     assert parameters.cell_type == "code" and "parameters" in parameters.metadata.get("tags", [])
+    assert parameters.source.startswith(notebooks.PARAMETERS_CELL.split("DATASET")[0])
     for name_ in ("DATASET", "PROFILE", "SEED"):
         assert re.search(rf"^{name_} = ", parameters.source, flags=re.MULTILINE), (
             f"{chapter}: no {name_} parameter"
@@ -888,3 +889,18 @@ def test_callout_and_untrained_names():
         "alexnet_ridge",
         "gwp_ridge",
     ]
+
+
+def test_importing_the_library_changes_nothing_in_the_book_build():
+    """Importing ``etecrm_lib.book`` (even in a kernel of the book build) patches nothing;
+    ``notebook_defaults()``, which every parameters cell calls, does."""
+    code = (
+        "import tqdm.auto, etecrm_lib.book as b\n"
+        "before = tqdm.auto.tqdm\n"
+        "b.notebook_defaults()\n"
+        "print(before.__module__, tqdm.auto.tqdm.__name__)"
+    )
+    env = dict(os.environ, ETECRM_BOOK_BUILD="1")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["tqdm.asyncio", "FinishedBar"]

@@ -18,7 +18,7 @@ name           what you get
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..profiles import DEFAULT_PROFILE, check_profile
 from ..storage import cache_dir
@@ -45,10 +45,11 @@ class RealDataConfig:
     miyawaki_image_size: int = 100
 
     @classmethod
-    def for_profile(cls, name: str | None = DEFAULT_PROFILE) -> "RealDataConfig":
-        if check_profile(name) == "quick":
-            return cls(vim1_image_size=64, miyawaki_image_size=60)
-        return cls()
+    def for_profile(cls, profile: str | None = DEFAULT_PROFILE, **changes) -> "RealDataConfig":
+        """``"full"``: the files' image sizes; ``"quick"``: smaller images; then ``changes``."""
+        if check_profile(profile) == "quick":
+            return replace(cls(vim1_image_size=64, miyawaki_image_size=60), **changes)
+        return replace(cls(), **changes)
 
 
 def load_dataset(
