@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .evaluation import VERDICTS, paired_bootstrap, verdict
+from .evaluation import VERDICTS, Comparison, paired_bootstrap, verdict
 from .results import dataset_tag
 from .storage import atomic_write, jsonable, seeds_label
 
@@ -141,6 +141,23 @@ def compare_run(
                 )
                 records.append(_record(cmp, kind, runs[a], runs[b], context) | extra)
     return records
+
+
+BORDERLINE = 0.001
+"""A verdict is *borderline* when an end of its 95 % interval lies within this of zero."""
+
+
+def borderline(comparison: Comparison, margin: float = BORDERLINE) -> bool:
+    """True when an end of the interval lies within ``margin`` of 0: another set of test images or
+    seeds could well move it across 0 and change the verdict."""
+    return min(abs(comparison.ci_low), abs(comparison.ci_high)) < margin
+
+
+def verdict_label(comparison: Comparison) -> str:
+    """The verdict for a table cell: "better", "worse" or "no reliable difference" (A than B), with
+    ", borderline" added when an end of the interval lies within :data:`BORDERLINE` of 0."""
+    word = verdict(comparison, short=True)
+    return f"{word}, borderline" if borderline(comparison) else word
 
 
 def verdict_summary(comparison_list, label: str = "") -> list:

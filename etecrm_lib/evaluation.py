@@ -44,6 +44,11 @@ STATISTICS = {
 }
 """The ROI statistics (:func:`roi_statistic`) and how figures name them."""
 
+# A model is *collapsed* when at least this fraction of its voxels get a constant prediction
+# (EncodingResult.collapsed). A model that learned anything has none: in the committed full runs
+# every result but three has no constant voxel; those three (ETECRM, LO, subject 1) have 38-100 %.
+COLLAPSE_FRACTION = 0.1
+
 
 # --------------------------------------------------------------------------- per-voxel statistics
 def _as_tensor(x, device=None) -> torch.Tensor:
@@ -223,6 +228,22 @@ class EncodingResult:
     @property
     def n_voxels(self) -> int:
         return int(np.asarray(self.test_r).size)
+
+    @property
+    def constant_fraction(self) -> float:
+        """Fraction of voxels with a constant prediction, on the test images or (``info["val_r"]``)
+        the validation images, whichever is more: such a voxel's r is exactly 0 (the rule of
+        :func:`correlation` for a constant column; a varying prediction never gives r == 0.0)."""
+        return max(
+            float(np.mean(np.asarray(r) == 0)) if np.size(r) else 0.0
+            for r in (self.test_r, self.info.get("val_r", []))
+        )
+
+    @property
+    def collapsed(self) -> bool:
+        """True when at least :data:`COLLAPSE_FRACTION` of the voxels get a constant prediction: a
+        network whose read-out units (or all its features) died in training."""
+        return self.constant_fraction >= COLLAPSE_FRACTION
 
     def summary(self, top_n: int = TOP_N) -> dict:
         """The paper's summary plus ours, one flat dict (a table row)."""

@@ -33,6 +33,8 @@ def seed_bars(rows, statistic: str = "median_r"):
                 x=[r["roi"] for r in mine],
                 y=[r.get(statistic) for r in mine],
                 name=name,
+                marker_color=plots.model_colour(mine[0]["model"]),
+                marker_pattern_shape="/" if mine[0]["kind"] == "ensemble" else "",
                 error_y=dict(
                     type="data",
                     array=[r.get(f"{statistic}_sd") or 0 for r in mine],

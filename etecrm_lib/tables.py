@@ -117,6 +117,7 @@ def seed_rows(results, ensembles=()) -> list:
         row["wall_time_s"] = _mean_sd(s.get("wall_time_s") for s in summaries)[0]
         row["device"] = ", ".join(sorted({str(s["device"]) for s in summaries if s.get("device")}))
         row["deterministic"] = bool(runs[0].info.get("deterministic"))
+        row["collapsed"] = sum(r.collapsed for r in runs)  # seeds with dead read-outs (evaluation)
         rows.append(row)
     for res in sorted(ensembles, key=result_key):
         summary = table_rows([res])[0]
@@ -250,7 +251,8 @@ def seed_table(rows, columns=("median_r", TOP), numeric: bool = False):
     rows : :func:`seed_rows` (e.g. ``load_run(...).rows``). columns : statistics to show.
     Cells read ``"0.571 ± 0.012"`` (the mean over seeds ± s.d.); with ``numeric=True`` each
     statistic gets two float columns, ``<stat>`` and ``<stat>_sd``. Ensemble rows are labelled
-    ``"<model> (ensemble of seeds 0-4)"``.
+    ``"<model> (ensemble of seeds 0-4)"``. If any row has collapsed seeds
+    (:attr:`evaluation.EncodingResult.collapsed`), a ``collapsed`` column says "3 of 5 seeds".
     """
     import pandas as pd
 
@@ -268,6 +270,9 @@ def seed_table(rows, columns=("median_r", TOP), numeric: bool = False):
                 record[col], record[f"{col}_sd"] = row.get(col), row.get(f"{col}_sd")
             else:
                 record[col] = _fmt(row.get(col), row.get(f"{col}_sd"), _DIGITS.get(col, 3))
+        if any(r.get("collapsed") for r in rows):  # marked, and kept in the means (see evaluation)
+            dead = row.get("collapsed")
+            record["collapsed"] = f"{dead} of {row['n_seeds']} seeds" if dead else ""
         records.append(record)
     return pd.DataFrame.from_records(records).set_index(["subject", "roi", "model"])
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from etecrm_lib import evaluation
-from etecrm_lib.data import simulate
+from etecrm_lib.data import calibration, simulate
 from etecrm_lib.data.calibration import (
     CALIBRATION_TARGETS,
     CORTEX,
@@ -443,7 +443,7 @@ def test_default_dataset_is_vim1_shaped_with_honest_noise_ceilings(default_subje
 def test_default_subject_matches_the_vim1_calibration_targets(default_subject):
     """Per ROI within a band around the targets (module docstring of ``simulate``), on the true
     noise ceiling: predictable fraction +- 0.06, median ceiling +- 0.03; both fall from V1 to LO."""
-    measured = simulate_module.calibration_summary(default_subject)
+    measured = calibration.calibration_summary(default_subject)
     for roi, target in CALIBRATION_TARGETS.items():
         assert abs(measured[roi]["median_ceiling"] - target["median_ceiling"]) < 0.03, (
             roi,

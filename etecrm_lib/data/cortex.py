@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .calibration import SimulationConfig
+from .measurement import SimulationConfig
 
 V1_GRID = 32  # V1 energy is pooled on at most 32 x 32 cells (0.625 deg): pRF pooling stays cheap
 V1_WAVELENGTHS_DEG = (20 / 24, 20 / 12, 20 / 6)  # 1.2, 0.6 and 0.3 cycles per degree

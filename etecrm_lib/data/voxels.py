@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .calibration import CORTEX, SimulationConfig, hemifield_grid
 from .cortex import (
     N_GABOR_CHANNELS,
     N_TEXTURE_CHANNELS,
@@ -25,6 +24,7 @@ from .cortex import (
     VentralStream,
 )
 from .dataset import VoxelInfo
+from .measurement import CORTEX, SimulationConfig, hemifield_grid
 
 
 def layout_voxels(config: SimulationConfig, rng: np.random.Generator) -> dict:
