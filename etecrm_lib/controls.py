@@ -8,7 +8,7 @@ and ``etecrm`` (several model seeds) on every ROI, one results file each in the 
 (``OUT/results/sim-data0_full_sub1_V1_etecrm_truth-gabor_seed0.npz``; resumable), then writes per
 ROI the median test r of both (ETECRM: mean over seeds), the paired bootstrap difference
 ``gwp_ridge - etecrm`` over test images and ETECRM seeds (``evaluation.paired_bootstrap``) and
-which family wins (``evaluation.control_winner``: the interval excludes 0) to
+which family wins (``seed_statistics.control_winner``: the interval excludes 0) to
 ``OUT/controls_<ground truth>_<profile>.json``. :func:`load_control_table` reads it back.
 
     etecrm controls --ground-truth gabor --profile full --seeds 3 --out data/results/controls
@@ -25,9 +25,10 @@ import numpy as np
 
 from .data import simulate
 from .data.simulate import GROUND_TRUTHS
-from .evaluation import control_winner, paired_bootstrap
+from .evaluation import paired_bootstrap
 from .profiles import DEFAULT_PROFILE, Profile, check_profile
 from .runs import RunSettings, keys_for, provenance, run_keys
+from .seed_statistics import control_winner
 from .storage import atomic_write, jsonable
 
 MODELS = ("gwp_ridge", "etecrm")

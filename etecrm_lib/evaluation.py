@@ -505,13 +505,6 @@ def verdict(comparison: Comparison, short: bool = False) -> str:
     )
 
 
-def control_winner(ci_low: float, ci_high: float, a: str = "gwp_ridge", b: str = "etecrm") -> str:
-    """Which model wins a control cortex, from the 95% interval of ``a - b``: ``a`` if the
-    interval lies above 0, ``b`` if below, else "undecided" (the interval decides, not the point
-    estimate: a percentile interval may leave its point estimate out)."""
-    return a if ci_low > 0 else b if ci_high < 0 else "undecided"
-
-
 def _seed_list(results) -> list:
     """One result or a list of results (one per model seed) -> a non-empty list."""
     results = [results] if isinstance(results, EncodingResult) else list(results)

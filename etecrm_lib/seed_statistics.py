@@ -1,10 +1,10 @@
-"""Statistics over model seeds that :mod:`etecrm_lib.evaluation` leaves to this sibling (size cap).
+"""Statistics that :mod:`etecrm_lib.evaluation` leaves to this sibling (its size cap).
 
 Every statistic of the library lives in ``evaluation`` or here; experiments and tables only call
 them. Here: the seed ensemble (predictions of several model seeds averaged after standardizing each,
-:func:`seed_ensemble`) and the bootstrap over test images *and* model seeds of the learning curves
-(:func:`images_and_seeds_bootstrap`). (The paired bootstrap of two models, verdict words and the
-control winner rule are in ``evaluation``.)
+:func:`seed_ensemble`), the bootstrap over test images *and* model seeds of the learning curves
+(:func:`images_and_seeds_bootstrap`) and the winner of a control cortex (:func:`control_winner`).
+(The paired bootstrap of two models and the verdict words are in ``evaluation``.)
 """
 
 from __future__ import annotations
@@ -56,3 +56,10 @@ def images_and_seeds_bootstrap(predictions: dict, responses, n_bootstrap: int, s
         pick = seed_draws % resampled.shape[1]
         out[key] = (float(np.mean(observed)), resampled.gather(1, pick).mean(1).numpy())
     return out
+
+
+def control_winner(ci_low: float, ci_high: float, a: str = "gwp_ridge", b: str = "etecrm") -> str:
+    """Which model wins a control cortex, from the 95% interval of ``a - b``: ``a`` if the
+    interval lies above 0, ``b`` if below, else "undecided" (the interval decides, not the point
+    estimate: a percentile interval may leave its point estimate out)."""
+    return a if ci_low > 0 else b if ci_high < 0 else "undecided"
