@@ -194,7 +194,7 @@ def test_a_cache_folder_that_is_a_file_is_explained(server, tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(
         NotADirectoryError,
-        match=r"cannot use the kay cache folder \(cache_dir\) .*afile is a file, "
-        r"not a folder\. Pass a cache_dir you can write to",
+        match=r"cannot use the kay folder \(root\) .*afile is a file, "
+        r"not a folder\. Pass a root folder you can write to",
     ):
         fetch_kay_images(tmp_path / "afile", url=server.file_url, progress=False)
