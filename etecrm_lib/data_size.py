@@ -35,6 +35,7 @@ import numpy as np
 from .data import simulate
 from .data.dataset import EncodingDataset, Split
 from .profiles import DEFAULT_PROFILE, PROFILES, Profile, check_profile
+from .resampling import check_resamples
 from .results import ResultKey
 from .runs import RunSettings, keys_for, provenance, run_keys
 from .seed_statistics import images_and_seeds_bootstrap
@@ -86,6 +87,7 @@ class DataSizeConfig:
             )
         if self.seeds < 1:
             raise ValueError(f"seeds must be at least 1, got {self.seeds}")
+        check_resamples(self.n_bootstrap)
         if self.profile not in PROFILES:
             raise ValueError(f"profile must be one of {PROFILES}, got {self.profile!r}")
         if not self.models or not self.rois:

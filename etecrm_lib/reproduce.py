@@ -20,14 +20,21 @@ import json
 import os
 from pathlib import Path
 
-import torch
-
 from . import ablations
 from .comparisons import REFERENCE, compare_run, load_comparisons, save_comparisons
 from .data.registry import open_dataset
+from .device import get_device
 from .evaluation import score
 from .figures import write_figures
-from .results import collect_results, dataset_tag, ensemble_path, load_result, save_result
+from .resampling import MIN_BOOTSTRAP
+from .results import (
+    MAX_SEED,
+    collect_results,
+    dataset_tag,
+    ensemble_path,
+    load_result,
+    save_result,
+)
 from .runs import (
     RunSettings,
     clean_partial_files,
@@ -41,7 +48,6 @@ from .storage import atomic_write
 from .tables import seed_rows, write_tables
 from .vocabulary import UNSET, renamed
 
-MIN_BOOTSTRAP = 100
 DEFAULT_SEEDS = {"quick": 3, "full": 5}
 
 
@@ -77,18 +83,9 @@ def check_settings(
         )
     if device is not None:
         try:
-            dev = torch.device(device)
-        except (RuntimeError, TypeError) as err:
-            _fail(f"--device is not a torch device ({err})", device, "use cpu, cuda or cuda:0")
-        if dev.type == "cuda" and (
-            not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()
-        ):
-            _fail(
-                f"--device {device} asks for a GPU, but torch sees "
-                f"{torch.cuda.device_count()} CUDA GPU(s)",
-                device,
-                "use --device cpu, or leave --device out to use a GPU only when there is one",
-            )
+            get_device(device)
+        except ValueError as err:  # mps, meta, a typo, or a GPU this machine lacks
+            _fail(f"--{err}", device, "use --device cpu or cuda, or leave --device out")
     if int(n_bootstrap) < MIN_BOOTSTRAP:
         _fail(
             f"--bootstrap must be at least {MIN_BOOTSTRAP} resamples for a 95% interval",
@@ -101,11 +98,13 @@ def check_settings(
             n_seeds,
             "use the default (5 on full, 3 on quick)",
         )
-    if int(first_seed) < 0 or (simulation_seed is not None and int(simulation_seed) < 0):
+    last_seed = int(first_seed) + int(n_seeds or 1) - 1
+    sim = simulation_seed or 0
+    if not 0 <= int(first_seed) <= last_seed <= MAX_SEED or not 0 <= sim <= MAX_SEED:
         _fail(
-            "seeds must be >= 0",
-            {"first_seed": first_seed, "simulation_seed": simulation_seed},
-            "give 0 or a positive integer",
+            f"seeds must be from 0 to {MAX_SEED} (2**31 - 1)",
+            {"first_seed": first_seed, "n_seeds": n_seeds, "simulation_seed": simulation_seed},
+            "give smaller seeds",
         )
     name = str(dataset) if isinstance(dataset, (str, Path)) else None
     if simulation_seed is not None and name not in (None, "sim") and not name.endswith(".npz"):

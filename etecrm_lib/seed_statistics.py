@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .evaluation import image_resamples, pearson_r, resampled_statistic, roi_statistic
+from .resampling import check_resamples
 
 
 def standardized(predictions) -> np.ndarray:
@@ -42,6 +43,7 @@ def images_and_seeds_bootstrap(predictions: dict, responses, n_bootstrap: int, s
     image resamples and the same seed draws (``draw % n_seeds`` for a key with fewer seeds), so
     differences between keys are paired.
     """
+    n_bootstrap = check_resamples(n_bootstrap)
     gen = torch.Generator().manual_seed(seed)
     counts = image_resamples(np.shape(responses)[0], n_bootstrap, gen)
     n_seeds = max(len(preds) for preds in predictions.values())

@@ -99,7 +99,7 @@ def test_keys_name_files_and_carry_what_experiments_add():
     real = ResultKey.make("vim1", None, "full", 2, "V4", "gwp_ridge", 0)
     assert real.stem() == "vim1_full_sub2_V4_gwp_ridge_seed0"
     assert results.result_path("o", "vim1", "full", 2, "V4", "gwp_ridge", 0) == real.path("o")
-    with pytest.raises(ValueError, match="model must be a name"):
+    with pytest.raises(ValueError, match="model '../etecrm' cannot be part of a file name"):
         ResultKey.make("sim", 0, "full", 1, "V1", "../etecrm", 0)
 
 
