@@ -278,7 +278,7 @@ def _cmd_controls(args) -> int:
         "subject": args.subject,
         "simulation_seed": args.simulation_seed,
         "seeds": args.seeds,
-        "rois": tuple(_names(args.rois)) if args.rois else None,
+        "rois": tuple(_names(args.rois, "--rois")) if args.rois else None,
     }
     config = ControlConfig.for_profile(args.profile, **changes)
     table = run_controls(config, out=args.out, device=args.device, progress=not args.quiet)
