@@ -732,8 +732,8 @@ def test_data_seed_is_in_every_file_name_and_must_match(tmp_path):
     path = tmp_path / "results" / "tiny-data2_quick_sub1_V1_test_fixed_ridge_seed0.npz"
     assert path.exists() and result_files.read_meta(path)["data_seed"] == 2
     assert load_run(tmp_path, "tiny", "quick", 1, data_seed=2).results[0].info["data_seed"] == 2
-    with pytest.raises(FileNotFoundError, match="data seed 0"):
-        load_run(tmp_path, "tiny", "quick", 1, data_seed=0)
+    with pytest.raises(FileNotFoundError, match="simulation seed 0"):
+        load_run(tmp_path, "tiny", "quick", 1, simulation_seed=0)
     with pytest.raises(ValueError, match="simulated with seed 2"):
         run_quiet(sim_like, tmp_path, models=["test_fixed_ridge"], rois=["V1"], data_seed=5)
 
