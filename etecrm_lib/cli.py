@@ -200,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="action", required=True)
     sim = data_sub.add_parser("simulate", help="generate (and cache) a simulated subject")
     sim.add_argument("--subject", type=int, default=1)
-    sim.add_argument("--profile", choices=["quick", "full", "default"], default="quick")
+    sim.add_argument("--profile", choices=["quick", "full"], default="quick")
     sim.add_argument("--simulation-seed", type=int, default=0, help="seed of the simulated cortex")
     _old_flag(sim, "--seed", "simulation_seed", int)
     sim.add_argument("--save", help="also write it to this .npz file")
@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset", default="sim", help="sim, vim1, kay, miyawaki or a dataset .npz file"
     )
     desc.add_argument("--subject", type=int, default=1)
-    desc.add_argument("--profile", choices=["quick", "full", "default"], default="quick")
+    desc.add_argument("--profile", choices=["quick", "full"], default="quick")
     desc.add_argument("--simulation-seed", type=int, default=0, help="sim: its seed (default 0)")
     _old_flag(desc, "--seed", "simulation_seed", int)
     desc.add_argument("--root", help="folder of downloaded real data")

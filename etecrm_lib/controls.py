@@ -113,7 +113,7 @@ def run_controls(
         if dataset is not None
         else simulate(
             config.subject,
-            "quick" if config.profile == "quick" else "default",
+            "quick" if config.profile == "quick" else "full",
             seed=config.simulation_seed,
             ground_truth=config.ground_truth,
         )

@@ -31,6 +31,18 @@ def exercise_chapters() -> dict:
     return found
 
 
+def exercise_minutes() -> dict:
+    """``{exercise number: minutes}`` from each exercise's "**Time:** about N minutes"."""
+    nb = nbformat.read(INSTRUCTOR, as_version=4)
+    found = {}
+    for cell in nb.cells:
+        heading = EXERCISE_HEADING.search(cell.source) if cell.cell_type == "markdown" else None
+        if heading:
+            time = re.search(r"\*\*Time:\*\* about (\d+) minutes", cell.source)
+            found[int(heading.group(1))] = int(time.group(1))
+    return found
+
+
 @pytest.mark.parametrize("chapter", sorted(course.GUIDES))
 def test_every_chapter_opens_with_its_guide(chapter):
     nb = nbformat.read(ROOT / "book" / f"{chapter}.ipynb", as_version=4)
@@ -56,6 +68,11 @@ def test_guides_and_exercises_agree_and_cover_every_chapter():
         assert {chapters[n] for n in guide.exercises} == {number}, (
             f"{stem}: its guide names exercises {guide.exercises}, which belong to chapters "
             f"{[chapters.get(n) for n in guide.exercises]}"
+        )
+    minutes = exercise_minutes()
+    for stem, guide in course.GUIDES.items():
+        assert sum(minutes[n] for n in guide.exercises) == guide.exercise_minutes, (
+            f"{stem}: the guide's exercise time differs from the exercises' own estimates"
         )
     named = sorted(n for guide in course.GUIDES.values() for n in guide.exercises)
     assert named == sorted(chapters), "every exercise is named by exactly one chapter's guide"
@@ -219,3 +236,29 @@ def test_refresh_setup_cells_keeps_the_guide(tmp_path):
     nb = nbformat.read(tmp_path / "book" / "04_end_to_end.ipynb", as_version=4)
     assert nb.cells[1].source == course.guide_source("04_end_to_end")
     assert nb.cells[2].source == notebooks.setup_cell_source("04_end_to_end.ipynb")
+
+
+# --------------------------------------------------------------------------- the payoffs
+@pytest.mark.slow
+def test_exercise_payoffs_show_what_the_text_says(capsys):
+    """The instructor notebook's own cells (all but the ETECRM training of exercise 9), run on the
+    quick profile: the student-built model predicts, honest selection keeps real signal, the pull
+    ratio is computed, and the learning curves cross."""
+    import numpy as np
+
+    nb = nbformat.read(INSTRUCTOR, as_version=4)
+    namespace = {"DATASET": "sim", "PROFILE": "quick", "SEED": 0}
+    code = [c for c in nb.cells if c.cell_type == "code"][2:]  # after set-up and parameters
+    for cell in code:
+        if any(s in cell.source for s in ("run_variants", "= ablation", "comparison_bars")):
+            continue  # exercise 9 trains two networks: the book build runs it
+        exec(compile(cell.source, "<exercise cell>", "exec"), namespace)
+    fits, model = namespace["fits"], namespace["model"]
+    contrast, mean = (float(np.median(fits[k]["test_r"])) for k in ("contrast", "mean"))
+    assert contrast > 0.1 and contrast > mean + 0.1, (contrast, mean)
+    assert namespace["picked_on_val"] > float(np.median(model["test_r"])) > 0
+    assert namespace["picked_on_test"] > namespace["picked_on_val"]
+    pull = namespace["pull"]
+    assert pull[0] / pull[2] == pytest.approx((0.8 / 0.02) ** 2)
+    assert "pulls 1,600 times harder" in capsys.readouterr().out
+    assert namespace["crossing"] in namespace["sizes"]

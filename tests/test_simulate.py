@@ -414,7 +414,7 @@ def test_photos_crops_and_aperture():
 
 @pytest.fixture(scope="module")
 def default_subject():
-    return simulate(subject=1, profile="default", seed=0)
+    return simulate(subject=1, profile="full", seed=0)
 
 
 @pytest.mark.slow
@@ -424,7 +424,7 @@ def test_default_dataset_is_vim1_shaped_with_honest_noise_ceilings(default_subje
     ds = default_subject
     assert ds.train.stimuli.shape == (1750, 128, 128) and ds.test.stimuli.shape == (120, 128, 128)
     medians = {}
-    for roi, n_vox in SimulationConfig.for_profile("default").voxels.items():
+    for roi, n_vox in SimulationConfig.for_profile("full").voxels.items():
         assert ds.test.repeats[roi].shape == (13, 120, n_vox)
         estimated = evaluation.noise_ceiling(ds.test.repeats[roi])
         exact = evaluation.oracle_ceiling(ds.test.oracle[roi], ds.test.responses[roi])

@@ -87,7 +87,7 @@ def _ridge_predict(x, y, z, alphas):
 
 def oracle_report(
     subject: int = 1,
-    profile: str | SimulationConfig = "default",
+    profile: str | SimulationConfig = "full",
     seed: int = 0,
     ground_truth: str = "cortex",
 ) -> dict:

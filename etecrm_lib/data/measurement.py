@@ -80,7 +80,7 @@ class SimulationConfig:
 
     @classmethod
     def for_profile(cls, profile: str = DEFAULT_PROFILE, **changes) -> "SimulationConfig":
-        """``"full"`` (= ``"default"``): vim-1 sizes; ``"quick"``: a few seconds on a CPU, for
+        """``"full"`` (alias ``"default"``): vim-1 sizes; ``"quick"``: a few seconds on a CPU, for
         CI; then ``changes`` (fields)."""
         if check_profile(profile) == "full":
             return replace(cls(), **changes)

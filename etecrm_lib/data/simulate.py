@@ -50,7 +50,7 @@ GABOR_CONTROL_FEATURES = 12  # Gabor pyramid features per voxel in the "gabor" c
 # --------------------------------------------------------------------------- the entry point
 def simulate(
     subject: int = 1,
-    profile: str | SimulationConfig = "default",
+    profile: str | SimulationConfig = "full",
     seed: int = 0,
     cache: bool = True,
     progress: bool | None = None,
@@ -62,7 +62,7 @@ def simulate(
     Parameters
     ----------
     subject : int >= 1. Subjects see the same images; their voxels differ.
-    profile : "default" (= "full": 1750/120 images of 128 px, 3000 voxels, about a minute of CPU
+    profile : "full" (alias "default": 1750/120 images of 128 px, 3000 voxels, about a minute of CPU
         time, seconds on a GPU) or "quick" (300/40 images of 64 px, 500 voxels, a few seconds), or a
         :class:`SimulationConfig`.
     seed : int >= 0. Another seed gives other images, other voxels and another V4/LO network.
