@@ -90,3 +90,23 @@ def test_live_demonstration_shows_what_the_text_says(chapter):
     assert records, f"{chapter}: no verdicts.demonstration(...) output"
     failed = [r for r in records if not r["holds"]]
     assert not failed, f"{chapter}: the live run does not show what the text says: {failed}"
+
+
+def test_committed_collapses_are_the_ones_chapter_4_names():
+    """Chapter 4 says the collapsed results of the committed run are all ETECRM on LO of subject 1,
+    and that the released loss's mean penalty kills feature channels on pure-noise voxels."""
+    import json
+
+    runs = [book.committed_run(subject=s) for s in (1, 2)]
+    if not all(runs):
+        pytest.skip("the committed full run is not in data/results")
+    dead = [r for run in runs for r in run.results if r.collapsed]
+    assert dead and {(r.model, r.roi, r.subject) for r in dead} == {("etecrm", "LO", 1)}
+    experiment = book.results_folder() / "collapse" / "collapse_experiment.json"
+    curves = json.loads(experiment.read_text())["curves"]
+    last = max(row["epoch"] for row in curves)
+    final = {(r["variant"], r["seed"]): r["dead_channels"] for r in curves if r["epoch"] == last}
+    seeds = {seed for _, seed in final}
+    assert len(seeds) >= 2
+    for seed in seeds:  # every seed: more dead channels with the penalty than without
+        assert final[("released loss", seed)] > final[("without the mean penalty", seed)]
