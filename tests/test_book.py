@@ -608,6 +608,14 @@ def test_built_book_in_browser(tmp_path):
         assert not external, f"{chapter}: scripts loaded from the internet: {external}"
     heavy = page_weights(html_dir)
     assert not heavy, f"pages over {MAX_PAGE_BYTES / 1e6:.1f} MB: {heavy}"
+    # every live demonstration in the built chapters shows what its text says (test_demonstrations)
+    from test_demonstrations import demonstrations
+
+    executed = sorted((html_dir.parent / "jupyter_execute").rglob("*.ipynb"))
+    assert executed, f"no executed notebooks next to {html_dir}"
+    records = [r for nb in executed for r in demonstrations(nbformat.read(nb, as_version=4))]
+    missed = [r for r in records if not r["holds"]]
+    assert records and not missed, f"live demonstrations that do not hold: {missed}"
     screenshots = os.environ.get("ETECRM_SCREENSHOTS")
     seen = check_pages(html_dir, chapters, Path(screenshots) if screenshots else None)
     bad = {chapter: page["problems"] for chapter, page in seen.items() if page["problems"]}
