@@ -39,6 +39,7 @@ from .data import simulate
 from .data.dataset import EncodingDataset, Split
 from .profiles import DEFAULT_PROFILE, PROFILES, Profile, check_profile
 from .reproduce import dataset_fingerprint, provenance
+from .resampling import check_resamples
 from .results import CorruptResultError, jsonable, load_result, save_result
 from .storage import atomic_write
 
@@ -88,6 +89,7 @@ class DataSizeConfig:
             )
         if self.seeds < 1:
             raise ValueError(f"seeds must be at least 1, got {self.seeds}")
+        check_resamples(self.n_bootstrap)
         if self.profile not in PROFILES:
             raise ValueError(f"profile must be one of {PROFILES}, got {self.profile!r}")
         if not self.models or not self.rois:
@@ -239,6 +241,7 @@ def _seed_bootstrap(predictions: dict, responses: np.ndarray, n_bootstrap: int, 
     resampled)}`` where a statistic is the mean over (resampled) seeds of the median over voxels of
     r over the (resampled) test images.
     """
+    n_bootstrap = check_resamples(n_bootstrap)
     gen = torch.Generator().manual_seed(seed)
     counts = evaluation.image_resamples(np.shape(responses)[0], n_bootstrap, gen)
     n_seeds = max(len(preds) for preds in predictions.values())

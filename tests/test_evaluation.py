@@ -262,7 +262,7 @@ def test_verdict_summary_groups_rois_by_verdict_with_their_intervals():
 
 def test_bootstrap_statistics_match_the_summary_with_an_even_voxel_count():
     ds, good, bad = _dataset_and_two_models(n_vox=150)
-    cmp = ev.paired_bootstrap(good, bad, ds.test.responses["V1"], n_bootstrap=50)
+    cmp = ev.paired_bootstrap(good, bad, ds.test.responses["V1"], n_bootstrap=100)
     assert cmp.difference == pytest.approx(
         good.summary()["median_r"] - bad.summary()["median_r"], abs=1e-6
     )
