@@ -860,6 +860,11 @@ def test_verdict_table_never_prints_a_bound_as_zero():
     assert table.rows[0][-1] == "etecrm: 1 of 3 seeds collapsed"
     with pytest.raises(ValueError, match="no comparisons"):
         verdicts.verdict_table([])
+    # two statistics in one table: each row names its own
+    top = Comparison("etecrm", "gwp_ridge", "V1", "top_n_mean_r", 0.1, 0.05, 0.2, 0.0, 100)
+    mixed = verdicts.verdict_table([comparison("V1", 0.05, 0.2), top])
+    assert mixed.columns[2] == "difference"
+    assert mixed.rows[1][1] == "etecrm − gwp_ridge (mean r of the top-N voxels)"
 
 
 def test_finished_progress_bars_print_one_plain_line(capsys):
