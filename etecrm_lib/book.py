@@ -32,14 +32,12 @@ import os
 import re
 import sys
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import __version__
-from .comparisons import verdict_summary
 from .device import describe_device
 from .estimates import estimate_sentence
 from .gpu import precision_for
@@ -529,50 +527,6 @@ def committed_run(
         return None
 
 
-@dataclass
-class Verdicts:
-    """Committed verdicts subject by subject (:func:`committed_verdicts`); prints as its sentences.
-
-    lines : plain sentences with every interval (``comparisons.verdict_summary``), all subjects;
-    comparisons : ``{subject: [evaluation.Comparison]}`` of the first statistic (for a figure);
-    results : ``{subject: [EncodingResult]}`` of each committed run (for figure labels).
-    """
-
-    lines: list
-    comparisons: dict
-    results: dict
-
-    def __str__(self) -> str:
-        return "\n".join(self.lines)
-
-
-def committed_verdicts(
-    models=None, kind: str = "ablation", statistics=("median_r",), subjects=(1, 2)
-) -> Verdicts:
-    """The committed verdicts of the simulated subjects, in one call (chapters 4, 6, 7, 8).
-
-    For each subject whose run is committed (:func:`committed_run`; a missing one is noted and
-    skipped), the stored comparisons of ``kind`` ("ablation": a variant minus etecrm; "baseline":
-    etecrm minus the baseline chosen on validation data) whose model A is in ``models`` (None:
-    all), for each of ``statistics``, as plain sentences grouped by verdict.
-    """
-    lines, first, results = [], {}, {}
-    for subject in subjects:
-        run = committed_run(subject=subject)
-        if run is None:
-            continue
-        results[subject] = run.results
-        for statistic in statistics:
-            chosen = [
-                c
-                for c in run.comparison_objects(kind, statistic)
-                if models is None or c.model_a in models
-            ]
-            lines += verdict_summary(chosen, f"subject {subject}")
-            first.setdefault(subject, chosen)
-    return Verdicts(lines, first, results)
-
-
 __all__ = [
     "COLAB_URL",
     "PROFILES",
@@ -588,8 +542,6 @@ __all__ = [
     "in_book_build",
     "committed_results",
     "committed_run",
-    "committed_verdicts",
-    "Verdicts",
     "results_folder",
     "missing_results_note",
     "RESULTS_ENV",

@@ -195,7 +195,7 @@ def test_a_control_table_that_contradicts_itself_is_refused(tmp_path):
 
 # --------------------------------------------------------------------------- committed verdicts
 def test_committed_verdicts_of_both_subjects_in_one_call():
-    from etecrm_lib.book import committed_verdicts
+    from etecrm_lib.verdicts import committed_verdicts
 
     signed = committed_verdicts(["etecrm_signed"], statistics=("median_r", "top_n_mean_r"))
     assert sorted(signed.comparisons) == [1, 2] and len(signed.lines) == 4
