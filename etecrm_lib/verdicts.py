@@ -133,13 +133,13 @@ class Verdicts:
     """Committed verdicts subject by subject (:func:`committed_verdicts`); prints as its sentences.
 
     lines : plain sentences with every interval (``comparisons.verdict_summary``), all subjects;
-    comparisons : ``{subject: [evaluation.Comparison]}`` of the first statistic (for a figure);
-    results : ``{subject: [EncodingResult]}`` of each committed run (for figure labels).
+    comparisons : ``{(subject, statistic): [evaluation.Comparison]}`` (for tables and figures);
+    runs : ``{subject: tables.Run}`` of each committed run (its results label the figures).
     """
 
     lines: list
     comparisons: dict
-    results: dict
+    runs: dict
 
     def __str__(self) -> str:
         return "\n".join(self.lines)
@@ -150,23 +150,19 @@ def committed_verdicts(
 ) -> Verdicts:
     """The committed verdicts of the simulated subjects, in one call (chapters 4, 6, 7, 8).
 
-    For each subject whose run is committed (:func:`committed_run`; a missing one is noted and
+    For each subject whose run is committed (``book.committed_run``; a missing one is noted and
     skipped), the stored comparisons of ``kind`` ("ablation": a variant minus etecrm; "baseline":
     etecrm minus the baseline chosen on validation data) whose model A is in ``models`` (None:
     all), for each of ``statistics``, as plain sentences grouped by verdict.
     """
-    lines, first, results = [], {}, {}
+    lines, chosen, runs = [], {}, {}
     for subject in subjects:
         run = committed_run(subject=subject)
         if run is None:
             continue
-        results[subject] = run.results
+        runs[subject] = run
         for statistic in statistics:
-            chosen = [
-                c
-                for c in run.comparison_objects(kind, statistic)
-                if models is None or c.model_a in models
-            ]
-            lines += verdict_summary(chosen, f"subject {subject}")
-            first.setdefault(subject, chosen)
-    return Verdicts(lines, first, results)
+            found = run.comparison_objects(kind, statistic)
+            chosen[subject, statistic] = [c for c in found if models is None or c.model_a in models]
+            lines += verdict_summary(chosen[subject, statistic], f"subject {subject}")
+    return Verdicts(lines, chosen, runs)

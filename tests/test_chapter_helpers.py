@@ -198,13 +198,19 @@ def test_committed_verdicts_of_both_subjects_in_one_call():
     from etecrm_lib.verdicts import committed_verdicts
 
     signed = committed_verdicts(["etecrm_signed"], statistics=("median_r", "top_n_mean_r"))
-    assert sorted(signed.comparisons) == [1, 2] and len(signed.lines) == 4
-    first = signed.comparisons[1]
+    assert sorted(signed.comparisons) == [
+        (1, "median_r"),
+        (1, "top_n_mean_r"),
+        (2, "median_r"),
+        (2, "top_n_mean_r"),
+    ]
+    assert sorted(signed.runs) == [1, 2] and len(signed.lines) == 4
+    first = signed.comparisons[1, "median_r"]
     assert len(first) == 5 and {(c.model_a, c.statistic) for c in first} == {
         ("etecrm_signed", "median_r")
     }
     assert str(signed).startswith("subject 1, etecrm_signed - etecrm (median_r):")
-    for c in signed.comparisons[2]:  # the library's verdict words, with the interval
+    for c in signed.comparisons[2, "median_r"]:  # the library's verdict words, with the interval
         words = evaluation.verdict(c, short=True)
         assert f"{c.roi} ({c.difference:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}])" in str(signed)
         assert words in str(signed)
