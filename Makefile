@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine (see README):
 #   make book   build the HTML book on the embedded simulated data -> _build/html
-#   make test   run the test suite (includes building the quick book and checking it in headless Chromium)
+#   make test   lint (ruff), then run the test suite (includes building the quick book and checking it
+#               in headless Chromium)
 # Each creates/refreshes the virtual environment .venv and installs what it needs.
 
 PYTHON ?= python3
@@ -11,7 +12,7 @@ PY     := $(VENV)/bin/python
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test env browser students clean
+.PHONY: book test lint env browser students clean
 
 env: $(STAMP)
 
@@ -30,7 +31,11 @@ browser:
 book: $(STAMP)
 	PLOTLY_RENDERER=notebook $(VENV)/bin/jupyter-book build . -W -n --keep-going
 
-test: $(STAMP) browser
+# The linter (ruff, configured in pyproject.toml: line length 100): `make test` runs it first.
+lint: $(STAMP)
+	$(PY) -m ruff check . && $(PY) -m ruff format --check .
+
+test: $(STAMP) browser lint
 	$(PY) -m pytest
 
 # The student edition: students/*.ipynb (exercises blank, committed) and the student book built from them

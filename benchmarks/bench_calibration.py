@@ -1,4 +1,5 @@
-"""Benchmark: the simulated cortex against its vim-1 calibration targets, on several simulation seeds.
+"""Benchmark: the simulated cortex against its vim-1 calibration targets, on several simulation
+seeds.
 
 For each seed, generates the default subject (or loads it from the cache), then prints per ROI the
 target and the measured median noise ceiling and fraction of predictable voxels (true and
@@ -46,17 +47,21 @@ def main() -> None:
                     gwp_median_r=float(np.median(r)),
                 )
         print(
-            f"seed {seed}, subject {args.subject}, profile {args.profile}, ground truth {args.ground_truth}, "
+            f"seed {seed}, subject {args.subject}, profile {args.profile}, ground truth "
+            f"{args.ground_truth}, "
             f"network seed {ds.info['network_seed']}"
         )
         print(
-            "true ceilings (from the noise-free signal) against the targets; in brackets: estimated from the repeats"
+            "true ceilings (from the noise-free signal) against the targets; in brackets: "
+            "estimated from the repeats"
         )
         print(
-            f"{'ROI':4} | {'median ceiling':>23} | {'predictable':>23} | gwp_ridge best r (99th pct.)"
+            f"{'ROI':4} | {'median ceiling':>23} | {'predictable':>23} | gwp_ridge best r "
+            "(99th pct.)"
         )
         print(
-            f"{'':4} | {'target':>6} {'true':>6} {'(est.)':>8} | {'target':>6} {'true':>6} {'(est.)':>8} |"
+            f"{'':4} | {'target':>6} {'true':>6} {'(est.)':>8} | {'target':>6} {'true':>6} "
+            f"{'(est.)':>8} |"
         )
         for roi, row in rows.items():
             best = (
@@ -65,8 +70,10 @@ def main() -> None:
             best += f"  target ~{BEST_V1_R}" if roi == "V1" and "gwp_best_r" in row else ""
             print(
                 f"{roi:4} | {row['target_median_ceiling']:6.2f} {row['median_ceiling']:6.2f} "
-                f"{'(%.2f)' % row['estimated_median_ceiling']:>8} | {row['target_predictable_fraction']:6.2f} "
-                f"{row['predictable_fraction']:6.2f} {'(%.2f)' % row['estimated_predictable_fraction']:>8} | {best}"
+                f"{'(%.2f)' % row['estimated_median_ceiling']:>8} | "
+                f"{row['target_predictable_fraction']:6.2f} "
+                f"{row['predictable_fraction']:6.2f} "
+                f"{'(%.2f)' % row['estimated_predictable_fraction']:>8} | {best}"
             )
         print(
             json.dumps(

@@ -1,10 +1,11 @@
-"""How long does `etecrm reproduce` take for one subject? (all models and ablations, every ROI, every seed)
+"""How long does `etecrm reproduce` take for one subject? (all models and ablations, every ROI,
+every seed)
 
 Runs :func:`etecrm_lib.reproduce.reproduce` into a fresh folder (so nothing is skipped) and prints
 the wall time of loading the data, of every model summed over ROIs and seeds, and of the whole run
 (ensembles, bootstrap comparisons and tables included), with the device name. Targets: the full
-profile of one simulated subject with 5 seeds in at most 4 minutes on one H200; the quick profile with
-3 seeds in at most 3 minutes on 2 CPU cores.
+profile of one simulated subject with 5 seeds in at most 4 minutes on one H200; the quick profile
+with 3 seeds in at most 3 minutes on 2 CPU cores.
 
     python benchmarks/bench_reproduce.py --profile quick --seeds 3 --device cpu   # 2 CPU cores
     python benchmarks/bench_reproduce.py --profile full --seeds 5 --device cuda   # one GPU
@@ -91,7 +92,8 @@ def main(argv=None) -> dict:
     for model, seconds in per_model.items():
         print(f"  {model:<18} {seconds:7.1f} s  (all ROIs and seeds)")
     print(
-        f"  reproduce total: {total_s:.1f} s (models + ensembles + bootstrap + tables), seeds {report['seeds']}"
+        f"  reproduce total: {total_s:.1f} s (models + ensembles + bootstrap + tables), "
+        f"seeds {report['seeds']}"
     )
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))

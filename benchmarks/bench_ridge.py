@@ -1,12 +1,14 @@
-"""Benchmark: our voxel-wise ridge (etecrm_lib.regression) against himalaya, same data, folds and alphas.
+"""Benchmark: our voxel-wise ridge (etecrm_lib.regression) against himalaya, same data, folds and
+alphas.
 
 Default sizes are vim-1's: 1750 training images, 25,000 voxels, 20 alphas, 5 folds, and 10k / 50k
 features (both larger than the number of images, so both libraries solve in the kernel (dual) form).
 Both use float32 on the same device in the same process; each is warmed up on a small problem
-first, then timed ``--repeat`` times (CUDA synchronised), keeping the fastest. Reported: seconds for each, the ratio ours / himalaya,
-the fraction of voxels given the same alpha, and the agreement of the predictions on new features.
+first, then timed ``--repeat`` times (CUDA synchronised), keeping the fastest. Reported: seconds for
+each, the ratio ours / himalaya, the fraction of voxels given the same alpha, and the agreement of
+the predictions on new features.
 
-    python benchmarks/bench_ridge.py                     # GPU sizes (needs a GPU and ~20 GB of its memory)
+    python benchmarks/bench_ridge.py                       # GPU sizes (a GPU with ~20 GB free)
     python benchmarks/bench_ridge.py --quick --device cpu  # small sizes, a laptop / CI machine
 
 Needs himalaya (``pip install himalaya``); ``--no-himalaya`` times ours alone.
@@ -105,7 +107,8 @@ def main(argv=None):
         alphas = np.logspace(-1, 8.5, args.n_alphas).astype(np.float32)
     print(f"device: {describe_device(device)}; torch {torch.__version__}")
     print(
-        f"{args.n_samples} samples, {args.n_voxels} voxels, {len(alphas)} alphas, {args.n_folds} folds"
+        f"{args.n_samples} samples, {args.n_voxels} voxels, {len(alphas)} alphas, "
+        f"{args.n_folds} folds"
     )
 
     # warm-up (CUDA context, cuBLAS/cuSOLVER handles, kernels) on a small problem

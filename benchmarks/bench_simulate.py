@@ -55,14 +55,17 @@ def main() -> None:
         ds.describe().splitlines()[3].strip(),
     )
     print(
-        f"generate + save: {wall:.1f} s wall, {cpu:.1f} s CPU (generation alone: {ds.info['generation_seconds']} s wall)"
+        f"generate + save: {wall:.1f} s wall, {cpu:.1f} s CPU (generation alone: "
+        f"{ds.info['generation_seconds']} s wall)"
     )
     print(f"cache file: {size_mb:.1f} MB, loaded in {load:.1f} s")
     print(
-        f"{'ROI':4} {'voxels':>6} {'ineff.':>6} | {'ceiling (repeats)':>18} | {'oracle ceiling':>15} | median |est - oracle|"
+        f"{'ROI':4} {'voxels':>6} {'ineff.':>6} | {'ceiling (repeats)':>18} | "
+        f"{'oracle ceiling':>15} | median |est - oracle|"
     )
     print(
-        f"{'':4} {'':>6} {'':>6} | {'median':>8} {'90th %':>9} | {'median':>7} {'90th %':>7} | {'all':>6} {'effective':>9}"
+        f"{'':4} {'':>6} {'':>6} | {'median':>8} {'90th %':>9} | {'median':>7} "
+        f"{'90th %':>7} | {'all':>6} {'effective':>9}"
     )
     rows = {}
     for roi in ds.rois:
@@ -82,8 +85,10 @@ def main() -> None:
         }
         r = rows[roi]
         print(
-            f"{roi:4} {r['n_voxels']:6d} {r['ineffective_fraction']:6.2f} | {r['ceiling_median']:8.2f} {r['ceiling_p90']:9.2f} | "
-            f"{r['oracle_median']:7.2f} {r['oracle_p90']:7.2f} | {r['abs_diff_median']:6.3f} {r['abs_diff_median_effective']:9.3f}"
+            f"{roi:4} {r['n_voxels']:6d} {r['ineffective_fraction']:6.2f} | "
+            f"{r['ceiling_median']:8.2f} {r['ceiling_p90']:9.2f} | "
+            f"{r['oracle_median']:7.2f} {r['oracle_p90']:7.2f} | "
+            f"{r['abs_diff_median']:6.3f} {r['abs_diff_median_effective']:9.3f}"
         )
     print(
         json.dumps(

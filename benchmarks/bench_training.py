@@ -1,10 +1,14 @@
-"""How fast ETECRM (the released design) trains: the models of one subject, ROIs x seeds, one after another.
+"""How fast ETECRM (the released design) trains: the models of one subject, ROIs x seeds, one after
+another.
 
 Usage (GPU; the figures go into closing notes and data/results/README.md, not into tests)::
 
-    python3 benchmarks/bench_training.py --profile full --seeds 5              # 5 ROIs x 5 seeds x 50 epochs
-    python3 benchmarks/bench_training.py --profile full --seeds 1 --no-graph   # the same loop without CUDA graphs
-    python3 benchmarks/bench_training.py --profile full --seeds 5 --concurrent 5   # 5 models side by side
+    # 5 ROIs x 5 seeds x 50 epochs
+    python3 benchmarks/bench_training.py --profile full --seeds 5
+    # the same loop without CUDA graphs
+    python3 benchmarks/bench_training.py --profile full --seeds 1 --no-graph
+    # 5 models side by side
+    python3 benchmarks/bench_training.py --profile full --seeds 5 --concurrent 5
     python3 benchmarks/bench_training.py --profile quick --seeds 3 --device cpu
 
 It generates (or reads from the cache) the simulated subject, then trains every (ROI, seed) model
@@ -171,7 +175,8 @@ def main() -> None:
         for roi in rois:
             r = [row["median_r"] for row in rows if row["roi"] == roi and row["variant"] == variant]
             print(
-                f"{variant:18s} {roi:3s} median r {np.mean(r):.3f} +- {np.std(r, ddof=1) if len(r) > 1 else 0:.3f} "
+                f"{variant:18s} {roi:3s} median r {np.mean(r):.3f} +- "
+                f"{np.std(r, ddof=1) if len(r) > 1 else 0:.3f} "
                 f"over {len(r)} seeds"
             )
 

@@ -15,7 +15,8 @@ etecrm_no_noise    the same without noise regularization (noise s.d. 0)
 etecrm_signed      the same with signed regression weights (W instead of W * W)
 etecrm_mse         the same network trained with mean squared error: no selective optimization
 gwp_ridge          two-step, voxel-wise: Gabor wavelet pyramid features + ridge per voxel
-alexnet_ridge      two-step, voxel-wise: AlexNet layer features + ridge per voxel (best layer per voxel)
+alexnet_ridge      two-step, voxel-wise: AlexNet layer features + ridge per voxel (best layer
+                   per voxel)
 gwp_roiwise        two-step, ROI-wise: Gabor features, one shared read-out per ROI trained with
                    the same selective optimization (r^3 loss, noise on the predictions)
 ================== ===========================================================================
@@ -61,8 +62,9 @@ class Variant:
     family : str          "etecrm" (trained end to end) or "two_step" (fixed features + regression)
     description : str     one line for tables and the book
     options : dict        the switches that define the variant (passed to its runner)
-    run : callable        ``run(dataset, variant, roi, *, profile, seed, device, progress, cnn_weights)
-                          -> EncodingResult``: fits the variant on the train split of one ROI, scores it
+    run : callable        ``run(dataset, variant, roi, *, profile, seed, device, progress,
+                          cnn_weights) -> EncodingResult``: fits the variant on the train split
+                          of one ROI, scores it
     """
 
     name: str
@@ -112,7 +114,8 @@ def run_variant(
     progress: bool = True,
     cnn_weights=None,
 ):
-    """Fit the variant ``name`` on the train split of one ROI and score it on the test split -> ``EncodingResult``.
+    """Fit the variant ``name`` on the train split of one ROI and score it on the test split ->
+    ``EncodingResult``.
 
     ``cnn_weights``: weights of the CNN of ``alexnet_ridge``: None (untrained: no download),
     "DEFAULT" (torchvision's ImageNet weights, downloaded once) or a path to a ``.pth`` state dict.
@@ -159,7 +162,8 @@ def run_variants(
     progress: bool = True,
     cnn_weights=None,
 ) -> list:
-    """Fit and score every variant on every ROI; returns ``list[EncodingResult]`` (ROI-major, in ``variants`` order).
+    """Fit and score every variant on every ROI; returns ``list[EncodingResult]`` (ROI-major, in
+    ``variants`` order).
 
     ``variants``: names from :data:`VARIANTS` (or ``DEFAULT_VARIANTS``). ``rois``: default all of
     the dataset's. ``cnn_weights``: see :func:`run_variant`. Nothing is written to disk

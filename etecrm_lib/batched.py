@@ -69,11 +69,15 @@ SHARED_FIELDS = (
     "learning_rate",
     "weight_decay",
     "val_fraction",
-    "mixed_precision",
+    "precision",
+    "cuda_graph",
 )
 """The fields of ``ETECRMConfig`` that every model of one group must share."""
 
 MEMORY_SAFETY = 1.3  # the estimate is multiplied by this (allocator slack, cuDNN work space)
+CHANNELS_LAST = (
+    True  # on a GPU, the convolutions in the channels-last layout (see gpu.prepare_network)
+)
 
 
 @dataclass
@@ -170,7 +174,14 @@ class StackedNet(nn.Module):
         out = []
         for block, weight, bias in zip(self.blocks, self.weights, self.biases):
             used = weight * weight if block.squared else weight
-            out.append(torch.bmm(features[block.start : block.stop], used) + bias.unsqueeze(1))
+            mine = features[block.start : block.stop]
+            if (
+                mine.dtype == torch.float16
+            ):  # float16 autocast: the read-out in float32, as models.py
+                with torch.autocast(mine.device.type, enabled=False):
+                    out.append(torch.bmm(mine.float(), used.float()) + bias.unsqueeze(1))
+                continue
+            out.append(torch.bmm(mine, used) + bias.unsqueeze(1))
         return out
 
     def slices(self) -> list:
@@ -194,17 +205,18 @@ class StackedNet(nn.Module):
 
 
 # ============================================================================ memory
-def estimate_memory(n_images: int, members: list) -> dict:
+def estimate_memory(n_images: int, members: list, precision: str = "bf16") -> dict:
     """Bytes a group holds on the device while it trains: ``{"shared": int, "per_model": [int]}``.
 
     Shared: the images (float32). Per model, from its shape (``ETECRMNet``): its responses; weights,
     gradients, Adam's two moments and the best epoch's copy (5 float32 copies) plus the read-out's
     temporary ``W * W`` and its low-precision copy; the activations kept for the backward pass of
     one batch (convolution and ReLU outputs and their gradients); one chunk of validation images;
-    and an epoch's noise and training predictions. Multiplied by ``MEMORY_SAFETY``.
+    and an epoch's noise and training predictions. Multiplied by ``MEMORY_SAFETY``. ``precision``:
+    the resolved one (``gpu.precision_for``): activations take 4 bytes in "fp32", else 2.
     """
     config = check_group(members)
-    act_bytes = 2 if config.mixed_precision else 4
+    act_bytes = 4 if precision == "fp32" else 2
     per_image = sum(
         config.channels * (config.image_size // 2 ** (i + 1)) ** 2 for i in range(config.n_layers)
     )
@@ -267,18 +279,55 @@ def fit_group(
     member.config, member.seed)`` would return it (``.net`` at the chosen epoch, ``.history``,
     ``.val_r``). ``budget``: bytes the group may use (default :func:`memory_budget`); a group that
     does not fit is split (:func:`plan_groups`) and its parts train one after another.
+
+    Precision ``config.precision`` as in ``fit_etecrm`` (``gpu.precision_for``). With "fp16" (a
+    T4) the models train one at a time through this same code: float16's loss scaling skips a step
+    whenever a gradient overflows, and one scale for a group would skip it for every model at once.
     """
     config = check_group(members)
     device = get_device(device)
     x = prepare_images(images, config.image_size)
-    estimate = estimate_memory(x.shape[0], members)
+    precision = gpu.precision_for(config.precision, device)
+    estimate = estimate_memory(x.shape[0], members, precision)
     budget = memory_budget(device) if budget is None else budget
+    plan = plan_groups(estimate, budget)
+    if precision == "fp16":
+        plan = [[i] for i in range(len(members))]
     results = [None] * len(members)
-    for group in plan_groups(estimate, budget):
+    for group in plan:
         trained = _train_group(x, [members[i] for i in group], device, progress, description)
         for i, model in zip(group, trained):
             results[i] = model
     return results
+
+
+def train_group(dataset, models: list, device=None, progress: bool = True) -> list:
+    """Train models of one dataset's train split as groups -> one fitted ``ETECRMModel`` per entry.
+
+    ``models``: ``(roi, config, seed, name)`` tuples (any ROIs, variants, seeds). Models that may
+    share a group (:data:`SHARED_FIELDS`) train together (:func:`fit_group`); each comes back
+    knowing its ROI and name, ready for ``.score(dataset)``. The test split is not read.
+    """
+    groups = {}
+    for i, (roi, config, _, _) in enumerate(models):
+        dataset.check_roi(roi)
+        groups.setdefault(tuple(getattr(config, f) for f in SHARED_FIELDS), []).append(i)
+    fitted = [None] * len(models)
+    for indices in groups.values():
+        members = [
+            Member(
+                dataset.train.responses[models[i][0]],
+                models[i][1],
+                models[i][2],
+                f"{models[i][3]} {models[i][0]} seed {models[i][2]}",
+            )
+            for i in indices
+        ]
+        trained = fit_group(dataset.train.stimuli, members, device, progress)
+        for i, model in zip(indices, trained):
+            model.roi, model.name = models[i][0], models[i][3]
+            fitted[i] = model
+    return fitted
 
 
 def _stacked_setup(x, members, device):
@@ -299,10 +348,10 @@ def _stacked_setup(x, members, device):
     for m, y, (fit, _) in zip(members, ys, splits):
         net = m.config.build_network(y.shape[1], m.seed).to(device)
         if m.config.loss == "mse":
-            start_at_mean_response(net, x[fit], y[fit], config.mixed_precision)
+            start_at_mean_response(net, x[fit], y[fit], config.precision)
         nets.append(net)
     stacked = StackedNet(nets, blocks).to(device)
-    stacked.channels_last = device.type == "cuda"
+    stacked.channels_last = CHANNELS_LAST and device.type == "cuda"
     return order, members, blocks, ys, splits, x, stacked
 
 
@@ -314,7 +363,8 @@ def _train_group(x, members, device, progress, description) -> list:
     n_fit = len(splits[0][0])
     batch_size = min(config.batch_size, n_fit)
     n_steps = n_fit // batch_size
-    graphed = config.cuda_graph and device.type == "cuda"
+    precision, scaler = gpu.precision_and_scaler(config.precision, device)
+    graphed = config.cuda_graph and device.type == "cuda" and precision != "fp16"
     optimizer = gpu.make_optimizer(
         stacked.parameters(), config.learning_rate, config.weight_decay, device, graphed
     )
@@ -327,7 +377,7 @@ def _train_group(x, members, device, progress, description) -> list:
     def train_step(idx, *noises):
         """One step of every model: ``idx (M, B)`` image indices, noise ``(m, B, V)`` per block."""
         stacked.train()
-        with gpu.autocast(device, config.mixed_precision):
+        with gpu.autocast(device, precision):
             preds = stacked(x[idx].squeeze(2))
         losses = []
         for block, pred, y, noise in zip(blocks, preds, y_blocks, noises):
@@ -339,8 +389,9 @@ def _train_group(x, members, device, progress, description) -> list:
             )
         loss = torch.cat([loss.reshape(-1) for loss in losses])
         optimizer.zero_grad(set_to_none=True)
-        loss.sum().backward()
-        optimizer.step()
+        scaler.scale(loss.sum()).backward()  # = .backward() unless float16's loss scaling is on
+        scaler.step(optimizer)
+        scaler.update()
         return loss.detach(), tuple(pred.detach().float() for pred in preds)
 
     step = train_step
@@ -350,7 +401,8 @@ def _train_group(x, members, device, progress, description) -> list:
         )
         step = gpu.cuda_graph_step(train_step, example, list(stacked.parameters()), optimizer)
     histories = [
-        TrainingHistory(batch_size=batch_size, device=describe_device(device)) for _ in members
+        TrainingHistory(batch_size=batch_size, device=describe_device(device), precision=precision)
+        for _ in members
     ]
     best = {
         "tensors": [p.detach().clone() for p in stacked.parameters()],
@@ -383,7 +435,7 @@ def _train_group(x, members, device, progress, description) -> list:
             for fit_pred, pred in zip(fit_preds, preds):
                 fit_pred[:, rows] = pred
         # 3. each model's epoch score, as in fit_etecrm; each keeps its own best epoch
-        val_preds = _predict_stacked(stacked, x, val_idx, device, config.mixed_precision)
+        val_preds = _predict_stacked(stacked, x, val_idx, device, precision)
         seconds = gpu.seconds_since(started, device) / n_models
         for b, block in enumerate(blocks):
             for i in range(block.start, block.stop):
@@ -414,13 +466,13 @@ def _noise(member: Member, generator, n_rows: int, block: Block) -> torch.Tensor
 
 
 @torch.no_grad()
-def _predict_stacked(stacked, x, idx, device, mixed_precision: bool, batch_size: int = 256) -> list:
+def _predict_stacked(stacked, x, idx, device, precision: str, batch_size: int = 256) -> list:
     """Evaluation-mode predictions of every model on its own images ``x[idx[m]]``, in chunks of
     ``batch_size`` images as ``training.predict``: one float32 ``(m, N, V)`` per block."""
     stacked.eval()
     chunks = []
     for start in range(0, idx.shape[1], batch_size):
-        with gpu.autocast(device, mixed_precision):
+        with gpu.autocast(device, precision):
             chunks.append(stacked(x[idx[:, start : start + batch_size]].squeeze(2)))
     return [torch.cat([c[b].float() for c in chunks], dim=1) for b in range(len(stacked.blocks))]
 

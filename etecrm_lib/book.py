@@ -1,4 +1,5 @@
-"""What the book's chapters call while they run: which profile, Colab set-up, tables, notes, committed results.
+"""What the book's chapters call while they run: which profile, Colab set-up, tables, notes,
+committed results.
 
 Every chapter notebook opens with the same three cells (written by :mod:`etecrm_lib.notebooks`):
 a title with an "Open in Colab" badge; a set-up cell that on Google Colab installs this library and
@@ -56,7 +57,8 @@ LOCAL_COLAB_BADGE = (
 
 # --------------------------------------------------------------------------- profile and runtime
 def default_profile() -> str:
-    """The profile a chapter runs by default: ``$ETECRM_PROFILE`` if set, else "full" on a GPU, "quick" on CPU.
+    """The profile a chapter runs by default: ``$ETECRM_PROFILE`` if set, else "full" on a GPU,
+    "quick" on CPU.
 
     "quick" is small (64x64 images, a few hundred training images) and runs in a minute or two on
     a laptop CPU; "full" is the vim-1-sized experiment and wants a GPU.
@@ -76,9 +78,10 @@ def on_colab() -> bool:
     return "google.colab" in sys.modules
 
 
-# Rough minutes of the full profile on a Colab T4, for the estimate a chapter prints: scaled from the
-# committed full run's wall times (the measurements are benchmarks/bench_chapters.py's, run with
-# ETECRM_PROFILE=full on a GPU), not measured on a T4; other GPUs scale by RELATIVE_SPEED (rough ratios).
+# Rough minutes of the full profile on a Colab T4, for the estimate a chapter prints: scaled from
+# the committed full run's wall times (the measurements are benchmarks/bench_chapters.py's, run with
+# ETECRM_PROFILE=full on a GPU), not measured on a T4; other GPUs scale by RELATIVE_SPEED (rough
+# ratios).
 FULL_MINUTES_ON_T4 = {"one chapter (2-7)": 5, "chapter 8 (every model)": 35}
 RELATIVE_SPEED = {
     "T4": 1.0,
@@ -109,7 +112,8 @@ def runtime_estimate(device_name: str, profile: str) -> str:
 
 
 def check_runtime() -> str:
-    """Say which device and profile the chapter will use, and about how long it takes; warn without a GPU.
+    """Say which device and profile the chapter will use, and about how long it takes; warn without
+    a GPU.
 
     The profile is :func:`default_profile`: "full" on a GPU. To run the small "quick" profile on a
     GPU, set ``PROFILE = "quick"`` in the parameters cell (or the environment variable
@@ -134,12 +138,14 @@ def check_runtime() -> str:
 
 # --------------------------------------------------------------------------- what the pages show
 def in_book_build() -> bool:
-    """True inside a notebook kernel started by the book build (the Sphinx extension sets ``ETECRM_BOOK_BUILD``)."""
+    """True inside a notebook kernel started by the book build (the Sphinx extension sets
+    ``ETECRM_BOOK_BUILD``)."""
     return os.environ.get(BUILD_ENV, "") not in ("", "0")
 
 
 def _format_cell(value, digits: int) -> str:
-    """One table cell as text: floats rounded to ``digits`` decimals, numpy scalars as plain numbers."""
+    """One table cell as text: floats rounded to ``digits`` decimals, numpy scalars as plain
+    numbers."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -157,7 +163,8 @@ def _format_cell(value, digits: int) -> str:
 
 
 class Table:
-    """A table that shows as a real HTML table in Jupyter, Colab and the built book (see :func:`show_table`).
+    """A table that shows as a real HTML table in Jupyter, Colab and the built book (see
+    :func:`show_table`).
 
     ``columns`` (list of str), ``rows`` (list of lists of cell text), ``caption`` (str or None).
     Printing it gives an aligned plain-text version.
@@ -193,12 +200,14 @@ class Table:
 def show_table(
     data, caption: str | None = None, columns: list | None = None, digits: int = 3
 ) -> Table:
-    """A table for a chapter page: leave the returned :class:`Table` as the last expression of a cell.
+    """A table for a chapter page: leave the returned :class:`Table` as the last expression of a
+    cell.
 
-    ``data`` is a pandas DataFrame, a list of dicts (one per row; e.g. ``evaluation.summary_table``),
-    a dict of equal-length columns, or a list of lists (then give ``columns``). ``columns`` also
-    picks and orders the columns of dict rows. Floats are rounded to ``digits`` decimals; ``None``
-    is left blank and NaN shows as "–". The page shows a real HTML table (never Markdown text).
+    ``data`` is a pandas DataFrame, a list of dicts (one per row; e.g.
+    ``evaluation.summary_table``), a dict of equal-length columns, or a list of lists (then give
+    ``columns``). ``columns`` also picks and orders the columns of dict rows. Floats are rounded to
+    ``digits`` decimals; ``None`` is left blank and NaN shows as "–". The page shows a real HTML
+    table (never Markdown text).
     """
     if hasattr(data, "to_dict") and hasattr(data, "columns"):  # a pandas DataFrame
         data = data.to_dict("records")
@@ -225,7 +234,8 @@ def show_table(
 
 
 class Callout:
-    """A boxed note in a page (see :func:`callout`): a Sphinx admonition in the book, a bordered box elsewhere."""
+    """A boxed note in a page (see :func:`callout`): a Sphinx admonition in the book, a bordered box
+    elsewhere."""
 
     def __init__(self, text: str, title: str, kind: str):
         self.text, self.title, self.kind = text, title, kind
@@ -236,8 +246,10 @@ class Callout:
         )
         paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in self.text.split("\n\n"))
         return (
-            f'<div class="admonition {self.kind}" style="border-left: 4px solid {colour}; padding: 0.2em 0.8em">'
-            f'<p class="admonition-title"><strong>{html.escape(self.title)}</strong></p>{paragraphs}</div>'
+            f'<div class="admonition {self.kind}" style="border-left: 4px solid {colour}; '
+            'padding: 0.2em 0.8em">'
+            f'<p class="admonition-title"><strong>{html.escape(self.title)}</strong></p>'
+            f"{paragraphs}</div>"
         )
 
     def __repr__(self) -> str:
@@ -245,9 +257,11 @@ class Callout:
 
 
 def callout(text: str, title: str = "Note", kind: str = "note") -> Callout:
-    """A visible note computed by the code (e.g. "these features are UNTRAINED"); ``kind``: note, warning, important.
+    """A visible note computed by the code (e.g. "these features are UNTRAINED"); ``kind``: note,
+    warning, important.
 
-    Paragraphs are separated by a blank line. Leave it as the last expression of a cell, or ``display`` it.
+    Paragraphs are separated by a blank line. Leave it as the last expression of a cell, or
+    ``display`` it.
     """
     if kind not in ("note", "warning", "important"):
         raise ValueError(f"kind must be 'note', 'warning' or 'important', got {kind!r}")
@@ -258,7 +272,8 @@ UNTRAINED_SUFFIX = "_untrained"
 
 
 def mark_untrained(results) -> list:
-    """Rename results whose CNN weights were untrained (``info["weights"]`` "untrained(...)"): "alexnet_ridge_untrained".
+    """Rename results whose CNN weights were untrained (``info["weights"]`` "untrained(...)"):
+    "alexnet_ridge_untrained".
 
     Every table and figure then says so. Returns the same results (changed in place); names already
     marked are left alone.
@@ -319,7 +334,8 @@ def use_finished_progress_bars() -> None:
 
 
 def notebook_defaults() -> None:
-    """Make notebook output read well: plain numbers, and in the book build finished-only progress lines.
+    """Make notebook output read well: plain numbers, and in the book build finished-only progress
+    lines.
 
     Called when a notebook kernel imports this module (every chapter's parameters cell does).
     """
@@ -337,7 +353,8 @@ def _in_notebook_kernel() -> bool:
 
 # --------------------------------------------------------------------------- committed results
 def results_folder() -> Path:
-    """Where the committed full-profile results live: ``data/results`` in the repository checkout."""
+    """Where the committed full-profile results live: ``data/results`` in the repository
+    checkout."""
     return Path(__file__).resolve().parents[1] / "data" / "results"
 
 
@@ -362,7 +379,8 @@ def committed_results(
     folder = results_folder()
     if not (folder / "results").is_dir():
         print(
-            f"No committed results here ({folder} is missing; on Colab only the library is installed): "
+            f"No committed results here ({folder} is missing; on Colab only the library is "
+            "installed): "
             "the built book shows them."
         )
         return []
@@ -384,7 +402,8 @@ def committed_results(
     ]
     if not chosen:
         print(
-            f"No committed {profile}-profile results for {dataset_tag(dataset, data_seed)} subject {subject}"
+            f"No committed {profile}-profile results for {dataset_tag(dataset, data_seed)} "
+            f"subject {subject}"
             f"{' and models ' + ', '.join(models) if models else ''} in {folder}."
         )
     return chosen
@@ -393,8 +412,8 @@ def committed_results(
 def committed_run(
     subject: int = 1, dataset: str = "sim", profile: str = "full", data_seed: int | None = 0
 ):
-    """The committed run of one subject (``tables.load_run`` of ``data/results``: results, seed ensembles,
-    comparisons), or None after printing a note that the page shows its live run only.
+    """The committed run of one subject (``tables.load_run`` of ``data/results``: results, seed
+    ensembles, comparisons), or None after printing a note that the page shows its live run only.
 
     The default is what the book's figures are made from: the simulated subject ``subject``, profile
     "full", simulation seed 0 (``etecrm reproduce --profile full --seeds 5 --data-seed 0``).
@@ -403,9 +422,11 @@ def committed_run(
         return load_run(results_folder(), dataset, profile, subject, data_seed)
     except FileNotFoundError:
         print(
-            f"Subject {subject}: the committed {profile}-profile run ({dataset_tag(dataset, data_seed)}) is not in "
+            f"Subject {subject}: the committed {profile}-profile run "
+            f"({dataset_tag(dataset, data_seed)}) is not in "
             f"data/results yet (made with `etecrm reproduce --profile {profile} --seeds 5"
-            f"{'' if data_seed is None else f' --data-seed {data_seed}'}`); this page shows its live run only."
+            f"{'' if data_seed is None else f' --data-seed {data_seed}'}`); this page "
+            "shows its live run only."
         )
         return None
 

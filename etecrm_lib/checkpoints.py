@@ -17,15 +17,15 @@ import torch
 
 from .storage import atomic_write
 
+# configuration fields a checkpoint may be resumed with other values of
 RESUMABLE_FIELDS = ("epochs",)
-PER_VOXEL = (
-    "train_r",
-    "val_r",
-)  # history fields that are lists of (V,) arrays   # configuration fields a checkpoint may be resumed with other values of
+# history fields that are lists of (V,) arrays
+PER_VOXEL = ("train_r", "val_r")
 
 
 def data_fingerprint(images: torch.Tensor, responses: torch.Tensor) -> str:
-    """SHA-256 of the training arrays (CPU tensors), so a checkpoint is only resumed on the data it was trained on."""
+    """SHA-256 of the training arrays (CPU tensors), so a checkpoint is only resumed on the data it
+    was trained on."""
     h = hashlib.sha256()
     for t in (images, responses):
         h.update(str(tuple(t.shape)).encode())
@@ -34,7 +34,8 @@ def data_fingerprint(images: torch.Tensor, responses: torch.Tensor) -> str:
 
 
 def fingerprint(config_dict: dict, seed: int, data_hash: str) -> dict:
-    """What must match for a checkpoint to be resumed: configuration (but for ``RESUMABLE_FIELDS``), seed, data."""
+    """What must match for a checkpoint to be resumed: configuration (but for ``RESUMABLE_FIELDS``),
+    seed, data."""
     settings = {k: v for k, v in config_dict.items() if k not in RESUMABLE_FIELDS}
     return {"config": settings, "seed": int(seed), "data": data_hash}
 
@@ -44,7 +45,8 @@ def save(
 ) -> None:
     """Write everything needed to continue the run, atomically (temp file, then rename).
 
-    generators : ``(shuffle, noise)`` torch generators; best : ``{"state", "score", "epoch", "val_r"}``;
+    generators : ``(shuffle, noise)`` torch generators;
+    best : ``{"state", "score", "epoch", "val_r"}``;
     history : a ``training.TrainingHistory``.
     """
     payload = {
@@ -93,7 +95,8 @@ def load(path, run_fingerprint: dict) -> dict:
         if old.get("data") != run_fingerprint["data"]:
             diffs.append("training data differ")
         raise ValueError(
-            f"checkpoint {path} comes from a different run ({'; '.join(diffs) or 'unknown format'}); "
+            f"checkpoint {path} comes from a different run "
+            f"({'; '.join(diffs) or 'unknown format'}); "
             "use another checkpoint path or delete this file to start afresh"
         )
     return ckpt

@@ -1,14 +1,15 @@
-"""The ``etecrm`` command: ``etecrm reproduce`` (the whole comparison), ``etecrm datasize`` and ``etecrm data``.
+"""The ``etecrm`` command: ``etecrm reproduce`` (the whole comparison), ``etecrm datasize`` and
+``etecrm data``.
 
 Examples::
 
     etecrm reproduce --dataset sim --subject 1 --profile quick --out results/      # 3 model seeds
     etecrm reproduce --dataset sim --profile full --subject 2 --seeds 5 --data-seed 1 --out results/
-    etecrm reproduce --dataset sim --profile full --first-seed 5 --seeds 5       # 5 more seeds, added
+    etecrm reproduce --dataset sim --profile full --first-seed 5 --seeds 5   # 5 more seeds, added
     etecrm reproduce --dataset sim --profile full --models etecrm gwp_ridge --rois V1 V4
-    etecrm table --out results/                     # rebuild tables and figures from the results files
+    etecrm table --out results/                     # rebuild tables and figures from the results
     etecrm models                                   # the model and ablation names
-    etecrm datasize --profile quick --seeds 2 --out results/data_size   # accuracy vs training-set size
+    etecrm datasize --profile quick --seeds 2 --out results/data_size  # accuracy vs train-set size
     etecrm data simulate --subject 1 --profile quick --save sim1.npz
     etecrm data describe --dataset sim --subject 1 --profile quick
     etecrm data download --dataset kay              # the login-free copy of vim-1 subject 1
@@ -72,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-seed",
         type=int,
         default=None,
-        help="seed of the simulated cortex (sim only; default 0, the book's subject); in every file name",
+        help="seed of the simulated cortex (sim only; default 0, the book's subject); in every "
+        "file name",
     )
     rep.add_argument(
         "--models", nargs="+", help="variant names (default: all; see `etecrm models`)"
@@ -238,13 +240,15 @@ def _cmd_models(args) -> int:
     if any(n not in DEFAULT_VARIANTS for n in VARIANTS):
         print("(* not run by default)")
     print(
-        "seeds as with the default --cnn-weights none; alexnet_ridge with trained CNN weights runs once"
+        "seeds as with the default --cnn-weights none; alexnet_ridge with trained CNN "
+        "weights runs once"
     )
     return 0
 
 
 def _check_data_args(args) -> None:
-    """Refuse bad ``etecrm data ...`` arguments before any work (a simulation or download) starts."""
+    """Refuse bad ``etecrm data ...`` arguments before any work (a simulation or download)
+    starts."""
     from pathlib import Path
 
     for flag in ("subject", "seed"):

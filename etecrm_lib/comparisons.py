@@ -1,8 +1,9 @@
-"""Which model is better, over test images and model seeds: the baseline choice and the stored comparisons.
+"""Which model is better, over test images and model seeds: the baseline choice and the stored
+comparisons.
 
-Two kinds of comparison are made at the end of ``etecrm reproduce`` (where the test data are), per ROI,
-for median r and for the mean r of the top-300 voxels, each with :func:`evaluation.paired_bootstrap`
-resampling test images and model seeds together:
+Two kinds of comparison are made at the end of ``etecrm reproduce`` (where the test data are), per
+ROI, for median r and for the mean r of the top-300 voxels, each with
+:func:`evaluation.paired_bootstrap` resampling test images and model seeds together:
 
 - ``"baseline"``: ``etecrm`` minus the two-step baseline. The baseline is chosen **without test
   data** (:func:`choose_baseline`): the two-step model with the highest validation median r, where a
@@ -42,7 +43,8 @@ BASELINE_RULE = (
 
 @dataclass
 class BaselineChoice:
-    """The two-step baseline of one ROI. ``val_median_r``: every candidate's score; ``skipped``: models without ``val_r``."""
+    """The two-step baseline of one ROI. ``val_median_r``: every candidate's score; ``skipped``:
+    models without ``val_r``."""
 
     roi: str
     model: str | None
@@ -55,11 +57,12 @@ def _is_two_step(model: str) -> bool:
 
 
 def choose_baseline(results, roi: str) -> BaselineChoice:
-    """The two-step model of ``roi`` with the highest validation median r; reads only ``info["val_r"]``.
+    """The two-step model of ``roi`` with the highest validation median r; reads only
+    ``info["val_r"]``.
 
-    ``results``: any list of EncodingResult (several seeds per model allowed). A model's score is the
-    mean over its seeds of the median over voxels of ``val_r``. Ties go to the model listed first.
-    The test split is never read: neither ``test_r`` nor the predictions are looked at.
+    ``results``: any list of EncodingResult (several seeds per model allowed). A model's score is
+    the mean over its seeds of the median over voxels of ``val_r``. Ties go to the model listed
+    first. The test split is never read: neither ``test_r`` nor the predictions are looked at.
     """
     per_model, skipped = {}, []
     for res in results:
@@ -139,7 +142,8 @@ def compare_run(
 
 
 def verdict_summary(comparison_list, label: str = "") -> list:
-    """Plain sentences for many comparisons: one per (A, B, statistic), ROIs grouped by verdict, every interval given.
+    """Plain sentences for many comparisons: one per (A, B, statistic), ROIs grouped by verdict,
+    every interval given.
 
     ``comparison_list``: :class:`evaluation.Comparison` list (e.g. one ablation on every ROI);
     ``label`` starts each sentence (e.g. "subject 1"). Returns a list of str, one line per verdict:
@@ -168,7 +172,8 @@ def verdict_summary(comparison_list, label: str = "") -> list:
 
 # --------------------------------------------------------------------------- files
 def comparisons_path(out, record: dict) -> Path:
-    """The file of one (data, profile, subject, pair of models, seed sets) under ``out/comparisons``."""
+    """The file of one (data, profile, subject, pair of models, seed sets) under
+    ``out/comparisons``."""
     tag = dataset_tag(record["dataset"], record.get("data_seed"))
     name = (
         f"{tag}_{record['profile']}_sub{record['subject']}_{record['model_a']}_seeds{seeds_label(record['seeds_a'])}"
@@ -190,7 +195,8 @@ def _read_records(path: Path) -> list:
 
 
 def save_comparisons(out, records) -> list:
-    """Write ``records`` into their files (:func:`comparisons_path`), merged with what is there. Returns the paths.
+    """Write ``records`` into their files (:func:`comparisons_path`), merged with what is there.
+    Returns the paths.
 
     A record replaces an earlier one of the same file only if it has the same ROI and statistic
     (the same comparison, recomputed); every other earlier record is kept.
@@ -210,7 +216,8 @@ def save_comparisons(out, records) -> list:
 
 
 def load_comparisons(out) -> list:
-    """All comparison records under ``out/comparisons/`` (unreadable files are skipped with a warning)."""
+    """All comparison records under ``out/comparisons/`` (unreadable files are skipped with a
+    warning)."""
     merged = []
     for path in sorted((Path(out) / "comparisons").glob("*.json")):
         merged += _read_records(path)

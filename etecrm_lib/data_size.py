@@ -14,7 +14,7 @@ interval on the difference at every size.
 
 Results files (resumable: a finished, verified file is read instead of training again)::
 
-    OUT/results/sim_<profile>_sub<subject>_<roi>_<model>_n<size>_seed<seed>.npz   (reproduce.save_result)
+    OUT/results/sim_<profile>_sub<subject>_<roi>_<model>_n<size>_seed<seed>.npz  (save_result)
     OUT/curves.json     the learning-curve rows, the crossings and how the run was made
 
 >>> from etecrm_lib.data_size import DataSizeConfig, run_data_size
@@ -83,7 +83,8 @@ class DataSizeConfig:
         sizes = [int(n) for n in self.sizes]
         if not sizes or min(sizes) < 20 or sorted(set(sizes)) != sizes:
             raise ValueError(
-                f"sizes must be increasing numbers of train images, each at least 20, got {self.sizes}"
+                "sizes must be increasing numbers of train images, each at least 20, got "
+                f"{self.sizes}"
             )
         if self.seeds < 1:
             raise ValueError(f"seeds must be at least 1, got {self.seeds}")
@@ -94,7 +95,8 @@ class DataSizeConfig:
 
 
 def first_images(dataset: EncodingDataset, n_train: int) -> EncodingDataset:
-    """The dataset with only its first ``n_train`` train images (and responses); the test split is shared.
+    """The dataset with only its first ``n_train`` train images (and responses); the test split is
+    shared.
 
     ``info["n_train"]`` records the size; a simulation's ``info["cache_key"]`` gets ``/first<n>``
     appended, so results files of different sizes never pass for each other.
@@ -143,7 +145,8 @@ def run_data_size(
     device=None,
     progress: bool = True,
 ) -> list:
-    """Fit every model of ``config`` on every size, ROI and model seed; returns ``list[EncodingResult]``.
+    """Fit every model of ``config`` on every size, ROI and model seed; returns
+    ``list[EncodingResult]``.
 
     ``dataset``: default :func:`simulate_for` ``(config)``; it needs at least ``max(config.sizes)``
     train images. With ``out``, each result is written as soon as it exists
@@ -232,9 +235,9 @@ def run_data_size(
 def _seed_bootstrap(predictions: dict, responses: np.ndarray, n_bootstrap: int, seed: int) -> dict:
     """Bootstrap median r over test images and model seeds, the same resamples for every key.
 
-    ``predictions``: ``{key: [(N_test, V) per model seed]}``. Returns ``{key: (observed, (B,) resampled)}``
-    where a statistic is the mean over (resampled) seeds of the median over voxels of r over the
-    (resampled) test images.
+    ``predictions``: ``{key: [(N_test, V) per model seed]}``. Returns ``{key: (observed, (B,)
+    resampled)}`` where a statistic is the mean over (resampled) seeds of the median over voxels of
+    r over the (resampled) test images.
     """
     gen = torch.Generator().manual_seed(seed)
     counts = evaluation.image_resamples(np.shape(responses)[0], n_bootstrap, gen)
@@ -261,7 +264,8 @@ def learning_curves(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> list:
-    """One row per (ROI, model, size): median test r, mean over model seeds, with a bootstrap interval.
+    """One row per (ROI, model, size): median test r, mean over model seeds, with a bootstrap
+    interval.
 
     The interval resamples the test images (the same resamples for every model and size) and the
     model seeds. Rows: ``roi, model, n_train, n_seeds, median_r, ci_low, ci_high``.
@@ -367,7 +371,8 @@ def crossings(
 
 
 def write_curves(results, dataset: EncodingDataset, config: DataSizeConfig, out) -> Path:
-    """Write ``OUT/curves.json``: the config, the simulation, the learning curves and the crossings."""
+    """Write ``OUT/curves.json``: the config, the simulation, the learning curves and the
+    crossings."""
     models = list(config.models)
     summary = {
         "config": asdict(config),
@@ -394,7 +399,8 @@ def write_curves(results, dataset: EncodingDataset, config: DataSizeConfig, out)
 
 
 def read_curves(out) -> dict | None:
-    """The ``curves.json`` a run wrote under ``out``, or None if there is none (a clear error if it is broken)."""
+    """The ``curves.json`` a run wrote under ``out``, or None if there is none (a clear error if it
+    is broken)."""
     path = Path(out) / "curves.json"
     if not path.exists():
         return None
@@ -406,7 +412,8 @@ def read_curves(out) -> dict | None:
         ) from err
     if not isinstance(summary, dict) or not {"curves", "crossings", "config"} <= set(summary):
         raise ValueError(
-            f"{path} lacks the 'curves', 'crossings' or 'config' entries; run `etecrm datasize` again"
+            f"{path} lacks the 'curves', 'crossings' or 'config' entries; run `etecrm "
+            "datasize` again"
         )
     return summary
 

@@ -1,8 +1,8 @@
 """One honest way to score an encoding model, and every statistic the book reports about it.
 
 Every model in the book (two-step, end-to-end, ablations) is scored by :func:`score` on the held-out
-test split, voxel by voxel, which returns an :class:`EncodingResult`; tables, figures and widgets take
-lists of those. Every number about accuracy is computed here (figures and widgets only draw):
+test split, voxel by voxel, which returns an :class:`EncodingResult`; tables, figures and widgets
+take lists of those. Every number about accuracy is computed here (figures and widgets only draw):
 Pearson r (:func:`correlation`, the one definition), ceilings, ROI statistics
 (:func:`roi_statistic`), bootstrap intervals over test images (and model seeds) and their verdicts.
 
@@ -35,7 +35,8 @@ import numpy as np
 import torch
 
 TOP_N = 300
-"""The default N of the "top-N voxels" statistic (the released code's model selection used 300 voxels)."""
+"""The default N of the "top-N voxels" statistic (the released code's model selection used 300
+voxels)."""
 STATISTICS = {
     "median_r": "median r",
     "mean_r": "mean r",
@@ -58,11 +59,13 @@ def _like_input(result: torch.Tensor, reference):
 
 
 def _standardized_columns(x: torch.Tensor, eps: float) -> torch.Tensor:
-    """Columns (along the image axis -2) centred and scaled to unit sum of squares; constant columns 0.
+    """Columns (along the image axis -2) centred and scaled to unit sum of squares; constant columns
+    0.
 
-    Each column is first divided by its largest absolute value (r does not change), so that any finite
-    input works whatever its units. A column is constant when its root mean square after that is at most
-    ``eps``: a relative test, so that multiplying an input by any positive number never changes r.
+    Each column is first divided by its largest absolute value (r does not change), so that any
+    finite input works whatever its units. A column is constant when its root mean square after that
+    is at most ``eps``: a relative test, so that multiplying an input by any positive number never
+    changes r.
     """
     scale = x.abs().amax(-2, keepdim=True)
     x = x / torch.where(scale > 0, scale, torch.ones_like(scale))
@@ -77,16 +80,17 @@ def _standardized_columns(x: torch.Tensor, eps: float) -> torch.Tensor:
 def correlation(
     x: torch.Tensor, y: torch.Tensor, counts: torch.Tensor | None = None, eps: float = 1e-10
 ) -> torch.Tensor:
-    """The library's one definition of Pearson r, per column, in the dtype of the inputs (no checks).
+    """The library's one definition of Pearson r, per column, in the dtype of the inputs (no
+    checks).
 
-    ``x``, ``y``: ``(..., N, V)`` (N images, V voxels; leading axes broadcast) -> ``(..., V)``: the sum
-    over images of the product of the two standardized columns (centred, unit sum of squares).
+    ``x``, ``y``: ``(..., N, V)`` (N images, V voxels; leading axes broadcast) -> ``(..., V)``: the
+    sum over images of the product of the two standardized columns (centred, unit sum of squares).
 
-    ``counts``: optional ``(B, N)`` image weights, e.g. how often each image was drawn by a bootstrap
-    resample; then x, y are ``(N, V)`` and the result ``(B, V)`` is r over each weighted image set.
-    A column that is constant (over all images, or within a resample: a spread below 1e-6 of its
-    spread over all images) gets r = 0, whatever the units. Reporting code calls :func:`pearson_r`,
-    which checks its inputs and calls this in float64.
+    ``counts``: optional ``(B, N)`` image weights, e.g. how often each image was drawn by a
+    bootstrap resample; then x, y are ``(N, V)`` and the result ``(B, V)`` is r over each weighted
+    image set. A column that is constant (over all images, or within a resample: a spread below 1e-6
+    of its spread over all images) gets r = 0, whatever the units. Reporting code calls
+    :func:`pearson_r`, which checks its inputs and calls this in float64.
     """
     zx, zy = _standardized_columns(x, eps), _standardized_columns(y, eps)
     if counts is None:
@@ -97,7 +101,8 @@ def correlation(
     sxy = counts @ (zx * zy) / total - mx * my
     sxx = (counts @ (zx * zx) / total - mx * mx).clamp_min(0)
     syy = (counts @ (zy * zy) / total - my * my).clamp_min(0)
-    # unit sum of squares over N images: a mean square of 1/N; below 1e-12/N the resample is constant
+    # unit sum of squares over N images: a mean square of 1/N; below 1e-12/N the resample is
+    # constant
     flat = 1e-12 / x.shape[-2]
     constant = (sxx <= flat) | (syy <= flat)
     r = sxy / torch.sqrt(torch.where(constant, torch.ones_like(sxx), sxx * syy))
@@ -105,10 +110,12 @@ def correlation(
 
 
 def pearson_r(predictions, responses, eps: float = 1e-10):
-    """Pearson r per column: ``(N, V), (N, V) -> (V,)``, in [-1, 1] (numpy or torch in, float32 out).
+    """Pearson r per column: ``(N, V), (N, V) -> (V,)``, in [-1, 1] (numpy or torch in, float32
+    out).
 
-    Computed in float64 by :func:`correlation`, after dividing each column by its largest absolute value
-    (r does not change), so that any finite input gives a finite r, whatever its units or scale.
+    Computed in float64 by :func:`correlation`, after dividing each column by its largest absolute
+    value (r does not change), so that any finite input gives a finite r, whatever its units or
+    scale.
 
     - A *constant* column in either input gets r = 0 (not NaN), so that flat predictions score as
       chance rather than poisoning averages. A column counts as constant when its standard
@@ -129,7 +136,8 @@ def pearson_r(predictions, responses, eps: float = 1e-10):
 
 
 def _check_finite(x, name: str, what: str | None = None) -> None:
-    """Raise a ValueError that counts and locates NaN/inf values of an ``(N, V)`` array or tensor."""
+    """Raise a ValueError that counts and locates NaN/inf values of an ``(N, V)`` array or
+    tensor."""
     x = _as_tensor(x)
     bad = ~torch.isfinite(x)
     if not bool(bad.any()):
@@ -137,19 +145,24 @@ def _check_finite(x, name: str, what: str | None = None) -> None:
     columns = torch.nonzero(bad.any(0)).flatten().tolist()
     n_nan, n_inf = int(torch.isnan(x).sum()), int(torch.isinf(x).sum())
     hint = (
-        "A model whose predictions are NaN or inf has usually diverged in training: train it again with a "
+        "A model whose predictions are NaN or inf has usually diverged in training: train "
+        "it again with a "
         "lower learning rate, and check its inputs for NaN"
         if name == "predictions"
-        else "Drop those voxels first (from_arrays and the loaders drop voxels with NaN/inf responses)"
+        else "Drop those voxels first (from_arrays and the loaders drop voxels with NaN/inf "
+        "responses)"
     )
     raise ValueError(
-        f"{what or name} contain {n_nan} NaN and {n_inf} inf values, in {len(columns)} of {x.shape[1]} columns "
-        f"(voxels), the first being column {columns[0]}: Pearson r is undefined for those voxels (it is not 0). {hint}"
+        f"{what or name} contain {n_nan} NaN and {n_inf} inf values, in {len(columns)} of "
+        f"{x.shape[1]} columns "
+        f"(voxels), the first being column {columns[0]}: Pearson r is undefined for those "
+        f"voxels (it is not 0). {hint}"
     )
 
 
 def noise_ceiling(repeats):
-    """Noise ceiling on r for the mean of R repeats: ``(R, N, V) -> (V,)`` (see module docstring)."""
+    """Noise ceiling on r for the mean of R repeats: ``(R, N, V) -> (V,)`` (see module
+    docstring)."""
     y = _as_tensor(repeats)
     if y.ndim != 3 or y.shape[0] < 2:
         raise ValueError(
@@ -236,7 +249,8 @@ class EncodingResult:
 
 
 def fraction_of_ceiling(r, ceiling) -> float:
-    """Pooled fraction of explainable variance explained: sum max(r,0)^2 / sum c^2 (NaN without a ceiling)."""
+    """Pooled fraction of explainable variance explained: sum max(r,0)^2 / sum c^2 (NaN without a
+    ceiling)."""
     if ceiling is None:
         return float("nan")
     c2 = float(np.sum(np.asarray(ceiling, dtype=np.float64) ** 2))
@@ -267,7 +281,8 @@ def score(
     )
     if predictions.shape != measured.shape:
         raise ValueError(
-            f"predictions for ROI '{roi}' have shape {predictions.shape}, expected {measured.shape} "
+            f"predictions for ROI '{roi}' have shape {predictions.shape}, expected "
+            f"{measured.shape} "
             "(test images x voxels of the ROI)"
         )
     _check_finite(predictions, "predictions", f"the predictions of model {model!r} for ROI {roi!r}")
@@ -295,17 +310,18 @@ def summary_table(results, top_n: int = TOP_N) -> list:
     return [res.summary(top_n) for res in results]
 
 
-# --------------------------------------------------------------------------- ROI statistics and the bootstrap
+# ----------------------------------------------------------------- ROI statistics and the bootstrap
 def default_top_n(n_voxels: int) -> int:
-    """The N of the "top-N voxels" statistic for an ROI of ``n_voxels``: ``TOP_N`` (300), or all voxels if fewer."""
+    """The N of the "top-N voxels" statistic for an ROI of ``n_voxels``: ``TOP_N`` (300), or all
+    voxels if fewer."""
     return max(1, min(TOP_N, int(n_voxels)))
 
 
 def roi_statistic(r, statistic: str = "median_r", top_n: int = TOP_N):
     """The ROI summary of per-voxel r along the last axis: ``(..., V) -> (...)``.
 
-    ``r``: an :class:`EncodingResult` (its ``test_r``), a numpy array (-> float or float64 array) or a
-    torch tensor (-> tensor). ``statistic``: ``"median_r"`` (the mean of the two middle values for
+    ``r``: an :class:`EncodingResult` (its ``test_r``), a numpy array (-> float or float64 array) or
+    a torch tensor (-> tensor). ``statistic``: ``"median_r"`` (the mean of the two middle values for
     an even count, as ``np.median``), ``"mean_r"`` or ``"top_n_mean_r"`` (mean of the ``top_n``
     best voxels; all voxels if the ROI has fewer).
     """
@@ -326,7 +342,8 @@ def roi_statistic(r, statistic: str = "median_r", top_n: int = TOP_N):
 def image_resamples(n_images: int, n_resamples: int, generator: torch.Generator) -> torch.Tensor:
     """Bootstrap resamples of the test images as counts: ``(n_resamples, n_images)`` float64.
 
-    Each row draws ``n_images`` images with replacement; entry (b, i) is how often image i was drawn.
+    Each row draws ``n_images`` images with replacement; entry (b, i) is how often image i was
+    drawn.
     """
     idx = torch.randint(0, n_images, (n_resamples, n_images), generator=generator)
     ones = torch.ones(n_resamples, n_images, dtype=torch.float64)
@@ -336,7 +353,8 @@ def image_resamples(n_images: int, n_resamples: int, generator: torch.Generator)
 def resampled_statistic(
     predictions, responses, counts: torch.Tensor, statistic: str = "median_r", top_n: int = TOP_N
 ) -> torch.Tensor:
-    """The ROI statistic of per-voxel r under each resample: ``(N, V), (N, V), counts (B, N) -> (B,)``."""
+    """The ROI statistic of per-voxel r under each resample: ``(N, V), (N, V), counts (B, N) ->
+    (B,)``."""
     y = _as_tensor(responses)
     x = _as_tensor(predictions, y.device)
     return roi_statistic(correlation(x, y, counts.to(y.device)), statistic, top_n)
@@ -358,11 +376,13 @@ def bootstrap_interval(
     """
     if result.predictions is None:
         raise ValueError(
-            f"result '{result.model}' / {result.roi} has no predictions: score(..., keep_predictions=True)"
+            f"result '{result.model}' / {result.roi} has no predictions: score(..., "
+            "keep_predictions=True)"
         )
     if np.shape(result.predictions) != np.shape(responses):
         raise ValueError(
-            f"predictions {np.shape(result.predictions)} and responses {np.shape(responses)} differ in shape"
+            f"predictions {np.shape(result.predictions)} and responses "
+            f"{np.shape(responses)} differ in shape"
         )
     n = np.shape(responses)[0]
     gen = torch.Generator().manual_seed(seed)
@@ -388,7 +408,8 @@ def bootstrap_interval(
 
 @dataclass
 class Comparison:
-    """Model A minus model B on one ROI, with a paired bootstrap interval over test images (and model seeds).
+    """Model A minus model B on one ROI, with a paired bootstrap interval over test images (and
+    model seeds).
 
     ``difference`` is the mean over A's seeds of the ROI statistic minus the same for B;
     ``n_seeds_a`` / ``n_seeds_b``: how many model seeds each side had (1: a single model).
@@ -408,7 +429,8 @@ class Comparison:
 
     @classmethod
     def from_dict(cls, record: dict) -> "Comparison":
-        """A Comparison from a dict holding its fields (and perhaps more, e.g. a comparisons file's record)."""
+        """A Comparison from a dict holding its fields (and perhaps more, e.g. a comparisons file's
+        record)."""
         return cls(**{k: record[k] for k in cls.__dataclass_fields__ if k in record})
 
     @property
@@ -428,7 +450,8 @@ class Comparison:
             else f"test images and seeds, {self.n_seeds_a} vs {self.n_seeds_b}"
         )
         return (
-            f"{self.roi}: {self.model_a} - {self.model_b} {self.statistic} = {self.difference:+.3f} "
+            f"{self.roi}: {self.model_a} - {self.model_b} {self.statistic} = "
+            f"{self.difference:+.3f} "
             f"[{self.ci_low:+.3f}, {self.ci_high:+.3f}] (95% paired bootstrap over {over})"
         )
 
@@ -439,8 +462,8 @@ VERDICTS = ("better", "worse", "no reliable difference")
 def verdict(comparison: Comparison, short: bool = False) -> str:
     """Plain words for a paired-bootstrap difference A - B: which way its 95% interval points.
 
-    ``short=True``: one of :data:`VERDICTS`, "better" / "worse" (A than B) or "no reliable difference"
-    (the interval contains or touches 0), for a table column.
+    ``short=True``: one of :data:`VERDICTS`, "better" / "worse" (A than B) or "no reliable
+    difference" (the interval contains or touches 0), for a table column.
     """
     if comparison.a_beats_b:
         return (
@@ -469,7 +492,8 @@ def _seed_list(results) -> list:
     for res in results:
         if res.predictions is None:
             raise ValueError(
-                "paired_bootstrap needs the test predictions of every result (score(..., keep_predictions=True))"
+                "paired_bootstrap needs the test predictions of every result (score(..., "
+                "keep_predictions=True))"
             )
     return results
 
@@ -484,7 +508,8 @@ def _per_seed_statistic(
 
 
 def _seed_mean(stats: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Mean over seeds drawn with replacement, one draw per resample: ``(B, S) -> (B,)`` (S = 1: as is)."""
+    """Mean over seeds drawn with replacement, one draw per resample: ``(B, S) -> (B,)`` (S = 1: as
+    is)."""
     n_resamples, n_seeds = stats.shape
     if n_seeds == 1:
         return stats[:, 0]
@@ -503,7 +528,8 @@ def paired_bootstrap(
     seed: int = 0,
     device=None,
 ) -> Comparison:
-    """Is model A better than model B on this ROI? Resample the test images (and the model seeds) with replacement.
+    """Is model A better than model B on this ROI? Resample the test images (and the model seeds)
+    with replacement.
 
     ``result_a`` / ``result_b``: one :class:`EncodingResult`, or a list of them, one per model seed
     (same ROI). Each resample draws N_test test images with replacement, shared by both models
@@ -556,10 +582,11 @@ def paired_bootstrap(
     )
 
 
-# --------------------------------------------------------------------------- chapters 4-8: seeds, selective optimization
+# ------------------------------------------------------ chapters 4-8: seeds, selective optimization
 def seed_runs(results, model: str, roi: str | None = None) -> list:
-    """The results of ``model`` (on ``roi``, if given), one per model seed, sorted by seed: a list for
-    :func:`paired_bootstrap`. Raises a ValueError naming the models present when there is none."""
+    """The results of ``model`` (on ``roi``, if given), one per model seed, sorted by seed: a list
+    for :func:`paired_bootstrap`. Raises a ValueError naming the models present when there is
+    none."""
     runs = [r for r in results if r.model == model and (roi is None or r.roi == roi)]
     if not runs:
         raise ValueError(
@@ -570,13 +597,15 @@ def seed_runs(results, model: str, roi: str | None = None) -> list:
 
 
 def expected_noisy_r(signal_r, scale, noise_std: float = 1.0):
-    """Expected correlation with the response of a prediction of size ``scale`` plus fixed-size noise.
+    """Expected correlation with the response of a prediction of size ``scale`` plus fixed-size
+    noise.
 
     The prediction of a voxel over the images is ``p = scale * z`` with z standardized (s.d. 1 over
     the images) and correlated ``signal_r`` with the response; noise regularization adds independent
     Gaussian noise of s.d. ``noise_std``. For many images the correlation of ``p + noise`` with the
-    response is ``signal_r * scale / sqrt(scale**2 + noise_std**2)``: it approaches ``signal_r`` only
-    when the prediction is large next to the noise. Arguments broadcast (numpy); returns float64.
+    response is ``signal_r * scale / sqrt(scale**2 + noise_std**2)``: it approaches ``signal_r``
+    only when the prediction is large next to the noise. Arguments broadcast (numpy); returns
+    float64.
     """
     signal_r, scale = np.asarray(signal_r, dtype=np.float64), np.asarray(scale, dtype=np.float64)
     if noise_std < 0 or np.any(scale < 0):
@@ -592,9 +621,9 @@ def rank_correlation(
 ) -> tuple:
     """Spearman rank correlation of ``x`` and ``y`` with a percentile bootstrap interval.
 
-    ``x``, ``y``: ``(V,)`` (one value per voxel) or ``(S, V)`` (one row per model seed). The statistic
-    is the mean over rows of each row's rank correlation; each resample draws the voxels with
-    replacement (the same voxels for every row) and the rows (seeds) with replacement, so the
+    ``x``, ``y``: ``(V,)`` (one value per voxel) or ``(S, V)`` (one row per model seed). The
+    statistic is the mean over rows of each row's rank correlation; each resample draws the voxels
+    with replacement (the same voxels for every row) and the rows (seeds) with replacement, so the
     interval covers both. Returns ``(rho, low, high)`` (``n_bootstrap=0``: no interval, NaN bounds).
     """
     from scipy import stats

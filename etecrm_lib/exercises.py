@@ -4,8 +4,8 @@ Each ``check_*`` function takes the student's function (or result), calls it on 
 (several shapes, edge cases included) and compares the answer with a reference computed on the
 fly by a small formula written here, independently of the library code the student is rewriting
 (ridge: scikit-learn). No reference value is stored. A correct answer prints a short confirmation
-(and returns None, so a notebook cell shows only that line); a wrong one raises :class:`ExerciseError` saying what was expected, what came back
-and a hint.
+(and returns None, so a notebook cell shows only that line); a wrong one raises
+:class:`ExerciseError` saying what was expected, what came back and a hint.
 
 >>> from etecrm_lib.exercises import check_pearson_r
 >>> check_pearson_r(my_pearson_r)
@@ -38,12 +38,14 @@ def _as_numpy(value, what: str) -> np.ndarray:
 def compare(
     got, expected, what: str, hint: str = "", rtol: float = 1e-4, atol: float = 1e-5
 ) -> None:
-    """Raise :class:`ExerciseError` unless ``got`` has ``expected``'s shape and values (within tolerance)."""
+    """Raise :class:`ExerciseError` unless ``got`` has ``expected``'s shape and values (within
+    tolerance)."""
     got = _as_numpy(got, what)
     expected = np.asarray(expected, dtype=np.float64)
     if got.shape != expected.shape:
         raise ExerciseError(
-            f"{what}: expected an array of shape {expected.shape}, got shape {got.shape}. {hint}".strip()
+            f"{what}: expected an array of shape {expected.shape}, got shape {got.shape}. "
+            f"{hint}".strip()
         )
     if not np.all(np.isfinite(got)):
         bad = int(np.sum(~np.isfinite(got)))
@@ -62,7 +64,7 @@ def _passed(name: str, n_cases: int) -> None:
     print(f"Correct: {name} agrees with the reference on {n_cases} test cases.")
 
 
-# --------------------------------------------------------------------------- the references (small formulas)
+# ------------------------------------------------------------------ the references (small formulas)
 def pearson_reference(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Per-column Pearson r in float64: ``(N, V), (N, V) -> (V,)``."""
     x = np.asarray(x, np.float64) - np.mean(x, axis=0)
@@ -80,7 +82,8 @@ def noise_ceiling_reference(repeats: np.ndarray) -> np.ndarray:
 
 
 def ridge_reference(features, responses, alpha: float) -> np.ndarray:
-    """Ridge weights without intercept, ``argmin_w |y - X w|^2 + alpha |w|^2``: ``(N, F), (N,) -> (F,)``.
+    """Ridge weights without intercept, ``argmin_w |y - X w|^2 + alpha |w|^2``: ``(N, F), (N,) ->
+    (F,)``.
 
     Solved with scikit-learn (a trusted implementation, independent of the book's torch ridge).
     """
@@ -127,7 +130,8 @@ def check_pearson_r(student_fn, seed: int = 0) -> None:
             student_fn(x, y),
             pearson_reference(x, y),
             f"pearson_r, case {k + 1} (N={x.shape[0]}, V={x.shape[1]})",
-            hint="Centre both inputs over the images (axis 0), then divide the covariance by the product "
+            hint="Centre both inputs over the images (axis 0), then divide the covariance by "
+            "the product "
             "of the standard deviations; return one r per voxel (column).",
         )
     return _passed("pearson_r", len(cases))
@@ -154,8 +158,10 @@ def check_noise_ceiling(student_fn, seed: int = 0) -> None:
             student_fn(repeats),
             noise_ceiling_reference(repeats),
             f"noise_ceiling, case {k + 1} (R, N, V = {repeats.shape})",
-            hint="Noise variance: variance over repeats (ddof=1) averaged over images. Signal variance: "
-            "variance over images of the repeat mean (ddof=1) minus noise variance / R, clipped at 0. "
+            hint="Noise variance: variance over repeats (ddof=1) averaged over images. Signal "
+            "variance: "
+            "variance over images of the repeat mean (ddof=1) minus noise variance / R, "
+            "clipped at 0. "
             "Ceiling: sqrt(signal / (signal + noise / R)).",
             atol=1e-4,
         )
@@ -164,7 +170,8 @@ def check_noise_ceiling(student_fn, seed: int = 0) -> None:
 
 # --------------------------------------------------------------------------- exercise 3
 def check_ridge_one_voxel(student_fn, seed: int = 0) -> None:
-    """Exercise: ``ridge_one_voxel(features (N, F), responses (N,), alpha) -> weights (F,)``, no intercept.
+    """Exercise: ``ridge_one_voxel(features (N, F), responses (N,), alpha) -> weights (F,)``, no
+    intercept.
 
     Cases: more images than features, more features than images, and a large alpha (weights shrink).
     Reference: :func:`ridge_reference` (scikit-learn's Ridge).
@@ -190,7 +197,8 @@ def check_ridge_one_voxel(student_fn, seed: int = 0) -> None:
 
 # --------------------------------------------------------------------------- exercise 4
 def check_weighted_correlation_loss(student_fn, seed: int = 0) -> None:
-    """Exercise: ETECRM's loss ``weighted_correlation_loss(predictions (B, V), responses (B, V))`` in torch.
+    """Exercise: ETECRM's loss ``weighted_correlation_loss(predictions (B, V), responses (B, V))``
+    in torch.
 
     Must return the scalar tensor ``-mean_v(r_v ** 3) + 1e-4 * mean(predictions)``, with gradients
     flowing to ``predictions``. Cases: random batches, a voxel anticorrelated with its prediction
@@ -208,19 +216,23 @@ def check_weighted_correlation_loss(student_fn, seed: int = 0) -> None:
     cases.append((torch.cat([-x[:, :1], x[:, 1:]], dim=1), y))  # first voxel anticorrelated
     cases.append((x + 50.0, y))  # large predictions: 1e-4 * mean = 0.005
     hint = (
-        "Per voxel: centre prediction and response over the batch (dim=0), r_v = covariance / product of "
-        "norms; then loss = -(r ** 3).mean() + 1e-4 * predictions.mean(). Use torch operations only."
+        "Per voxel: centre prediction and response over the batch (dim=0), r_v = "
+        "covariance / product of "
+        "norms; then loss = -(r ** 3).mean() + 1e-4 * predictions.mean(). Use torch "
+        "operations only."
     )
     for k, (x, y) in enumerate(cases):
         x = x.clone().requires_grad_(True)
         got = student_fn(x, y)
         if not isinstance(got, torch.Tensor):
             raise ExerciseError(
-                f"weighted_correlation_loss must return a torch tensor, got {type(got).__name__}. {hint}"
+                "weighted_correlation_loss must return a torch tensor, got "
+                f"{type(got).__name__}. {hint}"
             )
         if got.numel() != 1:
             raise ExerciseError(
-                f"weighted_correlation_loss must return a scalar, got shape {tuple(got.shape)}. {hint}"
+                "weighted_correlation_loss must return a scalar, got shape "
+                f"{tuple(got.shape)}. {hint}"
             )
         compare(
             got.reshape(()),
@@ -249,18 +261,20 @@ def check_weighted_correlation_loss(student_fn, seed: int = 0) -> None:
 
 # --------------------------------------------------------------------------- exercise 5
 def check_add_prediction_noise(student_fn, seed: int = 0) -> None:
-    """Exercise: ``add_prediction_noise(predictions (B, V), training: bool, noise_std=1.0) -> (B, V)`` in torch.
+    """Exercise: ``add_prediction_noise(predictions (B, V), training: bool, noise_std=1.0) -> (B,
+    V)`` in torch.
 
     In training: ``predictions`` plus fresh Gaussian noise of standard deviation ``noise_std``;
-    otherwise ``predictions`` unchanged. Checked: the noise has mean 0 and the asked s.d. (on 200,000
-    numbers, within 1 %), it differs between calls, the input is not modified in place, gradients
-    reach ``predictions`` unchanged, and nothing is added when ``training`` is False.
+    otherwise ``predictions`` unchanged. Checked: the noise has mean 0 and the asked s.d. (on
+    200,000 numbers, within 1 %), it differs between calls, the input is not modified in place,
+    gradients reach ``predictions`` unchanged, and nothing is added when ``training`` is False.
     """
     import torch
 
     torch.manual_seed(seed)
     hint = (
-        "In training return predictions + noise_std * torch.randn_like(predictions) (a new tensor); "
+        "In training return predictions + noise_std * torch.randn_like(predictions) (a new "
+        "tensor); "
         "otherwise return predictions as they are."
     )
     x = torch.randn(500, 400, dtype=torch.float64)
@@ -280,7 +294,8 @@ def check_add_prediction_noise(student_fn, seed: int = 0) -> None:
         mean, std = float(noise.mean()), float(noise.std())
         if abs(mean) > 0.01 * noise_std or abs(std - noise_std) > 0.01 * noise_std:
             raise ExerciseError(
-                f"with noise_std={noise_std} the added noise has mean {mean:.4f} and s.d. {std:.4f}; "
+                f"with noise_std={noise_std} the added noise has mean {mean:.4f} and s.d. "
+                f"{std:.4f}; "
                 f"expected mean 0 and s.d. {noise_std}. {hint}"
             )
         again = (student_fn(x.clone(), training=True, noise_std=noise_std) - x).reshape(-1)
@@ -330,8 +345,10 @@ def check_verdict(student_fn) -> None:
         got = student_fn(c)
         if got != expected:
             raise ExerciseError(
-                f"verdict, case {k + 1}: difference {diff:+.3f}, 95% interval [{low:+.3f}, {high:+.3f}]: "
-                f"expected {expected!r}, got {got!r}. Read the interval, not the difference: only an "
+                f"verdict, case {k + 1}: difference {diff:+.3f}, 95% interval [{low:+.3f}, "
+                f"{high:+.3f}]: "
+                f"expected {expected!r}, got {got!r}. Read the interval, not the "
+                "difference: only an "
                 "interval entirely above (below) 0 says A is better (worse); one that contains 0 "
                 "(or touches it) is no reliable difference."
             )
@@ -341,14 +358,17 @@ def check_verdict(student_fn) -> None:
 def check_ablation_comparison(
     comparison, result_a, result_b, responses, n_bootstrap: int = 1000, seed: int = 0
 ) -> None:
-    """The student's comparison of two ablation results: right models, ROI, and the paired bootstrap's numbers.
+    """The student's comparison of two ablation results: right models, ROI, and the paired
+    bootstrap's numbers.
 
-    Recomputes ``evaluation.paired_bootstrap(result_a, result_b, responses, "median_r", n_bootstrap, seed=seed)``
-    (the library's own function; the exercise is to call it on the right things and read it).
+    Recomputes ``evaluation.paired_bootstrap(result_a, result_b, responses, "median_r", n_bootstrap,
+    seed=seed)`` (the library's own function; the exercise is to call it on the right things and
+    read it).
     """
     if not isinstance(comparison, Comparison):
         raise ExerciseError(
-            f"expected the Comparison returned by evaluation.paired_bootstrap, got {type(comparison).__name__}"
+            "expected the Comparison returned by evaluation.paired_bootstrap, got "
+            f"{type(comparison).__name__}"
         )
     if (comparison.model_a, comparison.model_b) != (result_a.model, result_b.model):
         raise ExerciseError(
@@ -377,8 +397,8 @@ def check_ablation_comparison(
 def check_top_k_mean_r(student_fn, seed: int = 0) -> None:
     """Exercise: ``top_k_mean_r(select_r (V,), report_r (V,), k) -> float``.
 
-    The mean of ``report_r`` over the ``k`` voxels with the highest ``select_r``. Cases: selection and
-    report from the same numbers, from different numbers, k = 1 and k = V.
+    The mean of ``report_r`` over the ``k`` voxels with the highest ``select_r``. Cases: selection
+    and report from the same numbers, from different numbers, k = 1 and k = V.
     """
     rng = np.random.default_rng(seed)
     cases = []
@@ -390,8 +410,10 @@ def check_top_k_mean_r(student_fn, seed: int = 0) -> None:
         compare(
             np.asarray(got, np.float64).reshape(()),
             top_k_mean_reference(a, b, k),
-            f"top_k_mean_r, case {i + 1} (V={a.size}, k={k}, {'same' if a is b else 'different'} r for selection and report)",
-            hint="np.argsort(-select_r)[:k] gives the k best voxels by select_r; average report_r over them.",
+            f"top_k_mean_r, case {i + 1} (V={a.size}, k={k}, "
+            f"{'same' if a is b else 'different'} r for selection and report)",
+            hint="np.argsort(-select_r)[:k] gives the k best voxels by select_r; average "
+            "report_r over them.",
         )
     return _passed("top_k_mean_r", len(cases))
 

@@ -1,18 +1,20 @@
-"""The ETECRM network, as its authors released it: a small CNN learned from the fMRI data, one output per voxel.
+"""The ETECRM network, as its authors released it: a small CNN learned from the fMRI data, one
+output per voxel.
 
 The authors published their code (https://github.com/KaiQiao1992/ETECRM, file ``SFCNet5.py``); this
 module follows the network it builds. In our words:
 
 - **Input**: one grayscale channel, 128 x 128 pixels; every image is scaled by its *own* minimum and
-  maximum to [0, 1], then 0.5 is subtracted (:func:`scale_images`), so every image spans [-0.5, 0.5].
+  maximum to [0, 1], then 0.5 is subtracted (:func:`scale_images`), so every image spans [-0.5,
+  0.5].
 - **Feature layers**: three convolutions, each 3 x 3, stride 2, padding 1, 128 channels, each
   followed by a ReLU. No pooling, no batch normalization, no dropout. Each layer halves the side:
   128 -> 64 -> 32 -> 16, so the features of one image are a 128 x 16 x 16 map, flattened to
   32,768 numbers.
 - **Regression layer**: one output unit per voxel of the ROI, all voxels at once:
   ``prediction = features @ (W * W) + b`` with ``W`` of shape ``(32768, V)``. Squaring makes every
-  feature-to-voxel weight **non-negative** (``readout_weights="squared"``); ``"signed"`` uses ``W`` as
-  is (an ablation). ``W`` and ``b`` start uniform in [-0.1, 0.1]. No activation on the output.
+  feature-to-voxel weight **non-negative** (``readout_weights="squared"``); ``"signed"`` uses ``W``
+  as is (an ablation). ``W`` and ``b`` start uniform in [-0.1, 0.1]. No activation on the output.
 
 The network never draws random numbers itself: the trainer (``training.py``) adds the noise of noise
 regularization to its predictions. With a seed fixed before construction, the initial weights are
@@ -29,7 +31,8 @@ INIT_RANGE = 0.1  # W and b of the regression layer start uniform in [-INIT_RANG
 
 
 def scale_images(images: torch.Tensor) -> torch.Tensor:
-    """Scale each image by its own min and max to [0, 1], then subtract 0.5: ``(B, ...) -> (B, ...)`` in [-0.5, 0.5].
+    """Scale each image by its own min and max to [0, 1], then subtract 0.5: ``(B, ...) -> (B,
+    ...)`` in [-0.5, 0.5].
 
     A constant image (max == min) becomes all zeros.
     """
@@ -105,6 +108,10 @@ class ETECRMNet(nn.Module):
         if images.ndim == 3:
             images = images.unsqueeze(1)
         features = self.features(scale_images(images)).flatten(1)  # (B, F)
+        if features.dtype == torch.float16:  # float16 autocast (gpu.autocast on a T4)
+            # A sum over 32,768 features can pass float16's largest number (65504): float32 here.
+            with torch.autocast(features.device.type, enabled=False):
+                return features.float() @ self.regression_weights().float() + self.bias
         return features @ self.regression_weights() + self.bias
 
 

@@ -1,4 +1,5 @@
-"""Writing the book's chapter notebooks: the three cells every chapter starts with, no outputs, the table of contents.
+"""Writing the book's chapter notebooks: the three cells every chapter starts with, no outputs, the
+table of contents.
 
 For chapter authors, the tests and ``tools/`` (chapters themselves call :mod:`etecrm_lib.book`).
 Every chapter notebook opens with the same three cells (see :func:`standard_cells`):
@@ -32,12 +33,14 @@ from .storage import atomic_write
 
 # --------------------------------------------------------------------------- links and pins
 def pip_requirement(version: str = __version__) -> str:
-    """The pip requirement that installs this library at the book's version (a git tag ``v<version>``)."""
+    """The pip requirement that installs this library at the book's version (a git tag
+    ``v<version>``)."""
     return f"etecrm_lib @ git+{REPOSITORY_URL}@v{version}"
 
 
 def colab_url(notebook: str, folder: str = BOOK_FOLDER) -> str:
-    """The Colab link that opens ``notebook`` (a file name, e.g. "01_data.ipynb") in ``folder`` from GitHub.
+    """The Colab link that opens ``notebook`` (a file name, e.g. "01_data.ipynb") in ``folder`` from
+    GitHub.
 
     ``folder`` is "book" (the chapters) or "students" (the student edition of the exercises).
     """
@@ -56,9 +59,12 @@ import sys
 
 if "google.colab" in sys.modules:
     import subprocess
+
     # No upgrade: Colab's own torch, torchvision and ipywidgets satisfy the library's lower bounds.
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "{requirement}"], check=True)
+    requirement = "{requirement}"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", requirement], check=True)
     from etecrm_lib.book import check_runtime
+
     check_runtime()
 """
 
@@ -82,7 +88,8 @@ def title_cell_source(notebook: str, title: str) -> str:
 
 
 def standard_cells(notebook: str, title: str) -> list:
-    """The three cells every chapter starts with (nbformat cells): title + badge, set-up, parameters."""
+    """The three cells every chapter starts with (nbformat cells): title + badge, set-up,
+    parameters."""
     import nbformat.v4 as nbf
 
     return [
@@ -95,9 +102,11 @@ def standard_cells(notebook: str, title: str) -> list:
 
 
 def write_notebook(path, cells: list) -> Path:
-    """Write ``cells`` as a notebook without outputs or execution counts (atomically). Returns the path.
+    """Write ``cells`` as a notebook without outputs or execution counts (atomically). Returns the
+    path.
 
-    Cell ids are derived from the cell position, so rewriting an unchanged chapter gives the same file.
+    Cell ids are derived from the cell position, so rewriting an unchanged chapter gives the same
+    file.
     """
     import nbformat
     import nbformat.v4 as nbf
@@ -128,7 +137,8 @@ def _strip(cell, index: int):
 
 
 def toc_chapters(root) -> list:
-    """The chapter files (paths relative to the repository root) that ``_toc.yml`` lists, in order."""
+    """The chapter files (paths relative to the repository root) that ``_toc.yml`` lists, in
+    order."""
     import yaml  # comes with jupyter-book
 
     entries = []

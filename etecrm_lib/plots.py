@@ -50,7 +50,8 @@ def _find(results, model: str, roi: str) -> EncodingResult | None:
 
 
 def visibility(groups: list, chosen) -> list:
-    """The ``visible`` mask of a figure whose i-th trace belongs to ``groups[i]``: True where it is ``chosen``."""
+    """The ``visible`` mask of a figure whose i-th trace belongs to ``groups[i]``: True where it is
+    ``chosen``."""
     return [group == chosen for group in groups]
 
 
@@ -82,10 +83,11 @@ def _menu(
 
 
 # --------------------------------------------------------------------------- profile labels
-# Every figure of the book says what produced it: "profile: quick · device: cpu (2 threads) · seeds: 0"
-# for the live run of the page, "committed full run · profile: full · device: NVIDIA H100 · seeds: 0"
-# for results read from data/results. The label is the title's second line, so drop-down menus that
-# change the title keep it (label_figure patches them too); tests/test_book.py requires it on every figure.
+# Every figure of the book says what produced it: "profile: quick · device: cpu (2 threads) · seeds:
+# 0" for the live run of the page, "committed full run · profile: full · device: NVIDIA H100 ·
+# seeds: 0" for results read from data/results. The label is the title's second line, so drop-down
+# menus that change the title keep it (label_figure patches them too); tests/test_book.py requires
+# it on every figure.
 LABEL_MARK = "profile: "
 
 
@@ -94,8 +96,9 @@ def profile_label(
 ) -> str:
     """The label text, e.g. ``"profile: quick · device: cpu (2 threads) · seeds: 0"``.
 
-    ``device`` defaults to this machine's (``device.describe_device``); ``seeds`` is an int or a list.
-    ``committed=True`` marks results read from the committed full-profile run (``data/results``).
+    ``device`` defaults to this machine's (``device.describe_device``); ``seeds`` is an int or a
+    list. ``committed=True`` marks results read from the committed full-profile run
+    (``data/results``).
     """
     if profile is None:
         raise ValueError(
@@ -218,7 +221,8 @@ def roi_scatter(
     diagonal: bool = True,
     hover: dict | None = None,
 ):
-    """One scatter per ROI (``x[roi]``, ``y[roi]`` are ``(V,)`` arrays), a drop-down menu picks the ROI.
+    """One scatter per ROI (``x[roi]``, ``y[roi]`` are ``(V,)`` arrays), a drop-down menu picks the
+    ROI.
 
     With ``diagonal`` a dashed y = x line is drawn for each ROI (it belongs to that ROI's traces).
     Hovering a dot shows ``hover[roi][i]`` (default: "voxel i", the voxel's column in the ROI).
@@ -246,7 +250,8 @@ def roi_scatter(
                 text=text,
                 marker=dict(size=5, opacity=0.6),
                 visible=k == 0,
-                hovertemplate=f"%{{text}}<br>{x_label}: %{{x:.3f}}<br>{y_label}: %{{y:.3f}}<extra>{roi}</extra>",
+                hovertemplate=f"%{{text}}<br>{x_label}: %{{x:.3f}}<br>{y_label}: "
+                f"%{{y:.3f}}<extra>{roi}</extra>",
             )
         )
         groups.append(roi)
@@ -344,7 +349,8 @@ def volume_slices(
 
 
 def volume_array(values: dict, voxels: dict) -> np.ndarray:
-    """A float32 volume (``volume_shape``) holding ``values[roi]`` at the ROI's voxels, NaN elsewhere."""
+    """A float32 volume (``volume_shape``) holding ``values[roi]`` at the ROI's voxels, NaN
+    elsewhere."""
     shapes = {tuple(voxels[roi].volume_shape) for roi in values}
     if len(shapes) != 1:
         raise ValueError(f"the ROIs lie in volumes of different shapes: {shapes}")
@@ -381,7 +387,8 @@ def model_scatter(results, model_a: str, model_b: str):
 
 
 def accuracy_vs_ceiling(results, ceiling: str = "noise"):
-    """Per-voxel test r against the voxel's noise ceiling; a drop-down picks the ROI, the legend the models.
+    """Per-voxel test r against the voxel's noise ceiling; a drop-down picks the ROI, the legend the
+    models.
 
     ``ceiling`` is "noise" (estimated from the test repeats) or "oracle" (simulation only). A voxel
     on the diagonal is predicted as well as its noise allows.
@@ -449,8 +456,8 @@ def roi_bars(results, statistic: str = "median_r", intervals: dict | None = None
     Parameters
     ----------
     statistic : "median_r", "mean_r" or "top_n_mean_r"
-    intervals : optional dict ``(model, roi) -> (low, high)`` (e.g. from :func:`evaluation.bootstrap_interval`),
-        drawn as error bars (only for a single top-N).
+    intervals : optional dict ``(model, roi) -> (low, high)`` (e.g. from
+        :func:`evaluation.bootstrap_interval`), drawn as error bars (only for a single top-N).
     top_ns : for "top_n_mean_r", the N values a slider offers (default: 50, 100, 300, 1000, all
         capped at the largest ROI); each slider step shows its own set of bars.
     """
@@ -522,7 +529,8 @@ def roi_bars(results, statistic: str = "median_r", intervals: dict | None = None
 
 
 def comparison_bars(comparisons):
-    """Model A minus model B per ROI with its 95% paired-bootstrap interval (``evaluation.Comparison`` list).
+    """Model A minus model B per ROI with its 95% paired-bootstrap interval
+    (``evaluation.Comparison`` list).
 
     A bar whose interval lies entirely above 0 is an ROI where A is reliably better.
     """
@@ -545,7 +553,8 @@ def comparison_bars(comparisons):
                     arrayminus=[c.difference - c.ci_low for c in cs],
                 ),
                 customdata=[[c.ci_low, c.ci_high, c.p_a_not_better] for c in cs],
-                hovertemplate="%{x}: %{y:+.3f} [%{customdata[0]:+.3f}, %{customdata[1]:+.3f}], p = %{customdata[2]:.3f}",
+                hovertemplate="%{x}: %{y:+.3f} [%{customdata[0]:+.3f}, %{customdata[1]:+.3f}], p = "
+                "%{customdata[2]:.3f}",
             )
         )
     statistic = STATISTICS.get(comparisons[0].statistic, comparisons[0].statistic)

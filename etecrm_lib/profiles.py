@@ -17,16 +17,19 @@ Profile = Literal["quick", "full"]
 PROFILES = ("quick", "full")
 DEFAULT_PROFILE: Profile = "full"
 ALIASES = {"default": "full", "paper": "full"}
-"""Other names still accepted: the simulation calls its full profile "default", the trainer "paper"."""
+"""Other names still accepted: the simulation calls its full profile "default", the trainer
+"paper"."""
 
 
 def check_profile(profile: str | None) -> Profile:
-    """The profile's name, ``"quick"`` or ``"full"`` (None and the aliases mean ``"full"``); else a ValueError."""
+    """The profile's name, ``"quick"`` or ``"full"`` (None and the aliases mean ``"full"``); else a
+    ValueError."""
     if profile is None:
         return DEFAULT_PROFILE
     name = ALIASES.get(profile, profile)
     if name not in PROFILES:
         raise ValueError(
-            f"unknown profile {profile!r}: profile must be one of {PROFILES} (or an alias: {', '.join(ALIASES)})"
+            f"unknown profile {profile!r}: profile must be one of {PROFILES} (or an alias: "
+            f"{', '.join(ALIASES)})"
         )
     return name

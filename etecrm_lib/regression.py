@@ -1,11 +1,13 @@
-"""Voxel-wise ridge regression with a per-voxel alpha chosen by k-fold cross-validation (torch, GPU-first).
+"""Voxel-wise ridge regression with a per-voxel alpha chosen by k-fold cross-validation (torch,
+GPU-first).
 
 The model of one voxel v is ``y_v = X w_v + b_v`` with the ridge penalty ``alpha_v * |w_v|^2``.
 All voxels and all alphas are solved at once:
 
 1. For each fold, the training part of X is diagonalised **once**:
    - *primal* (features <= samples): thin SVD ``X_tr = U diag(s) V^T`` (X centered on the fold);
-   - *dual* (features > samples): eigendecomposition of the centered kernel ``K_tr = X_tr X_tr^T = Q diag(l) Q^T``.
+   - *dual* (features > samples): eigendecomposition of the centered kernel ``K_tr = X_tr X_tr^T = Q
+     diag(l) Q^T``.
    Then the held-out predictions of every alpha are ``A diag(f_alpha) U^T Y_tr`` with
    ``A = X_val V``, ``f = s / (s^2 + alpha)`` (primal) or ``A = K_val,tr Q``, ``U = Q``,
    ``f = 1 / (l + alpha)`` (dual). Changing alpha only rescales the columns of A: no new matrix
@@ -70,9 +72,10 @@ class RidgeFit:
     alpha_grid : float32 (n_alphas,)
     score : "r" or "r2", the CV score used
     x_mean : float32 (P,), y_mean : float32 (V,) the training means
-    With more features than images the fit is kept in the dual (kernel) form, ``coef = X_c^T dual_coef``
-    with ``dual_coef`` (N_train, V) and the training features ``x_train`` (N_train, P); the primal
-    ``coef`` (P, V) is computed when first asked for (for P x V large it is big: 50k x 25k = 5 GB).
+    With more features than images the fit is kept in the dual (kernel) form, ``coef = X_c^T
+    dual_coef`` with ``dual_coef`` (N_train, V) and the training features ``x_train`` (N_train, P);
+    the primal ``coef`` (P, V) is computed when first asked for (for P x V large it is big: 50k x
+    25k = 5 GB).
     """
 
     alphas: torch.Tensor
@@ -93,7 +96,8 @@ class RidgeFit:
 
     @property
     def coef(self) -> torch.Tensor:
-        """float32 (P, V): the weights on the centered features (computed from the dual form if needed)."""
+        """float32 (P, V): the weights on the centered features (computed from the dual form if
+        needed)."""
         if self.primal_coef is None:
             c = self.dual_coef
             self.primal_coef = self.x_train.T @ c - self.x_mean[:, None] * c.sum(0)[None]
@@ -105,7 +109,8 @@ class RidgeFit:
         return self.y_mean - self.x_mean @ self.coef
 
     def predict(self, features, voxels=None) -> torch.Tensor:
-        """Predicted responses ``(N, V)`` for features ``(N, P)`` (numpy or torch; result on the fit's device).
+        """Predicted responses ``(N, V)`` for features ``(N, P)`` (numpy or torch; result on the
+        fit's device).
 
         ``voxels`` (boolean mask or indices) restricts the prediction to some voxels.
         """
@@ -127,7 +132,8 @@ class RidgeFit:
 
 
 def kfold_indices(n_samples: int, n_folds: int) -> list:
-    """Contiguous k-fold splits ``[(train_idx, val_idx), ...]`` (same folds as sklearn's ``KFold(n_folds)``)."""
+    """Contiguous k-fold splits ``[(train_idx, val_idx), ...]`` (same folds as sklearn's
+    ``KFold(n_folds)``)."""
     if not 2 <= n_folds <= n_samples:
         raise ValueError(
             f"n_folds must be between 2 and the number of samples ({n_samples}), got {n_folds}"
@@ -145,27 +151,31 @@ def kfold_indices(n_samples: int, n_folds: int) -> list:
 # ----------------------------------------------------------------------------- the decomposition
 def _primal_basis(x_tr: torch.Tensor, x_val: torch.Tensor | None):
     """Thin SVD of the centered training block ``X_tr = U diag(s) V^T``. Returns ``(s, A, U, V)``
-    with ``A = X_val V``: held-out predictions are ``A diag(f) U^T Y``, weights ``V diag(f) U^T Y``."""
+    with ``A = X_val V``: held-out predictions are ``A diag(f) U^T Y``, weights ``V diag(f) U^T
+    Y``."""
     u, s, vt = torch.linalg.svd(x_tr, full_matrices=False)
     return s, None if x_val is None else x_val @ vt.T, u, vt.T
 
 
 def _dual_basis(k_tr: torch.Tensor, k_val: torch.Tensor | None):
-    """Eigendecomposition of the centered training kernel ``K_tr = Q diag(l) Q^T``. Returns ``(l, A, Q)``
-    with ``A = K_val,tr Q``: held-out predictions are ``A diag(f) Q^T Y``, dual coefficients ``Q diag(f) Q^T Y``."""
+    """Eigendecomposition of the centered training kernel ``K_tr = Q diag(l) Q^T``. Returns ``(l, A,
+    Q)`` with ``A = K_val,tr Q``: held-out predictions are ``A diag(f) Q^T Y``, dual coefficients
+    ``Q diag(f) Q^T Y``."""
     lam, q = torch.linalg.eigh(k_tr)
     return lam.clamp_min(0), None if k_val is None else k_val @ q, q
 
 
 def _filters(spectrum: torch.Tensor, alphas: torch.Tensor, dual: bool) -> torch.Tensor:
-    """(n_alphas, r): the spectral filter f(alpha) of each alpha: s/(s^2+a) (primal) or 1/(l+a) (dual)."""
+    """(n_alphas, r): the spectral filter f(alpha) of each alpha: s/(s^2+a) (primal) or 1/(l+a)
+    (dual)."""
     if dual:
         return 1.0 / (spectrum[None, :] + alphas[:, None])
     return spectrum[None, :] / (spectrum[None, :] ** 2 + alphas[:, None])
 
 
 def _center_kernel(k_full: torch.Tensor, train: torch.Tensor, val: torch.Tensor):
-    """Kernel blocks of X centered by the mean of the training rows, from the uncentered full kernel."""
+    """Kernel blocks of X centered by the mean of the training rows, from the uncentered full
+    kernel."""
     k_tt = k_full[train][:, train]
     k_vt = k_full[val][:, train]
     col_mean = k_tt.mean(0)  # x_j . m  for each training row j
@@ -178,8 +188,9 @@ def _center_kernel(k_full: torch.Tensor, train: torch.Tensor, val: torch.Tensor)
 def _fold_scores(a, u, f, y_tr, y_val, score: str, chunk: int) -> torch.Tensor:
     """Held-out score of every alpha for every voxel of one fold: ``(n_alphas, V)``.
 
-    ``M_alpha = A diag(f_alpha) U^T`` (alphas x held-out x training images) maps training responses to
-    held-out predictions; it is small, so it is built once and every voxel chunk costs one batched product.
+    ``M_alpha = A diag(f_alpha) U^T`` (alphas x held-out x training images) maps training responses
+    to held-out predictions; it is small, so it is built once and every voxel chunk costs one
+    batched product.
     """
     y_mean = y_tr.mean(0)
     if score == "r":
@@ -303,7 +314,8 @@ def _prepare(features, responses, alphas, folds, n_folds, score, device):
     y = _to_tensor(responses, device)
     if x.ndim != 2 or y.ndim != 2:
         raise ValueError(
-            f"features must be (N, P) and responses (N, V); got shapes {tuple(x.shape)} and {tuple(y.shape)}"
+            f"features must be (N, P) and responses (N, V); got shapes {tuple(x.shape)} "
+            f"and {tuple(y.shape)}"
         )
     if x.shape[0] != y.shape[0]:
         raise ValueError(
@@ -311,7 +323,8 @@ def _prepare(features, responses, alphas, folds, n_folds, score, device):
         )
     if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
         raise ValueError(
-            "features and responses must be finite (no NaN/inf): drop or impute bad voxels/images first"
+            "features and responses must be finite (no NaN/inf): drop or impute bad "
+            "voxels/images first"
         )
     if score not in ("r", "r2"):
         raise ValueError(f"score must be 'r' (correlation) or 'r2', got {score!r}")
@@ -336,7 +349,7 @@ def _to_tensor(a, device):
     return torch.as_tensor(np.asarray(a, dtype=np.float32), device=device)
 
 
-# ----------------------------------------------------------------------------- several feature spaces
+# --------------------------------------------------------------------------- several feature spaces
 @dataclass
 class LayerSelection:
     """Ridge fits on several feature spaces (e.g. CNN layers); each voxel keeps its best space.
@@ -351,7 +364,8 @@ class LayerSelection:
     names: list
 
     def predict(self, features: dict) -> torch.Tensor:
-        """``features`` dict name -> (N, P_name); returns ``(N, V)`` using each voxel's chosen space."""
+        """``features`` dict name -> (N, P_name); returns ``(N, V)`` using each voxel's chosen
+        space."""
         missing = [n for n in self.names if n not in features]
         if missing:
             raise KeyError(f"features for {missing} are missing; give all of {self.names}")

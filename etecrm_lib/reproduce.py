@@ -1,11 +1,13 @@
-"""One command reproduces the comparison: every model on every ROI with several model seeds, resumable.
+"""One command reproduces the comparison: every model on every ROI with several model seeds,
+resumable.
 
 :func:`reproduce` runs the models and ablations of :mod:`etecrm_lib.ablations` on every ROI of one
 subject, for the model seeds ``first_seed .. first_seed + n_seeds - 1``, and writes **one results
 file per (dataset, data seed, profile, subject, ROI, model, seed)** as soon as it is done
 (:mod:`etecrm_lib.results` describes the files and the folder layout). A second run with the same
 arguments reads the finished files instead of training again, so a run that was interrupted
-(Ctrl-C) or killed loses at most the model in progress. Deterministic models (:func:`model_seeds`) are run once, as seed 0.
+(Ctrl-C) or killed loses at most the model in progress. Deterministic models (:func:`model_seeds`)
+are run once, as seed 0.
 
 At the end, with the data still at hand, it writes the seed ensembles (predictions averaged over
 seeds, then scored on the test split), the bootstrap comparisons over test images and seeds
@@ -94,9 +96,9 @@ def dataset_fingerprint(dataset, roi: str) -> str:
     """SHA-256 (first 16 hex digits) that identifies one ROI's data, stored in every results file.
 
     Real data: a hash of the ROI's train and test responses and the stimulus shapes. Simulated data
-    carry ``info["cache_key"]``, the hash of everything the simulation depends on (its seed too); that
-    is used instead, because regenerating the simulation on another GPU can change the last bits of
-    the responses. A file computed on other data does not match and is recomputed.
+    carry ``info["cache_key"]``, the hash of everything the simulation depends on (its seed too);
+    that is used instead, because regenerating the simulation on another GPU can change the last
+    bits of the responses. A file computed on other data does not match and is recomputed.
     """
     h = hashlib.sha256()
     h.update(
@@ -133,7 +135,8 @@ def check_settings(
     data_seed: int | None = None,
     dataset="sim",
 ) -> None:
-    """Refuse bad settings before any work starts: a ValueError says what is wrong, what was given and what to do."""
+    """Refuse bad settings before any work starts: a ValueError says what is wrong, what was given
+    and what to do."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         _fail(
@@ -157,7 +160,8 @@ def check_settings(
             not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()
         ):
             _fail(
-                f"--device {device} asks for a GPU, but torch sees {torch.cuda.device_count()} CUDA GPU(s)",
+                f"--device {device} asks for a GPU, but torch sees "
+                f"{torch.cuda.device_count()} CUDA GPU(s)",
                 device,
                 "use --device cpu, or leave --device out to use a GPU only when there is one",
             )
@@ -189,7 +193,8 @@ def check_settings(
 
 
 def model_seeds(model: str, seeds, cnn_weights=None) -> list:
-    """The seeds ``model`` is run with: all of ``seeds``, or ``[0]`` for a deterministic model (:func:`is_deterministic`)."""
+    """The seeds ``model`` is run with: all of ``seeds``, or ``[0]`` for a deterministic model
+    (:func:`is_deterministic`)."""
     return [DETERMINISTIC_SEED] if is_deterministic(model, cnn_weights) else list(seeds)
 
 
@@ -199,7 +204,8 @@ def is_deterministic(model: str, cnn_weights=None) -> bool:
     Deterministic (nothing random between data and predictions, so another seed would give the same
     file again): the voxel-wise ridge models (``gwp_ridge``; ``alexnet_ridge`` with given CNN
     weights). A variant may also say so itself with a ``deterministic`` attribute. Models with
-    random parts (every ETECRM variant, ``gwp_roiwise``, an untrained ``alexnet_ridge``) run per seed.
+    random parts (every ETECRM variant, ``gwp_roiwise``, an untrained ``alexnet_ridge``) run per
+    seed.
     """
     variant = ablations.get_variant(model)
     deterministic = getattr(variant, "deterministic", None)
@@ -214,7 +220,8 @@ def is_deterministic(model: str, cnn_weights=None) -> bool:
 
 
 def _data_seed(data, requested: int | None) -> int | None:
-    """The simulation seed the data were made with (None for real data); an error if it is not ``requested``."""
+    """The simulation seed the data were made with (None for real data); an error if it is not
+    ``requested``."""
     seed = data.info.get("seed") if data.info.get("generator_version") is not None else None
     if requested is not None and seed != requested:
         _fail(
@@ -226,14 +233,16 @@ def _data_seed(data, requested: int | None) -> int | None:
 
 
 def _weights_expectation(model: str, cnn_weights) -> dict:
-    """What a results file must record about the CNN weights: only models built on CNN features care."""
+    """What a results file must record about the CNN weights: only models built on CNN features
+    care."""
     if ablations.get_variant(model).options.get("features") == "alexnet":
         return {"cnn_weights": jsonable(cnn_weights if cnn_weights is None else str(cnn_weights))}
     return {}
 
 
 def _clean_partial_files(out: Path, prefix: str) -> int:
-    """Delete temp files a killed run left (``.<prefix>*.part``); other runs' files are left alone. Returns how many."""
+    """Delete temp files a killed run left (``.<prefix>*.part``); other runs' files are left alone.
+    Returns how many."""
     n = 0
     for folder in ("results", "ensembles"):
         for part in (out / folder).glob(f".{prefix}*.part"):
@@ -285,7 +294,8 @@ class _Job:
 
 
 def _finished(job: _Job, roi: str, model: str, seed: int):
-    """The result of ``model`` already on disk and valid, or None (missing or corrupt: recompute)."""
+    """The result of ``model`` already on disk and valid, or None (missing or corrupt:
+    recompute)."""
     try:
         return load_result(job.path(roi, model, seed), job.expect(roi, model, seed))
     except FileNotFoundError:
@@ -319,7 +329,8 @@ def _train(job: _Job, roi: str, model: str, seed: int, deterministic: bool):
 
 
 def _standardized(predictions) -> np.ndarray:
-    """``(N, V)`` predictions with mean 0 and s.d. 1 per voxel (a constant voxel stays 0), float64."""
+    """``(N, V)`` predictions with mean 0 and s.d. 1 per voxel (a constant voxel stays 0),
+    float64."""
     p = np.asarray(predictions, dtype=np.float64)
     p = p - p.mean(axis=0)
     sd = p.std(axis=0)
@@ -330,8 +341,8 @@ def _write_ensembles(job: _Job, by_model: dict) -> list:
     """Average the stored predictions of every model with >= 2 seeds, score on the test split, save.
 
     Each seed's predictions are first standardized per voxel (over the test images: its own mean and
-    s.d., no test responses involved): a correlation-trained network predicts in arbitrary units, and
-    averaging raw predictions would let the seed with the largest scale decide."""
+    s.d., no test responses involved): a correlation-trained network predicts in arbitrary units,
+    and averaging raw predictions would let the seed with the largest scale decide."""
     written = []
     for (roi, model), runs in by_model.items():
         if len(runs) < 2:
@@ -384,18 +395,21 @@ def reproduce(
     progress: bool = True,
     log=print,
 ) -> list:
-    """Run every model on every ROI for several model seeds, one results file each, resumable; then tables.
+    """Run every model on every ROI for several model seeds, one results file each, resumable; then
+    tables.
 
     Parameters
     ----------
-    dataset : "sim", "vim1", "miyawaki", "kay" (see ``data.load_dataset``), a dataset ``.npz`` written
-        by ``data.save_npz``, or an ``EncodingDataset``.
+    dataset : "sim", "vim1", "miyawaki", "kay" (see ``data.load_dataset``), a dataset ``.npz``
+        written by ``data.save_npz``, or an ``EncodingDataset``.
     subject, profile : which subject, ``"quick"`` or ``"full"``.
     n_seeds, first_seed : the model seeds are ``first_seed .. first_seed + n_seeds - 1`` (default
-        ``n_seeds``: 5 on full, 3 on quick); a seed sets initial weights, validation split, batch order, noise.
+        ``n_seeds``: 5 on full, 3 on quick); a seed sets initial weights, validation split, batch
+        order, noise.
     data_seed : the simulation's seed (``sim`` only; default 0, the book's simulated subject). It is
         recorded in every file and file name; for a saved simulation it must match the file's.
-    models : variant names (default ``ablations.DEFAULT_VARIANTS``); rois : default all of the dataset's.
+    models : variant names (default ``ablations.DEFAULT_VARIANTS``); rois : default all of the
+        dataset's.
     out : output folder (created). Finished results in it are reused, corrupt ones recomputed.
     device : torch device (default: ``device.get_device()``); figures : write plotly figures.
     data_root : folder of downloaded real data. cnn_weights : ``alexnet_ridge``'s CNN weights (None:
@@ -436,14 +450,17 @@ def reproduce(
     ):
         log(f"removed partial files left by an interrupted run in {job.out}")
     log(
-        f"etecrm reproduce: {dataset_tag(data.name, job.data_seed)} subject {data.subject}, profile {profile}, "
-        f"model seeds {seeds}, device {job.provenance['device']}, {len(rois)} ROIs x {len(models)} models -> {job.out}"
+        f"etecrm reproduce: {dataset_tag(data.name, job.data_seed)} subject "
+        f"{data.subject}, profile {profile}, "
+        f"model seeds {seeds}, device {job.provenance['device']}, {len(rois)} ROIs x "
+        f"{len(models)} models -> {job.out}"
     )
     by_model = _run_all(job, rois, models, seeds)
     if any(r.predictions is None for runs in by_model.values() for r in runs):
         log(
             "some results files hold no test predictions (stripped for committing, `etecrm table "
-            "--strip-predictions`): seed ensembles and bootstrap comparisons are kept as they are, not recomputed"
+            "--strip-predictions`): seed ensembles and bootstrap comparisons are kept as "
+            "they are, not recomputed"
         )
     else:
         ensembles = _write_ensembles(job, by_model)
@@ -471,9 +488,10 @@ def reproduce(
 def _run_all(job: _Job, rois, models, seeds) -> dict:
     """Load or train every (ROI, model, seed); returns ``{(roi, model): [results by seed]}``.
 
-    On a GPU the missing seeds of one ETECRM variant train side by side (``gpu.run_concurrently``, one
-    CUDA stream each): one small network leaves most of a large GPU idle. ETECRM draws every random
-    number from generators of its own seed, so threads cannot mix them up; other models run one by one.
+    On a GPU the missing seeds of one ETECRM variant train side by side (``gpu.run_concurrently``,
+    one CUDA stream each): one small network leaves most of a large GPU idle. ETECRM draws every
+    random number from generators of its own seed, so threads cannot mix them up; other models run
+    one by one.
     """
     by_model = {}
     total = sum(len(model_seeds(m, seeds, job.cnn_weights)) for m in models) * len(rois)
@@ -502,11 +520,12 @@ def _run_all(job: _Job, rois, models, seeds) -> dict:
 
 
 def rebuild_outputs(out, figures: bool = True, log=print) -> list:
-    """Write the tables (md, csv, json), ``comparisons.json`` and figures from the files under ``out``.
+    """Write the tables (md, csv, json), ``comparisons.json`` and figures from the files under
+    ``out``.
 
     Needs no dataset and trains nothing (``etecrm table``): use it after copying results files from
-    another machine. Seed ensembles and comparisons were computed by :func:`reproduce`, which had the
-    data; here they are only read and merged. Returns the per-seed results.
+    another machine. Seed ensembles and comparisons were computed by :func:`reproduce`, which had
+    the data; here they are only read and merged. Returns the per-seed results.
     """
     out = Path(out)
     everything = collect_results(out)
@@ -520,7 +539,8 @@ def rebuild_outputs(out, figures: bool = True, log=print) -> list:
     with atomic_write(out / "comparisons.json") as tmp:
         tmp.write_text(json.dumps(comparisons, indent=1))
     log(
-        f"wrote {paths['md']}, {paths['csv']}, {paths['json']} ({len(everything)} results, {len(ensembles)} "
+        f"wrote {paths['md']}, {paths['csv']}, {paths['json']} ({len(everything)} results, "
+        f"{len(ensembles)} "
         f"ensembles in {out}) and comparisons.json ({len(comparisons)} bootstrap comparisons)"
     )
     if figures:

@@ -1,4 +1,5 @@
-"""Results files: one verified ``.npz`` per (dataset, data seed, profile, subject, ROI, model, model seed).
+"""Results files: one verified ``.npz`` per (dataset, data seed, profile, subject, ROI, model, model
+seed).
 
 Written by :mod:`etecrm_lib.reproduce`, read by :mod:`etecrm_lib.tables` and the book. Layout of an
 output folder ``OUT``::
@@ -13,10 +14,10 @@ output folder ``OUT``::
 (``gwp_ridge``: Gabor features and ridge have nothing random) are run once, stored as seed 0.
 
 A results file is a compressed ``.npz`` holding the per-voxel arrays (``test_r``, ``noise_ceiling``,
-``oracle_ceiling`` in float32; the test ``predictions`` in float32 (float16 overflowed for networks that
-predict in large units), enough for bootstrap comparisons
-and seed ensembles; per-voxel arrays of ``info`` such as ``val_r`` as ``info.<key>``) and ``meta``, a
-JSON string: the keys above, library version, git commit, configuration, device, wall time and a
+``oracle_ceiling`` in float32; the test ``predictions`` in float32 (float16 overflowed for networks
+that predict in large units), enough for bootstrap comparisons
+and seed ensembles; per-voxel arrays of ``info`` such as ``val_r`` as ``info.<key>``) and ``meta``,
+a JSON string: the keys above, library version, git commit, configuration, device, wall time and a
 SHA-256 of every array. A file whose arrays, checksums, shapes or metadata do not match what a run
 expects is reported as corrupt and recomputed, never used.
 """
@@ -50,17 +51,20 @@ _ARRAY_DTYPES = {
 
 
 class CorruptResultError(ValueError):
-    """A results file that cannot be trusted (truncated, bad JSON, wrong shape, checksum mismatch...)."""
+    """A results file that cannot be trusted (truncated, bad JSON, wrong shape, checksum
+    mismatch...)."""
 
 
 # --------------------------------------------------------------------------- names
 def dataset_tag(dataset: str, data_seed: int | None = None) -> str:
-    """``"sim-data3"`` for simulation seed 3; the dataset name alone for real data (``data_seed`` None)."""
+    """``"sim-data3"`` for simulation seed 3; the dataset name alone for real data (``data_seed``
+    None)."""
     return str(dataset) if data_seed is None else f"{dataset}-data{int(data_seed)}"
 
 
 def seeds_label(seeds) -> str:
-    """A seed set in a file name: ``[0, 1, 2, 3, 4] -> "0-4"``, ``[3] -> "3"``, ``[0, 2, 7] -> "0+2+7"``."""
+    """A seed set in a file name: ``[0, 1, 2, 3, 4] -> "0-4"``, ``[3] -> "3"``, ``[0, 2, 7] ->
+    "0+2+7"``."""
     seeds = sorted({int(s) for s in seeds})
     if not seeds:
         raise ValueError("a seed set needs at least one seed")
@@ -94,8 +98,10 @@ def ensemble_path(
     seeds,
     data_seed: int | None = None,
 ) -> Path:
-    """Where the seed ensemble (predictions averaged over ``seeds``) of one model lives under ``out``."""
-    stem = f"{dataset_tag(dataset, data_seed)}_{profile}_sub{subject}_{roi}_{model}_seeds{seeds_label(seeds)}"
+    """Where the seed ensemble (predictions averaged over ``seeds``) of one model lives under
+    ``out``."""
+    tag = dataset_tag(dataset, data_seed)
+    stem = f"{tag}_{profile}_sub{subject}_{roi}_{model}_seeds{seeds_label(seeds)}"
     return Path(out) / "ensembles" / f"{stem}.npz"
 
 
@@ -105,7 +111,8 @@ def array_sha256(arr: np.ndarray) -> str:
 
 
 def jsonable(value):
-    """``value`` with numpy scalars/arrays and paths turned into plain JSON types (NaN/inf -> None)."""
+    """``value`` with numpy scalars/arrays and paths turned into plain JSON types (NaN/inf ->
+    None)."""
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -130,7 +137,8 @@ def _to_numpy(value) -> np.ndarray:
 def save_result(
     result: EncodingResult, path, *, profile: str, seed: int | None, extra: dict | None = None
 ) -> Path:
-    """Write one result to a compressed ``.npz`` (atomically: temp file, then rename). Returns the path.
+    """Write one result to a compressed ``.npz`` (atomically: temp file, then rename). Returns the
+    path.
 
     Arrays: ``test_r``, ``noise_ceiling``, ``oracle_ceiling`` (float32, shape (V,)), ``predictions``
     (float32, (N_test, V)); per-voxel arrays of ``result.info`` (e.g. ``val_r``) as float32
@@ -197,13 +205,15 @@ def _read(path: Path):
         raise CorruptResultError(f"{path.name}: metadata is not valid JSON ({err})") from err
     if not isinstance(meta, dict) or meta.get("format") not in READABLE_FORMATS:
         raise CorruptResultError(
-            f"{path.name}: unknown results format {meta.get('format') if isinstance(meta, dict) else meta!r}"
+            f"{path.name}: unknown results format "
+            f"{meta.get('format') if isinstance(meta, dict) else meta!r}"
         )
     return meta, data
 
 
 def _check_arrays(path: Path, meta: dict, data: dict) -> None:
-    """Every listed array present with its shape, dtype and checksum; per-voxel shapes agree; finite."""
+    """Every listed array present with its shape, dtype and checksum; per-voxel shapes agree;
+    finite."""
     listed = meta.get("arrays") or {}
     if set(listed) != set(data) or "test_r" not in data:
         raise CorruptResultError(
@@ -232,12 +242,14 @@ def _check_arrays(path: Path, meta: dict, data: dict) -> None:
         data["predictions"].ndim != 2 or data["predictions"].shape[1] != n_vox
     ):
         raise CorruptResultError(
-            f"{path.name}: predictions have shape {data['predictions'].shape}, expected (N_test, {n_vox})"
+            f"{path.name}: predictions have shape {data['predictions'].shape}, expected "
+            f"(N_test, {n_vox})"
         )
 
 
 def strip_predictions(out) -> int:
-    """Rewrite every results and ensemble file under ``out`` without its test ``predictions``; returns how many.
+    """Rewrite every results and ensemble file under ``out`` without its test ``predictions``;
+    returns how many.
 
     For committing results to a repository: the per-voxel scores, ceilings and validation r stay,
     and the seed ensembles and bootstrap comparisons, already computed from the predictions, stay
@@ -268,7 +280,8 @@ def load_result(path, expect: dict | None = None) -> EncodingResult:
     ``n_voxels``, ceilings are ``(V,)``, predictions are ``(N, V)`` and all are finite. ``expect``
     (e.g. ``{"roi": "V1", "data_seed": 0, "dataset_fingerprint": ...}``) must match ``meta``.
     Raises :class:`CorruptResultError` saying what is wrong. ``info`` of the result gets
-    ``profile``, ``seed``, ``data_seed``, ``seeds`` (ensembles), ``results_file`` and the rest of meta's info.
+    ``profile``, ``seed``, ``data_seed``, ``seeds`` (ensembles), ``results_file`` and the rest of
+    meta's info.
     """
     path = Path(path)
     meta, data = _read(path)
@@ -310,7 +323,8 @@ def load_result(path, expect: dict | None = None) -> EncodingResult:
 
 
 def result_key(res: EncodingResult) -> tuple:
-    """Sort key: dataset, data seed, profile, subject, ROI (V1 ... LO), model (``ablations.VARIANTS`` order), seed."""
+    """Sort key: dataset, data seed, profile, subject, ROI (V1 ... LO), model
+    (``ablations.VARIANTS`` order), seed."""
     rois, models = list(DEFAULT_ROIS), list(VARIANTS)
     data_seed = res.info.get("data_seed")
     return (
@@ -327,7 +341,8 @@ def result_key(res: EncodingResult) -> tuple:
 
 
 def collect_results(out, folder: str = "results") -> list:
-    """Every valid file under ``out/<folder>`` (``"results"``: one per seed, ``"ensembles"``), sorted by :func:`result_key`.
+    """Every valid file under ``out/<folder>`` (``"results"``: one per seed, ``"ensembles"``),
+    sorted by :func:`result_key`.
 
     Corrupt files are skipped with a warning.
     """
@@ -357,7 +372,8 @@ def group_by_model(results) -> dict:
 
 
 def describe_results(results) -> dict:
-    """``{"profile", "device", "seeds"}`` of a list of results (from their ``info``), for figure labels."""
+    """``{"profile", "device", "seeds"}`` of a list of results (from their ``info``), for figure
+    labels."""
     profiles = sorted({str(r.info.get("profile")) for r in results if r.info.get("profile")})
     devices = sorted({str(r.info.get("device")) for r in results if r.info.get("device")})
     seeds = sorted({int(r.info["seed"]) for r in results if r.info.get("seed") is not None})

@@ -16,7 +16,8 @@ CACHE_ENV = "ETECRM_CACHE"
 
 
 def cache_dir(sub: str | None = None) -> Path:
-    """The cache folder: ``$ETECRM_CACHE`` if set, else ``~/.cache/etecrm``; ``sub`` names a subfolder.
+    """The cache folder: ``$ETECRM_CACHE`` if set, else ``~/.cache/etecrm``; ``sub`` names a
+    subfolder.
 
     Created if needed. A folder that cannot be created or written to (a file in the way, no
     permission, a read-only disk) is an OSError whose message says how to choose another one.
@@ -38,7 +39,8 @@ def cache_dir(sub: str | None = None) -> Path:
 
 
 def make_folder(path, what: str, fix: str = "Pass a folder you can write to") -> Path:
-    """Create the folder ``path`` if needed and check that it can be written to. Returns it as a Path.
+    """Create the folder ``path`` if needed and check that it can be written to. Returns it as a
+    Path.
 
     ``what`` names the folder in the error (e.g. "the cache folder"); ``fix`` says what to do.
     Raises the OSError subclass of the failure (NotADirectoryError, PermissionError, ...) with a
@@ -60,7 +62,8 @@ def make_folder(path, what: str, fix: str = "Pass a folder you can write to") ->
 
 @contextlib.contextmanager
 def atomic_write(path):
-    """Yield a temporary path next to ``path``; on success rename it to ``path``, on error delete it.
+    """Yield a temporary path next to ``path``; on success rename it to ``path``, on error delete
+    it.
 
     Example::
 

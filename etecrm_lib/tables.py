@@ -1,9 +1,10 @@
-"""Tables and figures over model seeds, and :func:`load_run`, the one call a chapter needs to read a run.
+"""Tables and figures over model seeds, and :func:`load_run`, the one call a chapter needs to read a
+run.
 
 The seed table has one row per (dataset, data seed, profile, subject, ROI, model): the mean and the
 standard deviation (ddof=1; blank for one seed) over model seeds of each ROI statistic
-(:meth:`evaluation.EncodingResult.summary`), ``n_seeds`` and the seed set; then one ``ensemble`` row per
-model that ran with two or more seeds: its predictions averaged over the seeds, then scored.
+(:meth:`evaluation.EncodingResult.summary`), ``n_seeds`` and the seed set; then one ``ensemble`` row
+per model that ran with two or more seeds: its predictions averaged over the seeds, then scored.
 
     run = load_run("data/results", dataset="sim", profile="full", subject=1, data_seed=0)
     seed_table(run.rows)                 # a pandas DataFrame: "0.571 ± 0.012" per cell
@@ -63,7 +64,8 @@ PER_SEED_COLUMNS = [
 
 # --------------------------------------------------------------------------- rows
 def table_rows(results) -> list:
-    """One flat row per result (one model seed): :meth:`EncodingResult.summary` plus data seed, profile, seed, wall time, device."""
+    """One flat row per result (one model seed): :meth:`EncodingResult.summary` plus data seed,
+    profile, seed, wall time, device."""
     rows = []
     for res, summary in zip(results, summary_table(results)):
         summary.update(
@@ -163,7 +165,8 @@ def _row_key(row) -> tuple:
 
 # --------------------------------------------------------------------------- formatting
 def _fmt(value, sd=None, digits: int = 3) -> str:
-    """``0.571``, ``0.571 ± 0.012``; counts and seconds with ``digits=1``; values >= 100 without decimals."""
+    """``0.571``, ``0.571 ± 0.012``; counts and seconds with ``digits=1``; values >= 100 without
+    decimals."""
     if value is None:
         return ""
     if isinstance(value, float):
@@ -194,7 +197,8 @@ def _section_title(key) -> str:
 
 
 def markdown_table(rows) -> str:
-    """Markdown, one section per (dataset, data seed, profile, subject): seed rows (mean ± s.d.) or per-seed rows."""
+    """Markdown, one section per (dataset, data seed, profile, subject): seed rows (mean ± s.d.) or
+    per-seed rows."""
     seed_table_rows = bool(rows) and "kind" in rows[0]
     shown = (
         ["roi", "model", "seeds", "n_voxels", *STAT_COLUMNS, "wall_time_s"]
@@ -238,11 +242,12 @@ def markdown_table(rows) -> str:
 
 
 def seed_table(rows, columns=("median_r", TOP), numeric: bool = False):
-    """The seed table as a pandas DataFrame indexed by (subject, ROI, model), for ``DataFrame.to_html``.
+    """The seed table as a pandas DataFrame indexed by (subject, ROI, model), for
+    ``DataFrame.to_html``.
 
     rows : :func:`seed_rows` (e.g. ``load_run(...).rows``). columns : statistics to show.
-    Cells read ``"0.571 ± 0.012"`` (the mean over seeds ± s.d.); with ``numeric=True`` each statistic
-    gets two float columns, ``<stat>`` and ``<stat>_sd``. Ensemble rows are labelled
+    Cells read ``"0.571 ± 0.012"`` (the mean over seeds ± s.d.); with ``numeric=True`` each
+    statistic gets two float columns, ``<stat>`` and ``<stat>_sd``. Ensemble rows are labelled
     ``"<model> (ensemble of seeds 0-4)"``.
     """
     import pandas as pd
@@ -266,7 +271,8 @@ def seed_table(rows, columns=("median_r", TOP), numeric: bool = False):
 
 
 def comparison_table(records):
-    """Comparison records (``load_run(...).comparisons``) as a pandas DataFrame, one row per comparison."""
+    """Comparison records (``load_run(...).comparisons``) as a pandas DataFrame, one row per
+    comparison."""
     import pandas as pd
 
     keep = [
@@ -289,7 +295,8 @@ def comparison_table(records):
 
 # --------------------------------------------------------------------------- files
 def write_tables(results, ensembles, out) -> dict:
-    """``table.md/.csv/.json`` (the seed table) and ``table_per_seed.csv/.json`` under ``out``. Returns the paths."""
+    """``table.md/.csv/.json`` (the seed table) and ``table_per_seed.csv/.json`` under ``out``.
+    Returns the paths."""
     out = Path(out)
     rows, per_seed = seed_rows(results, ensembles), table_rows(results)
     paths = {
@@ -323,9 +330,10 @@ def training_seconds(results) -> list:
     """What training cost, per model, from the results' wall times (``info["wall_time_s"]``).
 
     One row per model: ``seconds_per_roi`` (mean over ROIs and seeds), ``seconds_per_subject`` (all
-    its ROIs, mean over seeds, with ``seconds_per_subject_sd`` over seeds), ``ms_per_voxel`` (all ROIs'
-    time over all their voxels, mean over seeds), ``n_rois``, ``n_seeds`` and ``device`` (all devices
-    seen, so a table shows when models ran on different machines). Results without a wall time are skipped.
+    its ROIs, mean over seeds, with ``seconds_per_subject_sd`` over seeds), ``ms_per_voxel`` (all
+    ROIs' time over all their voxels, mean over seeds), ``n_rois``, ``n_seeds`` and ``device`` (all
+    devices seen, so a table shows when models ran on different machines). Results without a wall
+    time are skipped.
     """
     per_model = {}
     for res in results:
@@ -380,7 +388,8 @@ class Run:
         return seed_table(self.rows, columns, numeric)
 
     def comparison_objects(self, kind: str | None = None, statistic: str = "median_r") -> list:
-        """The comparisons as :class:`evaluation.Comparison` (for ``plots.comparison_bars``), filtered."""
+        """The comparisons as :class:`evaluation.Comparison` (for ``plots.comparison_bars``),
+        filtered."""
         return [
             Comparison.from_dict(c)
             for c in self.comparisons
@@ -391,7 +400,8 @@ class Run:
 def load_run(
     out, dataset: str = "sim", profile: str = "full", subject: int = 1, data_seed: int | None = 0
 ) -> Run:
-    """Read one run from a ``etecrm reproduce`` output folder (no data, no training). ``data_seed``: None for real data."""
+    """Read one run from a ``etecrm reproduce`` output folder (no data, no training). ``data_seed``:
+    None for real data."""
 
     def mine(res):
         return (res.dataset, res.info.get("profile"), res.subject, res.info.get("data_seed")) == (
@@ -411,7 +421,8 @@ def load_run(
     ]
     if not results:
         raise FileNotFoundError(
-            f"no results of {dataset} (data seed {data_seed}), profile {profile}, subject {subject} "
+            f"no results of {dataset} (data seed {data_seed}), profile {profile}, subject "
+            f"{subject} "
             f"under {Path(out) / 'results'}; run `etecrm reproduce --out {out}` with those settings"
         )
     return Run(results, ensembles, comparisons, seed_rows(results, ensembles))
@@ -420,11 +431,13 @@ def load_run(
 # --------------------------------------------------------------------------- control cortices
 @dataclass
 class ControlTable:
-    """One control cortex's table, as ``tools/control_table.py`` writes it (``controls_<truth>_<profile>.json``).
+    """One control cortex's table, as ``tools/control_table.py`` writes it
+    (``controls_<truth>_<profile>.json``).
 
-    rows : one dict per ROI: ``etecrm_median_r`` (mean over ``model_seeds``), ``gwp_ridge_median_r``,
-    ``gwp_minus_etecrm`` with its 95% paired-bootstrap interval ``ci_low``/``ci_high`` (test images and
-    ETECRM seeds), ``winner`` ("gwp_ridge", "etecrm" or "undecided") and ``expected_winner``.
+    rows : one dict per ROI: ``etecrm_median_r`` (mean over ``model_seeds``),
+    ``gwp_ridge_median_r``, ``gwp_minus_etecrm`` with its 95% paired-bootstrap interval
+    ``ci_low``/``ci_high`` (test images and ETECRM seeds), ``winner`` ("gwp_ridge", "etecrm" or
+    "undecided") and ``expected_winner``.
     """
 
     ground_truth: str
@@ -450,30 +463,37 @@ class ControlTable:
 
     def caption(self) -> str:
         return (
-            f"'{self.ground_truth}' control cortex, {self.profile} profile, subject {self.subject}: median r "
-            f"(ETECRM: mean over seeds {self.model_seeds}; 95% bootstrap over test images and seeds)"
+            f"'{self.ground_truth}' control cortex, {self.profile} profile, subject "
+            f"{self.subject}: median r "
+            f"(ETECRM: mean over seeds {self.model_seeds}; 95% bootstrap over test images "
+            "and seeds)"
         )
 
     def summary(self) -> str:
-        """One sentence: in how many ROIs the expected family wins, and the range of the differences."""
+        """One sentence: in how many ROIs the expected family wins, and the range of the
+        differences."""
         wins = [r["roi"] for r in self.rows if r["winner"] == r["expected_winner"]]
         differences = [r["gwp_minus_etecrm"] for r in self.rows]
         return (
-            f"'{self.ground_truth}' control: the expected family ({self.rows[0]['expected_winner']}) wins in "
-            f"{len(wins)} of {len(self.rows)} ROIs ({', '.join(wins) or 'none'}); gwp_ridge − etecrm ranges "
+            f"'{self.ground_truth}' control: the expected family "
+            f"({self.rows[0]['expected_winner']}) wins in "
+            f"{len(wins)} of {len(self.rows)} ROIs ({', '.join(wins) or 'none'}); "
+            "gwp_ridge − etecrm ranges "
             f"from {min(differences):+.3f} to {max(differences):+.3f}"
         )
 
 
 def control_winner(ci_low: float, ci_high: float) -> str:
-    """Which family wins a control, from the 95% interval of gwp_ridge − etecrm: the one the interval favours, if it excludes 0."""
+    """Which family wins a control, from the 95% interval of gwp_ridge − etecrm: the one the
+    interval favours, if it excludes 0."""
     return "gwp_ridge" if ci_low > 0 else "etecrm" if ci_high < 0 else "undecided"
 
 
 def load_control_table(folder, ground_truth: str, profile: str = "full") -> ControlTable | None:
     """Read ``folder/controls_<ground_truth>_<profile>.json``; None if there is none.
 
-    Every row's ``winner`` is checked against its interval (a file that disagrees with itself is refused).
+    Every row's ``winner`` is checked against its interval (a file that disagrees with itself is
+    refused).
     """
     path = Path(folder) / f"controls_{ground_truth}_{profile}.json"
     if not path.exists():
@@ -488,10 +508,12 @@ def load_control_table(folder, ground_truth: str, profile: str = "full") -> Cont
             data["rows"],
         )
         for r in table.rows:
-            # (not the difference against the interval: a percentile interval may leave its point estimate out)
+            # (not the difference against the interval: a percentile interval may leave its point
+            # estimate out)
             if control_winner(r["ci_low"], r["ci_high"]) != r["winner"]:
                 raise ValueError(
-                    f"ROI {r['roi']}: winner {r['winner']!r} and interval [{r['ci_low']}, {r['ci_high']}] "
+                    f"ROI {r['roi']}: winner {r['winner']!r} and interval [{r['ci_low']}, "
+                    f"{r['ci_high']}] "
                     f"disagree"
                 )
     except (KeyError, TypeError, ValueError) as err:  # json.JSONDecodeError is a ValueError
@@ -510,7 +532,8 @@ def load_control_table(folder, ground_truth: str, profile: str = "full") -> Cont
 
 # --------------------------------------------------------------------------- figures
 def seed_bars(rows, statistic: str = "median_r"):
-    """Bars per ROI, one colour per model: the mean over seeds with ±1 s.d. error bars; ensembles as own bars."""
+    """Bars per ROI, one colour per model: the mean over seeds with ±1 s.d. error bars; ensembles as
+    own bars."""
     import plotly.graph_objects as go
 
     def label(row):
@@ -583,17 +606,20 @@ def _figures(rows, comparisons) -> dict:
 
 
 def write_figures(rows, out, comparisons=()) -> list:
-    """HTML figures (and PNG copies when kaleido and Chromium work) under ``out/figures``; returns notes.
+    """HTML figures (and PNG copies when kaleido and Chromium work) under ``out/figures``; returns
+    notes.
 
-    Per (dataset, data seed, profile, subject): median r and top-300 mean r per ROI (:func:`seed_bars`)
-    and the bootstrap differences of the comparisons (``plots.comparison_bars``). Never raises for a
-    missing plotting stack: the tables are the results, figures are a convenience.
+    Per (dataset, data seed, profile, subject): median r and top-300 mean r per ROI
+    (:func:`seed_bars`) and the bootstrap differences of the comparisons
+    (``plots.comparison_bars``). Never raises for a missing plotting stack: the tables are the
+    results, figures are a convenience.
     """
     try:
         import plotly  # noqa: F401
     except ImportError:
         return [
-            "figures skipped: plotly is not installed (pip install plotly kaleido); tables were written"
+            "figures skipped: plotly is not installed (pip install plotly kaleido); tables "
+            "were written"
         ]
     figdir = Path(out) / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
@@ -614,7 +640,8 @@ def write_figures(rows, out, comparisons=()) -> list:
                 png_ok = False
                 first_line = str(err).splitlines()[0] if str(err) else ""
                 notes.append(
-                    f"PNG export failed ({type(err).__name__}: {first_line}); the HTML figures were written. "
+                    f"PNG export failed ({type(err).__name__}: {first_line}); the HTML "
+                    "figures were written. "
                     "For PNGs install Chromium (apt-get install chromium) or set BROWSER_PATH"
                 )
     return notes

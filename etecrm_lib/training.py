@@ -24,13 +24,14 @@ images: the test data choose the epoch. Here the validation images are ``val_fra
 ``evaluation.score``.
 
 Selective optimization, each part a switch of :class:`ETECRMConfig` (``ablations.py`` names them):
-``loss="weighted_corr"`` (self-adapting weights ``w_v = r_v^2`` inside the loss) or ``"corr"`` (plain
-``-mean(r)``, no weights) or ``"mse"``; ``noise_std`` (1.0, or 0 = off); ``readout_weights``
+``loss="weighted_corr"`` (self-adapting weights ``w_v = r_v^2`` inside the loss) or ``"corr"``
+(plain ``-mean(r)``, no weights) or ``"mse"``; ``noise_std`` (1.0, or 0 = off); ``readout_weights``
 (``"squared"`` >= 0, or ``"signed"``).
 
-Speed (GPU only, ``gpu.py``): bf16 autocast, fused Adam, data on the GPU, and the whole training step
-recorded once as a CUDA graph and replayed; the loop below is the same either way. Checkpoints
-(``checkpoints.py``) let a run stop and continue exactly.
+Speed (GPU only, ``gpu.py``): low-precision autocast (``precision``: bf16 on A100/H100-class cards,
+float16 with loss scaling on a T4, ``gpu.resolve_precision``), fused Adam, data on the GPU, and the
+whole training step recorded once as a CUDA graph and replayed; the loop below is the same either
+way. Checkpoints (``checkpoints.py``) let a run stop and continue exactly.
 """
 
 from __future__ import annotations
@@ -58,20 +59,23 @@ from .profiles import DEFAULT_PROFILE, Profile, check_profile
 # ============================================================================ configuration
 @dataclass
 class ETECRMConfig:
-    """Everything that defines one ETECRM training run. The defaults are the authors' released design.
+    """Everything that defines one ETECRM training run. The defaults are the authors' released
+    design.
 
-    Network (``models.py``): ``image_size`` (images are resized to it; 128), ``channels`` (of each of
-    the ``n_layers`` 3x3 stride-2 conv layers; 128 and 3), ``readout_weights`` ("squared" >= 0, or
-    "signed").
-    Selective optimization: ``loss`` ("weighted_corr" = ``-mean(r^3)``, "corr" = ``-mean(r)``, "mse"),
-    ``mean_penalty`` (1e-4, the weight of ``mean(prediction)`` in the correlation losses),
+    Network (``models.py``): ``image_size`` (images are resized to it; 128), ``channels`` (of each
+    of the ``n_layers`` 3x3 stride-2 conv layers; 128 and 3), ``readout_weights`` ("squared" >= 0,
+    or "signed").
+    Selective optimization: ``loss`` ("weighted_corr" = ``-mean(r^3)``, "corr" = ``-mean(r)``,
+    "mse"), ``mean_penalty`` (1e-4, the weight of ``mean(prediction)`` in the correlation losses),
     ``noise_std`` (s.d. of the Gaussian noise added to the predictions in training, in the units of
     the z-scored responses; 0 = off).
     Optimisation: Adam with ``learning_rate`` and ``weight_decay``; ``batch_size`` images per step
     (last incomplete batch dropped); ``epochs``; ``val_fraction`` of the train split held back for
     choosing the epoch; ``selection_voxels``: the epoch is chosen by the mean validation r of this
     many voxels, those ranked best by their r on the training fit.
-    Speed (GPU only): ``mixed_precision`` (bf16 autocast), ``cuda_graph``.
+    Speed (GPU only): ``precision`` ("auto", "bf16", "fp16" or "fp32"; "auto" picks by the card,
+    ``gpu.resolve_precision``; the CPU always runs float32), ``cuda_graph`` (not with "fp16", whose
+    loss scaling runs step by step).
     """
 
     image_size: int = 128
@@ -87,12 +91,13 @@ class ETECRMConfig:
     weight_decay: float = 1e-6
     val_fraction: float = 0.1
     selection_voxels: int = 300
-    mixed_precision: bool = True
+    precision: str = "auto"
     cuda_graph: bool = True
 
     @classmethod
     def for_profile(cls, profile: Profile = DEFAULT_PROFILE, **changes) -> "ETECRMConfig":
-        """``"full"`` (alias ``"paper"``): the released design; ``"quick"``: the same shape, smaller, for a CPU.
+        """``"full"`` (alias ``"paper"``): the released design; ``"quick"``: the same shape,
+        smaller, for a CPU.
 
         The quick profile keeps every design choice (three 3x3 stride-2 layers, squared weights, the
         loss, the noise, Adam, drop-last batches) and scales down what costs time on 2 CPU cores:
@@ -137,7 +142,8 @@ class ETECRMConfig:
                 problems.append(f"val_fraction must be in (0, 1), got {self.val_fraction}")
             if self.loss != "mse" and self.batch_size < 4:
                 problems.append(
-                    f"batch_size {self.batch_size} is too small for a correlation loss: r over a batch "
+                    f"batch_size {self.batch_size} is too small for a correlation loss: r "
+                    "over a batch "
                     "of 1-3 images carries (almost) no information; use at least 4, e.g. 64"
                 )
             if self.image_size % 2**self.n_layers:
@@ -145,12 +151,13 @@ class ETECRMConfig:
                     f"image_size {self.image_size} must be divisible by 2**{self.n_layers} "
                     f"(each of the {self.n_layers} conv layers halves it)"
                 )
-        if self.loss not in LOSSES:
-            problems.append(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.readout_weights not in READOUT_WEIGHTS:
-            problems.append(
-                f"readout_weights must be one of {READOUT_WEIGHTS}, got {self.readout_weights!r}"
-            )
+        for name, allowed in (
+            ("loss", LOSSES),
+            ("readout_weights", READOUT_WEIGHTS),
+            ("precision", gpu.PRECISIONS),
+        ):
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if problems:
             raise ValueError("invalid ETECRMConfig: " + "; ".join(problems))
 
@@ -159,8 +166,9 @@ class ETECRMConfig:
         return json.loads(json.dumps(asdict(self)))
 
     def build_network(self, n_voxels: int, seed: int = 0) -> ETECRMNet:
-        """The network for ``n_voxels`` voxels, its initial weights drawn from ``seed`` (global RNG untouched;
-        one thread at a time, so that models built side by side, ``gpu.run_concurrently``, get their own seeds)."""
+        """The network for ``n_voxels`` voxels, its initial weights drawn from ``seed`` (global RNG
+        untouched; one thread at a time, so that models built side by side,
+        ``gpu.run_concurrently``, get their own seeds)."""
         with gpu.RNG_LOCK, torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return ETECRMNet(
@@ -178,6 +186,7 @@ class TrainingHistory:
     val_r : per-voxel r ``(V,)`` on the held-back validation images, each epoch
     selection_score : mean validation r of the ``selection_voxels`` best-on-training voxels
     epoch_seconds : wall time of each epoch; best_epoch : the epoch whose weights were kept
+    batch_size, device, precision : as trained ("bf16", "fp16" or "fp32", ``gpu.resolve_precision``)
     """
 
     train_loss: list = field(default_factory=list)
@@ -188,6 +197,7 @@ class TrainingHistory:
     best_epoch: int = -1
     batch_size: int = 0
     device: str = ""
+    precision: str = ""
 
     @property
     def n_epochs(self) -> int:
@@ -203,11 +213,11 @@ class ETECRMModel:
     """ETECRM for one ROI behind the library's model interface (``encoding_model.EncodingModel``):
     ``fit(dataset, roi)``, ``predict(images)``, ``score(dataset)``, as ``two_step.TwoStepModel``.
 
-    ``config`` (default: ``ETECRMConfig.for_profile(profile)``), ``seed`` (initial weights, validation
-    split, batch order, noise), ``device``, ``checkpoint`` (see :func:`fit_etecrm`) and ``name`` (the
-    model name its results carry). After fitting: ``net`` (the weights of the chosen epoch), ``history``
-    (:class:`TrainingHistory`), ``val_r`` (float32 ``(V,)``, each voxel's r on the held-back validation
-    images at the chosen epoch) and ``roi``.
+    ``config`` (default: ``ETECRMConfig.for_profile(profile)``), ``seed`` (initial weights,
+    validation split, batch order, noise), ``device``, ``checkpoint`` (see :func:`fit_etecrm`) and
+    ``name`` (the model name its results carry). After fitting: ``net`` (the weights of the chosen
+    epoch), ``history`` (:class:`TrainingHistory`), ``val_r`` (float32 ``(V,)``, each voxel's r on
+    the held-back validation images at the chosen epoch) and ``roi``.
     """
 
     def __init__(
@@ -252,17 +262,20 @@ class ETECRMModel:
         return self
 
     def predict(self, images, batch_size: int = 256) -> np.ndarray:
-        """Predicted responses ``(N, V)`` float32 for images ``(N, H, W)`` in [0, 1] (resized as in training)."""
+        """Predicted responses ``(N, V)`` float32 for images ``(N, H, W)`` in [0, 1] (resized as in
+        training)."""
         if self.net is None:
             raise RuntimeError("fit(dataset, roi) the model before predicting")
         x = prepare_images(images, self.config.image_size, "images to predict")
-        return predict(self.net, x, batch_size, self.config.mixed_precision).cpu().numpy()
+        return predict(self.net, x, batch_size, self.config.precision).cpu().numpy()
 
     def score(self, dataset, keep_predictions: bool = True):
-        """Held-out accuracy on ``dataset.test`` for this model's ROI -> ``evaluation.EncodingResult``."""
+        """Held-out accuracy on ``dataset.test`` for this model's ROI ->
+        ``evaluation.EncodingResult``."""
         if self.roi is None:
             raise ValueError(
-                "this model knows no ROI (not fitted, or fit_etecrm on plain arrays): fit(dataset, roi) first"
+                "this model knows no ROI (not fitted, or fit_etecrm on plain arrays): "
+                "fit(dataset, roi) first"
             )
         info = {
             "config": self.config.to_dict(),
@@ -270,6 +283,7 @@ class ETECRMModel:
             "best_epoch": self.history.best_epoch,
             "epochs_run": self.history.n_epochs,
             "device": self.history.device,
+            "precision": self.history.precision,
             "train_seconds": float(sum(self.history.epoch_seconds)),
             "val_r": self.val_r,
         }
@@ -280,11 +294,13 @@ class ETECRMModel:
 
 # ============================================================================ data
 def prepare_images(images, image_size: int, what: str = "train images") -> torch.Tensor:
-    """Check images ``(N, H, W)`` in [0, 1] and return float32 ``(N, 1, S, S)`` at ``image_size`` (CPU)."""
+    """Check images ``(N, H, W)`` in [0, 1] and return float32 ``(N, 1, S, S)`` at ``image_size``
+    (CPU)."""
     x = torch.as_tensor(np.asarray(images, dtype=np.float32))
     if x.ndim != 3 or x.shape[1] != x.shape[2]:
         raise ValueError(
-            f"{what} must be square grayscale images (N, H, W) with H == W, got shape {tuple(x.shape)}"
+            f"{what} must be square grayscale images (N, H, W) with H == W, got shape "
+            f"{tuple(x.shape)}"
         )
     if not torch.isfinite(x).all():
         raise ValueError(f"{what} contain NaN or inf values")
@@ -301,7 +317,8 @@ def prepare_images(images, image_size: int, what: str = "train images") -> torch
 
 
 def check_responses(responses, n_images: int) -> torch.Tensor:
-    """Check responses ``(N, V)`` (finite, N matching the images, not all constant) and return them as float32."""
+    """Check responses ``(N, V)`` (finite, N matching the images, not all constant) and return them
+    as float32."""
     y = torch.as_tensor(np.asarray(responses, dtype=np.float32))
     if y.ndim != 2 or y.shape[0] != n_images or y.shape[1] < 1:
         raise ValueError(
@@ -323,7 +340,8 @@ def check_responses(responses, n_images: int) -> torch.Tensor:
         )
     if flat.any():
         warnings.warn(
-            f"{int(flat.sum())} of {y.shape[1]} voxels have constant responses over the training images; "
+            f"{int(flat.sum())} of {y.shape[1]} voxels have constant responses over the "
+            "training images; "
             "they cannot be predicted and will score r = 0",
             stacklevel=3,
         )
@@ -331,12 +349,15 @@ def check_responses(responses, n_images: int) -> torch.Tensor:
 
 
 def split_train_val(n_images: int, val_fraction: float, seed: int) -> tuple:
-    """Indices ``(fit, val)`` of a seeded random split of the train split (int64 numpy arrays, sorted)."""
+    """Indices ``(fit, val)`` of a seeded random split of the train split (int64 numpy arrays,
+    sorted)."""
     n_val = int(round(n_images * val_fraction))
     if n_val < 3 or n_images - n_val < 4:
         raise ValueError(
-            f"{n_images} training images are too few to hold back {val_fraction:.0%} for validation "
-            f"(need >= 3 validation and >= 4 fitting images); give more images or a larger val_fraction"
+            f"{n_images} training images are too few to hold back {val_fraction:.0%} for "
+            "validation "
+            "(need >= 3 validation and >= 4 fitting images); give more images or a larger "
+            "val_fraction"
         )
     order = np.random.default_rng(seed).permutation(n_images)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
@@ -344,39 +365,43 @@ def split_train_val(n_images: int, val_fraction: float, seed: int) -> tuple:
 
 def selection_score(train_r: torch.Tensor, val_r: torch.Tensor, n_voxels: int) -> float:
     """The released code's rule for choosing the epoch: mean validation r of the ``n_voxels`` voxels
-    with the highest r on the training fit (all voxels if the ROI has fewer). ``(V,), (V,) -> float``."""
+    with the highest r on the training fit (all voxels if the ROI has fewer). ``(V,), (V,) ->
+    float``."""
     best = torch.argsort(train_r, descending=True)[:n_voxels]
     return float(val_r[best].mean())
 
 
 @torch.no_grad()
 def predict(
-    net: ETECRMNet, images: torch.Tensor, batch_size: int = 256, mixed_precision: bool = True
+    net: ETECRMNet, images: torch.Tensor, batch_size: int = 256, precision: str = "auto"
 ) -> torch.Tensor:
-    """Evaluation-mode predictions ``(N, V)`` float32, on the network's device, for images ``(N, 1, S, S)``."""
+    """Evaluation-mode predictions ``(N, V)`` float32, on the network's device, for images
+    ``(N, 1, S, S)``. ``precision``: a setting of ``ETECRMConfig.precision`` (resolved per device).
+    """
     device = next(net.parameters()).device
     net.eval()
     out = []
     for start in range(0, images.shape[0], batch_size):
-        with gpu.autocast(device, mixed_precision):
+        with gpu.autocast(device, gpu.precision_for(precision, device)):
             out.append(net(images[start : start + batch_size].to(device)).float())
     return torch.cat(out)
 
 
 @torch.no_grad()
 def start_at_mean_response(
-    net: ETECRMNet, images: torch.Tensor, responses: torch.Tensor, mixed_precision: bool = True
+    net: ETECRMNet, images: torch.Tensor, responses: torch.Tensor, precision: str = "auto"
 ) -> None:
-    """Shift the regression bias so that the mean prediction of every voxel over ``images`` equals its
-    mean response. Used for the MSE loss only (the correlation losses ignore offsets).
+    """Shift the regression bias so that the mean prediction of every voxel over ``images`` equals
+    its mean response. Used for the MSE loss only (the correlation losses ignore offsets).
 
     Why: with the released initialisation the first predictions lie far from the z-scored responses
     (mean about +1.8 against 0 at full size: 32,768 non-negative features times non-negative
-    weights). The quickest way for MSE to close that gap is to drive every ReLU of the feature layers
-    below zero, and after a few Adam steps no feature is active and the network predicts a constant
-    (r = 0 for every voxel). Starting at the mean leaves MSE only the image-to-image variation to fit.
+    weights). The quickest way for MSE to close that gap is to drive every ReLU of the feature
+    layers below zero, and after a few Adam steps no feature is active and the network predicts a
+    constant (r = 0 for every voxel). Starting at the mean leaves MSE only the image-to-image
+    variation to fit.
     """
-    predicted = predict(net, images, mixed_precision=mixed_precision).mean(dim=0)
+    predicted = predict(net, images, precision=precision).mean(dim=0)
     net.bias -= predicted.to(net.bias.device) - responses.mean(dim=0).to(net.bias.device)
 
 
@@ -394,7 +419,8 @@ def train_etecrm(
     checkpoint=None,
     progress: bool = True,
 ) -> ETECRMModel:
-    """Train ETECRM on the train split of one ROI of an ``EncodingDataset`` (the test split is not read).
+    """Train ETECRM on the train split of one ROI of an ``EncodingDataset`` (the test split is not
+    read).
 
     The same as ``ETECRMModel(config, seed=seed, ...).fit(dataset, roi)``; ``model.score(dataset)``
     then gives the held-out ``EncodingResult``. See :func:`fit_etecrm` for the arguments.
@@ -436,8 +462,10 @@ def fit_etecrm(
 
     net = gpu.prepare_network(config.build_network(n_voxels, seed), device)
     if config.loss == "mse":
-        start_at_mean_response(net, x_fit, y_fit, config.mixed_precision)
-    graphed = config.cuda_graph and device.type == "cuda" and on.type == "cuda"
+        start_at_mean_response(net, x_fit, y_fit, config.precision)
+    # "bf16", "fp16" or "fp32" for this card; the scaler scales the loss for "fp16" (else a no-op)
+    precision, scaler = gpu.precision_and_scaler(config.precision, device)
+    graphed = config.cuda_graph and on.type == "cuda" and precision != "fp16"
     optimizer = gpu.make_optimizer(
         net.parameters(), config.learning_rate, config.weight_decay, device, graphed
     )
@@ -448,21 +476,24 @@ def fit_etecrm(
     def train_step(idx, noise):
         """One step on the images ``x_fit[idx]``: predict, add the noise, loss, backward, Adam."""
         net.train()
-        with gpu.autocast(device, config.mixed_precision):
+        with gpu.autocast(device, precision):
             pred = net(x_fit[idx].to(device)).float()  # (B, V)
         loss = loss_fn(pred + noise, y_fit[idx.to(device)], config.mean_penalty)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()  # = loss.backward() unless float16's loss scaling is on
+        scaler.step(optimizer)
+        scaler.update()
         return loss.detach(), pred.detach()
 
     batch_size = gpu.largest_batch_that_fits(
-        lambda b: _try_forward_backward(net, x_fit[:b], device, config),
+        lambda b: _try_forward_backward(net, x_fit[:b], device, precision),
         _batch_size(config.batch_size, n_fit),
         device,
     )
     n_steps = n_fit // batch_size  # the last incomplete batch is dropped
-    history = TrainingHistory(batch_size=batch_size, device=describe_device(device))
+    history = TrainingHistory(
+        batch_size=batch_size, device=describe_device(device), precision=precision
+    )
     best = {
         "state": _clone_state(net),
         "score": -math.inf,
@@ -493,7 +524,8 @@ def fit_etecrm(
         noise = config.noise_std * torch.randn(
             n_steps * batch_size, n_voxels, generator=noise_gen, device=device
         )
-        # 2. one pass over the fitting images; losses and predictions stay on the device until the end
+        # 2. one pass over the fitting images; losses and predictions stay on the device until the
+        #    end
         losses = torch.zeros(n_steps, device=device)
         fit_pred = torch.zeros(n_steps * batch_size, n_voxels, device=device)
         for s in range(n_steps):
@@ -502,7 +534,7 @@ def fit_etecrm(
         check_losses_finite(losses, epoch, description)
         # 3. which epoch to keep: mean validation r of the voxels that fit the training images best
         train_r = pearson_r(fit_pred, y_fit[order.to(device)])
-        val_r = pearson_r(predict(net, x_val, mixed_precision=config.mixed_precision), y_val)
+        val_r = pearson_r(predict(net, x_val, precision=precision), y_val)
         score = selection_score(train_r, val_r, config.selection_voxels)
         if score > best["score"]:
             best = {
@@ -532,27 +564,30 @@ def fit_etecrm(
     return model
 
 
-# ============================================================================ the loop's small helpers
+# ============================================================================ the loop's small
+# helpers
 def _batch_size(batch_size: int, n_fit: int) -> int:
     """``batch_size``, or the number of fitting images (with a warning) if there are fewer."""
     if batch_size > n_fit:
         warnings.warn(
-            f"batch_size {batch_size} is larger than the {n_fit} fitting images; using batches of {n_fit}",
+            f"batch_size {batch_size} is larger than the {n_fit} fitting images; using "
+            f"batches of {n_fit}",
             stacklevel=3,
         )
         return n_fit
     return batch_size
 
 
-def _try_forward_backward(net, images, device, config) -> None:
+def _try_forward_backward(net, images, device, precision: str) -> None:
     """A forward and backward pass with no update (to see whether a batch fits in GPU memory)."""
-    with gpu.autocast(device, config.mixed_precision):
+    with gpu.autocast(device, precision):
         net(images.to(device)).float().sum().backward()
     net.zero_grad(set_to_none=True)
 
 
 def check_losses_finite(losses: torch.Tensor, epoch: int, what: str) -> None:
-    """Raise a FloatingPointError naming the first batch whose loss was NaN/inf (one host sync per epoch)."""
+    """Raise a FloatingPointError naming the first batch whose loss was NaN/inf (one host sync per
+    epoch)."""
     finite = torch.isfinite(losses).cpu()
     if not finite.all():
         batch = int(torch.nonzero(~finite).flatten()[0])
@@ -565,8 +600,8 @@ def check_losses_finite(losses: torch.Tensor, epoch: int, what: str) -> None:
 def record_epoch(
     history: TrainingHistory, losses, train_r, val_r, score: float, best_epoch: int, seconds: float
 ) -> None:
-    """Append one epoch to ``history``: mean of the batch ``losses``, per-voxel ``train_r`` and ``val_r``,
-    the epoch's selection ``score``, the best epoch so far and the epoch's wall ``seconds``."""
+    """Append one epoch to ``history``: mean of the batch ``losses``, per-voxel ``train_r`` and
+    ``val_r``, the epoch's selection ``score``, the best epoch so far and its wall ``seconds``."""
     history.train_loss.append(float(losses.mean()))
     history.train_r.append(train_r.float().cpu().numpy())
     history.val_r.append(val_r.float().cpu().numpy())

@@ -1,4 +1,5 @@
-"""Figures of training, one per idea the training chapters show (plotly, like :mod:`etecrm_lib.plots`).
+"""Figures of training, one per idea the training chapters show (plotly, like
+:mod:`etecrm_lib.plots`).
 
 Curves per epoch (:func:`training_curves`), accuracy against training-set size
 (:func:`learning_curves`), why noise on the predictions makes correlation training selective
@@ -20,8 +21,8 @@ def training_curves(
 ):
     """Lines of per-epoch numbers: ``curves`` is a dict ``name -> list of floats`` (or one list).
 
-    Example: ``training_curves({"train loss": history["train"], "validation r": history["val_r"]})``.
-    Epochs are numbered from 1.
+    Example: ``training_curves({"train loss": history["train"], "validation r":
+    history["val_r"]})``. Epochs are numbered from 1.
     """
     import plotly.graph_objects as go  # heavy optional import, only when a figure is drawn
 
@@ -44,9 +45,9 @@ def training_curves(
 def learning_curves(rows, title: str = "Accuracy against training-set size"):
     """Median test r against the number of train images, one panel per ROI, a line per model.
 
-    ``rows``: :func:`etecrm_lib.data_size.learning_curves` (or ``curves.json``'s ``"curves"``): dicts
-    with ``roi, model, n_train, median_r, ci_low, ci_high``. The shaded band is the 95 % interval
-    over test images and model seeds; the x axis is logarithmic.
+    ``rows``: :func:`etecrm_lib.data_size.learning_curves` (or ``curves.json``'s ``"curves"``):
+    dicts with ``roi, model, n_train, median_r, ci_low, ci_high``. The shaded band is the 95 %
+    interval over test images and model seeds; the x axis is logarithmic.
     """
     import plotly.graph_objects as go  # heavy optional import, only when a figure is drawn
     from plotly.subplots import make_subplots
@@ -175,8 +176,8 @@ def weights_over_epochs(
 ):
     """Heatmap of the self-adapting weights ``r_v^2`` per epoch: rows voxels, columns epochs.
 
-    ``train_r``: ``(E, V)`` per-epoch training r (``TrainingHistory.train_r``); ``order``: voxel order
-    (e.g. ``np.argsort(ceiling)``, best at the top); ``best_epoch`` (0-based) is marked.
+    ``train_r``: ``(E, V)`` per-epoch training r (``TrainingHistory.train_r``); ``order``: voxel
+    order (e.g. ``np.argsort(ceiling)``, best at the top); ``best_epoch`` (0-based) is marked.
     """
     import plotly.graph_objects as go  # heavy optional import, only when a figure is drawn
 
@@ -205,8 +206,9 @@ def weights_over_epochs(
 
 
 def training_cost_bars(rows, value: str = "ms_per_voxel"):
-    """Bars of training cost per model (rows of :func:`tables.training_seconds`), with ±1 s.d. over seeds
-    for ``seconds_per_subject``. ``value``: "ms_per_voxel", "seconds_per_roi" or "seconds_per_subject"."""
+    """Bars of training cost per model (rows of :func:`tables.training_seconds`), with ±1 s.d. over
+    seeds for ``seconds_per_subject``. ``value``: "ms_per_voxel", "seconds_per_roi" or
+    "seconds_per_subject"."""
     import plotly.graph_objects as go  # heavy optional import, only when a figure is drawn
 
     labels = {

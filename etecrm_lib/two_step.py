@@ -6,11 +6,12 @@ linear map from features to responses. Variants, by name:
 
 - ``"gwp_ridge"``: Gabor pyramid + voxel-wise ridge (Kay et al. 2008), alpha per voxel by k-fold CV.
 - ``"alexnet_ridge"``: AlexNet layers + voxel-wise ridge on each layer; each voxel keeps the layer
-  with the best CV score (``result.info["layer_counts"]``; the weights used in ``result.info["weights"]``).
-- ``"gwp_roiwise"``: Gabor pyramid + one ROI-wise read-out shared by all voxels of the ROI, trained by
-  gradient descent with the *same selective optimization as ETECRM* (the weighted correlation loss
-  ``-mean(r^3)`` with its self-adapting weights, Gaussian noise of s.d. 1 on the predictions, the
-  epoch chosen on validation images carved from the train split; see :class:`RoiwiseConfig`). It
+  with the best CV score (``result.info["layer_counts"]``; the weights used in
+  ``result.info["weights"]``).
+- ``"gwp_roiwise"``: Gabor pyramid + one ROI-wise read-out shared by all voxels of the ROI, trained
+  by gradient descent with the *same selective optimization as ETECRM* (the weighted correlation
+  loss ``-mean(r^3)`` with its self-adapting weights, Gaussian noise of s.d. 1 on the predictions,
+  the epoch chosen on validation images carved from the train split; see :class:`RoiwiseConfig`). It
   isolates what selective optimization does without end-to-end feature learning.
 
 Everything is fitted on ``dataset.train`` only; :meth:`TwoStepModel.score` is the one place that
@@ -40,12 +41,14 @@ from .regression import RidgeConfig
 from .training import selection_score, split_train_val
 
 TWO_STEP_MODELS = ("gwp_ridge", "alexnet_ridge", "gwp_roiwise")
-"""The two-step models (names shared with ``ablations.VARIANTS``, the registry of every runnable model)."""
+"""The two-step models (names shared with ``ablations.VARIANTS``, the registry of every runnable
+model)."""
 
 
 @dataclass
 class RoiwiseConfig:
-    """The ROI-wise read-out, trained with ETECRM's selective optimization (fields as in ``training.ETECRMConfig``).
+    """The ROI-wise read-out, trained with ETECRM's selective optimization (fields as in
+    ``training.ETECRMConfig``).
 
     rank : width of the shared linear layer: prediction = (features @ W_shared) @ W_voxels + b, with
         W_shared (P, rank) common to all voxels of the ROI
@@ -86,7 +89,8 @@ class RoiwiseConfig:
 
 @dataclass
 class TwoStepConfig:
-    """Everything that defines a two-step model: the features, the ridge and the ROI-wise read-out."""
+    """Everything that defines a two-step model: the features, the ridge and the ROI-wise
+    read-out."""
 
     gabor: GaborConfig = field(default_factory=GaborConfig)
     cnn: CNNConfig = field(default_factory=CNNConfig)
@@ -97,7 +101,8 @@ class TwoStepConfig:
     def for_profile(
         cls, profile: Profile = DEFAULT_PROFILE, cnn_weights="DEFAULT", seed: int = 0
     ) -> "TwoStepConfig":
-        """``cnn_weights``: "DEFAULT" (download), a .pth path, or None (untrained, initialised with ``seed``)."""
+        """``cnn_weights``: "DEFAULT" (download), a .pth path, or None (untrained, initialised with
+        ``seed``)."""
         return cls(
             GaborConfig.for_profile(profile),
             CNNConfig.for_profile(profile, weights=cnn_weights, seed=seed),
@@ -138,7 +143,8 @@ def fit_roiwise(
     device=None,
     progress: bool = True,
 ) -> RoiwiseFit:
-    """Train the ROI-wise read-out on fixed (z-scored) features ``(N, P)`` -> responses ``(N, V)``, train split only.
+    """Train the ROI-wise read-out on fixed (z-scored) features ``(N, P)`` -> responses ``(N, V)``,
+    train split only.
 
     The same loop as ``training.fit_etecrm`` with a linear model in place of the CNN: each epoch,
     shuffle (seeded), Adam steps on ``loss(prediction + noise, y)``, then choose the epoch by the
@@ -204,9 +210,11 @@ def fit_roiwise(
 
 # ----------------------------------------------------------------------------- the model
 class TwoStepModel:
-    """Fixed features + linear map, with the same ``fit / predict / score`` as every model of the book.
+    """Fixed features + linear map, with the same ``fit / predict / score`` as every model of the
+    book.
 
-    variant : one of ``TWO_STEP_MODELS``; config : a :class:`TwoStepConfig` (default: ``for_profile(profile)``);
+    variant : one of ``TWO_STEP_MODELS``; config : a :class:`TwoStepConfig` (default:
+        ``for_profile(profile)``);
     cnn_weights : shortcut for the CNN's weights ("DEFAULT", a .pth path, or None = untrained).
     seed : seeds the ROI-wise read-out (initialisation, validation split, shuffling, noise) and the
         initialisation of an untrained CNN; the ridge variants are deterministic.
@@ -314,7 +322,8 @@ class TwoStepModel:
         return self
 
     def predict(self, images) -> np.ndarray:
-        """Predicted responses ``float32 (N, V)`` of the fitted ROI's voxels to images ``(N, H, W)`` in [0, 1]."""
+        """Predicted responses ``float32 (N, V)`` of the fitted ROI's voxels to images ``(N, H, W)``
+        in [0, 1]."""
         if self.fitted is None:
             raise RuntimeError("fit(dataset, roi) the model before predicting")
         images = self._check_images(images, "images")
@@ -329,7 +338,8 @@ class TwoStepModel:
         dataset.check_roi(self.roi)
         if dataset.n_voxels(self.roi) != self.n_voxels:
             raise ValueError(
-                f"the model was fitted on {self.n_voxels} voxels of {self.roi} but this dataset has "
+                f"the model was fitted on {self.n_voxels} voxels of {self.roi} but this "
+                "dataset has "
                 f"{dataset.n_voxels(self.roi)}: score on the dataset it was fitted on"
             )
         return score(
@@ -380,18 +390,21 @@ class TwoStepModel:
         info.update(self._validation_r())
         return info
 
-    # -- validation score (train split only): lets a comparison choose a baseline without test data --
+    # -- validation score (train split only): lets a comparison choose a baseline without test data
+    # --
     def _validation_r(self) -> dict:
-        """``{"val_r": float32 (V,), "val_r_source": str}``: each voxel's r on data carved from the train split.
+        """``{"val_r": float32 (V,), "val_r_source": str}``: each voxel's r on data carved from the
+        train split.
 
-        Ridge variants: the mean held-out-fold r of the k-fold CV at each voxel's chosen alpha (and, for
-        alexnet_ridge, its chosen layer); ROI-wise read-out: r on its validation images at the best epoch.
-        Empty when the ridge was cross-validated on R^2 instead of r.
+        Ridge variants: the mean held-out-fold r of the k-fold CV at each voxel's chosen alpha (and,
+        for alexnet_ridge, its chosen layer); ROI-wise read-out: r on its validation images at the
+        best epoch. Empty when the ridge was cross-validated on R^2 instead of r.
         """
         if self.variant == "gwp_roiwise":
             return {
                 "val_r": self.fitted.val_r.float().cpu().numpy(),
-                "val_r_source": "r on the validation images carved from the train split, at the best epoch",
+                "val_r_source": "r on the validation images carved from the train split, at the "
+                "best epoch",
             }
         if self.config.ridge.score != "r":
             return {}
@@ -403,11 +416,14 @@ class TwoStepModel:
         best = torch.stack([f.best_cv_score for f in fits]).max(0).values
         return {
             "val_r": best.float().cpu().numpy(),
-            "val_r_source": f"{self.config.ridge.n_folds}-fold CV on the train split: mean held-out r at the chosen alpha",
+            "val_r_source": f"{self.config.ridge.n_folds}-fold CV on the train split: mean "
+            "held-out r at "
+            "the chosen alpha",
         }
 
     def voxel_alphas(self) -> np.ndarray:
-        """float32 (V,): each voxel's chosen ridge penalty (in its chosen layer for alexnet_ridge)."""
+        """float32 (V,): each voxel's chosen ridge penalty (in its chosen layer for
+        alexnet_ridge)."""
         if self.variant == "gwp_ridge":
             return self.fitted.alphas.cpu().numpy()
         if self.variant == "alexnet_ridge":

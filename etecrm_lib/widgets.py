@@ -86,7 +86,8 @@ def scatter_png(x, y, x_label: str, y_label: str, title: str, dpi: int = 80) -> 
 
 
 def summary_html(results, top_n: int = TOP_N) -> str:
-    """An HTML table, one row per result: voxels, median r, top-N mean r, fraction of the noise ceiling."""
+    """An HTML table, one row per result: voxels, median r, top-N mean r, fraction of the noise
+    ceiling."""
     rows = []
     for res in results:
         row = res.summary(top_n)
@@ -143,7 +144,10 @@ def dashboard(results, responses: dict | None = None, n_bootstrap: int = 500):
         res_a = next((r for r in chosen if r.model == a), None)
         res_b = next((r for r in chosen if r.model == b), None)
         if res_a is None or res_b is None:
-            text += f"<p>No result for {'model A' if res_a is None else 'model B'} in {html.escape(roi)}.</p>"
+            text += (
+                f"<p>No result for {'model A' if res_a is None else 'model B'} in "
+                f"{html.escape(roi)}.</p>"
+            )
         elif (
             responses is not None
             and roi in responses

@@ -15,11 +15,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 
 # --------------------------------------------------------------------------- local HTTP server
-LOGIN_PAGE = b"<html><body><form><input name='username'><input name='password' type='password'></form></body></html>"
+LOGIN_PAGE = (
+    b"<html><body><form><input name='username'><input name='password' "
+    b"type='password'></form></body></html>"
+)
 
 
 class FileServer:
-    """A threaded HTTP server on 127.0.0.1 serving ``files`` (URL path -> bytes), with Range support.
+    """A threaded HTTP server on 127.0.0.1 serving ``files`` (URL path -> bytes), with Range
+    support.
 
     - ``cut_next``: how many of the next responses send half the body and then close the connection.
     - ``crcns``: ``(username, password)``; a POST to ``/index.php`` with those form fields and
@@ -157,7 +161,8 @@ def kay_npz_bytes(arrays: dict) -> bytes:
 
 # --------------------------------------------------------------------------- vim-1 MATLAB files
 def make_vim1_arrays(n_train=20, n_test=6, size=16, n_vox=30, seed=0, subjects=(1,)) -> dict:
-    """MATLAB-shaped vim-1 arrays: stimTrn (N, H, W), dataTrnS{n} (voxels, images), roiS{n} (voxels, 1) ..."""
+    """MATLAB-shaped vim-1 arrays: stimTrn (N, H, W), dataTrnS{n} (voxels, images), roiS{n} (voxels,
+    1) ..."""
     rng = np.random.default_rng(seed)
     arrays = {
         "stimTrn": rng.uniform(-0.5, 0.5, size=(n_train, size, size)),
@@ -182,8 +187,9 @@ def savemat_v5(path, arrays: dict) -> None:
 
 
 def savemat_v73(path, arrays: dict) -> None:
-    """Write ``arrays`` the way MATLAB's ``save -v7.3`` does: HDF5 behind a 512-byte MATLAB userblock,
-    each variable stored column-major (so h5py sees the axes reversed) with a ``MATLAB_class`` attribute."""
+    """Write ``arrays`` the way MATLAB's ``save -v7.3`` does: HDF5 behind a 512-byte MATLAB
+    userblock, each variable stored column-major (so h5py sees the axes reversed) with a
+    ``MATLAB_class`` attribute."""
     import h5py
 
     classes = {
@@ -201,13 +207,16 @@ def savemat_v73(path, arrays: dict) -> None:
                 name, data=value.T
             )  # reversed axes = MATLAB's column-major layout
             ds.attrs["MATLAB_class"] = np.bytes_(classes[value.dtype])
-    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 ."
+    header = (
+        b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 "
+        b"schema 1.00 ."
+    )
     header = header.ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02" + b"IM"
     with open(path, "r+b") as f:
         f.write(header)
 
 
-# --------------------------------------------------------------------------- Miyawaki 2008 (nilearn layout)
+# ------------------------------------------------------------------- Miyawaki 2008 (nilearn layout)
 MIYAWAKI_SHAPE = (4, 4, 3)
 MIYAWAKI_AREAS = ("V1d", "V1v", "V2d", "V2v", "V3", "VP", "V3A", "V4v")
 
@@ -217,11 +226,12 @@ def write_miyawaki(data_dir, seed=0, delay=2, n_blocks_random=3, block_len=3):
 
     nilearn only checks that each expected file exists under ``<data_dir>/miyawaki2008``, so no
     network is used. Every voxel follows one pattern pixel ``delay`` volumes late, plus a linear
-    drift, an offset and a little noise. Random runs show ``n_blocks_random`` random patterns; figure
-    runs show shapes A, B (odd runs) or C, D (even runs), 3 times each: 18 presentations per shape.
+    drift, an offset and a little noise. Random runs show ``n_blocks_random`` random patterns;
+    figure runs show shapes A, B (odd runs) or C, D (even runs), 3 times each: 18 presentations per
+    shape.
 
-    Returns a dict: ``pixel`` (voxel -> pixel index, in the (4, 4, 3) volume), ``shapes`` (4, 10, 10),
-    ``area`` ((4, 4, 3) array of area names, hemisphere in the first axis: i < 2 is LH).
+    Returns a dict: ``pixel`` (voxel -> pixel index, in the (4, 4, 3) volume), ``shapes`` (4, 10,
+    10), ``area`` ((4, 4, 3) array of area names, hemisphere in the first axis: i < 2 is LH).
     """
     import nibabel as nib
 

@@ -1,4 +1,5 @@
-"""The variant registry and run_variants: names, switches, seeding, and agreement with the models run directly."""
+"""The variant registry and run_variants: names, switches, seeding, and agreement with the models
+run directly."""
 
 import numpy as np
 import pytest
@@ -19,7 +20,8 @@ ALL = [
 
 
 def small_dataset(seed=0, n_train=72, n_test=20, size=32):
-    """Smooth random images; V1 voxels respond to local contrast energy at a few positions, plus noise."""
+    """Smooth random images; V1 voxels respond to local contrast energy at a few positions, plus
+    noise."""
     rng = np.random.default_rng(seed)
 
     def images(n):
@@ -158,7 +160,8 @@ def test_two_step_variants_equal_the_two_step_model_run_directly(data):
 
 
 def test_quick_reproduce_table_matches_run_variants(tmp_path):
-    """End to end with real models: reproduce() writes what run_variants computes, and the bootstrap file."""
+    """End to end with real models: reproduce() writes what run_variants computes, and the bootstrap
+    file."""
     import json
 
     from etecrm_lib.reproduce import reproduce

@@ -1,5 +1,6 @@
-"""The house plan (ARCHITECTURE.md) holds: no private names across modules, no import cycle, small modules
-and functions, library imports at the top, one Pearson r, and a chapter map that is up to date."""
+"""The house plan (ARCHITECTURE.md) holds: no private names across modules, no import cycle, small
+modules and functions, library imports at the top, one Pearson r, and a chapter map that is up to
+date."""
 
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ def imported_modules(name: str, path: Path, node: ast.ImportFrom) -> list:
 
 
 def test_no_module_uses_another_modules_private_name():
-    """``from x import _y`` and ``x._y`` across modules: make the name public or use the public API."""
+    """``from x import _y`` and ``x._y`` across modules: make the name public or use the public
+    API."""
     offences = []
     for path in python_files("etecrm_lib", "tests", "tools", "benchmarks", "book/_ext"):
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -99,7 +101,8 @@ def test_the_import_graph_has_no_cycle_and_library_imports_sit_at_the_top():
                         node.level or (node.module or "").startswith("etecrm_lib")
                     ):
                         inner.append(
-                            f"{path.relative_to(ROOT)}:{node.lineno} imports {node.module} inside {function.name}"
+                            f"{path.relative_to(ROOT)}:{node.lineno} imports {node.module} "
+                            f"inside {function.name}"
                         )
     assert not inner, "library modules import each other at the top:\n" + "\n".join(inner)
     done, active = set(), []
@@ -145,9 +148,9 @@ def test_modules_and_functions_are_small():
 
 
 def test_pearson_r_is_defined_once():
-    """Only ``evaluation.correlation`` computes r from standardized columns; the loss has its differentiable
-    ``batch_pearson_r`` and the exercises their independent answer key. No other module divides a
-    covariance by a product of standard deviations."""
+    """Only ``evaluation.correlation`` computes r from standardized columns; the loss has its
+    differentiable ``batch_pearson_r`` and the exercises their independent answer key. No other
+    module divides a covariance by a product of standard deviations."""
     allowed = {"evaluation.py", "losses.py", "exercises.py"}
     offenders = []
     for path in LIBRARY.rglob("*.py"):
@@ -175,7 +178,8 @@ def test_the_chapter_map_reads_every_import_style():
     finally:
         sys.path.remove(str(ROOT / "tools"))
     code = (
-        "import etecrm_lib.book\nfrom etecrm_lib import plots as p\nfrom etecrm_lib.training import ETECRMModel\n"
+        "import etecrm_lib.book\nfrom etecrm_lib import plots as p\nfrom "
+        "etecrm_lib.training import ETECRMModel\n"
         "PROFILE = etecrm_lib.book.default_profile()\nfig = p.roi_bars(results)\np._go()\n"
     )
     assert chapter_map.library_names(code) == {

@@ -84,7 +84,8 @@ def test_vendored_javascript_is_present_and_configured():
         path = static[0] / script
         assert path.is_file() and path.stat().st_size > 500, f"vendored file missing: {path}"
     assert "requirejs" in (static[0] / scripts[0]).read_text(encoding="utf-8")
-    # the widget manager loads its fonts from its own folder; the extension shows the local Colab badge
+    # the widget manager loads its fonts from its own folder; the extension shows the local Colab
+    # badge
     manager = static[0] / Path(scripts[2]).parent
     assert len(list(manager.glob("*.woff2"))) == 3
     assert (static[0] / book.LOCAL_COLAB_BADGE.removeprefix("_static/")).is_file()
@@ -198,7 +199,10 @@ def test_extension_drops_plotly_cdn_mathjax():
     from docutils.utils import new_document
 
     doc = new_document("x", get_default_settings(Parser))
-    cdn = '<script src="https://cdnjs.cloudflare.com/ajax/libs/mathjax/3.2.2/es5/tex-svg.min.js"></script>'
+    cdn = (
+        '<script src="https://cdnjs.cloudflare.com/ajax/libs/mathjax/3.2.2/es5/tex-svg.min.js">'
+        "</script>"
+    )
     doc += nodes.raw("", f"<div>{cdn}<div id='plot'></div></div>", format="html")
     doc += nodes.raw("", cdn, format="latex")
     etecrm_build.drop_cdn_scripts(None, doc, "x")
@@ -243,29 +247,37 @@ def test_extension_shows_local_colab_badge():
     assert raw.parent is link  # still inside the link to Colab
 
 
-# --------------------------------------------------------------------------- a page as its readers see it
+# --------------------------------------------------------------------- a page as its readers see it
 RAW_MARKDOWN_TABLE = re.compile(r"\|\s*:?-{3,}:?\s*\|")  # a separator row "|---|", shown as text
 
 PAGE_PROBLEMS_JS = r"""
 const main = document.querySelector('main') || document.body;
-// text a reader sees, without code cells and code blocks of the prose (they may show Markdown on purpose)
+// text a reader sees, without code cells and code blocks of the prose (they may show Markdown on
+// purpose)
 const clone = main.cloneNode(true);
 clone.querySelectorAll('.cell_input, .highlight, script, style').forEach(e => e.remove());
 const text = clone.innerText;
-const wide = Array.from(main.querySelectorAll('.cell_output, .cell_output pre, .cell_output table, .cell_input pre, .output, table'))
+const wide = Array.from(main.querySelectorAll(
+    '.cell_output, .cell_output pre, .cell_output table, .cell_input pre, .output, table'))
   .filter(el => el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1);
 // report the innermost box only (its parents overflow because of it)
-const overflowing = wide.filter(el => !wide.some(other => other !== el && el.contains(other))).map(el =>
-  `${el.tagName.toLowerCase()}.${String(el.className).split(' ')[0]} ` +
-  `(${el.scrollWidth} px of content in a ${el.clientWidth} px box): ` + el.innerText.slice(0, 80).replace(/\s+/g, ' '));
+const overflowing = wide.filter(el => !wide.some(other => other !== el && el.contains(other)))
+  .map(el =>
+    `${el.tagName.toLowerCase()}.${String(el.className).split(' ')[0]} ` +
+    `(${el.scrollWidth} px of content in a ${el.clientWidth} px box): ` +
+    el.innerText.slice(0, 80).replace(/\s+/g, ' '));
 const unlabelled = [];
 main.querySelectorAll('.js-plotly-plot').forEach(el => {
   const layout = el.layout || {};
-  const title = layout.title ? String(layout.title.text !== undefined ? layout.title.text : layout.title) : '';
+  const title = layout.title
+    ? String(layout.title.text !== undefined ? layout.title.text : layout.title)
+    : '';
   const texts = [title].concat((layout.annotations || []).map(a => String(a.text || '')));
-  if (!texts.some(t => t.includes('profile: '))) unlabelled.push(title.slice(0, 80) || '(a figure without a title)');
+  if (!texts.some(t => t.includes('profile: ')))
+    unlabelled.push(title.slice(0, 80) || '(a figure without a title)');
 });
-const dangerBars = main.querySelectorAll('.progress-bar-danger, .widget-progress .progress-bar-danger').length;
+const dangerBars = main.querySelectorAll(
+  '.progress-bar-danger, .widget-progress .progress-bar-danger').length;
 return {text: text, overflowing: overflowing, unlabelled: unlabelled, danger_bars: dangerBars};
 """
 
@@ -287,7 +299,8 @@ def widget_states(page_html: str) -> list:
 
 
 def page_problems(driver, page_html: str) -> list:
-    """What a reader would find wrong on the page open in ``driver`` (an empty list when it reads right)."""
+    """What a reader would find wrong on the page open in ``driver`` (an empty list when it reads
+    right)."""
     seen = driver.execute_script(PAGE_PROBLEMS_JS)
     problems = []
     raw = list(RAW_MARKDOWN_TABLE.finditer(seen["text"]))
@@ -346,7 +359,7 @@ def leaked_solutions(html_dir: Path, forbidden: list) -> dict:
     return leaks
 
 
-# --------------------------------------------------------------------------- the built book in a browser
+# ---------------------------------------------------------------------- the built book in a browser
 @contextlib.contextmanager
 def serve(folder: Path):
     """Serve ``folder`` on http://127.0.0.1:<free port>/ in a background thread."""
@@ -382,7 +395,8 @@ def chromium_driver():
         "--disable-sync",
         "--window-size=1400,1000",
         "--disable-dev-shm-usage",
-        # no internet: every host but 127.0.0.1 fails to resolve, so a CDN dependency shows up as an error
+        # no internet: every host but 127.0.0.1 fails to resolve, so a CDN dependency shows up as an
+        # error
         "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
     ):
         options.add_argument(flag)
@@ -410,7 +424,8 @@ def build_book(output: Path) -> Path:
 
 
 def check_pages(html_dir: Path, chapters: list, screenshots: Path | None = None) -> dict:
-    """Open every chapter page of a built book in Chromium and check it; returns what each page showed."""
+    """Open every chapter page of a built book in Chromium and check it; returns what each page
+    showed."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -484,7 +499,8 @@ def check_pages(html_dir: Path, chapters: list, screenshots: Path | None = None)
 
 
 def click_second_menu_item(driver, figure, page: str) -> None:
-    """Open a figure's drop-down menu, pick its second entry, and check the traces it shows (no kernel)."""
+    """Open a figure's drop-down menu, pick its second entry, and check the traces it shows (no
+    kernel)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -534,7 +550,8 @@ def save_screenshots(driver, folder: Path, stem: str) -> None:
 def test_built_book_in_browser(tmp_path):
     if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
         pytest.fail(
-            "headless Chromium is needed: run `make browser` (apt-get install chromium chromium-driver)"
+            "headless Chromium is needed: run `make browser` (apt-get install chromium "
+            "chromium-driver)"
         )
     html_dir = build_book(tmp_path / "book")
     chapters = notebooks.toc_chapters(ROOT)
@@ -555,15 +572,18 @@ def test_built_book_in_browser(tmp_path):
     assert sum(page["plotly_figures"] for page in seen.values()) >= len(notebook_chapters())
 
 
-SYNTHETIC_PAGE = """<!doctype html><html><head><title>synthetic</title></head><body><main><h1>A page</h1>
+SYNTHETIC_PAGE = """<!doctype html><html><head><title>synthetic</title></head><body>
+<main><h1>A page</h1>
 <p>| roi | model | median_r | |---|---|---| | V1 | etecrm | 0.5 |</p>
 <div class="cell_output" style="width: 300px"><pre style="white-space: pre">{long}</pre></div>
-<div class="cell_output"><div class="widget-progress"><div class="progress-bar-danger">65%</div></div></div>
+<div class="cell_output"><div class="widget-progress">
+<div class="progress-bar-danger">65%</div></div></div>
 <div class="js-plotly-plot" id="unlabelled"></div><div class="js-plotly-plot" id="labelled"></div>
 <div class="cell_input"><pre>print("| a | b |\\n|---|---|")  # code may show Markdown</pre></div>
 <script>
 document.getElementById("unlabelled").layout = {{title: {{text: "Median r per ROI"}}}};
-document.getElementById("labelled").layout = {{title: {{text: "Fine<br><sup>profile: quick · device: cpu · seed: 0</sup>"}}}};
+document.getElementById("labelled").layout = {{title: {{
+  text: "Fine<br><sup>profile: quick · device: cpu · seed: 0</sup>"}}}};
 </script></main></body></html>"""
 
 
@@ -572,7 +592,8 @@ def test_page_checks_catch_what_readers_would_see(tmp_path):
     """The checks of every page fail on a page with each fault, and pass once it is fixed."""
     if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
         pytest.fail(
-            "headless Chromium is needed: run `make browser` (apt-get install chromium chromium-driver)"
+            "headless Chromium is needed: run `make browser` (apt-get install chromium "
+            "chromium-driver)"
         )
     bad = SYNTHETIC_PAGE.format(long="x = " + "1 + " * 200)
     state = {
@@ -615,7 +636,8 @@ def test_page_checks_catch_what_readers_would_see(tmp_path):
 
 
 def test_solution_lines_and_leak_search(tmp_path):
-    """The student-build check finds a solution line in a page's text, and not the signature kept on purpose."""
+    """The student-build check finds a solution line in a page's text, and not the signature kept on
+    purpose."""
     import nbformat.v4 as nbf
 
     solution = nbf.new_code_cell(
@@ -641,7 +663,8 @@ def test_solution_lines_and_leak_search(tmp_path):
 
 
 def build_student_book(output: Path) -> Path:
-    """``make students`` into ``output`` (student notebooks + the student book); returns the HTML folder."""
+    """``make students`` into ``output`` (student notebooks + the student book); returns the HTML
+    folder."""
     done = subprocess.run(
         [
             sys.executable,
@@ -665,7 +688,8 @@ def build_student_book(output: Path) -> Path:
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_student_book_has_no_solutions(tmp_path):
-    """The student edition (``make students``) has every exercise, and no line of any solution in its HTML."""
+    """The student edition (``make students``) has every exercise, and no line of any solution in
+    its HTML."""
     sys.path.insert(0, str(ROOT / "tools"))
     try:
         from make_student_notebooks import INSTRUCTOR_NOTEBOOKS
@@ -768,7 +792,10 @@ def test_runtime_estimate_names_profile_and_minutes(monkeypatch, capsys):
         book.runtime_estimate("Tesla T4", "full"),
         book.runtime_estimate("NVIDIA H100 80GB HBM3", "full"),
     )
-    minutes = lambda text: [int(m) for m in re.findall(r"about (\d+) min", text)]
+
+    def minutes(text):
+        return [int(m) for m in re.findall(r"about (\d+) min", text)]
+
     assert minutes(t4) == list(book.FULL_MINUTES_ON_T4.values())
     assert all(a > b for a, b in zip(minutes(t4), minutes(h100)))  # a faster GPU, shorter estimates
     assert "quick" in book.runtime_estimate("cpu (2 threads)", "full")
@@ -796,7 +823,8 @@ def test_committed_results_read_or_degrade(monkeypatch, tmp_path, capsys):
 
 
 def test_committed_results_and_run_keep_to_one_data_seed(monkeypatch, tmp_path, capsys):
-    """Files of another simulated cortex (data seed 1) never mix into the book's subject (data seed 0)."""
+    """Files of another simulated cortex (data seed 1) never mix into the book's subject (data seed
+    0)."""
     from etecrm_lib.evaluation import EncodingResult
     from etecrm_lib.results import result_path, save_result
 

@@ -1,5 +1,5 @@
-"""The helpers chapters 4-8 use: noisy-prediction correlation, rank correlation over voxels and seeds,
-training cost from wall times, seed runs and verdicts, and their figures."""
+"""The helpers chapters 4-8 use: noisy-prediction correlation, rank correlation over voxels and
+seeds, training cost from wall times, seed runs and verdicts, and their figures."""
 
 from __future__ import annotations
 

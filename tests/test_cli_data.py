@@ -1,4 +1,5 @@
-"""`etecrm data ...`: bad arguments and environment are explained before any work, without a traceback."""
+"""`etecrm data ...`: bad arguments and environment are explained before any work, without a
+traceback."""
 
 import pytest
 

@@ -1,4 +1,5 @@
-"""CNN layer features: weights provenance (local file, untrained, the clear error offline), hooks, reduction."""
+"""CNN layer features: weights provenance (local file, untrained, the clear error offline), hooks,
+reduction."""
 
 import hashlib
 import urllib.error
@@ -77,7 +78,8 @@ def test_local_weights_file(tmp_path):
     )
     np.testing.assert_allclose(got["features.3"], want["features.3"], rtol=1e-5, atol=1e-6)
     assert not np.allclose(got["features.3"], other_seed["features.3"])
-    # a checkpoint wrapped as {"state_dict": ...} works too; a state dict of another network does not
+    # a checkpoint wrapped as {"state_dict": ...} works too; a state dict of another network does
+    # not
     torch.save({"state_dict": reference.state_dict()}, tmp_path / "wrapped.pth")
     assert load_cnn("squeezenet1_1", str(tmp_path / "wrapped.pth"))[1].startswith("file:")
     torch.save(torch.nn.Linear(2, 2).state_dict(), tmp_path / "other.pth")

@@ -1,9 +1,9 @@
 """The control cortices: each model family must win on the cortex built from its own features.
 
 ``simulate(..., ground_truth="gabor")`` makes every voxel a linear read-out of the Gabor pyramid, so
-the two-step Gabor model holds the true features; ``ground_truth="cnn"`` makes every voxel a read-out
-of a random network with the released ETECRM architecture, which the end-to-end model can represent
-exactly. If a family loses on its own control, a model or the evaluation is broken.
+the two-step Gabor model holds the true features; ``ground_truth="cnn"`` makes every voxel a
+read-out of a random network with the released ETECRM architecture, which the end-to-end model can
+represent exactly. If a family loses on its own control, a model or the evaluation is broken.
 
 Quick profile (a minute or two on a CPU): one ROI, the paired bootstrap over test images. At the
 calibrated (vim-1-like) signal-to-noise ratio, 300 train images and 40 noisy test images leave the

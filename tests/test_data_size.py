@@ -1,4 +1,5 @@
-"""Accuracy against training-set size: nested subsets, resumable verified files, curves and crossings."""
+"""Accuracy against training-set size: nested subsets, resumable verified files, curves and
+crossings."""
 
 import numpy as np
 import pytest

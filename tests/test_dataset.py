@@ -128,7 +128,7 @@ def test_select_rois():
     assert ds.select_rois(["V2"]).rois == ["V2"]
 
 
-# --------------------------------------------------------------------------- bad input, refused up front
+# ---------------------------------------------------------------------- bad input, refused up front
 def test_test_repeats_with_a_single_trial_are_refused():
     tr_x, tr_y, te_x = _arrays()
     one = {"V1": np.random.default_rng(1).normal(size=(1, 5, 6))}

@@ -1,4 +1,5 @@
-"""The HTTP downloader, against a local server on 127.0.0.1: fresh, resumed, verified, failing clearly."""
+"""The HTTP downloader, against a local server on 127.0.0.1: fresh, resumed, verified, failing
+clearly."""
 
 import hashlib
 

@@ -1,4 +1,5 @@
-"""Evaluation: per-voxel metrics against scipy, ceilings against known truth, bootstrap and permutation sanity."""
+"""Evaluation: per-voxel metrics against scipy, ceilings against known truth, bootstrap and
+permutation sanity."""
 
 import numpy as np
 import pytest
@@ -36,7 +37,8 @@ def test_pearson_r_refuses_non_finite_input_instead_of_r_zero(bad, where):
     (x if where == "predictions" else y)[3, 2] = bad
     n_nan, n_inf = (1, 0) if np.isnan(bad) else (0, 1)
     message = (
-        rf"{where} contain {n_nan} NaN and {n_inf} inf values, in 1 of 4 columns \(voxels\), the first being "
+        rf"{where} contain {n_nan} NaN and {n_inf} inf values, in 1 of 4 columns "
+        r"\(voxels\), the first being "
         r"column 2: Pearson r is undefined for those voxels \(it is not 0\)"
     )
     with pytest.raises(ValueError, match=message):
@@ -62,7 +64,8 @@ def test_score_refuses_diverged_predictions_and_names_model_and_roi():
 
 
 def test_pearson_r_does_not_depend_on_the_units():
-    """r is unchanged by scaling (no absolute epsilon) and stays finite for huge values (no overflow)."""
+    """r is unchanged by scaling (no absolute epsilon) and stays finite for huge values (no
+    overflow)."""
     rng = np.random.default_rng(3)
     x, y = rng.normal(size=(50, 5)), rng.normal(size=(50, 5))
     y += x
@@ -173,7 +176,8 @@ def test_resampled_correlation_with_unit_weights_equals_pearson():
 
 
 def test_resampled_correlation_does_not_depend_on_units():
-    """r under bootstrap resamples is scale-free: responses in tiny or huge units give the same r (no absolute threshold)."""
+    """r under bootstrap resamples is scale-free: responses in tiny or huge units give the same r
+    (no absolute threshold)."""
     rng = np.random.default_rng(6)
     x = torch.tensor(rng.normal(size=(40, 5)))
     y = x + torch.tensor(rng.normal(size=(40, 5)))
@@ -248,7 +252,8 @@ def test_verdict_summary_groups_rois_by_verdict_with_their_intervals():
         label="subject 1",
     )
     assert lines == [
-        "subject 1, a - b (median_r):\n  better in V1 (+0.020 [+0.010, +0.030]), V3 (+0.030 [+0.020, +0.040]);\n"
+        "subject 1, a - b (median_r):\n  better in V1 (+0.020 [+0.010, +0.030]), V3 "
+        "(+0.030 [+0.020, +0.040]);\n"
         "  no reliable difference in V2 (+0.000 [-0.020, +0.020])",
         "subject 1, c - b (median_r):\n  worse in V1 (-0.200 [-0.300, -0.100])",
     ]

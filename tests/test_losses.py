@@ -30,7 +30,8 @@ def test_batch_pearson_r_matches_scipy():
 
 
 def test_batch_pearson_r_does_not_depend_on_units():
-    """A perfect prediction is r = 1 whatever the units (an absolute epsilon made it 0.55 at 1e-5)."""
+    """A perfect prediction is r = 1 whatever the units (an absolute epsilon made it 0.55 at
+    1e-5)."""
     pred, resp = _batch(b=16)
     for scale in (1e-5, 1.0, 1e5):
         r = batch_pearson_r(resp * scale, resp * scale)

@@ -27,11 +27,13 @@ def test_splits_sizes_and_stimuli(miyawaki_dir):
     assert ds.train.stimuli.shape == (20 * 3, 20, 20)  # 20 random runs x 3 presentations
     assert ds.test.stimuli.shape == (4, 20, 20)  # 4 figure shapes
     assert set(np.unique(ds.train.stimuli)) <= {0.0, 1.0}
-    # the test images are the four shapes, enlarged in blocks of 2 x 2 pixels, in order of appearance
+    # the test images are the four shapes, enlarged in blocks of 2 x 2 pixels, in order of
+    # appearance
     np.testing.assert_array_equal(
         ds.test.stimuli, enlarge_patterns(truth["shapes"][[0, 1, 2, 3]], 20)
     )
-    # each shape is presented 18 times (3 per run, in 6 runs): repeats (R, N_test, V), mean = responses
+    # each shape is presented 18 times (3 per run, in 6 runs): repeats (R, N_test, V), mean =
+    # responses
     assert ds.test.repeats["V1"].shape == (18, 4, ds.n_voxels("V1"))
     np.testing.assert_allclose(ds.test.responses["V1"], ds.test.repeats["V1"].mean(0), atol=1e-6)
     assert ds.info["test_presentations_left_out"] == 0

@@ -1,4 +1,5 @@
-"""The network follows the authors' released design: shapes, input scaling, non-negative weights, init range."""
+"""The network follows the authors' released design: shapes, input scaling, non-negative weights,
+init range."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,5 @@
-"""Figures and widgets over EncodingResults: structure, the data they draw, and menus that switch correctly."""
+"""Figures and widgets over EncodingResults: structure, the data they draw, and menus that switch
+correctly."""
 
 from __future__ import annotations
 

@@ -33,7 +33,8 @@ json_values = (
 
 @st.composite
 def dataset_arrays(draw):
-    """Keyword arguments of from_arrays: 1-3 ROIs, with or without repeats, oracle, voxel metadata."""
+    """Keyword arguments of from_arrays: 1-3 ROIs, with or without repeats, oracle, voxel
+    metadata."""
     n_train, n_test, size = (
         draw(st.integers(1, 5)),
         draw(st.integers(1, 4)),

@@ -1,4 +1,5 @@
-"""load_dataset: the name -> loader dispatch the book and the CLI use (real data are made-up fixtures)."""
+"""load_dataset: the name -> loader dispatch the book and the CLI use (real data are made-up
+fixtures)."""
 
 import numpy as np
 import pytest

@@ -1,11 +1,13 @@
-"""`etecrm reproduce`: seeds, results files, resume after Ctrl-C / kill, corruption, tables, comparisons, CLI checks.
+"""`etecrm reproduce`: seeds, results files, resume after Ctrl-C / kill, corruption, tables,
+comparisons, CLI checks.
 
 Most tests use a tiny made-up dataset (16x16 images) and test-only variants, registered below:
 ridge regression on a seeded random projection of the pixels (so a wrong seed changes the numbers),
-run per model seed; a deterministic ridge on the raw pixels (run once); and two ridge variants of the
-"etecrm" family (``test_group_a`` plays ``etecrm``, ``test_group_b`` its ablation). Each reports ``val_r``, its
-per-voxel r on the last 20% of the train images when fitted on the rest. The subprocess tests run
-the real command line through ``python -c`` so that the test variants are registered there too.
+run per model seed; a deterministic ridge on the raw pixels (run once); and two ridge variants of
+the "etecrm" family (``test_group_a`` plays ``etecrm``, ``test_group_b`` its ablation). Each reports
+``val_r``, its per-voxel r on the last 20% of the train images when fitted on the rest. The
+subprocess tests run the real command line through ``python -c`` so that the test variants are
+registered there too.
 """
 
 import json
@@ -66,7 +68,8 @@ def _ridge(f, y, alpha):
 
 
 def _proj_ridge(dataset, variant, roi, **settings):
-    """Ridge on a random projection of the pixels (raw pixels for ``pixels``), drawn from the model seed."""
+    """Ridge on a random projection of the pixels (raw pixels for ``pixels``), drawn from the model
+    seed."""
     delay = float(os.environ.get("ETECRM_TEST_DELAY", "0"))
     x_train = torch.as_tensor(
         dataset.train.stimuli.reshape(dataset.train.n_images, -1), dtype=torch.float64
@@ -456,7 +459,8 @@ def test_comparisons_baseline_by_validation_and_ablations(data, reference):
 
 
 def test_baseline_choice_never_reads_the_test_split(data, reference, tmp_path):
-    """Same training data, garbage test responses: the same baseline, though test r would now pick the other one."""
+    """Same training data, garbage test responses: the same baseline, though test r would now pick
+    the other one."""
     _, results = reference
     chosen = choose_baseline(results, "V1")
     other = next(m for m in ("test_proj_ridge", "test_fixed_ridge") if m != chosen.model)
@@ -500,7 +504,8 @@ def test_rerun_with_fewer_models_or_other_seeds_keeps_earlier_comparisons(data, 
 
 
 def test_stripped_predictions_keep_scores_tables_and_comparisons(data, tmp_path):
-    """Committed results hold no predictions: every score survives, and a rerun keeps what was computed."""
+    """Committed results hold no predictions: every score survives, and a rerun keeps what was
+    computed."""
     from etecrm_lib.results import strip_predictions
 
     before = run_quiet(data, tmp_path)
@@ -719,7 +724,7 @@ def test_dataset_fingerprint_tells_data_apart():
     assert rp.dataset_fingerprint(a, "V1") == rp.dataset_fingerprint(b, "V1")
 
 
-# ----------------------------------------------------------------------------- data seed, loader, DataFrame
+# --------------------------------------------------------------------- data seed, loader, DataFrame
 def test_data_seed_is_in_every_file_name_and_must_match(tmp_path):
     sim_like = tiny_dataset()
     sim_like.info.update(generator_version=1, seed=2, cache_key="tiny-simulation-seed-2")
@@ -808,7 +813,8 @@ def test_bootstrap_over_seeds_observed_difference_and_wider_interval():
         [np.corrcoef(base[0].predictions[:, v], y[:, v])[0, 1] for v in range(y.shape[1])]
     )
     assert cmp.difference == pytest.approx(np.mean(per_seed) - b_med, abs=1e-6)
-    # the same comparison with the seed luck removed (one fixed seed of average quality) has a narrower interval
+    # the same comparison with the seed luck removed (one fixed seed of average quality) has a
+    # narrower interval
     fixed = paired_bootstrap(runs[1], base, y, statistic="median_r", n_bootstrap=1000)
     assert cmp.ci_high - cmp.ci_low > 1.2 * (fixed.ci_high - fixed.ci_low)
     assert cmp.ci_low <= cmp.difference <= cmp.ci_high
@@ -820,7 +826,7 @@ def test_bootstrap_over_seeds_observed_difference_and_wider_interval():
         )
 
 
-# ----------------------------------------------------------------------------- checks before any work
+# --------------------------------------------------------------------------- checks before any work
 @pytest.mark.parametrize(
     "args, message",
     [

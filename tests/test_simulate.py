@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from etecrm_lib import evaluation
-from etecrm_lib.data import simulate
+from etecrm_lib.data import calibration, simulate
 from etecrm_lib.data.calibration import (
     CALIBRATION_TARGETS,
     CORTEX,
@@ -48,14 +48,13 @@ def quick():
 
 
 def _same(a, b) -> bool:
-    arrays = lambda ds: (
-        [ds.train.stimuli, ds.test.stimuli]
-        + [  # noqa: E731
+    def arrays(ds):
+        return [ds.train.stimuli, ds.test.stimuli] + [
             arr[roi]
             for arr in (ds.train.responses, ds.test.repeats, ds.test.oracle)
             for roi in ds.rois
         ]
-    )
+
     return all(np.array_equal(x, y) for x, y in zip(arrays(a), arrays(b)))
 
 
@@ -154,7 +153,8 @@ def test_test_images_come_from_photographs_never_used_for_training(quick):
 def test_noise_ceiling_from_repeats_tracks_the_oracle_ceiling(quick):
     # 40 test images only, and vim-1-like (low) signal-to-noise ratios: the repeat-based estimate
     # scatters (median |difference| over effective voxels up to about 0.16 in an ROI), so the
-    # tolerances are loose; the slow test below checks the default size (120 test images) more tightly.
+    # tolerances are loose; the slow test below checks the default size (120 test images) more
+    # tightly.
     estimated, exact = [], []
     for roi in quick.rois:
         estimated.append(evaluation.noise_ceiling(quick.test.repeats[roi]))
@@ -167,8 +167,8 @@ def test_noise_ceiling_from_repeats_tracks_the_oracle_ceiling(quick):
     assert (
         np.corrcoef(estimated, exact)[0, 1] > 0.35
     )  # seed 0: 0.48 (most ceilings are low: a narrow range)
-    # no large bias; the estimate is clipped at 0, which lifts the mean of the many near-zero ceilings
-    # of the calibrated subject (seed 0, 40 test images: +0.086)
+    # no large bias; the estimate is clipped at 0, which lifts the mean of the many near-zero
+    # ceilings of the calibrated subject (seed 0, 40 test images: +0.086)
     assert abs(np.mean(estimated - exact)) < 0.12
 
 
@@ -222,7 +222,8 @@ def test_network_seed_follows_the_simulation_seed():
 
 
 def test_lo_is_more_tolerant_to_position_than_v1():
-    """Shift the images by 2 px (0.6 deg): LO's maps change less than V1's (max-pooling over positions)."""
+    """Shift the images by 2 px (0.6 deg): LO's maps change less than V1's (max-pooling over
+    positions)."""
     config = SimulationConfig.for_profile("quick")
     images = torch.as_tensor(dead_leaves(8, 64, np.random.default_rng(0)))
     shifted = torch.roll(images, 2, dims=-1)
@@ -272,8 +273,8 @@ def test_v1_receptive_fields_are_recovered_by_reverse_correlation(quick):
     peak_x, peak_y = (col + 0.5 - 8) * 1.25, (8 - row - 0.5) * 1.25
     error = np.hypot(peak_x - extra["prf_x"][best], peak_y - extra["prf_y"][best])
     # degrees; a random place in the 20 x 20 deg field misses by a median 8 deg. On the calibrated
-    # (vim-1-like, low-SNR) quick subject, 300 train images: median 0.96 over the 15 best voxels (the
-    # weaker ones' maps are dominated by noise: over the best 30 the median is 2.9)
+    # (vim-1-like, low-SNR) quick subject, 300 train images: median 0.96 over the 15 best voxels
+    # (the weaker ones' maps are dominated by noise: over the best 30 the median is 2.9)
     assert np.median(error) < 1.5
     assert correlation_maps.max(1).mean() > 0.15  # measured 0.21
 
@@ -440,9 +441,9 @@ def test_default_dataset_is_vim1_shaped_with_honest_noise_ceilings(default_subje
 
 @pytest.mark.slow
 def test_default_subject_matches_the_vim1_calibration_targets(default_subject):
-    """Per ROI within a band around the targets (module docstring of ``simulate``), on the true noise
-    ceiling: predictable fraction +- 0.06, median ceiling +- 0.03; both fall from V1 to LO."""
-    measured = simulate_module.calibration_summary(default_subject)
+    """Per ROI within a band around the targets (module docstring of ``simulate``), on the true
+    noise ceiling: predictable fraction +- 0.06, median ceiling +- 0.03; both fall from V1 to LO."""
+    measured = calibration.calibration_summary(default_subject)
     for roi, target in CALIBRATION_TARGETS.items():
         assert abs(measured[roi]["median_ceiling"] - target["median_ceiling"]) < 0.03, (
             roi,

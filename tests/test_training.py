@@ -23,7 +23,8 @@ TINY = ETECRMConfig(image_size=32, channels=4, epochs=3, batch_size=16, selectio
 
 
 def _arrays(n=80, size=32, n_vox=12, seed=0):
-    """Images and responses with some signal: each voxel is a noisy linear function of a blurred image patch."""
+    """Images and responses with some signal: each voxel is a noisy linear function of a blurred
+    image patch."""
     rng = np.random.default_rng(seed)
     images = rng.uniform(size=(n, size, size)).astype(np.float32)
     patches = images.reshape(n, 4, size // 4, 4, size // 4).mean(axis=(2, 4)).reshape(n, 16)
@@ -66,8 +67,8 @@ def test_training_on_the_quick_simulation_predicts_v1_well_above_chance():
     result = model.score(ds)
     assert isinstance(result, EncodingResult) and result.roi == "V1" and result.model == "etecrm"
     summary = result.summary()
-    # chance: median r over 120 voxels of 40 test images is 0 +- about 0.02 (measured on the calibrated
-    # quick subject: 0.099)
+    # chance: median r over 120 voxels of 40 test images is 0 +- about 0.02 (measured on the
+    # calibrated quick subject: 0.099)
     assert summary["median_r"] > 0.06, summary
     h = model.history
     # the kept epoch is the first with the highest selection score, and the model is that epoch's
@@ -108,7 +109,8 @@ def test_every_switch_trains_and_records_a_history(changes):
 
 
 def test_noise_is_added_to_the_predictions_in_training_only(monkeypatch):
-    """What reaches the loss: prediction + N(0, noise_std^2), the targets untouched; evaluation sees no noise."""
+    """What reaches the loss: prediction + N(0, noise_std^2), the targets untouched; evaluation sees
+    no noise."""
     images, responses = _arrays()
     seen = {}
 
@@ -196,7 +198,8 @@ def test_mse_starts_at_the_mean_response_and_keeps_its_features_alive():
 
 @pytest.mark.slow
 def test_mse_with_the_full_size_network_does_not_collapse_to_a_constant():
-    """Without starting at the mean response, a few Adam steps of MSE switch every ReLU off (r = 0 everywhere)."""
+    """Without starting at the mean response, a few Adam steps of MSE switch every ReLU off (r = 0
+    everywhere)."""
     from etecrm_lib.models import scale_images
 
     images, responses = _arrays(n=150, size=128, n_vox=20)
@@ -353,7 +356,8 @@ def test_images_are_resized_to_the_configured_size():
     reason="CUDA graphs need a GPU (CI has none; run it on the lent GPU)",
 )
 def test_models_trained_side_by_side_all_record_their_cuda_graph():
-    """Threads record their graphs one at a time (gpu.CAPTURE_LOCK): without the lock, an H200 lost 4 of 30."""
+    """Threads record their graphs one at a time (gpu.CAPTURE_LOCK): without the lock, an H200 lost
+    4 of 30."""
     from etecrm_lib import gpu
 
     images, responses = _arrays(n=256, size=64, n_vox=200)

@@ -1,4 +1,5 @@
-"""TwoStepModel: fit / predict / score on a small synthetic dataset; no test data reaches the fit."""
+"""TwoStepModel: fit / predict / score on a small synthetic dataset; no test data reaches the
+fit."""
 
 import numpy as np
 import pytest
@@ -33,7 +34,8 @@ def _images(n, rng):
 
 @pytest.fixture(scope="module")
 def dataset():
-    """Voxels that are linear read-outs of 3 sparse Gabor-pyramid directions, plus pure-noise voxels."""
+    """Voxels that are linear read-outs of 3 sparse Gabor-pyramid directions, plus pure-noise
+    voxels."""
     rng = np.random.default_rng(0)
     train, test = _images(N_TRAIN, rng), _images(N_TEST, rng)
     feats = gabor_features(np.concatenate([train, test]), cache=False, device="cpu", progress=False)
@@ -153,7 +155,8 @@ def test_alexnet_ridge_records_weights_and_layer_choice(dataset):
 
 
 def test_roiwise_trains_with_etecrms_selective_optimization(dataset, monkeypatch):
-    """The r^3 loss sees prediction + noise of s.d. 1 (not the features), and the epoch is chosen as ETECRM's."""
+    """The r^3 loss sees prediction + noise of s.d. 1 (not the features), and the epoch is chosen as
+    ETECRM's."""
     from etecrm_lib import two_step
     from etecrm_lib.losses import weighted_correlation_loss
 
@@ -227,7 +230,8 @@ def test_bad_input_gets_clear_errors(dataset):
 
 
 def test_both_model_families_share_one_interface():
-    """ETECRMModel and TwoStepModel: the same fit(dataset, roi) / predict(images) / score(dataset) signatures."""
+    """ETECRMModel and TwoStepModel: the same fit(dataset, roi) / predict(images) / score(dataset)
+    signatures."""
     import inspect
 
     from etecrm_lib.encoding_model import EncodingModel

@@ -1,4 +1,5 @@
-"""Which chapter calls which library function: read the chapters' code cells, write the map into ARCHITECTURE.md.
+"""Which chapter calls which library function: read the chapters' code cells, write the map into
+ARCHITECTURE.md.
 
 For every chapter listed in ``_toc.yml`` this parses the code cells (Python's ``ast``, nothing is
 run) and collects the library names they use: ``from etecrm_lib.X import f`` gives ``X.f``;
@@ -7,7 +8,7 @@ run) and collects the library names they use: ``from etecrm_lib.X import f`` giv
 ARCHITECTURE.md.
 
     python tools/chapter_map.py            # rewrite the map in ARCHITECTURE.md
-    python tools/chapter_map.py --check    # exit 1 if the map is out of date (tests/test_architecture.py)
+    python tools/chapter_map.py --check    # exit 1 if the map is out of date (test_architecture)
 """
 
 from __future__ import annotations

@@ -103,17 +103,20 @@ def main() -> None:
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(jsonable(summary), indent=1))
     print(
-        f"control cortex '{args.ground_truth}', profile {args.profile} ({summary['wall_time_s']} s); expected winner: "
+        f"control cortex '{args.ground_truth}', profile {args.profile} "
+        f"({summary['wall_time_s']} s); expected winner: "
         f"{expected}"
     )
     print(
-        f"| ROI | etecrm median r (mean of {args.seeds} seeds) | gwp_ridge median r | gwp - etecrm [95% CI] | winner |"
+        f"| ROI | etecrm median r (mean of {args.seeds} seeds) | gwp_ridge median r | gwp "
+        "- etecrm [95% CI] | winner |"
     )
     print("|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['roi']} | {r['etecrm_median_r']:.3f} | {r['gwp_ridge_median_r']:.3f} | "
-            f"{r['gwp_minus_etecrm']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] | {r['winner']} |"
+            f"{r['gwp_minus_etecrm']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] | "
+            f"{r['winner']} |"
         )
     print(f"written: {path}")
 

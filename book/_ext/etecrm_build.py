@@ -1,4 +1,5 @@
-"""The book build's own Sphinx extension (named in ``_config.yml``: ``local_extensions``), not part of the library.
+"""The book build's own Sphinx extension (named in ``_config.yml``: ``local_extensions``), not part
+of the library.
 
 It makes the build render plotly figures into the pages and keeps the pages free of CDN downloads
 (the vendored MathJax and Colab badge are used instead), and it tells the notebook kernels that they
@@ -24,7 +25,8 @@ PLOTLY_MATHJAX_CDN = re.compile(
 
 
 def drop_cdn_scripts(app, doctree, docname) -> None:
-    """Offline pages: drop plotly's CDN MathJax tag; show the vendored copy of the Colab badge image."""
+    """Offline pages: drop plotly's CDN MathJax tag; show the vendored copy of the Colab badge
+    image."""
     for node in list(doctree.findall(nodes.raw)):
         text = node.astext()
         if "html" in node.get("format", "") and PLOTLY_MATHJAX_CDN.search(text):
@@ -40,7 +42,8 @@ def drop_cdn_scripts(app, doctree, docname) -> None:
 
 def drop_duplicate_assets(app, pagename, templatename, context, doctree) -> None:
     # jupyter-book 1.0.4 registers the inline configuration scripts of sphinx-thebe and
-    # sphinx-togglebutton twice; the second `const THEBE_JS_URL` is a JavaScript error on every page.
+    # sphinx-togglebutton twice; the second `const THEBE_JS_URL` is a JavaScript error on every
+    # page.
     for key in ("script_files", "css_files"):
         if key in context:
             unique = {}
@@ -55,7 +58,8 @@ def drop_duplicate_assets(app, pagename, templatename, context, doctree) -> None
 
 
 def setup(app):
-    """Sphinx entry point (``sphinx: local_extensions: {etecrm_build: book/_ext}`` in ``_config.yml``)."""
+    """Sphinx entry point (``sphinx: local_extensions: {etecrm_build: book/_ext}`` in
+    ``_config.yml``)."""
     # Notebook kernels started by the build inherit this: plotly then writes figures as HTML with
     # plotly.js embedded once per page (no CDN). Chapters never choose a renderer themselves.
     os.environ.setdefault("PLOTLY_RENDERER", "notebook")

@@ -1,76 +1,37 @@
-"""The simulated experiment's sizes and its calibrated measurement: how noisy each area's voxels are.
+"""Is the simulated cortex as learnable as vim-1? The targets, and the oracle that checks them.
 
-Part of the simulated cortex (:mod:`.simulate`): :class:`SimulationConfig` (sizes of the experiment,
-``for_profile``), :data:`CORTEX` (per area: features, pRF sizes, effective share and SNR) and
-:func:`measure`, which turns noise-free signals into noisy, z-scored trials.
+An *oracle* model is the best any model could do with the truth: it is given each voxel's true
+features (its *basis*, :func:`.simulate.generate_with_basis`), and only has to learn how the voxel
+weighs them, by ridge regression on the noisy training responses (:func:`oracle_fit`). If even the
+oracle cannot predict an area's voxels, no model comparison can be decided there.
+:func:`oracle_report` measures, per ROI, the true noise ceiling and the oracle's accuracy on the
+test images; the targets below are what the oracle must reach on the default subject.
 
-Signal and noise, calibrated per area to vim-1
-----------------------------------------------
-Each voxel's signal is scaled to unit variance over the train images and multiplied by the voxel's
-signal-to-noise ratio ``snr``; every trial adds unit-variance Gaussian noise that is partly shared
-between neighbouring voxels (30 %). A share of the voxels is *ineffective* (snr < 0.015: almost no
-stimulus signal), a share that grows from V1 to LO; the effective voxels' SNR is log-normal with a
-median that falls from V1 to LO. Finally responses are z-scored per voxel with the train mean and
-std (the same transform is applied to test trials and the oracle).
-
-The SNRs are set so that the default subject matches these targets (:data:`CALIBRATION_TARGETS`).
-"Ceiling" is the noise ceiling of the mean of the 13 test repeats, computed from the simulation's
-known noise-free signal (the *true* ceiling: ``sqrt(s / (s + n / 13))`` with ``s`` the signal's
-variance over the test images and ``n`` the single-trial noise variance); "predictable" is the
-share of voxels whose true ceiling exceeds the p < 0.001 significance threshold of r over 120 test
-images (0.28), i.e. voxels that a perfect model would predict significantly:
-
-====  ====================  ========================  =============================================
-ROI   predictable fraction  median ceiling (follows)  best voxels (a good model, e.g. Gabor on V1)
-====  ====================  ========================  =============================================
-V1    0.52                  0.29                   r near 0.8
-V2    0.45                  0.26
-V3    0.38                  0.23
-V4    0.30                  0.20
-LO    0.22                  0.17
-====  ====================  ========================  =============================================
-
-Where they come from: on vim-1 the best voxels reach r of about 0.8 on the 120 test images (best
-voxel 0.816 with deep-network features, St-Yves & Naselaris 2018; V1 voxels of the Gabor model of
-Kay et al. 2008 reach similar values), and the signal-to-noise ratio of the voxels and the share
-a model predicts fall from V1 to V3 (Kay et al. 2008, Supplementary Table 1) and further to V4 and
-LO (Naselaris et al. 2009); the best models predict over 20 % of the voxels of every area V1-LO
-significantly (Zhang et al. 2019). vim-1 publishes no single trials, so its noise ceilings are not
-known exactly: the predictable fractions between these anchors are our reading, chosen once and not
-to favour any model. Every area has the same share of voxels without stimulus signal (10 %) and the
-same spread of log SNR (:data:`SNR_SPREAD`, set so that the best V1 voxels reach about 0.8); only
-the median SNR falls from V1 to LO, fitted to the predictable fraction. The median ceilings then
-follow; they are listed as targets too, so that a change of the generator shows up.
-
-Why the true ceiling and not the one estimated from the repeats (:func:`evaluation.noise_ceiling`,
-which :func:`calibration_summary` reports beside it): with 120 images x 13 repeats the estimated
-signal variance scatters by about 0.01 (in units of the single-trial noise variance), more than
-the whole signal variance of a typical V3-LO voxel (0.003-0.005). An ROI's *estimated* median
-ceiling therefore jumps between 0 and 0.15 from one simulation seed to the next, and the estimated
-predictable fraction counts about a quarter of the voxels without any signal (measured on seeds
-0-3 of an earlier version of this generator). A real experiment with vim-1's design has the same
-problem; the simulation can calibrate what it controls. ``tests/test_simulate.py`` checks the
-default subject against the targets (tolerance bands) and the estimator against the truth;
-``benchmarks/bench_calibration.py`` prints target against measured for several seeds.
+The sizes and the noise of the experiment live in :mod:`.measurement` (re-exported here).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-
 import numpy as np
 import torch
 
-from ..profiles import DEFAULT_PROFILE, check_profile
+from .. import evaluation
+from ..device import get_device
+from .dataset import EncodingDataset
+from .measurement import (  # noqa: F401 - re-exported: the sizes and noise of the experiment
+    CORTEX,
+    INEFFECTIVE_SNR,
+    MAX_TRAIN_IMAGES,
+    SNR_SPREAD,
+    AreaModel,
+    SimulationConfig,
+    hemifield_grid,
+    measure,
+)
+from .simulate import generate_with_basis, true_noise_ceiling
 
-INEFFECTIVE_SNR = 0.015  # voxels below this signal/noise ratio carry almost no stimulus signal
-SNR_SPREAD = 0.6  # s.d. of log(snr) over the effective voxels of an area (every area)
-MAX_TRAIN_IMAGES = 20000
-
-# Per ROI: median noise ceiling and fraction of predictable voxels of the default subject (see the
-# module docstring for the sources); BEST_V1_R: r of the best V1 voxels for a good model.
-CALIBRATION_TARGETS = {  # on the true noise ceiling (module docstring)
+# Per ROI: median noise ceiling and fraction of predictable voxels of the default subject.
+CALIBRATION_TARGETS = {  # on the true noise ceiling
     "V1": {"median_ceiling": 0.29, "predictable_fraction": 0.52},
     "V2": {"median_ceiling": 0.26, "predictable_fraction": 0.45},
     "V3": {"median_ceiling": 0.23, "predictable_fraction": 0.38},
@@ -78,172 +39,124 @@ CALIBRATION_TARGETS = {  # on the true noise ceiling (module docstring)
     "LO": {"median_ceiling": 0.17, "predictable_fraction": 0.22},
 }
 BEST_V1_R = 0.8
+ORACLE_ALPHAS = tuple(10.0 ** np.arange(-3.0, 4.5, 0.5))  # x the number of training images
+VALIDATION_SHARE = 0.2  # the last 20 % of the training images choose each voxel's alpha
 
 
-@dataclass
-class AreaModel:
-    """The ground truth of one simulated visual area (see the module docstring).
+def oracle_fit(
+    basis_train: np.ndarray, responses: np.ndarray, basis_test: np.ndarray, device=None
+) -> np.ndarray:
+    """Ridge read-out of each voxel's own features, fitted on training data only: ``(N_test, V)``.
 
-    features : "gabor_energy", "texture", "v4_conjunctions" or "lo_invariant"
-    prf_sigma : (intercept, slope): pRF std in degrees = intercept + slope * eccentricity
-    first_order_share : for "texture" areas, the share of each voxel's weight on first-order energy
-    effective_fraction : fraction of voxels that carry stimulus signal
-    median_snr : median signal std / single-trial noise std of the effective voxels (log-normal,
-        s.d. of the log :data:`SNR_SPREAD`)
+    ``basis_train (N, V, K)``, ``responses (N, V)`` (noisy training responses), ``basis_test
+    (N_test, V, K)``. Each voxel's K features are z-scored on the training images; its penalty is
+    chosen among :data:`ORACLE_ALPHAS` (times N) by r on the last :data:`VALIDATION_SHARE` of the
+    training images (fitted on the rest), then it is refitted on all training images. The test
+    split is only predicted, never used.
     """
-
-    features: str
-    prf_sigma: tuple
-    first_order_share: float
-    effective_fraction: float
-    median_snr: float
-
-
-CORTEX = {  # effective fraction and SNR: calibrated to CALIBRATION_TARGETS
-    "V1": AreaModel("gabor_energy", (0.2, 0.12), 1.0, 0.9, 0.085),
-    "V2": AreaModel("texture", (0.3, 0.18), 0.5, 0.9, 0.076),
-    "V3": AreaModel("texture", (0.4, 0.26), 0.3, 0.9, 0.067),
-    "V4": AreaModel("v4_conjunctions", (0.8, 0.40), 0.0, 0.9, 0.058),
-    "LO": AreaModel("lo_invariant", (1.5, 0.55), 0.0, 0.9, 0.046),
-}
-
-
-@dataclass
-class SimulationConfig:
-    """Sizes of the simulated experiment. ``for_profile("full")`` is vim-1-shaped."""
-
-    name: str = "full"
-    image_size: int = 128
-    n_train: int = 1750
-    n_test: int = 120
-    train_repeats: int = 2
-    test_repeats: int = 13
-    voxels: dict = field(
-        default_factory=lambda: {"V1": 800, "V2": 700, "V3": 600, "V4": 500, "LO": 400}
-    )
-    photo_fraction: float = 0.5
-    field_of_view_deg: float = 20.0
-    eccentricity_range_deg: tuple = (0.3, 9.5)
-    noise_correlation: float = 0.3
-    noise_smoothing_mm: float = 2.0
-    volume_shape: tuple = (64, 64, 18)
-    voxel_size_mm: tuple = (2.0, 2.0, 2.5)
-    batch_size: int = 32
-
-    @classmethod
-    def for_profile(cls, name: str = DEFAULT_PROFILE) -> "SimulationConfig":
-        """``"full"`` (= ``"default"``): vim-1 sizes; ``"quick"``: a few seconds on a CPU, for CI."""
-        if check_profile(name) == "full":
-            return cls()
-        return cls(
-            name="quick",
-            image_size=64,
-            n_train=300,
-            n_test=40,
-            voxels={"V1": 120, "V2": 110, "V3": 100, "V4": 90, "LO": 80},
-        )
-
-    def check(self) -> None:
-        """Raise a ValueError that says what to change if the sizes cannot work."""
-        if self.image_size % 4 or self.image_size < 32:
-            raise ValueError(
-                f"image_size must be a multiple of 4 and at least 32, got {self.image_size}"
-            )
-        if not 10 <= self.n_train <= MAX_TRAIN_IMAGES or self.n_test < 3:
-            raise ValueError(
-                f"need 10 to {MAX_TRAIN_IMAGES} train images and at least 3 test images, got "
-                f"{self.n_train} and {self.n_test}"
-            )
-        if self.train_repeats < 1 or self.test_repeats < 2:
-            raise ValueError(
-                "need train_repeats >= 1 and test_repeats >= 2 (the noise ceiling needs repeats)"
-            )
-        unknown = [roi for roi in self.voxels if roi not in CORTEX]
-        if unknown or not self.voxels:
-            raise ValueError(
-                f"voxels must map ROIs among {list(CORTEX)} to counts, got {self.voxels}"
-            )
-        if 3 * len(self.voxels) > self.volume_shape[2]:
-            raise ValueError(
-                f"a volume {self.volume_shape} has room for {self.volume_shape[2] // 3} ROI slabs, "
-                f"not {len(self.voxels)}"
-            )
-        for roi, n in self.voxels.items():
-            n_ecc, n_ang = hemifield_grid(n)
-            if n < 4 or n_ecc > self.volume_shape[0] // 2 - 2 or n_ang > self.volume_shape[1]:
-                raise ValueError(
-                    f"{n} voxels for {roi} do not fit a hemisphere slab of the volume "
-                    f"{self.volume_shape}; use between 4 and about 3000 voxels per ROI"
-                )
+    device = device or get_device()
+    x = torch.as_tensor(np.asarray(basis_train), dtype=torch.float64, device=device).transpose(0, 1)
+    z = torch.as_tensor(np.asarray(basis_test), dtype=torch.float64, device=device).transpose(0, 1)
+    y = torch.as_tensor(np.asarray(responses), dtype=torch.float64, device=device).T[..., None]
+    mean, std = x.mean(1, keepdim=True), x.std(1, keepdim=True).clamp_min(1e-12)
+    x, z = (x - mean) / std, (z - mean) / std  # (V, N, K), (V, N_test, K)
+    n = x.shape[1]
+    n_fit = n - max(int(round(VALIDATION_SHARE * n)), 2)
+    alphas = torch.as_tensor(ORACLE_ALPHAS, dtype=torch.float64, device=device)
+    fitted = _ridge_predict(x[:, :n_fit], y[:, :n_fit], x[:, n_fit:], alphas * n_fit)
+    scores = evaluation.correlation(fitted[..., 0].permute(1, 2, 0), y[:, n_fit:, 0].T)  # (A, V)
+    best = alphas[scores.argmax(0)] * n  # (V,)
+    prediction = _ridge_predict(x, y, z, best[:, None])  # (V, 1, N_test, 1)
+    return prediction[:, 0, :, 0].T.float().cpu().numpy()
 
 
-def hemifield_grid(n_voxels: int) -> tuple[int, int]:
-    """(eccentricity steps, polar-angle steps) of one hemisphere's 2-slice grid for an ROI."""
-    cells = math.ceil(math.ceil(n_voxels / 2) / 2)
-    n_ecc = math.ceil(math.sqrt(cells / 2))
-    return n_ecc, math.ceil(cells / n_ecc)
+def _ridge_predict(x, y, z, alphas):
+    """Per voxel ridge with intercept: ``x (V, N, K)``, ``y (V, N, 1)``, ``z (V, M, K)``,
+    ``alphas (A,)`` or ``(V, A)`` -> predictions ``(V, A, M, 1)`` (features already z-scored)."""
+    y_mean = y.mean(1, keepdim=True)
+    x_mean = x.mean(1, keepdim=True)
+    xc = x - x_mean
+    gram = xc.transpose(1, 2) @ xc  # (V, K, K)
+    evals, evecs = torch.linalg.eigh(gram)
+    proj = evecs.transpose(1, 2) @ (xc.transpose(1, 2) @ (y - y_mean))  # (V, K, 1)
+    alphas = alphas.expand(x.shape[0], -1) if alphas.ndim == 1 else alphas  # (V, A)
+    filt = 1.0 / (evals[:, None, :] + alphas[..., None])  # (V, A, K)
+    weights = evecs[:, None] @ (filt[..., None] * proj[:, None])  # (V, A, K, 1)
+    return (z - x_mean)[:, None] @ weights + y_mean[:, None]
 
 
-def measure(
-    signal: dict, voxels: dict, config: SimulationConfig, noise_seed: np.random.SeedSequence, device
-):
-    """Noisy trials from noise-free signals; z-scored with train statistics.
+def oracle_report(
+    subject: int = 1,
+    profile: str | SimulationConfig = "default",
+    seed: int = 0,
+    ground_truth: str = "cortex",
+) -> dict:
+    """Per ROI, how far the truth itself gets on the simulated test images (no cache: it simulates).
 
-    Returns (train responses {roi: (N_train, V)}, test repeats {roi: (R, N_test, V)},
-    test oracle {roi: (N_test, V)}), all float32, and adds ``snr`` and ``effective`` to the voxels.
+    Returns ``{roi: {...}}`` with ``median_true_ceiling`` (:func:`.simulate.true_noise_ceiling`),
+    ``frac_predictable`` (share of voxels whose true ceiling exceeds the p < 0.001 threshold of r
+    over the test images, :func:`evaluation.significance_threshold`), ``oracle_median_r``,
+    ``oracle_best_r`` (99th percentile), ``oracle_frac_significant`` (share of voxels whose oracle
+    r on the mean test responses exceeds that threshold), ``oracle_frac_of_ceiling`` (median over
+    the effective voxels of oracle r / true ceiling), ``n_voxels`` and ``threshold``.
     """
-    rois = list(config.voxels)
-    counts = [len(voxels[roi]) for roi in rois]
-    snr_rng, train_rng, test_rng = (np.random.default_rng(seq) for seq in noise_seed.spawn(3))
-    # noise-free signal: unit variance over the train images, times the voxel's SNR
-    snr, scaled = {}, {"train": {}, "test": {}}
-    for roi in rois:
-        mean, std = signal["train"][roi].mean(0), signal["train"][roi].std(0) + 1e-12
-        snr[roi] = draw_snr(roi, len(voxels[roi]), snr_rng)
-        for split in scaled:
-            scaled[split][roi] = (signal[split][roi] - mean) / std * snr[roi]
-    # trial noise: independent part + a part shared by neighbours (Gaussian smoothing in mm)
-    positions = np.concatenate(
-        [voxels[roi].coords * np.asarray(config.voxel_size_mm) for roi in rois]
+    config = (
+        profile if isinstance(profile, SimulationConfig) else SimulationConfig.for_profile(profile)
     )
-    positions = torch.as_tensor(positions, dtype=torch.float32, device=device)
-    d2 = torch.cdist(positions, positions) ** 2 / config.noise_smoothing_mm**2
-    kernel = torch.where(
-        d2 < 25, torch.exp(-d2 / 2), torch.zeros_like(d2)
-    )  # cut at 5 sigma (no denormals)
-    kernel = kernel / kernel.norm(dim=1, keepdim=True)
-    lam = config.noise_correlation
+    config.check()
+    dataset, basis = generate_with_basis(config, subject, seed, ground_truth=ground_truth)
+    return oracle_table(dataset, basis)
 
-    def trials(n_repeats: int, n_images: int, rng: np.random.Generator) -> np.ndarray:
-        shape = (n_repeats * n_images, positions.shape[0])
-        own = rng.standard_normal(shape, dtype=np.float32)
-        shared = (
-            torch.as_tensor(rng.standard_normal(shape, dtype=np.float32), device=device) @ kernel.T
+
+def oracle_table(dataset: EncodingDataset, basis: dict) -> dict:
+    """:func:`oracle_report`'s table for a simulated dataset and its basis."""
+    threshold = evaluation.significance_threshold(dataset.test.n_images, p=1e-3)
+    out = {}
+    for roi in dataset.rois:
+        prediction = oracle_fit(
+            basis["train"][roi], dataset.train.responses[roi], basis["test"][roi]
         )
-        noise = math.sqrt(1 - lam) * own + math.sqrt(lam) * shared.cpu().numpy()
-        return np.split(noise.reshape(n_repeats, n_images, -1), np.cumsum(counts)[:-1], axis=2)
+        r = np.asarray(evaluation.pearson_r(prediction, dataset.test.responses[roi]), np.float64)
+        ceiling = true_noise_ceiling(dataset, roi)
+        effective = np.asarray(dataset.voxels[roi].extra["effective"], dtype=bool)
+        out[roi] = {
+            "n_voxels": int(r.size),
+            "threshold": threshold,
+            "median_true_ceiling": float(np.median(ceiling)),
+            "frac_predictable": float(np.mean(ceiling > threshold)),
+            "oracle_median_r": float(np.median(r)),
+            "oracle_best_r": float(np.quantile(r, 0.99)),
+            "oracle_frac_significant": float(np.mean(r > threshold)),
+            "oracle_frac_of_ceiling": float(np.median(r[effective] / ceiling[effective])),
+        }
+    return out
 
-    train_noise = trials(config.train_repeats, config.n_train, train_rng)
-    test_noise = trials(config.test_repeats, config.n_test, test_rng)
-    train, repeats, oracle = {}, {}, {}
-    for roi, tr_noise, te_noise in zip(rois, train_noise, test_noise):
-        train_resp = scaled["train"][roi] + tr_noise.mean(0)
-        mean, std = train_resp.mean(0), train_resp.std(0)
-        train[roi] = ((train_resp - mean) / std).astype(np.float32)
-        repeats[roi] = ((scaled["test"][roi][None] + te_noise - mean) / std).astype(np.float32)
-        oracle[roi] = ((scaled["test"][roi] - mean) / std).astype(np.float32)
-        voxels[roi].extra["snr"] = snr[roi].astype(np.float32)
-        voxels[roi].extra["effective"] = snr[roi] >= INEFFECTIVE_SNR
-    return train, repeats, oracle
 
+def calibration_summary(dataset: EncodingDataset) -> dict:
+    """Per ROI, what :data:`CALIBRATION_TARGETS` describes, measured on ``dataset``'s test images.
 
-def draw_snr(roi: str, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Per-voxel signal std / single-trial noise std: log-normal for effective voxels, ~0 otherwise."""
-    area = CORTEX[roi]
-    effective = np.zeros(n, dtype=bool)
-    effective[rng.choice(n, size=int(round(area.effective_fraction * n)), replace=False)] = True
-    snr = rng.uniform(0, INEFFECTIVE_SNR * 0.999, n)
-    snr[effective] = np.clip(
-        area.median_snr * np.exp(rng.normal(0, SNR_SPREAD, effective.sum())), 0.03, 2.0
-    )
-    return snr
+    Returns ``{roi: {"median_ceiling", "predictable_fraction", "estimated_median_ceiling",
+    "estimated_predictable_fraction", "target_median_ceiling", "target_predictable_fraction"}}``:
+    the median true noise ceiling (:func:`.simulate.true_noise_ceiling`) and the share of voxels
+    whose ceiling exceeds the p < 0.001 threshold of r over the test images
+    (:func:`evaluation.significance_threshold`); the ``estimated_`` pair is the same from the
+    ceiling estimated from the repeats alone (:func:`evaluation.noise_ceiling`), as an experiment
+    sees it.
+    """
+    threshold = evaluation.significance_threshold(dataset.test.n_images, p=1e-3)
+    out = {}
+    for roi in dataset.rois:
+        ceiling = true_noise_ceiling(dataset, roi)
+        estimated = np.asarray(
+            evaluation.noise_ceiling(dataset.test.repeats[roi]), dtype=np.float64
+        )
+        target = CALIBRATION_TARGETS.get(roi, {})
+        out[roi] = {
+            "median_ceiling": float(np.median(ceiling)),
+            "predictable_fraction": float(np.mean(ceiling > threshold)),
+            "estimated_median_ceiling": float(np.median(estimated)),
+            "estimated_predictable_fraction": float(np.mean(estimated > threshold)),
+            "target_median_ceiling": target.get("median_ceiling"),
+            "target_predictable_fraction": target.get("predictable_fraction"),
+        }
+    return out

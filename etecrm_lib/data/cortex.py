@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .calibration import SimulationConfig
+from .measurement import SimulationConfig
 
 V1_GRID = 32  # V1 energy is pooled on at most 32 x 32 cells (0.625 deg): pRF pooling stays cheap
 V1_WAVELENGTHS_DEG = (20 / 24, 20 / 12, 20 / 6)  # 1.2, 0.6 and 0.3 cycles per degree
@@ -69,7 +69,8 @@ N_TEXTURE_CHANNELS = len(V1_WAVELENGTHS_DEG) * (V1_ORIENTATIONS // 2) * TEXTURE_
 
 
 def gabor_energy(images: torch.Tensor, wavelengths_px, n_orientations: int) -> torch.Tensor:
-    """Quadrature-pair (complex-cell) Gabor energy: ``(B, H, W) -> (B, n_wavelengths, n_orientations, H, W)``.
+    """Quadrature-pair (complex-cell) Gabor energy: ``(B, H, W) -> (B, n_wavelengths,
+    n_orientations, H, W)``.
 
     The filters are Gaussians in the Fourier domain centred on one frequency (wavelength in
     pixels, orientation k * 180 / n_orientations degrees) with a radial std of 0.35 x that
@@ -93,7 +94,8 @@ def gabor_energy(images: torch.Tensor, wavelengths_px, n_orientations: int) -> t
 
 @functools.lru_cache(maxsize=8)
 def _gabor_bank(h: int, w: int, wavelengths_px: tuple, n_orientations: int) -> np.ndarray:
-    """The Fourier-domain filters of :func:`gabor_energy`: ``complex64 (n_wavelengths * n_orientations, h, w)``."""
+    """The Fourier-domain filters of :func:`gabor_energy`: ``complex64 (n_wavelengths *
+    n_orientations, h, w)``."""
     fy = np.fft.fftfreq(h)[:, None]
     fx = np.fft.fftfreq(w)[None, :]
     filters = []
@@ -123,7 +125,8 @@ def texture_energy(energy: torch.Tensor, wavelength_px: float, n_orientations: i
 
 
 def normalise(x: torch.Tensor, size: int = 5) -> torch.Tensor:
-    """Divisive normalisation (Carandini & Heeger 2012): each unit over the local mean of all channels.
+    """Divisive normalisation (Carandini & Heeger 2012): each unit over the local mean of all
+    channels.
 
     ``x (B, C, H, W) >= 0``; the pool is the mean over channels and a ``size x size`` neighbourhood,
     plus a tenth of the image's mean activity, so overall contrast matters little.
@@ -142,7 +145,8 @@ def conjunction_weights(
     n_inhibitory: int,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """Sparse random conv weights ``(n_units, n_inputs, size, size)``: each unit a conjunction of parts.
+    """Sparse random conv weights ``(n_units, n_inputs, size, size)``: each unit a conjunction of
+    parts.
 
     Each unit sums ``n_excitatory`` (input channel, position) pairs with weights in [0.5, 1] and
     subtracts ``n_inhibitory`` others with weights in [0.25, 0.5]; everything else is 0. After a
@@ -167,8 +171,8 @@ class VentralStream(nn.Module):
     normalised per scale. V4: 32 conjunction units of 5 x 5 cells per scale (the same weights at
     every scale), rectified above a threshold of 1 (in units of the normalised input), normalised,
     max-pooled over 3 x 3 cells, stride 2: ``(B, 96, 16, 16)``. LO: the maximum over the three
-    scales, then 32 conjunctions of 3 x 3 V4 cells, rectified, normalised, max-pooled 3 x 3, stride 2:
-    ``(B, 32, 8, 8)``. Weights come from ``seed`` (:func:`network_seed`) and never change.
+    scales, then 32 conjunctions of 3 x 3 V4 cells, rectified, normalised, max-pooled 3 x 3, stride
+    2: ``(B, 32, 8, 8)``. Weights come from ``seed`` (:func:`network_seed`) and never change.
     """
 
     grid = 32
@@ -199,7 +203,8 @@ class VentralStream(nn.Module):
 
 
 class ReleasedCNN(nn.Module):
-    """A random network with the ETECRM architecture the authors released: the "cnn" control's features.
+    """A random network with the ETECRM architecture the authors released: the "cnn" control's
+    features.
 
     Each image ``(B, H, W)`` is scaled by its own min and max to [0, 1], minus 0.5; three
     convolutions 3 x 3, stride 2, padding 1, 128 channels, each followed by ReLU (no pooling, no
@@ -240,10 +245,10 @@ def feature_maps(
 ) -> dict:
     """The areas' feature maps for a batch ``(B, H, W)`` of stimuli: ``{name: (B, C, grid, grid)}``.
 
-    "gabor_energy" (24 channels, a grid of min(32, H/2)), "texture" (24 first-order + 48 second-order channels,
-    H/4 grid), "v4_conjunctions" (96 channels, 16 x 16) and "lo_invariant" (32 channels, 8 x 8) from
-    ``network`` = :class:`VentralStream`; "released_cnn" (128 channels, H/8 grid) from ``network`` =
-    :class:`ReleasedCNN`. Only ``names`` are computed.
+    "gabor_energy" (24 channels, a grid of min(32, H/2)), "texture" (24 first-order + 48
+    second-order channels, H/4 grid), "v4_conjunctions" (96 channels, 16 x 16) and "lo_invariant"
+    (32 channels, 8 x 8) from ``network`` = :class:`VentralStream`; "released_cnn" (128 channels,
+    H/8 grid) from ``network`` = :class:`ReleasedCNN`. Only ``names`` are computed.
     """
     deg_per_px = config.field_of_view_deg / config.image_size
     maps = {}

@@ -64,17 +64,20 @@ class VoxelInfo:
         ):
             raise ValueError(
                 f"volume_index must be 1-based indices into a volume of shape {self.volume_shape} "
-                f"(1..{n_vox_volume}); got values from {self.volume_index.min()} to {self.volume_index.max()}"
+                f"(1..{n_vox_volume}); got values from {self.volume_index.min()} to "
+                f"{self.volume_index.max()}"
             )
         for name, values in self.extra.items():
             if len(values) != self.volume_index.size:
                 raise ValueError(
-                    f"voxel metadata '{name}' has {len(values)} entries for {self.volume_index.size} voxels"
+                    f"voxel metadata '{name}' has {len(values)} entries for "
+                    f"{self.volume_index.size} voxels"
                 )
 
     @property
     def coords(self) -> np.ndarray:
-        """int64 (V, 3): 0-based voxel coordinates (column-major unravel of ``volume_index - 1``)."""
+        """int64 (V, 3): 0-based voxel coordinates (column-major unravel of ``volume_index -
+        1``)."""
         return np.stack(
             np.unravel_index(self.volume_index - 1, self.volume_shape, order="F"), axis=1
         )
@@ -207,12 +210,13 @@ def check_dataset(ds: EncodingDataset) -> EncodingDataset:
     Every dataset passes here exactly once: :func:`from_arrays`, ``simulate``, the real loaders and
     :func:`.npz.load_npz` all build an :class:`EncodingDataset`, whose constructor calls this. As
     scikit-learn's ``check_array`` does, it converts what it can (arrays to ``float32``, stimuli
-    clipped to [0, 1]) and refuses what the pipeline cannot use with an error that says what is wrong,
-    what was given and what to do:
+    clipped to [0, 1]) and refuses what the pipeline cannot use with an error that says what is
+    wrong, what was given and what to do:
 
     - stimuli ``(N, H, W)``, square (H == W), finite, in [0, 1]; train and test images of one size;
-    - ROI names: non-empty printable strings without ``/``, the same in the train and the test split;
-      ``repeats`` and ``oracle`` only for those ROIs (a near miss such as ``'v1'`` for ``'V1'`` is named);
+    - ROI names: non-empty printable strings without ``/``, the same in the train and the test
+      split; ``repeats`` and ``oracle`` only for those ROIs (a near miss such as ``'v1'`` for
+      ``'V1'`` is named);
     - per ROI: train responses ``(N_train, V)``, test responses ``(N_test, V)``, test repeats
       ``(R, N_test, V)`` with R >= 2, oracle ``(N_test, V)``, and V voxels in ``voxels[roi]``;
     - the test responses are the mean of the test repeats (the noise ceiling assumes they are).
@@ -224,7 +228,8 @@ def check_dataset(ds: EncodingDataset) -> EncodingDataset:
     ds.test.stimuli = _check_stimuli(ds.test.stimuli, "test")
     if ds.train.stimuli.shape[1:] != ds.test.stimuli.shape[1:]:
         raise ValueError(
-            f"train images are {ds.train.stimuli.shape[1:]} but test images are {ds.test.stimuli.shape[1:]}; "
+            f"train images are {ds.train.stimuli.shape[1:]} but test images are "
+            f"{ds.test.stimuli.shape[1:]}; "
             "resize both splits to one size"
         )
     for what, mapping in [
@@ -237,7 +242,8 @@ def check_dataset(ds: EncodingDataset) -> EncodingDataset:
         _check_mapping(mapping, what)
     if not ds.train.responses:
         raise ValueError(
-            "the dataset has no ROI: pass at least one ROI's responses, e.g. train_responses={'V1': array}"
+            "the dataset has no ROI: pass at least one ROI's responses, e.g. "
+            "train_responses={'V1': array}"
         )
     rois = list(ds.train.responses)
     for roi in rois:  # ROI names become parts of array names in dataset files
@@ -259,14 +265,16 @@ def check_dataset(ds: EncodingDataset) -> EncodingDataset:
             if key not in ds.train.responses:
                 near = _nearest(key, rois)
                 raise ValueError(
-                    f"{what} are given for ROI {key!r}, which has no train responses (the ROIs are {rois})"
+                    f"{what} are given for ROI {key!r}, which has no train responses (the "
+                    f"ROIs are {rois})"
                     + (f"; did you mean {near!r}?" if near is not None else "")
                     + " Key every dict by the same ROI names as train_responses."
                 )
     for roi in rois:
         if roi not in ds.test.responses:
             raise ValueError(
-                f"ROI {roi!r} has train responses but no test responses; pass test_responses[{roi!r}] "
+                f"ROI {roi!r} has train responses but no test responses; pass "
+                f"test_responses[{roi!r}] "
                 f"(N_test, V) or test_repeats[{roi!r}] (R, N_test, V)"
             )
         if roi not in ds.voxels:
@@ -285,7 +293,8 @@ def _check_mapping(mapping, what: str) -> None:
 
 
 def _nearest(name, choices) -> str | None:
-    """The choice closest to ``name`` (case ignored), or None if none is close: for 'did you mean'."""
+    """The choice closest to ``name`` (case ignored), or None if none is close: for 'did you
+    mean'."""
     import difflib
 
     lower = {str(c).lower(): c for c in choices}
@@ -309,7 +318,8 @@ def _check_stimuli(stimuli, split_name: str) -> np.ndarray:
     stimuli = _as_float_array(stimuli, f"{split_name} stimuli")
     if stimuli.ndim != 3:
         raise ValueError(
-            f"{split_name} stimuli must have shape (N, H, W) (grayscale images), got shape {stimuli.shape}; "
+            f"{split_name} stimuli must have shape (N, H, W) (grayscale images), got shape "
+            f"{stimuli.shape}; "
             "convert colour images to grayscale first (e.g. mean over the colour axis)"
         )
     if stimuli.shape[0] == 0:
@@ -320,9 +330,11 @@ def _check_stimuli(stimuli, split_name: str) -> np.ndarray:
         height, width = stimuli.shape[1:]
         side = min(height, width)
         raise ValueError(
-            f"{split_name} images must be square, got {height} x {width} pixels (shape {stimuli.shape}); the models "
+            f"{split_name} images must be square, got {height} x {width} pixels (shape "
+            f"{stimuli.shape}); the models "
             f"take square images. Crop them to the central {side} x {side} square, e.g. "
-            f"images[:, {(height - side) // 2}:{(height - side) // 2 + side}, {(width - side) // 2}:{(width - side) // 2 + side}], "
+            f"images[:, {(height - side) // 2}:{(height - side) // 2 + side}, "
+            f"{(width - side) // 2}:{(width - side) // 2 + side}], "
             "or pad them with mid-gray (0.5)"
         )
     if not np.all(np.isfinite(stimuli)):
@@ -363,8 +375,10 @@ def _check_roi(ds: EncodingDataset, roi: str) -> None:
     if "test repeats" in arrays and arrays["test repeats"].shape[0] < 2:
         raise ValueError(
             f"ROI {roi!r}: test repeats have shape {arrays['test repeats'].shape}, i.e. R = "
-            f"{arrays['test repeats'].shape[0]} single trial per test image, but the noise ceiling needs R >= 2. "
-            "Pass these responses as test_responses (shape (N_test, V), e.g. repeats[0]) and leave test_repeats out: "
+            f"{arrays['test repeats'].shape[0]} single trial per test image, but the noise "
+            "ceiling needs R >= 2. "
+            "Pass these responses as test_responses (shape (N_test, V), e.g. repeats[0]) "
+            "and leave test_repeats out: "
             "the results then have no noise ceiling"
         )
     if len(ds.voxels[roi]) != n_vox:
@@ -377,7 +391,8 @@ def _check_roi(ds: EncodingDataset, roi: str) -> None:
     n_bad = int((~finite).sum())
     if n_bad == n_vox:
         raise ValueError(
-            f"ROI {roi!r} has no usable voxel: all {n_vox} voxels have NaN/inf responses (or it is empty)"
+            f"ROI {roi!r} has no usable voxel: all {n_vox} voxels have NaN/inf responses "
+            "(or it is empty)"
         )
     if n_bad:
         warnings.warn(
@@ -399,17 +414,22 @@ def _check_roi(ds: EncodingDataset, roi: str) -> None:
 def _check_repeats_mean(
     roi: str, repeats: np.ndarray, responses: np.ndarray, rtol: float = 1e-4
 ) -> None:
-    """The scored test responses must be the mean of the repeats (to ``rtol`` of the largest value)."""
+    """The scored test responses must be the mean of the repeats (to ``rtol`` of the largest
+    value)."""
     mean = repeats.astype(np.float64).mean(axis=0)
     diff = np.abs(mean - responses)
     scale = max(float(np.abs(mean).max()), float(np.abs(responses).max()))
     if diff.max() > rtol * scale:
         image, voxel = np.unravel_index(int(diff.argmax()), diff.shape)
         raise ValueError(
-            f"ROI {roi!r}: the test responses are not the mean of the test repeats (they differ by up to "
-            f"{diff.max():.3g}, at test image {image}, voxel {voxel}, for values up to {scale:.3g}). The noise ceiling "
-            "is computed for the mean of the repeats, so the scored responses must be that mean: pass only "
-            "test_repeats (the mean is taken for you), or test_responses = test_repeats.mean(axis=0)"
+            f"ROI {roi!r}: the test responses are not the mean of the test repeats (they "
+            "differ by up to "
+            f"{diff.max():.3g}, at test image {image}, voxel {voxel}, for values up to "
+            f"{scale:.3g}). The noise ceiling "
+            "is computed for the mean of the repeats, so the scored responses must be that "
+            "mean: pass only "
+            "test_repeats (the mean is taken for you), or test_responses = "
+            "test_repeats.mean(axis=0)"
         )
 
 
@@ -440,8 +460,8 @@ def from_arrays(
     voxels : dict roi -> VoxelInfo, optional; without it voxels are laid out along a line of a
         (V, 1, 1) volume with an identity affine.
 
-    Every dict is keyed by the ROI names of ``train_responses``. What is checked, and the errors, are
-    listed in :func:`check_dataset`.
+    Every dict is keyed by the ROI names of ``train_responses``. What is checked, and the errors,
+    are listed in :func:`check_dataset`.
     """
     for what, mapping in [
         ("train_responses", train_responses),

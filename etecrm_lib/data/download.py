@@ -37,7 +37,8 @@ CHUNK_SIZE = 1 << 20  # 1 MiB
 
 
 class DownloadError(RuntimeError):
-    """A download failed or gave a file that does not pass its checks; the message says what to do."""
+    """A download failed or gave a file that does not pass its checks; the message says what to
+    do."""
 
 
 class ChecksumError(DownloadError):
@@ -57,7 +58,8 @@ def download(
     timeout: float = 60.0,
     description: str | None = None,
 ) -> Path:
-    """Download ``url`` to the file ``dest`` (resumable, verified, atomic). Returns ``dest`` as a Path.
+    """Download ``url`` to the file ``dest`` (resumable, verified, atomic). Returns ``dest`` as a
+    Path.
 
     Parameters
     ----------
@@ -124,15 +126,18 @@ def download(
     if want is not None and size != want:
         part.unlink()
         raise DownloadError(
-            f"downloaded {size} bytes from {url} but expected {want} bytes; the partial file was deleted "
-            f"(destination {dest}). Try again; if it keeps happening the file on the server has changed."
+            f"downloaded {size} bytes from {url} but expected {want} bytes; the partial "
+            "file was deleted "
+            f"(destination {dest}). Try again; if it keeps happening the file on the "
+            "server has changed."
         )
     if sha256 is not None:
         got = sha256_file(part)
         if got != sha256:
             part.unlink()
             raise ChecksumError(
-                f"SHA-256 mismatch for {url}: expected {sha256}, got {got}. The file was deleted and not "
+                f"SHA-256 mismatch for {url}: expected {sha256}, got {got}. The file was "
+                "deleted and not "
                 f"saved to {dest}. The download was corrupted or the file on the server changed; "
                 "try again, and if it persists check the expected hash."
             )
@@ -141,7 +146,8 @@ def download(
 
 
 def _fetch_into(url, part: Path, body, reject_html, progress, timeout, label, dest) -> int | None:
-    """One HTTP request appending to ``part`` (resuming it if it exists). Returns the full size if known."""
+    """One HTTP request appending to ``part`` (resuming it if it exists). Returns the full size if
+    known."""
     start = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, data=body, method="POST" if body else "GET")
     request.add_header("User-Agent", "etecrm_lib")
@@ -151,14 +157,16 @@ def _fetch_into(url, part: Path, body, reject_html, progress, timeout, label, de
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as err:
         if err.code == 416 and start:
-            # "Range not satisfiable": the partial file is already complete, or longer than the file.
+            # "Range not satisfiable": the partial file is already complete, or longer than the
+            # file.
             total = _total_from_content_range(err.headers.get("Content-Range"))
             if total == start:
                 return total
             part.unlink()
             return _fetch_into(url, part, body, reject_html, progress, timeout, label, dest)
         raise DownloadError(
-            f"the server answered HTTP {err.code} ({err.reason}) for {url}; nothing was saved to {dest}. "
+            f"the server answered HTTP {err.code} ({err.reason}) for {url}; nothing was "
+            f"saved to {dest}. "
             + (
                 "Check the address (the file may have moved)."
                 if err.code == 404
@@ -175,7 +183,8 @@ def _fetch_into(url, part: Path, body, reject_html, progress, timeout, label, de
     with response:
         if reject_html and response.headers.get_content_type() == "text/html":
             raise DownloadError(
-                f"{url} sent a web page instead of the file (nothing was saved to {dest}): usually a wrong "
+                f"{url} sent a web page instead of the file (nothing was saved to {dest}): "
+                "usually a wrong "
                 "username/password, or a file name that does not exist on the server."
             )
         length = response.headers.get("Content-Length")
@@ -205,7 +214,8 @@ def _fetch_into(url, part: Path, body, reject_html, progress, timeout, label, de
                 f.write(chunk)
                 bar.update(len(chunk))
         if total is not None and part.stat().st_size < total:
-            # urllib returns b"" instead of raising when the server closes early: report a broken link
+            # urllib returns b"" instead of raising when the server closes early: report a broken
+            # link
             raise http.client.IncompleteRead(b"", total - part.stat().st_size)
     return total
 

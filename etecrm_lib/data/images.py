@@ -7,11 +7,12 @@ images: overlapping discs whose radii follow a power law, which have the 1/f amp
 the occlusion edges of natural images (Lee, Mumford & Huang 2001).
 
 Train and test images never share a photograph: the photographs are split by source
-(:data:`TRAIN_PHOTOS`, :data:`TEST_PHOTOS`), so no crop of a test photograph is ever seen in training.
+(:data:`TRAIN_PHOTOS`, :data:`TEST_PHOTOS`), so no crop of a test photograph is ever seen in
+training.
 
-Every image is grayscale ``float32 (size, size)`` in [0, 1], shown in a circular aperture on mid-gray
-0.5 (outside the aperture the value is exactly 0.5), and quantised to steps of 1/256 like an 8-bit
-display (0.5 is one of the steps).
+Every image is grayscale ``float32 (size, size)`` in [0, 1], shown in a circular aperture on
+mid-gray 0.5 (outside the aperture the value is exactly 0.5), and quantised to steps of 1/256 like
+an 8-bit display (0.5 is one of the steps).
 """
 
 from __future__ import annotations
@@ -99,7 +100,8 @@ def load_photos(names) -> dict:
 def random_crops(
     photos: dict, n: int, size: int, rng: np.random.Generator, min_scale: float = 0.3
 ) -> tuple[np.ndarray, list]:
-    """``n`` random square crops of the photographs, resized to ``size``: ``float32 (n, size, size)``.
+    """``n`` random square crops of the photographs, resized to ``size``: ``float32 (n, size,
+    size)``.
 
     Each crop picks a photograph at random, a side between ``min_scale`` and 1 times the photo's
     shorter side, a random position and a random left-right flip. Returns the crops (no aperture
@@ -164,15 +166,16 @@ def top_disc(
 ) -> np.ndarray:
     """Which disc is on top at each pixel: ``int64 (n_images, size, size)``, -1 where none is.
 
-    Disc ``k`` (of ``n_images * n_leaves``, image-major) has centre ``centres[k] = (y, x)`` in pixels
-    and radius ``radii[k]``. Later discs cover earlier ones: each pixel keeps the largest index among
-    the discs that contain it. Discs are cut to their bounding boxes, as painted on a canvas
-    ``margin`` pixels wider than the image on every side, and then to the image; all pixels of all
-    boxes are listed at once (no loop over discs).
+    Disc ``k`` (of ``n_images * n_leaves``, image-major) has centre ``centres[k] = (y, x)`` in
+    pixels and radius ``radii[k]``. Later discs cover earlier ones: each pixel keeps the largest
+    index among the discs that contain it. Discs are cut to their bounding boxes, as painted on a
+    canvas ``margin`` pixels wider than the image on every side, and then to the image; all pixels
+    of all boxes are listed at once (no loop over discs).
     """
     cy, cx = centres[:, 0], centres[:, 1]
     side = size + 2 * margin
-    # the painted box on the canvas (as a loop over discs would paint it), then its part in the image
+    # the painted box on the canvas (as a loop over discs would paint it), then its part in the
+    # image
     y0 = np.maximum(np.maximum(cy - radii + margin, 0).astype(np.int64), margin) - margin
     y1 = (
         np.minimum(np.minimum(cy + radii + margin + 1, side).astype(np.int64), margin + size)
@@ -210,7 +213,8 @@ def top_disc(
 
 
 def pink_noise(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` images of 1/f (pink) noise, ``float32 (n, size, size)``, zero mean and unit std each."""
+    """``n`` images of 1/f (pink) noise, ``float32 (n, size, size)``, zero mean and unit std
+    each."""
     fy = np.fft.fftfreq(size)[:, None]
     fx = np.fft.rfftfreq(size)[None, :]
     amplitude = 1.0 / np.maximum(np.hypot(fy, fx), 1.0 / size)
@@ -225,7 +229,8 @@ def pink_noise(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _gaussian_blur(images: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
-    """Blur image i with a Gaussian of std ``sigmas[i]`` pixels (in the Fourier domain, periodic)."""
+    """Blur image i with a Gaussian of std ``sigmas[i]`` pixels (in the Fourier domain,
+    periodic)."""
     size = images.shape[-1]
     fy = np.fft.fftfreq(size)[:, None]
     fx = np.fft.rfftfreq(size)[None, :]

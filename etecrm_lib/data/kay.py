@@ -1,4 +1,5 @@
-"""Real fMRI with no login: the Neuromatch Academy copy of vim-1 subject 1 (``kay_images.npz``, OSF).
+"""Real fMRI with no login: the Neuromatch Academy copy of vim-1 subject 1 (``kay_images.npz``,
+OSF).
 
 Neuromatch Academy distributes one vim-1 subject as a single ``.npz`` file of about 0.2 GB at
 https://osf.io/ymnjv/download. It holds
@@ -49,7 +50,8 @@ ROI_RENAME = {"LatOcc": "LO"}  # the same ROI names as the CRCNS loader
 def fetch_kay_images(
     cache_dir=None, sha256: str | None = None, url: str = OSF_URL, progress: bool = True
 ) -> Path:
-    """Download ``kay_images.npz`` once into a cache folder and check it on every use. Returns its path.
+    """Download ``kay_images.npz`` once into a cache folder and check it on every use. Returns its
+    path.
 
     Parameters
     ----------
@@ -68,8 +70,8 @@ def fetch_kay_images(
     Raises
     ------
     DownloadError
-        No connection, HTTP error, or a downloaded file whose SHA-256 differs from ``sha256`` or from
-        the recorded hash (the message says which and what to do).
+        No connection, HTTP error, or a downloaded file whose SHA-256 differs from ``sha256`` or
+        from the recorded hash (the message says which and what to do).
     ValueError
         ``sha256`` or the recorded hash is not 64 hex digits (checked before anything is deleted or
         downloaded; a damaged record is fixed by deleting it).
@@ -112,7 +114,8 @@ def fetch_kay_images(
         origin = (
             "the sha256 you passed"
             if pinned
-            else f"the hash recorded at the first download in {sidecar} (delete that file to accept the new one)"
+            else f"the hash recorded at the first download in {sidecar} (delete that file to "
+            "accept the new one)"
         )
         raise ChecksumError(f"{err} The expected hash is {origin}.") from None
     problem = _check_npz(path)
@@ -138,7 +141,8 @@ def _check_cached(path: Path, expected: str | None) -> str | None:
 
 
 def _check_npz(path: Path) -> str | None:
-    """None if ``path`` is a readable npz with all the keys of kay_images.npz, else what is wrong."""
+    """None if ``path`` is a readable npz with all the keys of kay_images.npz, else what is
+    wrong."""
     import zipfile
 
     try:
@@ -150,7 +154,8 @@ def _check_npz(path: Path) -> str | None:
 
 
 def _check_hash(value, origin: str, fix: str) -> str:
-    """``value`` as 64 lower-case hex digits, or a ValueError naming where it came from and the fix."""
+    """``value`` as 64 lower-case hex digits, or a ValueError naming where it came from and the
+    fix."""
     digest = str(value).strip().lower()
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         shown = digest if len(digest) <= 80 else digest[:77] + "..."
@@ -188,16 +193,20 @@ def load_kay_images(
     sha256: str | None = None,
     progress: bool = True,
 ) -> EncodingDataset:
-    """vim-1 subject 1 from ``kay_images.npz`` as an :class:`EncodingDataset` (downloaded if needed).
+    """vim-1 subject 1 from ``kay_images.npz`` as an :class:`EncodingDataset` (downloaded if
+    needed).
 
     Parameters
     ----------
     path : path, optional
-        A ``kay_images.npz`` you already have. Default: :func:`fetch_kay_images` (download once, cache).
+        A ``kay_images.npz`` you already have. Default: :func:`fetch_kay_images` (download once,
+        cache).
     rois : sequence of str
-        Any of ``"V1", "V2", "V3", "V3A", "V3B", "V4", "LO"`` (``LatOcc`` in the file is called ``LO``).
+        Any of ``"V1", "V2", "V3", "V3A", "V3B", "V4", "LO"`` (``LatOcc`` in the file is called
+        ``LO``).
     image_size : int, optional
-        Resize the images to ``image_size`` x ``image_size``; None keeps them as in the file (128 x 128).
+        Resize the images to ``image_size`` x ``image_size``; None keeps them as in the file (128 x
+        128).
     cache_dir, sha256, progress
         Passed to :func:`fetch_kay_images` when ``path`` is not given.
 
@@ -245,7 +254,8 @@ def load_kay_images(
         problems.append(f"roi has {roi_code.size} entries for {n_vox} voxels")
     elif n_vox > 0 and (roi_code.min() < 0 or roi_code.max() >= len(names)):
         problems.append(
-            f"roi codes go from {roi_code.min()} to {roi_code.max()} but there are {len(names)} roi_names"
+            f"roi codes go from {roi_code.min()} to {roi_code.max()} but there are "
+            f"{len(names)} roi_names"
         )
     if problems:
         raise ValueError(f"{path} is not a valid kay_images.npz: " + "; ".join(problems))
@@ -265,8 +275,10 @@ def load_kay_images(
     info = {
         "source": f"Neuromatch Academy copy of vim-1 subject 1 ({path})",
         "stimulus_scaling": scaling,
-        "voxel_positions": "unknown: kay_images.npz has no volume indices; volume_index is the voxel's "
+        "voxel_positions": "unknown: kay_images.npz has no volume indices; volume_index is the "
+        "voxel's "
         f"1-based column in the file, along a ({n_vox}, 1, 1) line",
-        "noise_ceiling": "unavailable from repeats: vim-1 distributes one response estimate per image",
+        "noise_ceiling": "unavailable from repeats: vim-1 distributes one response estimate per "
+        "image",
     }
     return EncodingDataset("vim1", 1, Split(train_x, train), Split(test_x, test), voxels, info)

@@ -1,4 +1,5 @@
-"""Miyawaki et al. 2008 (Neuron 60:915): 10 x 10 binary patterns and V1-V4 responses, through nilearn.
+"""Miyawaki et al. 2008 (Neuron 60:915): 10 x 10 binary patterns and V1-V4 responses, through
+nilearn.
 
 ``nilearn.datasets.fetch_miyawaki2008`` downloads the data once (about 150 MB, no login) into
 ``~/nilearn_data/miyawaki2008`` (or ``data_dir``). One subject saw
@@ -86,9 +87,9 @@ def load_miyawaki(
 
     Returns
     -------
-    EncodingDataset named ``"miyawaki"``, subject 1: train = random-pattern runs, test = figure runs;
-    stimuli ``float32 (N, image_size, image_size)`` in {0, 1}; responses ``float32 (N, V_roi)``
-    (detrended and z-scored per run, then averaged per presentation).
+    EncodingDataset named ``"miyawaki"``, subject 1: train = random-pattern runs, test = figure
+    runs; stimuli ``float32 (N, image_size, image_size)`` in {0, 1}; responses ``float32 (N,
+    V_roi)`` (detrended and z-scored per run, then averaged per presentation).
     """
     unknown = [r for r in rois if r not in MIYAWAKI_ROIS]
     if unknown or not rois:
@@ -110,8 +111,10 @@ def load_miyawaki(
     test_x, test_y = _load_runs(figure_runs, masks, volume_shape, shift, average_blocks, "figure")
 
     info = {
-        "source": f"Miyawaki et al. 2008 via nilearn.datasets.fetch_miyawaki2008 ({Path(bunch.func[0]).parents[1]})",
-        "preprocessing": f"per run: linear detrend and z-score; responses shifted by {shift} volumes "
+        "source": "Miyawaki et al. 2008 via nilearn.datasets.fetch_miyawaki2008 "
+        f"({Path(bunch.func[0]).parents[1]})",
+        "preprocessing": f"per run: linear detrend and z-score; responses shifted by {shift} "
+        "volumes "
         f"({2 * shift} s); rest volumes dropped"
         + ("; volumes of each presentation averaged" if average_blocks else ""),
         "stimulus_scaling": {
@@ -140,7 +143,8 @@ def load_miyawaki(
 
 
 def enlarge_patterns(patterns, size: int) -> np.ndarray:
-    """``(N, 10, 10)`` patterns -> ``float32 (N, size, size)`` by nearest neighbour (pixel blocks)."""
+    """``(N, 10, 10)`` patterns -> ``float32 (N, size, size)`` by nearest neighbour (pixel
+    blocks)."""
     patterns = np.asarray(patterns, dtype=np.float32)
     rows = np.arange(size) * patterns.shape[1] // size
     cols = np.arange(size) * patterns.shape[2] // size
@@ -148,7 +152,8 @@ def enlarge_patterns(patterns, size: int) -> np.ndarray:
 
 
 def read_labels(path) -> np.ndarray:
-    """One run's CSV of patterns -> ``int (T, 10, 10)``; a row of -1 marks rest (nilearn's column order)."""
+    """One run's CSV of patterns -> ``int (T, 10, 10)``; a row of -1 marks rest (nilearn's column
+    order)."""
     labels = np.loadtxt(path, dtype=int, delimiter=",", ndmin=2)
     if labels.shape[1] != 100:
         raise ValueError(
@@ -158,7 +163,8 @@ def read_labels(path) -> np.ndarray:
 
 
 def _roi_masks(mask_files, rois):
-    """Boolean masks per ROI (union of the parts over both hemispheres), the affine and volume shape."""
+    """Boolean masks per ROI (union of the parts over both hemispheres), the affine and volume
+    shape."""
     import nibabel as nib
 
     by_name = {Path(p).name.replace(".nii.gz", ""): p for p in mask_files}
@@ -170,7 +176,8 @@ def _roi_masks(mask_files, rois):
                 path = by_name.get(hemi + part)
                 if path is None:
                     raise ValueError(
-                        f"nilearn's Miyawaki masks have no {hemi + part}.nii.gz; found {sorted(by_name)}"
+                        f"nilearn's Miyawaki masks have no {hemi + part}.nii.gz; found "
+                        f"{sorted(by_name)}"
                     )
                 img = nib.load(path)
                 data = np.asarray(img.dataobj) > 0
@@ -224,7 +231,8 @@ def _load_runs(runs, masks, volume_shape, shift, average_blocks, kind):
 
 
 def _block_starts(shown, keep) -> np.ndarray:
-    """Indices of volumes that start a presentation: kept, and not the same pattern as the volume before."""
+    """Indices of volumes that start a presentation: kept, and not the same pattern as the volume
+    before."""
     same_as_before = np.zeros(len(shown), bool)
     same_as_before[1:] = (shown[1:] == shown[:-1]).all(axis=(1, 2)) & keep[:-1]
     return np.flatnonzero(keep & ~same_as_before)
@@ -237,7 +245,8 @@ def _mean_by_block(values, block, n_blocks) -> np.ndarray:
 
 
 def _group_repeats(patterns, responses):
-    """Group presentations of the same pattern: unique patterns, mean responses, repeats ``(R, N, V)``."""
+    """Group presentations of the same pattern: unique patterns, mean responses, repeats ``(R, N,
+    V)``."""
     flat = patterns.reshape(len(patterns), -1)
     unique, first, inverse = np.unique(flat, axis=0, return_index=True, return_inverse=True)
     order = np.argsort(first)  # keep the order of first appearance

@@ -1,5 +1,6 @@
-"""A dataset in one file: :func:`save_npz` writes an :class:`~.dataset.EncodingDataset` to a compressed
-``.npz`` (atomically), :func:`load_npz` reads it back and checks it like any other dataset."""
+"""A dataset in one file: :func:`save_npz` writes an :class:`~.dataset.EncodingDataset` to a
+compressed ``.npz`` (atomically), :func:`load_npz` reads it back and checks it like any other
+dataset."""
 
 from __future__ import annotations
 
@@ -75,8 +76,10 @@ def load_npz(path) -> EncodingDataset:
         ) from err
     if data is None:
         raise ValueError(
-            f"{path} holds one array saved with np.save (shape {np.shape(loaded)}), not a dataset. Build a dataset "
-            "with etecrm_lib.data.from_arrays(...) and write it with etecrm_lib.data.save_npz(ds, 'name.npz')"
+            f"{path} holds one array saved with np.save (shape {np.shape(loaded)}), not a "
+            "dataset. Build a dataset "
+            "with etecrm_lib.data.from_arrays(...) and write it with "
+            "etecrm_lib.data.save_npz(ds, 'name.npz')"
         )
     edited = (
         "; create it again with etecrm_lib.data.save_npz(ds, path) rather than editing it by hand"

@@ -65,9 +65,9 @@ def load_dataset(
         ``sim``: the simulation profile (None = ``"default"``, the vim-1-shaped one). Real data:
         the image size (:class:`RealDataConfig`; None = ``"full"``).
     root : path, optional
-        ``vim1``: folder with ``Stimuli.mat`` and ``EstimatedResponses.mat`` (else ``$ETECRM_VIM1_DIR``,
-        else the cache folder of ``download_vim1``, else the OSF copy). ``kay``: the cache folder
-        of ``kay_images.npz``. ``miyawaki``: nilearn's data folder.
+        ``vim1``: folder with ``Stimuli.mat`` and ``EstimatedResponses.mat`` (else
+        ``$ETECRM_VIM1_DIR``, else the cache folder of ``download_vim1``, else the OSF copy).
+        ``kay``: the cache folder of ``kay_images.npz``. ``miyawaki``: nilearn's data folder.
     seed : int
         The simulation's seed (real data are what they are; the seed is not used).
     **kwargs
@@ -90,9 +90,11 @@ def load_dataset(
             return load_vim1(root, subject=subject, **kwargs)
         if subject != 1:
             raise ValueError(
-                f"vim-1 subject {subject} is only in the CRCNS files (free account): download them with "
+                f"vim-1 subject {subject} is only in the CRCNS files (free account): "
+                "download them with "
                 "etecrm_lib.data.download_vim1(folder, username, password) and pass root=folder "
-                f"(or set ${VIM1_DIR_ENV}). Without them, only subject 1 is available (the OSF copy)."
+                f"(or set ${VIM1_DIR_ENV}). Without them, only subject 1 is available (the "
+                "OSF copy)."
             )
         return _load_kay(subject, None, kwargs)
     if name == "kay":
@@ -108,9 +110,10 @@ def load_dataset(
 def open_dataset(
     dataset, subject: int = 1, profile: str | None = None, seed: int | None = None, root=None
 ) -> EncodingDataset:
-    """A dataset given any way the command line and ``reproduce`` accept: a name (:func:`load_dataset`),
-    a ``.npz`` file written by ``save_npz`` (:func:`~etecrm_lib.data.dataset.load_npz`), or an
-    :class:`EncodingDataset` (returned as it is). ``seed``: the simulation's (None = 0)."""
+    """A dataset given any way the command line and ``reproduce`` accept: a name
+    (:func:`load_dataset`), a ``.npz`` file written by ``save_npz``
+    (:func:`~etecrm_lib.data.dataset.load_npz`), or an :class:`EncodingDataset` (returned as it is).
+    ``seed``: the simulation's (None = 0)."""
     if isinstance(dataset, EncodingDataset):
         return dataset
     if str(dataset).endswith(".npz"):

@@ -8,7 +8,7 @@ noise-free test responses are known too (``ds.test.oracle``), so noise ceilings 
 
 
 It is four modules: this one (the entry point :func:`simulate`, caching, the whole run
-:func:`generate` and :func:`calibration_summary`), :mod:`.cortex` (what each area computes: the
+:func:`generate`), :mod:`.cortex` (what each area computes: the
 ground truth), :mod:`.voxels` (where the voxels sit, their pRFs and read-outs) and
 :mod:`.calibration` (sizes of the experiment, and the noise of the measurement, calibrated per area
 to vim-1).
@@ -31,14 +31,13 @@ import numpy as np
 import torch
 import tqdm.auto
 
-from .. import evaluation
 from ..device import get_device
 from ..features.gabor import GaborConfig, gabor_features, gabor_layout
 from ..storage import cache_dir
-from .calibration import CALIBRATION_TARGETS, CORTEX, SNR_SPREAD, SimulationConfig, measure
 from .cortex import ReleasedCNN, VentralStream, feature_maps
 from .dataset import EncodingDataset, Split
 from .images import TEST_PHOTOS, TRAIN_PHOTOS, load_photos, make_stimuli
+from .measurement import CORTEX, SNR_SPREAD, SimulationConfig, measure
 from .npz import load_npz, save_npz
 from .voxels import area_readout, cnn_control_readout, layout_voxels
 
@@ -63,8 +62,8 @@ def simulate(
     Parameters
     ----------
     subject : int >= 1. Subjects see the same images; their voxels differ.
-    profile : "default" (= "full": 1750/120 images of 128 px, 3000 voxels, about a minute of CPU time,
-        seconds on a GPU) or "quick" (300/40 images of 64 px, 500 voxels, a few seconds), or a
+    profile : "default" (= "full": 1750/120 images of 128 px, 3000 voxels, about a minute of CPU
+        time, seconds on a GPU) or "quick" (300/40 images of 64 px, 500 voxels, a few seconds), or a
         :class:`SimulationConfig`.
     seed : int >= 0. Another seed gives other images, other voxels and another V4/LO network.
     cache : keep the result in ``cache_dir("sim")`` and reuse it (verified before use).
@@ -196,6 +195,23 @@ def generate(
     ground_truth: str = "cortex",
 ) -> EncodingDataset:
     """Run the simulation without any cache (see :func:`simulate`)."""
+    return generate_with_basis(config, subject, seed, progress, ground_truth, keep_basis=False)[0]
+
+
+def generate_with_basis(
+    config: SimulationConfig,
+    subject: int = 1,
+    seed: int = 0,
+    progress: bool = False,
+    ground_truth: str = "cortex",
+    keep_basis: bool = True,
+) -> tuple[EncodingDataset, dict | None]:
+    """The simulation (see :func:`simulate`) and each voxel's true features (its *basis*).
+
+    The basis is ``{split: {roi: float32 (N, V, K)}}``: per image and voxel, the K features of the
+    ground truth that the voxel reads out (what an oracle model would be given; see
+    :func:`etecrm_lib.data.calibration.oracle_report`), or None when ``keep_basis`` is False.
+    """
     start = time.perf_counter()
     device = get_device()
     # Images depend on the seed only (subjects see the same images); voxels on subject and seed.
@@ -223,11 +239,19 @@ def generate(
     voxels = layout_voxels(config, voxel_rng)
     bar.set_description("simulating: responses")
     if ground_truth == "gabor":
-        signal = _gabor_control_signal(stimuli, voxels, config, voxel_rng, device)
+        signal, basis = _gabor_control_signal(stimuli, voxels, config, voxel_rng, device)
         bar.update(n_batches)
     else:
-        signal = _network_signal(
-            stimuli, voxels, config, voxel_rng, device, ground_truth, network_seed(seed), bar
+        signal, basis = _network_signal(
+            stimuli,
+            voxels,
+            config,
+            voxel_rng,
+            device,
+            ground_truth,
+            network_seed(seed),
+            bar,
+            keep_basis,
         )
 
     bar.set_description("simulating: measurement noise")
@@ -250,14 +274,16 @@ def generate(
         "image_sources": sources,
         "areas": {roi: _describe_area(roi, ground_truth) for roi in config.voxels},
         "noise": (
-            f"Gaussian per trial, unit variance, a share of {config.noise_correlation} smoothed over "
+            f"Gaussian per trial, unit variance, a share of {config.noise_correlation} "
+            "smoothed over "
             f"{config.noise_smoothing_mm} mm between neighbouring voxels"
         ),
-        "response_units": "z-scored per voxel with the train mean and std (same transform on test and oracle)",
+        "response_units": "z-scored per voxel with the train mean and std (same transform on "
+        "test and oracle)",
         "generation_seconds": round(time.perf_counter() - start, 1),
     }
     test_means = {roi: reps.mean(axis=0) for roi, reps in test_repeats.items()}
-    return EncodingDataset(
+    dataset = EncodingDataset(
         "sim",
         subject,
         Split(stimuli["train"], train),
@@ -265,6 +291,7 @@ def generate(
         voxels,
         info,
     )
+    return dataset, (basis if keep_basis else None)
 
 
 def _network_signal(
@@ -276,8 +303,11 @@ def _network_signal(
     ground_truth: str,
     net_seed: int,
     bar,
-) -> dict:
-    """Noise-free signals ``{split: {roi: float64 (N, V)}}`` of the cortex or of the "cnn" control."""
+    keep_basis: bool = False,
+) -> tuple[dict, dict]:
+    """Noise-free signals ``{split: {roi: float64 (N, V)}}`` of the cortex or of the "cnn"
+    control, and (if ``keep_basis``) each voxel's pRF-pooled features ``{split: {roi: float32
+    (N, V, C)}}``."""
     if ground_truth == "cnn":
         network = ReleasedCNN(net_seed).to(device).eval()
         area = {
@@ -290,48 +320,57 @@ def _network_signal(
             roi: area_readout(roi, voxels[roi].extra, config, rng, device) for roi in config.voxels
         }
     needed = sorted({features for features, _, _ in area.values()})
-    # each channel divided by its mean over the first 64 train images: channels of any scale weigh alike.
-    # The floor (a tenth of the median channel's mean) keeps a channel that is silent on those images
-    # (a dead ReLU of the random "cnn" network) from being amplified a billion-fold by the rare image
-    # that drives it.
+    # each channel divided by its mean over the first 64 train images: channels of any scale weigh
+    # alike. The floor (a tenth of the median channel's mean) keeps a channel that is silent on
+    # those images (a dead ReLU of the random "cnn" network) from being amplified a billion-fold by
+    # the rare image that drives it.
     calibration = torch.as_tensor(stimuli["train"][:64], device=device)
     scales = {}
     for name, maps in feature_maps(calibration, network, config, needed).items():
         means = maps.mean(dim=(0, 2, 3))
         scales[name] = means.clamp_min(0.1 * float(means.median()) + 1e-12)
     signal = {split: {roi: [] for roi in config.voxels} for split in stimuli}
+    basis = {split: {roi: [] for roi in config.voxels} for split in stimuli}
     for split in ("train", "test"):
         for batch in torch.as_tensor(stimuli[split]).split(config.batch_size):
             maps = feature_maps(batch.to(device), network, config, needed)
             for roi, (features, prf, weights) in area.items():
                 pooled = maps[features].flatten(2) @ prf.T / scales[features][:, None]  # (B, C, V)
                 drive = torch.einsum("bcv,vc->bv", pooled, weights)
+                if keep_basis:
+                    basis[split][roi].append(pooled.transpose(1, 2).float().cpu().numpy())
                 if ground_truth == "cortex":
                     drive = drive.clamp_min(0).pow(COMPRESSION)
                 signal[split][roi].append(drive.cpu().double().numpy())
             bar.update()
-    return {
-        split: {roi: np.concatenate(parts) for roi, parts in by_roi.items()}
-        for split, by_roi in signal.items()
-    }
+    joined = [
+        {
+            split: {roi: np.concatenate(parts) for roi, parts in by_roi.items() if parts}
+            for split, by_roi in both.items()
+        }
+        for both in (signal, basis)
+    ]
+    return joined[0], joined[1]
 
 
 def _gabor_control_signal(
     stimuli: dict, voxels: dict, config: SimulationConfig, rng: np.random.Generator, device
 ) -> dict:
-    """The "gabor" control: each voxel a sparse non-negative sum of Gabor pyramid features near its pRF.
+    """The "gabor" control: each voxel a sparse non-negative sum of Gabor pyramid features near its
+    pRF.
 
     Voxel v picks :data:`GABOR_CONTROL_FEATURES` features of ``gabor_features`` (default
     :class:`GaborConfig`, log nonlinearity) without replacement, with probabilities proportional to
     the overlap of each filter's Gaussian envelope with the voxel's pRF, and weighs them with
-    exponential random weights. Returns ``{split: {roi: float64 (N, V)}}``.
+    exponential random weights. Returns ``{split: {roi: float64 (N, V)}}`` and the basis (each
+    voxel's picked features) ``{split: {roi: float32 (N, V, 12)}}``.
     """
     gabor = GaborConfig()
     layout = gabor_layout(config.image_size, gabor)
     deg = config.field_of_view_deg / config.image_size
     centre = (config.image_size - 1) / 2
     fx, fy, fs = (layout["x"] - centre) * deg, -(layout["y"] - centre) * deg, layout["sigma"] * deg
-    readout = {}
+    readout, picked = {}, {}
     for roi in config.voxels:
         extra = voxels[roi].extra
         weights = np.zeros((fx.size, len(extra["prf_x"])), dtype=np.float32)
@@ -343,7 +382,8 @@ def _gabor_control_signal(
             )
             weights[picks, v] = rng.exponential(1.0, GABOR_CONTROL_FEATURES)
         readout[roi] = torch.as_tensor(weights)
-    signal = {}
+        picked[roi] = np.sort(np.argsort(-weights, axis=0)[:GABOR_CONTROL_FEATURES].T, axis=1)
+    signal, basis = {}, {}
     for split, images in stimuli.items():
         features = torch.as_tensor(
             gabor_features(images, gabor, device=device, cache=False, progress=False)
@@ -351,7 +391,8 @@ def _gabor_control_signal(
         signal[split] = {
             roi: (features @ weights).double().numpy() for roi, weights in readout.items()
         }
-    return signal
+        basis[split] = {roi: features.numpy()[:, idx] for roi, idx in picked.items()}
+    return signal, basis
 
 
 def _describe_area(roi: str, ground_truth: str = "cortex") -> str:
@@ -360,22 +401,31 @@ def _describe_area(roi: str, ground_truth: str = "cortex") -> str:
     prf = f"pRF sigma = {a} + {b} x eccentricity (deg)"
     if ground_truth == "gabor":
         return (
-            f"control: sparse non-negative linear read-out of {GABOR_CONTROL_FEATURES} Gabor wavelet pyramid "
+            f"control: sparse non-negative linear read-out of {GABOR_CONTROL_FEATURES} "
+            "Gabor wavelet pyramid "
             f"features near the pRF; {prf}"
         )
     if ground_truth == "cnn":
-        return f"control: non-negative read-out of a random network with the released ETECRM architecture; {prf}"
+        return (
+            "control: non-negative read-out of a random network with the released ETECRM "
+            f"architecture; {prf}"
+        )
     what = {
         "gabor_energy": "complex-cell Gabor energy (3 spatial frequencies x 8 orientations)",
-        "texture": f"second-order texture energy, {area.first_order_share:.0%} first-order Gabor energy",
-        "v4_conjunctions": "rectified conjunctions of V1 orientation energy, max-pooled over positions (per scale)",
-        "lo_invariant": "conjunctions of V4 outputs after a maximum over scales, max-pooled over positions",
+        "texture": f"second-order texture energy, {area.first_order_share:.0%} first-order Gabor "
+        "energy",
+        "v4_conjunctions": "rectified conjunctions of V1 orientation energy, max-pooled over "
+        "positions (per "
+        "scale)",
+        "lo_invariant": "conjunctions of V4 outputs after a maximum over scales, max-pooled over "
+        "positions",
     }[area.features]
     return f"{what}; {prf}; compressive power {COMPRESSION}"
 
 
 def true_noise_ceiling(dataset: EncodingDataset, roi: str) -> np.ndarray:
-    """The noise ceiling of the mean of the test repeats, from the known noise-free signal: ``(V,)``.
+    """The noise ceiling of the mean of the test repeats, from the known noise-free signal:
+    ``(V,)``.
 
     ``sqrt(s / (s + n / R))``: ``s`` is the variance of the noise-free test signal
     (``dataset.test.oracle``) over the test images, ``n`` the single-trial noise variance (the
@@ -385,32 +435,3 @@ def true_noise_ceiling(dataset: EncodingDataset, roi: str) -> np.ndarray:
     signal_var = np.asarray(dataset.test.oracle[roi], dtype=np.float64).var(axis=0, ddof=1)
     noise_var = repeats.var(axis=0, ddof=1).mean(axis=0)
     return np.sqrt(signal_var / (signal_var + noise_var / repeats.shape[0]))
-
-
-def calibration_summary(dataset: EncodingDataset) -> dict:
-    """Per ROI, what :data:`CALIBRATION_TARGETS` describes, measured on ``dataset``'s test images.
-
-    Returns ``{roi: {"median_ceiling", "predictable_fraction", "estimated_median_ceiling",
-    "estimated_predictable_fraction", "target_median_ceiling", "target_predictable_fraction"}}``:
-    the median true noise ceiling (:func:`true_noise_ceiling`) and the share of voxels whose ceiling
-    exceeds the p < 0.001 threshold of r over the test images
-    (:func:`evaluation.significance_threshold`); the ``estimated_`` pair is the same from the ceiling
-    estimated from the repeats alone (:func:`evaluation.noise_ceiling`), as an experiment sees it.
-    """
-    threshold = evaluation.significance_threshold(dataset.test.n_images, p=1e-3)
-    out = {}
-    for roi in dataset.rois:
-        ceiling = true_noise_ceiling(dataset, roi)
-        estimated = np.asarray(
-            evaluation.noise_ceiling(dataset.test.repeats[roi]), dtype=np.float64
-        )
-        target = CALIBRATION_TARGETS.get(roi, {})
-        out[roi] = {
-            "median_ceiling": float(np.median(ceiling)),
-            "predictable_fraction": float(np.mean(ceiling > threshold)),
-            "estimated_median_ceiling": float(np.median(estimated)),
-            "estimated_predictable_fraction": float(np.mean(estimated > threshold)),
-            "target_median_ceiling": target.get("median_ceiling"),
-            "target_predictable_fraction": target.get("predictable_fraction"),
-        }
-    return out

@@ -1,4 +1,5 @@
-"""vim-1 (Kay et al. 2008; Naselaris et al. 2009) from CRCNS: read the MATLAB files, or download them.
+"""vim-1 (Kay et al. 2008; Naselaris et al. 2009) from CRCNS: read the MATLAB files, or download
+them.
 
 vim-1 needs a free CRCNS account (https://crcns.org/data-sets/vc/vim-1). Two files are used:
 
@@ -70,8 +71,10 @@ def read_mat(path, names) -> dict:
 
     if _is_web_page(path):
         raise ValueError(
-            f"{path} is a web page (HTML), not a MATLAB file: most likely the CRCNS login page, saved when a "
-            "download was not logged in. Delete it and download the file again with your CRCNS account: "
+            f"{path} is a web page (HTML), not a MATLAB file: most likely the CRCNS login "
+            "page, saved when a "
+            "download was not logged in. Delete it and download the file again with your "
+            "CRCNS account: "
             "etecrm_lib.data.download_vim1(folder) with CRCNS_USERNAME and CRCNS_PASSWORD set, or "
             "`etecrm data download --dataset vim1 --root folder`"
         )
@@ -157,7 +160,8 @@ def rescale_stimuli(train, test):
 
 
 def resize_images(images, size: int | None):
-    """Resize ``(N, H, W)`` images to ``(N, size, size)``; no-op if ``size`` is None or already the size.
+    """Resize ``(N, H, W)`` images to ``(N, size, size)``; no-op if ``size`` is None or already the
+    size.
 
     Shrinking averages the pixels each new pixel covers (``area``: exact block means for integer
     factors, e.g. 128 -> 64), which avoids aliasing; enlarging is bilinear.
@@ -177,7 +181,8 @@ def resize_images(images, size: int | None):
 
 
 def vim1_affine(volume_shape=VOLUME_SHAPE, voxel_size=VOXEL_SIZE_MM) -> np.ndarray:
-    """Voxel -> mm affine: ``voxel_size`` spacing, volume centred on 0 (scanner orientation not distributed)."""
+    """Voxel -> mm affine: ``voxel_size`` spacing, volume centred on 0 (scanner orientation not
+    distributed)."""
     affine = np.diag([*voxel_size, 1.0])
     affine[:3, 3] = -(np.asarray(volume_shape) - 1) / 2 * np.asarray(voxel_size)
     return affine
@@ -195,9 +200,11 @@ def load_vim1(
         Folder holding ``Stimuli.mat`` and ``EstimatedResponses.mat`` (see :func:`download_vim1`).
     subject : 1 or 2
     image_size : int, optional
-        Resize the images to ``image_size`` x ``image_size``; None keeps them as in the files (128 x 128).
+        Resize the images to ``image_size`` x ``image_size``; None keeps them as in the files (128 x
+        128).
     rois : sequence of str
-        Any of ``"V1", "V2", "V3", "V3A", "V3B", "V4", "LO"`` (``LatOcc`` in vim-1 is called ``LO``).
+        Any of ``"V1", "V2", "V3", "V3A", "V3B", "V4", "LO"`` (``LatOcc`` in vim-1 is called
+        ``LO``).
 
     Returns
     -------
@@ -226,7 +233,8 @@ def load_vim1(
     for path in (stim_path, resp_path):
         if not path.is_file():
             raise FileNotFoundError(
-                f"{path} not found. vim-1 comes from CRCNS (free account): https://crcns.org/data-sets/vc/vim-1; "
+                f"{path} not found. vim-1 comes from CRCNS (free account): "
+                "https://crcns.org/data-sets/vc/vim-1; "
                 "download Stimuli.mat and EstimatedResponses.mat into that folder, e.g. with "
                 "etecrm_lib.data.download_vim1(folder, username, password)"
             )
@@ -262,7 +270,8 @@ def load_vim1(
         )
     if roi_code.size != n_vox or vox_idx.size != n_vox:
         problems.append(
-            f"{names[2]} has {roi_code.size} and {names[3]} {vox_idx.size} entries for {n_vox} voxels"
+            f"{names[2]} has {roi_code.size} and {names[3]} {vox_idx.size} entries for "
+            f"{n_vox} voxels"
         )
     if problems:
         raise ValueError(f"{resp_path} and {stim_path} do not match: " + "; ".join(problems))
@@ -292,8 +301,10 @@ def load_vim1(
         "stimulus_scaling": scaling,
         "nan_voxels_dropped": n_nan_voxels,
         "voxel_size_mm": list(VOXEL_SIZE_MM),
-        "affine_note": "2 x 2 x 2.5 mm voxels centred on 0; the scanner orientation is not distributed",
-        "noise_ceiling": "unavailable from repeats: vim-1 distributes one response estimate per image",
+        "affine_note": "2 x 2 x 2.5 mm voxels centred on 0; the scanner orientation is not "
+        "distributed",
+        "noise_ceiling": "unavailable from repeats: vim-1 distributes one response estimate per "
+        "image",
     }
     return EncodingDataset(
         "vim1", subject, Split(train_x, train), Split(test_x, test), voxels, info
@@ -332,8 +343,10 @@ def download_vim1(
     password = password or os.environ.get("CRCNS_PASSWORD")
     if not username or not password:
         raise ValueError(
-            "vim-1 needs a free CRCNS account (https://crcns.org/register): pass username= and password= "
-            "(e.g. password=getpass.getpass()), or set the environment variables CRCNS_USERNAME and CRCNS_PASSWORD"
+            "vim-1 needs a free CRCNS account (https://crcns.org/register): pass username= "
+            "and password= "
+            "(e.g. password=getpass.getpass()), or set the environment variables "
+            "CRCNS_USERNAME and CRCNS_PASSWORD"
         )
     if dest is None:
         dest = cache_dir("vim1")
@@ -360,7 +373,8 @@ def download_vim1(
         if not _looks_like_mat(path):
             path.unlink()
             raise DownloadError(
-                f"{base_url} sent a file for vim-1/{name} that is not a MATLAB file; it was deleted "
+                f"{base_url} sent a file for vim-1/{name} that is not a MATLAB file; it "
+                "was deleted "
                 f"(destination {path}). Check the file name and try again."
             )
         paths.append(path)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .calibration import CORTEX, SimulationConfig, hemifield_grid
 from .cortex import (
     N_GABOR_CHANNELS,
     N_TEXTURE_CHANNELS,
@@ -25,6 +24,7 @@ from .cortex import (
     VentralStream,
 )
 from .dataset import VoxelInfo
+from .measurement import CORTEX, SimulationConfig, hemifield_grid
 
 
 def layout_voxels(config: SimulationConfig, rng: np.random.Generator) -> dict:
@@ -80,7 +80,8 @@ def layout_voxels(config: SimulationConfig, rng: np.random.Generator) -> dict:
 def prf_weights(
     prf_x, prf_y, prf_sigma, grid: int, field_of_view_deg: float, device=None
 ) -> torch.Tensor:
-    """Gaussian pRFs sampled on a ``grid x grid`` map of the visual field: ``float32 (V, grid*grid)``.
+    """Gaussian pRFs sampled on a ``grid x grid`` map of the visual field: ``float32 (V,
+    grid*grid)``.
 
     Cell centres run over the field of view (x right, y up, degrees). Each row sums to 1. The
     Gaussian is widened by half a cell, so a pRF smaller than a cell still covers it smoothly.
@@ -155,7 +156,8 @@ def cnn_control_readout(prfs: dict, config: SimulationConfig, rng: np.random.Gen
 def v1_channel_weights(
     prfs: dict, config: SimulationConfig, rng: np.random.Generator
 ) -> np.ndarray:
-    """V1 voxels: spatial-frequency tuning that coarsens with eccentricity, weak radial orientation bias."""
+    """V1 voxels: spatial-frequency tuning that coarsens with eccentricity, weak radial orientation
+    bias."""
     n = prfs["prf_x"].size
     n_sf, n_ori = len(V1_WAVELENGTHS_DEG), V1_ORIENTATIONS
     preferred_sf = (n_sf - 1) * prfs["prf_eccentricity"] / config.eccentricity_range_deg[

@@ -1,4 +1,5 @@
-"""The on-disk cache of image features (Gabor pyramid, CNN layers): computed once per images and settings.
+"""The on-disk cache of image features (Gabor pyramid, CNN layers): computed once per images and
+settings.
 
 A cached array is stored as ``<cache>/features/<kind>-<key>.npz`` together with its key, the SHA-256
 of the settings (JSON) and of the images' bytes; it is used only when the key and the row count
@@ -30,7 +31,8 @@ def cache_key(settings: dict, images: np.ndarray) -> str:
 
 
 def read_cache(kind: str, key: str, n_rows: int):
-    """The cached (n_rows, F) array stored under ``key``, or None if absent, unreadable or not matching."""
+    """The cached (n_rows, F) array stored under ``key``, or None if absent, unreadable or not
+    matching."""
     path = cache_dir("features") / f"{kind}-{key[:24]}.npz"
     if not path.exists():
         return None
@@ -53,7 +55,8 @@ def write_cache(kind: str, key: str, features: np.ndarray) -> None:
 def cached_features(
     kind: str, settings: dict, images: np.ndarray, compute, cache: bool = True
 ) -> np.ndarray:
-    """``compute(images)`` -> (N, F) array, cached on disk under a key of ``settings`` + the images' hash.
+    """``compute(images)`` -> (N, F) array, cached on disk under a key of ``settings`` + the images'
+    hash.
 
     The file stores its own key and is used only if the key and the row count match (else it is
     recomputed and replaced); it is written atomically, so an interrupted run leaves no half file.

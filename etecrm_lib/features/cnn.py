@@ -7,15 +7,17 @@ them. Here:
 1. Grayscale images ``(N, H, W)`` in [0, 1] are copied into 3 channels, resized to ``input_size``
    (224 for ImageNet networks) and normalised with the ImageNet mean and s.d.
 2. Forward hooks on the chosen layers (names as in ``model.named_modules()``, e.g. AlexNet's
-   ``"features.1"`` = ReLU of conv1) record their outputs; the forward pass stops after the last one.
-3. Convolutional maps are average-pooled to ``pool_size x pool_size`` per channel (a coarse retinotopy)
-   and flattened. Optionally, :class:`CNNFeatures` reduces each layer further with PCA or a random
-   projection **fitted on the training images only**.
+   ``"features.1"`` = ReLU of conv1) record their outputs; the forward pass stops after the last
+   one.
+3. Convolutional maps are average-pooled to ``pool_size x pool_size`` per channel (a coarse
+   retinotopy) and flattened. Optionally, :class:`CNNFeatures` reduces each layer further with PCA
+   or a random projection **fitted on the training images only**.
 
 Weights (``CNNConfig.weights``) and provenance (the ``weights`` string every result carries):
 
-- ``"DEFAULT"`` or a torchvision weight name (``"IMAGENET1K_V1"``): downloaded by torchvision on first
-  use (Colab, a laptop) and cached in ``~/.cache/torch``; recorded as e.g. ``"IMAGENET1K_V1"``.
+- ``"DEFAULT"`` or a torchvision weight name (``"IMAGENET1K_V1"``): downloaded by torchvision on
+  first use (Colab, a laptop) and cached in ``~/.cache/torch``; recorded as e.g.
+  ``"IMAGENET1K_V1"``.
 - a path to a ``.pth`` state dict: recorded as ``"file:<path> sha256:<hex>"``.
 - ``None``: an **untrained** network, randomly initialised with ``seed``: ``"untrained(seed=0)"``.
   Without internet and without a local file this is the only choice, and it must be asked for
@@ -60,7 +62,8 @@ class CNNConfig:
     """Which network, which layers, which weights, and how to shrink the activations.
 
     model : a torchvision classification model name (``torchvision.models.list_models()``)
-    layers : module names (``named_modules()``); None = the model's default (AlexNet: conv1..fc7 ReLUs)
+    layers : module names (``named_modules()``); None = the model's default (AlexNet: conv1..fc7
+        ReLUs)
     weights : "DEFAULT", a torchvision weight name, a path to a .pth state dict, or None (untrained)
     seed : random initialisation of an untrained network (and of the random projection)
     input_size : images are resized to input_size x input_size pixels
@@ -82,7 +85,8 @@ class CNNConfig:
 
     @classmethod
     def for_profile(cls, profile: Profile = DEFAULT_PROFILE, **changes) -> "CNNConfig":
-        """quick: 112-px input, 3x3 pooling (fast on a CPU); full: 224 px, 6x6 (AlexNet's own pooling)."""
+        """quick: 112-px input, 3x3 pooling (fast on a CPU); full: 224 px, 6x6 (AlexNet's own
+        pooling)."""
         if check_profile(profile) == "quick":
             return cls(**{"input_size": 112, "pool_size": 3, **changes})
         return cls(**changes)
@@ -98,7 +102,7 @@ class CNNConfig:
         return DEFAULT_LAYERS[self.model]
 
 
-# ----------------------------------------------------------------------------- the network and its weights
+# ---------------------------------------------------------------------- the network and its weights
 def _build(model: str, seed: int):
     import torchvision
 
@@ -114,7 +118,8 @@ def _build(model: str, seed: int):
 
 
 def load_cnn(model: str = "alexnet", weights: str | None = "DEFAULT", seed: int = 0):
-    """The network in eval mode and a string saying which weights it has. See the module docstring."""
+    """The network in eval mode and a string saying which weights it has. See the module
+    docstring."""
     import torchvision
 
     net = _build(model, seed)
@@ -139,17 +144,21 @@ def load_cnn(model: str = "alexnet", weights: str | None = "DEFAULT", seed: int 
         enum = available.DEFAULT if weights == "DEFAULT" else available[weights]
     except KeyError:
         raise ValueError(
-            f"unknown weights '{weights}' for {model}; choose one of {list(available.__members__)}, "
+            f"unknown weights '{weights}' for {model}; choose one of "
+            f"{list(available.__members__)}, "
             "a path to a .pth file, or None"
         ) from None
     try:
         state = torch.hub.load_state_dict_from_url(enum.url, progress=True, check_hash=True)
     except Exception as err:  # no internet, proxy, disk full ...: all end the same way for the user
         raise RuntimeError(
-            f"could not get the pretrained {model} weights '{enum.name}' ({type(err).__name__}: {err}).\n"
-            f"  - with internet (e.g. Colab), weights='DEFAULT' downloads them once into ~/.cache/torch;\n"
+            f"could not get the pretrained {model} weights '{enum.name}' "
+            f"({type(err).__name__}: {err}).\n"
+            "  - with internet (e.g. Colab), weights='DEFAULT' downloads them once into "
+            "~/.cache/torch;\n"
             f"  - offline, download {enum.url} elsewhere and pass weights='path/to/file.pth';\n"
-            f"  - or pass weights=None explicitly for an UNTRAINED (randomly initialised, seeded) network."
+            "  - or pass weights=None explicitly for an UNTRAINED (randomly initialised, "
+            "seeded) network."
         ) from err
     net.load_state_dict(state)
     return net.eval(), enum.name
@@ -161,18 +170,21 @@ def layer_names(model: str = "alexnet") -> list:
 
 
 def check_layers(net: torch.nn.Module, layers, model: str = "") -> None:
-    """Raise a ValueError listing the valid names if any requested layer is not a module of ``net``."""
+    """Raise a ValueError listing the valid names if any requested layer is not a module of
+    ``net``."""
     valid = [name for name, _ in net.named_modules() if name]
     unknown = [layer for layer in layers if layer not in valid]
     if unknown:
         raise ValueError(
-            f"unknown layer name(s) {unknown} for {model or type(net).__name__}; valid names: {valid}"
+            f"unknown layer name(s) {unknown} for {model or type(net).__name__}; valid "
+            f"names: {valid}"
         )
 
 
 # ----------------------------------------------------------------------------- activations
 def preprocess(images: torch.Tensor, input_size: int) -> torch.Tensor:
-    """Grayscale ``(B, H, W)`` in [0, 1] -> ImageNet-normalised ``(B, 3, input_size, input_size)``."""
+    """Grayscale ``(B, H, W)`` in [0, 1] -> ImageNet-normalised ``(B, 3, input_size,
+    input_size)``."""
     x = F.interpolate(
         images[:, None],
         size=(input_size, input_size),
@@ -199,7 +211,8 @@ def layer_activations(
     device=None,
     progress: bool = True,
 ) -> dict:
-    """Pooled, flattened activations ``{layer: float32 (N, D)}`` of ``net`` for images ``(N, H, W)``."""
+    """Pooled, flattened activations ``{layer: float32 (N, D)}`` of ``net`` for images ``(N, H,
+    W)``."""
     device = get_device(device)
     net = net.to(device).eval()
     check_layers(net, layers)
@@ -255,9 +268,9 @@ def cnn_features(
 ):
     """Pooled activations of the configured layers: returns ``({layer: float32 (N, D)}, weights)``.
 
-    ``weights`` says which weights produced them (see the module docstring). Cached on disk per layer,
-    keyed by model, weights, layers, sizes and the images. ``net`` / ``weights_info`` reuse a network
-    already loaded with :func:`load_cnn`.
+    ``weights`` says which weights produced them (see the module docstring). Cached on disk per
+    layer, keyed by model, weights, layers, sizes and the images. ``net`` / ``weights_info`` reuse a
+    network already loaded with :func:`load_cnn`.
     """
     config = config or CNNConfig()
     images = check_images(images)
@@ -326,7 +339,8 @@ class CNNFeatures:
         )[0]
 
     def fit(self, train_images) -> "CNNFeatures":
-        """Fit the reduction (PCA: on the training activations; random: a seeded Gaussian matrix)."""
+        """Fit the reduction (PCA: on the training activations; random: a seeded Gaussian
+        matrix)."""
         self.projections = {}
         if self.config.reduction is None:
             return self
@@ -346,7 +360,8 @@ class CNNFeatures:
         return self
 
     def transform(self, images) -> dict:
-        """``{layer: float32 (N, D_layer)}`` for any images, with the reduction fitted by :meth:`fit`."""
+        """``{layer: float32 (N, D_layer)}`` for any images, with the reduction fitted by
+        :meth:`fit`."""
         if self.projections is None:
             raise RuntimeError("call fit(train_images) before transform(...)")
         acts = self.activations(images)

@@ -6,9 +6,10 @@ compressive nonlinearity::
 
     E = sqrt((g_cos . image)^2 + (g_sin . image)^2)        feature = log(1 + E)  (or sqrt(E))
 
-Layout (Kay et al. 2008, Nature 452:352, supplementary methods): wavelengths from 4 px to the image size in octave steps, 8 orientations, and for
-wavelength L an (S/L) x (S/L) grid of positions with spacing L (S = image size). For S = 128:
-(1 + 4 + 16 + 64 + 256 + 1024) = 1365 positions x 8 orientations = 10,920 features.
+Layout (Kay et al. 2008, Nature 452:352, supplementary methods): wavelengths from 4 px to the image
+size in octave steps, 8 orientations, and for wavelength L an (S/L) x (S/L) grid of positions with
+spacing L (S = image size). For S = 128: (1 + 4 + 16 + 64 + 256 + 1024) = 1365 positions x 8
+orientations = 10,920 features.
 
 The envelope's standard deviation is ``sigma_per_wavelength x L`` (0.56 gives the classic
 one-octave bandwidth). Every filter has unit L2 norm, and images are centred on mid-gray (0.5), so
@@ -73,8 +74,10 @@ class GaborConfig:
         while wave <= top:
             if image_size % wave:
                 raise ValueError(
-                    f"image size {image_size} px is not a multiple of the wavelength {wave} px: the pyramid puts "
-                    f"(size / wavelength)^2 filters on a grid; resize the images to {self.min_wavelength} x a power "
+                    f"image size {image_size} px is not a multiple of the wavelength "
+                    f"{wave} px: the pyramid puts "
+                    "(size / wavelength)^2 filters on a grid; resize the images to "
+                    f"{self.min_wavelength} x a power "
                     f"of 2 (e.g. 64 or 128 px) or change min_wavelength / max_wavelength"
                 )
             waves.append(wave)
@@ -90,8 +93,8 @@ def gabor_layout(image_size: int, config: GaborConfig | None = None) -> dict:
     """What each feature column is: a dict of (F,) arrays, in the order of :func:`gabor_features`.
 
     ``wavelength`` (px), ``orientation`` (degrees, counter-clockwise from horizontal wave vector),
-    ``x``, ``y`` (centre in pixel coordinates, 0 = centre of the first pixel, y downwards), ``sigma`` (px).
-    Order: wavelength (short to long), then grid row, grid column, orientation.
+    ``x``, ``y`` (centre in pixel coordinates, 0 = centre of the first pixel, y downwards),
+    ``sigma`` (px). Order: wavelength (short to long), then grid row, grid column, orientation.
     """
     config = config or GaborConfig()
     out = {k: [] for k in ("wavelength", "orientation", "x", "y", "sigma")}
@@ -111,10 +114,11 @@ def gabor_layout(image_size: int, config: GaborConfig | None = None) -> dict:
 def gabor_kernels(wavelength: int, config: GaborConfig, device=None):
     """The quadrature pairs of one wavelength as conv2d weights.
 
-    Returns ``(weights, padding)``: weights ``(2 * n_orientations, 1, K, K)`` float32, the cosine filters
-    first, then the sine filters; each of unit L2 norm.
+    Returns ``(weights, padding)``: weights ``(2 * n_orientations, 1, K, K)`` float32, the cosine
+    filters first, then the sine filters; each of unit L2 norm.
     The kernel centre sits at ((K - 1) / 2, (K - 1) / 2); K - wavelength is even, so with stride =
-    wavelength and the returned padding, output (i, j) is centred on pixel ((i + .5) L - .5, (j + .5) L - .5).
+    wavelength and the returned padding, output (i, j) is centred on pixel
+    ((i + .5) L - .5, (j + .5) L - .5).
     """
     sigma = config.sigma_per_wavelength * wavelength
     size = wavelength + 2 * math.ceil(max(0.0, config.truncate * sigma - wavelength / 2))
@@ -134,7 +138,8 @@ def gabor_kernels(wavelength: int, config: GaborConfig, device=None):
 
 
 def gabor_energy(images, config: GaborConfig | None = None, device=None) -> torch.Tensor:
-    """Raw quadrature energies ``(N, F)`` (no nonlinearity) of one batch of images ``(N, S, S)`` in [0, 1]."""
+    """Raw quadrature energies ``(N, F)`` (no nonlinearity) of one batch of images ``(N, S, S)`` in
+    [0, 1]."""
     config = config or GaborConfig()
     device = get_device(device)
     x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
@@ -165,7 +170,8 @@ def check_images(images) -> np.ndarray:
     images = np.asarray(images.detach().cpu() if isinstance(images, torch.Tensor) else images)
     if images.ndim == 2:
         raise ValueError(
-            f"images must be a stack (N, H, W), got one image of shape {images.shape}; use images[None]"
+            f"images must be a stack (N, H, W), got one image of shape {images.shape}; use "
+            "images[None]"
         )
     if images.ndim != 3:
         raise ValueError(
@@ -174,12 +180,14 @@ def check_images(images) -> np.ndarray:
         )
     if images.shape[1] != images.shape[2]:
         raise ValueError(
-            f"images must be square, got {images.shape[1]}x{images.shape[2]}; crop or resize them first"
+            f"images must be square, got {images.shape[1]}x{images.shape[2]}; crop or "
+            "resize them first"
         )
     images = images.astype(np.float32, copy=False)
     if not np.isfinite(images).all() or images.min() < -1e-4 or images.max() > 1 + 1e-4:
         raise ValueError(
-            "images must be finite and scaled to [0, 1] (mid-gray = 0.5); divide 8-bit images by 255"
+            "images must be finite and scaled to [0, 1] (mid-gray = 0.5); divide 8-bit "
+            "images by 255"
         )
     return images
 
@@ -194,8 +202,8 @@ def gabor_features(
     """Gabor wavelet pyramid features of grayscale images.
 
     images : (N, S, S) in [0, 1], S a multiple of ``min_wavelength`` x a power of 2 (64, 128, ...)
-    Returns float32 (N, F), F = n_orientations x sum over wavelengths L of (S / L)^2 (10,920 for S = 128);
-    columns described by :func:`gabor_layout`. Cached on disk (see :func:`cached_features`).
+    Returns float32 (N, F), F = n_orientations x sum over wavelengths L of (S / L)^2 (10,920 for S =
+    128); columns described by :func:`gabor_layout`. Cached on disk (see :func:`cached_features`).
     """
     config = config or GaborConfig()
     images = check_images(images)
