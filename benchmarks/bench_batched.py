@@ -166,10 +166,36 @@ def baseline(ds, rois, seeds, config, epochs, concurrent, device) -> None:
     )
 
 
+def ceilings(device) -> dict:
+    """The card's two measured ceilings: device-to-device copy bandwidth (bytes read + written) and
+    bf16 matrix-product rate (8192^3), medians of 5 after a warm-up."""
+    if device.type != "cuda":
+        return {}
+    a = torch.empty(2**28, device=device)  # 1 GiB
+    b = torch.empty_like(a)
+    x = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    copy, mm = [], []
+    for i in range(6):
+        started = synced(device)
+        b.copy_(a)
+        copy.append(synced(device) - started)
+        started = synced(device)
+        x @ x
+        mm.append(synced(device) - started)
+    out = {
+        "copy_tb_s": round(2 * a.numel() * 4 / np.median(copy[1:]) / 1e12, 2),
+        "bf16_matmul_tflops": round(2 * 8192**3 / np.median(mm[1:]) / 1e12, 0),
+    }
+    show(out)
+    return out
+
+
 def run(ds, rois, seeds, config, device) -> dict:
     """The whole work in one group: time, TFLOP/s, memory, accuracy."""
     specs = [(roi, config, seed, "etecrm") for roi in rois for seed in range(seeds)]
+    bound = ceilings(device)
     if device.type == "cuda":
+        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
     started = synced(device)
@@ -179,6 +205,10 @@ def run(ds, rois, seeds, config, device) -> dict:
     used = (n_fit // config.batch_size) * config.batch_size
     flop = sum(3 * count_flops(m.net) * used * config.epochs for m in models)
     estimate = estimate_memory(len(ds.train.stimuli), group_members(ds, rois, seeds, config))
+    # Adam reads weight, gradient and 2 moments and writes 3 (28 bytes per float32 weight); the
+    # read-out also reads its weight and writes its gradient (8 more): bytes no version avoids
+    weights = sum(sum(p.numel() for p in m.net.parameters()) for m in models)
+    steps = config.epochs * (n_fit // config.batch_size)
     summary = {
         "run": f"{len(rois)} ROIs x {seeds} seeds x {config.epochs} epochs, one group",
         "models": len(models),
@@ -186,6 +216,14 @@ def run(ds, rois, seeds, config, device) -> dict:
         "s_per_model_epoch": round(wall / (len(models) * config.epochs), 5),
         "arithmetic_tflop": round(flop / 1e12, 2),
         "achieved_tflops": round(flop / wall / 1e12, 1),
+        "weights_m": round(weights / 1e6, 1),
+        "weight_traffic_tb": round(36 * weights * steps / 1e12, 2),
+        "arithmetic_floor_s": round(flop / 1e12 / bound["bf16_matmul_tflops"], 2)
+        if bound
+        else None,
+        "weight_traffic_floor_s": round(36 * weights * steps / 1e12 / bound["copy_tb_s"], 2)
+        if bound
+        else None,
         "estimated_gb": round((estimate["shared"] + sum(estimate["per_model"])) / 1e9, 2),
     }
     if device.type == "cuda":
