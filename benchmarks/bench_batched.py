@@ -112,16 +112,17 @@ def group_members(ds, rois, seeds, config) -> list:
 
 def modes(ds, rois, seeds, config, device) -> None:
     """Seconds per epoch of the whole group, several ways of computing it."""
-    conv, layout = batched.stacked_conv, batched.CHANNELS_LAST
+    conv, layout, fused = batched.stacked_conv, batched.CHANNELS_LAST, batched.FUSED_SQUARE
     ways = {
-        "grouped, channels-last, graph": (conv, True, True),
-        "grouped, NCHW, graph": (conv, False, True),
-        "grouped, channels-last, no graph": (conv, True, False),
-        "vmap, channels-last, graph": (vmap_conv, True, True),
-        "loop over models, channels-last, graph": (loop_conv, True, True),
+        "grouped, channels-last, graph, fused square": (conv, True, True, True),
+        "grouped, channels-last, graph, square then cast": (conv, True, True, False),
+        "grouped, NCHW, graph, fused square": (conv, False, True, True),
+        "grouped, channels-last, no graph, fused square": (conv, True, False, True),
+        "vmap, channels-last, graph, fused square": (vmap_conv, True, True, True),
+        "loop over models, channels-last, graph, fused square": (loop_conv, True, True, True),
     }
-    for name, (way, channels_last, graph) in ways.items():
-        batched.stacked_conv, batched.CHANNELS_LAST = way, channels_last
+    for name, (way, channels_last, graph, fuse) in ways.items():
+        batched.stacked_conv, batched.CHANNELS_LAST, batched.FUSED_SQUARE = way, channels_last, fuse
         members = group_members(ds, rois, seeds, replace(config, epochs=3, cuda_graph=graph))
         try:
             models = fit_group(ds.train.stimuli, members, device, progress=False)
@@ -136,7 +137,7 @@ def modes(ds, rois, seeds, config, device) -> None:
         except Exception as err:  # a mode that fails is reported, the others still run
             show({"mode": name, "error": repr(err)[:300]})
         finally:
-            batched.stacked_conv, batched.CHANNELS_LAST = conv, layout
+            batched.stacked_conv, batched.CHANNELS_LAST, batched.FUSED_SQUARE = conv, layout, fused
 
 
 def baseline(ds, rois, seeds, config, epochs, concurrent, device) -> None:

@@ -75,9 +75,8 @@ SHARED_FIELDS = (
 """The fields of ``ETECRMConfig`` that every model of one group must share."""
 
 MEMORY_SAFETY = 1.3  # the estimate is multiplied by this (allocator slack, cuDNN work space)
-CHANNELS_LAST = (
-    True  # on a GPU, the convolutions in the channels-last layout (see gpu.prepare_network)
-)
+FUSED_SQUARE = True  # the read-out's W * W squared straight into bf16 (SquareInto)
+CHANNELS_LAST = True  # on a GPU the convolutions in channels-last layout (gpu.prepare_network)
 
 
 @dataclass
@@ -132,6 +131,23 @@ def stacked_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> t
     return F.conv2d(x, weight.flatten(0, 1), bias.flatten(), stride=2, padding=1, groups=m)
 
 
+class SquareInto(torch.autograd.Function):
+    """``(W * W)`` written straight in a low precision (bf16/fp16) for the read-out's product: one
+    pass over ``W`` instead of a float32 square and a cast. The same numbers as autocast's cast of
+    ``W * W`` (one rounding of the float32 product), and the same gradient, ``2 g W`` in float32
+    (``g W + g W`` is exactly ``(2 g) W``)."""
+
+    @staticmethod
+    def forward(ctx, weight, dtype):
+        ctx.save_for_backward(weight)
+        return torch.mul(weight, weight, out=torch.empty_like(weight, dtype=dtype))
+
+    @staticmethod
+    def backward(ctx, grad):
+        (weight,) = ctx.saved_tensors
+        return (grad * 2) * weight, None
+
+
 class StackedNet(nn.Module):
     """M networks of ``models.ETECRMNet``'s shape as one: their weights stacked along a first axis.
 
@@ -173,15 +189,15 @@ class StackedNet(nn.Module):
         features = x.reshape(b, m, -1).transpose(0, 1)  # (M, B, F), each model's C x s x s in order
         out = []
         for block, weight, bias in zip(self.blocks, self.weights, self.biases):
-            used = weight * weight if block.squared else weight
-            mine = features[block.start : block.stop]
-            if (
-                mine.dtype == torch.float16
-            ):  # float16 autocast: the read-out in float32, as models.py
+            mine, offset = features[block.start : block.stop], bias.unsqueeze(1)
+            if mine.dtype == torch.float16:  # float16 autocast: the read-out in float32 (models.py)
+                used = weight * weight if block.squared else weight
                 with torch.autocast(mine.device.type, enabled=False):
-                    out.append(torch.bmm(mine.float(), used.float()) + bias.unsqueeze(1))
-                continue
-            out.append(torch.bmm(mine, used) + bias.unsqueeze(1))
+                    out.append(torch.bmm(mine.float(), used.float()) + offset)
+            elif block.squared and FUSED_SQUARE and mine.dtype == torch.bfloat16:
+                out.append(torch.bmm(mine, SquareInto.apply(weight, mine.dtype)) + offset)
+            else:
+                out.append(torch.bmm(mine, weight * weight if block.squared else weight) + offset)
         return out
 
     def slices(self) -> list:

@@ -130,6 +130,18 @@ def test_models_that_cannot_share_a_group_are_refused_with_the_reason():
         fit_group(images, [], device="cpu", progress=False)
 
 
+def test_squaring_straight_into_bf16_is_the_cast_of_the_square_with_its_gradient():
+    """What a GPU's read-out uses in bf16: the same numbers, forward and backward, bit for bit."""
+    weight = torch.randn(300, 7, dtype=torch.float32, requires_grad=True)
+    grad = torch.randn(300, 7).to(torch.bfloat16)
+    reference = (weight * weight).to(torch.bfloat16)
+    (expected,) = torch.autograd.grad(reference, weight, grad)
+    fused = batched.SquareInto.apply(weight, torch.bfloat16)
+    (got,) = torch.autograd.grad(fused, weight, grad)
+    assert fused.dtype == torch.bfloat16
+    assert torch.equal(fused, reference) and torch.equal(got, expected)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_on_a_gpu_the_estimate_covers_the_peak_memory():
     images, members = _members()
