@@ -157,6 +157,12 @@ def _describe(result, variant: Variant, profile: str, seed: int, device, seconds
     return result
 
 
+def trains_in_groups(name: str) -> bool:
+    """True for the variants of the ETECRM network (run by ``ETECRMModel``), which
+    :func:`run_etecrm_group` can train together; False for every other model."""
+    return get_variant(name).run is _run_etecrm
+
+
 def run_etecrm_group(dataset, runs, profile: str = "quick", device=None, progress: bool = True):
     """Fit ETECRM variants as one batched group (``batched.train_group``), score each -> one
     ``EncodingResult`` per run, in order, each the result ``run_variant`` gives for it.
@@ -169,10 +175,10 @@ def run_etecrm_group(dataset, runs, profile: str = "quick", device=None, progres
     specs = []
     for name, roi, seed in runs:
         variant = get_variant(name)
-        if variant.family != "etecrm":
+        if not trains_in_groups(name):
             raise ValueError(
-                f"{name!r} is a {variant.family} model: only ETECRM variants train in a group; "
-                "fit it with run_variant"
+                f"{name!r} is not one of the ETECRM network's variants: only those train in a "
+                "group; fit it with run_variant"
             )
         specs.append((roi, ETECRMConfig.for_profile(profile, **variant.options), seed, name))
     start = time.perf_counter()

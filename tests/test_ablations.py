@@ -135,7 +135,7 @@ def test_a_batched_group_gives_the_results_of_the_variants_run_alone(data):
         np.testing.assert_allclose(r.test_r, alone.test_r, atol=1e-4)
         assert set(alone.info) <= set(r.info)
     assert not np.allclose(group[0].test_r, group[2].test_r)  # another seed, another model
-    with pytest.raises(ValueError, match="only ETECRM variants"):
+    with pytest.raises(ValueError, match="only those train in a group"):
         ablations.run_etecrm_group(data, [("gwp_ridge", "V1", 0)], device="cpu")
 
 
