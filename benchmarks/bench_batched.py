@@ -110,17 +110,18 @@ def group_members(ds, rois, seeds, config) -> list:
     return [Member(ds.train.responses[roi], config, seed) for roi in rois for seed in range(seeds)]
 
 
-def modes(ds, rois, seeds, config, device) -> None:
+def modes(ds, rois, seeds, config, device, slow: bool = False) -> None:
     """Seconds per epoch of the whole group, several ways of computing it."""
     conv, layout, fused = batched.stacked_conv, batched.CHANNELS_LAST, batched.FUSED_SQUARE
     ways = {
         "grouped, channels-last, graph, fused square": (conv, True, True, True),
         "grouped, channels-last, graph, square then cast": (conv, True, True, False),
         "grouped, NCHW, graph, fused square": (conv, False, True, True),
-        "grouped, channels-last, no graph, fused square": (conv, True, False, True),
         "vmap, channels-last, graph, fused square": (vmap_conv, True, True, True),
-        "loop over models, channels-last, graph, fused square": (loop_conv, True, True, True),
     }
+    if slow:
+        ways["grouped, channels-last, no graph, fused square"] = (conv, True, False, True)
+        ways["loop over models, channels-last, graph, fused square"] = (loop_conv, True, True, True)
     for name, (way, channels_last, graph, fuse) in ways.items():
         batched.stacked_conv, batched.CHANNELS_LAST, batched.FUSED_SQUARE = way, channels_last, fuse
         members = group_members(ds, rois, seeds, replace(config, epochs=3, cuda_graph=graph))
@@ -296,7 +297,7 @@ def main() -> None:
     if args.check:
         check(ds, config, device)
     if args.modes:
-        modes(ds, rois, args.seeds, config, device)
+        modes(ds, rois, args.seeds, config, device, args.slow_modes)
     if args.baseline:
         baseline(ds, rois, args.seeds, config, args.baseline, args.concurrent, device)
     if args.run:
