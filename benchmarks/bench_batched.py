@@ -21,6 +21,32 @@ Steps (each its own option; ``--all`` runs them all, in this order):
   ``batched.estimate_memory``; then median r per ROI (mean and s.d. over seeds) on the test split.
 - ``--profile-kernels``: the GPU kernels that take the time, two epochs of the group
   (torch.profiler).
+
+Measured 2026-12-05 on one NVIDIA H100 80GB HBM3 (lent machine, torch 2.11.0+cu130, alone on the
+GPU), ``--profile full --seeds 5 --modes --baseline 5 --run --profile-kernels`` and, in the call
+before, ``--check``; the trainer of commit f74964b (before ``_unstack`` reused the networks):
+
+- ceilings: copy 2.93 TB/s, bf16 matrix product 767 TFLOP/s.
+- one epoch of the group of 25 (5 ROIs x 5 seeds): grouped convolutions, channels-last, CUDA
+  graph, W*W squared into bf16: **1.09 s**; the same squaring then casting: 1.27 s; ``vmap``:
+  1.64 s; NCHW: fails (cuDNN/ATen ``canUse32BitIndexMath``: 64 x 3200 channels x 64 x 64).
+- old vs new, 5 epochs, 25 models: CUDA streams (``fit_etecrm`` x 25, 5 side by side) 8.4 s;
+  batched 16.4 s, of which about 11 s set-up (25 networks built on the CPU, moved, handed back).
+- the whole work, 25 models x 50 epochs: **67.4 s** (0.054 s per model-epoch; the issue's streams
+  figure: 63.1 s), 2455 TFLOP of arithmetic: **36.4 TFLOP/s**; arithmetic floor 3.2 s, floor of
+  the weights' traffic (36 bytes per weight per step, 499 M weights, 1200 steps) 7.4 s. Peak
+  memory 20.3 GB. Median r per ROI (mean +- s.d. over the 5 seeds): V1 0.220 +- 0.005, V2 0.209
+  +- 0.004, V3 0.185 +- 0.008, V4 0.037 +- 0.008, LO -0.008 +- 0.016 (the committed run, streams,
+  H200: 0.217 +- 0.006, 0.207 +- 0.008, 0.189 +- 0.009, 0.032 +- 0.007, 0.003 +- 0.031).
+- ``--check`` (bf16, 2 epochs, V1): same chosen epochs; read-out weights 1-2% apart (bf16 rounding
+  of other kernels, amplified by training), validation median r 0.022 vs 0.021.
+- kernel profile (2 epochs): the convolution kernel (cutlass implicit GEMM) 29% of GPU time in
+  1275 launches, about one per model per step, and ``nhwcSliceCKernel`` 10% in 7700 launches:
+  cuDNN runs a grouped convolution of 128-channel groups one group at a time, slicing each out,
+  so stacking the models gains nothing in the convolutions; pageable host-to-device
+  copies (network set-up) 13%; fused Adam 6%.
+
+So on an H100 the batched trainer is not faster than CUDA streams; the 12 s target is not met.
 """
 
 from __future__ import annotations
@@ -271,6 +297,7 @@ def main() -> None:
     parser.add_argument("--all", action="store_true")
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--modes", action="store_true")
+    parser.add_argument("--slow-modes", action="store_true", help="also no graph, conv per model")
     parser.add_argument(
         "--baseline", type=int, default=0, help="epochs of the old-vs-new comparison"
     )

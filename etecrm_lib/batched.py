@@ -74,6 +74,7 @@ SHARED_FIELDS = (
 )
 """The fields of ``ETECRMConfig`` that every model of one group must share."""
 
+FIXED_BYTES = 512 * 2**20  # cuDNN work space, the CUDA graph's pool, the allocator's blocks
 MEMORY_SAFETY = 1.3  # the estimate is multiplied by this (allocator slack, cuDNN work space)
 FUSED_SQUARE = True  # the read-out's W * W squared straight into bf16 (SquareInto)
 CHANNELS_LAST = True  # on a GPU the convolutions in channels-last layout (gpu.prepare_network)
@@ -224,12 +225,14 @@ class StackedNet(nn.Module):
 def estimate_memory(n_images: int, members: list, precision: str = "bf16") -> dict:
     """Bytes a group holds on the device while it trains: ``{"shared": int, "per_model": [int]}``.
 
-    Shared: the images (float32). Per model, from its shape (``ETECRMNet``): its responses; weights,
-    gradients, Adam's two moments and the best epoch's copy (5 float32 copies) plus the read-out's
-    temporary ``W * W`` and its low-precision copy; the activations kept for the backward pass of
-    one batch (convolution and ReLU outputs and their gradients); one chunk of validation images;
-    and an epoch's noise and training predictions. Multiplied by ``MEMORY_SAFETY``. ``precision``:
-    the resolved one (``gpu.precision_for``): activations take 4 bytes in "fp32", else 2.
+    Shared: the images (float32) and ``FIXED_BYTES``. Per model, from its shape (``ETECRMNet``):
+    its responses; weights, gradients, Adam's two moments, the best epoch's copy and the network it
+    is handed back in (6 float32 copies), plus the read-out's ``W * W`` in low precision; the
+    activations kept for the backward pass of one batch (convolution and ReLU outputs and their
+    gradients); one chunk of validation images, a layer at a time; and an epoch's noise and
+    training predictions. All times ``MEMORY_SAFETY``. ``precision``: the resolved one
+    (``gpu.precision_for``): activations take 4 bytes in "fp32", else 2. Measured on an H100
+    (``benchmarks/bench_batched.py``): 25 full-size models peaked at 20.3 GB.
     """
     config = check_group(members)
     act_bytes = 4 if precision == "fp32" else 2
@@ -242,19 +245,18 @@ def estimate_memory(n_images: int, members: list, precision: str = "bf16") -> di
         for i in range(config.n_layers)
     )
     n_fit = n_images - int(round(n_images * config.val_fraction))
+    largest = config.channels * (config.image_size // 2) ** 2  # the first layer's output
     per_model = []
     for member in members:
         v = np.shape(member.responses)[1]
         params = conv_params + n_features * v + v
-        optimizer = 5 * 4 * params + (4 + act_bytes) * n_features * v
+        optimizer = 6 * 4 * params + (4 + act_bytes) * n_features * v
         batch = config.batch_size * (4 * per_image * act_bytes + 4 * config.image_size**2)
-        val = min(256, n_images) * 2 * per_image * act_bytes
+        val = min(256, n_images - n_fit) * 2 * largest * act_bytes  # no_grad: a layer at a time
         epoch = 3 * n_fit * v * 4 + n_images * v * 4
         per_model.append(int(MEMORY_SAFETY * (optimizer + batch + val + epoch)))
-    return {
-        "shared": int(MEMORY_SAFETY * n_images * 4 * config.image_size**2),
-        "per_model": per_model,
-    }
+    shared = FIXED_BYTES + n_images * 4 * config.image_size**2
+    return {"shared": int(MEMORY_SAFETY * shared), "per_model": per_model}
 
 
 def memory_budget(device: torch.device) -> float:
@@ -368,13 +370,13 @@ def _stacked_setup(x, members, device):
         nets.append(net)
     stacked = StackedNet(nets, blocks).to(device)
     stacked.channels_last = CHANNELS_LAST and device.type == "cuda"
-    return order, members, blocks, ys, splits, x, stacked
+    return order, members, blocks, ys, splits, x, stacked, nets
 
 
 def _train_group(x, members, device, progress, description) -> list:
     """Train one group that fits in memory; the loop of ``fit_etecrm``, every line for M models."""
     config = members[0].config
-    order, members, blocks, ys, splits, x, stacked = _stacked_setup(x, members, device)
+    order, members, blocks, ys, splits, x, stacked, nets = _stacked_setup(x, members, device)
     n_models = len(members)
     n_fit = len(splits[0][0])
     batch_size = min(config.batch_size, n_fit)
@@ -472,7 +474,7 @@ def _train_group(x, members, device, progress, description) -> list:
                     histories[i].best_epoch,
                     seconds,
                 )
-    return _unstack(stacked, members, best, histories, order, device)
+    return _unstack(stacked, nets, members, best, histories, order, device)
 
 
 def _noise(member: Member, generator, n_rows: int, block: Block) -> torch.Tensor:
@@ -501,12 +503,13 @@ def _keep(stacked: StackedNet, tensors: list, model: int) -> None:
                 t[model - first].copy_(p[model - first])
 
 
-def _unstack(stacked, members, best, histories, order, device) -> list:
-    """One ``ETECRMModel`` per member, at its best epoch, in the order the members were given."""
+def _unstack(stacked, nets, members, best, histories, order, device) -> list:
+    """One ``ETECRMModel`` per member, at its best epoch, in the order the members were given:
+    the member's own network (built for the group, on ``device``) gets the best epoch's weights."""
     models = [None] * len(members)
-    for i, member in enumerate(members):
-        net = member.config.build_network(np.shape(member.responses)[1], member.seed)
-        net.load_state_dict(stacked.state_of(i, best["tensors"]))
+    for i, (member, net) in enumerate(zip(members, nets)):
+        with torch.no_grad():
+            net.load_state_dict(stacked.state_of(i, best["tensors"]))
         net = gpu.prepare_network(net, device).eval()
         model = ETECRMModel(member.config, seed=member.seed, device=device, progress=False)
         model.net, model.history = net, histories[i]

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import tqdm.auto
 
-from . import __version__, ablations
+from . import __version__, ablations, gpu
 from .comparisons import REFERENCE, compare_run, load_comparisons, save_comparisons
 from .data.registry import open_dataset
 from .device import describe_device, get_device
@@ -307,6 +307,12 @@ def _finished(job: _Job, roi: str, model: str, seed: int):
 
 def _train(job: _Job, roi: str, model: str, seed: int, deterministic: bool):
     """Fit and score one model for one seed, write its results file, and read it back (verified)."""
+    extra = {
+        "data_seed": job.data_seed,
+        "dataset_fingerprint": dataset_fingerprint(job.data, roi),
+        "deterministic": deterministic,
+        "cnn_weights": jsonable(job.cnn_weights),
+    }
     res = ablations.run_variant(
         job.data,
         model,
@@ -317,17 +323,6 @@ def _train(job: _Job, roi: str, model: str, seed: int, deterministic: bool):
         progress=job.progress,
         cnn_weights=job.cnn_weights,
     )
-    return _store(job, roi, model, seed, res, deterministic)
-
-
-def _store(job: _Job, roi: str, model: str, seed: int, res, deterministic: bool):
-    """Write one result's file with its provenance and read it back (verified)."""
-    extra = {
-        "data_seed": job.data_seed,
-        "dataset_fingerprint": dataset_fingerprint(job.data, roi),
-        "deterministic": deterministic,
-        "cnn_weights": jsonable(job.cnn_weights),
-    }
     res.info.update(job.provenance)
     save_result(res, job.path(roi, model, seed), profile=job.profile, seed=seed, extra=extra)
     return load_result(job.path(roi, model, seed), job.expect(roi, model, seed))
@@ -493,8 +488,10 @@ def reproduce(
 def _run_all(job: _Job, rois, models, seeds) -> dict:
     """Load or train every (ROI, model, seed); returns ``{(roi, model): [results by seed]}``.
 
-    The missing ETECRM models of one ROI (every variant and seed) train as one batched group
-    (``ablations.run_etecrm_group``); other models run one by one.
+    On a GPU the missing seeds of one ETECRM variant train side by side (``gpu.run_concurrently``,
+    one CUDA stream each): one small network leaves most of a large GPU idle. ETECRM draws every
+    random number from generators of its own seed, so threads cannot mix them up; other models run
+    one by one.
     """
     by_model = {}
     total = sum(len(model_seeds(m, seeds, job.cnn_weights)) for m in models) * len(rois)
@@ -502,31 +499,23 @@ def _run_all(job: _Job, rois, models, seeds) -> dict:
         total=total, desc="reproduce", unit="model", disable=not job.progress
     ) as bar:
         for roi in rois:
-            runs = {
-                (model, seed): _finished(job, roi, model, seed)
-                for model in models
-                for seed in model_seeds(model, seeds, job.cnn_weights)
-            }
-            missing = [key for key, found in runs.items() if found is None]
-            group = [k for k in missing if ablations.trains_in_groups(k[0])]
-            if group:
-                bar.set_postfix_str(f"{roi}: {len(group)} ETECRM models in one group")
-                results = ablations.run_etecrm_group(
-                    job.data, [(m, roi, s) for m, s in group], job.profile, job.device, job.progress
-                )
-                for (model, seed), res in zip(group, results):
-                    runs[(model, seed)] = _store(job, roi, model, seed, res, False)
-                bar.update(len(group))
-            for model, seed in missing:
-                if runs[(model, seed)] is None:
-                    bar.set_postfix_str(f"{roi}: {model}, seed {seed}")
-                    runs[(model, seed)] = _train(
-                        job, roi, model, seed, is_deterministic(model, job.cnn_weights)
-                    )
-                    bar.update()
-            bar.update(len(runs) - len(missing))
             for model in models:
-                by_model[(roi, model)] = [r for (m, _), r in runs.items() if m == model]
+                deterministic = is_deterministic(model, job.cnn_weights)
+                runs = {
+                    seed: _finished(job, roi, model, seed)
+                    for seed in model_seeds(model, seeds, job.cnn_weights)
+                }
+                missing = [seed for seed, found in runs.items() if found is None]
+                if missing:
+                    bar.set_postfix_str(f"{roi}: {model}, seeds {missing}")
+                    streams = len(missing) if ablations.get_variant(model).family == "etecrm" else 1
+                    jobs = [
+                        lambda seed=seed: _train(job, roi, model, seed, deterministic)
+                        for seed in missing
+                    ]
+                    runs.update(zip(missing, gpu.run_concurrently(jobs, streams, job.device)))
+                by_model[(roi, model)] = list(runs.values())
+                bar.update(len(runs))
     return by_model
 
 
