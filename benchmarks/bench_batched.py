@@ -104,6 +104,19 @@ def vmap_conv(x, weight, bias):
     return out.flatten(1, 2)
 
 
+def unfold_conv(x, weight, bias):
+    """Each model's convolution as a matrix product over its image patches (im2col), all models
+    in one batched product (not measured yet: a candidate where cuDNN loops over groups)."""
+    b, m, c_out, c_in = x.shape[0], weight.shape[0], weight.shape[1], weight.shape[2]
+    side = x.shape[-1] // 2
+    cols = F.unfold(x, 3, padding=1, stride=2).view(b, m, c_in * 9, side * side)
+    cols = cols.permute(1, 0, 3, 2).reshape(m, b * side * side, c_in * 9)
+    out = torch.bmm(cols, weight.reshape(m, c_out, c_in * 9).transpose(1, 2)) + bias[:, None]
+    return (
+        out.view(m, b, side, side, c_out).permute(1, 0, 4, 2, 3).reshape(b, m * c_out, side, side)
+    )
+
+
 def check(ds, config, device) -> None:
     """3 models of V1 in one group and alone, on this device: how far apart their weights end."""
     config = replace(config, epochs=2)
@@ -144,6 +157,7 @@ def modes(ds, rois, seeds, config, device, slow: bool = False) -> None:
         "grouped, channels-last, graph, square then cast": (conv, True, True, False),
         "grouped, NCHW, graph, fused square": (conv, False, True, True),
         "vmap, channels-last, graph, fused square": (vmap_conv, True, True, True),
+        "unfold + bmm, NCHW, graph, fused square": (unfold_conv, False, True, True),
     }
     if slow:
         ways["grouped, channels-last, no graph, fused square"] = (conv, True, False, True)
