@@ -12,12 +12,14 @@ The book build's Sphinx extension (plotly figures in the pages, no CDN downloads
 
 What the pages show (see :func:`notebook_defaults`, run when a notebook imports this module):
 
-- tables: :func:`show_table` (real HTML tables, floats rounded, a caption);
+- tables: :func:`show_table` (real HTML tables, floats rounded, plain column labels, a caption);
+  verdict tables and live demonstrations are in :mod:`etecrm_lib.verdicts`;
 - progress bars: live bars in Jupyter and Colab; in the book build one plain line per finished bar
   (no half-filled red widgets in the static page);
 - numbers: numpy scalars print as plain numbers (``0.5``, not ``np.float64(0.5)``);
 - committed full-profile results: :func:`committed_results` and :func:`committed_run` read
-  ``data/results`` if it is there (the default simulated subject: data seed 0).
+  :func:`results_folder` (``$ETECRM_RESULTS``, the checkout, or the clone the library was installed
+  from; the default simulated subject: data seed 0), or say where they looked.
 """
 
 from __future__ import annotations
@@ -36,12 +38,12 @@ import torch
 
 from . import __version__
 from .device import describe_device
+from .estimates import estimate_sentence
+from .gpu import precision_for
 from .profiles import PROFILES
 from .results import collect_results, dataset_tag
 from .tables import load_run
 
-REPOSITORY_URL = "https://github.com/etecrm-book/etecrm"
-BRANCH = "main"
 COLAB_URL = "https://colab.research.google.com"
 BOOK_FOLDER = "book"  # chapters live in book/ under the repository root
 STUDENTS_FOLDER = "students"  # the student edition: exercise notebooks without solutions
@@ -78,59 +80,30 @@ def on_colab() -> bool:
     return "google.colab" in sys.modules
 
 
-# Rough minutes of the full profile on a Colab T4, for the estimate a chapter prints: scaled from
-# the committed full run's wall times (the measurements are benchmarks/bench_chapters.py's, run with
-# ETECRM_PROFILE=full on a GPU), not measured on a T4; other GPUs scale by RELATIVE_SPEED (rough
-# ratios).
-FULL_MINUTES_ON_T4 = {"one chapter (2-7)": 5, "chapter 8 (every model)": 35}
-RELATIVE_SPEED = {
-    "T4": 1.0,
-    "P100": 1.2,
-    "V100": 2.0,
-    "L4": 1.5,
-    "A10": 2.0,
-    "A100": 4.0,
-    "H100": 7.0,
-    "H200": 7.5,
-}
+def check_runtime(chapter: str | None = None) -> str:
+    """Say which device, precision and profile the chapter uses and, on a GPU, how long it takes.
 
-
-def runtime_estimate(device_name: str, profile: str) -> str:
-    """A sentence saying roughly how long chapters take with ``profile`` on ``device_name``."""
-    if profile == "quick":
-        return "quick profile: each chapter takes about 1-3 minutes (CPU or GPU)"
-    speed = next((v for k, v in RELATIVE_SPEED.items() if k.lower() in device_name.lower()), None)
-    if speed is None:  # a CPU or an unknown GPU
-        if device_name.startswith("cpu"):
-            return 'full profile on a CPU: hours per chapter; use PROFILE = "quick" instead'
-        speed = 1.0
-    parts = [
-        f"{what} about {max(1, round(minutes / speed))} min"
-        for what, minutes in FULL_MINUTES_ON_T4.items()
-    ]
-    return "full profile on this GPU: " + ", ".join(parts)
-
-
-def check_runtime() -> str:
-    """Say which device and profile the chapter will use, and about how long it takes; warn without
-    a GPU.
-
-    The profile is :func:`default_profile`: "full" on a GPU. To run the small "quick" profile on a
-    GPU, set ``PROFILE = "quick"`` in the parameters cell (or the environment variable
-    ``ETECRM_PROFILE=quick`` before starting the notebook). Returns the device description, e.g.
-    'Tesla T4' or 'cpu (2 threads)'.
+    ``chapter`` (e.g. "08_comparison"): on a GPU, the estimate is measured there and then
+    (``estimates.estimate_sentence``: two epochs of ETECRM training of the chapter's shape, timed
+    and extrapolated to its trainings). Without a GPU on Colab, a warning says how to get one.
+    The profile is :func:`default_profile`: "full" on a GPU; ``PROFILE = "quick"`` in the parameters
+    cell (or ``ETECRM_PROFILE=quick`` before starting the notebook) gives a short run. Returns the
+    device description, e.g. 'Tesla T4' or 'cpu (2 threads)'.
     """
-    if not torch.cuda.is_available():
-        where = (
-            "in Colab choose Runtime > Change runtime type > T4 GPU, then run the notebook again"
-            if on_colab()
-            else "the chapter still runs, on the small 'quick' profile"
+    gpu = torch.cuda.is_available()
+    if not gpu and on_colab():
+        warnings.warn(
+            "No GPU found: in Colab choose Runtime > Change runtime type > T4 GPU, then run the "
+            "notebook again.",
+            stacklevel=2,
         )
-        warnings.warn(f"No GPU found: {where}.", stacklevel=2)
-    device = describe_device()
-    profile = default_profile()
-    print(f"etecrm_lib {__version__}, device: {device}, profile: {profile}")
-    print(runtime_estimate(device, profile))
+    device, profile = describe_device(), default_profile()
+    precision = precision_for("auto", "cuda" if gpu else "cpu")
+    print(f"etecrm_lib {__version__}, device: {device}, precision: {precision}, profile: {profile}")
+    if gpu and chapter:
+        print(estimate_sentence(chapter, device))
+    elif not gpu:
+        print("No GPU: the chapter runs its small 'quick' profile (minutes on a CPU).")
     if profile == "full":
         print('For a short run, set PROFILE = "quick" in the parameters cell below.')
     return device
@@ -156,6 +129,8 @@ def _format_cell(value, digits: int) -> str:
         value = float(value)
         if value != value:  # NaN
             return "–"
+        if value.is_integer() and abs(value) >= 1000:  # e.g. a ridge alpha: 100,000, not 100000.000
+            return f"{value:,.0f}" if abs(value) < 10**9 else f"{value:.3g}"
         return f"{value:.{digits}f}" if abs(value) < 10**6 else f"{value:.3g}"
     if hasattr(value, "item") and getattr(value, "shape", None) == ():
         return _format_cell(value.item(), digits)
@@ -197,6 +172,43 @@ class Table:
         return "\n".join(lines)
 
 
+PLAIN_LABELS = {
+    "roi": "ROI",
+    "model": "model",
+    "n_voxels": "voxels",
+    "median_r": "median r",
+    "mean_r": "mean r",
+    "top300_mean_r": "mean r, top 300 voxels",
+    "top_n_mean_r": "mean r, top-N voxels",
+    "frac_ceiling": "fraction of ceiling",
+    "frac_oracle_ceiling": "fraction of oracle ceiling",
+    "median_ceiling": "median noise ceiling",
+    "n_significant": "significant voxels",
+    "n_seeds": "seeds",
+    "wall_time_s": "wall time (s)",
+    "train_seconds": "training time (s)",
+    "best_epoch": "best epoch",
+    "val_r": "validation r",
+    "test_r": "test r",
+    "ci_low": "95 % interval, low",
+    "ci_high": "95 % interval, high",
+    "difference": "difference",
+    "collapsed": "collapsed seeds",
+}
+"""How :func:`show_table` labels the columns it knows (code names such as ``frac_ceiling`` become
+words); other names, model names among them, are shown as they are."""
+
+
+def plain_label(name) -> str:
+    """A column label a reader understands: ``"median_r"`` -> ``"median r"`` (PLAIN_LABELS)."""
+    name = str(name)
+    if name in PLAIN_LABELS:
+        return PLAIN_LABELS[name]
+    if name.endswith("_sd") and name[:-3] in PLAIN_LABELS:
+        return f"{PLAIN_LABELS[name[:-3]]}, s.d."
+    return name  # model names (gwp_ridge, etecrm_mse) stay as the figures' legends write them
+
+
 def show_table(
     data, caption: str | None = None, columns: list | None = None, digits: int = 3
 ) -> Table:
@@ -205,9 +217,10 @@ def show_table(
 
     ``data`` is a pandas DataFrame, a list of dicts (one per row; e.g.
     ``evaluation.summary_table``), a dict of equal-length columns, or a list of lists (then give
-    ``columns``). ``columns`` also picks and orders the columns of dict rows. Floats are rounded to
-    ``digits`` decimals; ``None`` is left blank and NaN shows as "–". The page shows a real HTML
-    table (never Markdown text).
+    ``columns``). ``columns`` also picks and orders the columns of dict rows. Floats are rounded
+    to ``digits`` decimals (large whole numbers with thousands separators); ``None`` is left blank
+    and NaN shows as "–". Column labels are plain words (:func:`plain_label`). The page shows a
+    real HTML table (never Markdown).
     """
     if hasattr(data, "to_dict") and hasattr(data, "columns"):  # a pandas DataFrame
         data = data.to_dict("records")
@@ -229,7 +242,7 @@ def show_table(
         bad = [len(r) for r in rows if len(r) != len(columns)]
         if bad:
             raise ValueError(f"show_table: {len(columns)} columns but a row has {bad[0]} values")
-    columns = [str(c) for c in (columns or [])]
+    columns = [plain_label(c) for c in (columns or [])]
     return Table(columns, [[_format_cell(v, digits) for v in r] for r in rows], caption)
 
 
@@ -352,10 +365,86 @@ def _in_notebook_kernel() -> bool:
 
 
 # --------------------------------------------------------------------------- committed results
+RESULTS_ENV = "ETECRM_RESULTS"  # a folder of committed results, e.g. <a clone>/data/results
+
+
+def installed_from() -> Path | None:
+    """The local folder pip installed this library from (``pip install <folder>``, as the chapters'
+    Colab set-up cell does with its clone of the repository), or None (an editable install, an
+    install from a URL or an archive). Read from the ``direct_url.json`` pip records (PEP 610)."""
+    import json
+    from importlib import metadata
+    from urllib.parse import unquote, urlparse
+
+    try:
+        recorded = json.loads(
+            metadata.distribution("etecrm_lib").read_text("direct_url.json") or "{}"
+        )
+    except (metadata.PackageNotFoundError, ValueError):
+        return None
+    url = urlparse(recorded.get("url", ""))
+    if url.scheme != "file" or "dir_info" not in recorded:
+        return None
+    return Path(unquote(url.path))
+
+
+def results_places() -> list:
+    """Where committed results are looked for, in order: ``[(what, folder or None), ...]``:
+    ``$ETECRM_RESULTS``, the checkout this library runs from, the folder pip installed it from."""
+    source = installed_from()
+    return [
+        (
+            f"${RESULTS_ENV}",
+            Path(os.environ[RESULTS_ENV]).expanduser() if os.environ.get(RESULTS_ENV) else None,
+        ),
+        ("this checkout", Path(__file__).resolve().parents[1] / "data" / "results"),
+        (
+            "the folder the library was installed from",
+            source / "data" / "results" if source else None,
+        ),
+    ]
+
+
+def results_generator_version(folder=None) -> int | None:
+    """The version of the simulated cortex (``data.simulate.GENERATOR_VERSION``) that made the
+    committed results: read from the run's record, ``README.md`` of ``folder`` (default
+    :func:`results_folder`; the line "generator version N"), or None if it says none."""
+    readme = Path(folder or results_folder()) / "README.md"
+    if not readme.exists():
+        return None
+    found = re.search(r"generator version (\d+)", readme.read_text(encoding="utf-8"))
+    return int(found.group(1)) if found else None
+
+
 def results_folder() -> Path:
-    """Where the committed full-profile results live: ``data/results`` in the repository
-    checkout."""
-    return Path(__file__).resolve().parents[1] / "data" / "results"
+    """The folder of the committed full-profile results (``data/results`` of the repository).
+
+    The first of :func:`results_places` that holds a ``results/`` folder: the environment variable
+    ``ETECRM_RESULTS``, then the checkout (``pip install -e``), then the clone pip installed the
+    library from (the Colab set-up cell). If none does, the checkout's path (absent; then
+    :func:`missing_results_note` says where they were looked for). ``ETECRM_RESULTS`` naming no
+    folder is an error.
+    """
+    places = results_places()
+    env = places[0][1]
+    if env is not None and not env.is_dir():
+        raise FileNotFoundError(
+            f"{RESULTS_ENV}={env} is not a folder: point it to a results folder (e.g. "
+            f"<clone>/data/results) or unset it"
+        )
+    for _, folder in places:
+        if folder is not None and (folder / "results").is_dir():
+            return folder
+    return places[1][1]
+
+
+def missing_results_note() -> str:
+    """One sentence saying where committed results were looked for and how to get them."""
+    looked = "; ".join(f"{what}: {folder or 'not set'}" for what, folder in results_places())
+    return (
+        f"No committed results found (looked in {looked}). To see them, clone the repository and "
+        f"set {RESULTS_ENV}=<clone>/data/results, or read the built book."
+    )
 
 
 def committed_results(
@@ -378,11 +467,7 @@ def committed_results(
     """
     folder = results_folder()
     if not (folder / "results").is_dir():
-        print(
-            f"No committed results here ({folder} is missing; on Colab only the library is "
-            "installed): "
-            "the built book shows them."
-        )
+        print(missing_results_note())
         return []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -418,13 +503,17 @@ def committed_run(
     The default is what the book's figures are made from: the simulated subject ``subject``, profile
     "full", simulation seed 0 (``etecrm reproduce --profile full --seeds 5 --data-seed 0``).
     """
+    folder = results_folder()
+    if not (folder / "results").is_dir():
+        print(missing_results_note())
+        return None
     try:
-        return load_run(results_folder(), dataset, profile, subject, data_seed)
+        return load_run(folder, dataset, profile, subject, data_seed)
     except FileNotFoundError:
         print(
             f"Subject {subject}: the committed {profile}-profile run "
             f"({dataset_tag(dataset, data_seed)}) is not in "
-            f"data/results yet (made with `etecrm reproduce --profile {profile} --seeds 5"
+            f"{folder} (made with `etecrm reproduce --profile {profile} --seeds 5"
             f"{'' if data_seed is None else f' --data-seed {data_seed}'}`); this page "
             "shows its live run only."
         )
@@ -432,8 +521,6 @@ def committed_run(
 
 
 __all__ = [
-    "REPOSITORY_URL",
-    "BRANCH",
     "COLAB_URL",
     "PROFILES",
     "PROFILE_ENV",
@@ -441,7 +528,6 @@ __all__ = [
     "default_profile",
     "on_colab",
     "check_runtime",
-    "runtime_estimate",
     "show_table",
     "Table",
     "notebook_defaults",
@@ -450,6 +536,8 @@ __all__ = [
     "committed_results",
     "committed_run",
     "results_folder",
+    "missing_results_note",
+    "RESULTS_ENV",
     "callout",
     "mark_untrained",
 ]

@@ -15,7 +15,7 @@ from dataclasses import fields
 
 import torch
 
-from .storage import atomic_write
+from .storage import CorruptFileError, atomic_write
 
 # configuration fields a checkpoint may be resumed with other values of
 RESUMABLE_FIELDS = ("epochs",)
@@ -77,9 +77,10 @@ def load(path, run_fingerprint: dict) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 -- any unreadable file gets the same clear message
-        raise ValueError(
-            f"{path} is not a readable ETECRM checkpoint ({err}); delete it to start afresh"
-        ) from err
+        raise CorruptFileError(  # torch's text is not relayed: it advises loading unsafely
+            f"{path} is not a readable ETECRM checkpoint ({type(err).__name__}); delete it to "
+            "start afresh"
+        ) from None
     old = ckpt.get("fingerprint", {}) if isinstance(ckpt, dict) else {}
     if old != run_fingerprint:
         old_config = old.get("config", {})

@@ -27,20 +27,39 @@ import sys
 from . import data as data_module
 from .ablations import DEFAULT_VARIANTS, VARIANTS
 from .data.download import DownloadError
-from .data_size import DataSizeConfig, run_data_size
+from .data_size import DataSizeConfig, crossing_report, read_curves, run_data_size
+from .device import get_device
 from .reproduce import check_settings, is_deterministic, rebuild_outputs, reproduce
-from .results import strip_predictions
+from .results import MAX_SEED, strip_predictions
+from .tables import load_run
+from .verdicts import verdict_table
 
 
-def _names(values) -> list | None:
-    """Accept ``--models a b``, ``--models a,b`` or both."""
-    if not values:
+def _names(values, flag: str) -> list | None:
+    """Accept ``--models a b``, ``--models a,b`` or both; None if the flag was not given. A flag
+    given with no name at all (``--models ""``) is an error, never "all of them"."""
+    if values is None:
         return None
-    return [name for value in values for name in value.split(",") if name]
+    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
+    if not names:
+        raise ValueError(
+            f"{flag} was given but names nothing ({values!r}); name at least one, or leave "
+            f"{flag} out for the default"
+        )
+    return names
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that never guesses a flag from its first letters (``--seed`` is not
+    ``--seeds``): ``allow_abbrev=False`` for the command and every subcommand."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="etecrm",
         description="End-to-end fMRI visual encoding (ETECRM): "
         "reproduce the comparison, manage datasets.",
@@ -150,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="action", required=True)
     sim = data_sub.add_parser("simulate", help="generate (and cache) a simulated subject")
     sim.add_argument("--subject", type=int, default=1)
-    sim.add_argument("--profile", choices=["quick", "full", "default"], default="quick")
+    sim.add_argument("--profile", choices=["quick", "full"], default="quick")
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--save", help="also write it to this .npz file")
     dl = data_sub.add_parser(
@@ -165,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset", default="sim", help="sim, vim1, kay, miyawaki or a dataset .npz file"
     )
     desc.add_argument("--subject", type=int, default=1)
-    desc.add_argument("--profile", choices=["quick", "full", "default"], default="quick")
+    desc.add_argument("--profile", choices=["quick", "full"], default="quick")
     desc.add_argument("--seed", type=int, default=0)
     desc.add_argument("--root", help="folder of downloaded real data")
     return parser
@@ -188,8 +207,8 @@ def _cmd_reproduce(args) -> int:
         n_seeds=args.seeds,
         first_seed=args.first_seed,
         data_seed=args.data_seed,
-        models=_names(args.models),
-        rois=_names(args.rois),
+        models=_names(args.models, "--models"),
+        rois=_names(args.rois, "--rois"),
         out=args.out,
         device=args.device,
         figures=not args.no_figures,
@@ -199,7 +218,24 @@ def _cmd_reproduce(args) -> int:
         progress=not args.quiet,
     )
     print(f"done: {len(results)} results; table in {args.out}/table.md")
+    if results:
+        print_run_summary(args.out, results[0])
     return 0
+
+
+def print_run_summary(out, first) -> None:
+    """The answer on the terminal: median r per ROI and model (mean over seeds), and the verdicts
+    of ETECRM against the two-step baseline chosen on validation data."""
+    info = first.info
+    run = load_run(out, first.dataset, info.get("profile"), first.subject, info.get("data_seed"))
+    table = run.table(("median_r",), numeric=True).reset_index()
+    table = table[~table["model"].str.contains("ensemble")]  # per-seed rows only
+    wide = table.pivot_table(index="model", columns="roi", values="median_r", sort=False)
+    print(f"\nmedian test r, mean over seeds:\n{wide.round(3).to_string()}")
+    baseline = run.comparison_objects("baseline")
+    if baseline:
+        print()
+        print(verdict_table(baseline, run.results, caption="ETECRM against the chosen baseline"))
 
 
 def _cmd_datasize(args) -> int:
@@ -211,14 +247,17 @@ def _cmd_datasize(args) -> int:
     for key, value in (
         ("seeds", args.seeds),
         ("sizes", args.sizes),
-        ("models", _names(args.models)),
-        ("rois", _names(args.rois)),
+        ("models", _names(args.models, "--models")),
+        ("rois", _names(args.rois, "--rois")),
     ):
-        if value:
+        if value is not None:  # --seeds 0 is refused by the config, never read as "default"
             changes[key] = tuple(value) if isinstance(value, list) else value
     config = DataSizeConfig.for_profile(args.profile, **changes)
     results = run_data_size(config, out=args.out, device=args.device, progress=not args.quiet)
     print(f"done: {len(results)} results; learning curves in {args.out}/curves.json")
+    summary = read_curves(args.out)
+    if summary:
+        print(crossing_report(summary["crossings"]))
     return 0
 
 
@@ -314,6 +353,66 @@ def _cmd_data(args) -> int:
     return 0
 
 
+EXPECTED_ERRORS = (
+    ValueError,  # bad input, damaged files (storage.CorruptFileError), unsafe names
+    KeyError,  # an unknown name (model, ROI, dataset)
+    OSError,  # files and folders: missing, unwritable, full disk
+    DownloadError,
+    RuntimeError,  # e.g. pretrained weights that cannot be downloaded offline
+    ArithmeticError,  # training that diverged (FloatingPointError), overflow
+    MemoryError,
+    ImportError,  # an optional package missing
+)
+"""Errors the ``etecrm`` command reports in one line (ETECRM_DEBUG=1 shows the traceback)."""
+CLI_SPELLING = {
+    "weights='DEFAULT'": "--cnn-weights DEFAULT",
+    "weights='path/to/file.pth'": "--cnn-weights path/to/file.pth",
+    "weights=None": "--cnn-weights none",
+    "n_bootstrap": "--bootstrap",
+    "first_seed": "--first-seed",
+    "data_seed": "--data-seed",
+}
+"""The library's spelling of an argument in an error message -> the command's flag."""
+
+
+def one_line(err: BaseException) -> str:
+    """An error as one readable line in the command's spelling (:data:`CLI_SPELLING`)."""
+    text = err.args[0] if isinstance(err, KeyError) and err.args else err
+    lines = [line.strip().removeprefix("- ") for line in str(text).splitlines()]  # no bullets
+    text = ""
+    for line in filter(None, lines):  # lines that end a sentence run on; others get a "; "
+        text += line if not text else (" " if text[-1] in ".;:," else "; ") + line
+    text = text or type(err).__name__
+    if isinstance(err, MemoryError):
+        text = f"out of memory ({text}); use a smaller --profile or fewer models at once"
+    for python, flag in CLI_SPELLING.items():
+        text = text.replace(python, flag)
+    return text
+
+
+def _check_numbers(args) -> None:
+    """Seeds from 0 to ``MAX_SEED`` and a device etecrm runs on, refused before any work starts
+    (``reproduce`` checks its own settings: ``reproduce.check_settings``)."""
+    if args.command == "reproduce":
+        return
+    for flag in ("seed", "first_seed", "data_seed", "simulation_seed"):
+        value = getattr(args, flag, None)
+        name = "--" + flag.replace("_", "-")
+        if value is not None and value < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {value}")
+        if value is not None and value > MAX_SEED:
+            raise ValueError(f"{name} must be at most {MAX_SEED} (2**31 - 1), got {value}")
+    count, first = getattr(args, "seeds", None), getattr(args, "first_seed", None) or 0
+    if count is not None and count < 1:
+        raise ValueError(f"--seeds must be at least 1, got {count}")
+    if count is not None and first + count - 1 > MAX_SEED:
+        raise ValueError(
+            f"--first-seed {first} with --seeds {count} goes past the largest seed, {MAX_SEED}"
+        )
+    if getattr(args, "device", None) is not None:
+        get_device(args.device)
+
+
 def main(argv=None) -> int:
     """Entry point of the ``etecrm`` console script. Returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -325,6 +424,7 @@ def main(argv=None) -> int:
         "datasize": _cmd_datasize,
     }
     try:
+        _check_numbers(args)
         return commands[args.command](args)
     except KeyboardInterrupt:
         print(
@@ -332,16 +432,13 @@ def main(argv=None) -> int:
             file=sys.stderr,
         )
         return 130
-    except (
-        KeyError,
-        ValueError,
-        OSError,
-        DownloadError,
-    ) as err:  # OSError: e.g. an unwritable cache folder
-        if os.environ.get("ETECRM_DEBUG"):
+    except EXPECTED_ERRORS as err:
+        if os.environ.get("ETECRM_DEBUG", "") not in ("", "0"):
             raise
-        print(f"etecrm {args.command}: error: {err}", file=sys.stderr)
-        print("(set ETECRM_DEBUG=1 for the full traceback)", file=sys.stderr)
+        print(
+            f"etecrm {args.command}: error: {one_line(err)} (ETECRM_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
         return 2
 
 

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from .ablations import VARIANTS
-from .evaluation import VERDICTS, paired_bootstrap, verdict
-from .results import dataset_tag, jsonable, seeds_label
-from .storage import atomic_write
+from .evaluation import VERDICTS, Comparison, paired_bootstrap, verdict
+from .results import MAX_SEED, dataset_tag, jsonable, seeds_label
+from .storage import atomic_write, check_name
 
 REFERENCE = "etecrm"
 STATISTICS = ("median_r", "top_n_mean_r")
@@ -141,6 +141,23 @@ def compare_run(
     return records
 
 
+BORDERLINE = 0.001
+"""A verdict is *borderline* when an end of its 95 % interval lies within this of zero."""
+
+
+def borderline(comparison: Comparison, margin: float = BORDERLINE) -> bool:
+    """True when an end of the interval lies within ``margin`` of 0: another set of test images or
+    seeds could well move it across 0 and change the verdict."""
+    return min(abs(comparison.ci_low), abs(comparison.ci_high)) < margin
+
+
+def verdict_label(comparison: Comparison) -> str:
+    """The verdict for a table cell: "better", "worse" or "no reliable difference" (A than B), with
+    ", borderline" added when an end of the interval lies within :data:`BORDERLINE` of 0."""
+    word = verdict(comparison, short=True)
+    return f"{word}, borderline" if borderline(comparison) else word
+
+
 def verdict_summary(comparison_list, label: str = "") -> list:
     """Plain sentences for many comparisons: one per (A, B, statistic), ROIs grouped by verdict,
     every interval given.
@@ -182,14 +199,62 @@ def comparisons_path(out, record: dict) -> Path:
     return Path(out) / "comparisons" / name
 
 
+_NUMBER = (int, float)
+_RECORD_FIELDS = {
+    "dataset": str,
+    "profile": str,
+    "subject": int,
+    "model_a": str,
+    "model_b": str,
+    "roi": str,
+    "statistic": str,
+    "difference": _NUMBER,
+    "seeds_a": list,
+    "seeds_b": list,
+}
+_FIGURE_FIELDS = {  # a record with a "kind" is drawn: it needs its whole interval
+    "kind": str,
+    "ci_low": _NUMBER,
+    "ci_high": _NUMBER,
+    "p_a_not_better": _NUMBER,
+    "n_bootstrap": int,
+}
+
+
+def _record_problem(record) -> str | None:
+    """What makes a record of a comparisons file unusable (a field missing or of the wrong type,
+    an unsafe name, a seed out of range), or None."""
+    if not isinstance(record, dict):
+        return f"a record is a JSON {type(record).__name__}, not an object"
+    for key, kind in (_RECORD_FIELDS | (_FIGURE_FIELDS if "kind" in record else {})).items():
+        value = record.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"field {key!r} is {value!r}"
+    seeds = [*record["seeds_a"], *record["seeds_b"], record.get("data_seed") or 0]
+    if not all(isinstance(s, int) and 0 <= s <= MAX_SEED for s in seeds):
+        return f"seeds {seeds} are not all integers from 0 to {MAX_SEED}"
+    try:
+        for key in ("dataset", "profile", "model_a", "model_b", "roi"):
+            check_name(record[key], key)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
 def _read_records(path: Path) -> list:
+    """The records of one comparisons file; a damaged or malformed file is skipped with a warning
+    (it is written again by the next run that computes its comparisons)."""
     try:
         records = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, ValueError, RecursionError) as err:
         warnings.warn(f"skipping unreadable comparisons file {path}: {err}", stacklevel=3)
         return []
     if not isinstance(records, list):
         warnings.warn(f"skipping comparisons file {path}: not a list of comparisons", stacklevel=3)
+        return []
+    problem = next(filter(None, map(_record_problem, records)), None)
+    if problem is not None:
+        warnings.warn(f"skipping malformed comparisons file {path}: {problem}", stacklevel=3)
         return []
     return records
 

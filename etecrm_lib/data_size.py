@@ -39,6 +39,7 @@ from .data import simulate
 from .data.dataset import EncodingDataset, Split
 from .profiles import DEFAULT_PROFILE, PROFILES, Profile, check_profile
 from .reproduce import dataset_fingerprint, provenance
+from .resampling import check_resamples
 from .results import CorruptResultError, jsonable, load_result, save_result
 from .storage import atomic_write
 
@@ -88,6 +89,7 @@ class DataSizeConfig:
             )
         if self.seeds < 1:
             raise ValueError(f"seeds must be at least 1, got {self.seeds}")
+        check_resamples(self.n_bootstrap)
         if self.profile not in PROFILES:
             raise ValueError(f"profile must be one of {PROFILES}, got {self.profile!r}")
         if not self.models or not self.rois:
@@ -120,7 +122,7 @@ def simulate_for(config: DataSizeConfig) -> EncodingDataset:
     """The simulated subject of ``config``, with ``max(config.sizes)`` train images (cached)."""
     return simulate(
         config.subject,
-        "quick" if config.profile == "quick" else "default",
+        "quick" if config.profile == "quick" else "full",
         seed=config.simulation_seed,
         ground_truth=config.ground_truth,
         n_train=max(config.sizes),
@@ -239,6 +241,7 @@ def _seed_bootstrap(predictions: dict, responses: np.ndarray, n_bootstrap: int, 
     resampled)}`` where a statistic is the mean over (resampled) seeds of the median over voxels of
     r over the (resampled) test images.
     """
+    n_bootstrap = check_resamples(n_bootstrap)
     gen = torch.Generator().manual_seed(seed)
     counts = evaluation.image_resamples(np.shape(responses)[0], n_bootstrap, gen)
     n_seeds = max(len(preds) for preds in predictions.values())
@@ -396,6 +399,42 @@ def write_curves(results, dataset: EncodingDataset, config: DataSizeConfig, out)
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(jsonable(summary), indent=1))
     return path
+
+
+def crossing_sentences(cross_rows, model_a: str = "etecrm") -> list:
+    """One sentence per ROI of :func:`crossings`: where ``model_a`` overtakes, and at which sizes
+    it is reliably ahead or behind (the 95 % interval excludes 0)."""
+    sentences = []
+    for row in cross_rows:
+        diffs = row["differences"]
+        if row["a_ahead_at_all_sizes"]:
+            where = "the difference is above 0 at every size tried (no crossing)"
+        elif row["crossing"] is not None:
+            where = f"the difference first turns positive at about {row['crossing']:.0f} images"
+            if diffs[-1]["difference"] <= 0:
+                where += ", but is negative again at the largest size"
+        else:
+            where = "the difference never turns positive within these sizes"
+        ahead = ", ".join(str(d["n_train"]) for d in diffs if d["ci_low"] > 0) or "no size"
+        behind = ", ".join(str(d["n_train"]) for d in diffs if d["ci_high"] < 0) or "no size"
+        sentences.append(
+            f"{row['roi']}: {where}; {model_a} reliably ahead at {ahead}, reliably behind at "
+            f"{behind}."
+        )
+    return sentences
+
+
+def crossing_report(cross_rows) -> str:
+    """The crossings as plain text for a terminal: a table (ROI, train images, difference, 95 %
+    interval) and :func:`crossing_sentences`."""
+    lines = [f"{'ROI':<5} {'images':>7} {'etecrm - gwp_ridge (median r)':>30}  95 % interval"]
+    for row in cross_rows:
+        for d in row["differences"]:
+            lines.append(
+                f"{row['roi']:<5} {d['n_train']:>7} {d['difference']:>+30.3f}  "
+                f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
+            )
+    return "\n".join(lines + [""] + crossing_sentences(cross_rows))
 
 
 def read_curves(out) -> dict | None:

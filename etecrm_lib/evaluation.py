@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .resampling import check_resamples, image_resamples
+
 TOP_N = 300
 """The default N of the "top-N voxels" statistic (the released code's model selection used 300
 voxels)."""
@@ -43,6 +45,11 @@ STATISTICS = {
     "top_n_mean_r": "mean r of the top-N voxels",
 }
 """The ROI statistics (:func:`roi_statistic`) and how figures name them."""
+
+# A model is *collapsed* when at least this fraction of its voxels get a constant prediction
+# (EncodingResult.collapsed). A model that learned anything has none: in the committed full runs
+# every result but three has no constant voxel; those three (ETECRM, LO, subject 1) have 38-100 %.
+COLLAPSE_FRACTION = 0.1
 
 
 # --------------------------------------------------------------------------- per-voxel statistics
@@ -224,6 +231,22 @@ class EncodingResult:
     def n_voxels(self) -> int:
         return int(np.asarray(self.test_r).size)
 
+    @property
+    def constant_fraction(self) -> float:
+        """Fraction of voxels with a constant prediction, on the test images or (``info["val_r"]``)
+        the validation images, whichever is more: such a voxel's r is exactly 0 (the rule of
+        :func:`correlation` for a constant column; a varying prediction never gives r == 0.0)."""
+        return max(
+            float(np.mean(np.asarray(r) == 0)) if np.size(r) else 0.0
+            for r in (self.test_r, self.info.get("val_r", []))
+        )
+
+    @property
+    def collapsed(self) -> bool:
+        """True when at least :data:`COLLAPSE_FRACTION` of the voxels get a constant prediction: a
+        network whose read-out units (or all its features) died in training."""
+        return self.constant_fraction >= COLLAPSE_FRACTION
+
     def summary(self, top_n: int = TOP_N) -> dict:
         """The paper's summary plus ours, one flat dict (a table row)."""
         r = np.asarray(self.test_r, dtype=np.float64)
@@ -339,17 +362,6 @@ def roi_statistic(r, statistic: str = "median_r", top_n: int = TOP_N):
     return float(out) if out.ndim == 0 else out.cpu().numpy()
 
 
-def image_resamples(n_images: int, n_resamples: int, generator: torch.Generator) -> torch.Tensor:
-    """Bootstrap resamples of the test images as counts: ``(n_resamples, n_images)`` float64.
-
-    Each row draws ``n_images`` images with replacement; entry (b, i) is how often image i was
-    drawn.
-    """
-    idx = torch.randint(0, n_images, (n_resamples, n_images), generator=generator)
-    ones = torch.ones(n_resamples, n_images, dtype=torch.float64)
-    return torch.zeros(n_resamples, n_images, dtype=torch.float64).scatter_add_(1, idx, ones)
-
-
 def resampled_statistic(
     predictions, responses, counts: torch.Tensor, statistic: str = "median_r", top_n: int = TOP_N
 ) -> torch.Tensor:
@@ -396,7 +408,7 @@ def bootstrap_interval(
                     statistic,
                     top_n,
                 )
-                for start in range(0, n_bootstrap, 250)
+                for start in range(0, check_resamples(n_bootstrap), 250)
             ]
         )
         .cpu()
@@ -560,7 +572,7 @@ def paired_bootstrap(
     gen = torch.Generator().manual_seed(seed)  # the images: the same draws as with one seed
     seed_gen = torch.Generator().manual_seed(seed + 7919)  # the seeds: a stream of their own
     diffs = []
-    for start in range(0, n_bootstrap, 250):
+    for start in range(0, check_resamples(n_bootstrap), 250):
         counts = image_resamples(n, min(250, n_bootstrap - start), gen)
         stat_a = _seed_mean(_per_seed_statistic(xa, y, counts, statistic, top_n), seed_gen)
         stat_b = _seed_mean(_per_seed_statistic(xb, y, counts, statistic, top_n), seed_gen)
@@ -643,7 +655,7 @@ def rank_correlation(
         return float(np.nanmean(values))
 
     observed = rho(range(n_rows), np.arange(n))
-    if n_bootstrap < 1:
+    if check_resamples(n_bootstrap, allow_none=True) == 0:
         return observed, float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     boot = [rho(rng.integers(0, n_rows, n_rows), rng.integers(0, n, n)) for _ in range(n_bootstrap)]

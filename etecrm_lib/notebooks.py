@@ -5,9 +5,12 @@ For chapter authors, the tests and ``tools/`` (chapters themselves call :mod:`et
 Every chapter notebook opens with the same three cells (see :func:`standard_cells`):
 
 1. a title with an "Open in Colab" badge (:func:`colab_url`),
-2. one set-up cell that does something only on Google Colab: it installs this library, pinned to
-   the book's version (:func:`pip_requirement`), and warns when no GPU runtime is selected
-   (``book.check_runtime``),
+2. a set-up cell. On Google Colab only: a shallow clone of the book's
+   repository at the branch the book is built from (``_config.yml``'s ``repository.url`` and
+   ``repository.branch``, :func:`book_repository`), the library installed from that clone (which
+   then also finds the committed results in it, ``book.results_folder``); on failure one sentence
+   says what to do. Then, everywhere, ``book.check_runtime(chapter)``: device, precision, profile
+   and, on a GPU, the chapter's time measured there,
 3. a parameters cell (tagged ``parameters``): ``DATASET``, ``PROFILE`` (``book.default_profile``)
    and ``SEED``.
 
@@ -26,16 +29,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import __version__
-from .book import BOOK_FOLDER, BRANCH, COLAB_BADGE, COLAB_URL, REPOSITORY_URL
+from .book import BOOK_FOLDER, COLAB_BADGE, COLAB_URL
 from .storage import atomic_write
+
+CONFIG = Path(__file__).resolve().parents[1] / "_config.yml"  # the book's configuration (checkout)
 
 
 # --------------------------------------------------------------------------- links and pins
-def pip_requirement(version: str = __version__) -> str:
-    """The pip requirement that installs this library at the book's version (a git tag
-    ``v<version>``)."""
-    return f"etecrm_lib @ git+{REPOSITORY_URL}@v{version}"
+def book_repository(config=CONFIG) -> tuple:
+    """``(url, ref)`` of the book's repository: ``repository.url`` and ``repository.branch`` of the
+    book's ``_config.yml``, the one place they are written (e.g. the GitHub URL and "main")."""
+    import yaml  # comes with jupyter-book
+
+    repository = yaml.safe_load(Path(config).read_text(encoding="utf-8"))["repository"]
+    return repository["url"], repository["branch"]
+
+
+def pip_requirement() -> str:
+    """The pip requirement that installs this library from the book's repository and ref."""
+    url, ref = book_repository()
+    return f"etecrm_lib @ git+{url}@{ref}"
 
 
 def colab_url(notebook: str, folder: str = BOOK_FOLDER) -> str:
@@ -47,25 +60,34 @@ def colab_url(notebook: str, folder: str = BOOK_FOLDER) -> str:
     name = Path(notebook).name
     if not name.endswith(".ipynb"):
         raise ValueError(f"expected a notebook file name ending in .ipynb, got {notebook!r}")
-    owner_repo = REPOSITORY_URL.removeprefix("https://github.com/")
-    return f"{COLAB_URL}/github/{owner_repo}/blob/{BRANCH}/{folder}/{name}"
+    url, ref = book_repository()
+    owner_repo = url.removeprefix("https://github.com/")
+    return f"{COLAB_URL}/github/{owner_repo}/blob/{ref}/{folder}/{name}"
 
 
 # --------------------------------------------------------------------------- the first three cells
 SETUP_CELL = """\
-# Set-up on Google Colab only (elsewhere this cell does nothing): install the book's library,
-# pinned to the book's version, and check that a GPU runtime is selected.
+# On Google Colab only: fetch the book's repository (its library and committed results) and install
+# the library from it. Everywhere: say which device, precision and profile run here (on a GPU, with
+# an estimate of this chapter's time measured on it).
 import sys
 
 if "google.colab" in sys.modules:
+    import os
     import subprocess
 
-    # No upgrade: Colab's own torch, torchvision and ipywidgets satisfy the library's lower bounds.
-    requirement = "{requirement}"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", requirement], check=True)
-    from etecrm_lib.book import check_runtime
+    REPOSITORY, REF = "{url}", "{ref}"
+    CLONE = os.path.abspath("etecrm")
+    if not os.path.isdir(CLONE):  # a shallow clone: the library and data/results
+        clone = ["git", "clone", "-q", "--depth", "1", "--branch", REF, REPOSITORY, CLONE]
+        if subprocess.run(clone).returncode != 0:
+            raise SystemExit(f"Could not fetch {{REPOSITORY}} ({{REF}}): go online, then rerun.")
+    # Colab's own torch, torchvision and ipywidgets satisfy the library's lower bounds: no upgrade.
+    if subprocess.run([sys.executable, "-m", "pip", "install", "-q", CLONE]).returncode != 0:
+        raise SystemExit(f"Installing the library from {{CLONE}} failed (pip says why above).")
+from etecrm_lib.book import check_runtime
 
-    check_runtime()
+check_runtime("{chapter}")
 """
 
 PARAMETERS_CELL = """\
@@ -77,9 +99,13 @@ SEED = 0
 """
 
 
-def setup_cell_source() -> str:
-    """The source of the Colab set-up cell every chapter carries (second cell)."""
-    return SETUP_CELL.format(requirement=pip_requirement())
+def setup_cell_source(notebook: str) -> str:
+    """The source of the set-up cell (second cell) of chapter ``notebook`` (e.g. "04_x.ipynb")."""
+    url, ref = book_repository()
+    source = SETUP_CELL.format(url=url, ref=ref, chapter=Path(notebook).stem)
+    return source.rstrip(
+        "\n"
+    )  # as `ruff format` leaves a cell.rstrip("\n")  # as `ruff format` leaves a cell
 
 
 def title_cell_source(notebook: str, title: str) -> str:
@@ -95,7 +121,7 @@ def standard_cells(notebook: str, title: str) -> list:
     return [
         nbf.new_markdown_cell(title_cell_source(notebook, title)),
         nbf.new_code_cell(
-            setup_cell_source(), metadata={"tags": ["hide-input"]}
+            setup_cell_source(notebook), metadata={"tags": ["hide-input"]}
         ),  # folded on the web page
         nbf.new_code_cell(PARAMETERS_CELL, metadata={"tags": ["parameters"]}),
     ]
@@ -123,6 +149,27 @@ def write_notebook(path, cells: list) -> Path:
     with atomic_write(path) as tmp:
         tmp.write_text(nbformat.writes(nb) + "\n", encoding="utf-8")
     return path
+
+
+def refresh_setup_cells(root) -> list:
+    """Rewrite the set-up cell (the second cell, or the third after a course guide) of every chapter
+    ``_toc.yml`` lists under ``root`` to :func:`setup_cell_source`, leaving every other cell as it
+    is. Returns the paths changed."""
+    import nbformat
+
+    changed = []
+    for chapter in toc_chapters(root):
+        path = Path(root, chapter)
+        if path.suffix != ".ipynb":
+            continue
+        nb = nbformat.read(path, as_version=4)
+        setup = 2 if nb.cells[1].get("id") == "course-guide" else 1  # after a course guide
+        if nb.cells[setup].source != setup_cell_source(path.name):
+            nb.cells[setup].source = setup_cell_source(path.name)
+            with atomic_write(path) as tmp:
+                tmp.write_text(nbformat.writes(nb) + "\n", encoding="utf-8")
+            changed.append(path)
+    return changed
 
 
 def _strip(cell, index: int):

@@ -13,11 +13,41 @@ expression of a cell (the book never chooses a plotly renderer: the build and Co
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 
 from .device import describe_device
 from .evaluation import STATISTICS, TOP_N, EncodingResult, roi_statistic
 from .results import describe_results
+
+# --------------------------------------------------------------------------- one colour per model
+MODEL_COLOURS = {
+    "etecrm": "#1f77b4",  # blue: the released design
+    "etecrm_unweighted": "#ff7f0e",  # orange
+    "etecrm_no_noise": "#2ca02c",  # green
+    "etecrm_signed": "#9467bd",  # purple
+    "etecrm_mse": "#8c564b",  # brown
+    "gwp_ridge": "#d62728",  # red: the Gabor two-step baseline
+    "alexnet_ridge": "#e377c2",  # pink
+    "gwp_roiwise": "#7f7f7f",  # grey
+}
+"""The book's one palette: a model has the same colour in every figure of every chapter."""
+
+EXTRA_COLOURS = ("#17becf", "#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
+
+
+def model_colour(model: str) -> str:
+    """The colour of ``model`` in every figure (:data:`MODEL_COLOURS`).
+
+    Suffixes that name a form of the same model keep its colour ("alexnet_ridge_untrained",
+    "etecrm (seed ensemble)", "etecrm, seed 2"); any other name gets a fixed colour of its own.
+    """
+    name = str(model)
+    for base in sorted(MODEL_COLOURS, key=len, reverse=True):
+        if name == base or name.startswith((base + "_untrained", base + " ", base + ",")):
+            return MODEL_COLOURS[base]
+    return EXTRA_COLOURS[zlib.crc32(name.encode()) % len(EXTRA_COLOURS)]
 
 
 # --------------------------------------------------------------------------- small shared pieces
@@ -415,7 +445,7 @@ def accuracy_vs_ceiling(results, ceiling: str = "noise"):
                     y=np.asarray(res.test_r, dtype=float),
                     mode="markers",
                     name=res.model,
-                    marker=dict(size=5, opacity=0.6),
+                    marker=dict(size=5, opacity=0.6, color=model_colour(res.model)),
                     visible=roi == rois[0],
                     text=[f"voxel {i}" for i in range(c.size)],
                     hovertemplate="%{text}<br>ceiling %{x:.3f}<br>r %{y:.3f}<extra>"
@@ -488,6 +518,7 @@ def roi_bars(results, statistic: str = "median_r", intervals: dict | None = None
                     x=rois,
                     y=ys,
                     name=model,
+                    marker_color=model_colour(model),
                     error_y=error,
                     visible=k == 0,
                     legendgroup=model,
@@ -539,6 +570,7 @@ def comparison_bars(comparisons):
     if not comparisons:
         raise ValueError("no comparisons to plot: pass a list of evaluation.Comparison")
     pairs = _ordered((c.model_a, c.model_b) for c in comparisons)
+    shared_a = len({a for a, _ in pairs}) < len(pairs)  # then B tells the pairs apart
     fig = go.Figure()
     for a, b in pairs:
         cs = [c for c in comparisons if (c.model_a, c.model_b) == (a, b)]
@@ -547,6 +579,7 @@ def comparison_bars(comparisons):
                 x=[c.roi for c in cs],
                 y=[c.difference for c in cs],
                 name=f"{a} − {b}",
+                marker_color=model_colour(b if shared_a else a),
                 error_y=dict(
                     type="data",
                     array=[c.ci_high - c.difference for c in cs],

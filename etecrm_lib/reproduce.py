@@ -35,7 +35,9 @@ from .comparisons import REFERENCE, compare_run, load_comparisons, save_comparis
 from .data.registry import open_dataset
 from .device import describe_device, get_device
 from .evaluation import score
+from .resampling import MIN_BOOTSTRAP
 from .results import (
+    MAX_SEED,
     CorruptResultError,
     collect_results,
     dataset_tag,
@@ -48,7 +50,6 @@ from .results import (
 from .storage import atomic_write
 from .tables import seed_rows, write_figures, write_tables
 
-MIN_BOOTSTRAP = 100
 DEFAULT_SEEDS = {"quick": 3, "full": 5}
 DETERMINISTIC_SEED = 0
 
@@ -153,18 +154,9 @@ def check_settings(
         )
     if device is not None:
         try:
-            dev = torch.device(device)
-        except (RuntimeError, TypeError) as err:
-            _fail(f"--device is not a torch device ({err})", device, "use cpu, cuda or cuda:0")
-        if dev.type == "cuda" and (
-            not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()
-        ):
-            _fail(
-                f"--device {device} asks for a GPU, but torch sees "
-                f"{torch.cuda.device_count()} CUDA GPU(s)",
-                device,
-                "use --device cpu, or leave --device out to use a GPU only when there is one",
-            )
+            get_device(device)
+        except ValueError as err:  # mps, meta, a typo, or a GPU this machine lacks
+            _fail(f"--{err}", device, "use --device cpu or cuda, or leave --device out")
     if int(n_bootstrap) < MIN_BOOTSTRAP:
         _fail(
             f"--bootstrap must be at least {MIN_BOOTSTRAP} resamples for a 95% interval",
@@ -177,11 +169,12 @@ def check_settings(
             n_seeds,
             "use the default (5 on full, 3 on quick)",
         )
-    if int(first_seed) < 0 or (data_seed is not None and int(data_seed) < 0):
+    last_seed = int(first_seed) + int(n_seeds or 1) - 1
+    if not 0 <= int(first_seed) <= last_seed <= MAX_SEED or not 0 <= (data_seed or 0) <= MAX_SEED:
         _fail(
-            "seeds must be >= 0",
-            {"first_seed": first_seed, "data_seed": data_seed},
-            "give 0 or a positive integer",
+            f"seeds must be from 0 to {MAX_SEED} (2**31 - 1)",
+            {"first_seed": first_seed, "n_seeds": n_seeds, "data_seed": data_seed},
+            "give smaller seeds",
         )
     name = str(dataset) if isinstance(dataset, (str, Path)) else None
     if data_seed is not None and name is not None and name != "sim" and not name.endswith(".npz"):

@@ -28,7 +28,6 @@ import hashlib
 import json
 import math
 import warnings
-import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -37,7 +36,7 @@ import numpy as np
 from .ablations import VARIANTS
 from .data.dataset import DEFAULT_ROIS
 from .evaluation import EncodingResult
-from .storage import atomic_write
+from .storage import CorruptFileError, atomic_write, read_npz
 
 RESULTS_FORMAT = 2
 """2: data seed and seed sets recorded. Files of format 1 (no data seed) are still read."""
@@ -50,9 +49,8 @@ _ARRAY_DTYPES = {
 }
 
 
-class CorruptResultError(ValueError):
-    """A results file that cannot be trusted (truncated, bad JSON, wrong shape, checksum
-    mismatch...)."""
+class CorruptResultError(CorruptFileError):
+    """A results file that cannot be trusted (truncated, bad JSON, wrong shape, bad checksum...)."""
 
 
 # --------------------------------------------------------------------------- names
@@ -62,13 +60,17 @@ def dataset_tag(dataset: str, data_seed: int | None = None) -> str:
     return str(dataset) if data_seed is None else f"{dataset}-data{int(data_seed)}"
 
 
+MAX_SEED = 2**31 - 1
+"""The largest seed (model or simulation seed) accepted where seeds enter: 0 .. 2**31 - 1."""
+
+
 def seeds_label(seeds) -> str:
     """A seed set in a file name: ``[0, 1, 2, 3, 4] -> "0-4"``, ``[3] -> "3"``, ``[0, 2, 7] ->
     "0+2+7"``."""
     seeds = sorted({int(s) for s in seeds})
     if not seeds:
         raise ValueError("a seed set needs at least one seed")
-    if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+    if len(seeds) > 1 and seeds[-1] - seeds[0] == len(seeds) - 1:  # consecutive (no list built)
         return f"{seeds[0]}-{seeds[-1]}"
     return "+".join(str(s) for s in seeds)
 
@@ -187,28 +189,63 @@ def read_meta(path) -> dict:
     return _read(Path(path))[0]
 
 
-def _read(path: Path):
+_META_FIELDS = {"model": str, "roi": str, "dataset": str, "subject": int, "n_voxels": int}
+MAX_META_CHARS = 1 << 20
+
+
+def _meta_of(path: Path, headers: dict, read) -> dict:
+    """The metadata (JSON) of a results file, checked: a known format and the key fields' types."""
+    shape, dtype = headers.get("meta", (None, None))
+    if shape != () or dtype.kind != "U" or dtype.itemsize > 4 * MAX_META_CHARS:
+        raise CorruptResultError(f"{path.name}: no readable 'meta' entry")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as err:
-        raise CorruptResultError(
-            f"{path.name}: not a readable .npz file ({type(err).__name__}: {err})"
-        ) from err
-    if "meta" not in data:
-        raise CorruptResultError(f"{path.name}: no 'meta' entry")
-    try:
-        meta = json.loads(str(data.pop("meta")))
-    except json.JSONDecodeError as err:
-        raise CorruptResultError(f"{path.name}: metadata is not valid JSON ({err})") from err
+        meta = json.loads(str(read("meta")))
+    except (ValueError, RecursionError) as err:
+        raise CorruptResultError(f"{path.name}: metadata is not valid JSON ({err})") from None
     if not isinstance(meta, dict) or meta.get("format") not in READABLE_FORMATS:
         raise CorruptResultError(
             f"{path.name}: unknown results format "
             f"{meta.get('format') if isinstance(meta, dict) else meta!r}"
         )
-    return meta, data
+    for key, kind in _META_FIELDS.items():
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+            raise CorruptResultError(f"{path.name}: metadata field {key!r} is {meta.get(key)!r}")
+    if not isinstance(meta.get("arrays"), dict) or not all(
+        isinstance(v, dict) for v in meta["arrays"].values()
+    ):
+        raise CorruptResultError(f"{path.name}: metadata lists no arrays")
+    return meta
+
+
+def _read(path: Path):
+    """``(meta, arrays)`` of a results file; every array's shape and dtype are checked against the
+    metadata from the ``.npy`` headers, before anything is inflated (:func:`storage.read_npz`)."""
+    found = {}
+
+    def check(headers, read):
+        meta = found["meta"] = _meta_of(path, headers, read)
+        listed = meta["arrays"]
+        arrays = {k: v for k, v in headers.items() if k != "meta"}
+        if set(listed) != set(arrays) or "test_r" not in arrays:
+            raise CorruptResultError(
+                f"{path.name}: arrays {sorted(arrays)} do not match the metadata's {sorted(listed)}"
+            )
+        for key, (shape, dtype) in arrays.items():
+            want = listed[key]
+            if list(shape) != want.get("shape") or str(dtype) != want.get("dtype"):
+                raise CorruptResultError(
+                    f"{path.name}: array '{key}' is {dtype}{list(shape)}, "
+                    f"metadata says {want.get('dtype')}{want.get('shape')}"
+                )
+
+    try:
+        data = read_npz(path, "results file", check, "it is recomputed by the next run")
+    except CorruptResultError:
+        raise
+    except CorruptFileError as err:
+        raise CorruptResultError(str(err)) from None
+    data.pop("meta")
+    return found["meta"], data
 
 
 def _check_arrays(path: Path, meta: dict, data: dict) -> None:

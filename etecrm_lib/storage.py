@@ -10,9 +10,60 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
+import numpy as np
+
 CACHE_ENV = "ETECRM_CACHE"
+MAX_INFLATION = 200
+"""A ``.npz`` whose arrays would take more than this many times its size on disk (and over
+:data:`SMALL_FILE` in all) is refused before anything is inflated: a "zip bomb", not data."""
+SMALL_FILE = 64 << 20
+
+
+class CorruptFileError(ValueError):
+    """A file that cannot be trusted: unreadable, truncated, damaged, or not what it claims to be.
+
+    Every read of a results, dataset, feature-cache or weights file turns whatever went wrong into
+    this error (a cache then recomputes; a results file is recomputed by the next run).
+    """
+
+
+class UnsafeNameError(ValueError):
+    """A dataset, ROI or model name that cannot be part of a file name (see :func:`check_name`)."""
+
+
+def check_name(name, what: str = "name") -> str:
+    """``name`` if it can be part of a file name, else :class:`UnsafeNameError`.
+
+    The one name rule for dataset, ROI and model names, checked where files are written and read:
+    a non-empty printable string without ``/``, ``\\`` or ``..`` that does not start with ``.``,
+    so that no name can lead a path out of its folder or hide a file.
+    """
+    if (
+        not isinstance(name, str)
+        or not name
+        or not name.isprintable()
+        or any(bad in name for bad in ("/", "\\", ".."))
+        or name.startswith(".")
+    ):
+        raise UnsafeNameError(
+            f"{what} {name!r} cannot be part of a file name: use a non-empty printable name "
+            "without '/', '\\' or '..' that does not start with '.', e.g. 'my_data'"
+        )
+    return name
+
+
+def check_inside(path, root) -> Path:
+    """``path`` if it lies inside the folder ``root`` (after resolving links and ``..``), else
+    :class:`UnsafeNameError`: no output of a run is ever written outside its output folder."""
+    path, root = Path(path), Path(root)
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise UnsafeNameError(
+            f"refusing to write {path}: it is not inside the output folder {root}"
+        )
+    return path
 
 
 def cache_dir(sub: str | None = None) -> Path:
@@ -94,3 +145,64 @@ def sha256_file(path, chunk_size: int = 1 << 20) -> str:
         for block in iter(lambda: f.read(chunk_size), b""):
             h.update(block)
     return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- reading .npz files
+def _npz_headers(archive: zipfile.ZipFile, path: Path) -> dict:
+    """``{array name: (shape, dtype)}`` of every member, read from the ``.npy`` headers only."""
+    headers, declared = {}, 0
+    for info in archive.infolist():
+        if not info.filename.endswith(".npy"):
+            raise CorruptFileError(f"{path} holds {info.filename!r}, which is not a numpy array")
+        with archive.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            read = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+                version, np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read(f)
+        if dtype.hasobject:
+            raise CorruptFileError(
+                f"{path}: array {info.filename[:-4]!r} holds Python objects (pickled data, which "
+                "can run code); etecrm never loads them. Only numeric and text arrays are read"
+            )
+        headers[info.filename[:-4]] = (tuple(shape), dtype)
+        declared += int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    limit = max(SMALL_FILE, MAX_INFLATION * path.stat().st_size)
+    if declared > limit:
+        raise CorruptFileError(
+            f"{path} is {path.stat().st_size} bytes but says its arrays hold {declared} bytes "
+            f"(over {MAX_INFLATION} times its size): refused before inflating it"
+        )
+    return headers
+
+
+def read_npz(path, what: str = "file", check=None, fix: str = "delete it and create it again"):
+    """Every array of the ``.npz`` file ``path`` as ``{name: array}``, read safely.
+
+    Nothing is inflated before the members' ``.npy`` headers have been read and checked: object
+    (pickled) arrays are refused, and so is a file whose arrays would take over
+    :data:`MAX_INFLATION` times its size. ``check(headers, read)``, if given, sees ``{name: (shape,
+    dtype)}`` first (``read(name)`` reads one small member, e.g. metadata) and raises
+    :class:`CorruptFileError` to refuse the file. Any failure of the read (a damaged zip, a bad
+    CRC, a truncated or edited member...) becomes :class:`CorruptFileError` naming ``what`` and
+    ``fix``; a missing file stays FileNotFoundError.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no {what} at {path}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            headers = _npz_headers(archive, path)
+
+            def read(name):
+                with archive.open(f"{name}.npy") as f:
+                    return np.lib.format.read_array(f, allow_pickle=False)
+
+            if check is not None:
+                check(headers, read)
+            return {name: read(name) for name in headers}
+    except CorruptFileError:
+        raise
+    except Exception as err:  # zlib, zipfile, numpy header parsing...: damage shows in many forms
+        cause = type(err).__name__ + ("" if "pickle" in str(err) else f": {err}")
+        raise CorruptFileError(f"{path} is not a readable {what} ({cause[:200]}); {fix}") from None

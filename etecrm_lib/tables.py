@@ -117,6 +117,7 @@ def seed_rows(results, ensembles=()) -> list:
         row["wall_time_s"] = _mean_sd(s.get("wall_time_s") for s in summaries)[0]
         row["device"] = ", ".join(sorted({str(s["device"]) for s in summaries if s.get("device")}))
         row["deterministic"] = bool(runs[0].info.get("deterministic"))
+        row["collapsed"] = sum(r.collapsed for r in runs)  # seeds with dead read-outs (evaluation)
         rows.append(row)
     for res in sorted(ensembles, key=result_key):
         summary = table_rows([res])[0]
@@ -248,7 +249,8 @@ def seed_table(rows, columns=("median_r", TOP), numeric: bool = False):
     rows : :func:`seed_rows` (e.g. ``load_run(...).rows``). columns : statistics to show.
     Cells read ``"0.571 ± 0.012"`` (the mean over seeds ± s.d.); with ``numeric=True`` each
     statistic gets two float columns, ``<stat>`` and ``<stat>_sd``. Ensemble rows are labelled
-    ``"<model> (ensemble of seeds 0-4)"``.
+    ``"<model> (ensemble of seeds 0-4)"``. If any row has collapsed seeds
+    (:attr:`evaluation.EncodingResult.collapsed`), a ``collapsed`` column says "3 of 5 seeds".
     """
     import pandas as pd
 
@@ -266,6 +268,9 @@ def seed_table(rows, columns=("median_r", TOP), numeric: bool = False):
                 record[col], record[f"{col}_sd"] = row.get(col), row.get(f"{col}_sd")
             else:
                 record[col] = _fmt(row.get(col), row.get(f"{col}_sd"), _DIGITS.get(col, 3))
+        if any(r.get("collapsed") for r in rows):  # marked, and kept in the means (see evaluation)
+            dead = row.get("collapsed")
+            record["collapsed"] = f"{dead} of {row['n_seeds']} seeds" if dead else ""
         records.append(record)
     return pd.DataFrame.from_records(records).set_index(["subject", "roi", "model"])
 
@@ -547,6 +552,8 @@ def seed_bars(rows, statistic: str = "median_r"):
                 x=[r["roi"] for r in mine],
                 y=[r.get(statistic) for r in mine],
                 name=name,
+                marker_color=plots.model_colour(mine[0]["model"]),
+                marker_pattern_shape="/" if mine[0]["kind"] == "ensemble" else "",
                 error_y=dict(
                     type="data",
                     array=[r.get(f"{statistic}_sd") or 0 for r in mine],
@@ -562,6 +569,22 @@ def seed_bars(rows, statistic: str = "median_r"):
         title=f"{title} per ROI on held-out test images: mean over model seeds ± s.d.",
     )
     return fig
+
+
+def png_failure_note(err: Exception) -> str:
+    """What to do when a PNG could not be written: install kaleido, or give it a browser."""
+    import importlib.util
+
+    if importlib.util.find_spec("kaleido") is None:
+        return (
+            "PNG export needs the kaleido package (pip install kaleido, or the library's [book] "
+            "extra); the HTML figures were written."
+        )
+    first_line = str(err).splitlines()[0] if str(err) else ""
+    return (
+        f"PNG export failed ({type(err).__name__}: {first_line}); the HTML figures were written. "
+        "kaleido needs Chrome or Chromium: apt-get install chromium, or set BROWSER_PATH."
+    )
 
 
 def _find_browser() -> None:
@@ -638,10 +661,5 @@ def write_figures(rows, out, comparisons=()) -> list:
                 Exception
             ) as err:  # kaleido needs Chrome/Chromium; a missing browser must not end the run
                 png_ok = False
-                first_line = str(err).splitlines()[0] if str(err) else ""
-                notes.append(
-                    f"PNG export failed ({type(err).__name__}: {first_line}); the HTML "
-                    "figures were written. "
-                    "For PNGs install Chromium (apt-get install chromium) or set BROWSER_PATH"
-                )
+                notes.append(png_failure_note(err))
     return notes

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 import tqdm.auto
 
 from . import checkpoints, gpu
+from .data.dataset import constant_columns
 from .device import describe_device, get_device
 from .evaluation import pearson_r, score
 from .losses import LOSSES, loss_function
@@ -332,7 +333,7 @@ def check_responses(responses, n_images: int) -> torch.Tensor:
             f"{' ...' if len(cols) > 10 else ''}); drop those voxels first "
             "(EncodingDataset does this for you) or fill them in"
         )
-    flat = y.std(dim=0) <= 1e-12 * (1 + y.abs().max())
+    flat = torch.as_tensor(constant_columns(y.numpy()))  # relative: responses in any units
     if flat.all():
         raise ValueError(
             f"all {y.shape[1]} voxels have constant responses over the {n_images} training images: "
@@ -340,9 +341,9 @@ def check_responses(responses, n_images: int) -> torch.Tensor:
         )
     if flat.any():
         warnings.warn(
-            f"{int(flat.sum())} of {y.shape[1]} voxels have constant responses over the "
-            "training images; "
-            "they cannot be predicted and will score r = 0",
+            f"{int(flat.sum())} of {y.shape[1]} voxels have constant responses over the training "
+            "images; "
+            "they cannot be learned (an EncodingDataset drops such voxels)",
             stacklevel=3,
         )
     return y.contiguous()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .evaluation import expected_noisy_r
+from .plots import MODEL_COLOURS, model_colour
 
 
 def training_curves(
@@ -33,9 +34,16 @@ def training_curves(
     fig = go.Figure()
     for name, values in curves.items():
         values = np.asarray(values, dtype=float).reshape(-1)
+        # a curve named after a model ("etecrm_mse", "etecrm, validation r") takes its colour
+        model = str(name).split(",")[0].split(" ")[0]
+        line = {"color": model_colour(model)} if model in MODEL_COLOURS else {}
         fig.add_trace(
             go.Scatter(
-                x=np.arange(1, values.size + 1), y=values, mode="lines+markers", name=str(name)
+                x=np.arange(1, values.size + 1),
+                y=values,
+                mode="lines+markers",
+                name=str(name),
+                line=line,
             )
         )
     fig.update_layout(title=title, xaxis_title=x_label, yaxis_title=y_label, height=420)
@@ -60,9 +68,9 @@ def learning_curves(rows, title: str = "Accuracy against training-set size"):
         list(dict.fromkeys(r["model"] for r in rows)),
     )
     fig = make_subplots(rows=1, cols=len(rois), subplot_titles=rois, shared_yaxes=True)
-    colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
+    sizes = sorted({int(r["n_train"]) for r in rows})
     for col, roi in enumerate(rois, start=1):
-        for k, model in enumerate(models):
+        for model in models:
             line = sorted(
                 (r for r in rows if r["roi"] == roi and r["model"] == model),
                 key=lambda r: r["n_train"],
@@ -70,7 +78,7 @@ def learning_curves(rows, title: str = "Accuracy against training-set size"):
             if not line:
                 continue
             x = [r["n_train"] for r in line]
-            color = colors[k % len(colors)]
+            color = model_colour(model)
             fig.add_trace(
                 go.Scatter(
                     x=x + x[::-1],
@@ -101,7 +109,17 @@ def learning_curves(rows, title: str = "Accuracy against training-set size"):
                 row=1,
                 col=col,
             )
-        fig.update_xaxes(type="log", title_text="train images", row=1, col=col)
+        # a log axis labelled at the sizes that were run only (no unreadable minor ticks)
+        fig.update_xaxes(
+            type="log",
+            tickvals=sizes,
+            ticktext=[f"{n:,}" for n in sizes],
+            tickangle=-45,
+            minor=dict(showgrid=False, ticks=""),
+            title_text="train images",
+            row=1,
+            col=col,
+        )
     fig.update_yaxes(title_text="median test r", row=1, col=1)
     fig.update_layout(title=title, height=420)
     return fig

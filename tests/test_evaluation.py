@@ -262,7 +262,33 @@ def test_verdict_summary_groups_rois_by_verdict_with_their_intervals():
 
 def test_bootstrap_statistics_match_the_summary_with_an_even_voxel_count():
     ds, good, bad = _dataset_and_two_models(n_vox=150)
-    cmp = ev.paired_bootstrap(good, bad, ds.test.responses["V1"], n_bootstrap=50)
+    cmp = ev.paired_bootstrap(good, bad, ds.test.responses["V1"], n_bootstrap=100)
     assert cmp.difference == pytest.approx(
         good.summary()["median_r"] - bad.summary()["median_r"], abs=1e-6
     )
+
+
+def test_borderline_verdicts_and_collapsed_results():
+    """A bound within 0.001 of 0 makes a verdict borderline; constant predictions: collapsed."""
+    from etecrm_lib.comparisons import BORDERLINE, borderline, verdict_label
+    from etecrm_lib.evaluation import COLLAPSE_FRACTION, Comparison, EncodingResult
+
+    def comparison(low, high):
+        return Comparison("a", "b", "V1", "median_r", (low + high) / 2, low, high, 0.5, 100)
+
+    assert verdict_label(comparison(0.01, 0.05)) == "better"
+    assert verdict_label(comparison(BORDERLINE / 2, 0.05)) == "better, borderline"
+    assert verdict_label(comparison(-0.05, -BORDERLINE / 10)) == "worse, borderline"
+    assert verdict_label(comparison(-0.0004, 0.05)) == "no reliable difference, borderline"
+    assert not borderline(comparison(-0.05, 0.05))
+    # a constant prediction scores r == 0 exactly (pearson_r's rule): four dead read-out units
+    rng = np.random.default_rng(0)
+    y, predictions = rng.normal(size=(2, 40, 20))
+    predictions[:, :4] = 2.5
+    dead = EncodingResult("m", "V1", "sim", 1, ev.pearson_r(predictions, y))
+    assert dead.constant_fraction == 0.2 and dead.collapsed == (0.2 >= COLLAPSE_FRACTION)
+    noisy = predictions + rng.normal(size=(40, 20))
+    alive = EncodingResult("m", "V1", "sim", 1, ev.pearson_r(noisy, y))
+    assert alive.constant_fraction == 0.0 and not alive.collapsed
+    val = EncodingResult("m", "V1", "sim", 1, np.full(20, 0.2), info={"val_r": np.zeros(20)})
+    assert val.constant_fraction == 1.0 and val.collapsed

@@ -179,9 +179,8 @@ def test_bootstrap_interval_matches_explicit_resampling(data):
     perfect = EncodingResult(
         "oracle", "V2", "sim", 1, np.ones(ROIS["V2"]), predictions=responses["V2"]
     )
-    assert evaluation.bootstrap_interval(perfect, responses["V2"], n_bootstrap=50) == pytest.approx(
-        (1.0, 1.0)
-    )
+    interval = evaluation.bootstrap_interval(perfect, responses["V2"], n_bootstrap=100)
+    assert interval == pytest.approx((1.0, 1.0))
 
 
 def test_comparison_bars_from_paired_bootstrap(data):
@@ -340,3 +339,40 @@ def test_label_figure_from_results():
     assert fig.layout.title.text.endswith(
         "<sup>profile: quick · device: cpu (2 threads) · seed: 3</sup>"
     )
+
+
+def test_one_colour_per_model_in_every_figure():
+    """A model keeps its colour in every figure: bars, comparison bars, seed bars, curves."""
+    from etecrm_lib import plots, tables, training_plots
+    from etecrm_lib.evaluation import Comparison, EncodingResult
+
+    rng = np.random.default_rng(0)
+    results = [
+        EncodingResult(m, roi, "sim", 1, rng.uniform(-0.1, 0.5, 30).astype(np.float32))
+        for m in ("gwp_ridge", "etecrm", "etecrm_mse")
+        for roi in ("V1", "LO")
+    ]
+    colour = plots.model_colour
+    assert len(set(plots.MODEL_COLOURS.values())) == len(plots.MODEL_COLOURS)  # all different
+    assert colour("alexnet_ridge_untrained") == colour("alexnet_ridge")
+    assert colour("etecrm (seed ensemble)") == colour("etecrm") != colour("etecrm_mse")
+    assert colour("a model of my own") == colour("a model of my own")  # fixed, not random
+    bars = {t.name: t.marker.color for t in plots.roi_bars(results).data}
+    assert bars == {m: colour(m) for m in ("gwp_ridge", "etecrm", "etecrm_mse")}
+    flipped = {t.name: t.marker.color for t in plots.roi_bars(results[::-1]).data}
+    assert flipped == bars  # the order of the models does not change their colours
+    cmp = [Comparison("etecrm_mse", "etecrm", "V1", "median_r", 0.1, 0.0, 0.2, 0.1, 10)]
+    assert plots.comparison_bars(cmp).data[0].marker.color == colour("etecrm_mse")
+    rows = tables.seed_rows(results)
+    assert {t.name: t.marker.color for t in tables.seed_bars(rows).data} == bars
+    curves = [
+        {"roi": "V1", "model": m, "n_train": n, "median_r": 0.1, "ci_low": 0.0, "ci_high": 0.2}
+        for m in ("gwp_ridge", "etecrm")
+        for n in (250, 1000, 7000)
+    ]
+    fig = training_plots.learning_curves(curves)
+    lines = {t.name: t.line.color for t in fig.data if t.mode == "lines+markers"}
+    assert lines == {m: colour(m) for m in ("gwp_ridge", "etecrm")}
+    # a readable log axis: ticks at the sizes that were run, no minor ticks
+    assert list(fig.layout.xaxis.tickvals) == [250, 1000, 7000]
+    assert list(fig.layout.xaxis.ticktext) == ["250", "1,000", "7,000"]

@@ -833,7 +833,7 @@ def test_bootstrap_over_seeds_observed_difference_and_wider_interval():
         (["--out", "FILE"], "--out must be a folder, but it is a file"),
         (["--bootstrap", "99"], "--bootstrap must be at least 100"),
         (["--seeds", "0"], "--seeds must be at least 1"),
-        (["--first-seed", "-1"], "seeds must be >= 0"),
+        (["--first-seed", "-1"], "seeds must be from 0 to 2147483647"),
         (
             ["--dataset", "kay", "--data-seed", "1"],
             "--data-seed is the seed of the simulated cortex",

@@ -25,7 +25,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..storage import check_name
+
 DEFAULT_ROIS = ("V1", "V2", "V3", "V4", "LO")
+MIN_TEST_IMAGES = 3
+"""Fewer test images are refused: r over 2 images is always +-1, over 1 image undefined."""
+FEW_TEST_IMAGES = 20
+"""Fewer test images give a warning: r over so few images is mostly noise (s.e. about 1/sqrt(N))."""
 
 
 @dataclass
@@ -116,8 +122,9 @@ class EncodingDataset:
     Build one with :func:`from_arrays`, with ``simulate()`` or a real loader. However it is built,
     the constructor checks it with :func:`check_dataset` (the one place a dataset is checked):
     shapes must agree, images must be square, finite and in [0, 1], test repeats need R >= 2 and
-    must average to the test responses, voxels with any NaN/inf response are dropped (with a
-    warning that counts them), and an ROI left with no voxel is an error naming the ROI.
+    must average to the test responses, voxels with any NaN/inf response or constant over the
+    training images are dropped (with a warning that counts them), and an ROI left with no voxel is
+    an error naming the ROI.
     """
 
     name: str
@@ -214,18 +221,22 @@ def check_dataset(ds: EncodingDataset) -> EncodingDataset:
     wrong, what was given and what to do:
 
     - stimuli ``(N, H, W)``, square (H == W), finite, in [0, 1]; train and test images of one size;
-    - ROI names: non-empty printable strings without ``/``, the same in the train and the test
-      split; ``repeats`` and ``oracle`` only for those ROIs (a near miss such as ``'v1'`` for
-      ``'V1'`` is named);
+      at least :data:`MIN_TEST_IMAGES` test images (a warning below :data:`FEW_TEST_IMAGES`);
+    - dataset and ROI names: names that can be part of a file name (``storage.check_name``: no
+      ``/``, ``\\``, ``..``, no leading ``.``); the same ROIs in the train and the test split;
+      ``repeats`` and ``oracle`` only for those ROIs (a near miss such as ``'v1'`` for ``'V1'`` is
+      named);
     - per ROI: train responses ``(N_train, V)``, test responses ``(N_test, V)``, test repeats
       ``(R, N_test, V)`` with R >= 2, oracle ``(N_test, V)``, and V voxels in ``voxels[roi]``;
     - the test responses are the mean of the test repeats (the noise ceiling assumes they are).
 
-    Voxels with any NaN/inf response are dropped, with a warning that counts them; an ROI left with
-    no voxel is an error. Returns ``ds``, changed in place.
+    Voxels with any NaN/inf response, and voxels constant over the training images, are dropped,
+    with a warning that counts them; an ROI left with no voxel is an error. Returns ``ds``, changed
+    in place.
     """
     ds.train.stimuli = _check_stimuli(ds.train.stimuli, "train")
     ds.test.stimuli = _check_stimuli(ds.test.stimuli, "test")
+    _check_test_size(ds.test.n_images)
     if ds.train.stimuli.shape[1:] != ds.test.stimuli.shape[1:]:
         raise ValueError(
             f"train images are {ds.train.stimuli.shape[1:]} but test images are "
@@ -246,16 +257,9 @@ def check_dataset(ds: EncodingDataset) -> EncodingDataset:
             "train_responses={'V1': array}"
         )
     rois = list(ds.train.responses)
-    for roi in rois:  # ROI names become parts of array names in dataset files
-        if not isinstance(roi, str) or not roi or "/" in roi or not roi.isprintable():
-            raise ValueError(
-                f"ROI names must be non-empty printable strings without '/', got {roi!r}; "
-                "name the ROIs e.g. 'V1', 'LO'"
-            )
-    if not isinstance(ds.name, str) or "\x00" in ds.name:
-        raise ValueError(
-            f"the dataset name must be a string without NUL characters, got {ds.name!r}"
-        )
+    for roi in rois:  # names become parts of file names (results) and array names (dataset files)
+        check_name(roi, "ROI name")
+    check_name(ds.name, "the dataset name")
     for what, mapping in [
         ("test repeats", ds.test.repeats),
         ("test oracle", ds.test.oracle),
@@ -281,6 +285,22 @@ def check_dataset(ds: EncodingDataset) -> EncodingDataset:
             raise ValueError(f"ROI {roi!r} has responses but no voxel metadata (voxels[{roi!r}])")
         _check_roi(ds, roi)
     return ds
+
+
+def _check_test_size(n_test: int) -> None:
+    if n_test < MIN_TEST_IMAGES:
+        raise ValueError(
+            f"the test split has {n_test} image(s), but scoring needs at least {MIN_TEST_IMAGES} "
+            "(Pearson r over 2 images is always +1 or -1, over 1 image it is undefined); hold out "
+            f"more images for testing ({FEW_TEST_IMAGES} or more for numbers worth reporting)"
+        )
+    if n_test < FEW_TEST_IMAGES:
+        warnings.warn(
+            f"the test split has only {n_test} images: r over so few images is mostly noise (its "
+            f"standard error is about 1/sqrt({n_test}) = {n_test**-0.5:.2f}); hold out at least "
+            f"{FEW_TEST_IMAGES} test images for numbers worth reporting",
+            stacklevel=5,
+        )
 
 
 def _check_mapping(mapping, what: str) -> None:
@@ -385,22 +405,7 @@ def _check_roi(ds: EncodingDataset, roi: str) -> None:
         raise ValueError(
             f"ROI {roi!r}: {len(ds.voxels[roi])} voxels in metadata but {n_vox} in the responses"
         )
-    finite = np.ones(n_vox, dtype=bool)
-    for key, arr in arrays.items():
-        finite &= np.isfinite(arr).reshape(-1, n_vox).all(axis=0)
-    n_bad = int((~finite).sum())
-    if n_bad == n_vox:
-        raise ValueError(
-            f"ROI {roi!r} has no usable voxel: all {n_vox} voxels have NaN/inf responses "
-            "(or it is empty)"
-        )
-    if n_bad:
-        warnings.warn(
-            f"ROI '{roi}': dropped {n_bad} of {n_vox} voxels with NaN/inf responses", stacklevel=5
-        )
-        ds.info.setdefault("dropped_voxels", {})[roi] = n_bad
-        arrays = {k: v[..., finite] for k, v in arrays.items()}
-        ds.voxels[roi] = ds.voxels[roi].subset(finite)
+    arrays = _drop_unusable_voxels(ds, roi, arrays, n_vox)
     if "test repeats" in arrays:
         _check_repeats_mean(roi, arrays["test repeats"], arrays["test responses"])
     ds.train.responses[roi] = arrays["train responses"]
@@ -409,6 +414,52 @@ def _check_roi(ds: EncodingDataset, roi: str) -> None:
         ds.test.repeats[roi] = arrays["test repeats"]
     if "test oracle" in arrays:
         ds.test.oracle[roi] = arrays["test oracle"]
+
+
+def constant_columns(x, eps: float = 1e-6) -> np.ndarray:
+    """bool ``(V,)``: which columns of ``x`` ``(N, V)`` are constant over its N rows.
+
+    Relative: a column is constant when its s.d. is at most ``eps`` times its largest absolute
+    value (an all-zero column is constant), so responses in any units (1e-20 or 1e20) are judged
+    alike.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    return x.std(axis=0) <= eps * np.abs(x).max(axis=0, initial=0.0)
+
+
+def _drop_unusable_voxels(ds: EncodingDataset, roi: str, arrays: dict, n_vox: int) -> dict:
+    """Drop (with a warning that counts them) the voxels no model can use: any NaN/inf response,
+    or train responses constant over the training images (nothing to learn; their test r would be
+    chance alone, yet enter the ROI's median). ``ds.info["dropped_voxels"]`` and
+    ``ds.info["constant_voxels"]`` count them per ROI. Returns the arrays of the kept voxels."""
+    finite = np.ones(n_vox, dtype=bool)
+    for arr in arrays.values():
+        finite &= np.isfinite(arr).reshape(-1, n_vox).all(axis=0)
+    train = arrays["train responses"]
+    constant = finite & constant_columns(np.where(np.isfinite(train), train, 0.0))
+    keep = finite & ~constant
+    if not keep.any():
+        raise ValueError(
+            f"ROI {roi!r} has no usable voxel: of its {n_vox} voxels, {int((~finite).sum())} have "
+            f"NaN/inf responses and {int(constant.sum())} are constant over the "
+            f"{train.shape[0]} training images (or it is empty)"
+        )
+    for count, why, key in [
+        (int((~finite).sum()), "with NaN/inf responses", "dropped_voxels"),
+        (
+            int(constant.sum()),
+            f"whose responses are constant over the {train.shape[0]} training images (no model "
+            "can learn them; their test r would be chance alone)",
+            "constant_voxels",
+        ),
+    ]:
+        if count:
+            warnings.warn(f"ROI '{roi}': dropped {count} of {n_vox} voxels {why}", stacklevel=6)
+            ds.info.setdefault(key, {})[roi] = count
+    if keep.all():
+        return arrays
+    ds.voxels[roi] = ds.voxels[roi].subset(keep)
+    return {k: v[..., keep] for k, v in arrays.items()}
 
 
 def _check_repeats_mean(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..storage import atomic_write
+from ..storage import CorruptFileError, atomic_write, read_npz
 from .dataset import EncodingDataset, Split, VoxelInfo
 
 
@@ -52,35 +52,43 @@ def _jsonable(value) -> bool:
         return False
 
 
+REMAKE = "create it again with etecrm_lib.data.save_npz(ds, path)"
+
+
 def load_npz(path) -> EncodingDataset:
     """Read a dataset written by :func:`save_npz`, checked like any other (:func:`check_dataset`).
 
-    Raises FileNotFoundError if there is no file, and ValueError naming the file if it is not a
-    dataset written by :func:`save_npz`: unreadable, a single ``.npy`` array, or an edited file
-    with arrays missing or a broken ``meta_info``.
+    Raises FileNotFoundError if there is no file, and :class:`~etecrm_lib.storage.CorruptFileError`
+    (a ValueError) naming the file if it is not a dataset written by :func:`save_npz`: unreadable
+    or damaged (whatever the damage), a single ``.npy`` array, pickled objects, a "zip bomb", or an
+    edited file with arrays missing, a broken ``meta_info`` or arrays that fail the dataset check.
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no dataset file at {path}")
+    if path.exists() and path.is_file() and not zipfile.is_zipfile(path):
+        try:
+            with open(path, "rb") as f:
+                np.lib.format.read_magic(f)
+                shape = f"shape {np.lib.format.read_array_header_1_0(f)[0]}"
+        except Exception:  # not a .npy either (or a damaged one): read_npz says so
+            shape = None
+        if shape is not None:
+            raise CorruptFileError(
+                f"{path} holds one array saved with np.save ({shape}), not a dataset. Build a "
+                "dataset with etecrm_lib.data.from_arrays(...) and write it with "
+                "etecrm_lib.data.save_npz(ds, 'name.npz')"
+            )
+    data = read_npz(path, "dataset file", fix=REMAKE)
     try:
-        with open(path, "rb") as f:
-            loaded = np.load(f, allow_pickle=False)
-            if isinstance(loaded, np.lib.npyio.NpzFile):
-                with loaded as z:
-                    data = {k: z[k] for k in z.files}
-            else:
-                data = None
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
-        raise ValueError(
-            f"{path} is not a readable .npz dataset file ({err}); delete it and create it again"
-        ) from err
-    if data is None:
-        raise ValueError(
-            f"{path} holds one array saved with np.save (shape {np.shape(loaded)}), not a "
-            "dataset. Build a dataset "
-            "with etecrm_lib.data.from_arrays(...) and write it with "
-            "etecrm_lib.data.save_npz(ds, 'name.npz')"
-        )
+        return _dataset(path, data)
+    except CorruptFileError:
+        raise
+    except Exception as err:  # any array an edit or damage made unusable: one error type
+        message = str(err) if str(path) in str(err) else f"{path}: {err}"
+        raise CorruptFileError(message) from None
+
+
+def _dataset(path: Path, data: dict) -> EncodingDataset:
+    """The dataset held by the arrays of a dataset file (errors name ``path``)."""
     edited = (
         "; create it again with etecrm_lib.data.save_npz(ds, path) rather than editing it by hand"
     )
@@ -150,16 +158,11 @@ def load_npz(path) -> EncodingDataset:
             )
         except (TypeError, ValueError) as err:
             raise ValueError(f"{path}: ROI {roi!r}: bad voxel metadata ({err})" + edited) from None
-    try:
-        return EncodingDataset(
-            str(data["meta_name"]),
-            subject,
-            Split(data["train_stimuli"], tr),
-            Split(
-                data["test_stimuli"], te, extra_arrays["test_repeats"], extra_arrays["test_oracle"]
-            ),
-            voxels,
-            info,
-        )
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{path}: {err}") from None
+    return EncodingDataset(
+        str(data["meta_name"]),
+        subject,
+        Split(data["train_stimuli"], tr),
+        Split(data["test_stimuli"], te, extra_arrays["test_repeats"], extra_arrays["test_oracle"]),
+        voxels,
+        info,
+    )

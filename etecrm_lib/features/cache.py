@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 
 import numpy as np
 
-from ..storage import atomic_write, cache_dir
+from ..storage import CorruptFileError, atomic_write, cache_dir, read_npz
 
 
 def images_digest(images: np.ndarray) -> str:
@@ -36,12 +37,18 @@ def read_cache(kind: str, key: str, n_rows: int):
     path = cache_dir("features") / f"{kind}-{key[:24]}.npz"
     if not path.exists():
         return None
+
+    def check(headers, read):
+        shape = headers.get("features", ((),))[0]
+        if set(headers) != {"features", "key"} or len(shape) != 2 or shape[0] != n_rows:
+            raise CorruptFileError(f"{path} holds {headers}, not ({n_rows}, F) features")
+        if str(read("key")) != key:
+            raise CorruptFileError(f"{path} holds the features of other images or settings")
+
     try:
-        with np.load(path) as stored:
-            if str(stored["key"]) == key and stored["features"].shape[0] == n_rows:
-                return stored["features"]
-    except (OSError, ValueError, KeyError, EOFError):
-        pass  # unreadable or foreign file: the caller recomputes and replaces it
+        return read_npz(path, "feature cache file", check)["features"]
+    except (CorruptFileError, OSError) as err:  # damaged or foreign: recomputed and replaced
+        warnings.warn(f"feature cache: {err}; recomputing it", stacklevel=3)
     return None
 
 

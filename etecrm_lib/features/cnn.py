@@ -37,7 +37,7 @@ import tqdm.auto
 
 from ..device import get_device
 from ..profiles import DEFAULT_PROFILE, Profile, check_profile
-from ..storage import sha256_file
+from ..storage import CorruptFileError, sha256_file
 from .cache import cache_key, read_cache, write_cache
 from .gabor import check_images
 
@@ -129,14 +129,22 @@ def load_cnn(model: str = "alexnet", weights: str | None = "DEFAULT", seed: int 
         path = Path(weights)
         if not path.exists():
             raise FileNotFoundError(f"no weights file at {path}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:  # weights_only: tensors only, never pickled code
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # a text file, a pickle of objects, a damaged file...
+            raise CorruptFileError(
+                f"{path} is not a weights file etecrm can read ({type(err).__name__}): it must "
+                "hold only tensors, e.g. written by torch.save(model.state_dict(), path). "
+                "Files holding other Python objects are never loaded, as they can run code"
+            ) from None
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
         try:
             net.load_state_dict(state)
-        except RuntimeError as err:
-            raise ValueError(
-                f"the weights in {path} do not fit torchvision's '{model}': {err}"
+        except Exception as err:
+            raise CorruptFileError(
+                f"the weights in {path} do not fit torchvision's '{model}': "
+                f"{str(err).splitlines()[0][:300]}"
             ) from None
         return net.eval(), f"file:{path} sha256:{sha256_file(path)}"
     available = torchvision.models.get_model_weights(model)

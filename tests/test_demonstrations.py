@@ -1,0 +1,92 @@
+"""Each chapter's live run shows what its text says it shows.
+
+A chapter states the claim of its live demonstration in a cell that ends with
+``verdicts.demonstration(claim, estimate, low, high, expect)``: the page shows the numbers
+in a note, and the output carries them as metadata. The slow tests execute a chapter (quick
+profile, as the book build does) and check every such record: the whole 95 % interval lies on the
+side of 0 the text says. The book's browser test checks the same records in the built notebooks.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from etecrm_lib import book, verdicts
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMONSTRATING_CHAPTERS = [
+    "book/04_end_to_end.ipynb",
+]
+
+
+def demonstrations(notebook) -> list:
+    """The demonstration records (dicts) in the outputs of an executed notebook, in order."""
+    records = []
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            record = output.get("metadata", {}).get(verdicts.DEMONSTRATION_KEY)
+            if record is not None:
+                records.append(dict(record))
+    return records
+
+
+def execute(chapter: str):
+    """Run a chapter top to bottom in the quick profile, as the book build does."""
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(ROOT / chapter, as_version=4)
+    env = {"ETECRM_PROFILE": "quick", "PLOTLY_RENDERER": "notebook", book.BUILD_ENV: "1"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        client = NotebookClient(
+            notebook,
+            timeout=600,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(ROOT / "book")}},
+        )
+        client.execute()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return notebook
+
+
+def test_demonstration_records_what_was_shown():
+    shown = verdicts.demonstration("ETECRM minus ridge", 0.1, 0.0004, 0.2)
+    data, metadata = shown._repr_mimebundle_()
+    assert shown.holds and "as the text says" in data["text/plain"]
+    assert "+0.00040" in data["text/plain"]  # enough digits that the bound is not 0.000
+    assert metadata[verdicts.DEMONSTRATION_KEY]["expect"] == "positive"
+    missed = verdicts.demonstration("noise minus none", 0.1, -0.05, 0.2, expect="negative")
+    data, metadata = missed._repr_mimebundle_()
+    assert not missed.holds and "did not show it" in data["text/plain"]
+    assert 'class="admonition warning"' in data["text/html"]
+    assert metadata[verdicts.DEMONSTRATION_KEY]["holds"] is False
+    with pytest.raises(ValueError, match="expect"):
+        verdicts.demonstration("x", 0.1, 0.0, 0.2, expect="up")
+    with pytest.raises(ValueError, match="low <= high"):
+        verdicts.demonstration("x", 0.1, 0.3, 0.2)
+    # the records are found again in a notebook's outputs
+    import nbformat.v4 as nbf
+
+    output = nbf.new_output("display_data", data=data, metadata=metadata)
+    cell = nbf.new_code_cell("x", outputs=[output])
+    assert demonstrations(nbf.new_notebook(cells=[cell])) == [missed.record]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("chapter", DEMONSTRATING_CHAPTERS)
+def test_live_demonstration_shows_what_the_text_says(chapter):
+    records = demonstrations(execute(chapter))
+    assert records, f"{chapter}: no verdicts.demonstration(...) output"
+    failed = [r for r in records if not r["holds"]]
+    assert not failed, f"{chapter}: the live run does not show what the text says: {failed}"
