@@ -65,7 +65,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from etecrm_lib import batched, gpu  # noqa: E402
-from etecrm_lib.batched import Member, estimate_memory, fit_group, train_group  # noqa: E402
+from etecrm_lib.batched import Member, estimate_memory, fit_group  # noqa: E402
 from etecrm_lib.data import simulate  # noqa: E402
 from etecrm_lib.device import describe_device, get_device  # noqa: E402
 from etecrm_lib.models import ETECRMNet, count_flops  # noqa: E402
@@ -234,19 +234,21 @@ def ceilings(device) -> dict:
 
 def run(ds, rois, seeds, config, device) -> dict:
     """The whole work in one group: time, TFLOP/s, memory, accuracy."""
-    specs = [(roi, config, seed, "etecrm") for roi in rois for seed in range(seeds)]
+    members = group_members(ds, rois, seeds, config)
     bound = ceilings(device)
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
     started = synced(device)
-    models = train_group(ds, specs, device, progress=False)
+    models = fit_group(ds.train.stimuli, members, device, progress=False)
+    for model, roi in zip(models, [roi for roi in rois for _ in range(seeds)]):
+        model.roi = roi
     wall = synced(device) - started
     n_fit = len(ds.train.stimuli) - int(round(len(ds.train.stimuli) * config.val_fraction))
     used = (n_fit // config.batch_size) * config.batch_size
     flop = sum(3 * count_flops(m.net) * used * config.epochs for m in models)
-    estimate = estimate_memory(len(ds.train.stimuli), group_members(ds, rois, seeds, config))
+    estimate = estimate_memory(len(ds.train.stimuli), members)
     # Adam reads weight, gradient and 2 moments and writes 3 (28 bytes per float32 weight); the
     # read-out also reads its weight and writes its gradient (8 more): bytes no version avoids
     weights = sum(sum(p.numel() for p in m.net.parameters()) for m in models)

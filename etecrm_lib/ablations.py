@@ -164,7 +164,7 @@ def trains_in_groups(name: str) -> bool:
 
 
 def run_etecrm_group(dataset, runs, profile: str = "quick", device=None, progress: bool = True):
-    """Fit ETECRM variants as one batched group (``batched.train_group``), score each -> one
+    """Fit ETECRM variants as one batched group (``batched.fit_group``), score each -> one
     ``EncodingResult`` per run, in order, each the result ``run_variant`` gives for it.
 
     ``runs``: ``(name, roi, seed)`` of ETECRM-family variants (any ROIs and seeds of ``dataset``).
@@ -181,11 +181,16 @@ def run_etecrm_group(dataset, runs, profile: str = "quick", device=None, progres
                 "group; fit it with run_variant"
             )
         specs.append((roi, ETECRMConfig.for_profile(profile, **variant.options), seed, name))
+    members = [
+        batched.Member(dataset.train.responses[roi], config, seed, f"{name} {roi} seed {seed}")
+        for (roi, config, seed, name) in specs
+    ]
     start = time.perf_counter()
-    models = batched.train_group(dataset, specs, device, progress)
+    models = batched.fit_group(dataset.train.stimuli, members, device, progress)
     share = (time.perf_counter() - start) / max(len(models), 1)
     results = []
-    for (name, _, seed), model in zip(runs, models):
+    for (name, roi, seed), model in zip(runs, models):
+        model.roi, model.name = roi, name
         start = time.perf_counter()
         result = model.score(dataset)
         result.info["feature_weights"] = ETECRM_FEATURE_WEIGHTS

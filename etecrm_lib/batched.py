@@ -313,39 +313,10 @@ def fit_group(
         plan = [[i] for i in range(len(members))]
     results = [None] * len(members)
     for group in plan:
-        trained = _train_group(x, [members[i] for i in group], device, progress, description)
+        trained = train_stacked(x, [members[i] for i in group], device, progress, description)
         for i, model in zip(group, trained):
             results[i] = model
     return results
-
-
-def train_group(dataset, models: list, device=None, progress: bool = True) -> list:
-    """Train models of one dataset's train split as groups -> one fitted ``ETECRMModel`` per entry.
-
-    ``models``: ``(roi, config, seed, name)`` tuples (any ROIs, variants, seeds). Models that may
-    share a group (:data:`SHARED_FIELDS`) train together (:func:`fit_group`); each comes back
-    knowing its ROI and name, ready for ``.score(dataset)``. The test split is not read.
-    """
-    groups = {}
-    for i, (roi, config, _, _) in enumerate(models):
-        dataset.check_roi(roi)
-        groups.setdefault(tuple(getattr(config, f) for f in SHARED_FIELDS), []).append(i)
-    fitted = [None] * len(models)
-    for indices in groups.values():
-        members = [
-            Member(
-                dataset.train.responses[models[i][0]],
-                models[i][1],
-                models[i][2],
-                f"{models[i][3]} {models[i][0]} seed {models[i][2]}",
-            )
-            for i in indices
-        ]
-        trained = fit_group(dataset.train.stimuli, members, device, progress)
-        for i, model in zip(indices, trained):
-            model.roi, model.name = models[i][0], models[i][3]
-            fitted[i] = model
-    return fitted
 
 
 def _stacked_setup(x, members, device):
@@ -373,8 +344,9 @@ def _stacked_setup(x, members, device):
     return order, members, blocks, ys, splits, x, stacked, nets
 
 
-def _train_group(x, members, device, progress, description) -> list:
-    """Train one group that fits in memory; the loop of ``fit_etecrm``, every line for M models."""
+def train_stacked(x, members, device, progress, description) -> list:
+    """Train one group that fits in memory (``x``: prepared images ``(N, 1, S, S)``): the loop of
+    ``fit_etecrm``, every line for M models. :func:`fit_group` checks, estimates, splits first."""
     config = members[0].config
     order, members, blocks, ys, splits, x, stacked, nets = _stacked_setup(x, members, device)
     n_models = len(members)

@@ -89,13 +89,13 @@ def test_a_small_memory_budget_splits_the_group_and_gives_the_same_models(monkey
     assert sorted(i for g in plan for i in g) == list(range(len(members)))
 
     trained_groups = []
-    train_group = batched._train_group
+    train_stacked = batched.train_stacked
 
     def spy(x, group, *args):
         trained_groups.append(len(group))
-        return train_group(x, group, *args)
+        return train_stacked(x, group, *args)
 
-    monkeypatch.setattr(batched, "_train_group", spy)
+    monkeypatch.setattr(batched, "train_stacked", spy)
     split = fit_group(images, members, device="cpu", progress=False, budget=budget)
     assert trained_groups == [2, 2, 2]
     whole = fit_group(images, members, device="cpu", progress=False, budget=float("inf"))
