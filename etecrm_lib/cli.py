@@ -34,7 +34,7 @@ from .data_size import DataSizeConfig, crossing_report, read_curves, run_data_si
 from .device import get_device
 from .reproduce import check_settings, rebuild_outputs, reproduce
 from .results import MAX_SEED, strip_predictions
-from .runs import is_deterministic
+from .runs import is_deterministic, train_in_groups
 from .tables import load_run
 from .verdicts import verdict_table
 from .vocabulary import OLD_NAMES
@@ -147,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--no-figures", action="store_true", help="write tables only")
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
+    rep.add_argument(
+        "--batched",
+        action="store_true",
+        help="train the ETECRM models of each ROI as one network (runs.train_in_groups)",
+    )
 
     sub.add_parser("models", help="list the model and ablation names")
 
@@ -249,6 +254,7 @@ def _cmd_reproduce(args) -> int:
         cnn_weights=None if args.cnn_weights.lower() == "none" else args.cnn_weights,
         n_bootstrap=args.bootstrap,
         progress=not args.quiet,
+        trainer=train_in_groups if args.batched else None,
     )
     print(f"done: {len(results)} results; table in {args.out}/table.md")
     if results:
