@@ -39,6 +39,8 @@ from .tables import load_run
 from .verdicts import verdict_table
 from .vocabulary import OLD_NAMES
 
+BATCHED_HELP = "train the ETECRM models of each ROI as one network (runs.train_in_groups)"
+
 
 def _names(values, flag: str) -> list | None:
     """Accept ``--models a b``, ``--models a,b`` or both; None if the flag was not given. A flag
@@ -83,6 +85,7 @@ def _add_controls(sub) -> None:
     ctl.add_argument("--out", default="results/controls", help="output folder")
     ctl.add_argument("--device", help="torch device (default: the GPU if there is one)")
     ctl.add_argument("--quiet", action="store_true", help="no progress bars")
+    ctl.add_argument("--batched", action="store_true", help=BATCHED_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,11 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--no-figures", action="store_true", help="write tables only")
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
-    rep.add_argument(
-        "--batched",
-        action="store_true",
-        help="train the ETECRM models of each ROI as one network (runs.train_in_groups)",
-    )
+    rep.add_argument("--batched", action="store_true", help=BATCHED_HELP)
 
     sub.add_parser("models", help="list the model and ablation names")
 
@@ -179,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", help="torch device, e.g. cpu or cuda (default: the GPU if there is one)"
     )
     size.add_argument("--quiet", action="store_true", help="no progress bars")
+    size.add_argument("--batched", action="store_true", help=BATCHED_HELP)
 
     _add_controls(sub)
 
@@ -292,7 +292,10 @@ def _cmd_datasize(args) -> int:
         if value is not None:  # --seeds 0 is refused by the config, never read as "default"
             changes[key] = tuple(value) if isinstance(value, list) else value
     config = DataSizeConfig.for_profile(args.profile, **changes)
-    results = run_data_size(config, out=args.out, device=args.device, progress=not args.quiet)
+    trainer = train_in_groups if args.batched else None
+    results = run_data_size(
+        config, out=args.out, device=args.device, progress=not args.quiet, trainer=trainer
+    )
     print(f"done: {len(results)} results; learning curves in {args.out}/curves.json")
     summary = read_curves(args.out)
     if summary:
@@ -309,7 +312,10 @@ def _cmd_controls(args) -> int:
         "rois": tuple(_names(args.rois, "--rois")) if args.rois else None,
     }
     config = ControlConfig.for_profile(args.profile, **changes)
-    table = run_controls(config, out=args.out, device=args.device, progress=not args.quiet)
+    trainer = train_in_groups if args.batched else None
+    table = run_controls(
+        config, out=args.out, device=args.device, progress=not args.quiet, trainer=trainer
+    )
     print(table.summary())
     print(markdown(table))
     print(f"written: {args.out}/controls_{args.ground_truth}_{args.profile}.json")

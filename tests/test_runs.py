@@ -222,6 +222,11 @@ def test_controls_command_runs_the_experiment_and_prints_its_table(monkeypatch, 
     printed = capsys.readouterr().out
     assert "| V1 |" in printed and "wins in" in printed
     assert cli.main(["controls", "--ground-truth", "gabor", "--seeds", "0"]) == 2
+    trainers = []
+    monkeypatch.setattr(cli, "run_controls", lambda c, **kw: trainers.append(kw) or committed)
+    assert cli.main(["controls", "--ground-truth", "gabor", "--quiet", "--batched"]) == 0
+    assert cli.main(["controls", "--ground-truth", "gabor", "--quiet"]) == 0
+    assert [kw["trainer"] for kw in trainers] == [runs.train_in_groups, None]
 
 
 def test_committed_files_are_named_by_the_key_their_meta_records():
