@@ -47,7 +47,7 @@ from .results import (
     result_path,
     save_result,
 )
-from .storage import atomic_write
+from .storage import atomic_write, remove_stale_parts
 from .tables import seed_rows, write_figures, write_tables
 
 DEFAULT_SEEDS = {"quick": 3, "full": 5}
@@ -234,14 +234,9 @@ def _weights_expectation(model: str, cnn_weights) -> dict:
 
 
 def _clean_partial_files(out: Path, prefix: str) -> int:
-    """Delete temp files a killed run left (``.<prefix>*.part``); other runs' files are left alone.
-    Returns how many."""
-    n = 0
-    for folder in ("results", "ensembles"):
-        for part in (out / folder).glob(f".{prefix}*.part"):
-            part.unlink(missing_ok=True)
-            n += 1
-    return n
+    """Delete temp files a killed run left (``.<prefix>*.part``, untouched for an hour:
+    ``storage.remove_stale_parts``); a run in progress keeps its own. Returns how many."""
+    return sum(remove_stale_parts(out / folder, prefix) for folder in ("results", "ensembles"))
 
 
 # --------------------------------------------------------------------------- the run
@@ -341,6 +336,17 @@ def _write_ensembles(job: _Job, by_model: dict) -> list:
         if len(runs) < 2:
             continue
         seeds = [r.info["seed"] for r in runs]
+        path = ensemble_path(
+            job.out, job.data.name, job.profile, job.data.subject, roi, model, seeds, job.data_seed
+        )
+        expect = {"seeds": seeds, "dataset_fingerprint": dataset_fingerprint(job.data, roi)}
+        try:  # an ensemble already on disk is kept (files are only ever added)
+            written.append(load_result(path, expect))
+            continue
+        except FileNotFoundError:
+            pass
+        except CorruptResultError as err:
+            job.log(f"ensemble file {err}; recomputing it")
         mean = np.mean([_standardized(r.predictions) for r in runs], axis=0)
         res = score(
             mean,
@@ -348,9 +354,6 @@ def _write_ensembles(job: _Job, by_model: dict) -> list:
             roi,
             model,
             info={"ensemble_of": f"{len(runs)} model seeds: predictions averaged"},
-        )
-        path = ensemble_path(
-            job.out, job.data.name, job.profile, job.data.subject, roi, model, seeds, job.data_seed
         )
         save_result(
             res,

@@ -36,7 +36,7 @@ import numpy as np
 from .ablations import VARIANTS
 from .data.dataset import DEFAULT_ROIS
 from .evaluation import EncodingResult
-from .storage import CorruptFileError, atomic_write, read_npz
+from .storage import CorruptFileError, atomic_write, check_name, read_npz
 
 RESULTS_FORMAT = 2
 """2: data seed and seed sets recorded. Files of format 1 (no data seed) are still read."""
@@ -47,6 +47,11 @@ _ARRAY_DTYPES = {
     "oracle_ceiling": np.float32,
     "predictions": np.float32,
 }
+
+
+class OtherInputsError(ValueError):
+    """A results file that verifies but holds the result of other inputs than a run's (another
+    dataset of the same name, other CNN weights...): never overwritten, the run is refused."""
 
 
 class CorruptResultError(CorruptFileError):
@@ -85,7 +90,10 @@ def result_path(
     seed: int,
     data_seed: int | None = None,
 ) -> Path:
-    """Where the results file of one model seed lives under ``out``."""
+    """Where the results file of one model seed lives under ``out`` (names checked:
+    ``storage.check_name``)."""
+    for what, name in (("dataset", dataset), ("ROI", roi), ("model", model)):
+        check_name(name, f"the {what} name")
     stem = f"{dataset_tag(dataset, data_seed)}_{profile}_sub{subject}_{roi}_{model}_seed{seed}"
     return Path(out) / "results" / f"{stem}.npz"
 
@@ -102,6 +110,8 @@ def ensemble_path(
 ) -> Path:
     """Where the seed ensemble (predictions averaged over ``seeds``) of one model lives under
     ``out``."""
+    for what, name in (("dataset", dataset), ("ROI", roi), ("model", model)):
+        check_name(name, f"the {what} name")
     tag = dataset_tag(dataset, data_seed)
     stem = f"{tag}_{profile}_sub{subject}_{roi}_{model}_seeds{seeds_label(seeds)}"
     return Path(out) / "ensembles" / f"{stem}.npz"
@@ -210,11 +220,22 @@ def _meta_of(path: Path, headers: dict, read) -> dict:
     for key, kind in _META_FIELDS.items():
         if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
             raise CorruptResultError(f"{path.name}: metadata field {key!r} is {meta.get(key)!r}")
+        if kind is str and not _safe(meta[key]):  # names become parts of paths (figures)
+            raise CorruptResultError(
+                f"{path.name}: its {key} {meta[key]!r} cannot be part of a file name"
+            )
     if not isinstance(meta.get("arrays"), dict) or not all(
         isinstance(v, dict) for v in meta["arrays"].values()
     ):
         raise CorruptResultError(f"{path.name}: metadata lists no arrays")
     return meta
+
+
+def _safe(name: str) -> bool:
+    try:
+        return check_name(name) == name
+    except ValueError:
+        return False
 
 
 def _read(path: Path):
@@ -323,9 +344,13 @@ def load_result(path, expect: dict | None = None) -> EncodingResult:
     path = Path(path)
     meta, data = _read(path)
     _check_arrays(path, meta, data)
-    for key, value in (expect or {}).items():
-        if meta.get(key) != value:
-            raise CorruptResultError(f"{path.name}: {key} is {meta.get(key)!r}, expected {value!r}")
+    differ = {k: (meta.get(k), v) for k, v in (expect or {}).items() if meta.get(k) != v}
+    if differ:
+        raise OtherInputsError(
+            f"{path} holds a result of other inputs than this run's ("
+            + "; ".join(f"{k}: {a!r} in the file, {b!r} now" for k, (a, b) in differ.items())
+            + "): refusing to overwrite it. Use another --out, or give the dataset another name"
+        )
     info = dict(meta.get("info") or {})
     info.update({k[len("info.") :]: v for k, v in data.items() if k.startswith("info.")})
     info.update(
@@ -381,15 +406,36 @@ def collect_results(out, folder: str = "results") -> list:
     """Every valid file under ``out/<folder>`` (``"results"``: one per seed, ``"ensembles"``),
     sorted by :func:`result_key`.
 
-    Corrupt files are skipped with a warning.
+    Corrupt files are skipped with a warning, and so are files whose name is not the one their
+    metadata gives (a copy such as ``X_seed0 (copy).npz``, or a file renamed to another seed): a
+    copied file is never counted as another seed.
     """
     results = []
     for path in sorted((Path(out) / folder).glob("*.npz")):
         try:
-            results.append(load_result(path))
+            res = load_result(path)
         except CorruptResultError as err:
             warnings.warn(f"skipping corrupt results file: {err}", stacklevel=2)
+            continue
+        name = _file_name(Path(out), folder, res)
+        if name != path.name:
+            warnings.warn(
+                f"skipping {path}: its name does not match its contents, which belong in {name} "
+                "(a copied or renamed file is not another seed)",
+                stacklevel=2,
+            )
+            continue
+        results.append(res)
     return sorted(results, key=result_key)
+
+
+def _file_name(out: Path, folder: str, res: EncodingResult) -> str:
+    """The file name the metadata of a result (read back) gives it in ``folder``."""
+    where = (res.dataset, res.info.get("profile"), res.subject, res.roi, res.model)
+    data_seed = res.info.get("data_seed")
+    if folder == "ensembles":
+        return ensemble_path(out, *where, res.info.get("seeds") or [], data_seed).name
+    return result_path(out, *where, res.info.get("seed"), data_seed).name
 
 
 def group_by_model(results) -> dict:

@@ -26,7 +26,7 @@ from . import plots
 from .comparisons import load_comparisons
 from .evaluation import TOP_N, Comparison, summary_table
 from .results import collect_results, group_by_model, jsonable, result_key, seeds_label
-from .storage import atomic_write
+from .storage import atomic_write, check_inside
 
 TOP = f"top{TOP_N}_mean_r"
 STAT_COLUMNS = ["median_r", TOP, "mean_r", "n_significant", "frac_ceiling", "frac_oracle_ceiling"]
@@ -633,6 +633,7 @@ def write_figures(rows, out, comparisons=()) -> list:
     _find_browser()
     notes, png_ok = [], True
     for stem, fig in _figures(rows, comparisons).items():
+        check_inside(figdir / f"{stem}.png", figdir)  # names come from files: never outside
         with atomic_write(figdir / f"{stem}.html") as tmp:
             fig.write_html(tmp, include_plotlyjs="cdn")
         notes.append(f"wrote {figdir / (stem + '.html')}")
