@@ -17,6 +17,7 @@ from dataclasses import replace
 import numpy as np
 
 from .data.calibration import SimulationConfig
+from .data_size import DataSizeConfig
 from .training import ETECRMConfig, fit_etecrm
 
 CHAPTER_WORK = {
@@ -25,13 +26,23 @@ CHAPTER_WORK = {
     "06_weighted_correlation_loss": [(9, "V1", 1.0)],  # 3 variants x 3 seeds
     "07_noise_regularization": [(6, "V1", 1.0)],  # 2 variants x 3 seeds
     "08_comparison": [(8, "V1", 1.0), (8, "V4", 1.0)],  # 4 ETECRM variants x 2 seeds, 2 ROIs
-    "09_data_size": [(3 * 5, "V1", sum((250, 500, 1000, 1750, 3500, 7000)) / 1750)],
+    "09_data_size": [],  # from DataSizeConfig: see chapter_work
     "10_exercises": [(2, "V1", 1.0)],  # with and without noise
 }
 """The ETECRM trainings each chapter runs: ``[(trainings, ROI, images relative to the profile's
-training images), ...]``. Chapter 9 trains on six subset sizes (250 to 7,000 images), five ROIs
-and three seeds on the full profile (counted here as V1-sized). Chapters 1-3 train no ETECRM.
+training images), ...]``. Chapter 9's come from its ``DataSizeConfig`` (:func:`chapter_work`).
+Chapters 1-3 train no ETECRM.
 The image counts and voxels come from the simulated subject (``SimulationConfig.for_profile``)."""
+
+
+def chapter_work(chapter: str, profile: str) -> list:
+    """:data:`CHAPTER_WORK` of ``chapter``; for chapter 9, one training per ROI, seed and subset
+    size of ``DataSizeConfig.for_profile(profile)`` (counted as V1-sized)."""
+    if chapter == "09_data_size":
+        config = DataSizeConfig.for_profile(profile)
+        n_train = SimulationConfig.for_profile(profile).n_train
+        return [(len(config.rois) * config.seeds, "V1", sum(config.sizes) / n_train)]
+    return CHAPTER_WORK.get(chapter, [])
 
 
 def seconds_per_epoch(
@@ -56,7 +67,7 @@ def chapter_estimate(chapter: str, profile: str, precision: str = "auto", device
     ``minutes`` is 0 for a chapter that trains no ETECRM.
     """
     started = time.perf_counter()
-    work = CHAPTER_WORK.get(chapter, [])
+    work = chapter_work(chapter, profile)
     if not work:
         return {"minutes": 0.0, "precision": "", "epoch_seconds": 0.0, "trainings": 0}
     voxels = SimulationConfig.for_profile(profile).voxels  # the simulated subject's ROIs

@@ -1,11 +1,13 @@
-"""Automatic checks for the course exercises (book chapter 10, ``book/10_exercises.ipynb``).
+"""Automatic checks for the course exercises (``book/10_exercises.ipynb``, for chapters 1-9).
 
 Each ``check_*`` function takes the student's function (or result), calls it on fresh random inputs
 (several shapes, edge cases included) and compares the answer with a reference computed on the
 fly by a small formula written here, independently of the library code the student is rewriting
 (ridge: scikit-learn). No reference value is stored. A correct answer prints a short confirmation
 (and returns None, so a notebook cell shows only that line); a wrong one raises
-:class:`ExerciseError` saying what was expected, what came back and a hint.
+:class:`ExerciseError` saying what was expected, what came back and a hint. ``EXERCISES`` maps the
+name of each function a student writes to its check (``etecrm_lib.course.grade_folder`` runs them
+on submitted notebooks).
 
 >>> from etecrm_lib.exercises import check_pearson_r
 >>> check_pearson_r(my_pearson_r)
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .evaluation import Comparison, paired_bootstrap, verdict
+from .evaluation import Comparison, EncodingResult, paired_bootstrap, verdict
 
 
 class ExerciseError(AssertionError):
@@ -103,13 +105,48 @@ def etecrm_loss_reference(predictions, responses):
     return -(r**3).mean() + 1e-4 * predictions.mean()
 
 
+def layer_choice_reference(val_r, test_r) -> np.ndarray:
+    """Per voxel, the test r of the layer of highest validation r: ``(L, V), (L, V) -> (V,)``."""
+    val_r, test_r = np.asarray(val_r, np.float64), np.asarray(test_r, np.float64)
+    return test_r[np.argmax(val_r, axis=0), np.arange(val_r.shape[1])]
+
+
+def parameter_count_reference(image_size: int, n_voxels: int, channels: int, n_layers: int) -> int:
+    """Trainable numbers of the released network: conv layers (3x3, stride 2, padding 1, with
+    biases) on a one-channel image, then a read-out with one weight per feature and voxel, plus a
+    bias per voxel.
+    """
+    total, c_in, side = 0, 1, image_size
+    for _ in range(n_layers):
+        total += c_in * channels * 3 * 3 + channels
+        side = (side + 2 * 1 - 3) // 2 + 1  # output side of a convolution
+        c_in = channels
+    return total + c_in * side * side * n_voxels + n_voxels
+
+
+def pull_reference(r) -> np.ndarray:
+    """``-d/dr_v`` of ``-mean_v(r_v ** 3)``: ``3 r_v ** 2 / V``, ``(V,) -> (V,)``."""
+    r = np.asarray(r, np.float64)
+    return 3 * r**2 / r.size
+
+
+def first_size_ahead_reference(sizes, r_a, r_b):
+    """The smallest size from which ``r_a > r_b`` at it and every larger size, else None."""
+    first = None
+    for size, a, b in reversed(list(zip(sizes, r_a, r_b))):
+        if not a > b:
+            break
+        first = int(size)
+    return first
+
+
 def top_k_mean_reference(select_r, report_r, k: int) -> float:
     """Mean of ``report_r`` over the ``k`` voxels with the highest ``select_r``."""
     order = np.argsort(-np.asarray(select_r, np.float64), kind="stable")[:k]
     return float(np.mean(np.asarray(report_r, np.float64)[order]))
 
 
-# --------------------------------------------------------------------------- exercise 1
+# --------------------------------------------------------------------------- chapter 1
 def check_pearson_r(student_fn, seed: int = 0) -> None:
     """Exercise: ``pearson_r(predictions (N, V), responses (N, V)) -> r (V,)``, per-voxel Pearson r.
 
@@ -137,7 +174,7 @@ def check_pearson_r(student_fn, seed: int = 0) -> None:
     return _passed("pearson_r", len(cases))
 
 
-# --------------------------------------------------------------------------- exercise 2
+# --------------------------------------------------------------------------- chapter 1 (second)
 def check_noise_ceiling(student_fn, seed: int = 0) -> None:
     """Exercise: ``noise_ceiling(repeats (R, N, V)) -> ceiling (V,)``.
 
@@ -168,7 +205,7 @@ def check_noise_ceiling(student_fn, seed: int = 0) -> None:
     return _passed("noise_ceiling", len(cases))
 
 
-# --------------------------------------------------------------------------- exercise 3
+# --------------------------------------------------------------------------- chapter 2
 def check_ridge_one_voxel(student_fn, seed: int = 0) -> None:
     """Exercise: ``ridge_one_voxel(features (N, F), responses (N,), alpha) -> weights (F,)``, no
     intercept.
@@ -195,7 +232,77 @@ def check_ridge_one_voxel(student_fn, seed: int = 0) -> None:
     return _passed("ridge_one_voxel", len(cases))
 
 
-# --------------------------------------------------------------------------- exercise 4
+# --------------------------------------------------------------------------- chapter 3
+def check_layer_choice(student_fn, seed: int = 0) -> None:
+    """Exercise: ``layer_choice(val_r (L, V), test_r (L, V)) -> (V,)``: per voxel, the test r of the
+    layer (or feature set) with the highest validation r.
+
+    Cases: several layers, one layer, one voxel, and test r that disagree with validation r (picking
+    by test r is caught).
+    """
+    rng = np.random.default_rng(seed)
+    cases = [
+        rng.normal(size=(2, n_layers, v)) for n_layers, v in [(5, 30), (1, 8), (4, 1), (8, 200)]
+    ]
+    hint = (
+        "Validation r decides which layer each voxel uses (the test images are only for "
+        "reporting); then read that layer's test r, one number per voxel."
+    )
+    for k, (val_r, test_r) in enumerate(cases):
+        compare(
+            student_fn(val_r, test_r),
+            layer_choice_reference(val_r, test_r),
+            f"layer_choice, case {k + 1} (L={val_r.shape[0]}, V={val_r.shape[1]})",
+            hint=hint,
+        )
+    return _passed("layer_choice", len(cases))
+
+
+# --------------------------------------------------------------------------- chapter 4
+def check_parameter_count(student_fn) -> None:
+    """Exercise: ``parameter_count(image_size, n_voxels, channels, n_layers) -> int``: the trainable
+    numbers of the released network (see :func:`parameter_count_reference`).
+
+    Cases: the released design (128 px, 128 channels, 3 layers), the quick profile, small networks.
+    """
+    cases = [(128, 1331, 128, 3), (64, 120, 128, 3), (32, 7, 16, 2), (16, 1, 4, 1), (96, 50, 8, 3)]
+    hint = (
+        "Count layer by layer: a convolution has one 3x3 kernel per (input channel, output "
+        "channel) pair plus one bias per output channel; each layer halves the image side; the "
+        "read-out has one weight per (feature, voxel) pair plus one bias per voxel."
+    )
+    for k, args in enumerate(cases):
+        got = student_fn(*args)
+        expected = parameter_count_reference(*args)
+        if got is None or int(got) != expected:
+            raise ExerciseError(
+                f"parameter_count, case {k + 1} (image_size, n_voxels, channels, n_layers = "
+                f"{args}): expected {expected:,}, got {got}. {hint}"
+            )
+    return _passed("parameter_count", len(cases))
+
+
+# --------------------------------------------------------------------------- chapter 5
+def check_voxel_pull(student_fn, seed: int = 0) -> None:
+    """Exercise: ``voxel_pull(r (V,)) -> (V,)``: how hard each voxel pulls on the network, the
+    derivative ``-dL/dr_v`` of the loss ``L = -mean_v(r_v ** 3)``.
+
+    Cases: random r of both signs, one voxel, r = 0 (no pull at all).
+    """
+    rng = np.random.default_rng(seed)
+    cases = [rng.uniform(-1, 1, size=v) for v in (10, 1, 300)] + [np.array([0.8, 0.3, 0.0, -0.5])]
+    for k, r in enumerate(cases):
+        compare(
+            student_fn(r.copy()),
+            pull_reference(r),
+            f"voxel_pull, case {k + 1} (V={r.size})",
+            hint="Differentiate the loss with respect to each r_v (by hand or with "
+            "torch.autograd); mind the mean over the V voxels and the minus sign.",
+        )
+    return _passed("voxel_pull", len(cases))
+
+
+# --------------------------------------------------------------------------- chapter 6
 def check_weighted_correlation_loss(student_fn, seed: int = 0) -> None:
     """Exercise: ETECRM's loss ``weighted_correlation_loss(predictions (B, V), responses (B, V))``
     in torch.
@@ -216,10 +323,9 @@ def check_weighted_correlation_loss(student_fn, seed: int = 0) -> None:
     cases.append((torch.cat([-x[:, :1], x[:, 1:]], dim=1), y))  # first voxel anticorrelated
     cases.append((x + 50.0, y))  # large predictions: 1e-4 * mean = 0.005
     hint = (
-        "Per voxel: centre prediction and response over the batch (dim=0), r_v = "
-        "covariance / product of "
-        "norms; then loss = -(r ** 3).mean() + 1e-4 * predictions.mean(). Use torch "
-        "operations only."
+        "Per voxel, r_v is your exercise 1 (pearson_r) over the batch, written with torch "
+        "operations (dim=0); then the formula of the exercise. Use torch operations only, so that "
+        "the gradient reaches the predictions."
     )
     for k, (x, y) in enumerate(cases):
         x = x.clone().requires_grad_(True)
@@ -259,7 +365,7 @@ def check_weighted_correlation_loss(student_fn, seed: int = 0) -> None:
     return _passed("weighted_correlation_loss (value and gradient)", len(cases))
 
 
-# --------------------------------------------------------------------------- exercise 5
+# --------------------------------------------------------------------------- chapter 7
 def check_add_prediction_noise(student_fn, seed: int = 0) -> None:
     """Exercise: ``add_prediction_noise(predictions (B, V), training: bool, noise_std=1.0) -> (B,
     V)`` in torch.
@@ -322,7 +428,7 @@ def check_add_prediction_noise(student_fn, seed: int = 0) -> None:
     return _passed("add_prediction_noise", 6)
 
 
-# --------------------------------------------------------------------------- exercise 6
+# --------------------------------------------------------------------------- chapter 7 (second)
 def check_verdict(student_fn) -> None:
     """Exercise: ``verdict(comparison) -> "better" | "worse" | "no reliable difference"``.
 
@@ -393,7 +499,24 @@ def check_ablation_comparison(
     return _passed("the ablation comparison", 3)
 
 
-# --------------------------------------------------------------------------- exercise 7
+def check_compare_ablation(student_fn, seed: int = 0) -> None:
+    """Exercise: ``compare_ablation(full, ablated, responses, seed=0) -> Comparison``, checked on
+    two made-up results (no training): the full model first, the median r's paired bootstrap.
+    """
+    rng = np.random.default_rng(seed)
+    y = rng.normal(size=(40, 30))
+    full, ablated = (
+        EncodingResult(
+            name, "V1", "sim", 1, np.zeros(30), predictions=y + s * rng.normal(size=y.shape)
+        )
+        for name, s in (("etecrm", 1.0), ("etecrm_no_noise", 2.0))
+    )
+    return check_ablation_comparison(
+        student_fn(full, ablated, y, seed=seed), full, ablated, y, seed=seed
+    )
+
+
+# --------------------------------------------------------------------------- chapter 8
 def check_top_k_mean_r(student_fn, seed: int = 0) -> None:
     """Exercise: ``top_k_mean_r(select_r (V,), report_r (V,), k) -> float``.
 
@@ -418,12 +541,48 @@ def check_top_k_mean_r(student_fn, seed: int = 0) -> None:
     return _passed("top_k_mean_r", len(cases))
 
 
+# --------------------------------------------------------------------------- chapter 9
+def check_first_size_ahead(student_fn) -> None:
+    """Exercise: ``first_size_ahead(sizes, r_a, r_b) -> int | None``: the smallest training-set size
+    from which model A's accuracy is above B's at that size and at every larger one; None when A is
+    not ahead at the largest size.
+
+    Cases: one crossing, A ahead everywhere, never ahead, crossing back and forth, a tie.
+    """
+    sizes = [100, 200, 400, 800, 1600]
+    b = [0.30, 0.32, 0.34, 0.35, 0.36]
+    cases = [
+        [0.20, 0.28, 0.35, 0.40, 0.45],  # crosses between 200 and 400
+        [0.40, 0.42, 0.44, 0.46, 0.48],  # ahead everywhere
+        [0.10, 0.12, 0.14, 0.16, 0.18],  # never ahead
+        [0.35, 0.30, 0.36, 0.34, 0.40],  # back and forth: only the last crossing counts
+        [0.20, 0.28, 0.34, 0.40, 0.45],  # a tie at 400 is not ahead
+    ]
+    hint = (
+        "Walk from the largest size down while A is strictly ahead; the last size you pass is the "
+        "answer (None if A is not ahead at the largest size)."
+    )
+    for k, a in enumerate(cases):
+        got, expected = student_fn(sizes, a, b), first_size_ahead_reference(sizes, a, b)
+        if got != expected:
+            raise ExerciseError(
+                f"first_size_ahead, case {k + 1}: sizes {sizes}, r_a {a}, r_b {b}: "
+                f"expected {expected}, got {got}. {hint}"
+            )
+    return _passed("first_size_ahead", len(cases))
+
+
 EXERCISES = {
     "pearson_r": check_pearson_r,
     "noise_ceiling": check_noise_ceiling,
     "ridge_one_voxel": check_ridge_one_voxel,
+    "layer_choice": check_layer_choice,
+    "parameter_count": check_parameter_count,
+    "voxel_pull": check_voxel_pull,
     "weighted_correlation_loss": check_weighted_correlation_loss,
     "add_prediction_noise": check_add_prediction_noise,
     "verdict": check_verdict,
+    "compare_ablation": check_compare_ablation,
     "top_k_mean_r": check_top_k_mean_r,
+    "first_size_ahead": check_first_size_ahead,
 }

@@ -152,8 +152,9 @@ def write_notebook(path, cells: list) -> Path:
 
 
 def refresh_setup_cells(root) -> list:
-    """Rewrite the set-up cell (the second cell) of every chapter ``_toc.yml`` lists under ``root``
-    to :func:`setup_cell_source`, leaving every other cell as it is. Returns the paths changed."""
+    """Rewrite the set-up cell (the second cell, or the third after a course guide) of every chapter
+    ``_toc.yml`` lists under ``root`` to :func:`setup_cell_source`, leaving every other cell as it
+    is. Returns the paths changed."""
     import nbformat
 
     changed = []
@@ -162,8 +163,9 @@ def refresh_setup_cells(root) -> list:
         if path.suffix != ".ipynb":
             continue
         nb = nbformat.read(path, as_version=4)
-        if nb.cells[1].source != setup_cell_source(path.name):
-            nb.cells[1].source = setup_cell_source(path.name)
+        setup = 2 if nb.cells[1].get("id") == "course-guide" else 1  # after a course guide
+        if nb.cells[setup].source != setup_cell_source(path.name):
+            nb.cells[setup].source = setup_cell_source(path.name)
             with atomic_write(path) as tmp:
                 tmp.write_text(nbformat.writes(nb) + "\n", encoding="utf-8")
             changed.append(path)

@@ -571,6 +571,22 @@ def seed_bars(rows, statistic: str = "median_r"):
     return fig
 
 
+def png_failure_note(err: Exception) -> str:
+    """What to do when a PNG could not be written: install kaleido, or give it a browser."""
+    import importlib.util
+
+    if importlib.util.find_spec("kaleido") is None:
+        return (
+            "PNG export needs the kaleido package (pip install kaleido, or the library's [book] "
+            "extra); the HTML figures were written."
+        )
+    first_line = str(err).splitlines()[0] if str(err) else ""
+    return (
+        f"PNG export failed ({type(err).__name__}: {first_line}); the HTML figures were written. "
+        "kaleido needs Chrome or Chromium: apt-get install chromium, or set BROWSER_PATH."
+    )
+
+
 def _find_browser() -> None:
     """Point kaleido (plotly's PNG export) at Debian's Chromium if no browser was configured."""
     if not os.environ.get("BROWSER_PATH"):
@@ -646,10 +662,5 @@ def write_figures(rows, out, comparisons=()) -> list:
                 Exception
             ) as err:  # kaleido needs Chrome/Chromium; a missing browser must not end the run
                 png_ok = False
-                first_line = str(err).splitlines()[0] if str(err) else ""
-                notes.append(
-                    f"PNG export failed ({type(err).__name__}: {first_line}); the HTML "
-                    "figures were written. "
-                    "For PNGs install Chromium (apt-get install chromium) or set BROWSER_PATH"
-                )
+                notes.append(png_failure_note(err))
     return notes

@@ -244,7 +244,7 @@ def test_make_student_notebooks(tmp_path):
     )
     assert len(student.cells) == len(teacher_cells)
     solutions = solution_cells(instructor)
-    assert len(solutions) >= 7
+    assert len(solutions) >= 11
     assert {name for cell in solutions for name in defined_functions(cell.source)} >= set(
         exercises.EXERCISES
     )
@@ -308,7 +308,7 @@ def test_every_exercise_has_objectives_time_and_hints_up_front():
         for c in nb.cells
         if c.cell_type == "markdown" and c.source.startswith("## Exercise")
     ]
-    assert len(exercises_md) == len(exercises.EXERCISES) == 7
+    assert len(exercises_md) == 11 and len(exercises.EXERCISES) == 12  # exercise 9: two functions
     for text in exercises_md:
         title = text.splitlines()[0]
         assert "**You will learn**" in text, f"{title}: no learning objective"
@@ -328,3 +328,79 @@ def test_placeholder_for_cell_without_function_and_notebook_without_solutions():
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
     with pytest.raises(ValueError, match="no code cell tagged 'solution'"):
         tool.make_student_notebook(nb)
+
+
+def test_wrong_layer_choice_is_caught():
+    with pytest.raises(ExerciseError, match="Validation r decides"):  # chosen on test r
+        exercises.check_layer_choice(lambda val_r, test_r: test_r.max(axis=0))
+    with pytest.raises(ExerciseError, match="shape"):  # the layer index, not its test r
+        exercises.check_layer_choice(lambda val_r, test_r: np.argmax(val_r, axis=0)[None])
+
+
+def test_parameter_count_reference_matches_the_library_network():
+    from etecrm_lib.models import ETECRMNet
+
+    for size, voxels, channels, layers in [(64, 120, 128, 3), (32, 7, 16, 2), (16, 3, 4, 1)]:
+        net = ETECRMNet(n_voxels=voxels, image_size=size, channels=channels, n_layers=layers)
+        expected = exercises.parameter_count_reference(size, voxels, channels, layers)
+        assert sum(p.numel() for p in net.parameters()) == expected
+
+
+def test_wrong_parameter_count_is_caught():
+    def no_biases(size, voxels, channels, layers):
+        c_in, total = 1, 0
+        for _ in range(layers):
+            total, c_in, size = total + c_in * channels * 9, channels, size // 2
+        return total + c_in * size * size * voxels
+
+    def no_stride(size, voxels, channels, layers):  # the side never shrinks
+        c_in, total = 1, 0
+        for _ in range(layers):
+            total, c_in = total + c_in * channels * 9 + channels, channels
+        return total + c_in * size * size * voxels + voxels
+
+    for wrong in (no_biases, no_stride):
+        with pytest.raises(ExerciseError, match="expected"):
+            exercises.check_parameter_count(wrong)
+
+
+def test_voxel_pull_reference_is_autograd_and_wrong_pulls_are_caught():
+    r = torch.tensor([0.8, -0.3, 0.02, 0.5], dtype=torch.float64, requires_grad=True)
+    (-(r**3).mean()).backward()
+    np.testing.assert_allclose(exercises.pull_reference(r.detach().numpy()), -r.grad.numpy())
+    for wrong in (lambda r: 3 * r**2, lambda r: 3 * r / r.size, lambda r: -3 * r**2 / r.size):
+        with pytest.raises(ExerciseError, match="wrong"):
+            exercises.check_voxel_pull(wrong)
+
+
+def test_wrong_first_size_ahead_is_caught():
+    def first_crossing(sizes, a, b):  # the first size where A is ahead, even if it falls back
+        return next((s for s, x, y in zip(sizes, a, b) if x > y), None)
+
+    def ties_count(sizes, a, b):
+        first = None
+        for s, x, y in reversed(list(zip(sizes, a, b))):
+            if x < y:
+                break
+            first = s
+        return first
+
+    for wrong in (first_crossing, ties_count):
+        with pytest.raises(ExerciseError, match="expected"):
+            exercises.check_first_size_ahead(wrong)
+    assert exercises.first_size_ahead_reference([1, 2, 3], [0, 1, 2], [1, 1, 1]) == 3
+
+
+def test_wrong_compare_ablation_is_caught():
+    from etecrm_lib.evaluation import paired_bootstrap
+
+    def reversed_order(full, ablated, y, seed=0):
+        return paired_bootstrap(ablated, full, y, "median_r", n_bootstrap=1000, seed=seed)
+
+    def other_statistic(full, ablated, y, seed=0):
+        return paired_bootstrap(full, ablated, y, "mean_r", n_bootstrap=1000, seed=seed)
+
+    with pytest.raises(ExerciseError, match="full model first"):
+        exercises.check_compare_ablation(reversed_order)
+    with pytest.raises(ExerciseError, match="median r"):
+        exercises.check_compare_ablation(other_statistic)

@@ -107,3 +107,25 @@ def test_load_dataset_dispatches_to_miyawaki_with_the_profile_image_size(miyawak
     ds = load_dataset("miyawaki", root=root, profile="quick", rois=("V1",))
     assert ds.name == "miyawaki" and ds.image_size == 60 and ds.rois == ["V1"]
     assert load_dataset("miyawaki", root=root, rois=("V1",)).image_size == 100
+
+
+def test_the_cache_is_the_default_folder_and_offline_is_one_sentence(monkeypatch, tmp_path):
+    import nilearn.datasets
+    import requests
+
+    from etecrm_lib.data.download import DownloadError
+
+    asked = []
+
+    def offline(data_dir=None, verbose=0):
+        asked.append(data_dir)
+        raise requests.ConnectionError("Max retries exceeded with url: ... (a long urllib3 story)")
+
+    monkeypatch.setattr(nilearn.datasets, "fetch_miyawaki2008", offline)
+    monkeypatch.setenv("ETECRM_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(DownloadError) as caught:
+        load_miyawaki()
+    assert asked == [str(tmp_path / "cache")]
+    message = str(caught.value)
+    assert "connect to the internet" in message and "ConnectionError" in message
+    assert "\n" not in message and "urllib3" not in message and caught.value.__cause__ is None

@@ -6,7 +6,10 @@ student copy:
 - every code cell tagged ``solution`` keeps its function signatures and docstrings, with each body
   replaced by ``raise NotImplementedError(...)``; a solution cell that defines no function becomes a
   single ``raise NotImplementedError(...)``;
-- cells tagged ``instructor`` (notes for teachers) are left out;
+- cells tagged ``instructor`` (notes for teachers, model answers to the discussion questions) are
+  left out;
+- answer cells and check cells (tagged ``check``) carry nbgrader metadata (``solution`` and a
+  one-point ``grade``), so the student notebook can also go through nbgrader;
 - the title's Colab badge opens the student notebook (``students/<name>``), not the instructor's;
 - all other cells are copied as they are, without outputs.
 
@@ -37,6 +40,7 @@ INSTRUCTOR_NOTEBOOKS = [ROOT / "book" / "10_exercises.ipynb"]
 DEFAULT_OUT = ROOT / "students"
 SOLUTION_TAG = "solution"
 INSTRUCTOR_TAG = "instructor"
+CHECK_TAG = "check"
 STUDENT_NOTE = (
     "\n\n*Student edition: the solutions were removed. Write your own in the cells that raise "
     "`NotImplementedError`, then run the check below each one.*\n"
@@ -78,6 +82,19 @@ def placeholder_source(source: str, exercise: int) -> str:
     return "\n\n\n".join(parts) + "\n"
 
 
+def nbgrader_metadata(kind: str, grade_id: str) -> dict:
+    """nbgrader's cell metadata (schema 3) for an "answer" cell or a one-point "check" cell."""
+    return {
+        "grade": kind == "check",
+        "grade_id": grade_id,
+        "locked": kind == "check",
+        "schema_version": 3,
+        "solution": kind == "answer",
+        "task": False,
+        **({"points": 1} if kind == "check" else {}),
+    }
+
+
 def make_student_notebook(nb, name: str | None = None):
     """A copy of the notebook ``nb`` (nbformat NotebookNode) with its solution cells replaced.
 
@@ -97,6 +114,9 @@ def make_student_notebook(nb, name: str | None = None):
             cell.metadata["tags"] = [t for t in tags if t not in (SOLUTION_TAG, "hide-input")] + [
                 "answer"
             ]
+            cell.metadata["nbgrader"] = nbgrader_metadata("answer", f"answer-{exercise}")
+        elif cell.cell_type == "code" and CHECK_TAG in tags:
+            cell.metadata["nbgrader"] = nbgrader_metadata("check", f"check-{exercise}")
     if exercise == 0:
         raise ValueError(
             f"the notebook has no code cell tagged '{SOLUTION_TAG}': nothing to turn into "

@@ -2,7 +2,8 @@
 nilearn.
 
 ``nilearn.datasets.fetch_miyawaki2008`` downloads the data once (about 150 MB, no login) into
-``~/nilearn_data/miyawaki2008`` (or ``data_dir``). One subject saw
+``<cache>/miyawaki2008`` (the library's cache, ``$ETECRM_CACHE`` or ``~/.cache/etecrm``; or
+``data_dir``); offline, one sentence says so. One subject saw
 
 - 20 *random* runs of random 10 x 10 binary patterns (we use them for training), and
 - 12 *figure* runs of a few geometric shapes and letters, each shown many times (the test split).
@@ -44,7 +45,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..storage import cache_dir
 from .dataset import EncodingDataset, Split, VoxelInfo
+from .download import DownloadError
 
 MIYAWAKI_ROIS = {
     "V1": ("V1d", "V1v"),
@@ -70,8 +73,8 @@ def load_miyawaki(
     Parameters
     ----------
     data_dir : path, optional
-        nilearn's data folder (the files go in ``<data_dir>/miyawaki2008``); default: nilearn's
-        (``$NILEARN_DATA`` or ``~/nilearn_data``).
+        nilearn's data folder (the files go in ``<data_dir>/miyawaki2008``); default: the library's
+        cache (``$ETECRM_CACHE`` or ``~/.cache/etecrm``, :func:`storage.cache_dir`).
     rois : sequence of str
         Any of ``"V1", "V2", "V3", "V3A", "V4"``.
     image_size : int
@@ -100,9 +103,14 @@ def load_miyawaki(
         raise ValueError(f"shift must be >= 0 volumes, got {shift}")
     from nilearn.datasets import fetch_miyawaki2008
 
-    bunch = fetch_miyawaki2008(
-        data_dir=None if data_dir is None else str(data_dir), verbose=verbose
-    )
+    folder = Path(data_dir if data_dir is not None else cache_dir()).expanduser()
+    try:
+        bunch = fetch_miyawaki2008(data_dir=str(folder), verbose=verbose)
+    except OSError as err:  # requests' ConnectionError and timeouts are OSErrors too
+        raise DownloadError(
+            f"Could not download Miyawaki et al. 2008 (nilearn, about 150 MB) into {folder} "
+            f"({type(err).__name__}): connect to the internet and try again."
+        ) from None
     figure_runs = list(zip(bunch.func[:12], bunch.label[:12]))
     random_runs = list(zip(bunch.func[12:], bunch.label[12:]))
     masks, affine, volume_shape = _roi_masks(bunch.mask_roi, rois)
