@@ -180,3 +180,21 @@ def test_a_results_folder_only_gains_files_across_reruns(tmp_path_factory, data,
         except ValueError as err:
             assert "refusing to overwrite" in str(err)
         assert _only_added(before, _snapshot(out))
+
+
+def test_datasize_with_another_simulation_seed_never_replaces_a_run(tmp_path):
+    from etecrm_lib import data_size
+
+    config = data_size.DataSizeConfig.for_profile(
+        "quick", sizes=(40, 80), models=("test_proj_ridge",), rois=("V1",), seeds=1, n_bootstrap=100
+    )
+    first, second = tiny_dataset(seed=0), tiny_dataset(seed=1)
+    for ds, seed in ((first, 0), (second, 3)):  # as simulate() marks its datasets
+        ds.info.update(generator_version=1, seed=seed, cache_key=f"simulation {seed}")
+    data_size.run_data_size(config, dataset=first, out=tmp_path, progress=False)
+    before = _snapshot(tmp_path) | {"curves.json": (tmp_path / "curves.json").read_bytes()}
+    with pytest.raises(ValueError, match="refusing to overwrite") as err:
+        data_size.run_data_size(config, dataset=second, out=tmp_path, progress=False)
+    assert "simulation seed 0" in str(err.value) and "simulation seed 3" in str(err.value)
+    after = _snapshot(tmp_path) | {"curves.json": (tmp_path / "curves.json").read_bytes()}
+    assert after == before
