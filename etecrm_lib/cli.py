@@ -27,10 +27,12 @@ import sys
 from . import data as data_module
 from .ablations import DEFAULT_VARIANTS, VARIANTS
 from .data.download import DownloadError
-from .data_size import DataSizeConfig, run_data_size
+from .data_size import DataSizeConfig, crossing_report, read_curves, run_data_size
 from .device import get_device
 from .reproduce import check_settings, is_deterministic, rebuild_outputs, reproduce
 from .results import MAX_SEED, strip_predictions
+from .tables import load_run
+from .verdicts import verdict_table
 
 
 def _names(values, flag: str) -> list | None:
@@ -216,7 +218,24 @@ def _cmd_reproduce(args) -> int:
         progress=not args.quiet,
     )
     print(f"done: {len(results)} results; table in {args.out}/table.md")
+    if results:
+        print_run_summary(args.out, results[0])
     return 0
+
+
+def print_run_summary(out, first) -> None:
+    """The answer on the terminal: median r per ROI and model (mean over seeds), and the verdicts
+    of ETECRM against the two-step baseline chosen on validation data."""
+    info = first.info
+    run = load_run(out, first.dataset, info.get("profile"), first.subject, info.get("data_seed"))
+    table = run.table(("median_r",), numeric=True).reset_index()
+    table = table[~table["model"].str.contains("ensemble")]  # per-seed rows only
+    wide = table.pivot_table(index="model", columns="roi", values="median_r", sort=False)
+    print(f"\nmedian test r, mean over seeds:\n{wide.round(3).to_string()}")
+    baseline = run.comparison_objects("baseline")
+    if baseline:
+        print()
+        print(verdict_table(baseline, run.results, caption="ETECRM against the chosen baseline"))
 
 
 def _cmd_datasize(args) -> int:
@@ -236,6 +255,9 @@ def _cmd_datasize(args) -> int:
     config = DataSizeConfig.for_profile(args.profile, **changes)
     results = run_data_size(config, out=args.out, device=args.device, progress=not args.quiet)
     print(f"done: {len(results)} results; learning curves in {args.out}/curves.json")
+    summary = read_curves(args.out)
+    if summary:
+        print(crossing_report(summary["crossings"]))
     return 0
 
 

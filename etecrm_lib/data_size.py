@@ -403,6 +403,42 @@ def write_curves(results, dataset: EncodingDataset, config: DataSizeConfig, out)
     return path
 
 
+def crossing_sentences(cross_rows, model_a: str = "etecrm") -> list:
+    """One sentence per ROI of :func:`crossings`: where ``model_a`` overtakes, and at which sizes
+    it is reliably ahead or behind (the 95 % interval excludes 0)."""
+    sentences = []
+    for row in cross_rows:
+        diffs = row["differences"]
+        if row["a_ahead_at_all_sizes"]:
+            where = "the difference is above 0 at every size tried (no crossing)"
+        elif row["crossing"] is not None:
+            where = f"the difference first turns positive at about {row['crossing']:.0f} images"
+            if diffs[-1]["difference"] <= 0:
+                where += ", but is negative again at the largest size"
+        else:
+            where = "the difference never turns positive within these sizes"
+        ahead = ", ".join(str(d["n_train"]) for d in diffs if d["ci_low"] > 0) or "no size"
+        behind = ", ".join(str(d["n_train"]) for d in diffs if d["ci_high"] < 0) or "no size"
+        sentences.append(
+            f"{row['roi']}: {where}; {model_a} reliably ahead at {ahead}, reliably behind at "
+            f"{behind}."
+        )
+    return sentences
+
+
+def crossing_report(cross_rows) -> str:
+    """The crossings as plain text for a terminal: a table (ROI, train images, difference, 95 %
+    interval) and :func:`crossing_sentences`."""
+    lines = [f"{'ROI':<5} {'images':>7} {'etecrm - gwp_ridge (median r)':>30}  95 % interval"]
+    for row in cross_rows:
+        for d in row["differences"]:
+            lines.append(
+                f"{row['roi']:<5} {d['n_train']:>7} {d['difference']:>+30.3f}  "
+                f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
+            )
+    return "\n".join(lines + [""] + crossing_sentences(cross_rows))
+
+
 def read_curves(out) -> dict | None:
     """The ``curves.json`` a run wrote under ``out``, or None if there is none (a clear error if it
     is broken)."""

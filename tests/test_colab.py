@@ -216,3 +216,47 @@ def test_a_chapter_runs_on_simulated_colab_and_shows_the_committed_run(tmp_path)
         [python, "-c", check], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
     ).stdout.split()
     assert found[0] == str(content / "etecrm" / "data" / "results") and int(found[1]) > 0
+
+
+# ----------------------------------------------------------------------------- packaging
+def test_environment_yml_lists_every_dependency_of_pyproject():
+    """conda users get what pip users get: the library's, the book's and the tests' packages."""
+    import re
+
+    import yaml
+
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = project["dependencies"] + [
+        r for extra in project["optional-dependencies"].values() for r in extra
+    ]
+
+    def name(requirement: str) -> str:
+        return (
+            re.split(r"[<>=!~\[ ;]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+        )
+
+    conda = yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"]
+    listed = {name(d) for d in conda if isinstance(d, str)}
+    listed |= {name(d) for d in conda if isinstance(d, dict) for d in d["pip"]}
+    missing = sorted({name(r) for r in wanted} - listed)
+    assert not missing, f"environment.yml lacks {missing} (pyproject.toml has them)"
+    assert isinstance(project["license"], str)  # the PEP 639 form, not the deprecated table
+
+
+# ----------------------------------------------------------------------------- the terminal
+def test_reproduce_and_datasize_print_the_answer_on_the_terminal(capsys):
+    """``etecrm reproduce`` ends with median r per ROI and the verdicts; ``datasize`` with its
+    crossing table (here on the committed full run)."""
+    from etecrm_lib.cli import print_run_summary
+    from etecrm_lib.data_size import crossing_report, read_curves
+    from etecrm_lib.tables import load_run
+
+    folder = ROOT / "data" / "results"
+    run = load_run(folder, "sim", "full", 1, 0)
+    print_run_summary(folder, run.results[0])
+    out = capsys.readouterr().out
+    assert "median test r, mean over seeds" in out and "etecrm − gwp_ridge" in out
+    assert all(roi in out for roi in ("V1", "V2", "V3", "V4", "LO")) and "ensemble" not in out
+    report = crossing_report(read_curves(folder / "data_size")["crossings"])
+    assert report.splitlines()[0].startswith("ROI") and "reliably ahead at" in report

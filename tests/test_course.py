@@ -219,3 +219,29 @@ def test_refresh_setup_cells_keeps_the_guide(tmp_path):
     nb = nbformat.read(tmp_path / "book" / "04_end_to_end.ipynb", as_version=4)
     assert nb.cells[1].source == course.guide_source("04_end_to_end")
     assert nb.cells[2].source == notebooks.setup_cell_source("04_end_to_end.ipynb")
+
+
+# --------------------------------------------------------------------------- the payoffs
+@pytest.mark.slow
+def test_exercise_payoffs_show_what_the_text_says(capsys):
+    """The instructor notebook's own cells (all but the ETECRM training of exercise 9), run on the
+    quick profile: the student-built model predicts, honest selection keeps real signal, the pull
+    ratio is computed, and the learning curves cross."""
+    import numpy as np
+
+    nb = nbformat.read(INSTRUCTOR, as_version=4)
+    namespace = {"DATASET": "sim", "PROFILE": "quick", "SEED": 0}
+    code = [c for c in nb.cells if c.cell_type == "code"][2:]  # after set-up and parameters
+    for cell in code:
+        if any(s in cell.source for s in ("run_variants", "= ablation", "comparison_bars")):
+            continue  # exercise 9 trains two networks: the book build runs it
+        exec(compile(cell.source, "<exercise cell>", "exec"), namespace)
+    fits, model = namespace["fits"], namespace["model"]
+    contrast, mean = (float(np.median(fits[k]["test_r"])) for k in ("contrast", "mean"))
+    assert contrast > 0.1 and contrast > mean + 0.1, (contrast, mean)
+    assert namespace["picked_on_val"] > float(np.median(model["test_r"])) > 0
+    assert namespace["picked_on_test"] > namespace["picked_on_val"]
+    pull = namespace["pull"]
+    assert pull[0] / pull[2] == pytest.approx((0.8 / 0.02) ** 2)
+    assert "pulls 1,600 times harder" in capsys.readouterr().out
+    assert namespace["crossing"] in namespace["sizes"]
