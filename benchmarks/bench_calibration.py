@@ -1,90 +1,75 @@
-"""Benchmark: the simulated cortex against its vim-1 calibration targets, on several simulation
-seeds.
+"""Benchmark: the identifiability gate of the simulated cortex on several simulation seeds.
 
-For each seed, generates the default subject (or loads it from the cache), then prints per ROI the
-target and the measured median noise ceiling and fraction of predictable voxels (true and
-estimated from the repeats)
-(``simulate.calibration_summary``), and the test r of the best voxels of the two-step Gabor model
-``gwp_ridge`` (maximum and 99th percentile; the target for V1 is about 0.8). A JSON line per seed
-follows the table.
+For each seed, runs :func:`etecrm_lib.data.calibration.oracle_report` on the default subject (it
+simulates without the cache and fits the oracle read-out) and prints per ROI the target and the
+measured share of voxels the oracle predicts significantly, the oracle's fraction of the true
+ceiling, its median and best r, and the gate's verdict. With ``--write`` the tables go to
+``data/calibration/oracle_report.json`` (the file chapter 1 reads and the tests check), with the
+generator version, the device and the command.
 
-    python benchmarks/bench_calibration.py --seeds 0 1            # default profile (CPU: minutes)
-    python benchmarks/bench_calibration.py --seeds 0 --no-model   # ceilings only
+    python benchmarks/bench_calibration.py --seeds 0 1 2 --write  # default profile
+    python benchmarks/bench_calibration.py --profile quick --seeds 0
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
 
-import numpy as np
+from etecrm_lib.data.calibration import (
+    CALIBRATION_TARGETS,
+    ORACLE_FILE,
+    gate_failures,
+    oracle_report,
+)
+from etecrm_lib.data.simulate import GENERATOR_VERSION
+from etecrm_lib.device import describe_device
+from etecrm_lib.storage import atomic_write
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="default", choices=["quick", "default", "full"])
     parser.add_argument("--subject", type=int, default=1)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--ground-truth", default="cortex", choices=["cortex", "gabor", "cnn"])
-    parser.add_argument("--no-model", action="store_true", help="skip fitting gwp_ridge")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--write", action="store_true", help=f"write {ORACLE_FILE}")
     args = parser.parse_args()
 
-    from etecrm_lib.ablations import run_variants
-    from etecrm_lib.data import simulate
-    from etecrm_lib.data.calibration import BEST_V1_R
-    from etecrm_lib.data.simulate import calibration_summary
-
+    tables = {}
     for seed in args.seeds:
-        ds = simulate(args.subject, args.profile, seed=seed, ground_truth=args.ground_truth)
-        rows = calibration_summary(ds)
-        if not args.no_model:
-            profile = "quick" if args.profile == "quick" else "full"
-            for res in run_variants(ds, ["gwp_ridge"], profile=profile, progress=False):
-                r = np.asarray(res.test_r, dtype=np.float64)
-                rows[res.roi].update(
-                    gwp_best_r=float(r.max()),
-                    gwp_p99_r=float(np.quantile(r, 0.99)),
-                    gwp_median_r=float(np.median(r)),
-                )
+        start = time.perf_counter()
+        tables[str(seed)] = table = oracle_report(args.subject, args.profile, seed)
         print(
-            f"seed {seed}, subject {args.subject}, profile {args.profile}, ground truth "
-            f"{args.ground_truth}, "
-            f"network seed {ds.info['network_seed']}"
+            f"seed {seed}, subject {args.subject}, profile {args.profile}: "
+            f"{time.perf_counter() - start:.1f} s on {describe_device()}"
         )
         print(
-            "true ceilings (from the noise-free signal) against the targets; in brackets: "
-            "estimated from the repeats"
+            f"{'ROI':4} {'target':>7} {'signif.':>8} {'of ceil.':>9} {'median r':>9} "
+            f"{'best r':>7} {'ceiling':>8}"
         )
-        print(
-            f"{'ROI':4} | {'median ceiling':>23} | {'predictable':>23} | gwp_ridge best r "
-            "(99th pct.)"
-        )
-        print(
-            f"{'':4} | {'target':>6} {'true':>6} {'(est.)':>8} | {'target':>6} {'true':>6} "
-            f"{'(est.)':>8} |"
-        )
-        for roi, row in rows.items():
-            best = (
-                f"{row['gwp_best_r']:.2f} ({row['gwp_p99_r']:.2f})" if "gwp_best_r" in row else "-"
-            )
-            best += f"  target ~{BEST_V1_R}" if roi == "V1" and "gwp_best_r" in row else ""
+        for roi, row in table.items():
+            target = CALIBRATION_TARGETS.get(roi, {}).get("oracle_frac_significant", float("nan"))
             print(
-                f"{roi:4} | {row['target_median_ceiling']:6.2f} {row['median_ceiling']:6.2f} "
-                f"{'(%.2f)' % row['estimated_median_ceiling']:>8} | "
-                f"{row['target_predictable_fraction']:6.2f} "
-                f"{row['predictable_fraction']:6.2f} "
-                f"{'(%.2f)' % row['estimated_predictable_fraction']:>8} | {best}"
+                f"{roi:4} {target:7.2f} {row['oracle_frac_significant']:8.3f} "
+                f"{row['oracle_frac_of_ceiling']:9.3f} {row['oracle_median_r']:9.3f} "
+                f"{row['oracle_best_r']:7.3f} {row['median_true_ceiling']:8.3f}"
             )
-        print(
-            json.dumps(
-                {
-                    "seed": seed,
-                    "profile": args.profile,
-                    "ground_truth": args.ground_truth,
-                    "rois": rows,
-                }
-            )
-        )
+        print("gate:", "passes" if not gate_failures(table) else "; ".join(gate_failures(table)))
+    if args.write:
+        record = {
+            "generator_version": GENERATOR_VERSION,
+            "profile": args.profile,
+            "subject": args.subject,
+            "device": describe_device(),
+            "command": "python " + " ".join(sys.argv),
+            "targets": CALIBRATION_TARGETS,
+            "tables": tables,
+        }
+        with atomic_write(ORACLE_FILE) as tmp:
+            tmp.write_text(json.dumps(record, indent=1) + "\n")
+        print("wrote", ORACLE_FILE)
 
 
 if __name__ == "__main__":

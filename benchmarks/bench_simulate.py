@@ -26,7 +26,7 @@ from etecrm_lib.device import describe_device
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="default", choices=["quick", "default", "full"])
+    parser.add_argument("--profile", default="full", choices=["quick", "full"])
     parser.add_argument("--subject", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

@@ -94,7 +94,7 @@ def main() -> None:
     started = time.perf_counter()
     ds = simulate(
         subject=args.subject,
-        profile="default" if args.profile == "full" else "quick",
+        profile=args.profile,
         seed=args.data_seed,
     )
     print(

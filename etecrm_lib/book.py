@@ -405,6 +405,17 @@ def results_places() -> list:
     ]
 
 
+def results_generator_version(folder=None) -> int | None:
+    """The version of the simulated cortex (``data.simulate.GENERATOR_VERSION``) that made the
+    committed results: read from the run's record, ``README.md`` of ``folder`` (default
+    :func:`results_folder`; the line "generator version N"), or None if it says none."""
+    readme = Path(folder or results_folder()) / "README.md"
+    if not readme.exists():
+        return None
+    found = re.search(r"generator version (\d+)", readme.read_text(encoding="utf-8"))
+    return int(found.group(1)) if found else None
+
+
 def results_folder() -> Path:
     """The folder of the committed full-profile results (``data/results`` of the repository).
 

@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="action", required=True)
     sim = data_sub.add_parser("simulate", help="generate (and cache) a simulated subject")
     sim.add_argument("--subject", type=int, default=1)
-    sim.add_argument("--profile", choices=["quick", "full", "default"], default="quick")
+    sim.add_argument("--profile", choices=["quick", "full"], default="quick")
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--save", help="also write it to this .npz file")
     dl = data_sub.add_parser(
@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset", default="sim", help="sim, vim1, kay, miyawaki or a dataset .npz file"
     )
     desc.add_argument("--subject", type=int, default=1)
-    desc.add_argument("--profile", choices=["quick", "full", "default"], default="quick")
+    desc.add_argument("--profile", choices=["quick", "full"], default="quick")
     desc.add_argument("--seed", type=int, default=0)
     desc.add_argument("--root", help="folder of downloaded real data")
     return parser

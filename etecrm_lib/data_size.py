@@ -122,7 +122,7 @@ def simulate_for(config: DataSizeConfig) -> EncodingDataset:
     """The simulated subject of ``config``, with ``max(config.sizes)`` train images (cached)."""
     return simulate(
         config.subject,
-        "quick" if config.profile == "quick" else "default",
+        "quick" if config.profile == "quick" else "full",
         seed=config.simulation_seed,
         ground_truth=config.ground_truth,
         n_train=max(config.sizes),

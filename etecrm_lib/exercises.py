@@ -379,9 +379,9 @@ def check_add_prediction_noise(student_fn, seed: int = 0) -> None:
 
     torch.manual_seed(seed)
     hint = (
-        "In training return predictions + noise_std * torch.randn_like(predictions) (a new "
-        "tensor); "
-        "otherwise return predictions as they are."
+        "In training, add fresh Gaussian noise of s.d. noise_std, of the predictions' shape, "
+        "drawn anew on every call, to a new tensor (never into the input); otherwise leave the "
+        "predictions as they are."
     )
     x = torch.randn(500, 400, dtype=torch.float64)
     for noise_std in (1.0, 0.5):
@@ -535,8 +535,8 @@ def check_top_k_mean_r(student_fn, seed: int = 0) -> None:
             top_k_mean_reference(a, b, k),
             f"top_k_mean_r, case {i + 1} (V={a.size}, k={k}, "
             f"{'same' if a is b else 'different'} r for selection and report)",
-            hint="np.argsort(-select_r)[:k] gives the k best voxels by select_r; average "
-            "report_r over them.",
+            hint="Rank the voxels by select_r, highest first (np.argsort sorts ascending), keep "
+            "the first k positions, and average report_r (not select_r) over them.",
         )
     return _passed("top_k_mean_r", len(cases))
 

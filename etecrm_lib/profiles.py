@@ -11,14 +11,15 @@ Every configuration dataclass has ``for_profile(profile=DEFAULT_PROFILE, ...)`` 
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 Profile = Literal["quick", "full"]
 PROFILES = ("quick", "full")
 DEFAULT_PROFILE: Profile = "full"
 ALIASES = {"default": "full", "paper": "full"}
-"""Other names still accepted: the simulation calls its full profile "default", the trainer
-"paper"."""
+"""Old names still accepted, with a DeprecationWarning: "default" (the simulation's) and "paper"
+(the trainer's) both mean "full"."""
 
 
 def check_profile(profile: str | None) -> Profile:
@@ -27,6 +28,12 @@ def check_profile(profile: str | None) -> Profile:
     if profile is None:
         return DEFAULT_PROFILE
     name = ALIASES.get(profile, profile)
+    if profile in ALIASES:
+        warnings.warn(
+            f"profile {profile!r} is an old name of {name!r}; say {name!r} (the old name will go)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
     if name not in PROFILES:
         raise ValueError(
             f"unknown profile {profile!r}: profile must be one of {PROFILES} (or an alias: "

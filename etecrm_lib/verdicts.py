@@ -37,13 +37,14 @@ def verdict_table(comparisons, results=None, caption: str | None = None) -> Tabl
     comparisons = list(comparisons)
     if not comparisons:
         raise ValueError("verdict_table: no comparisons (pass a list of evaluation.Comparison)")
-    statistic = STATISTICS.get(comparisons[0].statistic, comparisons[0].statistic)
+    names = [STATISTICS.get(c.statistic, c.statistic) for c in comparisons]
+    mixed = len(set(names)) > 1  # then each row names its statistic
     rows = []
-    for c in comparisons:
+    for c, name in zip(comparisons, names):
         d = interval_digits(c.ci_low, c.ci_high)
         row = [
             c.roi,
-            f"{c.model_a} − {c.model_b}",
+            f"{c.model_a} − {c.model_b}" + (f" ({name})" if mixed else ""),
             f"{c.difference:+.{d}f}",
             f"[{c.ci_low:+.{d}f}, {c.ci_high:+.{d}f}]",
             verdict_label(c),
@@ -51,7 +52,8 @@ def verdict_table(comparisons, results=None, caption: str | None = None) -> Tabl
         if results is not None:
             row.append(collapse_note(results, (c.model_a, c.model_b), c.roi))
         rows.append(row)
-    columns = ["ROI", "models (A − B)", f"difference in {statistic}", "95 % interval", "verdict"]
+    difference = "difference" if mixed else f"difference in {names[0]}"
+    columns = ["ROI", "models (A − B)", difference, "95 % interval", "verdict"]
     if results is not None:
         columns.append("collapsed seeds")
     return Table(columns, rows, caption)

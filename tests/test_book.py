@@ -615,6 +615,14 @@ def test_built_book_in_browser(tmp_path):
         assert not external, f"{chapter}: scripts loaded from the internet: {external}"
     heavy = page_weights(html_dir)
     assert not heavy, f"pages over {MAX_PAGE_BYTES / 1e6:.1f} MB: {heavy}"
+    # every live demonstration in the built chapters shows what its text says (test_demonstrations)
+    from test_demonstrations import demonstrations
+
+    executed = sorted((html_dir.parent / "jupyter_execute").rglob("*.ipynb"))
+    assert executed, f"no executed notebooks next to {html_dir}"
+    records = [r for nb in executed for r in demonstrations(nbformat.read(nb, as_version=4))]
+    missed = [r for r in records if not r["holds"]]
+    assert records and not missed, f"live demonstrations that do not hold: {missed}"
     screenshots = os.environ.get("ETECRM_SCREENSHOTS")
     seen = check_pages(html_dir, chapters, Path(screenshots) if screenshots else None)
     bad = {chapter: page["problems"] for chapter, page in seen.items() if page["problems"]}
@@ -867,6 +875,11 @@ def test_verdict_table_never_prints_a_bound_as_zero():
     assert table.rows[0][-1] == "etecrm: 1 of 3 seeds collapsed"
     with pytest.raises(ValueError, match="no comparisons"):
         verdicts.verdict_table([])
+    # two statistics in one table: each row names its own
+    top = Comparison("etecrm", "gwp_ridge", "V1", "top_n_mean_r", 0.1, 0.05, 0.2, 0.0, 100)
+    mixed = verdicts.verdict_table([comparison("V1", 0.05, 0.2), top])
+    assert mixed.columns[2] == "difference"
+    assert mixed.rows[1][1] == "etecrm − gwp_ridge (mean r of the top-N voxels)"
 
 
 def test_finished_progress_bars_print_one_plain_line(capsys):

@@ -8,11 +8,16 @@ import pytest
 
 from etecrm_lib import evaluation
 from etecrm_lib.data.calibration import (
+    BEST_V1_R,
     CALIBRATION_TARGETS,
     SimulationConfig,
+    committed_oracle_report,
+    decidable_rois,
+    gate_failures,
     oracle_fit,
     oracle_report,
 )
+from etecrm_lib.data.simulate import GENERATOR_VERSION
 
 KEYS = {
     "n_voxels",
@@ -82,3 +87,49 @@ def test_calibration_targets_name_every_roi_and_fall_from_v1_to_lo():
     for key in CALIBRATION_TARGETS["V1"]:
         values = [CALIBRATION_TARGETS[roi][key] for roi in rois]
         assert values == sorted(values, reverse=True), key
+
+
+def test_the_gate_names_what_fails():
+    row = {"oracle_frac_of_ceiling": 0.9, "oracle_frac_significant": 0.4}
+    passing = {"V1": dict(row, oracle_frac_significant=0.5), "LO": row}
+    assert gate_failures(passing) == []
+    failing = {
+        "V1": row,
+        "V4": dict(row, oracle_frac_of_ceiling=0.6),
+        "LO": dict(row, oracle_frac_significant=0.2),
+    }
+    messages = " ".join(gate_failures(failing))
+    assert "V4: the oracle reaches 0.60" in messages and "LO: the oracle predicts 20%" in messages
+    rising = {"V1": row, "LO": dict(row, oracle_frac_significant=0.45)}
+    assert "does not fall" in " ".join(gate_failures(rising))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_default_subject_passes_the_identifiability_gate(seed):
+    """The default profile (vim-1 sizes): the gate, and each ROI within 0.06 of its target share;
+    the oracle's best V1 voxels near vim-1's best (within 0.08)."""
+    table = oracle_report(subject=1, profile="default", seed=seed)
+    assert gate_failures(table) == []
+    for roi, target in CALIBRATION_TARGETS.items():
+        share = table[roi]["oracle_frac_significant"]
+        assert abs(share - target["oracle_frac_significant"]) < 0.06, (roi, share)
+    assert abs(table["V1"]["oracle_best_r"] - BEST_V1_R) < 0.1
+
+
+def test_the_committed_oracle_tables_are_of_this_generator_and_pass_the_gate():
+    """data/calibration/oracle_report.json (chapter 1 reads it) was made by the current generator
+    on the default profile, seeds 0-2, with the current targets, and passes the gate on each seed;
+    the previous generator's tables, kept beside it, failed it in V4 and LO."""
+    report = committed_oracle_report()
+    assert report is not None
+    assert report["generator_version"] == GENERATOR_VERSION and report["profile"] == "default"
+    assert report["targets"] == CALIBRATION_TARGETS
+    assert sorted(report["tables"], key=int) == ["0", "1", "2"]
+    for table in report["tables"].values():
+        assert gate_failures(table) == []
+        assert abs(table["V1"]["oracle_best_r"] - BEST_V1_R) < 0.1
+    previous = report["previous_generator"]
+    assert previous["generator_version"] < GENERATOR_VERSION
+    for table in previous["tables"].values():
+        assert not decidable_rois(table)["V4"] and not decidable_rois(table)["LO"]

@@ -260,3 +260,12 @@ def test_reproduce_and_datasize_print_the_answer_on_the_terminal(capsys):
     assert all(roi in out for roi in ("V1", "V2", "V3", "V4", "LO")) and "ensemble" not in out
     report = crossing_report(read_curves(folder / "data_size")["crossings"])
     assert report.splitlines()[0].startswith("ROI") and "reliably ahead at" in report
+
+
+def test_old_profile_names_still_work_with_a_deprecation_note():
+    from etecrm_lib.profiles import check_profile
+
+    with pytest.warns(DeprecationWarning, match="'default' is an old name of 'full'"):
+        assert check_profile("default") == "full"
+    readme = (ROOT / "README.md").read_text()
+    assert 'profile="default"' not in readme and ".venv/bin/etecrm reproduce" not in readme

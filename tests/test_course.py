@@ -31,6 +31,18 @@ def exercise_chapters() -> dict:
     return found
 
 
+def exercise_minutes() -> dict:
+    """``{exercise number: minutes}`` from each exercise's "**Time:** about N minutes"."""
+    nb = nbformat.read(INSTRUCTOR, as_version=4)
+    found = {}
+    for cell in nb.cells:
+        heading = EXERCISE_HEADING.search(cell.source) if cell.cell_type == "markdown" else None
+        if heading:
+            time = re.search(r"\*\*Time:\*\* about (\d+) minutes", cell.source)
+            found[int(heading.group(1))] = int(time.group(1))
+    return found
+
+
 @pytest.mark.parametrize("chapter", sorted(course.GUIDES))
 def test_every_chapter_opens_with_its_guide(chapter):
     nb = nbformat.read(ROOT / "book" / f"{chapter}.ipynb", as_version=4)
@@ -56,6 +68,11 @@ def test_guides_and_exercises_agree_and_cover_every_chapter():
         assert {chapters[n] for n in guide.exercises} == {number}, (
             f"{stem}: its guide names exercises {guide.exercises}, which belong to chapters "
             f"{[chapters.get(n) for n in guide.exercises]}"
+        )
+    minutes = exercise_minutes()
+    for stem, guide in course.GUIDES.items():
+        assert sum(minutes[n] for n in guide.exercises) == guide.exercise_minutes, (
+            f"{stem}: the guide's exercise time differs from the exercises' own estimates"
         )
     named = sorted(n for guide in course.GUIDES.values() for n in guide.exercises)
     assert named == sorted(chapters), "every exercise is named by exactly one chapter's guide"

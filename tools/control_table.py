@@ -47,7 +47,7 @@ def main() -> None:
     start = time.perf_counter()
     ds = simulate(
         args.subject,
-        "quick" if args.profile == "quick" else "default",
+        "quick" if args.profile == "quick" else "full",
         seed=args.simulation_seed,
         ground_truth=args.ground_truth,
     )

@@ -1,16 +1,56 @@
 """Is the simulated cortex as learnable as vim-1? The targets, and the oracle that checks them.
 
+The oracle
+----------
 An *oracle* model is the best any model could do with the truth: it is given each voxel's true
-features (its *basis*, :func:`.simulate.generate_with_basis`), and only has to learn how the voxel
-weighs them, by ridge regression on the noisy training responses (:func:`oracle_fit`). If even the
-oracle cannot predict an area's voxels, no model comparison can be decided there.
-:func:`oracle_report` measures, per ROI, the true noise ceiling and the oracle's accuracy on the
-test images; the targets below are what the oracle must reach on the default subject.
+features (its *basis*, :func:`.simulate.generate_with_basis`: the drive of each of the voxel's few
+tuning components) and only has to learn how the voxel weighs them, by ridge regression on the
+noisy training responses (:func:`oracle_fit`; the test split is only predicted). If even the oracle
+cannot predict an area's voxels, no model comparison can be decided there.
+:func:`oracle_report` gives, per ROI, the true noise ceiling and the oracle's accuracy on the test
+images; it is the *identifiability gate* of the simulation: on the default subject the oracle must
+reach at least :data:`GATE_FRAC_OF_CEILING` of the true ceiling (median over the voxels that carry
+signal) and predict at least :data:`GATE_FRAC_SIGNIFICANT` of every ROI's voxels significantly
+(r above the p < 0.001 threshold over the 120 test images, 0.28), a share that falls from V1 to LO
+(higher in V1 than in LO, and never higher than in the area before by more than
+:data:`FALL_TOLERANCE`: with 400-800 voxels per area the share scatters by about 0.02).
+
+The targets, and where they come from
+-------------------------------------
+The targets are what the best *published* vim-1 models reach, applied to the oracle, which is at
+least as good as any real model (it is given the true features):
+
+- **Best voxels.** On vim-1's 120 validation images the best voxels reach r of about 0.8: 0.822
+  (subject 1) and 0.804 (subject 2) with Gabor features, 0.816 (subject 2) with deep-network
+  features, in the feature-weighted receptive field models of St-Yves & Naselaris (2018; the
+  numbers printed by their public code; maxima over all of a subject's voxels). So the oracle's
+  best V1 voxels (its 99th percentile, a more stable figure than the maximum) should reach about
+  :data:`BEST_V1_R`; the spread of the voxels' SNR (:data:`.measurement.SNR_SPREAD`) is set for
+  that (of 0.4, 0.55 and 0.7, the one whose 99th percentile came closest to 0.82).
+- **Share of voxels predicted significantly.** An AlexNet-feature model predicts more than 20 % of
+  the voxels of every area from V1 to LO significantly (Zhang et al. 2019, the lab of the ETECRM
+  paper). A model given the truth must do at least as well, so the oracle's share is set above
+  that in every area: from 0.55 in V1 to 0.30 in LO (:data:`CALIBRATION_TARGETS`).
+- **The fall from V1 to LO.** Voxels of higher areas are harder to predict: fewer voxels above a
+  given r, and higher areas "difficult to fit" (the same lab, 2022). The published figures give the
+  direction but no per-area medians that we could verify, so the steps between 0.55 and 0.30
+  are our reading, chosen once, before any model was run on this generator, and never to favour a
+  model family. The median SNR of each area (:data:`.measurement.CORTEX`) is fitted to them on
+  simulation seeds 0-2.
+
+These are model-neutral checks: they use only the truth of the simulation, never how a model
+family does on it. (The previous generator set the share that a *perfect* model could reach,
+rather than the share real models reach, to 22 % in LO and 30 % in V4, and its voxels read their
+own random mixtures of up to 96 channels: there its oracle reached only about 60-67 % of the
+ceiling in V4 and LO, and no comparison could be decided there.)
 
 The sizes and the noise of the experiment live in :mod:`.measurement` (re-exported here).
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,15 +70,19 @@ from .measurement import (  # noqa: F401 - re-exported: the sizes and noise of t
 )
 from .simulate import generate_with_basis, true_noise_ceiling
 
-# Per ROI: median noise ceiling and fraction of predictable voxels of the default subject.
-CALIBRATION_TARGETS = {  # on the true noise ceiling
-    "V1": {"median_ceiling": 0.29, "predictable_fraction": 0.52},
-    "V2": {"median_ceiling": 0.26, "predictable_fraction": 0.45},
-    "V3": {"median_ceiling": 0.23, "predictable_fraction": 0.38},
-    "V4": {"median_ceiling": 0.20, "predictable_fraction": 0.30},
-    "LO": {"median_ceiling": 0.17, "predictable_fraction": 0.22},
+# Per ROI: the share of voxels the oracle predicts significantly (p < 0.001) on the default subject.
+CALIBRATION_TARGETS = {
+    "V1": {"oracle_frac_significant": 0.55},
+    "V2": {"oracle_frac_significant": 0.48},
+    "V3": {"oracle_frac_significant": 0.41},
+    "V4": {"oracle_frac_significant": 0.35},
+    "LO": {"oracle_frac_significant": 0.30},
 }
-BEST_V1_R = 0.8
+BEST_V1_R = 0.8  # the oracle's best V1 voxels (99th percentile of r), as vim-1's best models
+GATE_FRAC_OF_CEILING = 0.8  # the oracle reaches at least this fraction of the true ceiling ...
+GATE_FRAC_SIGNIFICANT = 0.25  # ... and predicts at least this share of every ROI significantly
+FALL_TOLERANCE = 0.02  # falls from V1 to LO: no area above the one before by more than this
+ORACLE_FILE = Path(__file__).resolve().parents[2] / "data" / "calibration" / "oracle_report.json"
 ORACLE_ALPHAS = tuple(10.0 ** np.arange(-3.0, 4.5, 0.5))  # x the number of training images
 VALIDATION_SHARE = 0.2  # the last 20 % of the training images choose each voxel's alpha
 
@@ -87,7 +131,7 @@ def _ridge_predict(x, y, z, alphas):
 
 def oracle_report(
     subject: int = 1,
-    profile: str | SimulationConfig = "default",
+    profile: str | SimulationConfig = "full",
     seed: int = 0,
     ground_truth: str = "cortex",
 ) -> dict:
@@ -132,11 +176,48 @@ def oracle_table(dataset: EncodingDataset, basis: dict) -> dict:
     return out
 
 
+def gate_failures(table: dict) -> list:
+    """What keeps an :func:`oracle_report` table from passing the identifiability gate (module
+    docstring): a list of plain sentences, empty when it passes."""
+    failures = []
+    for roi, row in table.items():
+        if row["oracle_frac_of_ceiling"] < GATE_FRAC_OF_CEILING:
+            failures.append(
+                f"{roi}: the oracle reaches {row['oracle_frac_of_ceiling']:.2f} of the true "
+                f"ceiling (gate: at least {GATE_FRAC_OF_CEILING})"
+            )
+        if row["oracle_frac_significant"] < GATE_FRAC_SIGNIFICANT:
+            failures.append(
+                f"{roi}: the oracle predicts {row['oracle_frac_significant']:.0%} of the voxels "
+                f"significantly (gate: at least {GATE_FRAC_SIGNIFICANT:.0%})"
+            )
+    shares = [row["oracle_frac_significant"] for row in table.values()]
+    rises = [b - a for a, b in zip(shares, shares[1:])]
+    if shares[0] <= shares[-1] or max(rises, default=0) > FALL_TOLERANCE:
+        failures.append(
+            "the share of voxels the oracle predicts significantly does not fall from "
+            f"{list(table)[0]} to {list(table)[-1]}: {[round(x, 3) for x in shares]}"
+        )
+    return failures
+
+
+def decidable_rois(table: dict) -> dict:
+    """``{roi: bool}``: where the oracle of an :func:`oracle_report` table passes the gate's
+    per-ROI conditions (fraction of the ceiling and share significant); elsewhere a comparison is
+    "undecidable on this simulation" (:func:`etecrm_lib.referee.holm_verdicts`)."""
+    return {
+        roi: row["oracle_frac_of_ceiling"] >= GATE_FRAC_OF_CEILING
+        and row["oracle_frac_significant"] >= GATE_FRAC_SIGNIFICANT
+        for roi, row in table.items()
+    }
+
+
 def calibration_summary(dataset: EncodingDataset) -> dict:
-    """Per ROI, what :data:`CALIBRATION_TARGETS` describes, measured on ``dataset``'s test images.
+    """Per ROI, the noise ceilings of ``dataset``'s test images: true, and as an experiment sees
+    them.
 
     Returns ``{roi: {"median_ceiling", "predictable_fraction", "estimated_median_ceiling",
-    "estimated_predictable_fraction", "target_median_ceiling", "target_predictable_fraction"}}``:
+    "estimated_predictable_fraction"}}``:
     the median true noise ceiling (:func:`.simulate.true_noise_ceiling`) and the share of voxels
     whose ceiling exceeds the p < 0.001 threshold of r over the test images
     (:func:`evaluation.significance_threshold`); the ``estimated_`` pair is the same from the
@@ -150,13 +231,23 @@ def calibration_summary(dataset: EncodingDataset) -> dict:
         estimated = np.asarray(
             evaluation.noise_ceiling(dataset.test.repeats[roi]), dtype=np.float64
         )
-        target = CALIBRATION_TARGETS.get(roi, {})
         out[roi] = {
             "median_ceiling": float(np.median(ceiling)),
             "predictable_fraction": float(np.mean(ceiling > threshold)),
             "estimated_median_ceiling": float(np.median(estimated)),
             "estimated_predictable_fraction": float(np.mean(estimated > threshold)),
-            "target_median_ceiling": target.get("median_ceiling"),
-            "target_predictable_fraction": target.get("predictable_fraction"),
         }
     return out
+
+
+def committed_oracle_report(path=ORACLE_FILE) -> dict | None:
+    """The committed default-profile oracle tables (``benchmarks/bench_calibration.py --write``).
+
+    Returns ``{"generator_version", "profile", "subject", "device", "command", "targets",
+    "tables": {seed: {roi: row}}, ...}``, or None where the file is not there (an installed
+    library without the repository's ``data`` folder).
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))

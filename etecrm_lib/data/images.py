@@ -1,14 +1,10 @@
-"""Stimulus images for the simulated visual cortex: sample photographs and dead-leaves images.
+"""Image helpers for the simulated cortex: sample photographs, dead leaves, 1/f noise, the aperture.
 
 No download is needed. The photographs are the sample images that ship inside installed packages
-(scikit-image, scikit-learn, matplotlib); they are cut into many random crops. Because a handful of
-photographs cannot give thousands of different images, half of the stimuli are *dead-leaves*
-images: overlapping discs whose radii follow a power law, which have the 1/f amplitude spectrum and
-the occlusion edges of natural images (Lee, Mumford & Huang 2001).
-
-Train and test images never share a photograph: the photographs are split by source
-(:data:`TRAIN_PHOTOS`, :data:`TEST_PHOTOS`), so no crop of a test photograph is ever seen in
-training.
+(scikit-image, scikit-learn, matplotlib); :mod:`.natural_statistics` crops them to measure what
+real photographs look like beside the stimuli, which are procedural scenes (:mod:`.scenes`).
+*Dead-leaves* images (overlapping discs whose radii follow a power law: the 1/f amplitude spectrum
+and the occlusion edges of natural images, Lee, Mumford & Huang 2001) serve the tests.
 
 Every image is grayscale ``float32 (size, size)`` in [0, 1], shown in a circular aperture on
 mid-gray 0.5 (outside the aperture the value is exactly 0.5), and quantised to steps of 1/256 like
@@ -23,20 +19,6 @@ import warnings
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-# Photographs split by source: a test crop never comes from a train photograph.
-TRAIN_PHOTOS = (
-    "astronaut",
-    "camera",
-    "chelsea",
-    "brick",
-    "grass",
-    "clock",
-    "moon",
-    "sklearn_china",
-    "grace_hopper",
-)
-TEST_PHOTOS = ("coffee", "rocket", "gravel", "coins", "sklearn_flower")
 
 GRAY = 0.5
 LEVELS = 256  # quantisation steps per unit of intensity (0.5 = 128/256 is a step)
@@ -270,23 +252,3 @@ def apply_aperture(images: np.ndarray) -> np.ndarray:
     mask = aperture_mask(images.shape[-1])
     shown = GRAY + mask * (images - GRAY)
     return (np.round(np.clip(shown, 0.0, 1.0) * LEVELS) / LEVELS).astype(np.float32)
-
-
-def make_stimuli(
-    n_images: int, size: int, photos: dict, rng: np.random.Generator, photo_fraction: float = 0.5
-) -> tuple[np.ndarray, list]:
-    """Stimuli for one split: photo crops and dead-leaves images in random order.
-
-    Returns ``float32 (n_images, size, size)`` in the aperture and, per image, its source: the
-    photograph's name for a crop (e.g. ``"photo:camera"``) or ``"dead_leaves"``. With no
-    photograph available all images are dead leaves.
-    """
-    n_photo = int(round(photo_fraction * n_images)) if photos else 0
-    crops, records = np.empty((0, size, size), np.float32), []
-    if n_photo:
-        crops, records = random_crops(photos, n_photo, size, rng)
-    leaves = dead_leaves(n_images - n_photo, size, rng)
-    images = normalise_contrast(np.concatenate([crops, leaves]), rng)
-    sources = [f"photo:{rec[0]}" for rec in records] + ["dead_leaves"] * (n_images - n_photo)
-    order = rng.permutation(n_images)
-    return apply_aperture(images[order]), [sources[i] for i in order]

@@ -62,7 +62,7 @@ def load_dataset(
     subject : int
         vim-1 has subjects 1 and 2 (subject 2 needs the CRCNS files); Miyawaki has subject 1.
     profile : "quick", "full" or None
-        ``sim``: the simulation profile (None = ``"default"``, the vim-1-shaped one). Real data:
+        ``sim``: the simulation profile (None = ``"full"``, the vim-1-shaped one). Real data:
         the image size (:class:`RealDataConfig`; None = ``"full"``).
     root : path, optional
         ``vim1``: folder with ``Stimuli.mat`` and ``EstimatedResponses.mat`` (else
@@ -75,7 +75,7 @@ def load_dataset(
         (e.g. ``rois=``, ``image_size=``, ``cache_dir=``).
     """
     if name == "sim":
-        return simulate(subject=subject, profile=profile or "default", seed=seed, **kwargs)
+        return simulate(subject=subject, profile=profile or "full", seed=seed, **kwargs)
     if name not in DATASETS:
         raise ValueError(
             f"unknown dataset {name!r}; choose from {list(DATASETS)}, or load your own arrays "

@@ -36,12 +36,20 @@ from ..features.gabor import GaborConfig, gabor_features, gabor_layout
 from ..storage import cache_dir
 from .cortex import ReleasedCNN, VentralStream, feature_maps
 from .dataset import EncodingDataset, Split
-from .images import TEST_PHOTOS, TRAIN_PHOTOS, load_photos, make_stimuli
 from .measurement import CORTEX, SNR_SPREAD, SimulationConfig, measure
 from .npz import load_npz, save_npz
-from .voxels import area_readout, cnn_control_readout, layout_voxels
+from .scenes import MAX_OBJECTS, MIN_OBJECTS, make_scenes
+from .voxels import (
+    TUNING_COMPONENTS,
+    TUNING_JITTER,
+    TUNING_LENGTH_MM,
+    TUNING_SPREAD,
+    area_tuning,
+    cnn_control_readout,
+    layout_voxels,
+)
 
-GENERATOR_VERSION = 3  # bump when the simulation changes: old cache files are then ignored
+GENERATOR_VERSION = 4  # bump when the simulation changes: old cache files are then ignored
 GROUND_TRUTHS = ("cortex", "gabor", "cnn")  # the simulated cortex and the two control cortices
 COMPRESSION = 0.5  # signal = drive ** COMPRESSION ("cortex" only; the controls are linear)
 GABOR_CONTROL_FEATURES = 12  # Gabor pyramid features per voxel in the "gabor" control
@@ -50,7 +58,7 @@ GABOR_CONTROL_FEATURES = 12  # Gabor pyramid features per voxel in the "gabor" c
 # --------------------------------------------------------------------------- the entry point
 def simulate(
     subject: int = 1,
-    profile: str | SimulationConfig = "default",
+    profile: str | SimulationConfig = "full",
     seed: int = 0,
     cache: bool = True,
     progress: bool | None = None,
@@ -62,7 +70,7 @@ def simulate(
     Parameters
     ----------
     subject : int >= 1. Subjects see the same images; their voxels differ.
-    profile : "default" (= "full": 1750/120 images of 128 px, 3000 voxels, about a minute of CPU
+    profile : "full" (alias "default": 1750/120 images of 128 px, 3000 voxels, about a minute of CPU
         time, seconds on a GPU) or "quick" (300/40 images of 64 px, 500 voxels, a few seconds), or a
         :class:`SimulationConfig`.
     seed : int >= 0. Another seed gives other images, other voxels and another V4/LO network.
@@ -136,7 +144,8 @@ def simulation_key(
         "network_seed": network_seed(seed),
         "snr_spread": SNR_SPREAD,
         "compression": COMPRESSION,
-        "photos": {"train": TRAIN_PHOTOS, "test": TEST_PHOTOS},
+        "scenes": {"objects": [MIN_OBJECTS, MAX_OBJECTS]},
+        "tuning": [TUNING_COMPONENTS, TUNING_LENGTH_MM, TUNING_SPREAD, TUNING_JITTER],
     }
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=list).encode()).hexdigest()
 
@@ -225,15 +234,12 @@ def generate_with_basis(
     )
     bar = tqdm.auto.tqdm(total=3 + n_batches, desc="simulating: images", disable=not progress)
 
-    train_photos, test_photos = load_photos(TRAIN_PHOTOS), load_photos(TEST_PHOTOS)
     stimuli, sources = {}, {}
-    for split, photos, n, seq in (
-        ("train", train_photos, config.n_train, image_seeds[0]),
-        ("test", test_photos, config.n_test, image_seeds[1]),
+    for split, n, seq in (
+        ("train", config.n_train, image_seeds[0]),
+        ("test", config.n_test, image_seeds[1]),
     ):
-        stimuli[split], sources[split] = make_stimuli(
-            n, config.image_size, photos, np.random.default_rng(seq), config.photo_fraction
-        )
+        stimuli[split], sources[split] = make_scenes(n, config.image_size, seq, split, device)
         bar.update()
 
     voxels = layout_voxels(config, voxel_rng)
@@ -243,15 +249,7 @@ def generate_with_basis(
         bar.update(n_batches)
     else:
         signal, basis = _network_signal(
-            stimuli,
-            voxels,
-            config,
-            voxel_rng,
-            device,
-            ground_truth,
-            network_seed(seed),
-            bar,
-            keep_basis,
+            stimuli, voxels, config, voxel_rng, device, ground_truth, network_seed(seed), bar
         )
 
     bar.set_description("simulating: measurement noise")
@@ -270,8 +268,8 @@ def generate_with_basis(
         "cache_key": simulation_key(config, subject, seed, ground_truth),
         "field_of_view_deg": config.field_of_view_deg,
         "train_repeats": config.train_repeats,
-        "photo_sources": {"train": sorted(train_photos), "test": sorted(test_photos)},
-        "image_sources": sources,
+        "train_sources": sources["train"],
+        "test_sources": sources["test"],
         "areas": {roi: _describe_area(roi, ground_truth) for roi in config.voxels},
         "noise": (
             f"Gaussian per trial, unit variance, a share of {config.noise_correlation} "
@@ -303,23 +301,30 @@ def _network_signal(
     ground_truth: str,
     net_seed: int,
     bar,
-    keep_basis: bool = False,
 ) -> tuple[dict, dict]:
-    """Noise-free signals ``{split: {roi: float64 (N, V)}}`` of the cortex or of the "cnn"
-    control, and (if ``keep_basis``) each voxel's pRF-pooled features ``{split: {roi: float32
-    (N, V, C)}}``."""
+    """Noise-free signals ``{split: {roi: float64 (N, V)}}`` of the cortex or of the "cnn" control,
+    and each voxel's basis ``{split: {roi: float32 (N, V, K)}}`` (see :func:`generate_with_basis`).
+
+    Cortex: the basis is the compressed pRF-pooled drive of each of the voxel's K tuning components
+    (:func:`.voxels.area_tuning`); the signal is their mix by the voxel's coefficients, each
+    component z-scored over the train images. "cnn" control: one component per voxel, its own
+    channel weights (:func:`.voxels.cnn_control_readout`), no compression.
+    """
     if ground_truth == "cnn":
         network = ReleasedCNN(net_seed).to(device).eval()
-        area = {
-            roi: cnn_control_readout(voxels[roi].extra, config, rng, device)
-            for roi in config.voxels
-        }
+        tuning = {}
+        for roi in config.voxels:
+            features, prf, weights = cnn_control_readout(voxels[roi].extra, config, rng, device)
+            ones = torch.ones(len(weights), 1, device=device)
+            tuning[roi] = (features, prf, weights[:, None, :], ones)
     else:
         network = VentralStream(net_seed).to(device).eval()
-        area = {
-            roi: area_readout(roi, voxels[roi].extra, config, rng, device) for roi in config.voxels
+        tuning = {
+            roi: area_tuning(roi, voxels[roi], config, rng, net_seed, device)
+            for roi in config.voxels
         }
-    needed = sorted({features for features, _, _ in area.values()})
+    power = COMPRESSION if ground_truth == "cortex" else 1.0
+    needed = sorted({features for features, *_ in tuning.values()})
     # each channel divided by its mean over the first 64 train images: channels of any scale weigh
     # alike. The floor (a tenth of the median channel's mean) keeps a channel that is silent on
     # those images (a dead ReLU of the random "cnn" network) from being amplified a billion-fold by
@@ -329,28 +334,27 @@ def _network_signal(
     for name, maps in feature_maps(calibration, network, config, needed).items():
         means = maps.mean(dim=(0, 2, 3))
         scales[name] = means.clamp_min(0.1 * float(means.median()) + 1e-12)
-    signal = {split: {roi: [] for roi in config.voxels} for split in stimuli}
-    basis = {split: {roi: [] for roi in config.voxels} for split in stimuli}
+    parts = {split: {roi: [] for roi in config.voxels} for split in stimuli}
     for split in ("train", "test"):
         for batch in torch.as_tensor(stimuli[split]).split(config.batch_size):
             maps = feature_maps(batch.to(device), network, config, needed)
-            for roi, (features, prf, weights) in area.items():
+            for roi, (features, prf, components, _) in tuning.items():
                 pooled = maps[features].flatten(2) @ prf.T / scales[features][:, None]  # (B, C, V)
-                drive = torch.einsum("bcv,vc->bv", pooled, weights)
-                if keep_basis:
-                    basis[split][roi].append(pooled.transpose(1, 2).float().cpu().numpy())
-                if ground_truth == "cortex":
-                    drive = drive.clamp_min(0).pow(COMPRESSION)
-                signal[split][roi].append(drive.cpu().double().numpy())
+                drive = torch.einsum("bcv,vkc->bvk", pooled, components)
+                parts[split][roi].append(drive.clamp_min(0).pow(power).cpu().numpy())
             bar.update()
-    joined = [
-        {
-            split: {roi: np.concatenate(parts) for roi, parts in by_roi.items() if parts}
-            for split, by_roi in both.items()
-        }
-        for both in (signal, basis)
-    ]
-    return joined[0], joined[1]
+    basis = {
+        split: {roi: np.concatenate(p) for roi, p in by_roi.items()}
+        for split, by_roi in parts.items()
+    }
+    signal = {split: {} for split in basis}
+    for roi, (*_, coefficients) in tuning.items():
+        train = basis["train"][roi].astype(np.float64)
+        mean, std = train.mean(0), train.std(0) + 1e-12
+        weights = coefficients.cpu().double().numpy()
+        for split in basis:
+            signal[split][roi] = np.einsum("nvk,vk->nv", (basis[split][roi] - mean) / std, weights)
+    return signal, basis
 
 
 def _gabor_control_signal(

@@ -102,36 +102,111 @@ def prf_weights(
 
 
 FEATURE_GRID = {"v4_conjunctions": 16, "lo_invariant": 8}  # cells across the field of view
+TUNING_COMPONENTS = 4  # K: shared tuning components per area beyond V1 (V1: its 3 frequency bands)
+TUNING_LENGTH_MM = 6.0  # correlation length of the tuning fields along the cortex
+TUNING_SPREAD = 1.0  # s.d. of the log weight of a component (smooth part)
+TUNING_JITTER = 0.25  # s.d. of each voxel's own deviation of that log weight
 
 
-def area_readout(roi: str, prfs: dict, config: SimulationConfig, rng: np.random.Generator, device):
-    """(feature set name, pRF weights (V, grid^2), channel weights (V, C)) of one ROI's voxels."""
+def smooth_fields(
+    positions_mm: np.ndarray, n_fields: int, length_mm: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Smooth random fields over the cortex: ``(V, 3) mm -> (V, n_fields)``, zero mean, unit s.d.
+
+    A Gaussian process with a squared-exponential correlation of length ``length_mm``, drawn as a
+    sum of 128 random cosine waves (random Fourier features): neighbouring voxels get similar
+    values, voxels many lengths apart independent ones.
+    """
+    n_waves = 128
+    freqs = rng.normal(0, 1 / length_mm, size=(n_waves, positions_mm.shape[1]))
+    phases = rng.uniform(0, 2 * np.pi, n_waves)
+    weights = rng.normal(size=(n_waves, n_fields))
+    waves = np.sqrt(2 / n_waves) * np.cos(positions_mm @ freqs.T + phases)
+    return waves @ weights
+
+
+def area_components(roi: str, n_channels: int, seed: int) -> np.ndarray:
+    """The K tuning components of an area beyond V1: non-negative channel profiles ``(K, C)``.
+
+    Drawn from ``seed`` (the network seed: every subject's area shares them, as it shares the
+    area's feature maps). A texture area's components put :attr:`AreaModel.first_order_share` of
+    their weight on the first-order Gabor energy channels and the rest on the second-order ones.
+    """
+    rng = np.random.default_rng([seed, list(CORTEX).index(roi)])
     area = CORTEX[roi]
-    n = prfs["prf_x"].size
-    grid = {
-        "gabor_energy": min(V1_GRID, config.image_size // 2),
-        "texture": config.image_size // 4,
-    }.get(area.features)
+    if area.features == "texture":
+        first = rng.dirichlet(np.full(N_GABOR_CHANNELS, 1.0), TUNING_COMPONENTS)
+        second = rng.dirichlet(np.full(N_TEXTURE_CHANNELS, 0.5), TUNING_COMPONENTS)
+        share = area.first_order_share
+        return np.concatenate([share * first, (1 - share) * second], axis=1)
+    return rng.dirichlet(np.full(n_channels, 0.5), TUNING_COMPONENTS)
+
+
+def area_tuning(
+    roi: str,
+    voxels: VoxelInfo,
+    config: SimulationConfig,
+    rng: np.random.Generator,
+    seed: int,
+    device,
+):
+    """How one ROI's voxels read out their area (see :mod:`.simulate`): four arrays.
+
+    Returns (feature set name, pRF weights ``(V, grid^2)``, components ``(V, K, C)``: the channel
+    profile of each of the voxel's K tuning components, coefficients ``(V, K)``: how much the
+    voxel weighs each component). The coefficients are ``exp`` of smooth fields over the cortex
+    (:func:`smooth_fields`) plus a little per-voxel jitter: neighbours share their tuning. V1's
+    components are its three spatial-frequency bands (with a weak bias for radial orientations
+    that follows the voxel's polar angle), weighed by a preferred frequency that falls with
+    eccentricity; the other areas share K components (:func:`area_components`).
+    """
+    area = CORTEX[roi]
+    extra = voxels.extra
+    n = extra["prf_x"].size
+    positions = voxels.coords * np.asarray(config.voxel_size_mm)
+    field = smooth_fields(positions, TUNING_COMPONENTS, TUNING_LENGTH_MM, rng)
     if area.features == "gabor_energy":
-        weights = v1_channel_weights(prfs, config, rng)
-    elif area.features == "texture":
-        first = rng.dirichlet(np.full(N_GABOR_CHANNELS, 0.5), size=n) * area.first_order_share
-        second = rng.dirichlet(np.full(N_TEXTURE_CHANNELS, 0.3), size=n) * (
-            1 - area.first_order_share
-        )
-        weights = np.concatenate([first, second], axis=1)
+        grid = min(V1_GRID, config.image_size // 2)
+        components = v1_components(extra, field[:, 0])
+        preferred = 2 * extra["prf_eccentricity"] / config.eccentricity_range_deg[1]
+        preferred = preferred + 0.3 * field[:, 1] + rng.normal(0, 0.1, n)
+        bands = np.arange(len(V1_WAVELENGTHS_DEG))
+        coefficients = np.exp(-((bands[None] - preferred[:, None]) ** 2) / (2 * 0.7**2))
     else:
-        channels = (
-            VentralStream.v4_outputs
-            if area.features == "v4_conjunctions"
-            else VentralStream.lo_units
-        )
-        grid = FEATURE_GRID[area.features]
-        weights = rng.dirichlet(np.full(channels, 0.3), size=n)
+        channels = {
+            "texture": N_GABOR_CHANNELS + N_TEXTURE_CHANNELS,
+            "v4_conjunctions": VentralStream.v4_outputs,
+            "lo_invariant": VentralStream.lo_units,
+        }[area.features]
+        grid = FEATURE_GRID.get(area.features, config.image_size // 4)
+        shared = area_components(roi, channels, seed)
+        components = np.broadcast_to(shared, (n, *shared.shape))
+        log_weight = TUNING_SPREAD * field + rng.normal(0, TUNING_JITTER, field.shape)
+        coefficients = np.exp(log_weight)
     prf = prf_weights(
-        prfs["prf_x"], prfs["prf_y"], prfs["prf_sigma"], grid, config.field_of_view_deg, device
+        extra["prf_x"], extra["prf_y"], extra["prf_sigma"], grid, config.field_of_view_deg, device
     )
-    return area.features, prf, torch.as_tensor(weights, dtype=torch.float32, device=device)
+    components, coefficients = (
+        torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)
+        for a in (components, coefficients)
+    )
+    return area.features, prf, components, coefficients
+
+
+def v1_components(extra: dict, strength_field: np.ndarray) -> np.ndarray:
+    """V1's three components ``(V, 3, 24)``: one spatial-frequency band each, all orientations,
+    with a weak bias (up to 30 %, smooth over the cortex) for the radial orientation at the voxel's
+    polar angle (a grating whose stripes point at fixation has its frequency vector at polar angle
+    + 90 deg)."""
+    n_sf, n_ori = len(V1_WAVELENGTHS_DEG), V1_ORIENTATIONS
+    radial = np.deg2rad(extra["prf_polar_angle"]) + np.pi / 2
+    thetas = np.arange(n_ori) * np.pi / n_ori
+    strength = 0.15 + 0.15 * np.tanh(strength_field)
+    orientation = 1 + strength[:, None] * np.cos(2 * (thetas[None] - radial[:, None]))
+    components = np.zeros((len(radial), n_sf, n_sf, n_ori))
+    for band in range(n_sf):
+        components[:, band, band] = orientation / orientation.sum(1, keepdims=True)
+    return components.reshape(len(radial), n_sf, n_sf * n_ori)
 
 
 def cnn_control_readout(prfs: dict, config: SimulationConfig, rng: np.random.Generator, device):
@@ -151,23 +226,3 @@ def cnn_control_readout(prfs: dict, config: SimulationConfig, rng: np.random.Gen
         device,
     )
     return "released_cnn", prf, torch.as_tensor(weights, dtype=torch.float32, device=device)
-
-
-def v1_channel_weights(
-    prfs: dict, config: SimulationConfig, rng: np.random.Generator
-) -> np.ndarray:
-    """V1 voxels: spatial-frequency tuning that coarsens with eccentricity, weak radial orientation
-    bias."""
-    n = prfs["prf_x"].size
-    n_sf, n_ori = len(V1_WAVELENGTHS_DEG), V1_ORIENTATIONS
-    preferred_sf = (n_sf - 1) * prfs["prf_eccentricity"] / config.eccentricity_range_deg[
-        1
-    ] + rng.normal(0, 0.3, n)
-    sf_tuning = np.exp(-((np.arange(n_sf)[None] - preferred_sf[:, None]) ** 2) / (2 * 0.7**2))
-    # A grating whose stripes point at fixation has its frequency vector at polar angle + 90 deg.
-    radial = np.deg2rad(prfs["prf_polar_angle"]) + np.pi / 2 + rng.normal(0, 0.35, n)
-    thetas = np.arange(n_ori) * np.pi / n_ori
-    strength = rng.uniform(0, 0.5, n)
-    ori_tuning = 1 + strength[:, None] * np.cos(2 * (thetas[None] - radial[:, None]))
-    weights = sf_tuning[:, :, None] * ori_tuning[:, None, :]
-    return (weights / weights.sum(axis=(1, 2), keepdims=True)).reshape(n, n_sf * n_ori)
