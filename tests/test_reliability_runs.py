@@ -23,7 +23,7 @@ from etecrm_lib import results as result_files
 from etecrm_lib.cli import main as cli_main
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_reproduce import _proj_ridge, tiny_dataset  # noqa: E402  (registers the test variants)
+from test_reproduce import tiny_dataset  # noqa: E402  (registers the test variants)
 
 ablations.register(
     ablations.Variant(
@@ -31,7 +31,7 @@ ablations.register(
         "two_step",
         "test only: a ridge that records CNN weights",
         {"alpha": 10.0, "features": "alexnet"},
-        _proj_ridge,
+        ablations.get_variant("test_proj_ridge").run,  # the ridge of test_reproduce.py
     ),
     replace=True,
 )
