@@ -395,7 +395,10 @@ def results_places() -> list:
             f"${RESULTS_ENV}",
             Path(os.environ[RESULTS_ENV]).expanduser() if os.environ.get(RESULTS_ENV) else None,
         ),
-        ("this checkout", Path(__file__).resolve().parents[1] / "data" / "results"),
+        (
+            "beside the library (a checkout)",
+            Path(__file__).resolve().parents[1] / "data" / "results",
+        ),
         (
             "the folder the library was installed from",
             source / "data" / "results" if source else None,

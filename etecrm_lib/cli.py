@@ -34,10 +34,12 @@ from .data_size import DataSizeConfig, crossing_report, read_curves, run_data_si
 from .device import get_device
 from .reproduce import check_settings, rebuild_outputs, reproduce
 from .results import MAX_SEED, strip_predictions
-from .runs import is_deterministic
+from .runs import is_deterministic, train_in_groups
 from .tables import load_run
 from .verdicts import verdict_table
 from .vocabulary import OLD_NAMES
+
+BATCHED_HELP = "train the ETECRM models of each ROI as one network (runs.train_in_groups)"
 
 
 def _names(values, flag: str) -> list | None:
@@ -83,6 +85,7 @@ def _add_controls(sub) -> None:
     ctl.add_argument("--out", default="results/controls", help="output folder")
     ctl.add_argument("--device", help="torch device (default: the GPU if there is one)")
     ctl.add_argument("--quiet", action="store_true", help="no progress bars")
+    ctl.add_argument("--batched", action="store_true", help=BATCHED_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--no-figures", action="store_true", help="write tables only")
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
+    rep.add_argument("--batched", action="store_true", help=BATCHED_HELP)
 
     sub.add_parser("models", help="list the model and ablation names")
 
@@ -174,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", help="torch device, e.g. cpu or cuda (default: the GPU if there is one)"
     )
     size.add_argument("--quiet", action="store_true", help="no progress bars")
+    size.add_argument("--batched", action="store_true", help=BATCHED_HELP)
 
     _add_controls(sub)
 
@@ -249,6 +254,7 @@ def _cmd_reproduce(args) -> int:
         cnn_weights=None if args.cnn_weights.lower() == "none" else args.cnn_weights,
         n_bootstrap=args.bootstrap,
         progress=not args.quiet,
+        trainer=train_in_groups if args.batched else None,
     )
     print(f"done: {len(results)} results; table in {args.out}/table.md")
     if results:
@@ -286,7 +292,10 @@ def _cmd_datasize(args) -> int:
         if value is not None:  # --seeds 0 is refused by the config, never read as "default"
             changes[key] = tuple(value) if isinstance(value, list) else value
     config = DataSizeConfig.for_profile(args.profile, **changes)
-    results = run_data_size(config, out=args.out, device=args.device, progress=not args.quiet)
+    trainer = train_in_groups if args.batched else None
+    results = run_data_size(
+        config, out=args.out, device=args.device, progress=not args.quiet, trainer=trainer
+    )
     print(f"done: {len(results)} results; learning curves in {args.out}/curves.json")
     summary = read_curves(args.out)
     if summary:
@@ -303,7 +312,10 @@ def _cmd_controls(args) -> int:
         "rois": tuple(_names(args.rois, "--rois")) if args.rois else None,
     }
     config = ControlConfig.for_profile(args.profile, **changes)
-    table = run_controls(config, out=args.out, device=args.device, progress=not args.quiet)
+    trainer = train_in_groups if args.batched else None
+    table = run_controls(
+        config, out=args.out, device=args.device, progress=not args.quiet, trainer=trainer
+    )
     print(table.summary())
     print(markdown(table))
     print(f"written: {args.out}/controls_{args.ground_truth}_{args.profile}.json")

@@ -134,6 +134,21 @@ def test_runner_resumes_and_checks_what_the_trainer_returns(cortex, tmp_path):
         runs.run_keys(keys[:1], lambda key: cortex, None, lambda *a: [], settings)
 
 
+@pytest.mark.slow
+def test_the_batched_trainer_fits_the_models_the_default_trainer_fits(cortex):
+    """runs.train_in_groups: the ETECRM keys of a ROI in one stacked network, the rest one by one;
+    the same results, in the keys' order."""
+    keys = runs.keys_for(cortex, "quick", ["V1"], ["etecrm", "gwp_ridge", "etecrm_mse"], [0, 1])
+    settings = runs.RunSettings.start("cpu", progress=False)
+    grouped = runs.run_keys(keys, lambda key: cortex, None, runs.train_in_groups, settings)
+    alone = runs.run_keys(keys, lambda key: cortex, None, runs.train_one_by_one, settings)
+    assert list(grouped) == keys
+    for key in keys:
+        assert (grouped[key].model, grouped[key].info["seed"]) == (key.model, key.seed)
+        np.testing.assert_allclose(grouped[key].test_r, alone[key].test_r, atol=1e-4)
+    assert grouped[keys[0]].info["group_size"] == 4  # etecrm and etecrm_mse, seeds 0 and 1
+
+
 # --------------------------------------------------------------------------- the three experiments
 def test_reproduce_resumes_from_an_interrupted_run(cortex, tmp_path):
     def run(trainer):
@@ -207,6 +222,11 @@ def test_controls_command_runs_the_experiment_and_prints_its_table(monkeypatch, 
     printed = capsys.readouterr().out
     assert "| V1 |" in printed and "wins in" in printed
     assert cli.main(["controls", "--ground-truth", "gabor", "--seeds", "0"]) == 2
+    trainers = []
+    monkeypatch.setattr(cli, "run_controls", lambda c, **kw: trainers.append(kw) or committed)
+    assert cli.main(["controls", "--ground-truth", "gabor", "--quiet", "--batched"]) == 0
+    assert cli.main(["controls", "--ground-truth", "gabor", "--quiet"]) == 0
+    assert [kw["trainer"] for kw in trainers] == [runs.train_in_groups, None]
 
 
 def test_committed_files_are_named_by_the_key_their_meta_records():
