@@ -192,7 +192,9 @@ def verdict_summary(comparison_list, label: str = "") -> list:
 # --------------------------------------------------------------------------- files
 def comparisons_path(out, record: dict) -> Path:
     """The file of one (data, profile, subject, pair of models, seed sets) under
-    ``out/comparisons``."""
+    ``out/comparisons``; its names pass ``storage.check_name``."""
+    for key in ("dataset", "profile", "model_a", "model_b"):
+        check_name(record[key], key)
     tag = dataset_tag(record["dataset"], record.get("data_seed"))
     name = (
         f"{tag}_{record['profile']}_sub{record['subject']}_{record['model_a']}_seeds{seeds_label(record['seeds_a'])}"

@@ -36,7 +36,7 @@ from .data import simulate
 from .data.dataset import EncodingDataset, Split
 from .profiles import DEFAULT_PROFILE, PROFILES, Profile, check_profile
 from .resampling import check_resamples
-from .results import ResultKey
+from .results import OtherInputsError, ResultKey
 from .runs import RunSettings, keys_for, provenance, run_keys
 from .seed_statistics import images_and_seeds_bootstrap
 from .storage import atomic_write, jsonable
@@ -165,6 +165,8 @@ def run_data_size(
             f"the dataset has {dataset.train.n_images} train images; the largest size is "
             f"{max(config.sizes)}"
         )
+    if out is not None:
+        check_curves_owner(out, config, dataset)
     keys = [
         size_key(dataset, config.profile, roi, model, n_train, seed)
         for n_train in config.sizes
@@ -388,6 +390,36 @@ def read_curves(out) -> dict | None:
             "datasize` again"
         )
     return summary
+
+
+def _data_identity(subject, profile, simulation: dict) -> str:
+    """The data a curves file describes, in words: subject, profile, simulation seed, truth."""
+    return (
+        f"subject {subject}, profile {profile}, simulation seed {simulation.get('seed')}, "
+        f"ground truth {simulation.get('ground_truth') or 'cortex'}"
+    )
+
+
+def check_curves_owner(out, config: DataSizeConfig, dataset: EncodingDataset) -> None:
+    """Refuse (``results.OtherInputsError``) a run into ``out`` whose ``curves.json`` describes
+    other data (another subject, profile, simulation seed or ground truth): it is never replaced.
+    A missing or unreadable ``curves.json`` is no obstacle (the run writes it)."""
+    try:
+        summary = read_curves(out)
+        old = summary and _data_identity(
+            summary["config"].get("subject"),
+            summary["config"].get("profile"),
+            summary.get("simulation") or {},
+        )
+    except (ValueError, AttributeError, TypeError):
+        return
+    simulation = {k: dataset.info.get(k) for k in ("seed", "ground_truth")}
+    new = _data_identity(config.subject, config.profile, simulation)
+    if old and old != new:
+        raise OtherInputsError(
+            f"{Path(out) / 'curves.json'} holds the curves of {old}; this run's data are {new}: "
+            "refusing to overwrite it. Use another --out for these data"
+        )
 
 
 def find_committed_run(folder: str = "data/results/data_size") -> Path | None:

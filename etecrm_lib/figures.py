@@ -13,7 +13,7 @@ from pathlib import Path
 from . import plots
 from .evaluation import Comparison
 from .results import dataset_tag
-from .storage import atomic_write
+from .storage import atomic_write, check_inside
 from .tables import TOP, section, section_title
 
 
@@ -129,6 +129,7 @@ def write_figures(rows, out, comparisons=()) -> list:
     _find_browser()
     notes, png_ok = [], True
     for stem, fig in _figures(rows, comparisons).items():
+        check_inside(figdir / f"{stem}.png", figdir)  # names come from files: never outside
         with atomic_write(figdir / f"{stem}.html") as tmp:
             fig.write_html(tmp, include_plotlyjs="cdn")
         notes.append(f"wrote {figdir / (stem + '.html')}")

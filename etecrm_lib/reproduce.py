@@ -29,6 +29,7 @@ from .figures import write_figures
 from .resampling import MIN_BOOTSTRAP
 from .results import (
     MAX_SEED,
+    CorruptResultError,
     collect_results,
     dataset_tag,
     ensemble_path,
@@ -129,7 +130,7 @@ def _simulation_seed(data, requested: int | None) -> int | None:
     return seed
 
 
-def write_ensembles(out, data, profile: str, simulation_seed, by_model: dict) -> list:
+def write_ensembles(out, data, profile: str, simulation_seed, by_model: dict, log=print) -> list:
     """Average the stored predictions of every model with >= 2 seeds, score on the test split, save.
 
     ``by_model``: ``{(roi, model): [EncodingResult per seed]}``. The average is
@@ -141,13 +142,6 @@ def write_ensembles(out, data, profile: str, simulation_seed, by_model: dict) ->
         if len(runs) < 2:
             continue
         seeds = [r.info["seed"] for r in runs]
-        res = score(
-            seed_ensemble([r.predictions for r in runs]),
-            data,
-            roi,
-            model,
-            info={"ensemble_of": f"{len(runs)} model seeds: predictions averaged"},
-        )
         tag = (data.name, profile, data.subject, roi, model, seeds, simulation_seed)
         path = ensemble_path(out, *tag)
         extra = {
@@ -156,6 +150,20 @@ def write_ensembles(out, data, profile: str, simulation_seed, by_model: dict) ->
             "ensemble": True,
             "dataset_fingerprint": dataset_fingerprint(data, roi),
         }
+        try:  # an ensemble already on disk is kept: a results folder only gains files
+            written.append(load_result(path, {"seeds": seeds, **extra}))
+            continue
+        except FileNotFoundError:
+            pass
+        except CorruptResultError as err:
+            log(f"ensemble file {err}; recomputing it")
+        res = score(
+            seed_ensemble([r.predictions for r in runs]),
+            data,
+            roi,
+            model,
+            info={"ensemble_of": f"{len(runs)} model seeds: predictions averaged"},
+        )
         save_result(res, path, profile=profile, seed=None, extra=extra)
         written.append(load_result(path))
     return written
@@ -248,7 +256,7 @@ def reproduce(
             "are, not recomputed"
         )
     else:
-        ensembles = write_ensembles(out, data, profile, simulation_seed, by_model)
+        ensembles = write_ensembles(out, data, profile, simulation_seed, by_model, log)
         context = {
             "dataset": data.name,
             "data_seed": simulation_seed,

@@ -67,6 +67,11 @@ EXTRA_LABELS = {"n_train": "n", "ground_truth": "truth-"}
 not listed here appears as ``<name>-<value>``."""
 
 
+class OtherInputsError(ValueError):
+    """A results file that verifies but holds the result of other inputs than a run's (another
+    dataset of the same name, other CNN weights...): never overwritten; the run is refused."""
+
+
 class CorruptResultError(CorruptFileError):
     """A results file that cannot be trusted (truncated, bad JSON, wrong shape, bad checksum...)."""
 
@@ -192,7 +197,10 @@ def ensemble_path(
     seeds,
     data_seed: int | None = None,
 ) -> Path:
-    """Where the seed ensemble (predictions averaged over ``seeds``) goes under ``out``."""
+    """Where the seed ensemble (predictions averaged over ``seeds``) goes under ``out`` (names
+    checked: ``storage.check_name``)."""
+    for what, name in (("dataset", dataset), ("ROI", roi), ("model", model)):
+        check_name(name, f"the {what} name")
     tag = dataset_tag(dataset, data_seed)
     stem = f"{tag}_{profile}_sub{subject}_{roi}_{model}_seeds{seeds_label(seeds)}"
     return Path(out) / "ensembles" / f"{stem}.npz"
@@ -283,6 +291,11 @@ def _meta_of(path: Path, headers: dict, read) -> dict:
     for key, kind in _META_FIELDS.items():
         if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
             raise CorruptResultError(f"{path.name}: metadata field {key!r} is {meta.get(key)!r}")
+    for key in ("dataset", "roi", "model"):  # parts of paths (figures): the name rule on read too
+        try:
+            check_name(meta[key], f"its {key}")
+        except ValueError as err:
+            raise CorruptResultError(f"{path.name}: {err}") from None
     if not isinstance(meta.get("arrays"), dict) or not all(
         isinstance(v, dict) for v in meta["arrays"].values()
     ):
@@ -393,12 +406,20 @@ def load_result(path, expect: dict | None = None) -> EncodingResult:
     ``profile``, ``seed``, ``data_seed``, ``seeds`` (ensembles), ``results_file`` and the rest of
     meta's info.
     """
-    path = Path(path)
+    return _load(Path(path), expect)[0]
+
+
+def _load(path: Path, expect: dict | None) -> tuple:
+    """``(EncodingResult, meta)`` of a results file (see :func:`load_result`)."""
     meta, data = _read(path)
     _check_arrays(path, meta, data)
-    for key, value in (expect or {}).items():
-        if meta.get(key) != value:
-            raise CorruptResultError(f"{path.name}: {key} is {meta.get(key)!r}, expected {value!r}")
+    differ = {k: (meta.get(k), v) for k, v in (expect or {}).items() if meta.get(k) != v}
+    if differ:
+        raise OtherInputsError(
+            f"{path} holds a result of other inputs than this run's ("
+            + "; ".join(f"{k}: {a!r} in the file, {b!r} now" for k, (a, b) in differ.items())
+            + "): refusing to overwrite it. Use another --out, or give the dataset another name"
+        )
     info = dict(meta.get("info") or {})
     info.update({k[len("info.") :]: v for k, v in data.items() if k.startswith("info.")})
     info.update(
@@ -419,7 +440,7 @@ def load_result(path, expect: dict | None = None) -> EncodingResult:
     info["data_seed"] = meta.get("data_seed")
     info["results_file"] = str(path)
     as32 = {k: data[k].astype(np.float32) for k in data if not k.startswith("info.")}
-    return EncodingResult(
+    result = EncodingResult(
         model=meta["model"],
         roi=meta["roi"],
         dataset=meta["dataset"],
@@ -430,6 +451,7 @@ def load_result(path, expect: dict | None = None) -> EncodingResult:
         predictions=as32.get("predictions"),
         info=info,
     )
+    return result, meta
 
 
 def model_order(res: EncodingResult) -> int:
@@ -460,15 +482,38 @@ def collect_results(out, folder: str = "results") -> list:
     """Every valid file under ``out/<folder>`` (``"results"``: one per seed, ``"ensembles"``),
     sorted by :func:`result_key`.
 
-    Corrupt files are skipped with a warning.
+    Corrupt files are skipped with a warning, and so are files whose name is not the one their
+    metadata gives (a copy such as ``X_seed0 (copy).npz``, or a file renamed to another seed): a
+    copied file is never counted as another seed.
     """
     results = []
     for path in sorted((Path(out) / folder).glob("*.npz")):
         try:
-            results.append(load_result(path))
+            result, meta = _load(path, None)
         except CorruptResultError as err:
             warnings.warn(f"skipping corrupt results file: {err}", stacklevel=2)
+            continue
+        name = _name_from_meta(meta)
+        if name != path.name:
+            warnings.warn(
+                f"skipping {path}: its name does not match its contents, which belong in {name} "
+                "(a copied or renamed file is not another seed)",
+                stacklevel=2,
+            )
+            continue
+        results.append(result)
     return sorted(results, key=result_key)
+
+
+def _name_from_meta(meta: dict) -> str | None:
+    """The file name a results (or ensemble) file's metadata gives it (None if it gives none)."""
+    try:
+        if meta.get("seeds") is not None and meta.get("seed") is None:  # a seed ensemble
+            where = [meta[k] for k in ("dataset", "profile", "subject", "roi", "model", "seeds")]
+            return ensemble_path(".", *where, meta.get("data_seed")).name
+        return ResultKey.from_meta(meta).path(".").name
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def group_by_model(results) -> dict:

@@ -58,7 +58,7 @@ import tqdm.auto
 from . import __version__, ablations, gpu
 from .device import describe_device, get_device
 from .results import CorruptResultError, ResultKey, load_result, save_result
-from .storage import jsonable
+from .storage import jsonable, remove_stale_parts
 
 DETERMINISTIC_SEED = 0
 
@@ -308,13 +308,10 @@ def store(out, key: ResultKey, dataset, result, settings: RunSettings, extra_met
 
 
 def clean_partial_files(out, prefix: str) -> int:
-    """Delete temp files a killed run left (``.<prefix>*.part``); other runs' files stay."""
-    n = 0
-    for folder in ("results", "ensembles"):
-        for part in (Path(out) / folder).glob(f".{prefix}*.part"):
-            part.unlink(missing_ok=True)
-            n += 1
-    return n
+    """Delete temp files a killed run left (``.<prefix>*.part`` untouched for an hour:
+    ``storage.remove_stale_parts``); a run in progress keeps its own. Returns how many."""
+    folders = ("results", "ensembles")
+    return sum(remove_stale_parts(Path(out) / folder, prefix) for folder in folders)
 
 
 # --------------------------------------------------------------------------- the runner

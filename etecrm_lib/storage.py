@@ -11,6 +11,7 @@ import hashlib
 import math
 import os
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -137,6 +138,25 @@ def atomic_write(path):
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+STALE_SECONDS = 3600
+"""A temporary ``.part`` file untouched for this long was left by a killed run (a live write takes
+seconds): only such files are cleaned up, never another run's write in progress."""
+
+
+def remove_stale_parts(folder, prefix: str = "", older_than: float = STALE_SECONDS) -> int:
+    """Delete the temporary files (``.<prefix>*.part``, see :func:`atomic_write`) in ``folder``
+    that nothing has written to for ``older_than`` seconds. Returns how many were deleted."""
+    n = 0
+    for part in Path(folder).glob(f".{prefix}*.part"):
+        try:
+            if time.time() - part.stat().st_mtime > older_than:
+                part.unlink()
+                n += 1
+        except FileNotFoundError:  # its run finished (renamed it) or removed it meanwhile
+            continue
+    return n
 
 
 def sha256_file(path, chunk_size: int = 1 << 20) -> str:

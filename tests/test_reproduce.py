@@ -411,9 +411,14 @@ def test_corrupt_results_file_is_detected_and_recomputed(data, reference, tmp_pa
         (out / "results" / p.name).write_bytes(p.read_bytes())
     victim = out / "results" / "tiny_quick_sub1_V2_test_group_a_seed3.npz"
     CORRUPTIONS[kind](victim)
-    if kind not in ("consistent_but_fewer_voxels", "other_data"):
-        with pytest.raises(result_files.CorruptResultError):
-            result_files.load_result(victim)
+    if kind in ("consistent_but_fewer_voxels", "other_data"):  # verifies: never overwritten
+        damaged = victim.read_bytes()
+        with pytest.raises(result_files.OtherInputsError, match="refusing to overwrite"):
+            run_quiet(data, out)
+        assert victim.read_bytes() == damaged
+        return
+    with pytest.raises(result_files.CorruptResultError):
+        result_files.load_result(victim)
     messages = []
     run_quiet(data, out, log=messages.append)
     assert any("recomputing" in m and victim.name in m for m in messages), messages
@@ -557,7 +562,7 @@ def test_load_result_checks_expectations(reference):
     out, results = reference
     path = result_files.result_path(out, "tiny", "quick", 1, "V1", "test_proj_ridge", 3)
     result_files.load_result(path, {"roi": "V1", "n_voxels": 25})
-    with pytest.raises(result_files.CorruptResultError, match="n_voxels"):
+    with pytest.raises(result_files.OtherInputsError, match="n_voxels"):
         result_files.load_result(path, {"n_voxels": 26})
 
 
@@ -566,6 +571,7 @@ def test_partial_temp_files_are_cleaned(data, reference, tmp_path):
     (out / "results").mkdir()
     stale = out / "results" / ".tiny_quick_sub1_V1_test_proj_ridge_seed3.npz.abc.part"
     stale.write_bytes(b"half a file")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))  # left by a killed run
     other = (
         out / "results" / ".tiny_quick_sub2_V1_test_proj_ridge_seed3.npz.xyz.part"
     )  # another subject's run
