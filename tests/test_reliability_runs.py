@@ -6,6 +6,7 @@ property test: across reruns with other inputs, a results folder only ever gains
 the tiny dataset and the fast test-only ridge variants of ``test_reproduce.py``.
 """
 
+import functools
 import os
 import shutil
 import sys
@@ -66,6 +67,11 @@ def _only_added(before: dict, after: dict) -> bool:
 @pytest.fixture(scope="module")
 def data():
     return tiny_dataset()
+
+
+@functools.cache
+def _tiny(seed: int, n_train: int):
+    return tiny_dataset(seed=seed, n_train=n_train)
 
 
 # ------------------------------------------------------------------ 2. earlier results replaced
@@ -162,9 +168,9 @@ def test_a_damaged_results_file_is_recomputed_on_resume(data, tmp_path):
         max_size=3,
     )
 )
-def test_a_results_folder_only_gains_files_across_reruns(tmp_path_factory, data, runs):
+def test_a_results_folder_only_gains_files_across_reruns(tmp_path_factory, runs):
     out = tmp_path_factory.mktemp("runs")
-    datasets = {0: data, 1: tiny_dataset(seed=1, n_train=40)}
+    datasets = {0: _tiny(0, 80), 1: _tiny(1, 40)}
     for which, weights, roi, first in runs:
         before = _snapshot(out)
         assert all(name.suffix == ".npz" for name in before)  # no temp file left behind
