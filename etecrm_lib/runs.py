@@ -8,7 +8,9 @@ the dataset of a key. :func:`run_keys` does the rest, the same way for all of th
 1. **Resume.** For each key whose file exists under ``OUT/results`` (the layout of
    :mod:`etecrm_lib.results`), read it and verify it (checksums, shapes, and every key field, the
    ROI's data fingerprint, voxel count and CNN weights must match). A missing file is trained; a
-   corrupt or mismatching one is reported and trained again, never used.
+   damaged one is reported and trained again, never used; a sound file of other inputs (another
+   dataset of the same name, other CNN weights) stops the run (``results.OtherInputsError``):
+   it is never overwritten.
 2. **Train.** The missing keys of one (dataset, ROI) go to the **trainer** together (see below).
 3. **Write.** Each result gets its provenance (:func:`provenance`: library version, git commit,
    torch, Python, host, device) and is written atomically (``results.save_result``: temp file, then
@@ -32,8 +34,9 @@ train split only and scored on the test split (``evaluation.score``), with ``inf
 A generator's results are written one by one as they come, so a trainer that yields each result
 when it is done loses less to an interruption. The default, :func:`train_one_by_one`, fits the
 keys one at a time with ``ablations.run_variant`` (on a GPU the seeds of one ETECRM variant side by
-side, one CUDA stream each). A batched trainer that fits a whole group of models at once plugs in
-through the ``trainer=`` argument of ``reproduce``, ``run_data_size`` and ``run_controls``.
+side, one CUDA stream each). :func:`train_in_groups` fits the ETECRM keys of a group as one batched
+network (``--batched``); any trainer plugs in through the ``trainer=`` argument of ``reproduce``,
+``run_data_size`` and ``run_controls``.
 
 >>> keys = [ResultKey.make("sim", 0, "quick", 1, "V1", "etecrm", seed) for seed in range(3)]
 >>> found = run_keys(keys, lambda key: dataset, out="results")   # {key: EncodingResult}
