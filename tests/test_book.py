@@ -130,6 +130,7 @@ def test_chapter_starts_with_standard_cells_and_has_no_outputs(chapter):
         and setup.source.strip() == notebooks.setup_cell_source(name).strip()
     )
     assert parameters.cell_type == "code" and "parameters" in parameters.metadata.get("tags", [])
+    assert parameters.source.startswith(notebooks.PARAMETERS_CELL.split("DATASET")[0])
     for name_ in ("DATASET", "PROFILE", "SEED"):
         assert re.search(rf"^{name_} = ", parameters.source, flags=re.MULTILINE), (
             f"{chapter}: no {name_} parameter"
@@ -615,6 +616,14 @@ def test_built_book_in_browser(tmp_path):
         assert not external, f"{chapter}: scripts loaded from the internet: {external}"
     heavy = page_weights(html_dir)
     assert not heavy, f"pages over {MAX_PAGE_BYTES / 1e6:.1f} MB: {heavy}"
+    # every live demonstration in the built chapters shows what its text says (test_demonstrations)
+    from test_demonstrations import demonstrations
+
+    executed = sorted((html_dir.parent / "jupyter_execute").rglob("*.ipynb"))
+    assert executed, f"no executed notebooks next to {html_dir}"
+    records = [r for nb in executed for r in demonstrations(nbformat.read(nb, as_version=4))]
+    missed = [r for r in records if not r["holds"]]
+    assert records and not missed, f"live demonstrations that do not hold: {missed}"
     screenshots = os.environ.get("ETECRM_SCREENSHOTS")
     seen = check_pages(html_dir, chapters, Path(screenshots) if screenshots else None)
     bad = {chapter: page["problems"] for chapter, page in seen.items() if page["problems"]}
@@ -867,6 +876,11 @@ def test_verdict_table_never_prints_a_bound_as_zero():
     assert table.rows[0][-1] == "etecrm: 1 of 3 seeds collapsed"
     with pytest.raises(ValueError, match="no comparisons"):
         verdicts.verdict_table([])
+    # two statistics in one table: each row names its own
+    top = Comparison("etecrm", "gwp_ridge", "V1", "top_n_mean_r", 0.1, 0.05, 0.2, 0.0, 100)
+    mixed = verdicts.verdict_table([comparison("V1", 0.05, 0.2), top])
+    assert mixed.columns[2] == "difference"
+    assert mixed.rows[1][1] == "etecrm − gwp_ridge (mean r of the top-N voxels)"
 
 
 def test_finished_progress_bars_print_one_plain_line(capsys):
@@ -939,7 +953,11 @@ def test_committed_results_and_run_keep_to_one_data_seed(monkeypatch, tmp_path, 
     (found,) = book.committed_results()
     assert found.info["data_seed"] == 0 and np.allclose(found.test_r, 0.1)
     assert book.committed_results(data_seed=1)[0].info["data_seed"] == 1
-    assert book.committed_results(data_seed=7) == [] and "sim-data7" in capsys.readouterr().out
+    assert (
+        book.committed_results(simulation_seed=7) == [] and "sim-data7" in capsys.readouterr().out
+    )
+    with pytest.warns(DeprecationWarning, match="data_seed is deprecated"):  # the old name
+        assert book.committed_results(data_seed=7) == []
     run = book.committed_run(subject=1)
     assert [r.info["data_seed"] for r in run.results] == [0]
     assert book.committed_run(subject=2) is None
@@ -980,3 +998,18 @@ def test_callout_and_untrained_names():
         "alexnet_ridge",
         "gwp_ridge",
     ]
+
+
+def test_importing_the_library_changes_nothing_in_the_book_build():
+    """Importing ``etecrm_lib.book`` (even in a kernel of the book build) patches nothing;
+    ``notebook_defaults()``, which every parameters cell calls, does."""
+    code = (
+        "import tqdm.auto, etecrm_lib.book as b\n"
+        "before = tqdm.auto.tqdm\n"
+        "b.notebook_defaults()\n"
+        "print(before.__module__, tqdm.auto.tqdm.__name__)"
+    )
+    env = dict(os.environ, ETECRM_BOOK_BUILD="1")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["tqdm.asyncio", "FinishedBar"]

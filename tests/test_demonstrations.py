@@ -19,7 +19,12 @@ from etecrm_lib import book, verdicts
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMONSTRATING_CHAPTERS = [
+    "book/02_gabor_ridge.ipynb",
+    "book/03_cnn_features.ipynb",
     "book/04_end_to_end.ipynb",
+    "book/05_voxel_weights.ipynb",
+    "book/06_weighted_correlation_loss.ipynb",
+    "book/07_noise_regularization.ipynb",
 ]
 
 
@@ -90,3 +95,36 @@ def test_live_demonstration_shows_what_the_text_says(chapter):
     assert records, f"{chapter}: no verdicts.demonstration(...) output"
     failed = [r for r in records if not r["holds"]]
     assert not failed, f"{chapter}: the live run does not show what the text says: {failed}"
+
+
+def test_committed_collapses_are_the_ones_chapter_4_names():
+    """Chapter 4 says the collapsed results of the committed run are all ETECRM on LO of subject 1,
+    and that the released loss's mean penalty kills feature channels on pure-noise voxels."""
+    import json
+
+    runs = [book.committed_run(subject=s) for s in (1, 2)]
+    if not all(runs):
+        pytest.skip("the committed full run is not in data/results")
+    dead = [r for run in runs for r in run.results if r.collapsed]
+    assert dead and {(r.model, r.roi, r.subject) for r in dead} == {("etecrm", "LO", 1)}
+    experiment = book.results_folder() / "collapse" / "collapse_experiment.json"
+    curves = json.loads(experiment.read_text())["curves"]
+    last = max(row["epoch"] for row in curves)
+    final = {(r["variant"], r["seed"]): r["dead_channels"] for r in curves if r["epoch"] == last}
+    seeds = {seed for _, seed in final}
+    assert len(seeds) >= 2
+    for seed in seeds:  # every seed: more dead channels with the penalty than without
+        assert final[("released loss", seed)] > final[("without the mean penalty", seed)]
+
+
+def test_committed_gabor_run_falls_off_from_v1_to_lo():
+    """Chapter 2 says the committed Gabor + ridge run predicts V1-V3 far better than V4 and LO."""
+    from etecrm_lib.evaluation import roi_statistic
+
+    run = book.committed_run(subject=1)
+    if run is None:
+        pytest.skip("the committed full run is not in data/results")
+    median = {
+        r.roi: roi_statistic(r.test_r, "median_r") for r in run.results if r.model == "gwp_ridge"
+    }
+    assert min(median[roi] for roi in ("V1", "V2", "V3")) > 2 * max(median["V4"], median["LO"])
