@@ -36,7 +36,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--profile", default="quick", choices=["quick", "full"])
     parser.add_argument("--seeds", type=int, help="model seeds (default 5 on full, 3 on quick)")
     parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--data-seed", type=int, default=0, help="the simulation's seed")
+    parser.add_argument(
+        "--simulation-seed",
+        "--data-seed",
+        dest="data_seed",
+        type=int,
+        default=0,
+        help="the simulation's seed",
+    )
     parser.add_argument("--models", nargs="+")
     parser.add_argument("--device")
     parser.add_argument("--out", help="results folder (default: a fresh temporary folder)")

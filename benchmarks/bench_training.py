@@ -69,7 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=["quick", "full"], default="full")
     parser.add_argument("--subject", type=int, default=1)
-    parser.add_argument("--data-seed", type=int, default=0)
+    parser.add_argument("--simulation-seed", "--data-seed", dest="data_seed", type=int, default=0)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=None, help="default: the profile's")
     parser.add_argument("--rois", nargs="+", default=None)

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 import tqdm.auto
 
-from . import gpu
+from . import batched, gpu
 from .device import describe_device, get_device
 from .training import ETECRMConfig, ETECRMModel
 from .two_step import TwoStepModel
@@ -137,6 +137,11 @@ def run_variant(
         progress=progress,
         cnn_weights=cnn_weights,
     )
+    return _describe(result, variant, profile, seed, device, time.perf_counter() - start)
+
+
+def _describe(result, variant: Variant, profile: str, seed: int, device, seconds: float):
+    """Add what every result of a variant records to ``result.info``; returns ``result``."""
     result.info.update(
         {
             "family": variant.family,
@@ -146,10 +151,53 @@ def run_variant(
             "seed": seed,
             "device": describe_device(device),
             "torch_version": torch.__version__,
-            "wall_time_s": round(time.perf_counter() - start, 2),
+            "wall_time_s": round(seconds, 2),
         }
     )
     return result
+
+
+def trains_in_groups(name: str) -> bool:
+    """True for the variants of the ETECRM network (run by ``ETECRMModel``), which
+    :func:`run_etecrm_group` can train together; False for every other model."""
+    return get_variant(name).run is _run_etecrm
+
+
+def run_etecrm_group(dataset, runs, profile: str = "quick", device=None, progress: bool = True):
+    """Fit ETECRM variants as one batched group (``batched.fit_group``), score each -> one
+    ``EncodingResult`` per run, in order, each the result ``run_variant`` gives for it.
+
+    ``runs``: ``(name, roi, seed)`` of ETECRM-family variants (any ROIs and seeds of ``dataset``).
+    A result's ``wall_time_s`` is its share of the group's training time plus its own scoring;
+    ``info["group_size"]`` says how many models trained together.
+    """
+    device = get_device(device)
+    specs = []
+    for name, roi, seed in runs:
+        variant = get_variant(name)
+        if not trains_in_groups(name):
+            raise ValueError(
+                f"{name!r} is not one of the ETECRM network's variants: only those train in a "
+                "group; fit it with run_variant"
+            )
+        specs.append((roi, ETECRMConfig.for_profile(profile, **variant.options), seed, name))
+    members = [
+        batched.Member(dataset.train.responses[roi], config, seed, f"{name} {roi} seed {seed}")
+        for (roi, config, seed, name) in specs
+    ]
+    start = time.perf_counter()
+    models = batched.fit_group(dataset.train.stimuli, members, device, progress)
+    share = (time.perf_counter() - start) / max(len(models), 1)
+    results = []
+    for (name, roi, seed), model in zip(runs, models):
+        model.roi, model.name = roi, name
+        start = time.perf_counter()
+        result = model.score(dataset)
+        result.info["feature_weights"] = ETECRM_FEATURE_WEIGHTS
+        result.info["group_size"] = len(models)
+        seconds = share + time.perf_counter() - start
+        results.append(_describe(result, get_variant(name), profile, seed, device, seconds))
+    return results
 
 
 def run_variants(
@@ -190,6 +238,11 @@ def run_variants(
 
 
 # ----------------------------------------------------------------------------- the runners
+ETECRM_FEATURE_WEIGHTS = (
+    "learned end to end from the fMRI data (random initial weights, no pretraining)"
+)
+
+
 def _run_etecrm(dataset, variant, roi, *, profile, seed, device, progress, cnn_weights=None):
     """Train one ETECRM variant on one ROI (``training.train_etecrm``) and score it.
 
@@ -200,9 +253,7 @@ def _run_etecrm(dataset, variant, roi, *, profile, seed, device, progress, cnn_w
         dataset, roi
     )
     res = model.score(dataset)
-    res.info["feature_weights"] = (
-        "learned end to end from the fMRI data (random initial weights, no pretraining)"
-    )
+    res.info["feature_weights"] = ETECRM_FEATURE_WEIGHTS
     return res
 
 

@@ -10,7 +10,8 @@ The book build's Sphinx extension (plotly figures in the pages, no CDN downloads
 ``ETECRM_BOOK_BUILD=1`` for the notebook kernels) is not part of the library: it is
 ``book/_ext/etecrm_build.py``, named in ``_config.yml``.
 
-What the pages show (see :func:`notebook_defaults`, run when a notebook imports this module):
+What the pages show (see :func:`notebook_defaults`, which every parameters cell calls; importing
+this module changes nothing):
 
 - tables: :func:`show_table` (real HTML tables, floats rounded, plain column labels, a caption);
   verdict tables and live demonstrations are in :mod:`etecrm_lib.verdicts`;
@@ -43,6 +44,7 @@ from .gpu import precision_for
 from .profiles import PROFILES
 from .results import collect_results, dataset_tag
 from .tables import load_run
+from .vocabulary import UNSET, renamed
 
 COLAB_URL = "https://colab.research.google.com"
 BOOK_FOLDER = "book"  # chapters live in book/ under the repository root
@@ -350,7 +352,7 @@ def notebook_defaults() -> None:
     """Make notebook output read well: plain numbers, and in the book build finished-only progress
     lines.
 
-    Called when a notebook kernel imports this module (every chapter's parameters cell does).
+    Every chapter's parameters cell calls it (importing this module changes nothing).
     """
     try:
         np.set_printoptions(legacy="1.25")  # numpy >= 2: np.float64(0.5) prints as 0.5
@@ -358,10 +360,6 @@ def notebook_defaults() -> None:
         pass
     if in_book_build():
         use_finished_progress_bars()
-
-
-def _in_notebook_kernel() -> bool:
-    return "ipykernel" in sys.modules or in_book_build()
 
 
 # --------------------------------------------------------------------------- committed results
@@ -397,7 +395,10 @@ def results_places() -> list:
             f"${RESULTS_ENV}",
             Path(os.environ[RESULTS_ENV]).expanduser() if os.environ.get(RESULTS_ENV) else None,
         ),
-        ("this checkout", Path(__file__).resolve().parents[1] / "data" / "results"),
+        (
+            "beside the library (a checkout)",
+            Path(__file__).resolve().parents[1] / "data" / "results",
+        ),
         (
             "the folder the library was installed from",
             source / "data" / "results" if source else None,
@@ -454,17 +455,19 @@ def committed_results(
     subject: int = 1,
     profile: str = "full",
     seed: int | None = 0,
-    data_seed: int | None = 0,
+    simulation_seed: int | None = 0,
+    data_seed=UNSET,
 ) -> list:
     """The committed results (``data/results``, written by ``etecrm reproduce``) as EncodingResults.
 
-    Picks one dataset/subject/profile, one data seed (the simulated cortex: 0 is the book's default
-    subject; None for real data) and one model seed (``seed=None``: every seed), optionally some
-    models and ROIs, so that files of other simulated cortices never mix in. Degrades gracefully:
-    when the folder is missing (e.g. on Colab, which installs the library only) or a file is
-    unreadable, it prints why and returns what it could read (possibly ``[]``); a chapter then
-    shows its live run only.
+    Picks one dataset/subject/profile, one simulation seed (the simulated cortex: 0 is the book's
+    default subject; None for real data; ``data_seed``: its old name) and one model seed
+    (``seed=None``: every seed), optionally some models and ROIs, so that files of other simulated
+    cortices never mix in. Degrades gracefully: when the folder is missing (e.g. on Colab, which
+    installs the library only) or a file is unreadable, it prints why and returns what it could
+    read (possibly ``[]``); a chapter then shows its live run only.
     """
+    simulation_seed = renamed(simulation_seed, data_seed, "data_seed")
     folder = results_folder()
     if not (folder / "results").is_dir():
         print(missing_results_note())
@@ -480,14 +483,14 @@ def committed_results(
         if r.dataset == dataset
         and r.subject == subject
         and r.info.get("profile") == profile
-        and r.info.get("data_seed") == data_seed
+        and r.info.get("data_seed") == simulation_seed
         and (models is None or r.model in models)
         and (rois is None or r.roi in rois)
         and (seed is None or r.info.get("seed") in (seed, None))
     ]
     if not chosen:
         print(
-            f"No committed {profile}-profile results for {dataset_tag(dataset, data_seed)} "
+            f"No committed {profile}-profile results for {dataset_tag(dataset, simulation_seed)} "
             f"subject {subject}"
             f"{' and models ' + ', '.join(models) if models else ''} in {folder}."
         )
@@ -495,26 +498,33 @@ def committed_results(
 
 
 def committed_run(
-    subject: int = 1, dataset: str = "sim", profile: str = "full", data_seed: int | None = 0
+    subject: int = 1,
+    dataset: str = "sim",
+    profile: str = "full",
+    simulation_seed: int | None = 0,
+    data_seed=UNSET,
 ):
     """The committed run of one subject (``tables.load_run`` of ``data/results``: results, seed
     ensembles, comparisons), or None after printing a note that the page shows its live run only.
 
     The default is what the book's figures are made from: the simulated subject ``subject``, profile
-    "full", simulation seed 0 (``etecrm reproduce --profile full --seeds 5 --data-seed 0``).
+    "full", simulation seed 0 (``etecrm reproduce --profile full --seeds 5 --simulation-seed 0``;
+    ``data_seed``: the old name of ``simulation_seed``).
     """
+    simulation_seed = renamed(simulation_seed, data_seed, "data_seed")
     folder = results_folder()
     if not (folder / "results").is_dir():
         print(missing_results_note())
         return None
     try:
-        return load_run(folder, dataset, profile, subject, data_seed)
+        return load_run(folder, dataset, profile, subject, simulation_seed)
     except FileNotFoundError:
         print(
             f"Subject {subject}: the committed {profile}-profile run "
-            f"({dataset_tag(dataset, data_seed)}) is not in "
+            f"({dataset_tag(dataset, simulation_seed)}) is not in "
             f"{folder} (made with `etecrm reproduce --profile {profile} --seeds 5"
-            f"{'' if data_seed is None else f' --data-seed {data_seed}'}`); this page "
+            f"{'' if simulation_seed is None else f' --simulation-seed {simulation_seed}'}`); "
+            "this page "
             "shows its live run only."
         )
         return None
@@ -541,6 +551,3 @@ __all__ = [
     "callout",
     "mark_untrained",
 ]
-
-if _in_notebook_kernel():
-    notebook_defaults()

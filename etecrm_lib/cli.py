@@ -1,15 +1,16 @@
-"""The ``etecrm`` command: ``etecrm reproduce`` (the whole comparison), ``etecrm datasize`` and
-``etecrm data``.
+"""The ``etecrm`` command: ``etecrm reproduce`` (the whole comparison), ``etecrm datasize``,
+``etecrm controls`` and ``etecrm data``.
 
 Examples::
 
     etecrm reproduce --dataset sim --subject 1 --profile quick --out results/      # 3 model seeds
-    etecrm reproduce --dataset sim --profile full --subject 2 --seeds 5 --data-seed 1 --out results/
+    etecrm reproduce --dataset sim --profile full --subject 2 --seeds 5 --simulation-seed 1
     etecrm reproduce --dataset sim --profile full --first-seed 5 --seeds 5   # 5 more seeds, added
     etecrm reproduce --dataset sim --profile full --models etecrm gwp_ridge --rois V1 V4
     etecrm table --out results/                     # rebuild tables and figures from the results
     etecrm models                                   # the model and ablation names
     etecrm datasize --profile quick --seeds 2 --out results/data_size  # accuracy vs train-set size
+    etecrm controls --ground-truth gabor --profile quick --out results/controls  # a control cortex
     etecrm data simulate --subject 1 --profile quick --save sim1.npz
     etecrm data describe --dataset sim --subject 1 --profile quick
     etecrm data download --dataset kay              # the login-free copy of vim-1 subject 1
@@ -23,16 +24,22 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 from . import data as data_module
 from .ablations import DEFAULT_VARIANTS, VARIANTS
+from .controls import ControlConfig, markdown, run_controls
 from .data.download import DownloadError
 from .data_size import DataSizeConfig, crossing_report, read_curves, run_data_size
 from .device import get_device
-from .reproduce import check_settings, is_deterministic, rebuild_outputs, reproduce
+from .reproduce import check_settings, rebuild_outputs, reproduce
 from .results import MAX_SEED, strip_predictions
+from .runs import is_deterministic, train_in_groups
 from .tables import load_run
 from .verdicts import verdict_table
+from .vocabulary import OLD_NAMES
+
+BATCHED_HELP = "train the ETECRM models of each ROI as one network (runs.train_in_groups)"
 
 
 def _names(values, flag: str) -> list | None:
@@ -56,6 +63,29 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+
+
+def _add_controls(sub) -> None:
+    """The ``etecrm controls`` subcommand."""
+    ctl = sub.add_parser(
+        "controls",
+        help="each model family on a control cortex built from its own features; resumable",
+        description="Fit gwp_ridge and ETECRM (several model seeds) on every ROI of a control "
+        "cortex, one results file each (reused on a rerun), then write "
+        "OUT/controls_<ground truth>_<profile>.json and print its table.",
+    )
+    ctl.add_argument("--ground-truth", required=True, choices=["gabor", "cnn"])
+    ctl.add_argument("--profile", choices=["quick", "full"], default="quick")
+    ctl.add_argument("--subject", type=int, default=1)
+    ctl.add_argument(
+        "--seeds", type=int, default=3, help="ETECRM model seeds 0..SEEDS-1 (default 3)"
+    )
+    ctl.add_argument("--simulation-seed", type=int, default=0)
+    ctl.add_argument("--rois", nargs="+", help="ROI names (default: all)")
+    ctl.add_argument("--out", default="results/controls", help="output folder")
+    ctl.add_argument("--device", help="torch device (default: the GPU if there is one)")
+    ctl.add_argument("--quiet", action="store_true", help="no progress bars")
+    ctl.add_argument("--batched", action="store_true", help=BATCHED_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,12 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--first-seed", type=int, default=0, help="model seeds are FIRST..FIRST+SEEDS-1 (default 0)"
     )
     rep.add_argument(
-        "--data-seed",
+        "--simulation-seed",
         type=int,
         default=None,
         help="seed of the simulated cortex (sim only; default 0, the book's subject); in every "
         "file name",
     )
+    _old_flag(rep, "--data-seed", "simulation_seed", int)
     rep.add_argument(
         "--models", nargs="+", help="variant names (default: all; see `etecrm models`)"
     )
@@ -103,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument(
         "--device", help="torch device, e.g. cpu or cuda (default: the GPU if there is one)"
     )
-    rep.add_argument("--data-root", help="folder of downloaded real data (vim1)")
+    rep.add_argument("--root", help="folder of downloaded real data (vim1)")
+    _old_flag(rep, "--data-root", "root")
     rep.add_argument(
         "--cnn-weights",
         default="none",
@@ -118,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--no-figures", action="store_true", help="write tables only")
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
+    rep.add_argument("--batched", action="store_true", help=BATCHED_HELP)
 
     sub.add_parser("models", help="list the model and ablation names")
 
@@ -145,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", help="torch device, e.g. cpu or cuda (default: the GPU if there is one)"
     )
     size.add_argument("--quiet", action="store_true", help="no progress bars")
+    size.add_argument("--batched", action="store_true", help=BATCHED_HELP)
+
+    _add_controls(sub)
 
     table = sub.add_parser(
         "table",
@@ -170,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim = data_sub.add_parser("simulate", help="generate (and cache) a simulated subject")
     sim.add_argument("--subject", type=int, default=1)
     sim.add_argument("--profile", choices=["quick", "full"], default="quick")
-    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--simulation-seed", type=int, default=0, help="seed of the simulated cortex")
+    _old_flag(sim, "--seed", "simulation_seed", int)
     sim.add_argument("--save", help="also write it to this .npz file")
     dl = data_sub.add_parser(
         "download",
@@ -185,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     desc.add_argument("--subject", type=int, default=1)
     desc.add_argument("--profile", choices=["quick", "full"], default="quick")
-    desc.add_argument("--seed", type=int, default=0)
+    desc.add_argument("--simulation-seed", type=int, default=0, help="sim: its seed (default 0)")
+    _old_flag(desc, "--seed", "simulation_seed", int)
     desc.add_argument("--root", help="folder of downloaded real data")
     return parser
 
@@ -197,7 +235,7 @@ def _cmd_reproduce(args) -> int:
         args.bootstrap,
         args.seeds,
         args.first_seed,
-        args.data_seed,
+        args.simulation_seed,
         args.dataset,
     )
     results = reproduce(
@@ -206,16 +244,17 @@ def _cmd_reproduce(args) -> int:
         profile=args.profile,
         n_seeds=args.seeds,
         first_seed=args.first_seed,
-        data_seed=args.data_seed,
+        simulation_seed=args.simulation_seed,
         models=_names(args.models, "--models"),
         rois=_names(args.rois, "--rois"),
         out=args.out,
         device=args.device,
         figures=not args.no_figures,
-        data_root=args.data_root,
+        root=args.root,
         cnn_weights=None if args.cnn_weights.lower() == "none" else args.cnn_weights,
         n_bootstrap=args.bootstrap,
         progress=not args.quiet,
+        trainer=train_in_groups if args.batched else None,
     )
     print(f"done: {len(results)} results; table in {args.out}/table.md")
     if results:
@@ -253,11 +292,33 @@ def _cmd_datasize(args) -> int:
         if value is not None:  # --seeds 0 is refused by the config, never read as "default"
             changes[key] = tuple(value) if isinstance(value, list) else value
     config = DataSizeConfig.for_profile(args.profile, **changes)
-    results = run_data_size(config, out=args.out, device=args.device, progress=not args.quiet)
+    trainer = train_in_groups if args.batched else None
+    results = run_data_size(
+        config, out=args.out, device=args.device, progress=not args.quiet, trainer=trainer
+    )
     print(f"done: {len(results)} results; learning curves in {args.out}/curves.json")
     summary = read_curves(args.out)
     if summary:
         print(crossing_report(summary["crossings"]))
+    return 0
+
+
+def _cmd_controls(args) -> int:
+    changes = {
+        "ground_truth": args.ground_truth,
+        "subject": args.subject,
+        "simulation_seed": args.simulation_seed,
+        "seeds": args.seeds,
+        "rois": tuple(_names(args.rois, "--rois")) if args.rois else None,
+    }
+    config = ControlConfig.for_profile(args.profile, **changes)
+    trainer = train_in_groups if args.batched else None
+    table = run_controls(
+        config, out=args.out, device=args.device, progress=not args.quiet, trainer=trainer
+    )
+    print(table.summary())
+    print(markdown(table))
+    print(f"written: {args.out}/controls_{args.ground_truth}_{args.profile}.json")
     return 0
 
 
@@ -290,11 +351,12 @@ def _check_data_args(args) -> None:
     starts."""
     from pathlib import Path
 
-    for flag in ("subject", "seed"):
+    for flag in ("subject", "simulation_seed"):
         value = getattr(args, flag, None)
         if value is not None and value < (1 if flag == "subject" else 0):
             raise ValueError(
-                f"--{flag} must be {'a positive' if flag == 'subject' else 'a non-negative'} "
+                f"--{flag.replace('_', '-')} must be "
+                f"{'a positive' if flag == 'subject' else 'a non-negative'} "
                 f"integer, got {value}"
             )
     save = getattr(args, "save", None)
@@ -332,25 +394,44 @@ def _check_data_args(args) -> None:
 def _cmd_data(args) -> int:
     _check_data_args(args)
     if args.action == "simulate":
-        ds = data_module.simulate(subject=args.subject, profile=args.profile, seed=args.seed)
+        ds = data_module.simulate(args.subject, args.profile, seed=args.simulation_seed)
         print(ds.describe())
         if args.save:
             print(f"saved to {data_module.save_npz(ds, args.save)}")
     elif args.action == "download":
         if args.dataset == "kay":
-            print(f"downloaded to {data_module.fetch_kay_images(cache_dir=args.root)}")
+            print(f"downloaded to {data_module.fetch_kay_images(args.root)}")
         elif args.dataset == "miyawaki":
-            print(data_module.load_miyawaki(data_dir=args.root).describe())
+            print(data_module.load_miyawaki(args.root).describe())
         else:  # credentials from CRCNS_USERNAME / CRCNS_PASSWORD, never from the command line
-            for path in data_module.download_vim1(dest=args.root):
+            for path in data_module.download_vim1(args.root):
                 print(f"downloaded {path}")
     else:
         print(
             data_module.open_dataset(
-                args.dataset, args.subject, args.profile, args.seed, args.root
+                args.dataset, args.subject, args.profile, args.simulation_seed, args.root
             ).describe()
         )
     return 0
+
+
+def _old_flag(parser, flag: str, dest: str, kind=str) -> None:
+    """Accept ``flag``, an old spelling of the flag of ``dest`` (hidden from --help; noted)."""
+    hidden = argparse.SUPPRESS
+    parser.add_argument(flag, dest=f"old__{dest}", type=kind, default=None, help=hidden)
+
+
+def _take_old_flags(args) -> None:
+    """Move values given under old flags to their one name, with a deprecation warning."""
+    for name, value in list(vars(args).items()):
+        if name.startswith("old__") and value is not None:
+            new = name[len("old__") :]
+            flag = "--" + new.replace("_", "-")
+            old = " or ".join(o for o, n in OLD_NAMES.items() if n == flag)
+            message = f"{old} is deprecated and will be removed in the next release; use {flag}"
+            warnings.warn(message, DeprecationWarning, stacklevel=2)
+            print(f"etecrm: note: {message}", file=sys.stderr)
+            setattr(args, new, value)
 
 
 EXPECTED_ERRORS = (
@@ -370,7 +451,8 @@ CLI_SPELLING = {
     "weights=None": "--cnn-weights none",
     "n_bootstrap": "--bootstrap",
     "first_seed": "--first-seed",
-    "data_seed": "--data-seed",
+    "simulation_seed": "--simulation-seed",
+    "data_seed": "--simulation-seed",
 }
 """The library's spelling of an argument in an error message -> the command's flag."""
 
@@ -416,12 +498,14 @@ def _check_numbers(args) -> None:
 def main(argv=None) -> int:
     """Entry point of the ``etecrm`` console script. Returns the exit status."""
     args = build_parser().parse_args(argv)
+    _take_old_flags(args)
     commands = {
         "reproduce": _cmd_reproduce,
         "table": _cmd_table,
         "models": _cmd_models,
         "data": _cmd_data,
         "datasize": _cmd_datasize,
+        "controls": _cmd_controls,
     }
     try:
         _check_numbers(args)

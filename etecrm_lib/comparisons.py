@@ -27,10 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .ablations import VARIANTS
 from .evaluation import VERDICTS, Comparison, paired_bootstrap, verdict
-from .results import MAX_SEED, dataset_tag, jsonable, seeds_label
-from .storage import atomic_write, check_name
+from .results import MAX_SEED, dataset_tag
+from .storage import atomic_write, check_name, jsonable, seeds_label
 
 REFERENCE = "etecrm"
 STATISTICS = ("median_r", "top_n_mean_r")
@@ -52,21 +51,24 @@ class BaselineChoice:
     skipped: list
 
 
-def _is_two_step(model: str) -> bool:
-    return model in VARIANTS and VARIANTS[model].family == "two_step"
+def family(runs) -> str | None:
+    """The family a result (or the first of a list of them) records: "etecrm" or "two_step"."""
+    first = runs[0] if isinstance(runs, list) else runs
+    return first.info.get("family")
 
 
 def choose_baseline(results, roi: str) -> BaselineChoice:
     """The two-step model of ``roi`` with the highest validation median r; reads only
     ``info["val_r"]``.
 
-    ``results``: any list of EncodingResult (several seeds per model allowed). A model's score is
+    ``results``: any list of EncodingResult (several seeds per model allowed; the family each
+    records, ``info["family"]``, says which are two-step models). A model's score is
     the mean over its seeds of the median over voxels of ``val_r``. Ties go to the model listed
     first. The test split is never read: neither ``test_r`` nor the predictions are looked at.
     """
     per_model, skipped = {}, []
     for res in results:
-        if res.roi != roi or not _is_two_step(res.model):
+        if res.roi != roi or family(res) != "two_step":
             continue
         val_r = res.info.get("val_r")
         if val_r is None:
@@ -115,12 +117,12 @@ def compare_run(
         choice = choose_baseline([res for rs in runs.values() for res in rs], roi)
         if choice.model:
             pairs.append(("baseline", reference, choice.model))
-        elif any(_is_two_step(m) for m in runs):
+        elif any(family(rs) == "two_step" for rs in runs.values()):
             log(f"{roi}: no two-step model has a validation score (val_r); no baseline comparison")
         pairs += [
             ("ablation", m, reference)
-            for m in runs
-            if m != reference and m in VARIANTS and VARIANTS[m].family == "etecrm"
+            for m, rs in runs.items()
+            if m != reference and family(rs) == "etecrm"
         ]
         for kind, a, b in pairs:
             extra = (
@@ -190,7 +192,9 @@ def verdict_summary(comparison_list, label: str = "") -> list:
 # --------------------------------------------------------------------------- files
 def comparisons_path(out, record: dict) -> Path:
     """The file of one (data, profile, subject, pair of models, seed sets) under
-    ``out/comparisons``."""
+    ``out/comparisons``; its names pass ``storage.check_name``."""
+    for key in ("dataset", "profile", "model_a", "model_b"):
+        check_name(record[key], key)
     tag = dataset_tag(record["dataset"], record.get("data_seed"))
     name = (
         f"{tag}_{record['profile']}_sub{record['subject']}_{record['model_a']}_seeds{seeds_label(record['seeds_a'])}"

@@ -12,9 +12,10 @@ on the **same** 120 test images. Each (size, ROI, model, model seed) gives one
 :func:`crossings` says per ROI where the ETECRM curve crosses the Gabor curve, with a paired
 interval on the difference at every size.
 
-Results files (resumable: a finished, verified file is read instead of training again)::
+Results files (the one runner, :mod:`etecrm_lib.runs`: resumable, a finished, verified file is read
+instead of training again)::
 
-    OUT/results/sim_<profile>_sub<subject>_<roi>_<model>_n<size>_seed<seed>.npz  (save_result)
+    OUT/results/sim-data<S>_<profile>_sub<subject>_<roi>_<model>_n<size>_seed<seed>.npz
     OUT/curves.json     the learning-curve rows, the crossings and how the run was made
 
 >>> from etecrm_lib.data_size import DataSizeConfig, run_data_size
@@ -30,18 +31,15 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import torch
-import tqdm.auto
 
-from . import evaluation
-from .ablations import run_variants
 from .data import simulate
 from .data.dataset import EncodingDataset, Split
 from .profiles import DEFAULT_PROFILE, PROFILES, Profile, check_profile
-from .reproduce import dataset_fingerprint, provenance
 from .resampling import check_resamples
-from .results import CorruptResultError, jsonable, load_result, save_result
-from .storage import atomic_write
+from .results import OtherInputsError, ResultKey
+from .runs import RunSettings, keys_for, provenance, run_keys
+from .seed_statistics import images_and_seeds_bootstrap
+from .storage import atomic_write, jsonable
 
 
 @dataclass(frozen=True)
@@ -133,11 +131,13 @@ def result_file(
     out, dataset: EncodingDataset, profile: str, roi: str, model: str, n_train: int, seed: int
 ) -> Path:
     """Where the results file of one (ROI, model, size, seed) lives under ``out``."""
-    return (
-        Path(out)
-        / "results"
-        / f"{dataset.name}_{profile}_sub{dataset.subject}_{roi}_{model}_n{n_train}_seed{seed}.npz"
-    )
+    return size_key(dataset, profile, roi, model, n_train, seed).path(out)
+
+
+def size_key(dataset, profile: str, roi: str, model: str, n_train: int, seed: int) -> ResultKey:
+    """The :class:`~etecrm_lib.results.ResultKey` of one (ROI, model, size, seed)."""
+    (key,) = keys_for(dataset, profile, [roi], [model], [seed], n_train=int(n_train))
+    return key
 
 
 def run_data_size(
@@ -146,16 +146,16 @@ def run_data_size(
     out=None,
     device=None,
     progress: bool = True,
+    trainer=None,
 ) -> list:
-    """Fit every model of ``config`` on every size, ROI and model seed; returns
-    ``list[EncodingResult]``.
+    """Fit every model of ``config`` on every size, ROI and model seed -> ``list[EncodingResult]``.
 
     ``dataset``: default :func:`simulate_for` ``(config)``; it needs at least ``max(config.sizes)``
-    train images. With ``out``, each result is written as soon as it exists
-    (``reproduce.save_result``, atomic) and read back to check it; a later run with the same
-    arguments loads the finished files (verified with ``reproduce.load_result``: checksums, shapes,
-    the ROI's data fingerprint, size and seed) instead of training again, and at the end
-    ``OUT/curves.json`` is written.
+    train images. An experiment on the one runner (:mod:`etecrm_lib.runs`; ``trainer``: see there):
+    with ``out``, each result is written as soon as it exists (atomic) and read back to check it; a
+    later run with the same arguments loads the finished files (verified: checksums, shapes, the
+    ROI's data fingerprint, size and seed) instead of training again, and at the end
+    ``OUT/curves.json`` is written. Results come in (size, seed, ROI, model) order.
     """
     config = config or DataSizeConfig.for_profile("full")
     config.check()
@@ -165,101 +165,36 @@ def run_data_size(
             f"the dataset has {dataset.train.n_images} train images; the largest size is "
             f"{max(config.sizes)}"
         )
-    results = []
-    with tqdm.auto.tqdm(
-        total=len(config.sizes) * config.seeds, desc="data size", unit="fit", disable=not progress
-    ) as bar:
-        for n_train in config.sizes:
-            subset = first_images(dataset, n_train)
-            for seed in range(config.seeds):
-                bar.set_postfix_str(f"{n_train} images, seed {seed}")
-                done, missing = {}, []
-                for roi in config.rois:
-                    expect = {
-                        "roi": roi,
-                        "n_train": int(n_train),
-                        "seed": seed,
-                        "dataset_fingerprint": dataset_fingerprint(subset, roi),
-                    }
-                    for model in config.models:
-                        path = (
-                            None
-                            if out is None
-                            else result_file(out, subset, config.profile, roi, model, n_train, seed)
-                        )
-                        if path is not None and path.exists():
-                            try:
-                                done[(roi, model)] = load_result(
-                                    path, expect={**expect, "model": model}
-                                )
-                                continue
-                            except CorruptResultError as err:
-                                warnings.warn(f"recomputing: {err}", stacklevel=2)
-                        missing.append((roi, model))
-                for roi in dict.fromkeys(roi for roi, _ in missing):
-                    models = [m for r, m in missing if r == roi]
-                    for res in run_variants(
-                        subset,
-                        models,
-                        rois=[roi],
-                        profile=config.profile,
-                        seed=seed,
-                        device=device,
-                        progress=False,
-                    ):
-                        res.info["n_train"] = int(n_train)
-                        if out is not None:
-                            path = result_file(
-                                out, subset, config.profile, roi, res.model, n_train, seed
-                            )
-                            extra = {
-                                "n_train": int(n_train),
-                                "dataset_fingerprint": dataset_fingerprint(subset, roi),
-                                "simulation": {
-                                    k: dataset.info.get(k)
-                                    for k in ("seed", "ground_truth", "network_seed", "n_train")
-                                },
-                            }
-                            save_result(res, path, profile=config.profile, seed=seed, extra=extra)
-                            load_result(
-                                path,
-                                expect={"roi": roi, "model": res.model, "n_train": int(n_train)},
-                            )
-                        done[(roi, res.model)] = res
-                results += [done[(roi, model)] for roi in config.rois for model in config.models]
-                bar.update()
+    if out is not None:
+        check_curves_owner(out, config, dataset)
+    keys = [
+        size_key(dataset, config.profile, roi, model, n_train, seed)
+        for n_train in config.sizes
+        for seed in range(config.seeds)
+        for roi in config.rois
+        for model in config.models
+    ]
+    simulation = {
+        k: dataset.info.get(k) for k in ("seed", "ground_truth", "network_seed", "n_train")
+    }
+    found = run_keys(
+        keys,
+        lambda key: first_images(dataset, key.extra("n_train")),
+        out,
+        trainer,
+        RunSettings.start(device, progress=False),
+        extra_meta={"simulation": simulation},
+        log=lambda message: warnings.warn(message, stacklevel=3),
+        desc="data size",
+        progress=progress,
+    )
+    results = list(found.values())
     if out is not None:
         write_curves(results, dataset, config, out)
     return results
 
 
 # --------------------------------------------------------------------------- learning curves
-def _seed_bootstrap(predictions: dict, responses: np.ndarray, n_bootstrap: int, seed: int) -> dict:
-    """Bootstrap median r over test images and model seeds, the same resamples for every key.
-
-    ``predictions``: ``{key: [(N_test, V) per model seed]}``. Returns ``{key: (observed, (B,)
-    resampled)}`` where a statistic is the mean over (resampled) seeds of the median over voxels of
-    r over the (resampled) test images.
-    """
-    n_bootstrap = check_resamples(n_bootstrap)
-    gen = torch.Generator().manual_seed(seed)
-    counts = evaluation.image_resamples(np.shape(responses)[0], n_bootstrap, gen)
-    n_seeds = max(len(preds) for preds in predictions.values())
-    seed_draws = torch.randint(0, n_seeds, (n_bootstrap, n_seeds), generator=gen)
-    out = {}
-    for key, preds in predictions.items():
-        observed, resampled = [], []
-        for pred in preds:
-            observed.append(
-                evaluation.roi_statistic(evaluation.pearson_r(pred, responses), "median_r")
-            )
-            resampled.append(evaluation.resampled_statistic(pred, responses, counts, "median_r"))
-        resampled = torch.stack(resampled, dim=1)  # (B, seeds of this key)
-        pick = seed_draws % resampled.shape[1]
-        out[key] = (float(np.mean(observed)), resampled.gather(1, pick).mean(1).numpy())
-    return out
-
-
 def learning_curves(
     results,
     dataset: EncodingDataset,
@@ -282,7 +217,7 @@ def learning_curves(
                 grouped.setdefault((res.model, int(res.info["n_train"])), []).append(
                     res.predictions
                 )
-        stats = _seed_bootstrap(grouped, dataset.test.responses[roi], n_bootstrap, seed)
+        stats = images_and_seeds_bootstrap(grouped, dataset.test.responses[roi], n_bootstrap, seed)
         for (model, n_train), (observed, resampled) in stats.items():
             rows.append(
                 {
@@ -336,7 +271,7 @@ def crossings(
         )
         if not sizes:
             continue
-        stats = _seed_bootstrap(grouped, dataset.test.responses[roi], n_bootstrap, seed)
+        stats = images_and_seeds_bootstrap(grouped, dataset.test.responses[roi], n_bootstrap, seed)
         diffs = []
         for n in sizes:
             (obs_a, res_a), (obs_b, res_b) = stats[(model_a, n)], stats[(model_b, n)]
@@ -455,6 +390,36 @@ def read_curves(out) -> dict | None:
             "datasize` again"
         )
     return summary
+
+
+def _data_identity(subject, profile, simulation: dict) -> str:
+    """The data a curves file describes, in words: subject, profile, simulation seed, truth."""
+    return (
+        f"subject {subject}, profile {profile}, simulation seed {simulation.get('seed')}, "
+        f"ground truth {simulation.get('ground_truth') or 'cortex'}"
+    )
+
+
+def check_curves_owner(out, config: DataSizeConfig, dataset: EncodingDataset) -> None:
+    """Refuse (``results.OtherInputsError``) a run into ``out`` whose ``curves.json`` describes
+    other data (another subject, profile, simulation seed or ground truth): it is never replaced.
+    A missing or unreadable ``curves.json`` is no obstacle (the run writes it)."""
+    try:
+        summary = read_curves(out)
+        old = summary and _data_identity(
+            summary["config"].get("subject"),
+            summary["config"].get("profile"),
+            summary.get("simulation") or {},
+        )
+    except (ValueError, AttributeError, TypeError):
+        return
+    simulation = {k: dataset.info.get(k) for k in ("seed", "ground_truth")}
+    new = _data_identity(config.subject, config.profile, simulation)
+    if old and old != new:
+        raise OtherInputsError(
+            f"{Path(out) / 'curves.json'} holds the curves of {old}; this run's data are {new}: "
+            "refusing to overwrite it. Use another --out for these data"
+        )
 
 
 def find_committed_run(folder: str = "data/results/data_size") -> Path | None:

@@ -46,7 +46,12 @@ BF16_CAPABILITY = 8.0
 
 FP16_CAPABILITY = 7.0
 """float16 tensor cores start with Volta, capability 7.0 (V100 7.0, T4 7.5); older cards (P100 6.0,
-P4 6.1) gain little or nothing from float16, so "auto" keeps float32 there."""
+P4 6.1) gain little or nothing from float16, so "auto" keeps float32 there.
+
+Why "fp16" on a T4: its float16 tensor cores peak at 65 TFLOPS against 8.1 for float32 (NVIDIA's T4
+datasheet), and a full-profile epoch is about 2 TFLOP. Not measured on a T4 (none is lent here). On
+an H100 (``benchmarks/precision_h100.json``) one full-profile epoch took 0.062 s in bf16, 0.076 s
+in fp32 and 0.089 s in fp16, whose loss scaling runs without a CUDA graph (launch-bound there)."""
 
 
 def resolve_precision(setting: str, capability) -> str:

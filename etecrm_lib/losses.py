@@ -2,7 +2,8 @@
 
 All are pure torch functions of one mini-batch of one ROI: ``predictions`` and ``responses`` are
 ``(B, V)`` (B images, V voxels); each loss returns a scalar. r is always computed over the B images
-of the batch, separately for every voxel.
+of the batch, separately for every voxel. Leading axes are models trained side by side
+(``batched.py``): ``(M, B, V)`` in, one loss per model ``(M,)`` out, each the loss of its own slice.
 
 The authors' loss (https://github.com/KaiQiao1992/ETECRM, ``SFCNet5.py``), in our words::
 
@@ -29,7 +30,8 @@ MEAN_PENALTY = 1e-4  # weight of mean(predictions) in the correlation losses (th
 def batch_pearson_r(
     predictions: torch.Tensor, responses: torch.Tensor, eps: float = 1e-6
 ) -> torch.Tensor:
-    """Pearson r of each voxel over the batch, differentiable: ``(B, V), (B, V) -> (V,)``.
+    """Pearson r of each voxel over the batch, differentiable: ``(..., B, V), (..., B, V) ->
+    (..., V)``.
 
     ``r_v = sum_b x_bv y_bv / sqrt((sum_b x_bv^2 + ex) (sum_b y_bv^2 + ey))``, x and y centred over
     the batch. ``ex`` and ``ey`` are ``eps`` times the mean over voxels of the sums of squares, so r
@@ -37,12 +39,12 @@ def batch_pearson_r(
     same), while a voxel that is constant over the batch gets r = 0 with a finite gradient. For
     reporting, use ``evaluation.pearson_r`` (float64, no eps).
     """
-    x = predictions - predictions.mean(dim=0, keepdim=True)
-    y = responses - responses.mean(dim=0, keepdim=True)
-    sxx, syy = (x * x).sum(dim=0), (y * y).sum(dim=0)
-    ex = eps * sxx.mean().detach() + 1e-30
-    ey = eps * syy.mean().detach() + 1e-30
-    return (x * y).sum(dim=0) / torch.sqrt((sxx + ex) * (syy + ey))
+    x = predictions - predictions.mean(dim=-2, keepdim=True)
+    y = responses - responses.mean(dim=-2, keepdim=True)
+    sxx, syy = (x * x).sum(dim=-2), (y * y).sum(dim=-2)
+    ex = eps * sxx.mean(dim=-1, keepdim=True).detach() + 1e-30
+    ey = eps * syy.mean(dim=-1, keepdim=True).detach() + 1e-30
+    return (x * y).sum(dim=-2) / torch.sqrt((sxx + ex) * (syy + ey))
 
 
 def self_adapting_weights(r: torch.Tensor) -> torch.Tensor:
@@ -55,12 +57,12 @@ def weighted_correlation_loss(
     predictions: torch.Tensor, responses: torch.Tensor, mean_penalty: float = MEAN_PENALTY
 ) -> torch.Tensor:
     """The released design's loss: ``-mean_v(r_v ** 3) + mean_penalty * mean(predictions)`` ->
-    scalar.
+    scalar (``(..., B, V)`` in: one loss per leading index).
 
     Equal to ``-mean_v(w_v r_v)`` with ``w_v = r_v ** 2`` (:func:`self_adapting_weights`).
     """
     r = batch_pearson_r(predictions, responses)
-    return -(self_adapting_weights(r) * r).mean() + mean_penalty * predictions.mean()
+    return -(self_adapting_weights(r) * r).mean(-1) + mean_penalty * predictions.mean((-2, -1))
 
 
 def correlation_loss(
@@ -68,7 +70,8 @@ def correlation_loss(
 ) -> torch.Tensor:
     """Plain correlation loss, every voxel weighted 1: ``-mean_v(r_v) + mean_penalty *
     mean(predictions)``."""
-    return -batch_pearson_r(predictions, responses).mean() + mean_penalty * predictions.mean()
+    r = batch_pearson_r(predictions, responses)
+    return -r.mean(-1) + mean_penalty * predictions.mean((-2, -1))
 
 
 def mse_loss(
@@ -77,7 +80,7 @@ def mse_loss(
     """Mean squared error over images and voxels, in squared response units. ``mean_penalty`` is
     ignored (MSE fixes the offset itself); it is accepted so that every loss has the same
     signature."""
-    return ((predictions - responses) ** 2).mean()
+    return ((predictions - responses) ** 2).mean((-2, -1))
 
 
 def loss_function(name: str):

@@ -93,6 +93,7 @@ check_runtime("{chapter}")
 PARAMETERS_CELL = """\
 import etecrm_lib.book
 
+etecrm_lib.book.notebook_defaults()  # plain numbers; in the book build, finished bars only
 DATASET = "sim"  # simulated cortex; real data: "kay", "vim1", "miyawaki"
 PROFILE = etecrm_lib.book.default_profile()  # "quick" (CPU) or "full" (GPU)
 SEED = 0

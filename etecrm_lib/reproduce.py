@@ -1,13 +1,11 @@
-"""One command reproduces the comparison: every model on every ROI with several model seeds,
-resumable.
+"""One command reproduces the comparison: every model on every ROI, several model seeds, resumable.
 
-:func:`reproduce` runs the models and ablations of :mod:`etecrm_lib.ablations` on every ROI of one
-subject, for the model seeds ``first_seed .. first_seed + n_seeds - 1``, and writes **one results
-file per (dataset, data seed, profile, subject, ROI, model, seed)** as soon as it is done
-(:mod:`etecrm_lib.results` describes the files and the folder layout). A second run with the same
-arguments reads the finished files instead of training again, so a run that was interrupted
-(Ctrl-C) or killed loses at most the model in progress. Deterministic models (:func:`model_seeds`)
-are run once, as seed 0.
+:func:`reproduce` is an experiment on the one runner (:mod:`etecrm_lib.runs`): its keys are the
+models and ablations of :mod:`etecrm_lib.ablations` on every ROI of one subject, for the model
+seeds ``first_seed .. first_seed + n_seeds - 1`` (deterministic models once, as seed 0). The runner
+writes one results file per key as soon as it is done (:mod:`etecrm_lib.results`: files and
+folder layout) and reads finished files instead of training again, so a run that was interrupted
+(Ctrl-C) or killed loses at most the models in progress.
 
 At the end, with the data still at hand, it writes the seed ensembles (predictions averaged over
 seeds, then scored on the test split), the bootstrap comparisons over test images and seeds
@@ -18,23 +16,16 @@ ETECRM ablation vs ``etecrm``), then the tables and figures over everything in t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import platform
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-import tqdm.auto
-
-from . import __version__, ablations, gpu
+from . import ablations
 from .comparisons import REFERENCE, compare_run, load_comparisons, save_comparisons
 from .data.registry import open_dataset
-from .device import describe_device, get_device
+from .device import get_device
 from .evaluation import score
+from .figures import write_figures
 from .resampling import MIN_BOOTSTRAP
 from .results import (
     MAX_SEED,
@@ -42,84 +33,23 @@ from .results import (
     collect_results,
     dataset_tag,
     ensemble_path,
-    jsonable,
     load_result,
-    result_path,
     save_result,
 )
+from .runs import (
+    RunSettings,
+    clean_partial_files,
+    dataset_fingerprint,
+    keys_for,
+    run_keys,
+    simulation_seed,
+)
+from .seed_statistics import seed_ensemble
 from .storage import atomic_write
-from .tables import seed_rows, write_figures, write_tables
+from .tables import seed_rows, write_tables
+from .vocabulary import UNSET, renamed
 
 DEFAULT_SEEDS = {"quick": 3, "full": 5}
-DETERMINISTIC_SEED = 0
-
-
-# --------------------------------------------------------------------------- provenance
-def git_commit() -> str | None:
-    """The commit of the checkout this library runs from (``+dirty`` if files changed), or None.
-
-    Outside a git checkout (a copy of the files on another machine) ``$ETECRM_GIT_COMMIT`` is used.
-    """
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return os.environ.get("ETECRM_GIT_COMMIT") or None
-    return commit + ("+dirty" if dirty else "") if commit else None
-
-
-def provenance() -> dict:
-    """What produced a result: library version, git commit, torch and Python versions, host."""
-    return {
-        "library_version": __version__,
-        "git_commit": git_commit(),
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
-        "host": platform.node(),
-    }
-
-
-def dataset_fingerprint(dataset, roi: str) -> str:
-    """SHA-256 (first 16 hex digits) that identifies one ROI's data, stored in every results file.
-
-    Real data: a hash of the ROI's train and test responses and the stimulus shapes. Simulated data
-    carry ``info["cache_key"]``, the hash of everything the simulation depends on (its seed too);
-    that is used instead, because regenerating the simulation on another GPU can change the last
-    bits of the responses. A file computed on other data does not match and is recomputed.
-    """
-    h = hashlib.sha256()
-    h.update(
-        repr(
-            (
-                dataset.name,
-                dataset.subject,
-                roi,
-                dataset.n_voxels(roi),
-                dataset.train.stimuli.shape,
-                dataset.test.stimuli.shape,
-            )
-        ).encode()
-    )
-    if dataset.info.get("cache_key"):
-        h.update(str(dataset.info["cache_key"]).encode())
-    else:
-        for arr in (dataset.train.responses[roi], dataset.test.responses[roi]):
-            h.update(np.ascontiguousarray(arr, dtype=np.float32).tobytes())
-    return h.hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------- checks and choices
@@ -133,7 +63,7 @@ def check_settings(
     n_bootstrap: int = 2000,
     n_seeds: int | None = None,
     first_seed: int = 0,
-    data_seed: int | None = None,
+    simulation_seed: int | None = None,
     dataset="sim",
 ) -> None:
     """Refuse bad settings before any work starts: a ValueError says what is wrong, what was given
@@ -170,200 +100,71 @@ def check_settings(
             "use the default (5 on full, 3 on quick)",
         )
     last_seed = int(first_seed) + int(n_seeds or 1) - 1
-    if not 0 <= int(first_seed) <= last_seed <= MAX_SEED or not 0 <= (data_seed or 0) <= MAX_SEED:
+    sim = simulation_seed or 0
+    if not 0 <= int(first_seed) <= last_seed <= MAX_SEED or not 0 <= sim <= MAX_SEED:
         _fail(
             f"seeds must be from 0 to {MAX_SEED} (2**31 - 1)",
-            {"first_seed": first_seed, "n_seeds": n_seeds, "data_seed": data_seed},
+            {"first_seed": first_seed, "n_seeds": n_seeds, "simulation_seed": simulation_seed},
             "give smaller seeds",
         )
     name = str(dataset) if isinstance(dataset, (str, Path)) else None
-    if data_seed is not None and name is not None and name != "sim" and not name.endswith(".npz"):
+    if simulation_seed is not None and name not in (None, "sim") and not name.endswith(".npz"):
         _fail(
-            "--data-seed is the seed of the simulated cortex; it means nothing for a real dataset",
+            "--simulation-seed is the seed of the simulated cortex; it means nothing for a real "
+            "dataset",
             name,
-            "leave --data-seed out, or use --dataset sim",
+            "leave --simulation-seed out, or use --dataset sim",
         )
 
 
-def model_seeds(model: str, seeds, cnn_weights=None) -> list:
-    """The seeds ``model`` is run with: all of ``seeds``, or ``[0]`` for a deterministic model
-    (:func:`is_deterministic`)."""
-    return [DETERMINISTIC_SEED] if is_deterministic(model, cnn_weights) else list(seeds)
-
-
-def is_deterministic(model: str, cnn_weights=None) -> bool:
-    """True when the model's seed changes nothing, so it is run once (as seed 0).
-
-    Deterministic (nothing random between data and predictions, so another seed would give the same
-    file again): the voxel-wise ridge models (``gwp_ridge``; ``alexnet_ridge`` with given CNN
-    weights). A variant may also say so itself with a ``deterministic`` attribute. Models with
-    random parts (every ETECRM variant, ``gwp_roiwise``, an untrained ``alexnet_ridge``) run per
-    seed.
-    """
-    variant = ablations.get_variant(model)
-    deterministic = getattr(variant, "deterministic", None)
-    if deterministic is None:
-        options = variant.options
-        deterministic = (
-            variant.family == "two_step"
-            and options.get("fit") == "voxelwise"
-            and (options.get("features") != "alexnet" or cnn_weights is not None)
-        )
-    return bool(deterministic)
-
-
-def _data_seed(data, requested: int | None) -> int | None:
+def _simulation_seed(data, requested: int | None) -> int | None:
     """The simulation seed the data were made with (None for real data); an error if it is not
     ``requested``."""
-    seed = data.info.get("seed") if data.info.get("generator_version") is not None else None
+    seed = simulation_seed(data)
     if requested is not None and seed != requested:
         _fail(
-            f"the dataset was simulated with seed {seed}, not the data seed asked for",
+            f"the dataset was simulated with seed {seed}, not the simulation seed asked for",
             requested,
-            "leave --data-seed out for a saved dataset, or simulate it again with that seed",
+            "leave --simulation-seed out for a saved dataset, or simulate it again with that seed",
         )
     return seed
 
 
-def _weights_expectation(model: str, cnn_weights) -> dict:
-    """What a results file must record about the CNN weights: only models built on CNN features
-    care."""
-    if ablations.get_variant(model).options.get("features") == "alexnet":
-        return {"cnn_weights": jsonable(cnn_weights if cnn_weights is None else str(cnn_weights))}
-    return {}
-
-
-def _clean_partial_files(out: Path, prefix: str) -> int:
-    """Delete temp files a killed run left (``.<prefix>*.part``); other runs' files are left alone.
-    Returns how many."""
-    n = 0
-    for folder in ("results", "ensembles"):
-        for part in (out / folder).glob(f".{prefix}*.part"):
-            part.unlink(missing_ok=True)
-            n += 1
-    return n
-
-
-# --------------------------------------------------------------------------- the run
-@dataclass
-class _Job:
-    """What every step of one run needs."""
-
-    out: Path
-    data: object
-    profile: str
-    data_seed: int | None
-    device: object
-    cnn_weights: object
-    provenance: dict
-    progress: bool
-    log: object
-
-    def path(self, roi, model, seed) -> Path:
-        return result_path(
-            self.out,
-            self.data.name,
-            self.profile,
-            self.data.subject,
-            roi,
-            model,
-            seed,
-            self.data_seed,
-        )
-
-    def expect(self, roi, model, seed) -> dict:
-        return {
-            "dataset": self.data.name,
-            "data_seed": self.data_seed,
-            "subject": self.data.subject,
-            "roi": roi,
-            "profile": self.profile,
-            "seed": seed,
-            "model": model,
-            "n_voxels": self.data.n_voxels(roi),
-            "dataset_fingerprint": dataset_fingerprint(self.data, roi),
-            **_weights_expectation(model, self.cnn_weights),
-        }
-
-
-def _finished(job: _Job, roi: str, model: str, seed: int):
-    """The result of ``model`` already on disk and valid, or None (missing or corrupt:
-    recompute)."""
-    try:
-        return load_result(job.path(roi, model, seed), job.expect(roi, model, seed))
-    except FileNotFoundError:
-        return None
-    except CorruptResultError as err:
-        job.log(f"results file {err}; recomputing it")
-        return None
-
-
-def _train(job: _Job, roi: str, model: str, seed: int, deterministic: bool):
-    """Fit and score one model for one seed, write its results file, and read it back (verified)."""
-    extra = {
-        "data_seed": job.data_seed,
-        "dataset_fingerprint": dataset_fingerprint(job.data, roi),
-        "deterministic": deterministic,
-        "cnn_weights": jsonable(job.cnn_weights),
-    }
-    res = ablations.run_variant(
-        job.data,
-        model,
-        roi,
-        profile=job.profile,
-        seed=seed,
-        device=job.device,
-        progress=job.progress,
-        cnn_weights=job.cnn_weights,
-    )
-    res.info.update(job.provenance)
-    save_result(res, job.path(roi, model, seed), profile=job.profile, seed=seed, extra=extra)
-    return load_result(job.path(roi, model, seed), job.expect(roi, model, seed))
-
-
-def _standardized(predictions) -> np.ndarray:
-    """``(N, V)`` predictions with mean 0 and s.d. 1 per voxel (a constant voxel stays 0),
-    float64."""
-    p = np.asarray(predictions, dtype=np.float64)
-    p = p - p.mean(axis=0)
-    sd = p.std(axis=0)
-    return np.divide(p, sd, out=np.zeros_like(p), where=sd > 0)
-
-
-def _write_ensembles(job: _Job, by_model: dict) -> list:
+def write_ensembles(out, data, profile: str, simulation_seed, by_model: dict, log=print) -> list:
     """Average the stored predictions of every model with >= 2 seeds, score on the test split, save.
 
-    Each seed's predictions are first standardized per voxel (over the test images: its own mean and
-    s.d., no test responses involved): a correlation-trained network predicts in arbitrary units,
-    and averaging raw predictions would let the seed with the largest scale decide."""
+    ``by_model``: ``{(roi, model): [EncodingResult per seed]}``. The average is
+    ``seed_statistics.seed_ensemble`` (each seed standardized per voxel first). Returns the
+    ensembles as read back from their files.
+    """
     written = []
     for (roi, model), runs in by_model.items():
         if len(runs) < 2:
             continue
         seeds = [r.info["seed"] for r in runs]
-        mean = np.mean([_standardized(r.predictions) for r in runs], axis=0)
+        tag = (data.name, profile, data.subject, roi, model, seeds, simulation_seed)
+        path = ensemble_path(out, *tag)
+        extra = {
+            "data_seed": simulation_seed,
+            "seeds": seeds,
+            "ensemble": True,
+            "dataset_fingerprint": dataset_fingerprint(data, roi),
+        }
+        try:  # an ensemble already on disk is kept: a results folder only gains files
+            written.append(load_result(path, {"seeds": seeds, **extra}))
+            continue
+        except FileNotFoundError:
+            pass
+        except CorruptResultError as err:
+            log(f"ensemble file {err}; recomputing it")
         res = score(
-            mean,
-            job.data,
+            seed_ensemble([r.predictions for r in runs]),
+            data,
             roi,
             model,
             info={"ensemble_of": f"{len(runs)} model seeds: predictions averaged"},
         )
-        path = ensemble_path(
-            job.out, job.data.name, job.profile, job.data.subject, roi, model, seeds, job.data_seed
-        )
-        save_result(
-            res,
-            path,
-            profile=job.profile,
-            seed=None,
-            extra={
-                "data_seed": job.data_seed,
-                "seeds": seeds,
-                "ensemble": True,
-                "dataset_fingerprint": dataset_fingerprint(job.data, roi),
-            },
-        )
+        save_result(res, path, profile=profile, seed=None, extra=extra)
         written.append(load_result(path))
     return written
 
@@ -374,22 +175,25 @@ def reproduce(
     profile: str = "quick",
     n_seeds: int | None = None,
     first_seed: int = 0,
-    data_seed: int | None = None,
+    simulation_seed: int | None = None,
     models=None,
     rois=None,
     out="results",
     device=None,
     figures: bool = True,
-    data_root=None,
+    root=None,
     cnn_weights=None,
     n_bootstrap: int = 2000,
     bootstrap_seed: int = 0,
     reference: str = REFERENCE,
     progress: bool = True,
     log=print,
+    trainer=None,
+    data_seed=UNSET,
+    data_root=UNSET,
 ) -> list:
-    """Run every model on every ROI for several model seeds, one results file each, resumable; then
-    tables.
+    """Run every model on every ROI for several model seeds, one results file each (resumable),
+    then the ensembles, comparisons, tables and figures.
 
     Parameters
     ----------
@@ -399,117 +203,74 @@ def reproduce(
     n_seeds, first_seed : the model seeds are ``first_seed .. first_seed + n_seeds - 1`` (default
         ``n_seeds``: 5 on full, 3 on quick); a seed sets initial weights, validation split, batch
         order, noise.
-    data_seed : the simulation's seed (``sim`` only; default 0, the book's simulated subject). It is
-        recorded in every file and file name; for a saved simulation it must match the file's.
+    simulation_seed : the seed of the simulated cortex (``sim`` only; default 0, the book's
+        simulated subject). It is recorded in every file (as ``data_seed``) and file name; for a
+        saved simulation it must match the file's. (``data_seed``: its old name.)
     models : variant names (default ``ablations.DEFAULT_VARIANTS``); rois : default all of the
         dataset's.
     out : output folder (created). Finished results in it are reused, corrupt ones recomputed.
     device : torch device (default: ``device.get_device()``); figures : write plotly figures.
-    data_root : folder of downloaded real data. cnn_weights : ``alexnet_ridge``'s CNN weights (None:
-        untrained, "DEFAULT": ImageNet, or a ``.pth`` path).
+    root : folder of downloaded real data (``data_root``: its old name).
+    cnn_weights : ``alexnet_ridge``'s CNN weights (None: untrained, "DEFAULT": ImageNet, or a
+        ``.pth`` path).
     n_bootstrap, bootstrap_seed : resamples and seed of the bootstrap comparisons (at least 100).
     reference : the model the comparisons are about (default ``"etecrm"``): it is compared with the
         two-step baseline chosen on validation data, and every other ETECRM variant with it.
-    log : where progress messages go (``print``; ``lambda *a: None`` for silence).
+    progress : progress bars; log : where messages go (``print``; ``lambda *a: None`` for silence).
+    trainer : what fits the missing models of one ROI (default ``runs.train_one_by_one``; see
+        :mod:`etecrm_lib.runs`).
 
     Returns the list of per-seed :class:`EncodingResult` of this run (ROI, model, seed order).
     Interrupting (Ctrl-C) raises ``KeyboardInterrupt`` after the files already finished are on disk.
     """
-    check_settings(out, device, n_bootstrap, n_seeds, first_seed, data_seed, dataset)
-    seeds = list(
-        range(int(first_seed), int(first_seed) + int(n_seeds or DEFAULT_SEEDS.get(profile, 3)))
-    )
+    simulation_seed = renamed(simulation_seed, data_seed, "data_seed")
+    root = renamed(root, data_root, "data_root")
+    check_settings(out, device, n_bootstrap, n_seeds, first_seed, simulation_seed, dataset)
+    n_seeds = int(n_seeds or DEFAULT_SEEDS.get(profile, 3))
+    seeds = list(range(int(first_seed), int(first_seed) + n_seeds))
     models = list(models or ablations.DEFAULT_VARIANTS)
     for name in models:
         ablations.get_variant(name)
-    device = get_device(device)
-    data = open_dataset(dataset, subject, profile, data_seed, data_root)
+    settings = RunSettings.start(device, progress, cnn_weights)
+    data = open_dataset(dataset, subject, profile, simulation_seed, root)
     rois = list(rois or data.rois)
     for roi in rois:
         data.check_roi(roi)
-    job = _Job(
-        Path(out),
-        data,
-        profile,
-        _data_seed(data, data_seed),
-        device,
-        cnn_weights,
-        provenance() | {"device": describe_device(device)},
-        progress,
-        log,
-    )
-    if _clean_partial_files(
-        job.out, f"{dataset_tag(data.name, job.data_seed)}_{profile}_sub{data.subject}_"
-    ):
-        log(f"removed partial files left by an interrupted run in {job.out}")
+    out, simulation_seed = Path(out), _simulation_seed(data, simulation_seed)
+    tag = f"{dataset_tag(data.name, simulation_seed)}_{profile}_sub{data.subject}"
+    if clean_partial_files(out, f"{tag}_"):
+        log(f"removed partial files left by an interrupted run in {out}")
     log(
-        f"etecrm reproduce: {dataset_tag(data.name, job.data_seed)} subject "
-        f"{data.subject}, profile {profile}, "
-        f"model seeds {seeds}, device {job.provenance['device']}, {len(rois)} ROIs x "
-        f"{len(models)} models -> {job.out}"
+        f"etecrm reproduce: {tag}, model seeds {seeds}, device {settings.provenance['device']}, "
+        f"{len(rois)} ROIs x {len(models)} models -> {out}"
     )
-    by_model = _run_all(job, rois, models, seeds)
-    if any(r.predictions is None for runs in by_model.values() for r in runs):
+    keys = keys_for(data, profile, rois, models, seeds, cnn_weights)
+    found = run_keys(keys, lambda key: data, out, trainer, settings, log=log, desc="reproduce")
+    by_model = {}
+    for key, res in found.items():
+        by_model.setdefault((key.roi, key.model), []).append(res)
+    if any(r.predictions is None for r in found.values()):
         log(
             "some results files hold no test predictions (stripped for committing, `etecrm table "
-            "--strip-predictions`): seed ensembles and bootstrap comparisons are kept as "
-            "they are, not recomputed"
+            "--strip-predictions`): seed ensembles and bootstrap comparisons are kept as they "
+            "are, not recomputed"
         )
     else:
-        ensembles = _write_ensembles(job, by_model)
+        ensembles = write_ensembles(out, data, profile, simulation_seed, by_model, log)
         context = {
             "dataset": data.name,
-            "data_seed": job.data_seed,
+            "data_seed": simulation_seed,
             "profile": profile,
             "subject": data.subject,
         }
+        responses = {roi: data.test.responses[roi] for roi in rois}
         records = compare_run(
-            by_model,
-            {roi: data.test.responses[roi] for roi in rois},
-            context,
-            n_bootstrap,
-            bootstrap_seed,
-            reference,
-            log,
+            by_model, responses, context, n_bootstrap, bootstrap_seed, reference, log
         )
-        save_comparisons(job.out, records)
+        save_comparisons(out, records)
         log(f"{len(ensembles)} seed ensembles and {len(records)} bootstrap comparisons written")
-    rebuild_outputs(job.out, figures=figures, log=log)
-    return [res for roi in rois for m in models for res in by_model[(roi, m)]]
-
-
-def _run_all(job: _Job, rois, models, seeds) -> dict:
-    """Load or train every (ROI, model, seed); returns ``{(roi, model): [results by seed]}``.
-
-    On a GPU the missing seeds of one ETECRM variant train side by side (``gpu.run_concurrently``,
-    one CUDA stream each): one small network leaves most of a large GPU idle. ETECRM draws every
-    random number from generators of its own seed, so threads cannot mix them up; other models run
-    one by one.
-    """
-    by_model = {}
-    total = sum(len(model_seeds(m, seeds, job.cnn_weights)) for m in models) * len(rois)
-    with tqdm.auto.tqdm(
-        total=total, desc="reproduce", unit="model", disable=not job.progress
-    ) as bar:
-        for roi in rois:
-            for model in models:
-                deterministic = is_deterministic(model, job.cnn_weights)
-                runs = {
-                    seed: _finished(job, roi, model, seed)
-                    for seed in model_seeds(model, seeds, job.cnn_weights)
-                }
-                missing = [seed for seed, found in runs.items() if found is None]
-                if missing:
-                    bar.set_postfix_str(f"{roi}: {model}, seeds {missing}")
-                    streams = len(missing) if ablations.get_variant(model).family == "etecrm" else 1
-                    jobs = [
-                        lambda seed=seed: _train(job, roi, model, seed, deterministic)
-                        for seed in missing
-                    ]
-                    runs.update(zip(missing, gpu.run_concurrently(jobs, streams, job.device)))
-                by_model[(roi, model)] = list(runs.values())
-                bar.update(len(runs))
-    return by_model
+    rebuild_outputs(out, figures=figures, log=log)
+    return list(found.values())
 
 
 def rebuild_outputs(out, figures: bool = True, log=print) -> list:

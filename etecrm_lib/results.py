@@ -1,42 +1,42 @@
-"""Results files: one verified ``.npz`` per (dataset, data seed, profile, subject, ROI, model, model
-seed).
+"""Results files: one verified ``.npz`` per :class:`ResultKey`: what was fitted, on what, what seed.
 
-Written by :mod:`etecrm_lib.reproduce`, read by :mod:`etecrm_lib.tables` and the book. Layout of an
-output folder ``OUT``::
+Written by :mod:`etecrm_lib.runs` (the one runner, used by every experiment), read by
+:mod:`etecrm_lib.tables` and the book. This module imports no model code: everything it needs
+(family, display order) is recorded in the files. Layout of an output folder ``OUT``::
 
-    OUT/results/<tag>_<profile>_sub<subject>_<roi>_<model>_seed<seed>.npz        one model seed
+    OUT/results/<tag>_<profile>_sub<subject>_<roi>_<model>[_<extras>]_seed<seed>.npz  a model seed
     OUT/ensembles/<tag>_<profile>_sub<subject>_<roi>_<model>_seeds<set>.npz      seed ensemble
     OUT/comparisons/<tag>_<profile>_sub<subject>_<a>_seeds<set>_vs_<b>_seeds<set>.json
 
 ``<tag>`` names the data: ``sim-data<S>`` for the simulated cortex made with simulation seed S
 (runs on different simulated cortices never share a file), the dataset name alone for real data.
+``<extras>`` are what an experiment adds to a result's identity (:data:`EXTRA_LABELS`), e.g.
+``n500`` (trained on the first 500 train images) or ``truth-gabor`` (a control cortex).
 ``<set>`` is a seed set: ``0-4`` (seeds 0 to 4), ``3`` or ``0+2+7``. Models that are deterministic
 (``gwp_ridge``: Gabor features and ridge have nothing random) are run once, stored as seed 0.
 
 A results file is a compressed ``.npz`` holding the per-voxel arrays (``test_r``, ``noise_ceiling``,
 ``oracle_ceiling`` in float32; the test ``predictions`` in float32 (float16 overflowed for networks
-that predict in large units), enough for bootstrap comparisons
-and seed ensembles; per-voxel arrays of ``info`` such as ``val_r`` as ``info.<key>``) and ``meta``,
-a JSON string: the keys above, library version, git commit, configuration, device, wall time and a
-SHA-256 of every array. A file whose arrays, checksums, shapes or metadata do not match what a run
-expects is reported as corrupt and recomputed, never used.
+that predict in large units), enough for bootstrap comparisons and seed ensembles; per-voxel arrays
+of ``info`` such as ``val_r`` as ``info.<key>``) and ``meta``, a JSON string: the key's fields,
+library version, git commit, configuration, device, wall time and a SHA-256 of every array. A file
+whose arrays, checksums, shapes or metadata do not match what a run expects is reported as corrupt
+and recomputed, never used.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import warnings
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from .ablations import VARIANTS
-from .data.dataset import DEFAULT_ROIS
 from .evaluation import EncodingResult
-from .storage import CorruptFileError, atomic_write, read_npz
+from .storage import CorruptFileError, atomic_write, check_name, jsonable, read_npz, seeds_label
 
 RESULTS_FORMAT = 2
 """2: data seed and seed sets recorded. Files of format 1 (no data seed) are still read."""
@@ -47,6 +47,29 @@ _ARRAY_DTYPES = {
     "oracle_ceiling": np.float32,
     "predictions": np.float32,
 }
+DISPLAY_ORDER = (
+    "etecrm",
+    "etecrm_unweighted",
+    "etecrm_no_noise",
+    "etecrm_signed",
+    "etecrm_mse",
+    "gwp_ridge",
+    "alexnet_ridge",
+    "gwp_roiwise",
+)
+"""The order of the book's models in tables (the registry's order: a test checks they agree).
+Other models follow, by name; a renamed result (``alexnet_ridge_untrained``) sorts by the
+variant it records (``info["variant"]``)."""
+ROI_ORDER = ("V1", "V2", "V3", "V4", "LO")
+"""The order of ROIs in tables (``data.DEFAULT_ROIS``: a test checks they agree); others follow."""
+EXTRA_LABELS = {"n_train": "n", "ground_truth": "truth-"}
+"""How an experiment's extra key fields appear in file names: ``n_train=500`` -> ``n500``; a name
+not listed here appears as ``<name>-<value>``."""
+
+
+class OtherInputsError(ValueError):
+    """A results file that verifies but holds the result of other inputs than a run's (another
+    dataset of the same name, other CNN weights...): never overwritten; the run is refused."""
 
 
 class CorruptResultError(CorruptFileError):
@@ -64,15 +87,90 @@ MAX_SEED = 2**31 - 1
 """The largest seed (model or simulation seed) accepted where seeds enter: 0 .. 2**31 - 1."""
 
 
-def seeds_label(seeds) -> str:
-    """A seed set in a file name: ``[0, 1, 2, 3, 4] -> "0-4"``, ``[3] -> "3"``, ``[0, 2, 7] ->
-    "0+2+7"``."""
-    seeds = sorted({int(s) for s in seeds})
-    if not seeds:
-        raise ValueError("a seed set needs at least one seed")
-    if len(seeds) > 1 and seeds[-1] - seeds[0] == len(seeds) - 1:  # consecutive (no list built)
-        return f"{seeds[0]}-{seeds[-1]}"
-    return "+".join(str(s) for s in seeds)
+@dataclass(frozen=True)
+class ResultKey:
+    """The identity of one result: which data, which profile, ROI and model, which model seed.
+
+    ``simulation_seed``: the seed of the simulated cortex (None for real data); files store it
+    as ``data_seed`` (their format predates the name).
+    ``extras``: what an experiment adds, as sorted ``(name, value)`` pairs, e.g. ``(("n_train",
+    500),)`` for the data-size curves or ``(("ground_truth", "gabor"),)`` for a control cortex
+    (:meth:`make` takes them as keywords). The key gives the file name (:meth:`path`) and the
+    fields a file's ``meta`` must hold (:meth:`fields`); two results with different keys never
+    share a file.
+    """
+
+    dataset: str
+    simulation_seed: int | None
+    profile: str
+    subject: int
+    roi: str
+    model: str
+    seed: int
+    extras: tuple = ()
+
+    @classmethod
+    def make(
+        cls, dataset, simulation_seed, profile, subject, roi, model, seed, **extras
+    ) -> "ResultKey":
+        """A key with ``extras`` given as keywords (None values are left out)."""
+        pairs = tuple(sorted((k, v) for k, v in extras.items() if v is not None))
+        sim = None if simulation_seed is None else int(simulation_seed)
+        return cls(str(dataset), sim, str(profile), int(subject), roi, model, int(seed), pairs)
+
+    def __post_init__(self):
+        for what in ("dataset", "profile", "roi", "model"):
+            check_name(getattr(self, what), f"a result's {what}")  # the one name rule (storage)
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> "ResultKey":
+        """The key a results file's ``meta`` records (a per-seed file; extras: the
+        :data:`EXTRA_LABELS` fields it holds). Its :meth:`stem` is the file's name."""
+        extras = {name: meta[name] for name in EXTRA_LABELS if meta.get(name) is not None}
+        fields = ("dataset", "data_seed", "profile", "subject", "roi", "model", "seed")
+        return cls.make(*(meta.get(name) for name in fields), **extras)
+
+    def extra(self, name: str, default=None):
+        """The value of one extra key field (``default`` if the key has none)."""
+        return dict(self.extras).get(name, default)
+
+    def fields(self) -> dict:
+        """What a results file's ``meta`` records about its key (and must match when read)."""
+        return {
+            "dataset": self.dataset,
+            "data_seed": self.simulation_seed,
+            "subject": self.subject,
+            "roi": self.roi,
+            "profile": self.profile,
+            "seed": self.seed,
+            "model": self.model,
+            **dict(self.extras),
+        }
+
+    def stem(self) -> str:
+        """The file name without ``.npz``: ``sim-data0_full_sub1_V1_etecrm_n500_seed3``."""
+        extras = "".join(
+            f"_{EXTRA_LABELS.get(name, name + '-')}{value}" for name, value in self.extras
+        )
+        return (
+            f"{dataset_tag(self.dataset, self.simulation_seed)}_{self.profile}_sub{self.subject}_"
+            f"{self.roi}_{self.model}{extras}_seed{self.seed}"
+        )
+
+    def path(self, out) -> Path:
+        """Where this result's file lives under the output folder ``out``."""
+        return Path(out) / "results" / f"{self.stem()}.npz"
+
+    def data_group(self) -> tuple:
+        """Keys that share this tuple are fitted on one dataset and ROI (a trainer's group)."""
+        return (
+            self.dataset,
+            self.simulation_seed,
+            self.profile,
+            self.subject,
+            self.extras,
+            self.roi,
+        )
 
 
 def result_path(
@@ -85,9 +183,8 @@ def result_path(
     seed: int,
     data_seed: int | None = None,
 ) -> Path:
-    """Where the results file of one model seed lives under ``out``."""
-    stem = f"{dataset_tag(dataset, data_seed)}_{profile}_sub{subject}_{roi}_{model}_seed{seed}"
-    return Path(out) / "results" / f"{stem}.npz"
+    """Where the results file of one model seed lives under ``out`` (:meth:`ResultKey.path`)."""
+    return ResultKey.make(dataset, data_seed, profile, subject, roi, model, seed).path(out)
 
 
 def ensemble_path(
@@ -100,8 +197,10 @@ def ensemble_path(
     seeds,
     data_seed: int | None = None,
 ) -> Path:
-    """Where the seed ensemble (predictions averaged over ``seeds``) of one model lives under
-    ``out``."""
+    """Where the seed ensemble (predictions averaged over ``seeds``) goes under ``out`` (names
+    checked: ``storage.check_name``)."""
+    for what, name in (("dataset", dataset), ("ROI", roi), ("model", model)):
+        check_name(name, f"the {what} name")
     tag = dataset_tag(dataset, data_seed)
     stem = f"{tag}_{profile}_sub{subject}_{roi}_{model}_seeds{seeds_label(seeds)}"
     return Path(out) / "ensembles" / f"{stem}.npz"
@@ -110,24 +209,6 @@ def ensemble_path(
 # --------------------------------------------------------------------------- writing
 def array_sha256(arr: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
-
-
-def jsonable(value):
-    """``value`` with numpy scalars/arrays and paths turned into plain JSON types (NaN/inf ->
-    None)."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return jsonable(value.item())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
 
 
 def _to_numpy(value) -> np.ndarray:
@@ -210,6 +291,11 @@ def _meta_of(path: Path, headers: dict, read) -> dict:
     for key, kind in _META_FIELDS.items():
         if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
             raise CorruptResultError(f"{path.name}: metadata field {key!r} is {meta.get(key)!r}")
+    for key in ("dataset", "roi", "model"):  # parts of paths (figures): the name rule on read too
+        try:
+            check_name(meta[key], f"its {key}")
+        except ValueError as err:
+            raise CorruptResultError(f"{path.name}: {err}") from None
     if not isinstance(meta.get("arrays"), dict) or not all(
         isinstance(v, dict) for v in meta["arrays"].values()
     ):
@@ -320,12 +406,20 @@ def load_result(path, expect: dict | None = None) -> EncodingResult:
     ``profile``, ``seed``, ``data_seed``, ``seeds`` (ensembles), ``results_file`` and the rest of
     meta's info.
     """
-    path = Path(path)
+    return _load(Path(path), expect)[0]
+
+
+def _load(path: Path, expect: dict | None) -> tuple:
+    """``(EncodingResult, meta)`` of a results file (see :func:`load_result`)."""
     meta, data = _read(path)
     _check_arrays(path, meta, data)
-    for key, value in (expect or {}).items():
-        if meta.get(key) != value:
-            raise CorruptResultError(f"{path.name}: {key} is {meta.get(key)!r}, expected {value!r}")
+    differ = {k: (meta.get(k), v) for k, v in (expect or {}).items() if meta.get(k) != v}
+    if differ:
+        raise OtherInputsError(
+            f"{path} holds a result of other inputs than this run's ("
+            + "; ".join(f"{k}: {a!r} in the file, {b!r} now" for k, (a, b) in differ.items())
+            + "): refusing to overwrite it. Use another --out, or give the dataset another name"
+        )
     info = dict(meta.get("info") or {})
     info.update({k[len("info.") :]: v for k, v in data.items() if k.startswith("info.")})
     info.update(
@@ -346,7 +440,7 @@ def load_result(path, expect: dict | None = None) -> EncodingResult:
     info["data_seed"] = meta.get("data_seed")
     info["results_file"] = str(path)
     as32 = {k: data[k].astype(np.float32) for k in data if not k.startswith("info.")}
-    return EncodingResult(
+    result = EncodingResult(
         model=meta["model"],
         roi=meta["roi"],
         dataset=meta["dataset"],
@@ -357,12 +451,19 @@ def load_result(path, expect: dict | None = None) -> EncodingResult:
         predictions=as32.get("predictions"),
         info=info,
     )
+    return result, meta
+
+
+def model_order(res: EncodingResult) -> int:
+    """A result's place: :data:`DISPLAY_ORDER`, by the variant it records; else last."""
+    name = res.info.get("variant") or res.model
+    return DISPLAY_ORDER.index(name) if name in DISPLAY_ORDER else len(DISPLAY_ORDER)
 
 
 def result_key(res: EncodingResult) -> tuple:
-    """Sort key: dataset, data seed, profile, subject, ROI (V1 ... LO), model
-    (``ablations.VARIANTS`` order), seed."""
-    rois, models = list(DEFAULT_ROIS), list(VARIANTS)
+    """Sort key: dataset, data seed, profile, subject, ROI (V1 ... LO), model (:func:`model_order`),
+    seed."""
+    rois = list(ROI_ORDER)
     data_seed = res.info.get("data_seed")
     return (
         res.dataset,
@@ -371,7 +472,7 @@ def result_key(res: EncodingResult) -> tuple:
         res.subject,
         rois.index(res.roi) if res.roi in rois else len(rois),
         res.roi,
-        models.index(res.model) if res.model in models else len(models),
+        model_order(res),
         res.model,
         res.info.get("seed") if res.info.get("seed") is not None else -1,
     )
@@ -381,15 +482,38 @@ def collect_results(out, folder: str = "results") -> list:
     """Every valid file under ``out/<folder>`` (``"results"``: one per seed, ``"ensembles"``),
     sorted by :func:`result_key`.
 
-    Corrupt files are skipped with a warning.
+    Corrupt files are skipped with a warning, and so are files whose name is not the one their
+    metadata gives (a copy such as ``X_seed0 (copy).npz``, or a file renamed to another seed): a
+    copied file is never counted as another seed.
     """
     results = []
     for path in sorted((Path(out) / folder).glob("*.npz")):
         try:
-            results.append(load_result(path))
+            result, meta = _load(path, None)
         except CorruptResultError as err:
             warnings.warn(f"skipping corrupt results file: {err}", stacklevel=2)
+            continue
+        name = _name_from_meta(meta)
+        if name != path.name:
+            warnings.warn(
+                f"skipping {path}: its name does not match its contents, which belong in {name} "
+                "(a copied or renamed file is not another seed)",
+                stacklevel=2,
+            )
+            continue
+        results.append(result)
     return sorted(results, key=result_key)
+
+
+def _name_from_meta(meta: dict) -> str | None:
+    """The file name a results (or ensemble) file's metadata gives it (None if it gives none)."""
+    try:
+        if meta.get("seeds") is not None and meta.get("seed") is None:  # a seed ensemble
+            where = [meta[k] for k in ("dataset", "profile", "subject", "roi", "model", "seeds")]
+            return ensemble_path(".", *where, meta.get("data_seed")).name
+        return ResultKey.from_meta(meta).path(".").name
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def group_by_model(results) -> dict:

@@ -1,4 +1,4 @@
-"""Files on disk: atomic writes, the cache folder, checksums.
+"""Files on disk: atomic writes, the cache folder, checksums, and what JSON files need.
 
 Nothing half-written is ever left under its final name: every writer writes to a temporary file in
 the same folder and renames it at the end (a rename within one file system is atomic).
@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -138,6 +140,25 @@ def atomic_write(path):
             tmp.unlink()
 
 
+STALE_SECONDS = 3600
+"""A temporary ``.part`` file untouched for this long was left by a killed run (a live write takes
+seconds): only such files are cleaned up, never another run's write in progress."""
+
+
+def remove_stale_parts(folder, prefix: str = "", older_than: float = STALE_SECONDS) -> int:
+    """Delete the temporary files (``.<prefix>*.part``, see :func:`atomic_write`) in ``folder``
+    that nothing has written to for ``older_than`` seconds. Returns how many were deleted."""
+    n = 0
+    for part in Path(folder).glob(f".{prefix}*.part"):
+        try:
+            if time.time() - part.stat().st_mtime > older_than:
+                part.unlink()
+                n += 1
+        except FileNotFoundError:  # its run finished (renamed it) or removed it meanwhile
+            continue
+    return n
+
+
 def sha256_file(path, chunk_size: int = 1 << 20) -> str:
     """Hex SHA-256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
@@ -145,6 +166,35 @@ def sha256_file(path, chunk_size: int = 1 << 20) -> str:
         for block in iter(lambda: f.read(chunk_size), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def jsonable(value):
+    """``value`` with numpy scalars/arrays and paths turned into plain JSON types (NaN/inf ->
+    None)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return jsonable(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def seeds_label(seeds) -> str:
+    """A seed set in a file name: ``[0, 1, 2, 3, 4] -> "0-4"``, ``[3] -> "3"``, ``[0, 2, 7] ->
+    "0+2+7"``."""
+    seeds = sorted({int(s) for s in seeds})
+    if not seeds:
+        raise ValueError("a seed set needs at least one seed")
+    if len(seeds) > 1 and seeds[-1] - seeds[0] == len(seeds) - 1:  # consecutive (no list built)
+        return f"{seeds[0]}-{seeds[-1]}"
+    return "+".join(str(s) for s in seeds)
 
 
 # ----------------------------------------------------------------------------- reading .npz files

@@ -1,12 +1,13 @@
-"""Tables and figures over model seeds, and :func:`load_run`, the one call a chapter needs to read a
-run.
+"""Tables over model seeds (rows and their formatting), and :func:`load_run`, the one call a chapter
+needs to read a run. Figure files are :mod:`etecrm_lib.figures`; the control cortices' table is
+:mod:`etecrm_lib.controls`; every statistic is computed in :mod:`etecrm_lib.evaluation`.
 
 The seed table has one row per (dataset, data seed, profile, subject, ROI, model): the mean and the
 standard deviation (ddof=1; blank for one seed) over model seeds of each ROI statistic
 (:meth:`evaluation.EncodingResult.summary`), ``n_seeds`` and the seed set; then one ``ensemble`` row
 per model that ran with two or more seeds: its predictions averaged over the seeds, then scored.
 
-    run = load_run("data/results", dataset="sim", profile="full", subject=1, data_seed=0)
+    run = load_run("data/results", dataset="sim", profile="full", subject=1, simulation_seed=0)
     seed_table(run.rows)                 # a pandas DataFrame: "0.571 ± 0.012" per cell
     seed_table(run.rows).to_html()       # as the book renders it
 """
@@ -16,17 +17,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from . import plots
 from .comparisons import load_comparisons
-from .evaluation import TOP_N, Comparison, summary_table
-from .results import collect_results, group_by_model, jsonable, result_key, seeds_label
-from .storage import atomic_write
+from .evaluation import TOP_N, Comparison, summary_table, verdict
+from .results import collect_results, group_by_model, result_key
+from .storage import atomic_write, jsonable, seeds_label
+from .vocabulary import UNSET, renamed
 
 TOP = f"top{TOP_N}_mean_r"
 STAT_COLUMNS = ["median_r", TOP, "mean_r", "n_significant", "frac_ceiling", "frac_oracle_ceiling"]
@@ -148,10 +148,11 @@ def seed_rows(results, ensembles=()) -> list:
         )
         rows.append(row)
     order = {key: i for i, key in enumerate(_row_key(r) for r in rows)}
-    return jsonable(sorted(rows, key=lambda r: (_section(r), order[_row_key(r)])))
+    return jsonable(sorted(rows, key=lambda r: (section(r), order[_row_key(r)])))
 
 
-def _section(row) -> tuple:
+def section(row) -> tuple:
+    """The section a row belongs to: ``(dataset, data seed (-1 for None), profile, subject)``."""
     return (
         row["dataset"],
         -1 if row["data_seed"] is None else row["data_seed"],
@@ -161,7 +162,7 @@ def _section(row) -> tuple:
 
 
 def _row_key(row) -> tuple:
-    return (*_section(row), row["roi"], row["model"], row["kind"], row["seeds"])
+    return (*section(row), row["roi"], row["model"], row["kind"], row["seeds"])
 
 
 # --------------------------------------------------------------------------- formatting
@@ -191,7 +192,8 @@ def _model_label(row) -> str:
     )
 
 
-def _section_title(key) -> str:
+def section_title(key) -> str:
+    """A section's heading: "sim (simulation seed 0), subject 1, profile full"."""
     dataset, data_seed, profile, subject = key
     data = dataset if data_seed in (None, -1) else f"{dataset} (simulation seed {data_seed})"
     return f"{data}, subject {subject}, profile {profile}"
@@ -220,10 +222,10 @@ def markdown_table(rows) -> str:
     )
     lines, sections = [], {}
     for row in rows:
-        sections.setdefault(_section(row), []).append(row)
+        sections.setdefault(section(row), []).append(row)
     for key, group in sections.items():
         lines += [
-            f"### {_section_title(key)}",
+            f"### {section_title(key)}",
             "",
             "| " + " | ".join(shown) + " |",
             "|" + "---|" * len(shown),
@@ -275,9 +277,14 @@ def seed_table(rows, columns=("median_r", TOP), numeric: bool = False):
     return pd.DataFrame.from_records(records).set_index(["subject", "roi", "model"])
 
 
-def comparison_table(records):
+def comparison_table(records, kind: str | None = None, statistic: str | None = None):
     """Comparison records (``load_run(...).comparisons``) as a pandas DataFrame, one row per
-    comparison."""
+    comparison, keeping only ``kind`` ("baseline", "ablation") and ``statistic`` if given.
+
+    Besides the record's fields: ``interval`` (the 95% interval as text), ``verdict`` (A than B:
+    ``evaluation.verdict``'s words) and, for baseline comparisons, ``baseline (val. median r)``
+    and ``next best`` (the candidates' validation scores that chose the baseline).
+    """
     import pandas as pd
 
     keep = [
@@ -295,7 +302,20 @@ def comparison_table(records):
         "n_seeds_b",
         "n_bootstrap",
     ]
-    return pd.DataFrame.from_records([{k: r.get(k) for k in keep} for r in records])
+    rows = []
+    for r in records:
+        if kind not in (None, r.get("kind")) or statistic not in (None, r.get("statistic")):
+            continue
+        row = {k: r.get(k) for k in keep}
+        row["interval"] = f"{r['ci_low']:+.3f} to {r['ci_high']:+.3f}"
+        row["verdict"] = verdict(Comparison.from_dict(r), short=True)
+        val = r.get("baseline_val_median_r")
+        if val:
+            runner_up = max((m for m in val if m != r["model_b"]), key=val.get, default=None)
+            row["baseline (val. median r)"] = f"{r['model_b']} ({val[r['model_b']]:.3f})"
+            row["next best"] = f"{runner_up} ({val[runner_up]:.3f})" if runner_up else ""
+        rows.append(row)
+    return pd.DataFrame.from_records(rows)
 
 
 # --------------------------------------------------------------------------- files
@@ -403,263 +423,33 @@ class Run:
 
 
 def load_run(
-    out, dataset: str = "sim", profile: str = "full", subject: int = 1, data_seed: int | None = 0
+    out,
+    dataset: str = "sim",
+    profile: str = "full",
+    subject: int = 1,
+    simulation_seed: int | None = 0,
+    data_seed=UNSET,
 ) -> Run:
-    """Read one run from a ``etecrm reproduce`` output folder (no data, no training). ``data_seed``:
-    None for real data."""
+    """Read one run from a ``etecrm reproduce`` output folder (no data, no training).
+
+    ``simulation_seed``: the simulated cortex (None for real data; ``data_seed``: its old name).
+    """
+    wanted = (dataset, profile, subject, renamed(simulation_seed, data_seed, "data_seed"))
 
     def mine(res):
-        return (res.dataset, res.info.get("profile"), res.subject, res.info.get("data_seed")) == (
-            dataset,
-            profile,
-            subject,
-            data_seed,
-        )
+        return (res.dataset, res.info.get("profile"), res.subject, res.info.get("data_seed"))
 
-    results = [r for r in collect_results(out) if mine(r)]
-    ensembles = [r for r in collect_results(out, "ensembles") if mine(r)]
+    results = [r for r in collect_results(out) if mine(r) == wanted]
+    ensembles = [r for r in collect_results(out, "ensembles") if mine(r) == wanted]
     comparisons = [
         c
         for c in load_comparisons(out)
-        if (c.get("dataset"), c.get("profile"), c.get("subject"), c.get("data_seed"))
-        == (dataset, profile, subject, data_seed)
+        if (c.get("dataset"), c.get("profile"), c.get("subject"), c.get("data_seed")) == wanted
     ]
     if not results:
         raise FileNotFoundError(
-            f"no results of {dataset} (data seed {data_seed}), profile {profile}, subject "
-            f"{subject} "
-            f"under {Path(out) / 'results'}; run `etecrm reproduce --out {out}` with those settings"
+            f"no results of {dataset} (simulation seed {wanted[-1]}), profile {profile}, subject "
+            f"{subject} under {Path(out) / 'results'}; run `etecrm reproduce --out {out}` with "
+            "those settings"
         )
     return Run(results, ensembles, comparisons, seed_rows(results, ensembles))
-
-
-# --------------------------------------------------------------------------- control cortices
-@dataclass
-class ControlTable:
-    """One control cortex's table, as ``tools/control_table.py`` writes it
-    (``controls_<truth>_<profile>.json``).
-
-    rows : one dict per ROI: ``etecrm_median_r`` (mean over ``model_seeds``),
-    ``gwp_ridge_median_r``, ``gwp_minus_etecrm`` with its 95% paired-bootstrap interval
-    ``ci_low``/``ci_high`` (test images and ETECRM seeds), ``winner`` ("gwp_ridge", "etecrm" or
-    "undecided") and ``expected_winner``.
-    """
-
-    ground_truth: str
-    profile: str
-    subject: int
-    model_seeds: list
-    rows: list
-
-    def display_rows(self) -> list:
-        """The rows as a chapter shows them (:func:`book.show_table`)."""
-        return [
-            {
-                "roi": r["roi"],
-                "etecrm": r["etecrm_median_r"],
-                "gwp_ridge": r["gwp_ridge_median_r"],
-                "gwp_ridge − etecrm": r["gwp_minus_etecrm"],
-                "95% interval": f"{r['ci_low']:+.3f} to {r['ci_high']:+.3f}",
-                "winner": r["winner"],
-                "expected": r["expected_winner"],
-            }
-            for r in self.rows
-        ]
-
-    def caption(self) -> str:
-        return (
-            f"'{self.ground_truth}' control cortex, {self.profile} profile, subject "
-            f"{self.subject}: median r "
-            f"(ETECRM: mean over seeds {self.model_seeds}; 95% bootstrap over test images "
-            "and seeds)"
-        )
-
-    def summary(self) -> str:
-        """One sentence: in how many ROIs the expected family wins, and the range of the
-        differences."""
-        wins = [r["roi"] for r in self.rows if r["winner"] == r["expected_winner"]]
-        differences = [r["gwp_minus_etecrm"] for r in self.rows]
-        return (
-            f"'{self.ground_truth}' control: the expected family "
-            f"({self.rows[0]['expected_winner']}) wins in "
-            f"{len(wins)} of {len(self.rows)} ROIs ({', '.join(wins) or 'none'}); "
-            "gwp_ridge − etecrm ranges "
-            f"from {min(differences):+.3f} to {max(differences):+.3f}"
-        )
-
-
-def control_winner(ci_low: float, ci_high: float) -> str:
-    """Which family wins a control, from the 95% interval of gwp_ridge − etecrm: the one the
-    interval favours, if it excludes 0."""
-    return "gwp_ridge" if ci_low > 0 else "etecrm" if ci_high < 0 else "undecided"
-
-
-def load_control_table(folder, ground_truth: str, profile: str = "full") -> ControlTable | None:
-    """Read ``folder/controls_<ground_truth>_<profile>.json``; None if there is none.
-
-    Every row's ``winner`` is checked against its interval (a file that disagrees with itself is
-    refused).
-    """
-    path = Path(folder) / f"controls_{ground_truth}_{profile}.json"
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text())
-        table = ControlTable(
-            data["ground_truth"],
-            data["profile"],
-            data["subject"],
-            data["model_seeds"],
-            data["rows"],
-        )
-        for r in table.rows:
-            # (not the difference against the interval: a percentile interval may leave its point
-            # estimate out)
-            if control_winner(r["ci_low"], r["ci_high"]) != r["winner"]:
-                raise ValueError(
-                    f"ROI {r['roi']}: winner {r['winner']!r} and interval [{r['ci_low']}, "
-                    f"{r['ci_high']}] "
-                    f"disagree"
-                )
-    except (KeyError, TypeError, ValueError) as err:  # json.JSONDecodeError is a ValueError
-        raise ValueError(
-            f"{path} is not a control table written by tools/control_table.py ({err}); "
-            f"write it again with `python tools/control_table.py --ground-truth {ground_truth} "
-            f"--profile {profile} --out {Path(folder)}`"
-        ) from err
-    if (table.ground_truth, table.profile) != (ground_truth, profile) or not table.rows:
-        raise ValueError(
-            f"{path} holds the {table.profile!r} table of {table.ground_truth!r} with "
-            f"{len(table.rows)} rows, not the {profile!r} table of {ground_truth!r}"
-        )
-    return table
-
-
-# --------------------------------------------------------------------------- figures
-def seed_bars(rows, statistic: str = "median_r"):
-    """Bars per ROI, one colour per model: the mean over seeds with ±1 s.d. error bars; ensembles as
-    own bars."""
-    import plotly.graph_objects as go
-
-    def label(row):
-        return row["model"] + (" (seed ensemble)" if row["kind"] == "ensemble" else "")
-
-    fig = go.Figure()
-    for name in dict.fromkeys(label(r) for r in rows):
-        mine = [r for r in rows if label(r) == name]
-        fig.add_trace(
-            go.Bar(
-                x=[r["roi"] for r in mine],
-                y=[r.get(statistic) for r in mine],
-                name=name,
-                marker_color=plots.model_colour(mine[0]["model"]),
-                marker_pattern_shape="/" if mine[0]["kind"] == "ensemble" else "",
-                error_y=dict(
-                    type="data",
-                    array=[r.get(f"{statistic}_sd") or 0 for r in mine],
-                    visible=any(r.get(f"{statistic}_sd") for r in mine),
-                ),
-            )
-        )
-    title = "median r" if statistic == "median_r" else statistic.replace("_", " ")
-    fig.update_layout(
-        barmode="group",
-        height=480,
-        yaxis_title=title,
-        title=f"{title} per ROI on held-out test images: mean over model seeds ± s.d.",
-    )
-    return fig
-
-
-def png_failure_note(err: Exception) -> str:
-    """What to do when a PNG could not be written: install kaleido, or give it a browser."""
-    import importlib.util
-
-    if importlib.util.find_spec("kaleido") is None:
-        return (
-            "PNG export needs the kaleido package (pip install kaleido, or the library's [book] "
-            "extra); the HTML figures were written."
-        )
-    first_line = str(err).splitlines()[0] if str(err) else ""
-    return (
-        f"PNG export failed ({type(err).__name__}: {first_line}); the HTML figures were written. "
-        "kaleido needs Chrome or Chromium: apt-get install chromium, or set BROWSER_PATH."
-    )
-
-
-def _find_browser() -> None:
-    """Point kaleido (plotly's PNG export) at Debian's Chromium if no browser was configured."""
-    if not os.environ.get("BROWSER_PATH"):
-        for candidate in (
-            "/usr/bin/chromium",
-            "/usr/bin/chromium-browser",
-            "/usr/bin/google-chrome",
-        ):
-            if Path(candidate).exists():
-                os.environ["BROWSER_PATH"] = candidate
-                break
-
-
-def _figures(rows, comparisons) -> dict:
-    figures, sections = {}, {}
-    for row in rows:
-        sections.setdefault(_section(row), []).append(row)
-    for key, group in sections.items():
-        dataset, data_seed, profile, subject = key
-        stem = (
-            f"{dataset if data_seed == -1 else f'{dataset}-data{data_seed}'}_{profile}_sub{subject}"
-        )
-        for statistic in ("median_r", TOP):
-            fig = seed_bars(group, statistic)
-            fig.update_layout(title=f"{_section_title(key)}: {fig.layout.title.text}")
-            figures[f"{stem}_{statistic}"] = fig
-        for kind in ("baseline", "ablation"):
-            mine = [
-                Comparison.from_dict(c)
-                for c in comparisons
-                if c.get("statistic") == "median_r"
-                and c.get("kind") == kind
-                and _section({**c, "data_seed": c.get("data_seed")}) == key
-            ]
-            if mine:
-                fig = plots.comparison_bars(mine)
-                fig.update_layout(title=f"{_section_title(key)}: {fig.layout.title.text}")
-                figures[f"{stem}_bootstrap_{kind}"] = fig
-    return figures
-
-
-def write_figures(rows, out, comparisons=()) -> list:
-    """HTML figures (and PNG copies when kaleido and Chromium work) under ``out/figures``; returns
-    notes.
-
-    Per (dataset, data seed, profile, subject): median r and top-300 mean r per ROI
-    (:func:`seed_bars`) and the bootstrap differences of the comparisons
-    (``plots.comparison_bars``). Never raises for a missing plotting stack: the tables are the
-    results, figures are a convenience.
-    """
-    try:
-        import plotly  # noqa: F401
-    except ImportError:
-        return [
-            "figures skipped: plotly is not installed (pip install plotly kaleido); tables "
-            "were written"
-        ]
-    figdir = Path(out) / "figures"
-    figdir.mkdir(parents=True, exist_ok=True)
-    _find_browser()
-    notes, png_ok = [], True
-    for stem, fig in _figures(rows, comparisons).items():
-        with atomic_write(figdir / f"{stem}.html") as tmp:
-            fig.write_html(tmp, include_plotlyjs="cdn")
-        notes.append(f"wrote {figdir / (stem + '.html')}")
-        if png_ok:
-            try:
-                with atomic_write(figdir / f"{stem}.png") as tmp:
-                    fig.write_image(tmp, format="png", width=1000, height=500)
-                notes.append(f"wrote {figdir / (stem + '.png')}")
-            except (
-                Exception
-            ) as err:  # kaleido needs Chrome/Chromium; a missing browser must not end the run
-                png_ok = False
-                notes.append(png_failure_note(err))
-    return notes

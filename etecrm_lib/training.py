@@ -544,7 +544,7 @@ def fit_etecrm(
                 "epoch": epoch,
                 "val_r": val_r.cpu(),
             }
-        _record(
+        record_epoch(
             history,
             losses,
             train_r,
@@ -598,9 +598,11 @@ def check_losses_finite(losses: torch.Tensor, epoch: int, what: str) -> None:
         )
 
 
-def _record(
+def record_epoch(
     history: TrainingHistory, losses, train_r, val_r, score: float, best_epoch: int, seconds: float
 ) -> None:
+    """Append one epoch to ``history``: mean of the batch ``losses``, per-voxel ``train_r`` and
+    ``val_r``, the epoch's selection ``score``, the best epoch so far and its wall ``seconds``."""
     history.train_loss.append(float(losses.mean()))
     history.train_r.append(train_r.float().cpu().numpy())
     history.val_r.append(val_r.float().cpu().numpy())

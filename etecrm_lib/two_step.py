@@ -24,7 +24,7 @@ touches the test split, through ``evaluation.score``::
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -38,17 +38,31 @@ from .features.gabor import GaborConfig, check_images, gabor_features
 from .losses import LOSSES, loss_function
 from .profiles import DEFAULT_PROFILE, Profile, check_profile
 from .regression import RidgeConfig
-from .training import selection_score, split_train_val
+from .training import ETECRMConfig, selection_score, split_train_val
 
 TWO_STEP_MODELS = ("gwp_ridge", "alexnet_ridge", "gwp_roiwise")
 """The two-step models (names shared with ``ablations.VARIANTS``, the registry of every runnable
 model)."""
 
 
+SHARED_WITH_ETECRM = (
+    "loss",
+    "noise_std",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "weight_decay",
+    "val_fraction",
+    "selection_voxels",
+)
+"""The fields of :class:`RoiwiseConfig` that are ETECRM's (``training.ETECRMConfig``): same
+meaning, same values (:meth:`RoiwiseConfig.for_profile` copies them)."""
+
+
 @dataclass
 class RoiwiseConfig:
-    """The ROI-wise read-out, trained with ETECRM's selective optimization (fields as in
-    ``training.ETECRMConfig``).
+    """The ROI-wise read-out, trained with ETECRM's selective optimization (the fields of
+    :data:`SHARED_WITH_ETECRM` are ``training.ETECRMConfig``'s, with its defaults).
 
     rank : width of the shared linear layer: prediction = (features @ W_shared) @ W_voxels + b, with
         W_shared (P, rank) common to all voxels of the ROI
@@ -59,20 +73,25 @@ class RoiwiseConfig:
     """
 
     rank: int = 64
-    loss: str = "weighted_corr"
-    noise_std: float = 1.0
-    epochs: int = 50
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-6
-    val_fraction: float = 0.1
-    selection_voxels: int = 300
+    loss: str = ETECRMConfig.loss
+    noise_std: float = ETECRMConfig.noise_std
+    epochs: int = ETECRMConfig.epochs
+    batch_size: int = ETECRMConfig.batch_size
+    learning_rate: float = ETECRMConfig.learning_rate
+    weight_decay: float = ETECRMConfig.weight_decay
+    val_fraction: float = ETECRMConfig.val_fraction
+    selection_voxels: int = ETECRMConfig.selection_voxels
 
     @classmethod
     def for_profile(cls, profile: Profile = DEFAULT_PROFILE, **changes) -> "RoiwiseConfig":
+        """ETECRM's settings of the profile (``ETECRMConfig.for_profile``); on "quick" a rank of
+        16 and 40 epochs (a read-out on fixed features learns faster than a network); then
+        ``changes``."""
+        etecrm = ETECRMConfig.for_profile(profile)
+        settings = {name: getattr(etecrm, name) for name in SHARED_WITH_ETECRM}
         if check_profile(profile) == "quick":
-            return cls(**{"rank": 16, "epochs": 40, "batch_size": 32, **changes})
-        return cls(**changes)
+            settings |= {"rank": 16, "epochs": 40}
+        return cls(**(settings | changes))
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -98,17 +117,18 @@ class TwoStepConfig:
     roiwise: RoiwiseConfig = field(default_factory=RoiwiseConfig)
 
     @classmethod
-    def for_profile(
-        cls, profile: Profile = DEFAULT_PROFILE, cnn_weights="DEFAULT", seed: int = 0
-    ) -> "TwoStepConfig":
-        """``cnn_weights``: "DEFAULT" (download), a .pth path, or None (untrained, initialised with
-        ``seed``)."""
-        return cls(
+    def for_profile(cls, profile: Profile = DEFAULT_PROFILE, **changes) -> "TwoStepConfig":
+        """The four parts of the profile, then ``changes``: fields (``gabor=``, ...), or
+        ``cnn_weights`` ("DEFAULT": download, a .pth path, or None: untrained, initialised with
+        ``seed``) and ``seed`` for the CNN."""
+        cnn = {"weights": changes.pop("cnn_weights", "DEFAULT"), "seed": changes.pop("seed", 0)}
+        base = cls(
             GaborConfig.for_profile(profile),
-            CNNConfig.for_profile(profile, weights=cnn_weights, seed=seed),
+            CNNConfig.for_profile(profile, **cnn),
             RidgeConfig.for_profile(profile),
             RoiwiseConfig.for_profile(profile),
         )
+        return replace(base, **changes)
 
 
 # ----------------------------------------------------------------------------- ROI-wise read-out

@@ -10,10 +10,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from .book import Callout, Table
-from .comparisons import verdict_label
+from .book import Callout, Table, committed_run
+from .comparisons import verdict_label, verdict_summary
 from .evaluation import STATISTICS
 
 
@@ -124,3 +126,43 @@ def demonstration(
     holds = values[1] > 0 if expect == "positive" else values[2] < 0
     record = dict(zip(("estimate", "low", "high"), values))
     return Demonstration(record | {"claim": str(claim), "expect": expect, "holds": bool(holds)})
+
+
+@dataclass
+class Verdicts:
+    """Committed verdicts subject by subject (:func:`committed_verdicts`); prints as its sentences.
+
+    lines : plain sentences with every interval (``comparisons.verdict_summary``), all subjects;
+    comparisons : ``{(subject, statistic): [evaluation.Comparison]}`` (for tables and figures);
+    runs : ``{subject: tables.Run}`` of each committed run (its results label the figures).
+    """
+
+    lines: list
+    comparisons: dict
+    runs: dict
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines)
+
+
+def committed_verdicts(
+    models=None, kind: str = "ablation", statistics=("median_r",), subjects=(1, 2)
+) -> Verdicts:
+    """The committed verdicts of the simulated subjects, in one call (chapters 4, 6, 7, 8).
+
+    For each subject whose run is committed (``book.committed_run``; a missing one is noted and
+    skipped), the stored comparisons of ``kind`` ("ablation": a variant minus etecrm; "baseline":
+    etecrm minus the baseline chosen on validation data) whose model A is in ``models`` (None:
+    all), for each of ``statistics``, as plain sentences grouped by verdict.
+    """
+    lines, chosen, runs = [], {}, {}
+    for subject in subjects:
+        run = committed_run(subject=subject)
+        if run is None:
+            continue
+        runs[subject] = run
+        for statistic in statistics:
+            found = run.comparison_objects(kind, statistic)
+            chosen[subject, statistic] = [c for c in found if models is None or c.model_a in models]
+            lines += verdict_summary(chosen[subject, statistic], f"subject {subject}")
+    return Verdicts(lines, chosen, runs)

@@ -121,6 +121,24 @@ def test_etecrm_variant_equals_training_it_alone(data):
         assert r.info["seed"] == 5 and r.info["config"]["loss"] == config.loss
 
 
+@pytest.mark.slow
+def test_a_batched_group_gives_the_results_of_the_variants_run_alone(data):
+    """run_etecrm_group (one stacked network) scores as run_variant does, model by model."""
+    runs = [("etecrm", "V1", 5), ("etecrm_mse", "V1", 5), ("etecrm", "V1", 6)]
+    group = ablations.run_etecrm_group(data, runs, profile="quick", device="cpu", progress=False)
+    for (name, roi, seed), r in zip(runs, group):
+        alone = ablations.run_variant(data, name, roi, "quick", seed, "cpu", progress=False)
+        assert (r.model, r.roi, r.info["seed"]) == (name, roi, seed)
+        assert r.info["group_size"] == 3
+        assert r.info["config"] == alone.info["config"]
+        assert r.info["best_epoch"] == alone.info["best_epoch"]
+        np.testing.assert_allclose(r.test_r, alone.test_r, atol=1e-4)
+        assert set(alone.info) <= set(r.info)
+    assert not np.allclose(group[0].test_r, group[2].test_r)  # another seed, another model
+    with pytest.raises(ValueError, match="only those train in a group"):
+        ablations.run_etecrm_group(data, [("gwp_ridge", "V1", 0)], device="cpu")
+
+
 def test_ablations_change_the_model_and_repeat_exactly(data):
     names = ["etecrm", "etecrm_no_noise"]
     first = ablations.run_variants(

@@ -52,6 +52,75 @@ def imported_modules(name: str, path: Path, node: ast.ImportFrom) -> list:
     return [base] + [f"{base}.{alias.name}" for alias in node.names]
 
 
+def import_graph() -> dict:
+    """``{module: set of library modules it imports at its top}``."""
+    modules, graph = library_modules(), {}
+    for name, path in modules.items():
+        graph[name] = set()
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.ImportFrom):
+                graph[name].update(
+                    m for m in imported_modules(name, path, node) if m in modules and m != name
+                )
+    return graph
+
+
+def imported_closure(graph: dict, name: str) -> set:
+    """Every library module ``name`` imports, directly or through others."""
+    seen, todo = set(), [name]
+    while todo:
+        for dep in graph[todo.pop()] - seen:
+            seen.add(dep)
+            todo.append(dep)
+    return seen
+
+
+MODEL_MODULES = {
+    "etecrm_lib.models",
+    "etecrm_lib.training",
+    "etecrm_lib.two_step",
+    "etecrm_lib.ablations",
+    "etecrm_lib.losses",
+    "etecrm_lib.regression",
+    "etecrm_lib.checkpoints",
+    "etecrm_lib.gpu",
+    "etecrm_lib.features",
+}
+RESULTS_FORMAT = ("results", "comparisons", "tables", "figures", "seed_statistics", "plots")
+
+
+def test_the_results_format_imports_no_model_code():
+    """Reading, comparing and tabulating results must not import the models (ARCHITECTURE.md)."""
+    graph = import_graph()
+    for name in RESULTS_FORMAT:
+        models = {
+            m
+            for m in imported_closure(graph, f"etecrm_lib.{name}")
+            if m in MODEL_MODULES or m.startswith("etecrm_lib.features.")
+        }
+        assert not models, f"etecrm_lib.{name} imports model code: {sorted(models)}"
+    # and at run time (importing a package runs its __init__, which may import more)
+    code = "import sys\n" + "".join(f"import etecrm_lib.{name}\n" for name in RESULTS_FORMAT)
+    code += "print(' '.join(sorted(m for m in sys.modules if m.startswith('etecrm_lib.'))))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(done.stdout.split())
+    assert not loaded & MODEL_MODULES and not any(m.startswith("etecrm_lib.data") for m in loaded)
+
+
+def test_only_the_command_line_imports_reproduce():
+    graph = import_graph()
+    importers = sorted(n for n, deps in graph.items() if "etecrm_lib.reproduce" in deps)
+    assert importers == ["etecrm_lib.cli"], importers
+
+
+def test_the_display_orders_follow_the_registries():
+    from etecrm_lib import ablations, results
+    from etecrm_lib.data import DEFAULT_ROIS
+
+    assert list(results.DISPLAY_ORDER) == list(ablations.DEFAULT_VARIANTS)
+    assert results.ROI_ORDER == tuple(DEFAULT_ROIS)
+
+
 def test_no_module_uses_another_modules_private_name():
     """``from x import _y`` and ``x._y`` across modules: make the name public or use the public
     API."""
@@ -189,3 +258,16 @@ def test_the_chapter_map_reads_every_import_style():
     }
     with pytest.raises(ValueError, match="marker"):
         chapter_map.updated("no markers here", "| table |")
+
+
+def test_every_for_profile_has_one_signature():
+    """``for_profile(cls, profile=DEFAULT_PROFILE, **changes)`` on every configuration."""
+    offences = []
+    for path in sorted(LIBRARY.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef) and node.name == "for_profile":
+                args = node.args
+                names = [a.arg for a in args.args] + [a.arg for a in args.kwonlyargs]
+                if names != ["cls", "profile"] or not args.kwarg or args.kwarg.arg != "changes":
+                    offences.append(f"{path.relative_to(ROOT)}:{node.lineno} {names}")
+    assert not offences, offences

@@ -130,6 +130,7 @@ def test_chapter_starts_with_standard_cells_and_has_no_outputs(chapter):
         and setup.source.strip() == notebooks.setup_cell_source(name).strip()
     )
     assert parameters.cell_type == "code" and "parameters" in parameters.metadata.get("tags", [])
+    assert parameters.source.startswith(notebooks.PARAMETERS_CELL.split("DATASET")[0])
     for name_ in ("DATASET", "PROFILE", "SEED"):
         assert re.search(rf"^{name_} = ", parameters.source, flags=re.MULTILINE), (
             f"{chapter}: no {name_} parameter"
@@ -952,7 +953,11 @@ def test_committed_results_and_run_keep_to_one_data_seed(monkeypatch, tmp_path, 
     (found,) = book.committed_results()
     assert found.info["data_seed"] == 0 and np.allclose(found.test_r, 0.1)
     assert book.committed_results(data_seed=1)[0].info["data_seed"] == 1
-    assert book.committed_results(data_seed=7) == [] and "sim-data7" in capsys.readouterr().out
+    assert (
+        book.committed_results(simulation_seed=7) == [] and "sim-data7" in capsys.readouterr().out
+    )
+    with pytest.warns(DeprecationWarning, match="data_seed is deprecated"):  # the old name
+        assert book.committed_results(data_seed=7) == []
     run = book.committed_run(subject=1)
     assert [r.info["data_seed"] for r in run.results] == [0]
     assert book.committed_run(subject=2) is None
@@ -993,3 +998,18 @@ def test_callout_and_untrained_names():
         "alexnet_ridge",
         "gwp_ridge",
     ]
+
+
+def test_importing_the_library_changes_nothing_in_the_book_build():
+    """Importing ``etecrm_lib.book`` (even in a kernel of the book build) patches nothing;
+    ``notebook_defaults()``, which every parameters cell calls, does."""
+    code = (
+        "import tqdm.auto, etecrm_lib.book as b\n"
+        "before = tqdm.auto.tqdm\n"
+        "b.notebook_defaults()\n"
+        "print(before.__module__, tqdm.auto.tqdm.__name__)"
+    )
+    env = dict(os.environ, ETECRM_BOOK_BUILD="1")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["tqdm.asyncio", "FinishedBar"]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from etecrm_lib import evaluation, tables, training_plots
+from etecrm_lib import controls, evaluation, tables, training_plots
 from etecrm_lib.evaluation import Comparison, EncodingResult
 
 
@@ -152,7 +152,7 @@ def test_committed_control_tables_load_and_agree_with_their_intervals():
 
     folder = results_folder() / "controls"
     for truth, expected in (("gabor", "gwp_ridge"), ("cnn", "etecrm")):
-        control = tables.load_control_table(folder, truth)
+        control = controls.load_control_table(folder, truth)
         assert control is not None, (
             f"data/results/controls has no full table of the {truth!r} control"
         )
@@ -165,7 +165,7 @@ def test_committed_control_tables_load_and_agree_with_their_intervals():
         wins = sum(r["winner"] == expected for r in control.rows)
         assert f"wins in {wins} of 5 ROIs" in control.summary()
     assert (
-        tables.load_control_table(folder, "cnn", profile="quick") is None
+        controls.load_control_table(folder, "cnn", profile="quick") is None
     )  # not committed: None, no error
 
 
@@ -180,14 +180,53 @@ def test_a_control_table_that_contradicts_itself_is_refused(tmp_path):
     data = json.loads(path.read_text())
     data["rows"][2]["winner"] = "undecided"  # its interval excludes 0
     path.write_text(json.dumps(data))
-    with pytest.raises(ValueError, match="V3.*disagree.*tools/control_table.py"):
-        tables.load_control_table(tmp_path, "cnn")
+    with pytest.raises(ValueError, match="V3.*disagree.*etecrm controls"):
+        controls.load_control_table(tmp_path, "cnn")
     path.write_text("{not json")
     with pytest.raises(ValueError, match="not a control table"):
-        tables.load_control_table(tmp_path, "cnn")
+        controls.load_control_table(tmp_path, "cnn")
     shutil.copy(
         results_folder() / "controls" / "controls_cnn_full.json",
         tmp_path / "controls_gabor_full.json",
     )
     with pytest.raises(ValueError, match="not the 'full' table of 'gabor'"):
-        tables.load_control_table(tmp_path, "gabor")
+        controls.load_control_table(tmp_path, "gabor")
+
+
+# --------------------------------------------------------------------------- committed verdicts
+def test_committed_verdicts_of_both_subjects_in_one_call():
+    from etecrm_lib.verdicts import committed_verdicts
+
+    signed = committed_verdicts(["etecrm_signed"], statistics=("median_r", "top_n_mean_r"))
+    assert sorted(signed.comparisons) == [
+        (1, "median_r"),
+        (1, "top_n_mean_r"),
+        (2, "median_r"),
+        (2, "top_n_mean_r"),
+    ]
+    assert sorted(signed.runs) == [1, 2] and len(signed.lines) == 4
+    first = signed.comparisons[1, "median_r"]
+    assert len(first) == 5 and {(c.model_a, c.statistic) for c in first} == {
+        ("etecrm_signed", "median_r")
+    }
+    assert str(signed).startswith("subject 1, etecrm_signed - etecrm (median_r):")
+    for c in signed.comparisons[2, "median_r"]:  # the library's verdict words, with the interval
+        words = evaluation.verdict(c, short=True)
+        assert f"{c.roi} ({c.difference:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}])" in str(signed)
+        assert words in str(signed)
+    baseline = committed_verdicts(kind="baseline")
+    assert {c.model_a for cs in baseline.comparisons.values() for c in cs} == {"etecrm"}
+
+
+def test_comparison_table_gives_the_interval_and_the_verdict_of_each_comparison():
+    from etecrm_lib.book import committed_run
+
+    run = committed_run(subject=1)
+    table = tables.comparison_table(run.comparisons, kind="baseline", statistic="median_r")
+    assert len(table) == 5 and set(table["kind"]) == {"baseline"}
+    for _, row in table.iterrows():
+        c = Comparison.from_dict(row.to_dict())
+        assert row["verdict"] == evaluation.verdict(c, short=True)
+        assert row["interval"] == f"{c.ci_low:+.3f} to {c.ci_high:+.3f}"
+        assert row["baseline (val. median r)"].startswith(f"{c.model_b} (")
+    assert len(tables.comparison_table(run.comparisons)) == len(run.comparisons)

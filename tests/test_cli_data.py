@@ -34,7 +34,14 @@ def _error(capsys, argv) -> str:
             "{tmp}/afile is a file, not a folder; choose another place",
         ),
         (["data", "simulate", "--subject", "0"], "--subject must be a positive integer, got 0"),
-        (["data", "simulate", "--seed", "-1"], "--seed must be a non-negative integer, got -1"),
+        (
+            ["data", "simulate", "--simulation-seed", "-1"],
+            "--simulation-seed must be a non-negative integer, got -1",
+        ),
+        (  # the old spelling still works, with a note
+            ["data", "simulate", "--seed", "-1"],
+            "--seed is deprecated",
+        ),
         (
             ["data", "download", "--dataset", "kay", "--root", "{tmp}/afile"],
             "--root {tmp}/afile is a file",

@@ -10,7 +10,7 @@ calibrated (vim-1-like) signal-to-noise ratio, 300 train images and 40 noisy tes
 Gabor control undecided (gwp_ridge - etecrm = -0.008 [-0.055, +0.078] on V1, generator 3), so the
 tests run a control *experiment* with more data: 600 train images measured 16 times each (less
 noise in training) and the models scored against the noise-free test responses (no noise in
-scoring). The full-profile table (tools/control_table.py, GPU) uses the
+scoring). The full-profile table (`etecrm controls`, GPU) uses the
 default experiment and is in data/results/controls.
 """
 

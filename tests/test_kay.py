@@ -99,7 +99,10 @@ def test_server_down_names_the_url_and_the_cache_path(tmp_path):
 
 def test_loaded_dataset_matches_the_file(server, tmp_path):
     fetch_kay_images(tmp_path, url=server.file_url, progress=False)
-    ds = load_kay_images(cache_dir=tmp_path, rois=("V1", "V3A", "LO"), progress=False)
+    ds = load_kay_images(root=tmp_path, rois=("V1", "V3A", "LO"), progress=False)
+    with pytest.warns(DeprecationWarning, match="cache_dir is deprecated.*use root"):
+        old = load_kay_images(cache_dir=tmp_path, rois=("V1",), progress=False)
+    np.testing.assert_array_equal(old.train.responses["V1"], ds.train.responses["V1"])
     roi, names = ARRAYS["roi"], list(ARRAYS["roi_names"])
     assert ds.name == "vim1" and ds.subject == 1 and ds.rois == ["V1", "V3A", "LO"]
     assert ds.train.stimuli.shape == (20, 16, 16) and ds.test.stimuli.shape == (6, 16, 16)
@@ -191,7 +194,7 @@ def test_a_cache_folder_that_is_a_file_is_explained(server, tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(
         NotADirectoryError,
-        match=r"cannot use the kay cache folder \(cache_dir\) .*afile is a file, "
-        r"not a folder\. Pass a cache_dir you can write to",
+        match=r"cannot use the kay folder \(root\) .*afile is a file, "
+        r"not a folder\. Pass a root folder you can write to",
     ):
         fetch_kay_images(tmp_path / "afile", url=server.file_url, progress=False)

@@ -343,7 +343,7 @@ def test_label_figure_from_results():
 
 def test_one_colour_per_model_in_every_figure():
     """A model keeps its colour in every figure: bars, comparison bars, seed bars, curves."""
-    from etecrm_lib import plots, tables, training_plots
+    from etecrm_lib import figures, plots, tables, training_plots
     from etecrm_lib.evaluation import Comparison, EncodingResult
 
     rng = np.random.default_rng(0)
@@ -364,7 +364,7 @@ def test_one_colour_per_model_in_every_figure():
     cmp = [Comparison("etecrm_mse", "etecrm", "V1", "median_r", 0.1, 0.0, 0.2, 0.1, 10)]
     assert plots.comparison_bars(cmp).data[0].marker.color == colour("etecrm_mse")
     rows = tables.seed_rows(results)
-    assert {t.name: t.marker.color for t in tables.seed_bars(rows).data} == bars
+    assert {t.name: t.marker.color for t in figures.seed_bars(rows).data} == bars
     curves = [
         {"roi": "V1", "model": m, "n_train": n, "median_r": 0.1, "ci_low": 0.0, "ci_high": 0.2}
         for m in ("gwp_ridge", "etecrm")

@@ -157,6 +157,7 @@ def _sweep(original: Path, load, same) -> dict:
     return counts
 
 
+@pytest.mark.slow  # a few thousand loads: 10-30 s on 2 cores
 def test_every_damaged_byte_of_a_results_file_is_refused_or_harmless(tmp_path):
     path = save_result(_small_result(), tmp_path / "r.npz", profile="quick", seed=0)
 
@@ -178,6 +179,7 @@ def test_every_damaged_byte_of_a_results_file_is_refused_or_harmless(tmp_path):
     assert counts["refused"] > counts["bytes"] // 2
 
 
+@pytest.mark.slow  # a few thousand loads: 10-30 s on 2 cores
 def test_every_damaged_byte_of_a_dataset_file_is_refused_or_harmless(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # few test images

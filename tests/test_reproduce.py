@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from etecrm_lib import ablations, tables
+from etecrm_lib import ablations, figures, runs
 from etecrm_lib import reproduce as rp
 from etecrm_lib import results as result_files
 from etecrm_lib.cli import main as cli_main
@@ -411,9 +411,14 @@ def test_corrupt_results_file_is_detected_and_recomputed(data, reference, tmp_pa
         (out / "results" / p.name).write_bytes(p.read_bytes())
     victim = out / "results" / "tiny_quick_sub1_V2_test_group_a_seed3.npz"
     CORRUPTIONS[kind](victim)
-    if kind not in ("consistent_but_fewer_voxels", "other_data"):
-        with pytest.raises(result_files.CorruptResultError):
-            result_files.load_result(victim)
+    if kind in ("consistent_but_fewer_voxels", "other_data"):  # verifies: never overwritten
+        damaged = victim.read_bytes()
+        with pytest.raises(result_files.OtherInputsError, match="refusing to overwrite"):
+            run_quiet(data, out)
+        assert victim.read_bytes() == damaged
+        return
+    with pytest.raises(result_files.CorruptResultError):
+        result_files.load_result(victim)
     messages = []
     run_quiet(data, out, log=messages.append)
     assert any("recomputing" in m and victim.name in m for m in messages), messages
@@ -557,7 +562,7 @@ def test_load_result_checks_expectations(reference):
     out, results = reference
     path = result_files.result_path(out, "tiny", "quick", 1, "V1", "test_proj_ridge", 3)
     result_files.load_result(path, {"roi": "V1", "n_voxels": 25})
-    with pytest.raises(result_files.CorruptResultError, match="n_voxels"):
+    with pytest.raises(result_files.OtherInputsError, match="n_voxels"):
         result_files.load_result(path, {"n_voxels": 26})
 
 
@@ -566,6 +571,7 @@ def test_partial_temp_files_are_cleaned(data, reference, tmp_path):
     (out / "results").mkdir()
     stale = out / "results" / ".tiny_quick_sub1_V1_test_proj_ridge_seed3.npz.abc.part"
     stale.write_bytes(b"half a file")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))  # left by a killed run
     other = (
         out / "results" / ".tiny_quick_sub2_V1_test_proj_ridge_seed3.npz.xyz.part"
     )  # another subject's run
@@ -695,7 +701,7 @@ def test_figures_are_written_as_html_and_png_failure_is_a_note(reference, tmp_pa
     pytest.importorskip("plotly")
     out, _ = reference
     run = load_run(out, dataset="tiny", profile="quick", subject=1, data_seed=None)
-    notes = tables.write_figures(run.rows, tmp_path, run.comparisons)
+    notes = figures.write_figures(run.rows, tmp_path, run.comparisons)
     for stem in ("median_r", "top300_mean_r", "bootstrap_baseline", "bootstrap_ablation"):
         html = tmp_path / "figures" / f"tiny_quick_sub1_{stem}.html"
         assert html.exists() and "test_group" in html.read_text(), notes
@@ -707,21 +713,21 @@ def test_figures_are_written_as_html_and_png_failure_is_a_note(reference, tmp_pa
 
 def test_figures_are_skipped_with_a_note_without_plotly(reference, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "plotly", None)  # as on a machine without plotly: import fails
-    notes = tables.write_figures([], tmp_path)
+    notes = figures.write_figures([], tmp_path)
     assert len(notes) == 1 and "plotly is not installed" in notes[0]
     assert not (tmp_path / "figures").exists()
 
 
 def test_dataset_fingerprint_tells_data_apart():
     a, b = tiny_dataset(seed=0), tiny_dataset(seed=1)
-    assert rp.dataset_fingerprint(a, "V1") == rp.dataset_fingerprint(tiny_dataset(seed=0), "V1")
-    assert rp.dataset_fingerprint(a, "V1") != rp.dataset_fingerprint(b, "V1")
-    assert rp.dataset_fingerprint(a, "V1") != rp.dataset_fingerprint(a, "V2")
+    assert runs.dataset_fingerprint(a, "V1") == runs.dataset_fingerprint(tiny_dataset(seed=0), "V1")
+    assert runs.dataset_fingerprint(a, "V1") != runs.dataset_fingerprint(b, "V1")
+    assert runs.dataset_fingerprint(a, "V1") != runs.dataset_fingerprint(a, "V2")
     # simulated data are identified by their generator's key, not by the last bits of the responses
     a.info["cache_key"] = b.info["cache_key"] = "same-simulation"
     b.train.responses["V1"] = a.train.responses["V1"] + np.float32(1e-6)
     b.test.responses["V1"] = a.test.responses["V1"]
-    assert rp.dataset_fingerprint(a, "V1") == rp.dataset_fingerprint(b, "V1")
+    assert runs.dataset_fingerprint(a, "V1") == runs.dataset_fingerprint(b, "V1")
 
 
 # --------------------------------------------------------------------- data seed, loader, DataFrame
@@ -732,8 +738,8 @@ def test_data_seed_is_in_every_file_name_and_must_match(tmp_path):
     path = tmp_path / "results" / "tiny-data2_quick_sub1_V1_test_fixed_ridge_seed0.npz"
     assert path.exists() and result_files.read_meta(path)["data_seed"] == 2
     assert load_run(tmp_path, "tiny", "quick", 1, data_seed=2).results[0].info["data_seed"] == 2
-    with pytest.raises(FileNotFoundError, match="data seed 0"):
-        load_run(tmp_path, "tiny", "quick", 1, data_seed=0)
+    with pytest.raises(FileNotFoundError, match="simulation seed 0"):
+        load_run(tmp_path, "tiny", "quick", 1, simulation_seed=0)
     with pytest.raises(ValueError, match="simulated with seed 2"):
         run_quiet(sim_like, tmp_path, models=["test_fixed_ridge"], rois=["V1"], data_seed=5)
 
@@ -836,7 +842,7 @@ def test_bootstrap_over_seeds_observed_difference_and_wider_interval():
         (["--first-seed", "-1"], "seeds must be from 0 to 2147483647"),
         (
             ["--dataset", "kay", "--data-seed", "1"],
-            "--data-seed is the seed of the simulated cortex",
+            "--simulation-seed is the seed of the simulated cortex",
         ),
         (["--device", "cuda"], "asks for a GPU, but torch sees"),
     ],

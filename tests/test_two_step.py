@@ -243,3 +243,17 @@ def test_both_model_families_share_one_interface():
                 inspect.signature(getattr(EncodingModel, method)).parameters
             ), (cls, method)
         assert list(inspect.signature(cls.predict).parameters)[:2] == ["self", "images"]
+
+
+def test_the_roiwise_read_out_takes_etecrms_settings_of_the_profile():
+    from etecrm_lib.training import ETECRMConfig
+    from etecrm_lib.two_step import SHARED_WITH_ETECRM, RoiwiseConfig
+
+    for profile in ("quick", "full"):
+        roiwise, etecrm = RoiwiseConfig.for_profile(profile), ETECRMConfig.for_profile(profile)
+        differ = {n for n in SHARED_WITH_ETECRM if getattr(roiwise, n) != getattr(etecrm, n)}
+        assert differ == ({"epochs"} if profile == "quick" else set())
+    # the values the committed runs used
+    assert RoiwiseConfig.for_profile("quick") == RoiwiseConfig(rank=16, epochs=40, batch_size=32)
+    assert RoiwiseConfig.for_profile("full") == RoiwiseConfig()
+    assert RoiwiseConfig.for_profile("full", rank=8, loss="corr").rank == 8

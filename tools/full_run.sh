@@ -30,7 +30,7 @@ reproduce() {  # reproduce SUBJECT SEEDS MODELS...
     local subject=$1 seeds=$2
     shift 2
     $py -m etecrm_lib.cli reproduce --dataset sim --profile "$profile" --subject "$subject" --seeds "$seeds" \
-        --data-seed 0 --models "$@" --out "$work/results" --no-figures --quiet
+        --simulation-seed 0 --models "$@" --out "$work/results" --no-figures --quiet
 }
 
 chain_a() {
@@ -40,8 +40,8 @@ chain_b() {
     # AlexNet features are untrained here (no internet): a reference with one seed, not a candidate baseline
     job sub1_alexnet reproduce 1 1 alexnet_ridge
     for truth in gabor cnn; do
-        job "controls_${truth}" $py tools/control_table.py --ground-truth "$truth" --profile "$profile" \
-            --seeds "$((seeds < 3 ? seeds : 3))" --out "$work/controls"
+        job "controls_${truth}" $py -m etecrm_lib.cli controls --ground-truth "$truth" --profile "$profile" \
+            --seeds "$((seeds < 3 ? seeds : 3))" --out "$work/controls" --quiet
     done
 }
 chain_c() {

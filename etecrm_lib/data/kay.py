@@ -36,6 +36,7 @@ import numpy as np
 
 from ..storage import atomic_write, make_folder, sha256_file
 from ..storage import cache_dir as default_cache_dir
+from ..vocabulary import UNSET, renamed
 from .dataset import DEFAULT_ROIS, EncodingDataset, Split, VoxelInfo
 from .download import ChecksumError, DownloadError, download
 from .vim1 import rescale_stimuli, resize_images
@@ -48,17 +49,22 @@ ROI_RENAME = {"LatOcc": "LO"}  # the same ROI names as the CRCNS loader
 
 # --------------------------------------------------------------------------- fetching
 def fetch_kay_images(
-    cache_dir=None, sha256: str | None = None, url: str = OSF_URL, progress: bool = True
+    root=None,
+    sha256: str | None = None,
+    url: str = OSF_URL,
+    progress: bool = True,
+    cache_dir=UNSET,
 ) -> Path:
     """Download ``kay_images.npz`` once into a cache folder and check it on every use. Returns its
     path.
 
     Parameters
     ----------
-    cache_dir : path, optional
-        Folder for the file. Default: ``etecrm_lib.storage.cache_dir("kay")``, i.e.
-        ``$ETECRM_CACHE/kay`` or ``~/.cache/etecrm/kay``. On Colab, a folder of a mounted Google
-        Drive keeps the file across sessions (e.g. ``"/content/drive/MyDrive/etecrm"``).
+    root : path, optional
+        Folder for the file (``cache_dir``: its old name). Default:
+        ``etecrm_lib.storage.cache_dir("kay")``, i.e. ``$ETECRM_CACHE/kay`` or
+        ``~/.cache/etecrm/kay``. On Colab, a folder of a mounted Google Drive keeps the file across
+        sessions (e.g. ``"/content/drive/MyDrive/etecrm"``).
     sha256 : str, optional
         The SHA-256 the file must have. Without it, the hash recorded at the first download
         (``kay_images.npz.sha256``) is used; see the module docstring.
@@ -83,12 +89,11 @@ def fetch_kay_images(
         pinned = _check_hash(
             sha256, "the sha256 you passed", "pass the 64 hex digits of a SHA-256 you trust"
         )
-    if cache_dir is None:
+    root = renamed(root, cache_dir, "cache_dir")
+    if root is None:
         folder = default_cache_dir("kay")
     else:
-        folder = make_folder(
-            cache_dir, "the kay cache folder (cache_dir)", "Pass a cache_dir you can write to"
-        )
+        folder = make_folder(root, "the kay folder (root)", "Pass a root folder you can write to")
     path = folder / FILE_NAME
     sidecar = folder / (FILE_NAME + ".sha256")
     recorded = _read_sidecar(sidecar)  # checked before anything is deleted or downloaded
@@ -187,9 +192,10 @@ def load_kay_images(
     path=None,
     rois=DEFAULT_ROIS,
     image_size: int | None = None,
-    cache_dir=None,
+    root=None,
     sha256: str | None = None,
     progress: bool = True,
+    cache_dir=UNSET,
 ) -> EncodingDataset:
     """vim-1 subject 1 from ``kay_images.npz`` as an :class:`EncodingDataset` (downloaded if
     needed).
@@ -205,8 +211,9 @@ def load_kay_images(
     image_size : int, optional
         Resize the images to ``image_size`` x ``image_size``; None keeps them as in the file (128 x
         128).
-    cache_dir, sha256, progress
-        Passed to :func:`fetch_kay_images` when ``path`` is not given.
+    root, sha256, progress
+        Passed to :func:`fetch_kay_images` when ``path`` is not given (``cache_dir``: the old
+        name of ``root``).
 
     Returns
     -------
@@ -218,7 +225,7 @@ def load_kay_images(
     path = (
         Path(path).expanduser()
         if path is not None
-        else fetch_kay_images(cache_dir, sha256, progress=progress)
+        else fetch_kay_images(renamed(root, cache_dir, "cache_dir"), sha256, progress=progress)
     )
     if not path.is_file():
         raise FileNotFoundError(

@@ -16,7 +16,7 @@ std (the same transform is applied to test trials and the oracle).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -81,18 +81,19 @@ class SimulationConfig:
     batch_size: int = 32
 
     @classmethod
-    def for_profile(cls, name: str = DEFAULT_PROFILE) -> "SimulationConfig":
+    def for_profile(cls, profile: str = DEFAULT_PROFILE, **changes) -> "SimulationConfig":
         """``"full"`` (alias ``"default"``): vim-1 sizes; ``"quick"``: a few seconds on a CPU, for
-        CI."""
-        if check_profile(name) == "full":
-            return cls()
-        return cls(
+        CI; then ``changes`` (fields)."""
+        if check_profile(profile) == "full":
+            return replace(cls(), **changes)
+        base = cls(
             name="quick",
             image_size=64,
             n_train=300,
             n_test=40,
             voxels={"V1": 120, "V2": 110, "V3": 100, "V4": 90, "LO": 80},
         )
+        return replace(base, **changes)
 
     def check(self) -> None:
         """Raise a ValueError that says what to change if the sizes cannot work."""

@@ -3,7 +3,7 @@ nilearn.
 
 ``nilearn.datasets.fetch_miyawaki2008`` downloads the data once (about 150 MB, no login) into
 ``<cache>/miyawaki2008`` (the library's cache, ``$ETECRM_CACHE`` or ``~/.cache/etecrm``; or
-``data_dir``); offline, one sentence says so. One subject saw
+``root``); offline, one sentence says so. One subject saw
 
 - 20 *random* runs of random 10 x 10 binary patterns (we use them for training), and
 - 12 *figure* runs of a few geometric shapes and letters, each shown many times (the test split).
@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from ..storage import cache_dir
+from ..vocabulary import UNSET, renamed
 from .dataset import EncodingDataset, Split, VoxelInfo
 from .download import DownloadError
 
@@ -61,20 +62,22 @@ PATTERN_SHAPE = (10, 10)
 
 
 def load_miyawaki(
-    data_dir=None,
+    root=None,
     rois=DEFAULT_MIYAWAKI_ROIS,
     image_size: int = 100,
     shift: int = 2,
     average_blocks: bool = True,
     verbose: int = 0,
+    data_dir=UNSET,
 ) -> EncodingDataset:
     """Miyawaki et al. 2008 as an :class:`EncodingDataset` (downloaded by nilearn on first use).
 
     Parameters
     ----------
-    data_dir : path, optional
-        nilearn's data folder (the files go in ``<data_dir>/miyawaki2008``); default: the library's
-        cache (``$ETECRM_CACHE`` or ``~/.cache/etecrm``, :func:`storage.cache_dir`).
+    root : path, optional
+        nilearn's data folder (the files go in ``<root>/miyawaki2008``; ``data_dir``: the old
+        name); default: the library's cache (``$ETECRM_CACHE`` or ``~/.cache/etecrm``,
+        :func:`storage.cache_dir`).
     rois : sequence of str
         Any of ``"V1", "V2", "V3", "V3A", "V4"``.
     image_size : int
@@ -103,7 +106,8 @@ def load_miyawaki(
         raise ValueError(f"shift must be >= 0 volumes, got {shift}")
     from nilearn.datasets import fetch_miyawaki2008
 
-    folder = Path(data_dir if data_dir is not None else cache_dir()).expanduser()
+    root = renamed(root, data_dir, "data_dir")
+    folder = Path(root if root is not None else cache_dir()).expanduser()
     try:
         bunch = fetch_miyawaki2008(data_dir=str(folder), verbose=verbose)
     except OSError as err:  # requests' ConnectionError and timeouts are OSErrors too

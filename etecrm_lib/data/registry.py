@@ -18,7 +18,7 @@ name           what you get
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..profiles import DEFAULT_PROFILE, check_profile
 from ..storage import cache_dir
@@ -45,10 +45,11 @@ class RealDataConfig:
     miyawaki_image_size: int = 100
 
     @classmethod
-    def for_profile(cls, name: str | None = DEFAULT_PROFILE) -> "RealDataConfig":
-        if check_profile(name) == "quick":
-            return cls(vim1_image_size=64, miyawaki_image_size=60)
-        return cls()
+    def for_profile(cls, profile: str | None = DEFAULT_PROFILE, **changes) -> "RealDataConfig":
+        """``"full"``: the files' image sizes; ``"quick"``: smaller images; then ``changes``."""
+        if check_profile(profile) == "quick":
+            return replace(cls(vim1_image_size=64, miyawaki_image_size=60), **changes)
+        return replace(cls(), **changes)
 
 
 def load_dataset(
@@ -72,7 +73,7 @@ def load_dataset(
         The simulation's seed (real data are what they are; the seed is not used).
     **kwargs
         Passed on to ``simulate``, ``load_vim1`` / ``load_kay_images`` or ``load_miyawaki``
-        (e.g. ``rois=``, ``image_size=``, ``cache_dir=``).
+        (e.g. ``rois=``, ``image_size=``).
     """
     if name == "sim":
         return simulate(subject=subject, profile=profile or "full", seed=seed, **kwargs)
@@ -104,7 +105,7 @@ def load_dataset(
             f"the Miyawaki data set has one subject (subject=1), got subject={subject}"
         )
     kwargs.setdefault("image_size", config.miyawaki_image_size)
-    return load_miyawaki(data_dir=root, **kwargs)
+    return load_miyawaki(root, **kwargs)
 
 
 def open_dataset(
@@ -125,7 +126,7 @@ def _load_kay(subject: int, cache_dir, kwargs: dict) -> EncodingDataset:
     if subject != 1:
         raise ValueError(f"kay_images.npz holds vim-1 subject 1 only, got subject={subject}")
     if cache_dir is not None:
-        kwargs.setdefault("cache_dir", cache_dir)
+        kwargs.setdefault("root", cache_dir)
     return load_kay_images(**kwargs)
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..storage import cache_dir
+from ..vocabulary import UNSET, renamed
 from .dataset import DEFAULT_ROIS, EncodingDataset, Split, VoxelInfo
 from .download import DownloadError, download
 
@@ -313,18 +314,19 @@ def load_vim1(
 
 # --------------------------------------------------------------------------- the downloader
 def download_vim1(
-    dest=None,
+    root=None,
     username: str | None = None,
     password: str | None = None,
     files=VIM1_FILES,
     base_url: str = CRCNS_URL,
     overwrite: bool = False,
     progress: bool = True,
+    dest=UNSET,
 ) -> list:
-    """Download vim-1 files from CRCNS into the folder ``dest``. Returns the list of file paths.
+    """Download vim-1 files from CRCNS into the folder ``root``. Returns the list of file paths.
 
-    ``dest`` defaults to the cache folder ``etecrm_lib.storage.cache_dir("vim1")``, where
-    ``load_dataset("vim1")`` also looks.
+    ``root`` (``dest``: its old name) defaults to the cache folder
+    ``etecrm_lib.storage.cache_dir("vim1")``, where ``load_dataset("vim1")`` also looks.
 
     CRCNS serves a file to a POST of the form ``username``, ``password``, ``fn=vim-1/<file>``,
     ``submit=Login`` to its download page (``base_url``). A wrong login is answered with a web page
@@ -334,7 +336,7 @@ def download_vim1(
     ``CRCNS_PASSWORD``. The password is only sent to the server: it is never written to disk,
     printed, or kept. On Colab, type it with ``getpass.getpass()`` rather than in the notebook.
 
-    Files already in ``dest`` are kept (``overwrite=True`` fetches them again). A cut download
+    Files already in ``root`` are kept (``overwrite=True`` fetches them again). A cut download
     resumes where it stopped the next time this runs. Each file's size is checked against what the
     server announced, and the file is checked to be a MATLAB file before it takes its final name.
     ``EstimatedResponses.mat`` is about 0.5 GB.
@@ -348,6 +350,7 @@ def download_vim1(
             "(e.g. password=getpass.getpass()), or set the environment variables "
             "CRCNS_USERNAME and CRCNS_PASSWORD"
         )
+    dest = renamed(root, dest, "dest")
     if dest is None:
         dest = cache_dir("vim1")
     dest = Path(dest).expanduser()

@@ -23,7 +23,7 @@ stride L); the field outside the image is mid-gray (zero padding after centring)
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -59,9 +59,10 @@ class GaborConfig:
     batch_size: int = 64
 
     @classmethod
-    def for_profile(cls, profile: Profile = DEFAULT_PROFILE) -> "GaborConfig":
+    def for_profile(cls, profile: Profile = DEFAULT_PROFILE, **changes) -> "GaborConfig":
         """The same pyramid for both profiles (Kay's layout); only the batch size differs."""
-        return cls(batch_size=32) if check_profile(profile) == "quick" else cls()
+        base = cls(batch_size=32) if check_profile(profile) == "quick" else cls()
+        return replace(base, **changes)
 
     def wavelengths(self, image_size: int) -> list:
         """The wavelengths (pixels) of the pyramid for square images of ``image_size`` pixels."""
