@@ -26,6 +26,7 @@ OLD_NAMES = {
     "dest": "root",
     "cache_dir": "root",
     "data_dir": "root",
+    "verbose": "progress",
     "--data-seed": "--simulation-seed",
     "--seed": "--simulation-seed",
     "--data-root": "--root",

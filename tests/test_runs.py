@@ -236,3 +236,12 @@ def test_committed_files_are_named_by_the_key_their_meta_records():
     assert len(paths) > 100
     for path in paths[::25]:
         assert ResultKey.from_meta(results.read_meta(path)).stem() == path.stem
+
+
+def test_an_old_name_still_works_with_a_deprecation_warning():
+    from etecrm_lib.vocabulary import OLD_NAMES, UNSET, renamed
+
+    assert renamed(3, UNSET, "data_seed") == 3  # the new name: no warning
+    with pytest.warns(DeprecationWarning, match="data_seed is deprecated.*use simulation_seed"):
+        assert renamed(0, 5, "data_seed") == 5
+    assert {OLD_NAMES[k] for k in ("dest", "cache_dir", "data_dir", "data_root")} == {"root"}

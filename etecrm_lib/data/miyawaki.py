@@ -67,8 +67,9 @@ def load_miyawaki(
     image_size: int = 100,
     shift: int = 2,
     average_blocks: bool = True,
-    verbose: int = 0,
+    progress: bool = False,
     data_dir=UNSET,
+    verbose=UNSET,
 ) -> EncodingDataset:
     """Miyawaki et al. 2008 as an :class:`EncodingDataset` (downloaded by nilearn on first use).
 
@@ -88,8 +89,8 @@ def load_miyawaki(
     average_blocks : bool
         Average the volumes of each presentation into one sample (and give test repeats); if False,
         every volume is a sample, as in nilearn's examples.
-    verbose : int
-        nilearn's verbosity while fetching.
+    progress : bool
+        nilearn's progress messages while fetching (``verbose``: the old name, an int).
 
     Returns
     -------
@@ -109,6 +110,7 @@ def load_miyawaki(
     root = renamed(root, data_dir, "data_dir")
     folder = Path(root if root is not None else cache_dir()).expanduser()
     try:
+        verbose = renamed(int(progress), verbose, "verbose", "progress")
         bunch = fetch_miyawaki2008(data_dir=str(folder), verbose=verbose)
     except OSError as err:  # requests' ConnectionError and timeouts are OSErrors too
         raise DownloadError(
