@@ -13,8 +13,8 @@ Measured (generator 4, default subject 1, seed 0, no cache; ``generate`` alone):
   inside ``oracle_report``.
 - The shared 2-core development machine, torch on 2 threads, under a load average of 9-11 (about
   eight engineers' jobs): 82 s wall, 78 s CPU. Generator 3 on the same machine (load 15-23): 383 s
-  wall, 76 s CPU. With the same CPU time, a quiet 2-core machine was not available to measure the
-  30 s target; at 78 s of CPU time it cannot be met with both cores busy less than ~100 %.
+  wall, 76 s CPU. No quiet 2-core machine was available; 78 s of CPU time on 2 cores is at least
+  39 s of wall time, so the 30 s target is not met (generator 3 did not meet it either).
 """
 
 from __future__ import annotations
