@@ -42,8 +42,15 @@ def _compare(ground_truth: str):
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="generator 4 (issue 19, open): the Gabor control is undecided in this experiment "
+    "(gwp_ridge - etecrm +0.023 [-0.027, +0.066]; with 1,200 train images -0.018 [-0.039, "
+    "+0.018]); on generator 3 it was +0.050 [+0.011, +0.097]. Strict: a pass fails the run, so "
+    "whoever fixes the control must remove this mark.",
+)
 def test_the_gabor_model_wins_on_the_gabor_control():
-    comparison = _compare("gabor")  # measured (generator 3): +0.050 [+0.011, +0.097]
+    comparison = _compare("gabor")
     assert comparison.a_beats_b, str(comparison)  # gwp_ridge - etecrm, interval above 0
 
 
