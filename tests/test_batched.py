@@ -133,10 +133,12 @@ def test_models_that_cannot_share_a_group_are_refused_with_the_reason():
 
 
 @pytest.mark.parametrize("conv", ["loop", "unfold", "loop-unfold"])
-def test_every_way_to_compute_the_convolutions_gives_the_grouped_convolution(conv):
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_every_way_to_compute_the_convolutions_gives_the_grouped_convolution(conv, channels_last):
     """One forward and backward pass of a stacked network on random weights and images (layers
     with 1 and 5 input channels, odd and even sides after halving): the same outputs and
-    gradients as the grouped convolution, in float32 and in float64."""
+    gradients as the grouped convolution, in float32 and in float64, in the layout of a GPU
+    (channels-last) and of the CPU."""
     for dtype, tolerance in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
         config = replace(TINY, image_size=40, channels=5)
         nets = [config.build_network(3, seed).to(dtype) for seed in range(4)]
@@ -145,6 +147,7 @@ def test_every_way_to_compute_the_convolutions_gives_the_grouped_convolution(con
         results = []
         for mode in ("grouped", conv):
             net = stacked.StackedNet(nets, blocks, conv=mode)
+            net.channels_last = channels_last
             (pred,) = net(images)
             grads = torch.autograd.grad(pred.square().sum(), list(net.parameters()))
             results.append([pred.detach(), *grads])
