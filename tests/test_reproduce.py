@@ -26,7 +26,7 @@ from etecrm_lib import ablations, figures, runs
 from etecrm_lib import reproduce as rp
 from etecrm_lib import results as result_files
 from etecrm_lib.cli import main as cli_main
-from etecrm_lib.comparisons import choose_baseline, load_comparisons, save_comparisons
+from etecrm_lib.comparisons import choose_baseline, load_comparisons, save_comparisons, top_n_voxels
 from etecrm_lib.data import from_arrays, save_npz
 from etecrm_lib.evaluation import EncodingResult, paired_bootstrap, score
 from etecrm_lib.tables import load_run
@@ -459,6 +459,17 @@ def test_comparisons_baseline_by_validation_and_ablations(data, reference):
             mean_median = lambda m: np.mean([np.median(r.test_r) for r in runs if r.model == m])  # noqa: E731
             assert c["difference"] == pytest.approx(
                 mean_median(c["model_a"]) - mean_median(c["model_b"]), abs=1e-3
+            )
+        if c["statistic"] == "top_n_mean_r":  # scored on voxels chosen by validation r, not test r
+            assert (
+                "validation r" in c["top_n_selection"]
+                and "test data not used" in c["top_n_selection"]
+            )
+            side = lambda m: [r for r in runs if r.model == m]  # noqa: E731
+            voxels = top_n_voxels(side(c["model_a"]), side(c["model_b"]))
+            mean_on = lambda m: np.mean([r.test_r[voxels].mean() for r in side(m)])  # noqa: E731
+            assert c["difference"] == pytest.approx(
+                mean_on(c["model_a"]) - mean_on(c["model_b"]), abs=1e-3
             )
         assert c["ci_low"] <= c["difference"] <= c["ci_high"]
 
