@@ -167,9 +167,10 @@ class StackedNet(nn.Module):
             features = x.reshape(b, m, -1).transpose(0, 1)
         elif self.conv != "loop":
             features = x.reshape(m, b, -1)
-        out = []
-        for block, weight, bias in zip(self.blocks, self.weights, self.biases):
-            mine, offset = features[block.start : block.stop], bias.unsqueeze(1)
+        out = []  # split: its gradient is one concatenation, not a zero-filled copy per block
+        pieces = features.split([block.stop - block.start for block in self.blocks])
+        for block, mine, weight, bias in zip(self.blocks, pieces, self.weights, self.biases):
+            offset = bias.unsqueeze(1)
             if mine.dtype == torch.float16:  # float16 autocast: the read-out in float32 (models.py)
                 used = weight * weight if block.squared else weight
                 with torch.autocast(mine.device.type, enabled=False):
