@@ -402,13 +402,38 @@ def profile_kernels(ds, rois, seeds, config, device, conv) -> None:
     except Exception as err:  # reported; what was measured before is kept
         show({"profile_kernels": conv, "error": repr(err)[:300]})
         return
-    table = prof.key_averages().table(
-        sort_by=f"{'cuda' if device.type == 'cuda' else 'cpu'}_time_total",
-        row_limit=22,
-        max_name_column_width=60,
-    )
-    print(table, flush=True)
-    ROWS.append({"profile_kernels": conv, "table": table})
+    averages, tables = prof.key_averages(), {}
+    # the kernels by their own time first (the name of that column changed across versions), then
+    # the operators by their total time
+    if device.type == "cuda":
+        choices = [
+            ("self_device_time_total", "self_cuda_time_total"),
+            ("device_time_total", "cuda_time_total"),
+        ]
+    else:
+        choices = [("self_cpu_time_total",), ("cpu_time_total",)]
+    for keys in choices:
+        for key in keys:
+            try:
+                tables[key] = averages.table(sort_by=key, row_limit=20, max_name_column_width=55)
+            except Exception:  # a column this version does not have
+                continue
+            print(f"sorted by {key}:", tables[key], sep="\n", flush=True)
+            break
+    ROWS.append({"profile_kernels": conv, "tables": tables})
+
+
+def summary(timed: list, config) -> None:
+    """One line per timed mode, fastest first."""
+    for r in sorted(timed, key=lambda r: r["group_s_per_epoch"]):
+        extrapolated = [v for k, v in r.items() if k.startswith("extrapolated")][0]
+        name = r["mode"] + (" +bench" if r["cudnn_benchmark"] else "")
+        print(
+            f"{name:>18}: {r['s_per_model_epoch']:.4f} s per model-epoch, "
+            f"{r['tflops']:6.1f} TFLOP/s, set-up {r['setup_s']:5.1f} s, "
+            f"{r['models']} models x {config.epochs} epochs ~ {extrapolated} s",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -477,15 +502,7 @@ def main() -> None:
             plain = [r for r in timed if not r["cudnn_benchmark"]]
             if plain and args.conv == "fastest":
                 conv = min(plain, key=lambda r: r["group_s_per_epoch"])["mode"]
-            for r in sorted(timed, key=lambda r: r["group_s_per_epoch"]):
-                extrapolated = [v for k, v in r.items() if k.startswith("extrapolated")][0]
-                name = r["mode"] + (" +bench" if r["cudnn_benchmark"] else "")
-                print(
-                    f"{name:>18}: {r['s_per_model_epoch']:.4f} s per model-epoch, "
-                    f"{r['tflops']:6.1f} TFLOP/s, set-up {r['setup_s']:5.1f} s, "
-                    f"{r['models']} models x {config.epochs} epochs ~ {extrapolated} s",
-                    flush=True,
-                )
+            summary(timed, config)
         if args.baseline and in_time("baseline"):
             baseline(ds, rois, args.seeds, config, args.baseline, args.concurrent, device)
         if args.run and in_time("run"):
@@ -493,6 +510,11 @@ def main() -> None:
         if args.profile_kernels and in_time("profile-kernels"):
             profile_kernels(ds, rois, args.seeds, config, device, conv)
     finally:
+        if args.profile_kernels:  # the tables above are long: the figures once more, last
+            for row in ROWS:
+                if "agree" in row or "build_25_networks_serial_s" in row:
+                    print(json.dumps(row), flush=True)
+            summary([r for r in ROWS if "group_s_per_epoch" in r], config)
         show({"total_s": round(time.perf_counter() - STARTED, 1)})
 
 
