@@ -3,12 +3,13 @@
 ``training.fit_etecrm`` trains one model; it is the loop chapter 4 teaches. One ETECRM network is
 small: on a large GPU one model's step launches dozens of small kernels and leaves most of the chip
 idle. :func:`fit_group` trains M models in one loop instead, as one *stacked* network
-(:class:`StackedNet`): the M convolution stacks run as one **grouped convolution** per layer
-(model m is group m) and the read-outs as one **batched matrix product** per block of models with
-the same voxels, loss and read-out kind. Nothing is shared between the models but the kernels:
+(``stacked.StackedNet``): the M convolution stacks run as one **grouped convolution** per layer
+(model m is group m; other ways: ``stacked.CONV_MODES``, ``fit_group(conv=...)``) and the
+read-outs as one **batched matrix product** per block of models with the same voxels, loss and
+read-out kind. Nothing is shared between the models but the kernels:
 
-- each model is built by ``ETECRMConfig.build_network(V, seed)``, so it starts from the initial
-  weights it has when trained alone;
+- each model starts from the initial weights of ``ETECRMConfig.build_network(V, seed)``, those it
+  has when trained alone (``stacked.build_networks`` draws them in threads, bit for bit the same);
 - each keeps its own validation split, batch order (its own shuffle generator) and noise draws (its
   own noise generator), seeded as in ``fit_etecrm``;
 - the loss is one number per model (``losses.py`` takes a leading model axis); the group minimizes
@@ -38,15 +39,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import tqdm.auto
-from torch import nn
 
 from . import gpu
 from .device import describe_device, get_device
 from .evaluation import pearson_r
 from .losses import loss_function
-from .models import scale_images
+from .stacked import Block, StackedNet, build_networks, check_conv
 from .training import (
     ETECRMConfig,
     ETECRMModel,
@@ -76,8 +75,8 @@ SHARED_FIELDS = (
 
 FIXED_BYTES = 512 * 2**20  # cuDNN work space, the CUDA graph's pool, the allocator's blocks
 MEMORY_SAFETY = 1.3  # the estimate is multiplied by this (allocator slack, cuDNN work space)
-FUSED_SQUARE = True  # the read-out's W * W squared straight into bf16 (SquareInto)
 CHANNELS_LAST = True  # on a GPU the convolutions in channels-last layout (gpu.prepare_network)
+CONV = "grouped"  # how fit_group computes the convolutions unless told (stacked.CONV_MODES)
 
 
 @dataclass
@@ -88,18 +87,6 @@ class Member:
     config: ETECRMConfig
     seed: int = 0
     description: str = "ETECRM"
-
-
-@dataclass(frozen=True)
-class Block:
-    """Models ``start:stop`` of a stacked network: same voxels, loss, mean penalty, read-out."""
-
-    start: int
-    stop: int
-    n_voxels: int
-    loss: str
-    mean_penalty: float
-    squared: bool
 
 
 def block_key(member: Member) -> tuple:
@@ -124,105 +111,12 @@ def check_group(members: list) -> ETECRMConfig:
 
 
 # ============================================================================ the stacked network
-def stacked_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """M convolution layers at once, as one grouped convolution (model m reads and writes its own
-    channels): ``x (B, M*Cin, S, S)``, ``weight (M, C, Cin, 3, 3)``, ``bias (M, C)`` ->
-    ``(B, M*C, S/2, S/2)``."""
-    m = weight.shape[0]
-    return F.conv2d(x, weight.flatten(0, 1), bias.flatten(), stride=2, padding=1, groups=m)
-
-
-class SquareInto(torch.autograd.Function):
-    """``(W * W)`` written straight in a low precision (bf16/fp16) for the read-out's product: one
-    pass over ``W`` instead of a float32 square and a cast. The same numbers as autocast's cast of
-    ``W * W`` (one rounding of the float32 product), and the same gradient, ``2 g W`` in float32
-    (``g W + g W`` is exactly ``(2 g) W``)."""
-
-    @staticmethod
-    def forward(ctx, weight, dtype):
-        ctx.save_for_backward(weight)
-        return torch.mul(weight, weight, out=torch.empty_like(weight, dtype=dtype))
-
-    @staticmethod
-    def backward(ctx, grad):
-        (weight,) = ctx.saved_tensors
-        return (grad * 2) * weight, None
-
-
-class StackedNet(nn.Module):
-    """M networks of ``models.ETECRMNet``'s shape as one: their weights stacked along a first axis.
-
-    ``nets``: the M networks (same image size, channels, layers); ``blocks``: :class:`Block` s that
-    cover ``0..M`` in order. Forward: images ``(M, B, S, S)`` (model m's batch in row m) -> one
-    prediction ``(stop - start, B, V)`` per block, model m's equal to ``nets[m](images[m])``.
-    """
-
-    def __init__(self, nets: list, blocks: list):
-        super().__init__()
-        convs = [[layer for layer in net.features if isinstance(layer, nn.Conv2d)] for net in nets]
-        self.conv_weights = nn.ParameterList(
-            nn.Parameter(torch.stack([c[i].weight.detach() for c in convs]))
-            for i in range(len(convs[0]))
-        )
-        self.conv_biases = nn.ParameterList(
-            nn.Parameter(torch.stack([c[i].bias.detach() for c in convs]))
-            for i in range(len(convs[0]))
-        )
-        self.weights = nn.ParameterList(
-            nn.Parameter(torch.stack([n.weight.detach() for n in nets[b.start : b.stop]]))
-            for b in blocks
-        )
-        self.biases = nn.ParameterList(
-            nn.Parameter(torch.stack([n.bias.detach() for n in nets[b.start : b.stop]]))
-            for b in blocks
-        )
-        self.blocks, self.n_models = list(blocks), len(nets)
-        self.channels_last = False
-
-    def forward(self, images: torch.Tensor) -> list:
-        m, b, side = images.shape[0], images.shape[1], images.shape[-1]
-        x = scale_images(images.reshape(m * b, 1, side, side)).reshape(m, b, side, side)
-        x = x.transpose(0, 1)  # (B, M, S, S): model m's images are input channel m
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        for weight, bias in zip(self.conv_weights, self.conv_biases):
-            x = F.relu(stacked_conv(x, weight, bias))
-        features = x.reshape(b, m, -1).transpose(0, 1)  # (M, B, F), each model's C x s x s in order
-        out = []
-        for block, weight, bias in zip(self.blocks, self.weights, self.biases):
-            mine, offset = features[block.start : block.stop], bias.unsqueeze(1)
-            if mine.dtype == torch.float16:  # float16 autocast: the read-out in float32 (models.py)
-                used = weight * weight if block.squared else weight
-                with torch.autocast(mine.device.type, enabled=False):
-                    out.append(torch.bmm(mine.float(), used.float()) + offset)
-            elif block.squared and FUSED_SQUARE and mine.dtype == torch.bfloat16:
-                out.append(torch.bmm(mine, SquareInto.apply(weight, mine.dtype)) + offset)
-            else:
-                out.append(torch.bmm(mine, weight * weight if block.squared else weight) + offset)
-        return out
-
-    def slices(self) -> list:
-        """``(parameter, its first model, its name in ETECRMNet)``, in ``parameters()`` order."""
-        out = []
-        for i, p in enumerate(self.conv_weights):
-            out.append((p, 0, f"features.{2 * i}.weight"))
-        for i, p in enumerate(self.conv_biases):
-            out.append((p, 0, f"features.{2 * i}.bias"))
-        out += [(p, b.start, "weight") for p, b in zip(self.weights, self.blocks)]
-        out += [(p, b.start, "bias") for p, b in zip(self.biases, self.blocks)]
-        return out
-
-    def state_of(self, model: int, tensors: list) -> dict:
-        """The ``ETECRMNet`` state dict of one model from ``tensors`` (as :meth:`slices`)."""
-        state = {}
-        for (p, first, name), t in zip(self.slices(), tensors):
-            if first <= model < first + p.shape[0]:
-                state[name] = t[model - first].detach().clone()
-        return state
 
 
 # ============================================================================ memory
-def estimate_memory(n_images: int, members: list, precision: str = "bf16") -> dict:
+def estimate_memory(
+    n_images: int, members: list, precision: str = "bf16", conv: str | None = None
+) -> dict:
     """Bytes a group holds on the device while it trains: ``{"shared": int, "per_model": [int]}``.
 
     Shared: the images (float32) and ``FIXED_BYTES``. Per model, from its shape (``ETECRMNet``):
@@ -231,10 +125,14 @@ def estimate_memory(n_images: int, members: list, precision: str = "bf16") -> di
     activations kept for the backward pass of one batch (convolution and ReLU outputs and their
     gradients); one chunk of validation images, a layer at a time; and an epoch's noise and
     training predictions. All times ``MEMORY_SAFETY``. ``precision``: the resolved one
-    (``gpu.precision_for``): activations take 4 bytes in "fp32", else 2. Measured on an H100
-    (``benchmarks/bench_batched.py``): 25 full-size models peaked at 20.3 GB.
+    (``gpu.precision_for``): activations take 4 bytes in "fp32", else 2. ``conv`` "unfold" and
+    "loop-unfold" also keep every layer's image patches (9 x its input) for the backward pass,
+    twice (float32 and the low-precision copy for the first layer; the patches and their gradient
+    for the others), and form the largest layer's patches of the validation chunk. Measured on an
+    H100 (``benchmarks/bench_batched.py``): 25 full-size models peaked at 20.3 GB ("grouped").
     """
     config = check_group(members)
+    conv = check_conv(CONV if conv is None else conv)
     act_bytes = 4 if precision == "fp32" else 2
     per_image = sum(
         config.channels * (config.image_size // 2 ** (i + 1)) ** 2 for i in range(config.n_layers)
@@ -246,13 +144,22 @@ def estimate_memory(n_images: int, members: list, precision: str = "bf16") -> di
     )
     n_fit = n_images - int(round(n_images * config.val_fraction))
     largest = config.channels * (config.image_size // 2) ** 2  # the first layer's output
+    patches = [0]  # values of one image's patches, per layer ("unfold" keeps them)
+    if conv in ("unfold", "loop-unfold"):
+        patches = [
+            9 * (config.image_size // 2 ** (i + 1)) ** 2 * (1 if i == 0 else config.channels)
+            for i in range(config.n_layers)
+        ]
     per_model = []
     for member in members:
         v = np.shape(member.responses)[1]
         params = conv_params + n_features * v + v
         optimizer = 6 * 4 * params + (4 + act_bytes) * n_features * v
-        batch = config.batch_size * (4 * per_image * act_bytes + 4 * config.image_size**2)
-        val = min(256, n_images - n_fit) * 2 * largest * act_bytes  # no_grad: a layer at a time
+        batch = config.batch_size * (
+            4 * per_image * act_bytes + 4 * config.image_size**2 + 2 * sum(patches) * act_bytes
+        )
+        # no_grad: a layer at a time
+        val = min(256, n_images - n_fit) * (2 * largest + max(patches)) * act_bytes
         epoch = 3 * n_fit * v * 4 + n_images * v * 4
         per_model.append(int(MEMORY_SAFETY * (optimizer + batch + val + epoch)))
     shared = FIXED_BYTES + n_images * 4 * config.image_size**2
@@ -290,36 +197,39 @@ def fit_group(
     progress: bool = True,
     budget: float | None = None,
     description: str = "ETECRM group",
+    conv: str | None = None,
 ) -> list:
     """Train every :class:`Member` on ``images`` ``(N, H, W)`` -> one ``ETECRMModel`` per member.
 
     The models come back in the order given, each as ``fit_etecrm(images, member.responses,
     member.config, member.seed)`` would return it (``.net`` at the chosen epoch, ``.history``,
     ``.val_r``). ``budget``: bytes the group may use (default :func:`memory_budget`); a group that
-    does not fit is split (:func:`plan_groups`) and its parts train one after another.
+    does not fit is split (:func:`plan_groups`) and its parts train one after another. ``conv``:
+    how the convolutions are computed (``stacked.CONV_MODES``; None: :data:`CONV`).
 
     Precision ``config.precision`` as in ``fit_etecrm`` (``gpu.precision_for``). With "fp16" (a
     T4) the models train one at a time through this same code: float16's loss scaling skips a step
     whenever a gradient overflows, and one scale for a group would skip it for every model at once.
     """
     config = check_group(members)
+    conv = check_conv(CONV if conv is None else conv)
     device = get_device(device)
     x = prepare_images(images, config.image_size)
     precision = gpu.precision_for(config.precision, device)
-    estimate = estimate_memory(x.shape[0], members, precision)
+    estimate = estimate_memory(x.shape[0], members, precision, conv)
     budget = memory_budget(device) if budget is None else budget
     plan = plan_groups(estimate, budget)
     if precision == "fp16":
         plan = [[i] for i in range(len(members))]
     results = [None] * len(members)
     for group in plan:
-        trained = train_stacked(x, [members[i] for i in group], device, progress, description)
+        trained = train_stacked(x, [members[i] for i in group], device, progress, description, conv)
         for i, model in zip(group, trained):
             results[i] = model
     return results
 
 
-def _stacked_setup(x, members, device):
+def _stacked_setup(x, members, device, conv):
     """Members in block order, blocks, the stacked network and every model's data on ``device``."""
     config = members[0].config
     order = sorted(range(len(members)), key=lambda i: block_key(members[i]))
@@ -333,22 +243,21 @@ def _stacked_setup(x, members, device):
     ys = [check_responses(m.responses, x.shape[0]).to(device) for m in members]
     splits = [split_train_val(x.shape[0], config.val_fraction, m.seed) for m in members]
     x = x.to(device)
-    nets = []
-    for m, y, (fit, _) in zip(members, ys, splits):
-        net = m.config.build_network(y.shape[1], m.seed).to(device)
+    nets = build_networks([(m.config, y.shape[1], m.seed) for m, y in zip(members, ys)], device)
+    for m, net, y, (fit, _) in zip(members, nets, ys, splits):
         if m.config.loss == "mse":
             start_at_mean_response(net, x[fit], y[fit], config.precision)
-        nets.append(net)
-    stacked = StackedNet(nets, blocks).to(device)
+    stacked = StackedNet(nets, blocks, conv).to(device)
     stacked.channels_last = CHANNELS_LAST and device.type == "cuda"
     return order, members, blocks, ys, splits, x, stacked, nets
 
 
-def train_stacked(x, members, device, progress, description) -> list:
+def train_stacked(x, members, device, progress, description, conv=None) -> list:
     """Train one group that fits in memory (``x``: prepared images ``(N, 1, S, S)``): the loop of
     ``fit_etecrm``, every line for M models. :func:`fit_group` checks, estimates, splits first."""
     config = members[0].config
-    order, members, blocks, ys, splits, x, stacked, nets = _stacked_setup(x, members, device)
+    setup = _stacked_setup(x, members, device, check_conv(CONV if conv is None else conv))
+    order, members, blocks, ys, splits, x, stacked, nets = setup
     n_models = len(members)
     n_fit = len(splits[0][0])
     batch_size = min(config.batch_size, n_fit)

@@ -82,15 +82,16 @@ def on_colab() -> bool:
     return "google.colab" in sys.modules
 
 
-def check_runtime(chapter: str | None = None) -> str:
+def check_runtime(chapter: str | None = None) -> None:
     """Say which device, precision and profile the chapter uses and, on a GPU, how long it takes.
 
     ``chapter`` (e.g. "08_comparison"): on a GPU, the estimate is measured there and then
     (``estimates.estimate_sentence``: two epochs of ETECRM training of the chapter's shape, timed
     and extrapolated to its trainings). Without a GPU on Colab, a warning says how to get one.
     The profile is :func:`default_profile`: "full" on a GPU; ``PROFILE = "quick"`` in the parameters
-    cell (or ``ETECRM_PROFILE=quick`` before starting the notebook) gives a short run. Returns the
-    device description, e.g. 'Tesla T4' or 'cpu (2 threads)'.
+    cell (or ``ETECRM_PROFILE=quick`` before starting the notebook) gives a short run. Prints,
+    returns nothing: the set-up cell that ends with this call shows no stray value (the device is
+    in the first printed line, e.g. 'device: Tesla T4' or 'device: cpu (2 threads)').
     """
     gpu = torch.cuda.is_available()
     if not gpu and on_colab():
@@ -108,7 +109,6 @@ def check_runtime(chapter: str | None = None) -> str:
         print("No GPU: the chapter runs its small 'quick' profile (minutes on a CPU).")
     if profile == "full":
         print('For a short run, set PROFILE = "quick" in the parameters cell below.')
-    return device
 
 
 # --------------------------------------------------------------------------- what the pages show
@@ -180,7 +180,12 @@ PLAIN_LABELS = {
     "n_voxels": "voxels",
     "median_r": "median r",
     "mean_r": "mean r",
-    "top300_mean_r": "mean r, top 300 voxels",
+    "top300_mean_r": "mean r, top 300 voxels by test r",
+    "top300_val_mean_r": "mean r, top 300 voxels by validation r",
+    "median_r_floor": "median r, no-information floor (p95)",
+    "top300_val_mean_r_floor": "top-300 mean r, no-information floor (p95)",
+    "top_selection": "top-300 voxels chosen by",
+    "top_n_selection": "top-N voxels chosen by",
     "top_n_mean_r": "mean r, top-N voxels",
     "frac_ceiling": "fraction of ceiling",
     "frac_oracle_ceiling": "fraction of oracle ceiling",

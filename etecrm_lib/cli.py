@@ -30,13 +30,13 @@ from . import data as data_module
 from .ablations import DEFAULT_VARIANTS, VARIANTS
 from .controls import ControlConfig, markdown, run_controls
 from .data.download import DownloadError
-from .data_size import DataSizeConfig, crossing_report, read_curves, run_data_size
+from .data_size import DataSizeConfig, crossing_sentences, read_curves, run_data_size
 from .device import get_device
 from .reproduce import check_settings, rebuild_outputs, reproduce
 from .results import MAX_SEED, strip_predictions
 from .runs import is_deterministic, train_in_groups
 from .tables import load_run
-from .verdicts import verdict_table
+from .verdicts import crossing_table, verdict_table
 from .vocabulary import OLD_NAMES
 
 BATCHED_HELP = "train the ETECRM models of each ROI as one network (runs.train_in_groups)"
@@ -298,8 +298,9 @@ def _cmd_datasize(args) -> int:
     )
     print(f"done: {len(results)} results; learning curves in {args.out}/curves.json")
     summary = read_curves(args.out)
-    if summary:
-        print(crossing_report(summary["crossings"]))
+    if summary and summary["crossings"]:  # one model alone has no crossings
+        print(crossing_table(summary["crossings"]))
+        print("\n".join(crossing_sentences(summary["crossings"])))
     return 0
 
 

@@ -13,6 +13,11 @@ ROI, for median r and for the mean r of the top-300 voxels, each with
 - ``"ablation"``: each other ETECRM variant minus ``etecrm`` (the effect of removing one part;
   negative = the part helps).
 
+The top-300 statistic scores both models of a pair on the same voxels, chosen **without test data**
+(:func:`top_n_voxels`: the 300 with the highest validation r, averaged over the two models and their
+seeds); each record says so in ``top_n_selection``. (Choosing each model's 300 best voxels by test r
+would reward noise: see :func:`referee.no_information_floor`.)
+
 Comparisons are stored per (data, profile, subject, pair of models, seed sets), one JSON file each
 (:func:`comparisons_path`); saving merges into an existing file by (ROI, statistic), so a rerun with
 fewer models, fewer ROIs or another seed set never deletes earlier comparisons.
@@ -27,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .evaluation import VERDICTS, Comparison, paired_bootstrap, verdict
+from .evaluation import TOP_N, VERDICTS, Comparison, paired_bootstrap, verdict
+from .referee import shared_top_n
 from .results import MAX_SEED, dataset_tag
 from .storage import atomic_write, check_name, jsonable, seeds_label
 
@@ -82,6 +88,29 @@ def choose_baseline(results, roi: str) -> BaselineChoice:
     return BaselineChoice(roi, best, scores, sorted(set(skipped) - set(scores)))
 
 
+TOP_N_SELECTION = (
+    "the same voxels for both models: the top 300 by validation r (mean over both models and their "
+    "seeds; data carved from the train split), test data not used"
+)
+
+
+def top_n_voxels(runs_a: list, runs_b: list, top_n: int = TOP_N):
+    """The voxels both models' top-N statistic is scored on: ``int64 (top_n,)`` indices, or None
+    when a result lacks ``info["val_r"]``.
+
+    Each model's validation r (``(V,)`` per result) is averaged over its seeds; the ranking is by
+    the mean of the two models (:func:`referee.shared_top_n`), so the selection favours neither and
+    never looks at the test split.
+    """
+    if any(r.info.get("val_r") is None for r in runs_a + runs_b):
+        return None
+    val = [
+        np.mean([np.asarray(r.info["val_r"], np.float64) for r in rs], axis=0)
+        for rs in (runs_a, runs_b)
+    ]
+    return shared_top_n(val[0], val[1], top_n)
+
+
 def _record(cmp, kind: str, runs_a: list, runs_b: list, context: dict) -> dict:
     seeds = lambda runs: sorted(int(r.info.get("seed") or 0) for r in runs)  # noqa: E731
     return {
@@ -131,6 +160,7 @@ def compare_run(
                 else {}
             )
             for statistic in STATISTICS:
+                voxels = top_n_voxels(runs[a], runs[b]) if statistic == "top_n_mean_r" else None
                 cmp = paired_bootstrap(
                     runs[a],
                     runs[b],
@@ -138,7 +168,10 @@ def compare_run(
                     statistic=statistic,
                     n_bootstrap=n_bootstrap,
                     seed=bootstrap_seed,
+                    voxels=voxels,
                 )
+                if statistic == "top_n_mean_r":
+                    extra["top_n_selection"] = TOP_N_SELECTION if voxels is not None else "test r"
                 records.append(_record(cmp, kind, runs[a], runs[b], context) | extra)
     return records
 

@@ -359,19 +359,6 @@ def crossing_sentences(cross_rows, model_a: str = "etecrm") -> list:
     return sentences
 
 
-def crossing_report(cross_rows) -> str:
-    """The crossings as plain text for a terminal: a table (ROI, train images, difference, 95 %
-    interval) and :func:`crossing_sentences`."""
-    lines = [f"{'ROI':<5} {'images':>7} {'etecrm - gwp_ridge (median r)':>30}  95 % interval"]
-    for row in cross_rows:
-        for d in row["differences"]:
-            lines.append(
-                f"{row['roi']:<5} {d['n_train']:>7} {d['difference']:>+30.3f}  "
-                f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
-            )
-    return "\n".join(lines + [""] + crossing_sentences(cross_rows))
-
-
 def read_curves(out) -> dict | None:
     """The ``curves.json`` a run wrote under ``out``, or None if there is none (a clear error if it
     is broken)."""

@@ -539,6 +539,7 @@ def paired_bootstrap(
     confidence: float = 0.95,
     seed: int = 0,
     device=None,
+    voxels=None,
 ) -> Comparison:
     """Is model A better than model B on this ROI? Resample the test images (and the model seeds)
     with replacement.
@@ -551,7 +552,10 @@ def paired_bootstrap(
     images. So the interval covers both the choice of test images and the luck of the seed. With
     one result per side this is the plain paired bootstrap over test images.
 
-    ``responses`` is the ROI's measured test responses ``(N_test, V)``. Returns the observed
+    ``responses`` is the ROI's measured test responses ``(N_test, V)``. ``voxels``: optional voxel
+    indices ``(K,)`` chosen beforehand without the test split (e.g. :func:`referee.shared_top_n`);
+    both models are then scored on those voxels only (with ``"top_n_mean_r"`` and ``K <= top_n``
+    the statistic is their mean r). Returns the observed
     difference (mean over A's seeds minus mean over B's seeds), its percentile interval and the
     bootstrap fraction of resamples in which A is not better (a one-sided p-value).
     """
@@ -563,6 +567,9 @@ def paired_bootstrap(
     y = _as_tensor(responses, device)
     xa = [_as_tensor(r.predictions, y.device) for r in runs_a]
     xb = [_as_tensor(r.predictions, y.device) for r in runs_b]
+    if voxels is not None:
+        chosen = torch.as_tensor(np.asarray(voxels), dtype=torch.long, device=y.device)
+        y, xa, xb = y[:, chosen], [x[:, chosen] for x in xa], [x[:, chosen] for x in xb]
     n = y.shape[0]
     ones = torch.ones(1, n, dtype=torch.float64)
     observed = float(

@@ -14,12 +14,13 @@ from . import plots
 from .evaluation import Comparison
 from .results import dataset_tag
 from .storage import atomic_write, check_inside
-from .tables import TOP, section, section_title
+from .tables import COLUMN_LABELS, TOP, section, section_title
 
 
 def seed_bars(rows, statistic: str = "median_r"):
     """Bars per ROI, one colour per model: the mean over seeds with ±1 s.d. error bars; ensembles as
-    own bars."""
+    own bars; the statistic's no-information floor (``<statistic>_floor``, 95th percentile) as a
+    black dash per ROI where the rows have one."""
     import plotly.graph_objects as go
 
     def label(row):
@@ -42,12 +43,24 @@ def seed_bars(rows, statistic: str = "median_r"):
                 ),
             )
         )
+    floor = {r["roi"]: r[f"{statistic}_floor"] for r in rows if r.get(f"{statistic}_floor")}
+    if floor:
+        fig.add_trace(
+            go.Scatter(
+                x=list(floor),
+                y=list(floor.values()),
+                mode="markers",
+                marker=dict(symbol="line-ew", size=40, line=dict(width=2, color="black")),
+                name="no-information floor (p95)",
+            )
+        )
     title = "median r" if statistic == "median_r" else statistic.replace("_", " ")
+    title = COLUMN_LABELS.get(statistic, title)
     fig.update_layout(
         barmode="group",
         height=480,
         yaxis_title=title,
-        title=f"{title} per ROI on held-out test images: mean over model seeds ± s.d.",
+        title=f"{title}<br>per ROI on held-out test images: mean over model seeds ± s.d.",
     )
     return fig
 

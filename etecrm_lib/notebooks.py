@@ -104,9 +104,7 @@ def setup_cell_source(notebook: str) -> str:
     """The source of the set-up cell (second cell) of chapter ``notebook`` (e.g. "04_x.ipynb")."""
     url, ref = book_repository()
     source = SETUP_CELL.format(url=url, ref=ref, chapter=Path(notebook).stem)
-    return source.rstrip(
-        "\n"
-    )  # as `ruff format` leaves a cell.rstrip("\n")  # as `ruff format` leaves a cell
+    return source.rstrip("\n")  # as `ruff format` leaves a cell
 
 
 def title_cell_source(notebook: str, title: str) -> str:

@@ -9,6 +9,8 @@
 - **A no-information floor** beside every summary: the value the statistic takes for predictions
   that carry no information about the responses (Gaussian noise, scored against the measured test
   responses, so the voxels' own correlations are kept). A model at its floor has learned nothing.
+  Where the test responses are not at hand (results files), :func:`floor_from_sizes` gives the same
+  floor from the numbers of test images and voxels alone.
 - **Multiple comparisons.** A verdict per ROI is one test per ROI: across the five ROIs of one
   comparison (a *family*), :func:`holm` adjusts the p-values (Holm 1979: controls the chance of any
   false "better" or "worse" in the family at ``alpha``) and :func:`holm_verdicts` gives the words.
@@ -57,6 +59,15 @@ def shared_top_n(val_r_a, val_r_b, top_n: int = TOP_N) -> np.ndarray:
     return np.sort(order)
 
 
+def _floor_summary(values: np.ndarray) -> dict:
+    """``{"mean", "sd", "p95"}`` of a statistic's values over no-information draws."""
+    return {
+        "mean": float(values.mean()),
+        "sd": float(values.std(ddof=1)) if values.size > 1 else float("nan"),
+        "p95": float(np.quantile(values, 0.95)),
+    }
+
+
 def no_information_floor(
     responses,
     statistic: str = "top_n_mean_r",
@@ -65,7 +76,8 @@ def no_information_floor(
     n_draws: int = 200,
     seed: int = 0,
 ) -> dict:
-    """What ``statistic`` gives for predictions without information: ``{"mean", "p95"}`` over draws.
+    """What ``statistic`` gives for predictions without information: ``{"mean", "sd", "p95"}`` over
+    draws.
 
     ``responses``: measured test responses ``(N_test, V)``. Each draw scores Gaussian-noise
     predictions against them (:func:`evaluation.correlation`) and takes the ROI ``statistic``
@@ -87,8 +99,41 @@ def no_information_floor(
             values.append(float(r[chosen].mean()))
         else:
             values.append(float(roi_statistic(r, statistic, top_n)))
-    values = np.asarray(values)
-    return {"mean": float(values.mean()), "p95": float(np.quantile(values, 0.95))}
+    return _floor_summary(np.asarray(values))
+
+
+def floor_from_sizes(
+    n_test: int,
+    n_voxels: int,
+    statistic: str = "top_n_mean_r",
+    top_n: int = TOP_N,
+    select: str = "validation",
+    n_draws: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """:func:`no_information_floor` without the test responses: ``{"mean", "sd", "p95"}``.
+
+    The floor depends only on the number of test images ``n_test`` and of voxels ``n_voxels``:
+    each voxel's r between fresh Gaussian noise and *any* fixed, non-constant response vector
+    follows the null distribution of Pearson r over ``n_test`` images, ``(r + 1) / 2 ~
+    Beta((n_test - 2) / 2, (n_test - 2) / 2)``, and the voxels' noise is drawn independently, so
+    their r are independent whatever the responses and their correlations across voxels. So r is
+    drawn from that distribution here (the results files do not store the test responses).
+    ``statistic``, ``top_n`` and ``select`` as in :func:`no_information_floor`. ``p95`` is the
+    value a model with no information exceeds 5 % of the time.
+    """
+    if select not in SELECTIONS:
+        raise ValueError(f"select must be one of {SELECTIONS}, got {select!r}")
+    n_test, n_voxels = int(n_test), int(n_voxels)
+    if n_test < 3 or n_voxels < 1:
+        raise ValueError(f"need n_test >= 3 and n_voxels >= 1, got {n_test} and {n_voxels}")
+    half = (n_test - 2) / 2
+    r = 2 * np.random.default_rng(seed).beta(half, half, size=(int(n_draws), n_voxels)) - 1
+    if statistic == "top_n_mean_r" and select == "validation":  # r are independent of any ranking
+        values = r[:, : max(1, min(int(top_n), n_voxels))].mean(axis=1)
+    else:
+        values = np.asarray(roi_statistic(r, statistic, top_n), np.float64)
+    return _floor_summary(values)
 
 
 def two_sided_p(comparison: Comparison) -> float:

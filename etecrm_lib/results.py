@@ -516,19 +516,28 @@ def _name_from_meta(meta: dict) -> str | None:
         return None
 
 
+MODEL_KEY_FIELDS = ("dataset", "data_seed", "profile", "subject", "roi", "model")
+
+
+def model_key(res: EncodingResult) -> tuple:
+    """Which model on which data a result (a seed or a seed ensemble) belongs to: the values of
+    :data:`MODEL_KEY_FIELDS`, ``(dataset, data_seed, profile, subject, roi, model)``."""
+    info = res.info
+    return (
+        res.dataset,
+        info.get("data_seed"),
+        info.get("profile"),
+        res.subject,
+        res.roi,
+        res.model,
+    )
+
+
 def group_by_model(results) -> dict:
-    """``{(dataset, data_seed, profile, subject, roi, model): [results sorted by seed]}``."""
+    """``{model_key: [results sorted by seed]}`` (:func:`model_key`)."""
     groups = {}
     for res in sorted(results, key=result_key):
-        key = (
-            res.dataset,
-            res.info.get("data_seed"),
-            res.info.get("profile"),
-            res.subject,
-            res.roi,
-            res.model,
-        )
-        groups.setdefault(key, []).append(res)
+        groups.setdefault(model_key(res), []).append(res)
     return groups
 
 

@@ -3,6 +3,8 @@
 - :func:`verdict_table`: one row per comparison (ROI, models, difference, 95 % interval, verdict),
   with enough decimals that no bound prints as 0.000, "borderline" where an end of the interval lies
   within 0.001 of 0 (:func:`comparisons.verdict_label`), and the collapsed seeds counted.
+- :func:`crossing_table`: the same for the learning curves of :mod:`data_size`, one row per ROI
+  and training-set size.
 - :func:`demonstration`: what a chapter's live run showed, checked against what its text says (the
   whole interval on the expected side of 0); the page shows a note, the output carries the numbers
   as metadata for ``tests/test_demonstrations.py``.
@@ -16,7 +18,7 @@ import numpy as np
 
 from .book import Callout, Table, committed_run
 from .comparisons import verdict_label, verdict_summary
-from .evaluation import STATISTICS
+from .evaluation import STATISTICS, Comparison
 
 
 def interval_digits(*bounds, least: int = 3, most: int = 6) -> int:
@@ -59,6 +61,35 @@ def verdict_table(comparisons, results=None, caption: str | None = None) -> Tabl
     if results is not None:
         columns.append("collapsed seeds")
     return Table(columns, rows, caption)
+
+
+def crossing_table(cross_rows, caption: str | None = None) -> Table:
+    """One row per ROI and training-set size of :func:`data_size.crossings`: ROI, training images,
+    A - B in median r, its 95 % interval (over test images and model seeds; enough decimals,
+    :func:`interval_digits`) and the verdict (:func:`comparisons.verdict_label`)."""
+    rows = []
+    for row in cross_rows:
+        for d in row["differences"]:
+            pair = {"roi": row["roi"], "statistic": "median_r", "n_bootstrap": 0}
+            # the crossings keep no p-value: the verdict reads only the interval
+            as_comparison = Comparison.from_dict(
+                {**row, **d, **pair, "p_a_not_better": float("nan")}
+            )
+            digits = interval_digits(d["ci_low"], d["ci_high"])
+            rows.append(
+                [
+                    row["roi"],
+                    f"{d['n_train']:,}",
+                    f"{d['difference']:+.{digits}f}",
+                    f"[{d['ci_low']:+.{digits}f}, {d['ci_high']:+.{digits}f}]",
+                    verdict_label(as_comparison),
+                ]
+            )
+    if not rows:
+        raise ValueError("crossing_table: no sizes to show (pass data_size.crossings(...) rows)")
+    first = cross_rows[0]
+    difference = f"{first['model_a']} − {first['model_b']} (median r)"
+    return Table(["ROI", "training images", difference, "95 % interval", "verdict"], rows, caption)
 
 
 def collapse_note(results, models, roi: str) -> str:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from etecrm_lib import batched
+from etecrm_lib import batched, stacked
 from etecrm_lib.batched import Member, estimate_memory, fit_group, plan_groups
 from etecrm_lib.training import ETECRMConfig, fit_etecrm
 
@@ -66,10 +66,12 @@ def _assert_same_models(group, alone):
         np.testing.assert_allclose(g.val_r, a.val_r, atol=1e-5)
 
 
-def test_a_model_trained_in_a_group_is_the_model_trained_alone():
-    """Every model keeps its own initial weights, batch order, noise, loss, read-out and epoch."""
+@pytest.mark.parametrize("conv", stacked.CONV_MODES)
+def test_a_model_trained_in_a_group_is_the_model_trained_alone(conv):
+    """Every model keeps its own initial weights, batch order, noise, loss, read-out and epoch,
+    whichever way the group computes its convolutions."""
     images, members = _members()
-    group = fit_group(images, members, device="cpu", progress=False)
+    group = fit_group(images, members, device="cpu", progress=False, conv=conv)
     alone = [
         fit_etecrm(images, m.responses, m.config, m.seed, device="cpu", progress=False)
         for m in members
@@ -130,24 +132,68 @@ def test_models_that_cannot_share_a_group_are_refused_with_the_reason():
         fit_group(images, [], device="cpu", progress=False)
 
 
+@pytest.mark.parametrize("conv", ["loop", "unfold", "loop-unfold"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_every_way_to_compute_the_convolutions_gives_the_grouped_convolution(conv, channels_last):
+    """One forward and backward pass of a stacked network on random weights and images (layers
+    with 1 and 5 input channels, odd and even sides after halving): the same outputs and
+    gradients as the grouped convolution, in float32 and in float64, in the layout of a GPU
+    (channels-last) and of the CPU."""
+    for dtype, tolerance in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+        config = replace(TINY, image_size=40, channels=5)
+        nets = [config.build_network(3, seed).to(dtype) for seed in range(4)]
+        blocks = [stacked.Block(0, 4, 3, "corr", 0.0, True)]
+        images = torch.rand(4, 6, 40, 40, dtype=dtype)
+        results = []
+        for mode in ("grouped", conv):
+            net = stacked.StackedNet(nets, blocks, conv=mode)
+            net.channels_last = channels_last
+            (pred,) = net(images)
+            grads = torch.autograd.grad(pred.square().sum(), list(net.parameters()))
+            results.append([pred.detach(), *grads])
+        for reference, got in zip(*results):
+            assert float((got - reference).norm() / reference.norm()) < tolerance
+
+
+def test_an_unknown_way_to_compute_the_convolutions_is_refused():
+    images, members = _members()
+    with pytest.raises(ValueError, match="conv must be one of"):
+        fit_group(images, members[:1], device="cpu", progress=False, conv="fft")
+
+
+@pytest.mark.parametrize("readout", ["squared", "signed"])
+def test_networks_built_in_threads_have_the_initial_weights_of_build_network(readout):
+    """Bit for bit, for several seeds and shapes: the group starts where fit_etecrm starts."""
+    for seed, voxels in ((0, 12), (3, 7), (12345, 1)):
+        config = replace(TINY, readout_weights=readout, n_layers=2 + seed % 2)
+        expected = config.build_network(voxels, seed).state_dict()
+        got = stacked.build_network(config, voxels, seed).state_dict()
+        assert list(got) == list(expected)
+        assert all(torch.equal(got[name], expected[name]) for name in expected)
+    specs = [(TINY, 12, 0), (TINY, 7, 1), (TINY, 12, 2)]
+    for (config, voxels, seed), net in zip(specs, stacked.build_networks(specs, "cpu")):
+        assert torch.equal(net.weight, config.build_network(voxels, seed).weight)
+
+
 def test_squaring_straight_into_bf16_is_the_cast_of_the_square_with_its_gradient():
     """What a GPU's read-out uses in bf16: the same numbers, forward and backward, bit for bit."""
     weight = torch.randn(300, 7, dtype=torch.float32, requires_grad=True)
     grad = torch.randn(300, 7).to(torch.bfloat16)
     reference = (weight * weight).to(torch.bfloat16)
     (expected,) = torch.autograd.grad(reference, weight, grad)
-    fused = batched.SquareInto.apply(weight, torch.bfloat16)
+    fused = stacked.SquareInto.apply(weight, torch.bfloat16)
     (got,) = torch.autograd.grad(fused, weight, grad)
     assert fused.dtype == torch.bfloat16
     assert torch.equal(fused, reference) and torch.equal(got, expected)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_on_a_gpu_the_estimate_covers_the_peak_memory():
+@pytest.mark.parametrize("conv", stacked.CONV_MODES)
+def test_on_a_gpu_the_estimate_covers_the_peak_memory(conv):
     images, members = _members()
     torch.cuda.reset_peak_memory_stats()
     before = torch.cuda.memory_allocated()
-    fit_group(images, members, device="cuda", progress=False)
+    fit_group(images, members, device="cuda", progress=False, conv=conv)
     peak = torch.cuda.max_memory_allocated() - before
-    estimate = estimate_memory(len(images), members)
+    estimate = estimate_memory(len(images), members, conv=conv)
     assert peak <= estimate["shared"] + sum(estimate["per_model"])

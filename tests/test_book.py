@@ -163,8 +163,9 @@ def test_check_runtime_warns_without_gpu(monkeypatch, capsys):
     monkeypatch.delenv(book.PROFILE_ENV, raising=False)
     monkeypatch.setitem(sys.modules, "google.colab", object())  # pretend to be on Colab
     with pytest.warns(UserWarning, match="Runtime > Change runtime type"):
-        assert book.check_runtime().startswith("cpu")
-    assert "profile: quick" in capsys.readouterr().out
+        assert book.check_runtime() is None  # the set-up cell ends with it: no stray value shown
+    out = capsys.readouterr().out
+    assert "device: cpu" in out and "profile: quick" in out
     monkeypatch.delitem(sys.modules, "google.colab")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no warning outside Colab (the CPU book build calls it)
@@ -617,11 +618,14 @@ def test_built_book_in_browser(tmp_path):
     heavy = page_weights(html_dir)
     assert not heavy, f"pages over {MAX_PAGE_BYTES / 1e6:.1f} MB: {heavy}"
     # every live demonstration in the built chapters shows what its text says (test_demonstrations)
-    from test_demonstrations import demonstrations
+    from test_demonstrations import demonstrations, standard_cell_problems
 
-    executed = sorted((html_dir.parent / "jupyter_execute").rglob("*.ipynb"))
-    assert executed, f"no executed notebooks next to {html_dir}"
-    records = [r for nb in executed for r in demonstrations(nbformat.read(nb, as_version=4))]
+    paths = sorted((html_dir.parent / "jupyter_execute").rglob("*.ipynb"))
+    assert paths, f"no executed notebooks next to {html_dir}"
+    executed = {path.name: nbformat.read(path, as_version=4) for path in paths}
+    stray = {name: standard_cell_problems(nb) for name, nb in executed.items()}
+    assert not any(stray.values()), f"set-up cells that show more than they print: {stray}"
+    records = [r for nb in executed.values() for r in demonstrations(nb)]
     missed = [r for r in records if not r["holds"]]
     assert records and not missed, f"live demonstrations that do not hold: {missed}"
     screenshots = os.environ.get("ETECRM_SCREENSHOTS")

@@ -4,7 +4,7 @@ crossings."""
 import numpy as np
 import pytest
 
-from etecrm_lib import data_size
+from etecrm_lib import data_size, verdicts
 from etecrm_lib.cli import main
 from etecrm_lib.data import simulate
 from etecrm_lib.data.calibration import SimulationConfig
@@ -70,6 +70,14 @@ def test_curves_and_crossing_have_the_known_answer():
     assert 400 < cross["crossing"] < 800 and not cross["a_ahead_at_all_sizes"]
     first, last = cross["differences"][0], cross["differences"][-1]
     assert first["ci_high"] < 0 < last["ci_low"]
+    # the page's table: one row per size, A behind at the smallest and ahead at the largest
+    table = verdicts.crossing_table([cross])
+    assert table.columns[:3] == ["ROI", "training images", "a − b (median r)"]
+    assert [row[1] for row in table.rows] == ["100", "200", "400", "800"]
+    assert table.rows[0][-1] == "worse" and table.rows[-1][-1] == "better"
+    assert table.rows[-1][3] == f"[{last['ci_low']:+.3f}, {last['ci_high']:+.3f}]"
+    with pytest.raises(ValueError, match="no sizes"):
+        verdicts.crossing_table([])
 
 
 def test_run_writes_verified_files_and_resumes(tiny, tmp_path, monkeypatch):

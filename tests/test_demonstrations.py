@@ -5,6 +5,8 @@ A chapter states the claim of its live demonstration in a cell that ends with
 in a note, and the output carries them as metadata. The slow tests execute a chapter (quick
 profile, as the book build does) and check every such record: the whole 95 % interval lies on the
 side of 0 the text says. The book's browser test checks the same records in the built notebooks.
+The set-up cells every chapter starts with print their lines and show nothing else (no stray
+value, no warning): checked on each chapter's first cells, and on the built notebooks.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from etecrm_lib import book, verdicts
+from etecrm_lib import book, notebooks, verdicts
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMONSTRATING_CHAPTERS = [
@@ -39,11 +41,28 @@ def demonstrations(notebook) -> list:
     return records
 
 
-def execute(chapter: str):
-    """Run a chapter top to bottom in the quick profile, as the book build does."""
+def standard_cell_problems(notebook) -> list:
+    """What an executed chapter's set-up and parameters cells show besides their printed lines: a
+    bare value (an ``execute_result``, e.g. ``'cpu (2 threads)'`` from a call that ends the cell),
+    stderr (warnings) or an error. An empty list when they show only what they print."""
+    set_up, parameters = [c for c in notebook.cells if c.get("id") != "course-guide"][1:3]
+    problems = []
+    for name, cell in (("set-up", set_up), ("parameters", parameters)):
+        for output in cell.get("outputs", []):
+            if output["output_type"] == "execute_result":
+                problems.append(f"{name} cell shows a bare value: {output['data']['text/plain']}")
+            elif output["output_type"] == "error" or output.get("name") == "stderr":
+                problems.append(f"{name} cell shows an error or stderr: {output}")
+    return problems
+
+
+def execute(chapter: str, cells: int | None = None):
+    """Run a chapter top to bottom in the quick profile, as the book build does (only its first
+    ``cells`` cells if given)."""
     from nbclient import NotebookClient
 
     notebook = nbformat.read(ROOT / chapter, as_version=4)
+    notebook.cells = notebook.cells[:cells]
     env = {"ETECRM_PROFILE": "quick", "PLOTLY_RENDERER": "notebook", book.BUILD_ENV: "1"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -87,11 +106,29 @@ def test_demonstration_records_what_was_shown():
     assert demonstrations(nbf.new_notebook(cells=[cell])) == [missed.record]
 
 
+CHAPTERS = [c for c in notebooks.toc_chapters(ROOT) if c.endswith(".ipynb")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_set_up_cells_print_only_their_lines(chapter):
+    """The set-up and parameters cells every chapter starts with print the device, precision and
+    profile, and show no stray value or warning (executed alone, as the first cells of the page)."""
+    cells = nbformat.read(ROOT / chapter, as_version=4).cells
+    tags = [cell.metadata.get("tags", []) for cell in cells]
+    executed = execute(chapter, cells=tags.index(["parameters"]) + 1)  # up to the parameters cell
+    assert not standard_cell_problems(executed), standard_cell_problems(executed)
+    printed = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    assert "device: " in printed and "profile: quick" in printed
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("chapter", DEMONSTRATING_CHAPTERS)
 def test_live_demonstration_shows_what_the_text_says(chapter):
-    records = demonstrations(execute(chapter))
+    executed = execute(chapter)
+    assert not standard_cell_problems(executed), f"{chapter}: {standard_cell_problems(executed)}"
+    records = demonstrations(executed)
     assert records, f"{chapter}: no verdicts.demonstration(...) output"
     failed = [r for r in records if not r["holds"]]
     assert not failed, f"{chapter}: the live run does not show what the text says: {failed}"

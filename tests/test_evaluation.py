@@ -1,6 +1,8 @@
 """Evaluation: per-voxel metrics against scipy, ceilings against known truth, bootstrap and
 permutation sanity."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -156,6 +158,23 @@ def test_paired_bootstrap_detects_the_better_model_and_not_a_tie():
     assert same.difference == 0 and same.ci_low == 0 and same.ci_high == 0
     swapped = ev.paired_bootstrap(bad, good, y, statistic="top_n_mean_r", top_n=30, n_bootstrap=300)
     assert swapped.ci_high < 0 and not swapped.a_beats_b
+
+
+def test_paired_bootstrap_on_chosen_voxels_equals_the_bootstrap_of_those_columns():
+    ds, good, bad = _dataset_and_two_models()
+    y = ds.test.responses["V1"]
+    voxels = np.array([3, 17, 40, 41, 99])
+    on_subset = ev.paired_bootstrap(good, bad, y, "top_n_mean_r", n_bootstrap=300, voxels=voxels)
+    cut = lambda res: dataclasses.replace(res, predictions=res.predictions[:, voxels])  # noqa: E731
+    # the same columns cut out beforehand: the ROI's responses restricted to the chosen voxels
+    direct = ev.paired_bootstrap(
+        cut(good), cut(bad), y[:, voxels], "mean_r", n_bootstrap=300, top_n=len(voxels)
+    )
+    assert on_subset.difference == pytest.approx(direct.difference, abs=1e-9)
+    assert (on_subset.ci_low, on_subset.ci_high) == pytest.approx((direct.ci_low, direct.ci_high))
+    r_good = ev.pearson_r(good.predictions, y)[voxels].mean()
+    r_bad = ev.pearson_r(bad.predictions, y)[voxels].mean()
+    assert on_subset.difference == pytest.approx(r_good - r_bad, abs=1e-6)
 
 
 def test_resampled_correlation_with_unit_weights_equals_pearson():

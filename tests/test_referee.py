@@ -31,6 +31,54 @@ def test_the_floor_of_test_selected_top_n_is_above_zero_and_of_validation_select
     assert abs(median["mean"]) < 0.005
 
 
+def _structured_responses(n_test, n_voxels, seed=0):
+    """Responses like measured ones: a shared low-rank signal (voxels correlated), heavy-tailed
+    noise, voxels of very different scales and offsets, one voxel with an outlier image."""
+    rng = np.random.default_rng(seed)
+    signal = rng.standard_t(3, size=(n_test, 4)) @ rng.normal(size=(4, n_voxels))
+    y = signal + rng.standard_t(4, size=(n_test, n_voxels))
+    y = y * rng.uniform(0.01, 100, size=n_voxels) + rng.normal(0, 50, size=n_voxels)
+    y[7, 0] += 1e4
+    return y
+
+
+@pytest.mark.parametrize(
+    "statistic, select",
+    [("median_r", "test"), ("top_n_mean_r", "validation"), ("top_n_mean_r", "test")],
+)
+def test_the_floor_from_sizes_agrees_with_the_floor_on_responses(statistic, select):
+    """Noise against real-like responses and r drawn from the null distribution give the same floor
+    (within Monte-Carlo error): the floor needs only N_test and V, not the responses."""
+    n_test, n_voxels, top_n = 60, 350, 300
+    on_responses = referee.no_information_floor(
+        _structured_responses(n_test, n_voxels), statistic, top_n, select, n_draws=300, seed=1
+    )
+    from_sizes = referee.floor_from_sizes(n_test, n_voxels, statistic, top_n, select, 2000, 2)
+    sd = max(on_responses["sd"], from_sizes["sd"])
+    assert on_responses["sd"] == pytest.approx(from_sizes["sd"], rel=0.2)
+    se_mean = sd * np.sqrt(1 / 300 + 1 / 2000)
+    assert abs(on_responses["mean"] - from_sizes["mean"]) < 4 * se_mean
+    assert abs(on_responses["p95"] - from_sizes["p95"]) < 4 * 2.1 * se_mean  # s.e. of a p95
+
+
+def test_the_floor_from_sizes_has_the_known_null_distribution_of_r():
+    """One voxel: r between noise and a fixed vector has mean 0 and s.d. 1/sqrt(N - 1); its p95 is
+    the one-sided 5 % critical value of r (t test with N - 2 degrees of freedom)."""
+    from scipy import stats
+
+    n = 8  # small, so that 1/sqrt(N - 1) and 1/sqrt(N) differ by 7 %
+    one = referee.floor_from_sizes(n, 1, "mean_r", n_draws=40_000, seed=0)
+    assert abs(one["mean"]) < 4 / np.sqrt(n - 1) / 200
+    assert one["sd"] == pytest.approx(1 / np.sqrt(n - 1), rel=0.02)
+    t = stats.t.ppf(0.95, n - 2)
+    assert one["p95"] == pytest.approx(t / np.sqrt(n - 2 + t * t), rel=0.03)
+    assert referee.floor_from_sizes(n, 400, "top_n_mean_r", 300, "test", 200)["mean"] > 0.04
+    with pytest.raises(ValueError, match="n_test >= 3"):
+        referee.floor_from_sizes(2, 10)
+    with pytest.raises(ValueError, match="select"):
+        referee.floor_from_sizes(30, 10, select="train")
+
+
 def test_holm_adjusts_step_down_and_keeps_the_order():
     adjusted = referee.holm([0.01, 0.04, 0.03, 0.5])
     # sorted: 0.01 x 4 = 0.04, 0.03 x 3 = 0.09, 0.04 x 2 = 0.08 -> running max 0.09, 0.5 x 1 = 0.5

@@ -26,7 +26,7 @@ from etecrm_lib import ablations, figures, runs
 from etecrm_lib import reproduce as rp
 from etecrm_lib import results as result_files
 from etecrm_lib.cli import main as cli_main
-from etecrm_lib.comparisons import choose_baseline, load_comparisons, save_comparisons
+from etecrm_lib.comparisons import choose_baseline, load_comparisons, save_comparisons, top_n_voxels
 from etecrm_lib.data import from_arrays, save_npz
 from etecrm_lib.evaluation import EncodingResult, paired_bootstrap, score
 from etecrm_lib.tables import load_run
@@ -280,10 +280,11 @@ def test_seed_table_gives_mean_and_sd_over_seeds_and_ensembles(data, reference):
     for (roi, model), row in seed_rows.items():
         runs = [r for r in results if (r.roi, r.model) == (roi, model)]
         medians = [float(np.median(r.test_r)) for r in runs]
-        tops = [float(np.sort(r.test_r.astype(np.float64))[::-1][:300].mean()) for r in runs]
+        # top 300 by validation r (all 25 voxels here), never by test r
+        tops = [float(r.test_r[np.argsort(-r.info["val_r"])[:300]].mean()) for r in runs]
         assert row["n_seeds"] == len(runs) == (1 if model == "test_fixed_ridge" else 2)
         assert row["median_r"] == pytest.approx(np.mean(medians), abs=1e-7)
-        assert row["top300_mean_r"] == pytest.approx(np.mean(tops), abs=1e-7)
+        assert row["top300_val_mean_r"] == pytest.approx(np.mean(tops), abs=1e-7)
         if len(runs) > 1:
             assert row["median_r_sd"] == pytest.approx(np.std(medians, ddof=1), abs=1e-7)
             assert row["seeds"] == "3-4"
@@ -459,6 +460,17 @@ def test_comparisons_baseline_by_validation_and_ablations(data, reference):
             mean_median = lambda m: np.mean([np.median(r.test_r) for r in runs if r.model == m])  # noqa: E731
             assert c["difference"] == pytest.approx(
                 mean_median(c["model_a"]) - mean_median(c["model_b"]), abs=1e-3
+            )
+        if c["statistic"] == "top_n_mean_r":  # scored on voxels chosen by validation r, not test r
+            assert (
+                "validation r" in c["top_n_selection"]
+                and "test data not used" in c["top_n_selection"]
+            )
+            side = lambda m: [r for r in runs if r.model == m]  # noqa: E731
+            voxels = top_n_voxels(side(c["model_a"]), side(c["model_b"]))
+            mean_on = lambda m: np.mean([r.test_r[voxels].mean() for r in side(m)])  # noqa: E731
+            assert c["difference"] == pytest.approx(
+                mean_on(c["model_a"]) - mean_on(c["model_b"]), abs=1e-3
             )
         assert c["ci_low"] <= c["difference"] <= c["ci_high"]
 
@@ -702,7 +714,7 @@ def test_figures_are_written_as_html_and_png_failure_is_a_note(reference, tmp_pa
     out, _ = reference
     run = load_run(out, dataset="tiny", profile="quick", subject=1, data_seed=None)
     notes = figures.write_figures(run.rows, tmp_path, run.comparisons)
-    for stem in ("median_r", "top300_mean_r", "bootstrap_baseline", "bootstrap_ablation"):
+    for stem in ("median_r", "top300_val_mean_r", "bootstrap_baseline", "bootstrap_ablation"):
         html = tmp_path / "figures" / f"tiny_quick_sub1_{stem}.html"
         assert html.exists() and "test_group" in html.read_text(), notes
     png = tmp_path / "figures" / "tiny_quick_sub1_median_r.png"
@@ -751,7 +763,14 @@ def test_load_run_and_seed_table_dataframe(reference):
         len(run.results) == len(results) and len(run.ensembles) == 6 and len(run.comparisons) == 8
     )
     table = run.table()
-    assert list(table.columns) == ["n_seeds", "seeds", "median_r", "top300_mean_r"]
+    assert list(table.columns) == [
+        "n_seeds",
+        "seeds",
+        "median_r",
+        "median_r_floor",
+        "top300_val_mean_r",
+        "top300_val_mean_r_floor",
+    ]
     row = next(
         r for r in run.rows if (r["roi"], r["model"], r["kind"]) == ("V1", REFERENCE, "seeds")
     )
