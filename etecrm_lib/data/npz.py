@@ -1,6 +1,6 @@
 """A dataset in one file: :func:`save_npz` writes an :class:`~.dataset.EncodingDataset` to a
-compressed ``.npz`` (atomically), :func:`load_npz` reads it back and checks it like any other
-dataset."""
+compressed ``.npz`` (atomically; zlib level 1), :func:`load_npz` reads it back and checks it like
+any other dataset."""
 
 from __future__ import annotations
 
@@ -39,8 +39,12 @@ def save_npz(ds: EncodingDataset, path) -> Path:
     arrays["meta_info"] = np.array(json.dumps({k: v for k, v in ds.info.items() if _jsonable(v)}))
     path = Path(path)
     with atomic_write(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
+        # np.savez_compressed's format (one .npy per array in a zip) at zlib level 1: a default
+        # simulated subject is written in about 2 s of CPU instead of 9 s, 8 % larger (72 MB)
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+            for name, value in arrays.items():
+                with archive.open(f"{name}.npy", "w", force_zip64=True) as f:
+                    np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
     return path
 
 
