@@ -373,7 +373,9 @@ def test_the_fast_feature_paths_equal_straightforward_references():
     # gabor_energy in chunks of images, 2 x 2 average fused in == one image at a time, then pooled
     one_by_one = torch.cat([gabor_energy(image[None], [4.0, 8.0], 4) for image in images])
     pooled = F.avg_pool2d(one_by_one.flatten(1, 2), 2).reshape(5, 2, 4, 16, 16)
-    torch.testing.assert_close(gabor_energy(images, [4.0, 8.0], 4, pool=2), pooled)
+    torch.testing.assert_close(gabor_energy(images, [4.0, 8.0], 4, halve=True), pooled)
+    flat = one_by_one.flatten(1, 2)
+    torch.testing.assert_close(cortex.average_2x2(flat), F.avg_pool2d(flat, 2))
     # max pooling in channels-last order == F.max_pool2d
     x = torch.randn(3, 6, 16, 16, generator=gen)
     assert torch.equal(cortex.max_pool(x), F.max_pool2d(x, 3, stride=2, padding=1))
