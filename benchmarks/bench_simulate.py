@@ -10,13 +10,26 @@ the two are.
     python benchmarks/bench_simulate.py --threads 1      # torch on one thread (pure CPU work)
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_simulate.py  # waiting threads sleep
 
-Measured (generator 4, default subject 1, seed 0, no cache; ``generate`` alone):
-- NVIDIA H200 (lent GPU machine): 4.7 s wall (``simulate(..., cache=False)``); 4.8-7.7 s per seed
-  inside ``oracle_report``.
-- The shared 2-core development machine, torch on 2 threads, under a load average of 9-11 (about
-  eight engineers' jobs): 82 s wall, 78 s CPU. Generator 3 on the same machine (load 15-23): 383 s
-  wall, 76 s CPU. No quiet 2-core machine was available; 78 s of CPU time on 2 cores is at least
-  39 s of wall time, so the 30 s target is not met (generator 3 did not meet it either).
+Measured (generator 4, default subject 1, seed 0, no cache; "generate + save" as printed):
+- NVIDIA H200 (lent GPU machine), before the CPU work below: 4.7 s wall (``simulate(...,
+  cache=False)``); 4.8-7.7 s per seed inside ``oracle_report``.
+- The shared 2-core development machine, 5 Dec 2026, one run after the other (load average 1.6-1.7,
+  the machine otherwise nearly idle; the files' values differ from the earlier code's by at most
+  5e-6):
+
+  ============================  =======================  =======================
+  torch threads                 before (6ebf10b)         after
+  ============================  =======================  =======================
+  2 (torch's default)           33.7 s wall, 54.6 s CPU  18.5 s wall, 30.7 s CPU
+  1 (``--threads 1``)           52.1 s wall, 49.7 s CPU  26.7 s wall, 26.5 s CPU
+  ============================  =======================  =======================
+
+  Where the time went (one thread, after): Gabor energy of V1 and of the texture maps 11 s (FFTs),
+  the scenes 6.6 s, the measurement noise 1.6 s, the voxels' read-outs 1.3 s, V4/LO 2 s, writing
+  the cache file 2 s. Under a load of 3-4 (other engineers' jobs), two threads took *longer* than
+  one (65 s wall, 63 s CPU against 30 s and 29 s, nearly the same code): OpenMP's threads spin
+  while they wait for each other. ``OMP_WAIT_POLICY=PASSIVE`` (set before Python starts) gives two
+  threads the time of one there (30 s wall, 30 s CPU at load 3.5).
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ def simulate(
     Parameters
     ----------
     subject : int >= 1. Subjects see the same images; their voxels differ.
-    profile : "full" (alias "default": 1750/120 images of 128 px, 3000 voxels, about a minute of CPU
+    profile : "full" (alias "default": 1750/120 images of 128 px, 3000 voxels, about 30 s of CPU
         time, seconds on a GPU) or "quick" (300/40 images of 64 px, 500 voxels, a few seconds), or a
         :class:`SimulationConfig`.
     seed : int >= 0. Another seed gives other images, other voxels and another V4/LO network.
