@@ -4,10 +4,10 @@ Usage (GPU; the figures go into closing notes and data/results/README.md, not in
 
     python3 benchmarks/bench_batched.py --profile full --seeds 5 --all
     python3 benchmarks/bench_batched.py --profile quick --seeds 2 --device cpu --check
-    # the ways to compute the convolutions, in about 90 s on an H100 (from the repository root):
+    # the ways to compute the convolutions, in under 150 s (from the repository root):
     PYTHONPATH=$PWD python3 benchmarks/bench_batched.py --profile full --seeds 5 --build --agree \
-        --modes --mode-epochs 3 --conv fastest --profile-kernels --deadline-s 125 \
-        --json $OUT/bench_batched_modes.json
+        --modes --mode-epochs 3 --cudnn-benchmark --conv fastest --profile-kernels \
+        --deadline-s 110 --json $OUT/bench_batched_modes.json
 
 Steps (each its own option; ``--all`` runs them all, in this order):
 
@@ -20,7 +20,8 @@ Steps (each its own option; ``--all`` runs them all, in this order):
   chosen epochs.
 - ``--modes``: ``--mode-epochs`` epochs of the whole group for each of ``stacked.CONV_MODES``;
   prints the seconds per epoch of the group (median of the epochs after the first), per
-  model-epoch, TFLOP/s, set-up seconds and the extrapolated time of the profile's epochs.
+  model-epoch, TFLOP/s, set-up seconds and the extrapolated time of the profile's epochs;
+  ``--cudnn-benchmark``: the fastest once more with ``torch.backends.cudnn.benchmark`` on.
 - ``--baseline E``: the old way (``fit_etecrm`` per model, ``--concurrent`` CUDA streams side by
   side) and the batched trainer, both for E epochs, on the same card.
 - ``--run``: the whole work, ROIs x seeds x the profile's epochs, in one group; wall time, seconds
@@ -158,50 +159,64 @@ def flop_per_epoch(models, config, n_images: int) -> float:
     return sum(3 * count_flops(m.net) * used for m in models)
 
 
-def modes(ds, rois, seeds, config, device, epochs: int) -> list:
+def modes(ds, rois, seeds, config, device, epochs: int, cudnn_benchmark: bool) -> list:
     """Each way to compute the convolutions (``stacked.CONV_MODES``): the whole group for
-    ``epochs`` epochs. The seconds of one group epoch are the median of the epochs after the first;
-    set-up is the rest of the wall time (networks built, moved, stacked, the CUDA graph recorded,
-    the first epoch's extra, the models handed back); the whole work (the profile's epochs) is
-    extrapolated as set-up + epochs x the seconds of one epoch."""
+    ``epochs`` epochs (:func:`time_mode`). ``cudnn_benchmark``: then the fastest once more with
+    ``torch.backends.cudnn.benchmark`` on (cuDNN times its algorithms instead of its heuristics
+    choosing: other sums, so not the default; a lead for ``gpu.py``)."""
     members = group_members(ds, rois, seeds, replace(config, epochs=epochs))
-    n_images, rows = len(ds.train.stimuli), []
-    for conv in stacked.CONV_MODES:
-        if not in_time(f"mode {conv}"):
-            continue
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(device)
-            before = torch.cuda.memory_allocated(device)
+    rows = [time_mode(ds, members, config, device, conv) for conv in stacked.CONV_MODES]
+    timed = [r for r in rows if r and "error" not in r]
+    if cudnn_benchmark and timed:
+        fastest = min(timed, key=lambda r: r["group_s_per_epoch"])["mode"]
+        torch.backends.cudnn.benchmark = True
         try:
-            started = synced(device)
-            models = fit_group(ds.train.stimuli, members, device, progress=False, conv=conv)
-            wall = synced(device) - started
-        except Exception as err:  # a mode that fails is reported, the others still run
-            rows.append(show({"mode": conv, "error": repr(err)[:300]}))
-            continue
-        group_s = np.array(models[0].history.epoch_seconds) * len(members)  # per epoch
-        epoch_s = float(np.median(group_s[1:] if len(group_s) > 1 else group_s))
-        setup_s = wall - epoch_s * epochs
-        estimate = estimate_memory(n_images, members, conv=conv)
-        row = {
-            "mode": conv,
-            "models": len(members),
-            "epochs_timed": epochs,
-            "group_s_per_epoch": round(epoch_s, 4),
-            "s_per_model_epoch": round(epoch_s / len(members), 5),
-            "tflops": round(flop_per_epoch(models, config, n_images) / epoch_s / 1e12, 2),
-            "setup_s": round(setup_s, 2),
-            f"extrapolated_s_{len(members)}x{config.epochs}": round(
-                setup_s + config.epochs * epoch_s, 1
-            ),
-            "estimated_gb": round((estimate["shared"] + sum(estimate["per_model"])) / 1e9, 2),
-        }
-        if device.type == "cuda":
-            row["peak_gb"] = round((torch.cuda.max_memory_allocated(device) - before) / 1e9, 2)
-        rows.append(show(row))
-        del models
-    return rows
+            rows.append(time_mode(ds, members, config, device, fastest, cudnn_benchmark=True))
+        finally:
+            torch.backends.cudnn.benchmark = False
+    return [r for r in rows if r]
+
+
+def time_mode(ds, members, config, device, conv, cudnn_benchmark=False) -> dict | None:
+    """Train ``members`` as one group, convolutions as ``conv``. The seconds of one group epoch are
+    the median of the epochs after the first; set-up is the rest of the wall time (networks built,
+    moved, stacked, the CUDA graph recorded, the first epoch's extra, the models handed back); the
+    whole work (``config.epochs``) is extrapolated as set-up + epochs x one epoch's seconds. None
+    past ``--deadline-s``."""
+    if not in_time(f"mode {conv}"):
+        return None
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+    try:
+        started = synced(device)
+        models = fit_group(ds.train.stimuli, members, device, progress=False, conv=conv)
+        wall = synced(device) - started
+    except Exception as err:  # a mode that fails is reported, the others still run
+        return show({"mode": conv, "error": repr(err)[:300]})
+    epochs, n_images = members[0].config.epochs, len(ds.train.stimuli)
+    group_s = np.array(models[0].history.epoch_seconds) * len(members)  # per epoch
+    epoch_s = float(np.median(group_s[1:] if len(group_s) > 1 else group_s))
+    setup_s = wall - epoch_s * epochs
+    estimate = estimate_memory(n_images, members, conv=conv)
+    row = {
+        "mode": conv,
+        "cudnn_benchmark": cudnn_benchmark,
+        "models": len(members),
+        "epochs_timed": epochs,
+        "group_s_per_epoch": round(epoch_s, 4),
+        "s_per_model_epoch": round(epoch_s / len(members), 5),
+        "tflops": round(flop_per_epoch(models, config, n_images) / epoch_s / 1e12, 2),
+        "setup_s": round(setup_s, 2),
+        f"extrapolated_s_{len(members)}x{config.epochs}": round(
+            setup_s + config.epochs * epoch_s, 1
+        ),
+        "estimated_gb": round((estimate["shared"] + sum(estimate["per_model"])) / 1e9, 2),
+    }
+    if device.type == "cuda":
+        row["peak_gb"] = round((torch.cuda.max_memory_allocated(device) - before) / 1e9, 2)
+    return show(row)
 
 
 def agree(ds, config, device) -> None:
@@ -217,13 +232,17 @@ def agree(ds, config, device) -> None:
 
     def pass_of(conv, dtype, autocast):
         net = stacked.StackedNet(nets, blocks, conv).to(device=device, dtype=dtype)
-        net.channels_last = device.type == "cuda"
+        net.channels_last = autocast and device.type == "cuda"  # the reference: plain layout
         with gpu.autocast(device, precision if autocast else "fp32"):
             (pred,) = net(images.to(dtype))
         grads = torch.autograd.grad(pred.float().square().mean(), list(net.parameters()))
         return [pred.detach().double()] + [g.double() for g in grads]
 
-    reference = pass_of("grouped", torch.float64, False)
+    try:
+        reference = pass_of("grouped", torch.float64, False)
+    except Exception as err:  # reported; the other steps still run
+        show({"agree": "float64 reference", "error": repr(err)[:300]})
+        return
     for conv in stacked.CONV_MODES:
         try:
             got = pass_of(conv, torch.float32, True)
@@ -383,13 +402,38 @@ def profile_kernels(ds, rois, seeds, config, device, conv) -> None:
     except Exception as err:  # reported; what was measured before is kept
         show({"profile_kernels": conv, "error": repr(err)[:300]})
         return
-    table = prof.key_averages().table(
-        sort_by=f"{'cuda' if device.type == 'cuda' else 'cpu'}_time_total",
-        row_limit=22,
-        max_name_column_width=60,
-    )
-    print(table, flush=True)
-    ROWS.append({"profile_kernels": conv, "table": table})
+    averages, tables = prof.key_averages(), {}
+    # the kernels by their own time first (the name of that column changed across versions), then
+    # the operators by their total time
+    if device.type == "cuda":
+        choices = [
+            ("self_device_time_total", "self_cuda_time_total"),
+            ("device_time_total", "cuda_time_total"),
+        ]
+    else:
+        choices = [("self_cpu_time_total",), ("cpu_time_total",)]
+    for keys in choices:
+        for key in keys:
+            try:
+                tables[key] = averages.table(sort_by=key, row_limit=20, max_name_column_width=55)
+            except Exception:  # a column this version does not have
+                continue
+            print(f"sorted by {key}:", tables[key], sep="\n", flush=True)
+            break
+    ROWS.append({"profile_kernels": conv, "tables": tables})
+
+
+def summary(timed: list, config) -> None:
+    """One line per timed mode, fastest first."""
+    for r in sorted(timed, key=lambda r: r["group_s_per_epoch"]):
+        extrapolated = [v for k, v in r.items() if k.startswith("extrapolated")][0]
+        name = r["mode"] + (" +bench" if r["cudnn_benchmark"] else "")
+        print(
+            f"{name:>18}: {r['s_per_model_epoch']:.4f} s per model-epoch, "
+            f"{r['tflops']:6.1f} TFLOP/s, set-up {r['setup_s']:5.1f} s, "
+            f"{r['models']} models x {config.epochs} epochs ~ {extrapolated} s",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -403,6 +447,9 @@ def main() -> None:
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--modes", action="store_true")
     parser.add_argument("--mode-epochs", type=int, default=3, help="epochs per mode (>= 2)")
+    parser.add_argument(
+        "--cudnn-benchmark", action="store_true", help="--modes: the fastest again, benchmark on"
+    )
     parser.add_argument("--agree", action="store_true")
     parser.add_argument("--build", action="store_true")
     parser.add_argument(
@@ -448,18 +495,14 @@ def main() -> None:
             check(ds, config, device)
         conv = batched.CONV if args.conv == "fastest" else args.conv
         if args.modes:
-            rows = modes(ds, rois, args.seeds, config, device, args.mode_epochs)
+            rows = modes(
+                ds, rois, args.seeds, config, device, args.mode_epochs, args.cudnn_benchmark
+            )
             timed = [r for r in rows if "error" not in r]
-            if timed and args.conv == "fastest":
-                conv = min(timed, key=lambda r: r["group_s_per_epoch"])["mode"]
-            for r in sorted(timed, key=lambda r: r["group_s_per_epoch"]):
-                extrapolated = [v for k, v in r.items() if k.startswith("extrapolated")][0]
-                print(
-                    f"{r['mode']:>12}: {r['s_per_model_epoch']:.4f} s per model-epoch, "
-                    f"{r['tflops']:6.1f} TFLOP/s, set-up {r['setup_s']:5.1f} s, "
-                    f"{r['models']} models x {config.epochs} epochs ~ {extrapolated} s",
-                    flush=True,
-                )
+            plain = [r for r in timed if not r["cudnn_benchmark"]]
+            if plain and args.conv == "fastest":
+                conv = min(plain, key=lambda r: r["group_s_per_epoch"])["mode"]
+            summary(timed, config)
         if args.baseline and in_time("baseline"):
             baseline(ds, rois, args.seeds, config, args.baseline, args.concurrent, device)
         if args.run and in_time("run"):
@@ -467,6 +510,11 @@ def main() -> None:
         if args.profile_kernels and in_time("profile-kernels"):
             profile_kernels(ds, rois, args.seeds, config, device, conv)
     finally:
+        if args.profile_kernels:  # the tables above are long: the figures once more, last
+            for row in ROWS:
+                if "agree" in row or "build_25_networks_serial_s" in row:
+                    print(json.dumps(row), flush=True)
+            summary([r for r in ROWS if "group_s_per_epoch" in r], config)
         show({"total_s": round(time.perf_counter() - STARTED, 1)})
 
 

@@ -7,6 +7,8 @@ the two are.
 
     python benchmarks/bench_simulate.py                  # default (vim-1-sized) subject
     python benchmarks/bench_simulate.py --profile quick  # the CI size
+    python benchmarks/bench_simulate.py --threads 1      # torch on one thread (pure CPU work)
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_simulate.py  # waiting threads sleep
 
 Measured (generator 4, default subject 1, seed 0, no cache; ``generate`` alone):
 - NVIDIA H200 (lent GPU machine): 4.7 s wall (``simulate(..., cache=False)``); 4.8-7.7 s per seed
@@ -27,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from etecrm_lib import evaluation
 from etecrm_lib.device import describe_device
@@ -37,7 +40,11 @@ def main() -> None:
     parser.add_argument("--profile", default="full", choices=["quick", "full"])
     parser.add_argument("--subject", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["ETECRM_CACHE"] = tmp
@@ -54,7 +61,11 @@ def main() -> None:
         simulate(args.subject, args.profile, seed=args.seed, cache=True)
         load = time.perf_counter() - load
 
-    print(f"device: {describe_device()}")
+    print(
+        f"device: {describe_device()}; torch threads: {torch.get_num_threads()}; "
+        f"OMP_WAIT_POLICY: {os.environ.get('OMP_WAIT_POLICY', 'not set')}; load average "
+        f"(1 min) {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
+    )
     print(
         ds.describe().splitlines()[1],
         "|",
@@ -105,6 +116,8 @@ def main() -> None:
                 "seed": args.seed,
                 "wall_s": round(wall, 1),
                 "cpu_s": round(cpu, 1),
+                "threads": torch.get_num_threads(),
+                "load_average_before_after": [round(load_before, 1), round(os.getloadavg()[0], 1)],
                 "cache_mb": round(size_mb, 1),
                 "load_s": round(load, 2),
                 "rois": rows,

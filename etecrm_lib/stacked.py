@@ -9,13 +9,14 @@ tested against the networks trained alone, ``tests/test_batched.py``):
 - ``"grouped"``: one grouped convolution per layer, model m's channels are group m. On an H100
   cuDNN runs the 128-channel groups one at a time and slices each out of the channels-last tensor
   (``benchmarks/bench_batched.py``).
-- ``"loop"``: the models' images stacked along the batch axis, ``(M*B, C, S, S)``, and one cuDNN
-  convolution per model on its own contiguous rows (no slicing copies; M launches, which a CUDA
-  graph replays without launch gaps).
-- ``"unfold"``: the same layout; each model's convolution as one matrix product of its image
+- ``"loop"``: the models' images stacked along the batch axis, ``(M*B, 1, S, S)``; each model's
+  layers computed one after another on its own contiguous rows, as ``ETECRMNet`` computes them
+  (cuDNN; no slicing copies, no concatenation; M launches per layer, which a CUDA graph replays
+  without launch gaps).
+- ``"unfold"``: the same layout; each layer of every model as one matrix product of its image
   patches (im2col, :func:`unfold_conv`) with its weights, all models in one batched product.
-- ``"loop-unfold"``: ``"loop"`` for the first layer (one input channel: 9-long patches), then
-  ``"unfold"``.
+- ``"loop-unfold"``: one cuDNN convolution per model for the first layer (:func:`conv_per_model`;
+  one input channel: 9-long patches), then ``"unfold"``.
 
 :func:`build_networks` builds the M networks in threads, each from its own random generator: the
 same initial weights as ``ETECRMConfig.build_network``, bit for bit.
@@ -89,7 +90,7 @@ def layer_function(conv: str, layer: int):
     """The function computing layer ``layer`` (0-based) in mode ``conv`` (:data:`CONV_MODES`)."""
     if conv == "grouped":
         return stacked_conv
-    if conv == "loop" or (conv == "loop-unfold" and layer == 0):
+    if conv == "loop-unfold" and layer == 0:
         return conv_per_model
     return unfold_conv
 
@@ -157,15 +158,19 @@ class StackedNet(nn.Module):
             x = x.reshape(m, b, side, side).transpose(0, 1)  # (B, M, S, S): model m is channel m
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        for i, (weight, bias) in enumerate(zip(self.conv_weights, self.conv_biases)):
-            x = F.relu(layer_function(self.conv, i)(x, weight, bias))
+        if self.conv == "loop":
+            features = self.features_one_by_one(x)
+        else:
+            for i, (weight, bias) in enumerate(zip(self.conv_weights, self.conv_biases)):
+                x = F.relu(layer_function(self.conv, i)(x, weight, bias))
         if self.conv == "grouped":  # (M, B, F), each model's C x s x s in order
             features = x.reshape(b, m, -1).transpose(0, 1)
-        else:
+        elif self.conv != "loop":
             features = x.reshape(m, b, -1)
-        out = []
-        for block, weight, bias in zip(self.blocks, self.weights, self.biases):
-            mine, offset = features[block.start : block.stop], bias.unsqueeze(1)
+        out = []  # split: its gradient is one concatenation, not a zero-filled copy per block
+        pieces = features.split([block.stop - block.start for block in self.blocks])
+        for block, mine, weight, bias in zip(self.blocks, pieces, self.weights, self.biases):
+            offset = bias.unsqueeze(1)
             if mine.dtype == torch.float16:  # float16 autocast: the read-out in float32 (models.py)
                 used = weight * weight if block.squared else weight
                 with torch.autocast(mine.device.type, enabled=False):
@@ -175,6 +180,19 @@ class StackedNet(nn.Module):
             else:
                 out.append(torch.bmm(mine, weight * weight if block.squared else weight) + offset)
         return out
+
+    def features_one_by_one(self, x: torch.Tensor) -> torch.Tensor:
+        """Mode "loop": images ``(M*B, 1, S, S)`` -> features ``(M, B, F)``, each model's layers
+        one after another on its own rows, as ``ETECRMNet`` computes them (``unbind``: one
+        gradient per stacked weight, not M zero-filled copies)."""
+        weights = [w.unbind(0) for w in self.conv_weights]
+        biases = [b.unbind(0) for b in self.conv_biases]
+        features = []
+        for i, xi in enumerate(x.chunk(self.n_models)):
+            for w, b in zip(weights, biases):
+                xi = F.relu(F.conv2d(xi, w[i], b[i], stride=2, padding=1))
+            features.append(xi.flatten(1))
+        return torch.stack(features)
 
     def slices(self) -> list:
         """``(parameter, its first model, its name in ETECRMNet)``, in ``parameters()`` order."""

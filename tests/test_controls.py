@@ -5,13 +5,25 @@ the two-step Gabor model holds the true features; ``ground_truth="cnn"`` makes e
 read-out of a random network with the released ETECRM architecture, which the end-to-end model can
 represent exactly. If a family loses on its own control, a model or the evaluation is broken.
 
-Quick profile (a minute or two on a CPU): one ROI, the paired bootstrap over test images. At the
-calibrated (vim-1-like) signal-to-noise ratio, 300 train images and 40 noisy test images leave the
-Gabor control undecided (gwp_ridge - etecrm = -0.008 [-0.055, +0.078] on V1, generator 3), so the
-tests run a control *experiment* with more data: 600 train images measured 16 times each (less
-noise in training) and the models scored against the noise-free test responses (no noise in
-scoring). The full-profile table (`etecrm controls`, GPU) uses the
-default experiment and is in data/results/controls.
+Quick profile (a few minutes on a CPU): one ROI, the paired bootstrap over test images. The
+models are scored against the noise-free test responses (no noise in scoring), and the training
+responses are the mean of 256 trials per image: at the calibrated (vim-1-like) signal-to-noise ratio
+(V1's median single-trial SNR is 0.1) noisy training hides what holding the true features is worth.
+Measured on generator 4 (600 train images, V1, scored against the noise-free responses):
+
+- Gabor control, 16 trials per train image, 40 test images: gwp_ridge - etecrm +0.023 [-0.027,
+  +0.066]; 64 trials: +0.021 [-0.007, +0.053] (gwp_ridge 0.751, etecrm 0.730): undecided.
+  ETECRM shares one network across voxels, which pools their noisy data; the voxel-wise ridge does
+  not, so noise costs it more.
+- Noise-free training responses: gwp_ridge 0.912, etecrm 0.782, +0.130 [+0.099, +0.165]; a ridge
+  given each voxel's 12 true features reaches 0.96 (16 trials) to 0.995 (256 trials): the truth is
+  learnable, the Gabor model's advantage is real, and noise hides it.
+- 256 trials, 120 test images (this test): +0.064 [+0.053, +0.093] (gwp_ridge 0.808, etecrm 0.744;
+  about 70 s wall, 40 s CPU on the shared 2-core machine). The cnn control in the same experiment:
+  -0.377 [-0.472, -0.275].
+
+The full-profile table (`etecrm controls`, GPU) uses the default experiment and is in
+data/results/controls.
 """
 
 from dataclasses import replace
@@ -31,7 +43,8 @@ def _compare(ground_truth: str):
         SimulationConfig.for_profile("quick"),
         name="control-test",
         n_train=600,
-        train_repeats=16,
+        n_test=120,
+        train_repeats=256,
         voxels={"V1": 120},
     )
     ds = simulate(1, config, seed=0, ground_truth=ground_truth, cache=False)
@@ -42,21 +55,15 @@ def _compare(ground_truth: str):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="generator 4 (issue 19, open): the Gabor control is undecided in this experiment "
-    "(gwp_ridge - etecrm +0.023 [-0.027, +0.066]; with 1,200 train images -0.018 [-0.039, "
-    "+0.018]); on generator 3 it was +0.050 [+0.011, +0.097]. Strict: a pass fails the run, so "
-    "whoever fixes the control must remove this mark.",
-)
 def test_the_gabor_model_wins_on_the_gabor_control():
     comparison = _compare("gabor")
-    assert comparison.a_beats_b, str(comparison)  # gwp_ridge - etecrm, interval above 0
+    # measured: +0.064 [+0.053, +0.093] (gwp_ridge - etecrm, interval above 0)
+    assert comparison.a_beats_b, str(comparison)
 
 
 @pytest.mark.slow
 def test_etecrm_wins_on_the_cnn_control():
-    comparison = _compare("cnn")  # measured (generator 3): -0.566 [-0.682, -0.459]
+    comparison = _compare("cnn")  # measured (generator 4): -0.377 [-0.472, -0.275]
     assert comparison.ci_high < 0, str(comparison)  # gwp_ridge - etecrm, interval below 0
 
 

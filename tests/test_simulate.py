@@ -362,6 +362,32 @@ def test_gabor_energy_of_a_grating_is_its_amplitude_in_the_matching_channel():
     assert energy[0, 1, 0].max() < 0.05 * amplitude  # an octave away in frequency
 
 
+def test_the_fast_feature_paths_equal_straightforward_references():
+    """The CPU-fast forms of the simulation compute the same numbers as the plain formulas."""
+    import torch.nn.functional as F
+
+    from etecrm_lib.data import cortex
+
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(5, 32, 32, generator=gen) - 0.5
+    # gabor_energy in chunks of images, 2 x 2 average fused in == one image at a time, then pooled
+    one_by_one = torch.cat([gabor_energy(image[None], [4.0, 8.0], 4) for image in images])
+    pooled = F.avg_pool2d(one_by_one.flatten(1, 2), 2).reshape(5, 2, 4, 16, 16)
+    torch.testing.assert_close(gabor_energy(images, [4.0, 8.0], 4, pool=2), pooled)
+    # max pooling in channels-last order == F.max_pool2d
+    x = torch.randn(3, 6, 16, 16, generator=gen)
+    assert torch.equal(cortex.max_pool(x), F.max_pool2d(x, 3, stride=2, padding=1))
+    # component drive: shared (K, C) profiles mixed before pooling == the per-voxel formula
+    maps, scales = torch.rand(4, 7, 8, 8, generator=gen), torch.rand(7, generator=gen) + 0.5
+    prf, shared = torch.rand(9, 64, generator=gen), torch.rand(3, 7, generator=gen)
+    reference = torch.einsum(
+        "vkc,bcx,vx->bvk", shared.expand(9, 3, 7) / scales, maps.flatten(2), prf
+    )
+    drive = simulate_module.component_drive
+    torch.testing.assert_close(drive(maps, scales, prf, shared), reference)
+    torch.testing.assert_close(drive(maps, scales, prf, shared.expand(9, 3, 7)), reference)
+
+
 def test_prf_weights_are_normalised_gaussians_at_the_right_place():
     w = prf_weights([5.0, -2.5], [2.5, 0.0], [1.0, 2.0], grid=32, field_of_view_deg=20.0)
     assert w.shape == (2, 32 * 32)

@@ -339,9 +339,7 @@ def _network_signal(
         for batch in torch.as_tensor(stimuli[split]).split(config.batch_size):
             maps = feature_maps(batch.to(device), network, config, needed)
             for roi, (features, prf, components, _) in tuning.items():
-                pooled = maps[features].flatten(2) @ prf.T / scales[features][:, None]  # (B, C, V)
-                # (B, V, K): each voxel's components; a broadcast product (einsum is slow on CPUs)
-                drive = (pooled.transpose(1, 2)[:, :, None, :] * components[None]).sum(-1)
+                drive = component_drive(maps[features], scales[features], prf, components)
                 parts[split][roi].append(drive.clamp_min(0).pow(power).cpu().numpy())
             bar.update()
     basis = {
@@ -356,6 +354,28 @@ def _network_signal(
         for split in basis:
             signal[split][roi] = np.einsum("nvk,vk->nv", (basis[split][roi] - mean) / std, weights)
     return signal, basis
+
+
+def component_drive(
+    maps: torch.Tensor, scales: torch.Tensor, prf: torch.Tensor, components: torch.Tensor
+) -> torch.Tensor:
+    """The drive of each voxel's tuning components: ``(B, V, K)``.
+
+    ``maps (B, C, G, G)`` (an area's features), ``scales (C,)`` (each channel is divided by its
+    scale), ``prf (V, G*G)`` (each voxel's pRF weights), ``components (V, K, C)`` (each voxel's own
+    channel profiles) or ``(K, C)`` (profiles shared by every voxel of the area)::
+
+        drive[b, v, k] = sum_c components[v, k, c] / scales[c] * sum_xy prf[v, xy] * maps[b, c, xy]
+
+    Shared profiles mix the channels before the pRF pooling: K maps to pool instead of C (the same
+    sum in another order, many times faster).
+    """
+    flat = maps.flatten(2)  # (B, C, G*G)
+    if components.ndim == 2:
+        return ((components / scales) @ flat @ prf.T).transpose(1, 2)
+    pooled = flat @ prf.T / scales[:, None]  # (B, C, V)
+    # each voxel's components: a broadcast product (einsum is slow on CPUs)
+    return (pooled.transpose(1, 2)[:, :, None, :] * components[None]).sum(-1)
 
 
 def _gabor_control_signal(

@@ -152,13 +152,14 @@ def area_tuning(
 ):
     """How one ROI's voxels read out their area (see :mod:`.simulate`): four arrays.
 
-    Returns (feature set name, pRF weights ``(V, grid^2)``, components ``(V, K, C)``: the channel
-    profile of each of the voxel's K tuning components, coefficients ``(V, K)``: how much the
-    voxel weighs each component). The coefficients are ``exp`` of smooth fields over the cortex
-    (:func:`smooth_fields`) plus a little per-voxel jitter: neighbours share their tuning. V1's
-    components are its three spatial-frequency bands (with a weak bias for radial orientations
-    that follows the voxel's polar angle), weighed by a preferred frequency that falls with
-    eccentricity; the other areas share K components (:func:`area_components`).
+    Returns (feature set name, pRF weights ``(V, grid^2)``, components: the channel profile of
+    each of the voxel's K tuning components, ``(V, K, C)`` in V1 and ``(K, C)``, shared by every
+    voxel, in the other areas, coefficients ``(V, K)``: how much the voxel weighs each component).
+    The coefficients are ``exp`` of smooth fields over the cortex (:func:`smooth_fields`) plus a
+    little per-voxel jitter: neighbours share their tuning. V1's components are its three
+    spatial-frequency bands (with a weak bias for radial orientations that follows the voxel's
+    polar angle), weighed by a preferred frequency that falls with eccentricity; the other areas
+    share K components (:func:`area_components`).
     """
     area = CORTEX[roi]
     extra = voxels.extra
@@ -179,8 +180,7 @@ def area_tuning(
             "lo_invariant": VentralStream.lo_units,
         }[area.features]
         grid = FEATURE_GRID.get(area.features, config.image_size // 4)
-        shared = area_components(roi, channels, seed)
-        components = np.broadcast_to(shared, (n, *shared.shape))
+        components = area_components(roi, channels, seed)  # (K, C), shared by the voxels
         log_weight = TUNING_SPREAD * field + rng.normal(0, TUNING_JITTER, field.shape)
         coefficients = np.exp(log_weight)
     prf = prf_weights(
