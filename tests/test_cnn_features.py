@@ -89,13 +89,15 @@ def test_local_weights_file(tmp_path):
         load_cnn("squeezenet1_1", str(tmp_path / "missing.pth"))
 
 
-def test_failed_download_says_how_to_get_weights(monkeypatch):
-    def offline(*args, **kwargs):
+def test_failed_download_says_how_to_get_weights(monkeypatch, capsys):
+    def offline(url, *args, **kwargs):
+        print(f'Downloading: "{url}" to /root/.cache/torch/hub/checkpoints/x.pth')  # as torch does
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     with pytest.raises(RuntimeError) as err:
         load_cnn("alexnet", "DEFAULT")
+    assert capsys.readouterr().out == ""  # no download line with a cache path on the page
     message = str(err.value)
     assert "weights=None" in message and ".pth" in message and "IMAGENET1K_V1" in message
     with pytest.raises(ValueError, match="IMAGENET1K_V1"):

@@ -165,3 +165,60 @@ def test_committed_gabor_run_falls_off_from_v1_to_lo():
         r.roi: roi_statistic(r.test_r, "median_r") for r in run.results if r.model == "gwp_ridge"
     }
     assert min(median[roi] for roi in ("V1", "V2", "V3")) > 2 * max(median["V4"], median["LO"])
+
+
+def committed_words(model: str, statistic: str) -> dict:
+    """``{(subject, roi): verdict}`` of ``model`` minus etecrm in the committed run, as the verdict
+    tables print it ("better", "worse", "no reliable difference", with ", borderline" where an end
+    of the interval lies within 0.001 of 0). Skips the test when the run is not there."""
+    from etecrm_lib.comparisons import verdict_label
+
+    found = verdicts.committed_verdicts([model], statistics=(statistic,))
+    if set(found.runs) != {1, 2}:
+        pytest.skip("the committed full run of both subjects is not in data/results")
+    return {
+        (subject, c.roi): verdict_label(c)
+        for (subject, _), chosen in found.comparisons.items()
+        for c in chosen
+    }
+
+
+def test_committed_verdicts_are_the_ones_chapters_4_6_and_7_name():
+    """The committed verdicts the prose of chapters 4, 6 and 7 states (a regenerated run must update
+    them: this test names the sentence that went stale)."""
+
+    def plain(words):  # the verdict without "borderline"
+        return {key: word.split(",")[0] for key, word in words.items()}
+
+    early = {(s, roi) for s in (1, 2) for roi in ("V1", "V2", "V3")}
+    # chapter 4: signed weights behind squared ones in V1-V3 and LO of both subjects, not in V4
+    words = plain(committed_words("etecrm_signed", "median_r"))
+    assert all(words[s, roi] == "worse" for s in (1, 2) for roi in ("V1", "V2", "V3", "LO")), words
+    assert words[1, "V4"] == words[2, "V4"] == "no reliable difference", words
+    # chapter 6: the r^3 weighting, median r: reliably below 0 in three of ten, never above
+    words = plain(committed_words("etecrm_unweighted", "median_r"))
+    assert len(words) == 10 and list(words.values()).count("worse") == 3, words
+    assert "better" not in words.values(), words
+    # ... and on the top voxels, reliably worse without it in V1 and V2 of both subjects
+    words = plain(committed_words("etecrm_unweighted", "top_n_mean_r"))
+    assert all(words[s, roi] == "worse" for s in (1, 2) for roi in ("V1", "V2")), words
+    # chapter 6: MSE reliably worse in V1-V3 of both subjects, better in LO of both (subject 1
+    # borderline), V4 undecided
+    words = committed_words("etecrm_mse", "median_r")
+    assert all(words[key] == "worse" for key in early), words
+    assert (words[1, "LO"], words[2, "LO"]) == ("better, borderline", "better"), words
+    assert words[1, "V4"] == words[2, "V4"] == "no reliable difference", words
+    # chapter 7: without the noise, median r: only V1 of subject 2 reliably worse, nine undecided
+    words = plain(committed_words("etecrm_no_noise", "median_r"))
+    decided = {key: word for key, word in words.items() if word != "no reliable difference"}
+    assert decided == {(2, "V1"): "worse"}, words
+    # ... top voxels: reliably lower in V1 of both subjects and V2 of subject 2, borderline in V3
+    # of subject 1
+    words = committed_words("etecrm_no_noise", "top_n_mean_r")
+    decided = {key: word for key, word in words.items() if word != "no reliable difference"}
+    assert decided == {
+        (1, "V1"): "worse",
+        (2, "V1"): "worse",
+        (2, "V2"): "worse",
+        (1, "V3"): "worse, borderline",
+    }, words

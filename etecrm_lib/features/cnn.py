@@ -26,6 +26,8 @@ Weights (``CNNConfig.weights``) and provenance (the ``weights`` string every res
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,8 +158,9 @@ def load_cnn(model: str = "alexnet", weights: str | None = "DEFAULT", seed: int 
             f"{list(available.__members__)}, "
             "a path to a .pth file, or None"
         ) from None
-    try:
-        state = torch.hub.load_state_dict_from_url(enum.url, progress=True, check_hash=True)
+    try:  # torch prints 'Downloading: "<url>" to <cache path>' on stdout: kept off the pages
+        with contextlib.redirect_stdout(io.StringIO()):  # (its progress bar, on stderr, stays)
+            state = torch.hub.load_state_dict_from_url(enum.url, progress=True, check_hash=True)
     except Exception as err:  # no internet, proxy, disk full ...: all end the same way for the user
         raise RuntimeError(
             f"could not get the pretrained {model} weights '{enum.name}' "
