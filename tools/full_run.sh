@@ -34,7 +34,7 @@ job() {  # job NAME COMMAND...: run it (at most until the deadline), log it, rec
         echo "124 0" >"$work/$name.done"
         return
     fi
-    timeout "$left" "$@" >"$work/$name.log" 2>&1
+    timeout "$left" bash -c '"$@"' job "$@" >"$work/$name.log" 2>&1
     echo "$? $(($(date +%s) - start))" >"$work/$name.done"
 }
 
@@ -50,6 +50,8 @@ controls() {  # controls GROUND_TRUTH
         --seeds "$((seeds < 3 ? seeds : 3))" --out "$work/controls" --quiet $trainer
 }
 
+export -f reproduce controls
+export py profile seeds trainer work
 if [ "$mode" = run ]; then
     for name in "$@"; do
         case $name in
