@@ -81,6 +81,17 @@ def _add_controls(sub) -> None:
         "--seeds", type=int, default=3, help="ETECRM model seeds 0..SEEDS-1 (default 3)"
     )
     ctl.add_argument("--simulation-seed", type=int, default=0)
+    ctl.add_argument(
+        "--train-repeats",
+        type=int,
+        help="trials averaged per training image (default: the profile's, vim-1's 2); more make a "
+        "quieter control experiment",
+    )
+    ctl.add_argument(
+        "--noise-free-scoring",
+        action="store_true",
+        help="score against the noise-free test responses (known in a simulation)",
+    )
     ctl.add_argument("--rois", nargs="+", help="ROI names (default: all)")
     ctl.add_argument("--out", default="results/controls", help="output folder")
     ctl.add_argument("--device", help="torch device (default: the GPU if there is one)")
@@ -311,6 +322,8 @@ def _cmd_controls(args) -> int:
         "simulation_seed": args.simulation_seed,
         "seeds": args.seeds,
         "rois": tuple(_names(args.rois, "--rois")) if args.rois else None,
+        "train_repeats": args.train_repeats,
+        "noise_free_scoring": args.noise_free_scoring,
     }
     config = ControlConfig.for_profile(args.profile, **changes)
     trainer = train_in_groups if args.batched else None

@@ -82,3 +82,47 @@ def test_controls_keep_the_calibrated_measurement(ground_truth):
         control.voxels["V1"].extra["snr"], cortex.voxels["V1"].extra["snr"]
     )
     assert not np.allclose(control.test.oracle["V1"], cortex.test.oracle["V1"])
+
+
+def test_a_control_experiment_can_average_more_training_trials(monkeypatch):
+    from etecrm_lib import cli, controls
+
+    config = controls.ControlConfig.for_profile("quick", train_repeats=256)
+    experiment = controls.control_experiment(config)
+    assert (experiment.train_repeats, experiment.n_train, experiment.image_size) == (256, 300, 64)
+    assert controls.control_experiment(replace(config, train_repeats=None)).train_repeats == 2
+    with pytest.raises(ValueError, match="train_repeats"):
+        controls.ControlConfig.for_profile("quick", train_repeats=0)
+    table = controls.ControlTable("gabor", "full", 1, [0], [], 256, "noise-free test responses")
+    assert "mean of 256 trials" in table.caption() and "noise-free" in table.caption()
+    from etecrm_lib.book import results_folder
+
+    committed = controls.load_control_table(results_folder() / "controls", "gabor")
+    asked = []
+    monkeypatch.setattr(cli, "run_controls", lambda config, **kw: asked.append(config) or committed)
+    argv = ["controls", "--ground-truth", "gabor", "--train-repeats", "64", "--quiet"]
+    assert cli.main(argv) == 0
+    assert cli.main([*argv, "--noise-free-scoring"]) == 0
+    assert asked == [
+        controls.ControlConfig("gabor", "quick", train_repeats=64),
+        controls.ControlConfig("gabor", "quick", train_repeats=64, noise_free_scoring=True),
+    ]
+
+
+def test_a_control_row_can_be_scored_against_the_noise_free_responses():
+    from etecrm_lib import controls
+    from etecrm_lib.data.calibration import SimulationConfig
+
+    config = SimulationConfig(name="tiny", image_size=32, n_train=24, n_test=30, voxels={"V1": 20})
+    ds = simulate(1, config, seed=0, ground_truth="gabor", cache=False)
+    truth, rng = ds.test.oracle["V1"], np.random.default_rng(0)
+    exact = evaluation.score(truth, ds, "V1", "gwp_ridge")  # the noise-free signal itself
+    noisy = [
+        evaluation.score(truth + rng.normal(0, 2, truth.shape), ds, "V1", "etecrm")
+        for _ in range(2)
+    ]
+    row = controls.control_row(exact, noisy, truth, "gwp_ridge", n_bootstrap=200, rescore=True)
+    assert row["gwp_ridge_median_r"] == pytest.approx(1.0)
+    assert row["winner"] == "gwp_ridge" and row["ci_low"] > 0
+    as_scored = controls.control_row(exact, noisy, truth, "gwp_ridge", n_bootstrap=200)
+    assert as_scored["gwp_ridge_median_r"] == exact.summary()["median_r"] < 1
