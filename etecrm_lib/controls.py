@@ -12,6 +12,14 @@ which family wins (``seed_statistics.control_winner``: the interval excludes 0) 
 ``OUT/controls_<ground truth>_<profile>.json``. :func:`load_control_table` reads it back.
 
     etecrm controls --ground-truth gabor --profile full --seeds 3 --out data/results/controls
+
+At vim-1's noise the Gabor control is mostly undecided; a quieter experiment (the mean of 256
+trials per training image, scored against the noise-free test responses) decides it. Quick
+profile, 1 ETECRM seed, CPU (generator 4): default experiment undecided in V1, V3, V4, LO (gwp_ridge
+wins V2); quiet experiment gwp_ridge wins all five ROIs, +0.136 to +0.208::
+
+    etecrm controls --ground-truth gabor --profile quick --seeds 1 --train-repeats 256 \\
+        --noise-free-scoring --out results/controls_quiet
 """
 
 from __future__ import annotations
