@@ -135,15 +135,15 @@ def test_live_demonstration_shows_what_the_text_says(chapter):
 
 
 def test_committed_collapses_are_the_ones_chapter_4_names():
-    """Chapter 4 says the collapsed results of the committed run are all ETECRM on LO of subject 1,
-    and that the released loss's mean penalty kills feature channels on pure-noise voxels."""
+    """Chapters 4-6 say that no result of the committed run collapsed (chapter 4 prints it), and
+    chapter 4 that the released loss's mean penalty kills feature channels on pure-noise voxels."""
     import json
 
     runs = [book.committed_run(subject=s) for s in (1, 2)]
     if not all(runs):
         pytest.skip("the committed full run is not in data/results")
-    dead = [r for run in runs for r in run.results if r.collapsed]
-    assert dead and {(r.model, r.roi, r.subject) for r in dead} == {("etecrm", "LO", 1)}
+    dead = [(r.model, r.roi, r.subject) for run in runs for r in run.results if r.collapsed]
+    assert not dead, f"collapsed in the committed run: {dead}; chapters 4-6 say there are none"
     experiment = book.results_folder() / "collapse" / "collapse_experiment.json"
     curves = json.loads(experiment.read_text())["curves"]
     last = max(row["epoch"] for row in curves)
@@ -191,34 +191,33 @@ def test_committed_verdicts_are_the_ones_chapters_4_6_and_7_name():
         return {key: word.split(",")[0] for key, word in words.items()}
 
     early = {(s, roi) for s in (1, 2) for roi in ("V1", "V2", "V3")}
-    # chapter 4: signed weights behind squared ones in V1-V3 and LO of both subjects, not in V4
+    late = {(s, roi) for s in (1, 2) for roi in ("V4", "LO")}
+    # chapter 4: signed weights behind squared ones in V1-V3 of both subjects, not in V4 and LO
     words = plain(committed_words("etecrm_signed", "median_r"))
-    assert all(words[s, roi] == "worse" for s in (1, 2) for roi in ("V1", "V2", "V3", "LO")), words
-    assert words[1, "V4"] == words[2, "V4"] == "no reliable difference", words
-    # chapter 6: the r^3 weighting, median r: reliably below 0 in three of ten, never above
-    words = plain(committed_words("etecrm_unweighted", "median_r"))
-    assert len(words) == 10 and list(words.values()).count("worse") == 3, words
-    assert "better" not in words.values(), words
-    # ... and on the top voxels, reliably worse without it in V1 and V2 of both subjects
+    assert all(words[key] == "worse" for key in early), words
+    assert all(words[key] == "no reliable difference" for key in late), words
+    # chapter 6: the r^3 weighting, median r: reliably worse without it in V1 and V2 of both
+    # subjects, borderline in V3 of subject 1, undecided elsewhere, never better
+    words = committed_words("etecrm_unweighted", "median_r")
+    assert words[1, "V3"] == "no reliable difference, borderline", words
+    words = plain(words)
+    decided = {key: word for key, word in words.items() if word != "no reliable difference"}
+    assert decided == {(s, roi): "worse" for s in (1, 2) for roi in ("V1", "V2")}, words
+    # ... on the top voxels, the same and V3 of subject 1
     words = plain(committed_words("etecrm_unweighted", "top_n_mean_r"))
-    assert all(words[s, roi] == "worse" for s in (1, 2) for roi in ("V1", "V2")), words
-    # chapter 6: MSE reliably worse in V1-V3 of both subjects, better in LO of both (subject 1
-    # borderline), V4 undecided
+    decided = {key for key, word in words.items() if word == "worse"}
+    assert decided == {(s, roi) for s in (1, 2) for roi in ("V1", "V2")} | {(1, "V3")}, words
+    assert "better" not in words.values(), words
+    # chapter 6: MSE reliably worse in V1-V3 of both subjects, V4 undecided, ahead in LO of both
+    # subjects but reliably only in subject 2
     words = committed_words("etecrm_mse", "median_r")
     assert all(words[key] == "worse" for key in early), words
-    assert (words[1, "LO"], words[2, "LO"]) == ("better, borderline", "better"), words
     assert words[1, "V4"] == words[2, "V4"] == "no reliable difference", words
-    # chapter 7: without the noise, median r: only V1 of subject 2 reliably worse, nine undecided
-    words = plain(committed_words("etecrm_no_noise", "median_r"))
-    decided = {key: word for key, word in words.items() if word != "no reliable difference"}
-    assert decided == {(2, "V1"): "worse"}, words
-    # ... top voxels: reliably lower in V1 of both subjects and V2 of subject 2, borderline in V3
-    # of subject 1
-    words = committed_words("etecrm_no_noise", "top_n_mean_r")
-    decided = {key: word for key, word in words.items() if word != "no reliable difference"}
-    assert decided == {
-        (1, "V1"): "worse",
-        (2, "V1"): "worse",
-        (2, "V2"): "worse",
-        (1, "V3"): "worse, borderline",
-    }, words
+    assert (words[1, "LO"], words[2, "LO"]) == ("no reliable difference", "better"), words
+    # chapter 7: without the noise reliably worse in V1 and V2 of both subjects and V3 of subject 1,
+    # in median r and on the top voxels; undecided elsewhere
+    for statistic in ("median_r", "top_n_mean_r"):
+        words = plain(committed_words("etecrm_no_noise", statistic))
+        decided = {key: word for key, word in words.items() if word != "no reliable difference"}
+        expected = {(s, roi) for s in (1, 2) for roi in ("V1", "V2")} | {(1, "V3")}
+        assert decided == {key: "worse" for key in expected}, (statistic, words)
