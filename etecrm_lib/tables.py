@@ -252,7 +252,10 @@ HOW_TO_READ = (
     "the test split chooses nothing. Each floor column is the 95th percentile of that statistic "
     "for predictions without information (Gaussian noise; it depends only on the ROI's numbers of "
     "test images and voxels): a model with no information exceeds it 5% of the time, so a value "
-    "at or below its floor shows no information about the responses."
+    "at or below its floor shows no information about the responses. The floor assumes errors "
+    "independent from voxel to voxel; a real model's errors are shared across the voxels of an "
+    "ROI, so a value just above the floor is not yet evidence of learning: read the s.d. over "
+    "seeds and the bootstrap intervals of the comparisons."
 )
 
 

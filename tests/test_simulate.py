@@ -390,6 +390,19 @@ def test_the_fast_feature_paths_equal_straightforward_references():
     torch.testing.assert_close(drive(maps, scales, prf, shared.expand(9, 3, 7)), reference)
 
 
+def test_many_trials_are_averaged_a_few_at_a_time_with_the_same_draws(monkeypatch):
+    from etecrm_lib.data import measurement
+
+    kernel = torch.rand(30, 30, generator=torch.Generator().manual_seed(0))
+    kernel = kernel / kernel.norm(dim=1, keepdim=True)
+    at_once = measurement.mean_trial_noise(50, 40, np.random.default_rng(3), kernel, 0.3)
+    monkeypatch.setattr(measurement, "TRIAL_CHUNK", 7 * 40 * 30)  # 7 trials at a time
+    in_chunks = measurement.mean_trial_noise(50, 40, np.random.default_rng(3), kernel, 0.3)
+    np.testing.assert_allclose(in_chunks, at_once, atol=1e-6)
+    assert in_chunks.dtype == np.float32 and in_chunks.shape == (40, 30)
+    assert 0.8 / 50 < in_chunks.var() < 1.2 / 50  # the mean of 50 unit-variance trials
+
+
 def test_prf_weights_are_normalised_gaussians_at_the_right_place():
     w = prf_weights([5.0, -2.5], [2.5, 0.0], [1.0, 2.0], grid=32, field_of_view_deg=20.0)
     assert w.shape == (2, 32 * 32)

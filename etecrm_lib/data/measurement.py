@@ -164,22 +164,14 @@ def measure(
         d2 < 25, torch.exp(-d2 / 2), torch.zeros_like(d2)
     )  # cut at 5 sigma (no denormals)
     kernel = kernel / kernel.norm(dim=1, keepdim=True)
-    lam = config.noise_correlation
-
-    def trials(n_repeats: int, n_images: int, rng: np.random.Generator) -> np.ndarray:
-        shape = (n_repeats * n_images, positions.shape[0])
-        own = rng.standard_normal(shape, dtype=np.float32)
-        shared = (
-            torch.as_tensor(rng.standard_normal(shape, dtype=np.float32), device=device) @ kernel.T
-        )
-        noise = math.sqrt(1 - lam) * own + math.sqrt(lam) * shared.cpu().numpy()
-        return np.split(noise.reshape(n_repeats, n_images, -1), np.cumsum(counts)[:-1], axis=2)
-
-    train_noise = trials(config.train_repeats, config.n_train, train_rng)
-    test_noise = trials(config.test_repeats, config.n_test, test_rng)
+    lam, edges = config.noise_correlation, np.cumsum(counts)[:-1]
+    train_noise = mean_trial_noise(config.train_repeats, config.n_train, train_rng, kernel, lam)
+    test_noise = trial_noise(config.test_repeats, config.n_test, test_rng, kernel, lam)
     train, repeats, oracle = {}, {}, {}
-    for roi, tr_noise, te_noise in zip(rois, train_noise, test_noise):
-        train_resp = scaled["train"][roi] + tr_noise.mean(0)
+    for roi, tr_noise, te_noise in zip(
+        rois, np.split(train_noise, edges, axis=1), np.split(test_noise, edges, axis=2)
+    ):
+        train_resp = scaled["train"][roi] + tr_noise
         mean, std = train_resp.mean(0), train_resp.std(0)
         train[roi] = ((train_resp - mean) / std).astype(np.float32)
         repeats[roi] = ((scaled["test"][roi][None] + te_noise - mean) / std).astype(np.float32)
@@ -187,6 +179,52 @@ def measure(
         voxels[roi].extra["snr"] = snr[roi].astype(np.float32)
         voxels[roi].extra["effective"] = snr[roi] >= INEFFECTIVE_SNR
     return train, repeats, oracle
+
+
+TRIAL_CHUNK = 2**25  # noise values drawn at once when many trials are averaged (128 MB)
+
+
+def trial_noise(
+    n_repeats: int, n_images: int, rng: np.random.Generator, kernel: torch.Tensor, shared: float
+) -> np.ndarray:
+    """The noise of ``n_repeats`` trials of ``n_images`` images: ``float32 (R, N, V)``.
+
+    Unit-variance Gaussian; a share ``shared`` of its variance is smoothed over neighbouring voxels
+    by ``kernel (V, V)`` (rows of unit norm, on the device that smooths). ``rng`` draws the
+    independent part of every trial, then the part to smooth.
+    """
+    shape = (n_repeats * n_images, kernel.shape[0])
+    own = rng.standard_normal(shape, dtype=np.float32)
+    smooth = torch.as_tensor(rng.standard_normal(shape, dtype=np.float32), device=kernel.device)
+    smooth = (smooth @ kernel.T).cpu().numpy()
+    noise = math.sqrt(1 - shared) * own + math.sqrt(shared) * smooth
+    return noise.reshape(n_repeats, n_images, -1)
+
+
+def mean_trial_noise(
+    n_repeats: int, n_images: int, rng: np.random.Generator, kernel: torch.Tensor, shared: float
+) -> np.ndarray:
+    """The mean over the trials of :func:`trial_noise` (the same draws): ``float32 (N, V)``.
+
+    Hundreds of trials (a quiet control experiment) are drawn a few at a time, at most
+    :data:`TRIAL_CHUNK` numbers at once, and summed; smoothing is linear, so the mean of the parts
+    to smooth is smoothed once. Little memory and time, the same noise up to rounding.
+    """
+    n_voxels = kernel.shape[0]
+    if n_repeats * n_images * n_voxels <= TRIAL_CHUNK:
+        return trial_noise(n_repeats, n_images, rng, kernel, shared).mean(0)
+    step = max(1, TRIAL_CHUNK // (n_images * n_voxels))
+    means = []
+    for _ in range(2):  # the independent part of every trial, then the part to smooth
+        total = np.zeros((n_images, n_voxels))
+        for start in range(0, n_repeats, step):
+            n = min(step, n_repeats - start)
+            draws = rng.standard_normal((n * n_images, n_voxels), dtype=np.float32)
+            total += draws.reshape(n, n_images, n_voxels).sum(0)
+        means.append(total / n_repeats)
+    smooth = torch.as_tensor(means[1], dtype=kernel.dtype, device=kernel.device) @ kernel.T
+    noise = math.sqrt(1 - shared) * means[0] + math.sqrt(shared) * smooth.cpu().numpy()
+    return noise.astype(np.float32)
 
 
 def draw_snr(roi: str, n: int, rng: np.random.Generator) -> np.ndarray:
