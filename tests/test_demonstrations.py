@@ -156,7 +156,8 @@ def test_committed_collapses_are_the_ones_chapter_4_names():
 
 def test_committed_v4_and_lo_are_learned_by_no_model():
     """Chapters 4, 6, 7 and 8 say every committed model reaches a median r of only a few hundredths
-    in V4 and LO (mean over seeds below 0.05), far below V1."""
+    in V4 and LO (mean over seeds below 0.05), far below V1, and chapters 4, 8 and 9 that more
+    training images (up to 7,000) do not change that."""
     import numpy as np
 
     from etecrm_lib.evaluation import roi_statistic
@@ -171,6 +172,13 @@ def test_committed_v4_and_lo_are_learned_by_no_model():
         late = {key: np.mean(v) for key, v in median.items() if key[0] in ("V4", "LO")}
         assert late and max(late.values()) < 0.05, late
         assert np.mean(median["V1", "etecrm"]) > 0.15
+    # chapters 4, 8 and 9: nor from 7,000 images (the data-size curves stay below 0.1 in V4 and LO)
+    from etecrm_lib.data_size import find_committed_run, read_curves
+
+    committed = find_committed_run(book.results_folder() / "data_size")
+    curves = read_curves(committed)["curves"]
+    late = [p["median_r"] for p in curves if p["roi"] in ("V4", "LO")]
+    assert late and max(late) < 0.1 and max(p["n_train"] for p in curves) == 7000
 
 
 def test_committed_gabor_run_falls_off_from_v1_to_lo():
