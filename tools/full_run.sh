@@ -53,6 +53,7 @@ controls() {  # controls GROUND_TRUTH
 export -f reproduce controls
 export py profile seeds trainer work
 if [ "$mode" = run ]; then
+    [ $# -gt 0 ] || { echo "name the jobs: sub1 sub2 alexnet controls_gabor controls_cnn data_size" >&2; exit 2; }
     for name in "$@"; do
         case $name in
         sub1) job sub1 reproduce 1 "$seeds" $variants ;;
