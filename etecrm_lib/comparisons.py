@@ -34,7 +34,7 @@ import numpy as np
 
 from .evaluation import TOP_N, VERDICTS, Comparison, paired_bootstrap, verdict
 from .referee import shared_top_n
-from .results import MAX_SEED, dataset_tag
+from .results import MAX_SEED, dataset_tag, mean_val_r
 from .storage import atomic_write, check_name, jsonable, seeds_label
 
 REFERENCE = "etecrm"
@@ -102,13 +102,10 @@ def top_n_voxels(runs_a: list, runs_b: list, top_n: int = TOP_N):
     the mean of the two models (:func:`referee.shared_top_n`), so the selection favours neither and
     never looks at the test split.
     """
-    if any(r.info.get("val_r") is None for r in runs_a + runs_b):
+    val_a, val_b = mean_val_r(runs_a), mean_val_r(runs_b)
+    if val_a is None or val_b is None:
         return None
-    val = [
-        np.mean([np.asarray(r.info["val_r"], np.float64) for r in rs], axis=0)
-        for rs in (runs_a, runs_b)
-    ]
-    return shared_top_n(val[0], val[1], top_n)
+    return shared_top_n(val_a, val_b, top_n)
 
 
 def _record(cmp, kind: str, runs_a: list, runs_b: list, context: dict) -> dict:
@@ -170,9 +167,12 @@ def compare_run(
                     seed=bootstrap_seed,
                     voxels=voxels,
                 )
+                selection = {}
                 if statistic == "top_n_mean_r":
-                    extra["top_n_selection"] = TOP_N_SELECTION if voxels is not None else "test r"
-                records.append(_record(cmp, kind, runs[a], runs[b], context) | extra)
+                    selection["top_n_selection"] = (
+                        TOP_N_SELECTION if voxels is not None else "test r"
+                    )
+                records.append(_record(cmp, kind, runs[a], runs[b], context) | extra | selection)
     return records
 
 

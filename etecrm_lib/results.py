@@ -541,6 +541,15 @@ def group_by_model(results) -> dict:
     return groups
 
 
+def mean_val_r(results) -> np.ndarray | None:
+    """The mean over ``results`` (the seeds of one model, one ROI) of each voxel's validation r
+    (``info["val_r"]``, ``(V,)``, measured on data carved from the train split): float64 ``(V,)``,
+    or None when a result has none stored."""
+    if not results or any(r.info.get("val_r") is None for r in results):
+        return None
+    return np.mean([np.asarray(r.info["val_r"], np.float64) for r in results], axis=0)
+
+
 def describe_results(results) -> dict:
     """``{"profile", "device", "seeds"}`` of a list of results (from their ``info``), for figure
     labels."""

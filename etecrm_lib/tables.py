@@ -33,7 +33,14 @@ import numpy as np
 from .comparisons import load_comparisons
 from .evaluation import TOP_N, Comparison, summary_table, verdict
 from .referee import floor_from_sizes, top_n_by_validation
-from .results import MODEL_KEY_FIELDS, collect_results, group_by_model, model_key, result_key
+from .results import (
+    MODEL_KEY_FIELDS,
+    collect_results,
+    group_by_model,
+    mean_val_r,
+    model_key,
+    result_key,
+)
 from .storage import atomic_write, jsonable, seeds_label
 from .vocabulary import UNSET, renamed
 
@@ -88,9 +95,8 @@ def top_n_validation(res, seeds=()) -> tuple:
     finite validation r of the right shape: ``(nan, NO_VALIDATION)``, never the test r.
     """
     val, how = res.info.get("val_r"), BY_VALIDATION
-    if val is None and seeds and all(s.info.get("val_r") is not None for s in seeds):
-        val = np.mean([np.asarray(s.info["val_r"], np.float64) for s in seeds], axis=0)
-        how = BY_SEEDS_VALIDATION
+    if val is None:
+        val, how = mean_val_r(seeds), BY_SEEDS_VALIDATION
     if val is None or np.shape(val) != np.shape(res.test_r) or not np.all(np.isfinite(val)):
         return float("nan"), NO_VALIDATION
     return top_n_by_validation(res.test_r, val, TOP_N), how
