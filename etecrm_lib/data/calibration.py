@@ -247,7 +247,8 @@ def random_features(images, n_channels: int = 64, grid: int = 4, seed: int = 0) 
     """Features of a fixed, untrained two-layer random convolutional network: ``(N, P)`` float32.
 
     ``images (N, S, S)`` grayscale in [0, 1]; returns ``P = 2 x n_channels x grid^2`` features per
-    image (2,048 by default), the same for the same ``seed`` on every call and batch size.
+    image (2,048 by default), the same for the same ``seed`` on every call; an image's features
+    do not depend on the other images.
 
     The network, every weight drawn once from ``seed`` and never trained: the images minus mid-gray
     (0.5), halved by 2 x 2 averaging until they are at most 64 px; layer 1: ``n_channels`` random
@@ -255,12 +256,13 @@ def random_features(images, n_channels: int = 64, grid: int = 4, seed: int = 0) 
     filters over layer 1's maps (less each image's mean), ReLU, 2 x 2 average pooling. Each layer's
     maps are averaged onto a ``grid x grid`` map of positions and compressed by a square root.
 
-    These are *random features* (Rahimi & Recht 2007): a fixed random nonlinear map read out by a
-    linear model, which can learn any smooth enough function of the images given data. Untrained
-    convolutional networks are known to be strong generic image features (Jarrett et al. 2009;
-    Saxe et al. 2011). They are model-neutral for this book: neither of its families (no Gabor
-    pyramid, no trained network, not ETECRM's architecture) and nothing in them was fitted to the
-    simulated cortex.
+    These are *random features* in the sense of Rahimi & Recht (2007, "Random features for
+    large-scale kernel machines"): a fixed random nonlinear map whose linear read-out stands in for
+    a kernel machine. Untrained convolutional networks are strong generic image features (Jarrett
+    et al. 2009, "What is the best multi-stage architecture for object recognition?"; Saxe et al.
+    2011, "On random weights and unsupervised feature learning"). They are model-neutral for this
+    book: neither of its families (no Gabor pyramid, no trained network, not ETECRM's
+    architecture), and nothing in them was fitted to the simulated cortex.
     """
     images = check_images(images)
     for name, value in (("n_channels", n_channels), ("grid", grid)):
