@@ -1,4 +1,4 @@
-"""Is the simulated cortex as learnable as vim-1? The targets, and the oracle that checks them.
+"""Is the simulated cortex as learnable as vim-1? The targets, and the two gates that check it.
 
 The oracle
 ----------
@@ -14,6 +14,27 @@ signal) and predict at least :data:`GATE_FRAC_SIGNIFICANT` of every ROI's voxels
 (r above the p < 0.001 threshold over the 120 test images, 0.28), a share that falls from V1 to LO
 (higher in V1 than in LO, and never higher than in the area before by more than
 :data:`FALL_TOLERANCE`: with 400-800 voxels per area the share scatters by about 0.02).
+
+The learnability gate
+---------------------
+Identifiable is not learnable. The oracle is *given* each voxel's true features; a real model has
+to find them from the images, and a comparison between model families can only be decided in an
+area that something can learn from vim-1's 1,750 training images. (On generator 4 the oracle
+predicted 30-35 % of the V4 and LO voxels significantly, yet every model of both families, and
+the generic learners below, predicted less than 1 % of them.) So the simulation has a second gate:
+:func:`learnability_report` reads each ROI out with two *generic* learners, fixed feature spaces
+that nobody fitted to the simulated cortex, each read out voxel by voxel by ridge regression fitted
+on the training split only: the library's Gabor pyramid (the classic low-level feature space) and
+a fixed, untrained random convolutional network (:func:`random_features`). The better of the two
+(chosen by cross-validated r on the training images) must predict at least
+:data:`LEARNABLE_FRAC_SIGNIFICANT` (10 %) of every ROI's voxels significantly (p < 0.001 over the
+test images, as the oracle gate). Why 10 %: it is 100 times the share expected by chance at
+p < 0.001, so an area below it is, for practical purposes, not learned at all; and it is a floor,
+not a calibration target: generic untrained features are weaker than the pretrained-AlexNet models
+that predict more than 20 % of the voxels of every area on vim-1 (Zhang et al. 2019), so a
+vim-1-like cortex should clear it with room. Like the oracle, it is model-neutral: it checks the
+simulator, never selects or fits a compared model, and the random network belongs to neither of
+the book's families (:func:`learnability_failures` says what fails).
 
 The targets, and where they come from
 -------------------------------------
@@ -54,9 +75,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .. import evaluation
 from ..device import get_device
+from ..features.gabor import GaborConfig, check_images, gabor_features
+from ..regression import fit_ridge_cv
 from .dataset import EncodingDataset
 from .measurement import (  # noqa: F401 - re-exported: the sizes and noise of the experiment
     CORTEX,
@@ -68,7 +92,7 @@ from .measurement import (  # noqa: F401 - re-exported: the sizes and noise of t
     hemifield_grid,
     measure,
 )
-from .simulate import generate_with_basis, true_noise_ceiling
+from .simulate import generate, generate_with_basis, true_noise_ceiling
 
 # Per ROI: the share of voxels the oracle predicts significantly (p < 0.001) on the default subject.
 CALIBRATION_TARGETS = {
@@ -85,6 +109,13 @@ FALL_TOLERANCE = 0.02  # falls from V1 to LO: no area above the one before by mo
 ORACLE_FILE = Path(__file__).resolve().parents[2] / "data" / "calibration" / "oracle_report.json"
 ORACLE_ALPHAS = tuple(10.0 ** np.arange(-3.0, 4.5, 0.5))  # x the number of training images
 VALIDATION_SHARE = 0.2  # the last 20 % of the training images choose each voxel's alpha
+
+LEARNERS = ("gabor", "random")  # the generic learners of the learnability gate
+LEARNABLE_FRAC_SIGNIFICANT = 0.10  # the best of them predicts at least this share significantly
+LEARNABILITY_ALPHAS = tuple(float(a) for a in 10.0 ** np.arange(-2.0, 7.0, 0.5))  # ridge penalties
+LEARNABILITY_FILE = ORACLE_FILE.with_name("learnability_report.json")
+RANDOM_INPUT_SIZE = 64  # random_features halves larger images until they are at most this size
+RANDOM_BATCH = 128  # images per batch of random_features
 
 
 def oracle_fit(
@@ -212,6 +243,159 @@ def decidable_rois(table: dict) -> dict:
     }
 
 
+def random_features(images, n_channels: int = 64, grid: int = 4, seed: int = 0) -> np.ndarray:
+    """Features of a fixed, untrained two-layer random convolutional network: ``(N, P)`` float32.
+
+    ``images (N, S, S)`` grayscale in [0, 1]; returns ``P = 2 x n_channels x grid^2`` features per
+    image (2,048 by default), the same for the same ``seed`` on every call and batch size.
+
+    The network, every weight drawn once from ``seed`` and never trained: the images minus mid-gray
+    (0.5), halved by 2 x 2 averaging until they are at most 64 px; layer 1: ``n_channels`` random
+    zero-mean 7 x 7 filters, ReLU, 2 x 2 average pooling; layer 2: ``n_channels`` random 5 x 5
+    filters over layer 1's maps (less each image's mean), ReLU, 2 x 2 average pooling. Each layer's
+    maps are averaged onto a ``grid x grid`` map of positions and compressed by a square root.
+
+    These are *random features* (Rahimi & Recht 2007): a fixed random nonlinear map read out by a
+    linear model, which can learn any smooth enough function of the images given data. Untrained
+    convolutional networks are known to be strong generic image features (Jarrett et al. 2009;
+    Saxe et al. 2011). They are model-neutral for this book: neither of its families (no Gabor
+    pyramid, no trained network, not ETECRM's architecture) and nothing in them was fitted to the
+    simulated cortex.
+    """
+    images = check_images(images)
+    for name, value in (("n_channels", n_channels), ("grid", grid)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    size, halvings = images.shape[-1], 0
+    while size > RANDOM_INPUT_SIZE:
+        size, halvings = size // 2, halvings + 1
+    if size // 4 < grid:
+        raise ValueError(
+            f"grid={grid} is finer than layer 2's {size // 4} x {size // 4} map for "
+            f"{images.shape[-1]}-px images; use grid <= {max(size // 4, 1)} or larger images"
+        )
+    generator = torch.Generator().manual_seed(int(seed))
+    layer1 = torch.randn(n_channels, 1, 7, 7, generator=generator)
+    layer1 = (layer1 - layer1.mean((2, 3), keepdim=True)) / 7.0  # zero-mean: blind to uniform gray
+    layer2 = torch.randn(n_channels, n_channels, 5, 5, generator=generator)
+    layer2 = layer2 / (n_channels * 25) ** 0.5  # unit gain on average
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(images), RANDOM_BATCH):
+            x = torch.tensor(images[start : start + RANDOM_BATCH])[:, None] - 0.5
+            for _ in range(halvings):
+                x = F.avg_pool2d(x, 2)
+            h1 = F.avg_pool2d(F.relu(F.conv2d(x, layer1, padding=3)), 2)
+            centred = h1 - h1.mean((1, 2, 3), keepdim=True)
+            h2 = F.avg_pool2d(F.relu(F.conv2d(centred, layer2, padding=2)), 2)
+            pooled = [F.adaptive_avg_pool2d(h, grid).flatten(1) for h in (h1, h2)]
+            out.append(torch.sqrt(torch.cat(pooled, 1)))
+    return torch.cat(out).numpy().astype(np.float32, copy=False)
+
+
+def learner_features(learner: str, images) -> np.ndarray:
+    """The features ``(N, P)`` of one of the :data:`LEARNERS` for ``images (N, S, S)``: the
+    library's Gabor pyramid (default :class:`.GaborConfig`, not cached) or
+    :func:`random_features`."""
+    if learner == "gabor":
+        return gabor_features(images, GaborConfig(), cache=False, progress=False)
+    if learner == "random":
+        return random_features(images)
+    raise ValueError(f"learner must be one of {LEARNERS}, got {learner!r}")
+
+
+def learner_predictions(dataset: EncodingDataset, learner: str, device=None) -> tuple:
+    """Fit one generic learner on ``dataset``'s training split and predict its test images.
+
+    The features are z-scored with the training images' means and standard deviations; each
+    voxel's ridge penalty is chosen among :data:`LEARNABILITY_ALPHAS` by 5-fold cross-validated r
+    on the training split (:func:`etecrm_lib.regression.fit_ridge_cv`). The test responses are
+    never read. Returns ``(predictions, cv_r)``: ``{roi: (N_test, V)}`` and ``{roi: (V,)}``
+    (each voxel's cross-validated r on the training images at its chosen penalty).
+    """
+    train = learner_features(learner, dataset.train.stimuli)
+    test = learner_features(learner, dataset.test.stimuli)
+    mean, std = train.mean(0), train.std(0)
+    std = np.where(std > 0, std, 1.0)  # a constant feature stays 0 on the training images
+    train, test = (train - mean) / std, (test - mean) / std
+    predictions, cv_r = {}, {}
+    for roi in dataset.rois:
+        fit = fit_ridge_cv(
+            train, dataset.train.responses[roi], alphas=LEARNABILITY_ALPHAS, device=device
+        )
+        predictions[roi] = fit.predict(test).float().cpu().numpy()
+        cv_r[roi] = fit.best_cv_score.float().cpu().numpy()
+    return predictions, cv_r
+
+
+def learnability_report(
+    subject: int = 1,
+    profile: str | SimulationConfig = "full",
+    seed: int = 0,
+    dataset: EncodingDataset | None = None,
+) -> dict:
+    """Per ROI, how well generic learners predict the simulated test images (the learnability
+    gate, module docstring).
+
+    Simulates the dataset of ``subject``, ``profile`` and ``seed`` (no cache), or uses ``dataset``
+    (any :class:`EncodingDataset`; then ``subject``, ``profile`` and ``seed`` are ignored). Each of
+    the :data:`LEARNERS` is fitted on the training split only (:func:`learner_predictions`).
+    Returns ``{roi: row}``, row: ``n_voxels``, ``threshold`` (r at p < 0.001 over the test images,
+    :func:`evaluation.significance_threshold`), ``learners`` ``{learner: {"median_r",
+    "frac_significant", "cv_median_r"}}`` (test r's median, share of voxels above the threshold,
+    median cross-validated r on the training images), and ``best_learner`` (the one with the
+    higher ``cv_median_r``: chosen without the test split), ``best_median_r``,
+    ``best_frac_significant`` (its test figures).
+    """
+    if dataset is None:
+        config = (
+            profile
+            if isinstance(profile, SimulationConfig)
+            else SimulationConfig.for_profile(profile)
+        )
+        config.check()
+        dataset = generate(config, subject, seed)
+    threshold = evaluation.significance_threshold(dataset.test.n_images, p=1e-3)
+    table = {roi: {"n_voxels": 0, "threshold": threshold, "learners": {}} for roi in dataset.rois}
+    for learner in LEARNERS:
+        predictions, cv_r = learner_predictions(dataset, learner)
+        for roi, row in table.items():
+            r = np.asarray(
+                evaluation.pearson_r(predictions[roi], dataset.test.responses[roi]), np.float64
+            )
+            row["n_voxels"] = int(r.size)
+            row["learners"][learner] = {
+                "median_r": float(np.median(r)),
+                "frac_significant": float(np.mean(r > threshold)),
+                "cv_median_r": float(np.median(cv_r[roi])),
+            }
+    for row in table.values():
+        best = max(LEARNERS, key=lambda name: row["learners"][name]["cv_median_r"])
+        row["best_learner"] = best
+        row["best_median_r"] = row["learners"][best]["median_r"]
+        row["best_frac_significant"] = row["learners"][best]["frac_significant"]
+    return table
+
+
+def learnability_failures(table: dict) -> list:
+    """What keeps a :func:`learnability_report` table from passing the learnability gate (module
+    docstring): a list of plain sentences, empty when every ROI's best learner predicts at least
+    :data:`LEARNABLE_FRAC_SIGNIFICANT` of its voxels significantly."""
+    failures = []
+    for roi, row in table.items():
+        if row["best_frac_significant"] < LEARNABLE_FRAC_SIGNIFICANT:
+            shares = ", ".join(
+                f"{name} {figures['frac_significant']:.0%}"
+                for name, figures in row["learners"].items()
+            )
+            failures.append(
+                f"{roi}: the best generic learner ({row['best_learner']}, chosen on the training "
+                f"images) predicts {row['best_frac_significant']:.0%} of the voxels significantly "
+                f"(gate: at least {LEARNABLE_FRAC_SIGNIFICANT:.0%}; {shares})"
+            )
+    return failures
+
+
 def calibration_summary(dataset: EncodingDataset) -> dict:
     """Per ROI, the noise ceilings of ``dataset``'s test images: true, and as an experiment sees
     them.
@@ -247,6 +431,22 @@ def committed_oracle_report(path=ORACLE_FILE) -> dict | None:
     "tables": {seed: {roi: row}}, ...}``, or None where the file is not there (an installed
     library without the repository's ``data`` folder).
     """
+    return _read_json(path)
+
+
+def committed_learnability_report(path=LEARNABILITY_FILE) -> dict | None:
+    """The committed default-profile learnability tables (``benchmarks/bench_calibration.py
+    --learnability --write``).
+
+    Returns ``{"generator_version", "profile", "subject", "device", "command", "gate",
+    "tables": {seed: {roi: row}}}`` (rows of :func:`learnability_report`), or None where the file is
+    not there.
+    """
+    return _read_json(path)
+
+
+def _read_json(path) -> dict | None:
+    """The JSON file at ``path``, or None where it is not there."""
     path = Path(path)
     if not path.exists():
         return None
