@@ -5,11 +5,19 @@ How each voxel responds (the ground truth)
 Every voxel has a population receptive field (pRF): a 2-D Gaussian at ``(prf_x, prf_y)`` with
 std ``prf_sigma`` (degrees; x to the right, y up, 0 at fixation) whose size grows linearly with
 eccentricity, more steeply in higher areas (after Dumoulin & Wandell 2008). Each area computes
-feature maps from the image; a voxel sums its own random mixture of those maps, weighted by its
-pRF, and passes the sum through a compressive power (0.5)::
+feature maps from the image. A voxel reads a few *tuning components* (channel profiles shared by
+its area), each pooled by its pRF and passed through a compressive power (0.5), and mixes them with
+weights that vary smoothly over the cortex (:func:`.voxels.area_tuning`)::
 
-    drive_v(image) = sum_c w_vc * sum_xy prf_v(x, y) * feature_c(image, x, y)
-    signal_v(image) = drive_v ** 0.5
+    drive_vk(image) = sum_c component_kc * sum_xy prf_v(x, y) * feature_c(image, x, y)
+    signal_v(image) = sum_k weight_vk * zscore(drive_vk ** 0.5)
+
+In V4 and LO half of the (squared) weight is on components of the area's *input*, the texture
+energy computed in V2/V3: the BOLD signal follows an area's synaptic input and local processing
+as well as its spiking output (Logothetis et al. 2001), and both areas receive direct input from
+V2/V3 (Felleman & Van Essen 1991). Generator 4 had none, and its V4/LO voxels could be predicted by
+an oracle given their true features but learned by no model from 1,750 images (the learnability
+gate of :mod:`.calibration`).
 
 The areas form one hierarchy, each stage built on the one before (``ground_truth="cortex"``, the
 default):
@@ -21,7 +29,8 @@ default):
   first-order energy (more in V2 than V3).
 - V4: units tuned to *conjunctions* of V1 outputs: each sums a few orientation-energy maps at
   particular relative positions (excitatory) and is suppressed by others (inhibitory), then is
-  rectified, divisively normalised (Carandini & Heeger 2012) and max-pooled over nearby positions.
+  rectified (at :data:`CONJUNCTION_THRESHOLD`), divisively normalised (Carandini & Heeger 2012)
+  and max-pooled over nearby positions.
   Such conjunctions of oriented parts give the curvature and corner tuning of V4 cells (Pasupathy &
   Connor 2001; Hegde & Van Essen 2000 for V2/V4 conjunctions) and some tolerance to position
   (the "S" and "C" stages of Riesenhuber & Poggio 1999; Serre et al. 2007). One set of weights per
@@ -66,6 +75,10 @@ TEXTURE_WAVELENGTH_DEG = 4.0
 TEXTURE_ORIENTATIONS = 4
 N_GABOR_CHANNELS = len(V1_WAVELENGTHS_DEG) * V1_ORIENTATIONS
 N_TEXTURE_CHANNELS = len(V1_WAVELENGTHS_DEG) * (V1_ORIENTATIONS // 2) * TEXTURE_ORIENTATIONS
+# V4/LO units are rectified at 0 (generator 4: at 1, in units of the normalised input). A voxel
+# sums very many units whose thresholds spread around 0; their sum responds smoothly, not to the
+# rare image that crosses one high threshold.
+CONJUNCTION_THRESHOLD = 0.0
 ENERGY_CHUNK_ELEMENTS = 2**21  # complex numbers per chunk of gabor_energy (16 MB)
 
 
@@ -201,7 +214,7 @@ class VentralStream(nn.Module):
     Input: V1 complex-cell energy ``(B, S, O, g, g)`` (S = 3 scales, O = 8 orientations on a g x g
     grid over the field of view); it is averaged to a 32 x 32 grid (0.625 deg cells for 20 deg) and
     normalised per scale. V4: 32 conjunction units of 5 x 5 cells per scale (the same weights at
-    every scale), rectified above a threshold of 1 (in units of the normalised input), normalised,
+    every scale), rectified (:data:`CONJUNCTION_THRESHOLD`), normalised,
     max-pooled over 3 x 3 cells, stride 2: ``(B, 96, 16, 16)``. LO: the maximum over the three
     scales, then 32 conjunctions of 3 x 3 V4 cells, rectified, normalised, max-pooled 3 x 3, stride
     2: ``(B, 32, 8, 8)``. Weights come from ``seed`` (:func:`network_seed`) and never change.
@@ -226,10 +239,12 @@ class VentralStream(nn.Module):
         b, n_scales, n_ori = v1_energy.shape[:3]
         x = F.adaptive_avg_pool2d(v1_energy.flatten(0, 1), self.grid)  # (B * S, O, 32, 32)
         x = normalise(x)
-        v4 = F.relu(F.conv2d(x, self.v4_weight, padding=2) - 1.0)
+        v4 = F.relu(F.conv2d(x, self.v4_weight, padding=2) - CONJUNCTION_THRESHOLD)
         v4 = max_pool(normalise(v4))  # (B * S, 32, 16, 16)
         v4 = v4.reshape(b, n_scales, self.v4_units, self.grid // 2, self.grid // 2)
-        lo = F.relu(F.conv2d(normalise(v4.amax(1)), self.lo_weight, padding=1) - 1.0)
+        lo = F.relu(
+            F.conv2d(normalise(v4.amax(1)), self.lo_weight, padding=1) - CONJUNCTION_THRESHOLD
+        )
         lo = max_pool(normalise(lo))  # (B, 32, 8, 8)
         return v4.flatten(1, 2), lo
 

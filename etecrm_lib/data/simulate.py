@@ -34,12 +34,14 @@ import tqdm.auto
 from ..device import get_device
 from ..features.gabor import GaborConfig, gabor_features, gabor_layout
 from ..storage import cache_dir
-from .cortex import ReleasedCNN, VentralStream, feature_maps
+from .cortex import CONJUNCTION_THRESHOLD, ReleasedCNN, VentralStream, feature_maps
 from .dataset import EncodingDataset, Split
 from .measurement import CORTEX, SNR_SPREAD, SimulationConfig, measure
 from .npz import load_npz, save_npz
 from .scenes import MAX_OBJECTS, MIN_OBJECTS, make_scenes
 from .voxels import (
+    INPUT_COMPONENTS,
+    INPUT_FIRST_ORDER_SHARE,
     TUNING_COMPONENTS,
     TUNING_JITTER,
     TUNING_LENGTH_MM,
@@ -49,7 +51,7 @@ from .voxels import (
     layout_voxels,
 )
 
-GENERATOR_VERSION = 4  # bump when the simulation changes: old cache files are then ignored
+GENERATOR_VERSION = 5  # bump when the simulation changes: old cache files are then ignored
 GROUND_TRUTHS = ("cortex", "gabor", "cnn")  # the simulated cortex and the two control cortices
 COMPRESSION = 0.5  # signal = drive ** COMPRESSION ("cortex" only; the controls are linear)
 GABOR_CONTROL_FEATURES = 12  # Gabor pyramid features per voxel in the "gabor" control
@@ -146,6 +148,8 @@ def simulation_key(
         "compression": COMPRESSION,
         "scenes": {"objects": [MIN_OBJECTS, MAX_OBJECTS]},
         "tuning": [TUNING_COMPONENTS, TUNING_LENGTH_MM, TUNING_SPREAD, TUNING_JITTER],
+        "input": [INPUT_COMPONENTS, INPUT_FIRST_ORDER_SHARE],
+        "conjunction_threshold": CONJUNCTION_THRESHOLD,
     }
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=list).encode()).hexdigest()
 
@@ -306,9 +310,10 @@ def _network_signal(
     and each voxel's basis ``{split: {roi: float32 (N, V, K)}}`` (see :func:`generate_with_basis`).
 
     Cortex: the basis is the compressed pRF-pooled drive of each of the voxel's K tuning components
-    (:func:`.voxels.area_tuning`); the signal is their mix by the voxel's coefficients, each
-    component z-scored over the train images. "cnn" control: one component per voxel, its own
-    channel weights (:func:`.voxels.cnn_control_readout`), no compression.
+    (:func:`.voxels.area_tuning`; in V4 and LO its own area's and its input's); the signal is
+    their mix by the voxel's coefficients, each component z-scored over the train images. "cnn"
+    control: one component per voxel, its own channel weights
+    (:func:`.voxels.cnn_control_readout`), no compression.
     """
     if ground_truth == "cnn":
         network = ReleasedCNN(net_seed).to(device).eval()
@@ -316,7 +321,7 @@ def _network_signal(
         for roi in config.voxels:
             features, prf, weights = cnn_control_readout(voxels[roi].extra, config, rng, device)
             ones = torch.ones(len(weights), 1, device=device)
-            tuning[roi] = (features, prf, weights[:, None, :], ones)
+            tuning[roi] = ([(features, prf, weights[:, None, :])], ones)
     else:
         network = VentralStream(net_seed).to(device).eval()
         tuning = {
@@ -324,7 +329,7 @@ def _network_signal(
             for roi in config.voxels
         }
     power = COMPRESSION if ground_truth == "cortex" else 1.0
-    needed = sorted({features for features, *_ in tuning.values()})
+    needed = sorted({name for parts, _ in tuning.values() for name, *_ in parts})
     # each channel divided by its mean over the first 64 train images: channels of any scale weigh
     # alike. The floor (a tenth of the median channel's mean) keeps a channel that is silent on
     # those images (a dead ReLU of the random "cnn" network) from being amplified a billion-fold by
@@ -338,8 +343,11 @@ def _network_signal(
     for split in ("train", "test"):
         for batch in torch.as_tensor(stimuli[split]).split(config.batch_size):
             maps = feature_maps(batch.to(device), network, config, needed)
-            for roi, (features, prf, components, _) in tuning.items():
-                drive = component_drive(maps[features], scales[features], prf, components)
+            for roi, (readout, _) in tuning.items():
+                drive = torch.cat(
+                    [component_drive(maps[name], scales[name], prf, c) for name, prf, c in readout],
+                    dim=-1,
+                )
                 parts[split][roi].append(drive.clamp_min(0).pow(power).cpu().numpy())
             bar.update()
     basis = {
@@ -347,7 +355,7 @@ def _network_signal(
         for split, by_roi in parts.items()
     }
     signal = {split: {} for split in basis}
-    for roi, (*_, coefficients) in tuning.items():
+    for roi, (_, coefficients) in tuning.items():
         train = basis["train"][roi].astype(np.float64)
         mean, std = train.mean(0), train.std(0) + 1e-12
         weights = coefficients.cpu().double().numpy()
@@ -440,11 +448,12 @@ def _describe_area(roi: str, ground_truth: str = "cortex") -> str:
         "texture": f"second-order texture energy, {area.first_order_share:.0%} first-order Gabor "
         "energy",
         "v4_conjunctions": "rectified conjunctions of V1 orientation energy, max-pooled over "
-        "positions (per "
-        "scale)",
+        "positions (per scale)",
         "lo_invariant": "conjunctions of V4 outputs after a maximum over scales, max-pooled over "
         "positions",
     }[area.features]
+    if area.input_share:
+        what += f", and its input: texture energy ({area.input_share:.0%} of the read-out weight)"
     return f"{what}; {prf}; compressive power {COMPRESSION}"
 
 

@@ -103,6 +103,8 @@ def prf_weights(
 
 FEATURE_GRID = {"v4_conjunctions": 16, "lo_invariant": 8}  # cells across the field of view
 TUNING_COMPONENTS = 4  # K: shared tuning components per area beyond V1 (V1: its 3 frequency bands)
+INPUT_COMPONENTS = 2  # components of the area's input (texture energy) where input_share > 0
+INPUT_FIRST_ORDER_SHARE = 0.3  # the input's first-order share: V3's (the texture area before V4)
 TUNING_LENGTH_MM = 6.0  # correlation length of the tuning fields along the cortex
 TUNING_SPREAD = 1.0  # s.d. of the log weight of a component (smooth part)
 TUNING_JITTER = 0.25  # s.d. of each voxel's own deviation of that log weight
@@ -135,11 +137,27 @@ def area_components(roi: str, n_channels: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng([seed, list(CORTEX).index(roi)])
     area = CORTEX[roi]
     if area.features == "texture":
-        first = rng.dirichlet(np.full(N_GABOR_CHANNELS, 1.0), TUNING_COMPONENTS)
-        second = rng.dirichlet(np.full(N_TEXTURE_CHANNELS, 0.5), TUNING_COMPONENTS)
-        share = area.first_order_share
-        return np.concatenate([share * first, (1 - share) * second], axis=1)
+        return texture_components(TUNING_COMPONENTS, area.first_order_share, rng)
     return rng.dirichlet(np.full(n_channels, 0.5), TUNING_COMPONENTS)
+
+
+def input_components(roi: str, seed: int) -> np.ndarray:
+    """The components of an area's input, the texture energy of V2/V3: ``(INPUT_COMPONENTS, 72)``.
+
+    Drawn from ``seed`` like :func:`area_components` (another stream), with V3's first-order share.
+    """
+    rng = np.random.default_rng([seed, list(CORTEX).index(roi), 1])
+    return texture_components(INPUT_COMPONENTS, INPUT_FIRST_ORDER_SHARE, rng)
+
+
+def texture_components(n: int, first_order_share: float, rng: np.random.Generator) -> np.ndarray:
+    """``n`` random channel profiles over the "texture" maps (24 first-order + 48 second-order
+    channels): ``(n, 72)``, non-negative, each summing to 1, ``first_order_share`` of it on the
+    first-order channels.
+    """
+    first = rng.dirichlet(np.full(N_GABOR_CHANNELS, 1.0), n)
+    second = rng.dirichlet(np.full(N_TEXTURE_CHANNELS, 0.5), n)
+    return np.concatenate([first_order_share * first, (1 - first_order_share) * second], axis=1)
 
 
 def area_tuning(
@@ -149,17 +167,20 @@ def area_tuning(
     rng: np.random.Generator,
     seed: int,
     device,
-):
-    """How one ROI's voxels read out their area (see :mod:`.simulate`): four arrays.
+) -> tuple[list, torch.Tensor]:
+    """How one ROI's voxels read out their area (see :mod:`.simulate`): ``(parts, coefficients)``.
 
-    Returns (feature set name, pRF weights ``(V, grid^2)``, components: the channel profile of
-    each of the voxel's K tuning components, ``(V, K, C)`` in V1 and ``(K, C)``, shared by every
-    voxel, in the other areas, coefficients ``(V, K)``: how much the voxel weighs each component).
-    The coefficients are ``exp`` of smooth fields over the cortex (:func:`smooth_fields`) plus a
-    little per-voxel jitter: neighbours share their tuning. V1's components are its three
-    spatial-frequency bands (with a weak bias for radial orientations that follows the voxel's
-    polar angle), weighed by a preferred frequency that falls with eccentricity; the other areas
-    share K components (:func:`area_components`).
+    ``parts`` is a list of ``(feature set name, pRF weights (V, grid^2), components)``: the channel
+    profile of each tuning component, ``(V, K, C)`` (each voxel its own) in V1 and ``(K, C)``
+    (shared by every voxel) in the other areas. ``coefficients (V, K_total)``: how much the voxel
+    weighs each component, all parts' components in order. The coefficients are ``exp`` of smooth
+    fields over the cortex (:func:`smooth_fields`) plus a little per-voxel jitter: neighbours share
+    their tuning. V1's components are its three spatial-frequency bands (with a weak bias for
+    radial orientations that follows the voxel's polar angle), weighed by a preferred frequency that
+    falls with eccentricity; the other areas share K components (:func:`area_components`). Where
+    the area has an ``input_share`` (V4, LO), a second part reads :data:`INPUT_COMPONENTS`
+    components of the texture energy (:func:`input_components`) through the same pRF, and the
+    voxel's squared coefficients are split: ``input_share`` of their sum on the input.
     """
     area = CORTEX[roi]
     extra = voxels.extra
@@ -167,30 +188,59 @@ def area_tuning(
     positions = voxels.coords * np.asarray(config.voxel_size_mm)
     field = smooth_fields(positions, TUNING_COMPONENTS, TUNING_LENGTH_MM, rng)
     if area.features == "gabor_energy":
-        grid = min(V1_GRID, config.image_size // 2)
         components = v1_components(extra, field[:, 0])
         preferred = 2 * extra["prf_eccentricity"] / config.eccentricity_range_deg[1]
         preferred = preferred + 0.3 * field[:, 1] + rng.normal(0, 0.1, n)
         bands = np.arange(len(V1_WAVELENGTHS_DEG))
         coefficients = np.exp(-((bands[None] - preferred[:, None]) ** 2) / (2 * 0.7**2))
     else:
-        channels = {
-            "texture": N_GABOR_CHANNELS + N_TEXTURE_CHANNELS,
-            "v4_conjunctions": VentralStream.v4_outputs,
-            "lo_invariant": VentralStream.lo_units,
-        }[area.features]
-        grid = FEATURE_GRID.get(area.features, config.image_size // 4)
-        components = area_components(roi, channels, seed)  # (K, C), shared by the voxels
-        log_weight = TUNING_SPREAD * field + rng.normal(0, TUNING_JITTER, field.shape)
-        coefficients = np.exp(log_weight)
-    prf = prf_weights(
+        components = area_components(roi, AREA_CHANNELS[area.features], seed)  # (K, C), shared
+        coefficients = smooth_weights(field, rng)
+    parts = [
+        (area.features, _prf(extra, grid_of(area.features, config), config, device), components)
+    ]
+    if area.input_share > 0:
+        field = smooth_fields(positions, INPUT_COMPONENTS, TUNING_LENGTH_MM, rng)
+        own, given = coefficients, smooth_weights(field, rng)
+        coefficients = np.concatenate(
+            [
+                own * np.sqrt((1 - area.input_share) / (own**2).sum(1, keepdims=True)),
+                given * np.sqrt(area.input_share / (given**2).sum(1, keepdims=True)),
+            ],
+            axis=1,
+        )
+        prf = _prf(extra, grid_of("texture", config), config, device)
+        parts.append(("texture", prf, input_components(roi, seed)))
+    parts = [
+        (name, prf, torch.as_tensor(np.ascontiguousarray(c), dtype=torch.float32, device=device))
+        for name, prf, c in parts
+    ]
+    return parts, torch.as_tensor(coefficients, dtype=torch.float32, device=device)
+
+
+AREA_CHANNELS = {
+    "texture": N_GABOR_CHANNELS + N_TEXTURE_CHANNELS,
+    "v4_conjunctions": VentralStream.v4_outputs,
+    "lo_invariant": VentralStream.lo_units,
+}
+
+
+def grid_of(features: str, config: SimulationConfig) -> int:
+    """Cells across the field of view of a feature set's maps (see :func:`.cortex.feature_maps`)."""
+    if features == "gabor_energy":
+        return min(V1_GRID, config.image_size // 2)
+    return FEATURE_GRID.get(features, config.image_size // 4)
+
+
+def smooth_weights(field: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Positive weights ``(V, K)`` from smooth fields ``(V, K)``: exp(spread x field + jitter)."""
+    return np.exp(TUNING_SPREAD * field + rng.normal(0, TUNING_JITTER, field.shape))
+
+
+def _prf(extra: dict, grid: int, config: SimulationConfig, device) -> torch.Tensor:
+    return prf_weights(
         extra["prf_x"], extra["prf_y"], extra["prf_sigma"], grid, config.field_of_view_deg, device
     )
-    components, coefficients = (
-        torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)
-        for a in (components, coefficients)
-    )
-    return area.features, prf, components, coefficients
 
 
 def v1_components(extra: dict, strength_field: np.ndarray) -> np.ndarray:
