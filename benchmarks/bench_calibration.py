@@ -17,9 +17,10 @@ with the generator version, the device and the command.
 
 Measured: seeds 0-2 of the default subject, 4.5-4.9 s per seed (simulation and oracle) on an NVIDIA
 H200; the quick profile on the shared 2-core machine, one seed: 112 s wall under heavy load.
-``--learnability``, default profile, seed 0, generator 4, on the shared 2-core CPU: simulation and
-oracle 18 s, the two generic learners 37 s (57 s wall); V1-V3 pass the learnability gate (best
-learner 20-23 % of the voxels significant), V4 and LO fail it (1 %).
+``--learnability``, default profile, seed 0, on the shared 2-core CPU: simulation and oracle 17-18
+s, the two generic learners 36-37 s (56-57 s wall). Generator 4: V1-V3 pass the learnability gate
+(best learner 20-23 % of the voxels significant), V4 and LO fail it (1 %); generator 5: every ROI
+passes on seeds 0-2 (best learner, random features: V4 12 / 18 / 11 %, LO 13 / 11 / 13 %).
 """
 
 from __future__ import annotations
