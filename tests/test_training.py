@@ -209,7 +209,8 @@ def test_mse_with_the_full_size_network_does_not_collapse_to_a_constant():
     )
     assert model.predict(images[:40]).std(axis=0).min() > 1e-3  # not a constant
     with torch.no_grad():
-        features = model.net.features(scale_images(training.prepare_images(images[:40], 128)))
+        x = training.prepare_images(images[:40], 128).to(next(model.net.parameters()).device)
+        features = model.net.features(scale_images(x))
     assert float((features > 0).float().mean()) > 0.05  # the ReLUs are still alive
 
 
