@@ -80,8 +80,17 @@ def print_learnability(table: dict) -> None:
     print("learnability gate:", "passes" if not failures else "; ".join(failures))
 
 
+KEPT = ("previous_generator", "snr_fit")  # what the file says of earlier work: kept on rewrite
+
+
 def write_record(path, args, tables: dict, **extra) -> None:
-    """Write ``tables`` (by seed) with the header fields, atomically."""
+    """Write ``tables`` (by seed) with the header fields, atomically.
+
+    The fields of :data:`KEPT` already in the file stay (``previous_generator``: the tables of the
+    last generator that failed this gate, which chapter 1 shows; ``snr_fit``: how the SNRs were
+    fitted).
+    """
+    old = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     record = {
         "generator_version": GENERATOR_VERSION,
         "profile": args.profile,
@@ -90,6 +99,7 @@ def write_record(path, args, tables: dict, **extra) -> None:
         "command": "python " + " ".join(sys.argv),
         **extra,
         "tables": tables,
+        **{key: old[key] for key in KEPT if key in old},
     }
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(record, indent=1) + "\n")

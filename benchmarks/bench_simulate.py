@@ -10,6 +10,11 @@ the two are.
     python benchmarks/bench_simulate.py --threads 1      # torch on one thread (pure CPU work)
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_simulate.py  # waiting threads sleep
 
+Measured on generator 5 (default subject 1, seed 0, no cache): one NVIDIA H100 80GB HBM3 (lent GPU
+machine, 16 CPU threads, 5 Dec 2026): generate + save 9.6 s wall, generation alone 6.1 s, the cache
+file 73.6 MB, loaded in 1.0 s. (Generator 5 changed only V4 and LO's read-outs; the CPU figures
+below are generator 4's.)
+
 Measured (generator 4, default subject 1, seed 0, no cache; "generate + save" as printed):
 - NVIDIA H200 (lent GPU machine), before the CPU work below: 4.7 s wall (``simulate(...,
   cache=False)``); 4.8-7.7 s per seed inside ``oracle_report``.

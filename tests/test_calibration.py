@@ -127,6 +127,28 @@ def test_the_default_subject_passes_the_identifiability_gate(seed):
     assert abs(table["V1"]["oracle_best_r"] - BEST_V1_R) < 0.1
 
 
+def test_the_committed_learnability_tables_are_of_this_generator_and_pass_the_gate():
+    """data/calibration/learnability_report.json (chapter 1 reads it) was made by the current
+    generator on the default profile, seeds 0-2, with the current gate, and passes it on each seed
+    (the best learner chosen on training data); generator 4's tables, kept beside them, failed it in
+    V4 and LO on every seed and passed it in V1."""
+    report = committed_learnability_report()
+    assert report is not None
+    assert report["generator_version"] == GENERATOR_VERSION and report["profile"] == "default"
+    assert report["gate"]["learnable_frac_significant"] == LEARNABLE_FRAC_SIGNIFICANT
+    assert sorted(report["tables"], key=int) == ["0", "1", "2"]
+    for table in report["tables"].values():
+        assert learnability_failures(table) == []
+        for row in table.values():  # the better learner is the one with the higher training CV r
+            cv = {name: row["learners"][name]["cv_median_r"] for name in LEARNERS}
+            assert row["best_learner"] == max(cv, key=cv.get)
+    previous = report["previous_generator"]
+    assert previous["generator_version"] < GENERATOR_VERSION
+    for table in previous["tables"].values():
+        failing = " ".join(learnability_failures(table))
+        assert "V4" in failing and "LO" in failing and "V1" not in failing, failing
+
+
 def test_the_committed_oracle_tables_are_of_this_generator_and_pass_the_gate():
     """data/calibration/oracle_report.json (chapter 1 reads it) was made by the current generator
     on the default profile, seeds 0-2, with the current targets, and passes the gate on each seed;

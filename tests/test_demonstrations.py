@@ -154,10 +154,13 @@ def test_committed_collapses_are_the_ones_chapter_4_names():
         assert final[("released loss", seed)] > final[("without the mean penalty", seed)]
 
 
-def test_committed_v4_and_lo_are_learned_by_no_model():
-    """Chapters 4, 6, 7 and 8 say every committed model reaches a median r of only a few hundredths
-    in V4 and LO (mean over seeds below 0.05), far below V1, and chapters 4, 8 and 9 that more
-    training images (up to 7,000) do not change that."""
+def test_committed_v4_and_lo_are_learned_by_both_families():
+    """Chapter 8 says that on this cortex a verdict in V4 or LO compares two families that both
+    learned something (on generator 4 neither did): every committed etecrm and gwp_ridge result
+    reaches a median r above 0.05 there (five times the no-information floor), and the best model
+    reaches at least a quarter of the median exact ceiling in every ROI, so chapter 8 prints "no
+    ROI" under its ceiling table; chapter 9: both models' curves rise with more images in V4 and LO
+    and at least one passes 0.1 (so its "neither model reaches 0.1" list is empty)."""
     import numpy as np
 
     from etecrm_lib.evaluation import roi_statistic
@@ -169,16 +172,27 @@ def test_committed_v4_and_lo_are_learned_by_no_model():
         median = {}
         for r in run.results:
             median.setdefault((r.roi, r.model), []).append(roi_statistic(r.test_r, "median_r"))
-        late = {key: np.mean(v) for key, v in median.items() if key[0] in ("V4", "LO")}
-        assert late and max(late.values()) < 0.05, late
-        assert np.mean(median["V1", "etecrm"]) > 0.15
-    # chapters 4, 8 and 9: nor from 7,000 images (the data-size curves stay below 0.1 in V4 and LO)
+        for roi in ("V4", "LO"):
+            for model in ("etecrm", "gwp_ridge"):
+                assert min(median[roi, model]) > 0.05, (subject, roi, model, median[roi, model])
+        for roi in dict.fromkeys(r.roi for r in run.results):
+            best = max(np.mean(v) for (where, _), v in median.items() if where == roi)
+            ceiling = np.median(next(r for r in run.results if r.roi == roi).oracle_ceiling)
+            assert best >= 0.25 * ceiling, (subject, roi, best, ceiling)
     from etecrm_lib.data_size import find_committed_run, read_curves
 
     committed = find_committed_run(book.results_folder() / "data_size")
     curves = read_curves(committed)["curves"]
-    late = [p["median_r"] for p in curves if p["roi"] in ("V4", "LO")]
-    assert late and max(late) < 0.1 and max(p["n_train"] for p in curves) == 7000
+    assert max(p["n_train"] for p in curves) == 7000
+    for roi in ("V4", "LO"):
+        for model in ("etecrm", "gwp_ridge"):
+            points = {
+                p["n_train"]: p["median_r"]
+                for p in curves
+                if (p["roi"], p["model"]) == (roi, model)
+            }
+            assert points[7000] > points[250], (roi, model, points)
+        assert max(p["median_r"] for p in curves if p["roi"] == roi) > 0.1, roi
 
 
 def committed_medians(subject: int) -> dict:
