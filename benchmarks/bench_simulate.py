@@ -12,8 +12,8 @@ the two are.
 
 Measured on generator 5 (default subject 1, seed 0, no cache): one NVIDIA H100 80GB HBM3 (lent GPU
 machine, 16 CPU threads, 5 Dec 2026): generate + save 9.6 s wall, generation alone 6.1 s, the cache
-file 73.6 MB, loaded in 1.0 s. (Generator 5 changed only V4 and LO's read-outs; the CPU figures
-below are generator 4's.)
+file 73.6 MB, loaded in 1.0 s. The shared 2-core development machine, quiet (load 0.8): generate +
+save 19.6 s wall, 33.1 s CPU (generation alone 17.3 s). (The table below is generator 4's.)
 
 Measured (generator 4, default subject 1, seed 0, no cache; "generate + save" as printed):
 - NVIDIA H200 (lent GPU machine), before the CPU work below: 4.7 s wall (``simulate(...,
