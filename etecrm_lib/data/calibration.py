@@ -179,12 +179,18 @@ def oracle_report(
     r on the mean test responses exceeds that threshold), ``oracle_frac_of_ceiling`` (median over
     the effective voxels of oracle r / true ceiling), ``n_voxels`` and ``threshold``.
     """
+    config = _checked_config(profile)
+    dataset, basis = generate_with_basis(config, subject, seed, ground_truth=ground_truth)
+    return oracle_table(dataset, basis)
+
+
+def _checked_config(profile: str | SimulationConfig) -> SimulationConfig:
+    """The simulation's sizes for a profile name or a :class:`SimulationConfig`, checked."""
     config = (
         profile if isinstance(profile, SimulationConfig) else SimulationConfig.for_profile(profile)
     )
     config.check()
-    dataset, basis = generate_with_basis(config, subject, seed, ground_truth=ground_truth)
-    return oracle_table(dataset, basis)
+    return config
 
 
 def oracle_table(dataset: EncodingDataset, basis: dict) -> dict:
@@ -354,13 +360,7 @@ def learnability_report(
     ``best_frac_significant`` (its test figures).
     """
     if dataset is None:
-        config = (
-            profile
-            if isinstance(profile, SimulationConfig)
-            else SimulationConfig.for_profile(profile)
-        )
-        config.check()
-        dataset = generate(config, subject, seed)
+        dataset = generate(_checked_config(profile), subject, seed)
     threshold = evaluation.significance_threshold(dataset.test.n_images, p=1e-3)
     table = {roi: {"n_voxels": 0, "threshold": threshold, "learners": {}} for roi in dataset.rois}
     for learner in LEARNERS:

@@ -102,9 +102,14 @@ def prf_weights(
 
 
 FEATURE_GRID = {"v4_conjunctions": 16, "lo_invariant": 8}  # cells across the field of view
+AREA_CHANNELS = {  # channels of each feature set beyond V1
+    "texture": N_GABOR_CHANNELS + N_TEXTURE_CHANNELS,
+    "v4_conjunctions": VentralStream.v4_outputs,
+    "lo_invariant": VentralStream.lo_units,
+}
 TUNING_COMPONENTS = 4  # K: shared tuning components per area beyond V1 (V1: its 3 frequency bands)
 INPUT_COMPONENTS = 2  # components of the area's input (texture energy) where input_share > 0
-INPUT_FIRST_ORDER_SHARE = 0.3  # the input's first-order share: V3's (the texture area before V4)
+INPUT_FIRST_ORDER_SHARE = CORTEX["V3"].first_order_share  # the input's: V3's, the area before V4
 TUNING_LENGTH_MM = 6.0  # correlation length of the tuning fields along the cortex
 TUNING_SPREAD = 1.0  # s.d. of the log weight of a component (smooth part)
 TUNING_JITTER = 0.25  # s.d. of each voxel's own deviation of that log weight
@@ -216,13 +221,6 @@ def area_tuning(
         for name, prf, c in parts
     ]
     return parts, torch.as_tensor(coefficients, dtype=torch.float32, device=device)
-
-
-AREA_CHANNELS = {
-    "texture": N_GABOR_CHANNELS + N_TEXTURE_CHANNELS,
-    "v4_conjunctions": VentralStream.v4_outputs,
-    "lo_invariant": VentralStream.lo_units,
-}
 
 
 def grid_of(features: str, config: SimulationConfig) -> int:
